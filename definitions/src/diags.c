@@ -1,0 +1,1 @@
+/* placeholder so the skeleton configures; replaced by the definitions work */
