@@ -1,0 +1,43 @@
+/*
+ * cli.h -- the `saga` command line: one function per command, shared
+ * helpers for what several commands parse.
+ *
+ * Exit codes (every command): 0 success (for run/wait: completed),
+ * 1 error, 2 usage; run/wait also 3 compensated, 4 stuck.
+ */
+#ifndef SAGA_CLI_H
+#define SAGA_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#define SAGA_EXIT_OK 0
+#define SAGA_EXIT_ERROR 1
+#define SAGA_EXIT_USAGE 2
+#define SAGA_EXIT_COMPENSATED 3
+#define SAGA_EXIT_STUCK 4
+#define SAGA_EXIT_INTERRUPTED 130
+
+int saga_cli_validate(int argc, char **argv);
+int saga_cli_run(int argc, char **argv);
+
+/* Parses --input's value: inline JSON, "@path" (a file) or "@-" (stdin).
+ * Returns a new reference, or NULL with the reason (and position) printed
+ * on stderr. Blocking I/O: only before the loop runs. */
+json_t *saga_cli_parse_input(const char *arg);
+
+/* A growable list of strings for repeatable options (--plugins). */
+typedef struct saga_strv_s {
+    char **v;   /* NULL-terminated */
+    size_t n;
+} saga_strv_t;
+
+int saga_strv_push(saga_strv_t *s, const char *str);
+void saga_strv_free(saga_strv_t *s);
+
+/* Prints "saga: error: ..." on stderr. */
+void saga_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * main.c -- `saga COMMAND ...`: dispatches to the commands in cli_*.c.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct command_s {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command_t;
+
+static const command_t commands[] = {
+    {"validate", saga_cli_validate, "check saga definitions"},
+    {"run", saga_cli_run, "run one saga to its end, in this process"},
+};
+
+static void usage(FILE *out) {
+    fputs("usage: saga COMMAND [OPTIONS] [ARGS]\n\ncommands:\n", out);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fputs("\n`saga COMMAND --help` describes a command.\n", out);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return SAGA_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return SAGA_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("saga %s\n", SAGA_VERSION);
+        return SAGA_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    saga_cli_error("unknown command '%s'", argv[1]);
+    usage(stderr);
+    return SAGA_EXIT_USAGE;
+}

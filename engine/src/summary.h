@@ -1,0 +1,33 @@
+/*
+ * summary.h -- a saga's state as users see it: built from its stored record,
+ * its definition and its history; printed as JSON or as text.
+ */
+#ifndef SAGA_SUMMARY_H
+#define SAGA_SUMMARY_H
+
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "saga/definition.h"
+#include "store.h"
+
+/* Builds the summary object:
+ *   {id, saga, definition, state, reason, stuck_in, created, owner,
+ *    steps: [{name, status, attempts, output, error,
+ *             action: {status, attempts, error, retry_at},
+ *             compensation: {status, attempts, error, retry_at} | null}],
+ *    history: [{ts, seq, type, step, phase, attempt, detail, worker}]}
+ * `def` may be NULL (steps are then listed from the record as found);
+ * `hist` may be NULL (no "history" key). Returns a new reference or NULL
+ * when out of memory. */
+json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
+                           const saga_history_entry_t *hist, size_t nhist);
+
+/* Prints the summary as readable text. */
+void saga_summary_print_text(const json_t *summary, FILE *out);
+
+/* One history entry as JSON (used by `saga history`). */
+json_t *saga_summary_history_entry(const saga_history_entry_t *h);
+
+#endif
