@@ -10,6 +10,21 @@
  *
  * Commands are pipelined: everything issued before the loop next writes goes
  * out in one write. Replies arrive in order.
+ *
+ * Notes on the contract (see redis_conn.c for the details):
+ *  - The process must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN) in main):
+ *    hiredis 0.14 writes with write(2), and a write to a server that just
+ *    died would otherwise kill the process instead of reporting LOST.
+ *  - CONNECT_FAILED fires once per failed attempt (each retry too). A host
+ *    name's addresses are tried in turn within one attempt; the connect
+ *    timeout covers the whole attempt (resolution, connect, handshake).
+ *  - The handshake ends with a PING, so a server still loading its data
+ *    (-LOADING) is a failed attempt, not READY.
+ *  - No pub/sub or MONITOR: every command must get exactly one reply.
+ *  - The event's `errstr` is only valid during the callback.
+ *  - Extra return codes: saga_redis_start() -EALREADY (already started) or
+ *    -ECANCELED (after close); saga_redis_command() -EINVAL for a bad
+ *    format; saga_redis_command_argv() -EINVAL for argc < 1.
  */
 #ifndef SAGA_REDIS_CONN_H
 #define SAGA_REDIS_CONN_H

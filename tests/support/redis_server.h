@@ -41,4 +41,9 @@ void redis_server_stop(redis_server_t *s);
 /* A blocking client for assertions; caller frees with redisFree. */
 redisContext *redis_server_connect(const redis_server_t *s);
 
+/* A TCP port on 127.0.0.1 that was free a moment ago, for tests that need
+ * TCP: pass "--port", "<N>" as extra arguments (never a fixed port).
+ * Returns the port, or -1. */
+int redis_server_free_port(void);
+
 #endif
