@@ -231,10 +231,11 @@ static void after_work_cb(uv_work_t *w, int status) {
     deliver(c);
 }
 
-/* Renders the call's input: the constant text when the template has no
- * expression, else the template rendered against the saga. */
-static int render_input(saga_call_t *c, saga_inst_t *inst,
-                        const saga_call_def_t *cd, char *err, size_t errlen) {
+/* The call's input: the constant text when the template has no
+ * expression; else the text rendered when the attempt was decided (taken
+ * over by the call); else (a resumed attempt) rendered now. */
+static int call_input(saga_call_t *c, saga_inst_t *inst,
+                      const saga_call_def_t *cd, char *err, size_t errlen) {
     size_t len;
     const char *k = saga_template_constant(cd->with, &len);
     if (k != NULL) {
@@ -242,28 +243,12 @@ static int render_input(saga_call_t *c, saga_inst_t *inst,
         c->info.input_len = len;
         return 0;
     }
-    const saga_def_t *def = inst->edef->def;
-    const json_t *outs_small[16];
-    const json_t **outs = def->n_steps <= 16 ? outs_small
-                                             : malloc(def->n_steps * sizeof(*outs));
-    if (outs == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < def->n_steps; i++)
-        outs[i] = inst->steps[i].output;
-    saga_render_ctx_t ctx = {inst->input, inst->id, def->name, outs};
-    json_t *v = saga_template_render(cd->with, &ctx, err, errlen);
-    if (outs != outs_small)
-        free(outs);
-    if (v == NULL)
+    saga__step_t *s = &inst->steps[c->step];
+    c->input_owned = s->input;
+    s->input = NULL;
+    if (c->input_owned == NULL &&
+        (c->input_owned = saga__inst_render(inst, cd, err, errlen)) == NULL)
         return -EINVAL;
-    c->input_owned = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(v);
-    if (c->input_owned == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
     c->info.input = c->input_owned;
     c->info.input_len = strlen(c->input_owned);
     return 0;
@@ -327,7 +312,7 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
     saga__engine_progress(e, &p);
 
     char err[512];
-    if (render_input(c, inst, cd, err, sizeof(err)) != 0) {
+    if (call_input(c, inst, cd, err, sizeof(err)) != 0) {
         /* Rendering is deterministic: retrying cannot help. */
         char msg[600];
         snprintf(msg, sizeof(msg), "cannot render `with`: %s", err);

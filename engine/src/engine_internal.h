@@ -61,6 +61,8 @@ typedef struct saga__step_s {
     json_t *output;      /* the action's output, NULL when none */
     char *error;         /* last action error */
     char *cerror;        /* last compensation error */
+    char *input;         /* rendered input of the attempt about to be
+                            called (NULL: constant, or not rendered yet) */
     saga_call_t *call;   /* the attempt in flight, NULL when none */
     saga_deadline_t wait; /* retry timer */
 } saga__step_t;
@@ -190,6 +192,11 @@ void saga__inst_request_cancel(saga_inst_t *inst);
 void saga__inst_drain(saga_inst_t *inst);
 /* Shutdown grace over: abandon calls, forget the saga (store keeps it). */
 void saga__inst_abandon(saga_inst_t *inst);
+
+/* Renders the `with` of a call against the saga. Returns compact JSON text
+ * (caller frees), or NULL with the reason in `err`. */
+char *saga__inst_render(saga_inst_t *inst, const saga_call_def_t *cd,
+                        char *err, size_t errlen);
 
 /* call.c */
 extern const saga_host_t saga__host;

@@ -181,6 +181,7 @@ void saga__inst_free(saga_inst_t *inst) {
         json_decref(s->output);
         free(s->error);
         free(s->cerror);
+        free(s->input);
     }
     json_decref(inst->input);
     free(inst->reason);
@@ -294,11 +295,63 @@ static saga__phase_t *phase_of(saga__step_t *s, saga_phase_t phase) {
     return phase == SAGA_PHASE_ACTION ? &s->act : &s->comp;
 }
 
+char *saga__inst_render(saga_inst_t *inst, const saga_call_def_t *cd,
+                        char *err, size_t errlen) {
+    const saga_def_t *def = def_of(inst);
+    const json_t *outs_small[16];
+    const json_t **outs = def->n_steps <= 16 ? outs_small
+                                             : malloc(def->n_steps * sizeof(*outs));
+    if (outs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < def->n_steps; i++)
+        outs[i] = inst->steps[i].output;
+    saga_render_ctx_t ctx = {inst->input, inst->id, def->name, outs};
+    json_t *v = saga_template_render(cd->with, &ctx, err, errlen);
+    if (outs != outs_small)
+        free(outs);
+    if (v == NULL)
+        return NULL;
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    if (text == NULL)
+        snprintf(err, errlen, "out of memory");
+    return text;
+}
+
+static void fail_for_good(saga_inst_t *inst, size_t i, saga_phase_t phase,
+                          const char *detail);
+
 /* Records a new attempt as started; its handler is called once the write
- * carrying this decision is durable. */
+ * carrying this decision is durable. The input is rendered first: when it
+ * cannot be (a missing value), the step fails without having started. */
 static void start_attempt(saga_inst_t *inst, size_t i, saga_phase_t phase) {
     saga__step_t *s = &inst->steps[i];
     saga__phase_t *p = phase_of(s, phase);
+    const saga_step_def_t *sd = &def_of(inst)->steps[i];
+    const saga_call_def_t *cd = phase == SAGA_PHASE_ACTION ? &sd->action : &sd->compensation;
+    if (!saga_template_is_constant(cd->with)) {
+        char err[512];
+        free(s->input);
+        if ((s->input = saga__inst_render(inst, cd, err, sizeof(err))) == NULL) {
+            char msg[600];
+            snprintf(msg, sizeof(msg), "cannot render `with`: %s", err);
+            char **slot = phase == SAGA_PHASE_ACTION ? &s->error : &s->cerror;
+            free(*slot);
+            *slot = strdup(msg);
+            s->dirty |= phase == SAGA_PHASE_ACTION ? DIRTY_ERR : DIRTY_CERR;
+            p->status = ST_FAILED;
+            s->dirty |= phase == SAGA_PHASE_ACTION ? DIRTY_ACT : DIRTY_COMP;
+            char detail[640];
+            snprintf(detail, sizeof(detail), "business: %s", msg);
+            emit(inst, "step.failed", i, phase, true, p->attempts, detail);
+            progress(inst, SAGA_PROGRESS_CALL_FAILED, i, phase, p->attempts,
+                     SAGA_OUTCOME_BUSINESS, msg, 0, false, 0);
+            fail_for_good(inst, i, phase, detail);
+            return;
+        }
+    }
     p->status = ST_RUNNING;
     p->attempts++;
     p->retry_at = 0;
@@ -518,10 +571,19 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
     progress(inst, SAGA_PROGRESS_CALL_FAILED, i, phase, p->attempts, outcome,
              msg, elapsed_ms, false, 0);
 
+    fail_for_good(inst, i, phase, detail);
+    advance(inst);
+    flush(inst);
+}
+
+/* A step's phase failed for good: the recovery policy takes over. */
+static void fail_for_good(saga_inst_t *inst, size_t i, saga_phase_t phase,
+                          const char *detail) {
+    const saga_step_def_t *sd = &def_of(inst)->steps[i];
     char reason[MESSAGE_MAX + 128];
     if (phase == SAGA_PHASE_ACTION && inst->state == SAGA_STATE_RUNNING) {
         snprintf(reason, sizeof(reason), "step '%s' failed: %s", sd->name, detail);
-        if (def->recovery == SAGA_RECOVERY_BACKWARD)
+        if (def_of(inst)->recovery == SAGA_RECOVERY_BACKWARD)
             enter_compensating(inst, reason);
         else
             set_state(inst, SAGA_STATE_STUCK, reason);
@@ -531,8 +593,6 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
                  sd->name, detail);
         set_state(inst, SAGA_STATE_STUCK, reason);
     }
-    advance(inst);
-    flush(inst);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -1,6 +1,7 @@
 /*
  * main.c -- `saga COMMAND ...`: dispatches to the commands in cli_*.c.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +26,9 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    /* hiredis writes with write(2): a server that just died must show up as
+     * an error on the connection, not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return SAGA_EXIT_USAGE;
