@@ -1,0 +1,922 @@
+/*
+ * store_redis.c -- the Redis store (see store_redis.h, saga.lua).
+ *
+ * Every request is kept in one FIFO until Redis answered it. A request is
+ * "sent" while hiredis holds it; when the connection is lost its reply
+ * callback gets NULL, it goes back to "unsent" in place, and once the
+ * connection is READY again (and the function library reloaded) every
+ * unsent request is sent again in FIFO order. Everything we send is safe to
+ * send twice: writes carry a token and a sequence number (saga_write
+ * recognises its own applied write), index updates and SET NX are
+ * idempotent, reads have no effect.
+ *
+ * Replies are checked before use: a reply of the wrong shape fails the
+ * request with SAGA_ESTORE and a log line that says what was expected.
+ */
+#include "store_redis.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "engine.h"
+#include "errors.h"
+#include "log.h"
+#include "retry.h"
+#include "saga_lua.h"
+
+#define GC_INTERVAL_MS 30000
+#define GC_BATCH "1000"
+#define TRANSIENT_RETRY_MS 200
+#define SAGA_ID_KEY_MAX (SAGA_ID_MAX + 32)
+
+#define KEY_ACTIVE "saga:{idx}:active"
+#define KEY_ALL "saga:{idx}:all"
+#define KEY_EXPIRY "saga:{idx}:expiry"
+
+typedef enum rq_kind_e {
+    RQ_WRITE,
+    RQ_INDEX,
+    RQ_LOAD,
+    RQ_HISTORY,
+    RQ_PUTDEF,
+    RQ_GETDEF,
+    RQ_LIST,
+} rq_kind_t;
+
+typedef struct rq_s {
+    struct rq_s *prev;
+    struct rq_s *next;
+    struct store_redis_s *st;
+    rq_kind_t kind;
+    bool sent;
+    void *cb;
+    void *data;
+    const saga_store_write_t *w; /* RQ_WRITE; valid until cb */
+    char wtok[17];
+    int64_t score;               /* RQ_INDEX */
+    const char *op;              /* RQ_INDEX: static */
+    size_t len;                  /* bytes of `text` (RQ_PUTDEF) */
+    char *text;                  /* RQ_PUTDEF */
+    char key[];                  /* saga id or definition hash */
+} rq_t;
+
+typedef struct store_redis_s {
+    saga_store_t base;
+    uv_loop_t *loop;
+    saga_redis_t *conn;
+    saga_store_redis_options_t opt;
+    char retention[24];
+    saga_store_ready_cb ready_cb;
+    void *ready_data;
+    bool ready;          /* checks passed; requests may be sent */
+    bool checking;       /* start-up checks in flight */
+    bool failed;         /* start-up failed: nothing will be sent */
+    int checks_left;
+    char check_error[512];
+    bool persistence_off[2]; /* appendonly no, save "" */
+    rq_t *head;
+    rq_t *tail;
+    saga_rng_t rng;
+    uv_timer_t gc_timer;
+    uv_timer_t retry_timer;
+    int open_handles;
+    bool closing;
+    void (*closed)(void *);
+    void *closed_data;
+    saga_store_redis_stats_t stats;
+} store_redis_t;
+
+static void send_unsent(store_redis_t *st);
+
+/* ---------------------------------------------------------------------- */
+/* Queue                                                                   */
+/* ---------------------------------------------------------------------- */
+
+static void unlink_rq(store_redis_t *st, rq_t *rq) {
+    if (rq->prev) rq->prev->next = rq->next; else st->head = rq->next;
+    if (rq->next) rq->next->prev = rq->prev; else st->tail = rq->prev;
+    rq->prev = rq->next = NULL;
+}
+
+static rq_t *rq_new(store_redis_t *st, rq_kind_t kind, const char *key,
+                    void *cb, void *data) {
+    size_t kl = key ? strlen(key) : 0;
+    rq_t *rq = calloc(1, sizeof(*rq) + kl + 1);
+    if (rq == NULL)
+        return NULL;
+    rq->st = st;
+    rq->kind = kind;
+    rq->cb = cb;
+    rq->data = data;
+    if (key)
+        memcpy(rq->key, key, kl + 1);
+    return rq;
+}
+
+static void rq_free(rq_t *rq) {
+    free(rq->text);
+    free(rq);
+}
+
+/* Appends a request and sends it when the store is ready. */
+static void enqueue(store_redis_t *st, rq_t *rq) {
+    rq->prev = st->tail;
+    if (st->tail) st->tail->next = rq; else st->head = rq;
+    st->tail = rq;
+    if (st->ready && saga_redis_ready(st->conn))
+        send_unsent(st);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Completing requests                                                     */
+/* ---------------------------------------------------------------------- */
+
+static bool all_strings(const redisReply *r) {
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i] == NULL || r->element[i]->type != REDIS_REPLY_STRING)
+            return false;
+    return true;
+}
+
+static int bad_reply(const rq_t *rq, const char *what) {
+    saga_error("redis store: unexpected reply to %s request for '%s': %s",
+               rq->kind == RQ_LOAD ? "load" : rq->kind == RQ_HISTORY ? "history"
+               : rq->kind == RQ_LIST ? "list" : rq->kind == RQ_GETDEF ? "get-definition"
+               : "write", rq->key, what);
+    return SAGA_ESTORE;
+}
+
+static void finish_load(rq_t *rq, int status, const redisReply *r) {
+    saga_store_load_cb cb = (saga_store_load_cb)rq->cb;
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0 ||
+                        !all_strings(r)))
+        status = bad_reply(rq, "expected an array of field/value strings");
+    if (status == 0 && r->elements == 0)
+        status = SAGA_ENOTFOUND;
+    if (status != 0) {
+        cb(status, NULL, rq->data);
+        return;
+    }
+    saga_record_t rec = {calloc(r->elements / 2 + 1, sizeof(saga_kv_t)), 0, NULL};
+    if (rec.fields == NULL) {
+        cb(-ENOMEM, NULL, rq->data);
+        return;
+    }
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        rec.fields[rec.nfields++] = (saga_kv_t){
+            r->element[i]->str, (size_t)r->element[i]->len,
+            r->element[i + 1]->str, (size_t)r->element[i + 1]->len};
+    cb(0, &rec, rq->data);
+    free(rec.fields);
+}
+
+/* One stream entry [id, [field, value, ...]] into `h`; strings point into
+ * the reply. Returns 0 or -1 when the entry has the wrong shape. */
+static int parse_entry(const redisReply *e, saga_history_entry_t *h) {
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING ||
+        e->element[1]->type != REDIS_REPLY_ARRAY ||
+        e->element[1]->elements % 2 != 0 || !all_strings(e->element[1]))
+        return -1;
+    memset(h, 0, sizeof(*h));
+    h->ts_ms = strtoll(e->element[0]->str, NULL, 10); /* stream id: ms-seq */
+    const redisReply *f = e->element[1];
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const char *k = f->element[i]->str;
+        const redisReply *v = f->element[i + 1];
+        const char *val = v->len > 0 ? v->str : NULL;
+        if (strcmp(k, "ts") == 0) h->ts_ms = strtoll(v->str, NULL, 10);
+        else if (strcmp(k, "seq") == 0) h->seq = strtoull(v->str, NULL, 10);
+        else if (strcmp(k, "type") == 0) h->ev.type = v->str;
+        else if (strcmp(k, "step") == 0) h->ev.step = val;
+        else if (strcmp(k, "phase") == 0) h->ev.phase = val;
+        else if (strcmp(k, "attempt") == 0) h->ev.attempt = (uint32_t)strtoul(v->str, NULL, 10);
+        else if (strcmp(k, "detail") == 0) {
+            h->ev.detail = val;
+            h->ev.detail_len = val ? (size_t)v->len : 0;
+        } else if (strcmp(k, "worker") == 0) h->worker = v->str;
+    }
+    return h->ev.type != NULL ? 0 : -1;
+}
+
+static void finish_history(rq_t *rq, int status, const redisReply *r) {
+    saga_store_history_cb cb = (saga_store_history_cb)rq->cb;
+    if (status == 0 && r->type != REDIS_REPLY_ARRAY)
+        status = bad_reply(rq, "expected an array of stream entries");
+    if (status != 0) {
+        cb(status, NULL, 0, rq->data);
+        return;
+    }
+    saga_history_entry_t *h = calloc(r->elements + 1, sizeof(*h));
+    if (h == NULL) {
+        cb(-ENOMEM, NULL, 0, rq->data);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        if (parse_entry(r->element[i], &h[i]) != 0) {
+            free(h);
+            cb(bad_reply(rq, "malformed stream entry"), NULL, 0, rq->data);
+            return;
+        }
+    }
+    cb(0, h, r->elements, rq->data);
+    free(h);
+}
+
+static void finish_list(rq_t *rq, int status, const redisReply *r) {
+    saga_store_ids_cb cb = (saga_store_ids_cb)rq->cb;
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !all_strings(r)))
+        status = bad_reply(rq, "expected an array of ids");
+    if (status != 0) {
+        cb(status, NULL, 0, rq->data);
+        return;
+    }
+    const char **ids = calloc(r->elements + 1, sizeof(*ids));
+    if (ids == NULL) {
+        cb(-ENOMEM, NULL, 0, rq->data);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++)
+        ids[i] = r->element[i]->str;
+    cb(0, ids, r->elements, rq->data);
+    free(ids);
+}
+
+/* Runs the request's callback with `status` (and the reply when 0), then
+ * frees it. The request must already be unlinked. */
+static void finish(rq_t *rq, int status, const redisReply *r) {
+    switch (rq->kind) {
+    case RQ_WRITE: {
+        unsigned signals = 0;
+        if (status == 0) {
+            if (r->type != REDIS_REPLY_INTEGER)
+                status = bad_reply(rq, "expected an integer");
+            else if (r->integer == 1)
+                signals = SAGA_SIGNAL_CANCEL;
+        }
+        ((saga_store_write_cb)rq->cb)(status, signals, rq->data);
+        break;
+    }
+    case RQ_INDEX:
+        if (status != 0 && status != SAGA_ECLOSING)
+            saga_error("redis store: index update for saga %s failed: %s",
+                       rq->key, saga_strerror(status));
+        break;
+    case RQ_PUTDEF:
+        if (rq->cb)
+            ((saga_store_done_cb)rq->cb)(status, rq->data);
+        break;
+    case RQ_GETDEF: {
+        saga_store_text_cb cb = (saga_store_text_cb)rq->cb;
+        if (status == 0 && r->type == REDIS_REPLY_NIL)
+            status = SAGA_ENOTFOUND;
+        else if (status == 0 && r->type != REDIS_REPLY_STRING)
+            status = bad_reply(rq, "expected a string");
+        cb(status, status == 0 ? r->str : NULL, status == 0 ? (size_t)r->len : 0,
+           rq->data);
+        break;
+    }
+    case RQ_LOAD:
+        finish_load(rq, status, r);
+        break;
+    case RQ_HISTORY:
+        finish_history(rq, status, r);
+        break;
+    case RQ_LIST:
+        finish_list(rq, status, r);
+        break;
+    }
+    rq_free(rq);
+}
+
+/* Maps an error reply. Returns 1 when the error is transient (send again
+ * later), else 0 with *status set. */
+static int classify_error(const redisReply *r, int *status) {
+    static const char *const transient[] = {"LOADING", "BUSY", "TRYAGAIN",
+                                            "READONLY", "MASTERDOWN", "CLUSTERDOWN"};
+    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+        if (strncmp(r->str, transient[i], strlen(transient[i])) == 0)
+            return 1;
+    if (strstr(r->str, "Function not found") != NULL || strncmp(r->str, "NOSCRIPT", 8) == 0)
+        return 1; /* the library is reloaded before the resend */
+    if (strncmp(r->str, "SAGAFENCED", 10) == 0) *status = SAGA_EFENCED;
+    else if (strncmp(r->str, "SAGACONFLICT", 12) == 0) *status = SAGA_ECONFLICT;
+    else if (strncmp(r->str, "SAGAEXISTS", 10) == 0) *status = SAGA_EEXIST;
+    else if (strncmp(r->str, "SAGANOTFOUND", 12) == 0) *status = SAGA_ENOTFOUND;
+    else *status = SAGA_ESTORE;
+    return 0;
+}
+
+static void load_library(store_redis_t *st, saga_redis_reply_cb cb, void *data);
+static void retry_soon(store_redis_t *st);
+
+static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
+    rq_t *rq = data;
+    store_redis_t *st = rq->st;
+    (void)conn;
+    rq->sent = false;
+    if (st->closing) {
+        unlink_rq(st, rq);
+        finish(rq, SAGA_ECLOSING, NULL);
+        return;
+    }
+    if (r == NULL)
+        return; /* connection lost: stays queued, resent when READY */
+    int status = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (classify_error(r, &status)) {
+            saga_warn("redis %s: %s; retrying", saga_redis_display(st->conn), r->str);
+            if (strstr(r->str, "Function not found") != NULL)
+                load_library(st, NULL, NULL);
+            retry_soon(st);
+            return;
+        }
+        if (status == SAGA_ESTORE)
+            saga_error("redis %s: error reply to a store request for '%s': %s",
+                       saga_redis_display(st->conn), rq->key, r->str);
+        else
+            saga_debug("redis store: '%s': %s", rq->key, r->str);
+    }
+    unlink_rq(st, rq);
+    finish(rq, status, r);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Sending                                                                 */
+/* ---------------------------------------------------------------------- */
+
+typedef struct argv_s {
+    const char **v;
+    size_t *len;
+    int n;
+    int cap;
+    char *nums;      /* number strings live here */
+    size_t nums_len;
+    size_t nums_cap;
+} argv_t;
+
+static int argv_init(argv_t *a, int cap, size_t nums) {
+    a->v = malloc((size_t)cap * sizeof(*a->v));
+    a->len = malloc((size_t)cap * sizeof(*a->len));
+    a->nums = malloc(nums);
+    a->n = 0;
+    a->cap = cap;
+    a->nums_len = 0;
+    a->nums_cap = nums;
+    return (a->v && a->len && a->nums) ? 0 : -ENOMEM;
+}
+
+static void argv_free(argv_t *a) {
+    free(a->v);
+    free(a->len);
+    free(a->nums);
+}
+
+static void arg(argv_t *a, const char *s, size_t len) {
+    a->v[a->n] = s;
+    a->len[a->n] = len;
+    a->n++;
+}
+
+static void arg_str(argv_t *a, const char *s) { arg(a, s ? s : "", s ? strlen(s) : 0); }
+
+/* A formatted argument kept in the scratch area (sized by the caller). */
+static void arg_fmt(argv_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void arg_fmt(argv_t *a, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = a->nums + a->nums_len;
+    int n = vsnprintf(p, a->nums_cap - a->nums_len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= a->nums_cap - a->nums_len)
+        n = 0;
+    a->nums_len += (size_t)n + 1;
+    arg(a, p, (size_t)n);
+}
+
+static int send_rq(store_redis_t *st, rq_t *rq) {
+    argv_t a;
+    int rc;
+    switch (rq->kind) {
+    case RQ_WRITE: {
+        const saga_store_write_t *w = rq->w;
+        int n = 16 + 2 * (int)w->nfields + 5 * (int)w->nevents;
+        if (argv_init(&a, n, 2 * SAGA_ID_KEY_MAX + 256 + 12 * w->nevents) != 0)
+            goto oom;
+        arg_str(&a, "FCALL");
+        arg_str(&a, "saga_write");
+        arg_str(&a, "2");
+        arg_fmt(&a, "saga:{%s}", w->id);
+        arg_fmt(&a, "saga:{%s}:history", w->id);
+        arg_fmt(&a, "%" PRIu64, w->seq);
+        arg_fmt(&a, "%" PRIu64, w->fence);
+        arg_fmt(&a, "%u", w->flags);
+        arg_str(&a, w->worker);
+        arg_str(&a, st->retention);
+        arg_str(&a, rq->wtok);
+        arg_fmt(&a, "%zu", w->nfields);
+        for (size_t i = 0; i < w->nfields; i++) {
+            arg(&a, w->fields[i].key, w->fields[i].klen);
+            arg(&a, w->fields[i].val, w->fields[i].vlen);
+        }
+        arg_fmt(&a, "%zu", w->nevents);
+        for (size_t i = 0; i < w->nevents; i++) {
+            const saga_event_t *e = &w->events[i];
+            arg_str(&a, e->type);
+            arg_str(&a, e->step);
+            arg_str(&a, e->phase);
+            arg_fmt(&a, "%u", e->attempt);
+            arg(&a, e->detail ? e->detail : "", e->detail ? e->detail_len : 0);
+        }
+        st->stats.writes++;
+        break;
+    }
+    case RQ_INDEX:
+        if (argv_init(&a, 10, 64) != 0)
+            goto oom;
+        arg_str(&a, "FCALL");
+        arg_str(&a, "saga_index");
+        arg_str(&a, "3");
+        arg_str(&a, KEY_ACTIVE);
+        arg_str(&a, KEY_ALL);
+        arg_str(&a, KEY_EXPIRY);
+        arg_str(&a, rq->op);
+        arg_str(&a, rq->key);
+        arg_fmt(&a, "%" PRId64, rq->score);
+        break;
+    case RQ_LOAD:
+    case RQ_HISTORY:
+        if (argv_init(&a, 5, SAGA_ID_KEY_MAX + 32) != 0)
+            goto oom;
+        if (rq->kind == RQ_LOAD) {
+            arg_str(&a, "HGETALL");
+            arg_fmt(&a, "saga:{%s}", rq->key);
+        } else {
+            arg_str(&a, "XRANGE");
+            arg_fmt(&a, "saga:{%s}:history", rq->key);
+            arg_str(&a, "-");
+            arg_str(&a, "+");
+        }
+        break;
+    case RQ_PUTDEF:
+    case RQ_GETDEF:
+        if (argv_init(&a, 4, 128) != 0)
+            goto oom;
+        arg_str(&a, rq->kind == RQ_PUTDEF ? "SET" : "GET");
+        arg_fmt(&a, "sagadef:{%s}", rq->key);
+        if (rq->kind == RQ_PUTDEF) {
+            arg(&a, rq->text, rq->len);
+            arg_str(&a, "NX");
+        }
+        break;
+    case RQ_LIST:
+        if (argv_init(&a, 4, 8) != 0)
+            goto oom;
+        arg_str(&a, "ZRANGE");
+        arg_str(&a, KEY_ACTIVE);
+        arg_str(&a, "0");
+        arg_str(&a, "-1");
+        break;
+    default:
+        return -EINVAL;
+    }
+    rc = saga_redis_command_argv(st->conn, on_reply, rq, a.n, a.v, a.len);
+    argv_free(&a);
+    if (rc == 0) {
+        rq->sent = true;
+        st->stats.commands++;
+    }
+    return rc;
+oom:
+    argv_free(&a);
+    return -ENOMEM;
+}
+
+static void send_unsent(store_redis_t *st) {
+    for (rq_t *rq = st->head; rq != NULL; rq = rq->next) {
+        if (rq->sent)
+            continue;
+        int rc = send_rq(st, rq);
+        if (rc == -ENOTCONN)
+            return; /* lost again meanwhile: READY will resend */
+        if (rc != 0) {
+            /* Cannot even format it (out of memory): fail just this one. */
+            rq_t *next = rq->prev;
+            unlink_rq(st, rq);
+            finish(rq, rc, NULL);
+            rq = next ? next : st->head;
+            if (rq == NULL)
+                return;
+        }
+    }
+}
+
+static void on_retry_timer(uv_timer_t *t) {
+    store_redis_t *st = t->data;
+    if (st->ready && saga_redis_ready(st->conn))
+        send_unsent(st);
+}
+
+/* A transient error (a replica, a server loading, a busy script): send
+ * what is unsent again a little later. */
+static void retry_soon(store_redis_t *st) {
+    if (!uv_is_active((uv_handle_t *)&st->retry_timer))
+        uv_timer_start(&st->retry_timer, on_retry_timer, TRANSIENT_RETRY_MS, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Connection: start-up checks, library, reconnects                        */
+/* ---------------------------------------------------------------------- */
+
+static void library_loaded(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    (void)conn;
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        snprintf(st->check_error, sizeof(st->check_error),
+                 "redis %s: cannot load saga's function library: %s",
+                 saga_redis_display(st->conn), r->str);
+        if (st->ready)
+            saga_error("%s", st->check_error);
+    }
+}
+
+/* FUNCTION LOAD REPLACE: on every new connection, before anything else is
+ * sent on it (the pipeline keeps the order). */
+static void load_library(store_redis_t *st, saga_redis_reply_cb cb, void *data) {
+    const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", saga_lua};
+    size_t len[] = {8, 4, 7, sizeof(saga_lua) - 1};
+    if (saga_redis_command_argv(st->conn, cb ? cb : library_loaded, cb ? data : st,
+                                4, argv, len) == 0)
+        st->stats.commands++;
+}
+
+static void checks_done(store_redis_t *st) {
+    if (--st->checks_left > 0)
+        return;
+    st->checking = false;
+    if (st->check_error[0] != '\0') {
+        st->failed = true;
+        st->ready_cb(&st->base, SAGA_ESTORE, st->check_error, st->ready_data);
+        return;
+    }
+    if (st->persistence_off[0] && st->persistence_off[1])
+        saga_warn("redis %s: persistence is off (no AOF, no RDB snapshots): a "
+                  "restart of Redis loses every saga; see docs/durability.md",
+                  saga_redis_display(st->conn));
+    else if (st->persistence_off[0])
+        saga_warn("redis %s: AOF is off: a crash of Redis loses the sagas' "
+                  "transitions since the last RDB snapshot; see docs/durability.md",
+                  saga_redis_display(st->conn));
+    st->ready = true;
+    st->ready_cb(&st->base, 0, NULL, st->ready_data);
+    if (!st->closing)
+        send_unsent(st);
+}
+
+/* The value of a CONFIG GET reply ([name, value]) or NULL. */
+static const char *config_value(const redisReply *r) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_STRING)
+        return NULL;
+    return r->element[1]->str;
+}
+
+static void check_failed(store_redis_t *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void check_failed(store_redis_t *st, const char *fmt, ...) {
+    if (st->check_error[0] != '\0')
+        return; /* the first problem is the one to report */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->check_error, sizeof(st->check_error), fmt, ap);
+    va_end(ap);
+}
+
+static void on_check_info(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    (void)conn;
+    if (r == NULL) {
+        check_failed(st, "redis %s: connection lost during start-up checks",
+                     saga_redis_display(st->conn));
+    } else if (r->type == REDIS_REPLY_STRING) {
+        const char *v = strstr(r->str, "redis_version:");
+        int major = v ? atoi(v + 14) : 0;
+        if (major < 7)
+            check_failed(st, "redis %s: Redis %.*s is too old: saga needs Redis 7.0 "
+                         "or newer (functions)", saga_redis_display(st->conn),
+                         v ? (int)strcspn(v + 14, "\r\n") : 1, v ? v + 14 : "?");
+    }
+    checks_done(st);
+}
+
+static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    (void)conn;
+    if (r != NULL && r->type == REDIS_REPLY_ERROR)
+        check_failed(st, "redis %s: cannot load saga's function library: %s",
+                     saga_redis_display(st->conn), r->str);
+    checks_done(st);
+}
+
+static void on_check_policy(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    (void)conn;
+    const char *v = config_value(r);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        saga_warn("redis %s: cannot read maxmemory-policy (%s); make sure it is "
+                  "noeviction", saga_redis_display(st->conn), r->str);
+    } else if (v == NULL) {
+        check_failed(st, "redis %s: unexpected answer to CONFIG GET maxmemory-policy",
+                     saga_redis_display(st->conn));
+    } else if (strcmp(v, "noeviction") != 0) {
+        check_failed(st, "redis %s: maxmemory-policy is '%s'; saga requires "
+                     "'noeviction' (an evicted key would silently lose a saga). "
+                     "Run: CONFIG SET maxmemory-policy noeviction",
+                     saga_redis_display(st->conn), v);
+    }
+    checks_done(st);
+}
+
+static void on_check_aof(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    (void)conn;
+    const char *v = config_value(r);
+    st->persistence_off[0] = v != NULL && strcmp(v, "no") == 0;
+    checks_done(st);
+}
+
+static void on_check_save(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    (void)conn;
+    const char *v = config_value(r);
+    st->persistence_off[1] = v != NULL && v[0] == '\0';
+    checks_done(st);
+}
+
+static void start_checks(store_redis_t *st) {
+    st->checking = true;
+    st->checks_left = 5;
+    st->check_error[0] = '\0';
+    int rc = saga_redis_command(st->conn, on_check_info, st, "INFO server");
+    load_library(st, on_check_library, st);
+    rc |= saga_redis_command(st->conn, on_check_policy, st, "CONFIG GET maxmemory-policy");
+    rc |= saga_redis_command(st->conn, on_check_aof, st, "CONFIG GET appendonly");
+    rc |= saga_redis_command(st->conn, on_check_save, st, "CONFIG GET save");
+    st->stats.commands += 5;
+    (void)rc; /* a failed send means LOST, whose callbacks count down too */
+}
+
+static void on_conn_event(saga_redis_t *conn, saga_redis_event_t ev,
+                          const char *errstr, void *data) {
+    store_redis_t *st = data;
+    (void)conn;
+    switch (ev) {
+    case SAGA_REDIS_READY:
+        if (st->failed || st->closing)
+            return;
+        if (!st->ready) {
+            if (!st->checking)
+                start_checks(st);
+            return;
+        }
+        saga_info("redis %s: connected again; resending %s", saga_redis_display(st->conn),
+                  st->head ? "pending transitions" : "nothing");
+        load_library(st, NULL, NULL);
+        send_unsent(st);
+        break;
+    case SAGA_REDIS_LOST:
+        saga_warn("redis %s: connection lost; transitions wait until it is back",
+                  saga_redis_display(st->conn));
+        break;
+    case SAGA_REDIS_CONNECT_FAILED:
+        if (!st->ready && !st->checking && !st->failed) {
+            /* The first connection failed: nothing was ever possible. */
+            st->failed = true;
+            char msg[600];
+            snprintf(msg, sizeof(msg), "%s", errstr ? errstr : "cannot connect");
+            st->ready_cb(&st->base, SAGA_EUNAVAILABLE, msg, st->ready_data);
+        } else {
+            saga_warn("%s; retrying", errstr ? errstr : "redis: cannot connect");
+        }
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* The store interface                                                     */
+/* ---------------------------------------------------------------------- */
+
+static int refuse(store_redis_t *st) {
+    if (st->closing)
+        return SAGA_ECLOSING;
+    if (st->failed)
+        return SAGA_EUNAVAILABLE;
+    return 0;
+}
+
+static int rs_write(saga_store_t *s, const saga_store_write_t *w,
+                    saga_store_write_cb cb, void *data) {
+    store_redis_t *st = (store_redis_t *)s;
+    int rc = refuse(st);
+    if (rc != 0)
+        return rc;
+    if (strlen(w->id) > SAGA_ID_MAX)
+        return -EINVAL;
+    rq_t *rq = rq_new(st, RQ_WRITE, w->id, (void *)cb, data);
+    rq_t *ix = NULL;
+    if (rq == NULL)
+        return -ENOMEM;
+    if (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL)) {
+        if ((ix = rq_new(st, RQ_INDEX, w->id, NULL, NULL)) == NULL) {
+            rq_free(rq);
+            return -ENOMEM;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (w->flags & SAGA_WRITE_CREATE) {
+            ix->op = "created";
+            ix->score = now;
+        } else {
+            ix->op = "finished";
+            ix->score = now + (int64_t)st->opt.retention_ms;
+        }
+    }
+    rq->w = w;
+    snprintf(rq->wtok, sizeof(rq->wtok), "%016" PRIx64, saga_rng_next(&st->rng));
+    /* Index before a create (never a record nobody can find), after a
+     * finish (never an unfinished saga missing from the active index). */
+    if (ix != NULL && (w->flags & SAGA_WRITE_CREATE))
+        enqueue(st, ix);
+    enqueue(st, rq);
+    if (ix != NULL && !(w->flags & SAGA_WRITE_CREATE))
+        enqueue(st, ix);
+    return 0;
+}
+
+static int simple(store_redis_t *st, rq_kind_t kind, const char *key, void *cb,
+                  void *data) {
+    int rc = refuse(st);
+    if (rc != 0)
+        return rc;
+    rq_t *rq = rq_new(st, kind, key, cb, data);
+    if (rq == NULL)
+        return -ENOMEM;
+    enqueue(st, rq);
+    return 0;
+}
+
+static int rs_load(saga_store_t *s, const char *id, saga_store_load_cb cb, void *data) {
+    return simple((store_redis_t *)s, RQ_LOAD, id, (void *)cb, data);
+}
+
+static int rs_history(saga_store_t *s, const char *id, saga_store_history_cb cb,
+                      void *data) {
+    return simple((store_redis_t *)s, RQ_HISTORY, id, (void *)cb, data);
+}
+
+static int rs_get_definition(saga_store_t *s, const char *hash,
+                             saga_store_text_cb cb, void *data) {
+    return simple((store_redis_t *)s, RQ_GETDEF, hash, (void *)cb, data);
+}
+
+static int rs_list_unfinished(saga_store_t *s, saga_store_ids_cb cb, void *data) {
+    return simple((store_redis_t *)s, RQ_LIST, "(active)", (void *)cb, data);
+}
+
+static int rs_put_definition(saga_store_t *s, const char *hash, const char *text,
+                             size_t len, saga_store_done_cb cb, void *data) {
+    store_redis_t *st = (store_redis_t *)s;
+    int rc = refuse(st);
+    if (rc != 0)
+        return rc;
+    rq_t *rq = rq_new(st, RQ_PUTDEF, hash, (void *)cb, data);
+    if (rq == NULL || (rq->text = malloc(len + 1)) == NULL) {
+        free(rq);
+        return -ENOMEM;
+    }
+    memcpy(rq->text, text, len);
+    rq->text[len] = '\0';
+    rq->len = len;
+    enqueue(st, rq);
+    return 0;
+}
+
+static void maybe_freed(store_redis_t *st) {
+    if (st->open_handles > 0 || st->conn != NULL)
+        return;
+    void (*closed)(void *) = st->closed;
+    void *data = st->closed_data;
+    free(st);
+    if (closed != NULL)
+        closed(data);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+    store_redis_t *st = h->data;
+    st->open_handles--;
+    maybe_freed(st);
+}
+
+static void on_conn_closed(void *data) {
+    store_redis_t *st = data;
+    st->conn = NULL;
+    maybe_freed(st);
+}
+
+static void rs_close(saga_store_t *s, void (*closed)(void *), void *data) {
+    store_redis_t *st = (store_redis_t *)s;
+    if (st->closing)
+        return;
+    st->closing = true;
+    st->closed = closed;
+    st->closed_data = data;
+    /* Unsent requests end now; sent ones end when the connection closes. */
+    rq_t *rq = st->head;
+    while (rq != NULL) {
+        rq_t *next = rq->next;
+        if (!rq->sent) {
+            unlink_rq(st, rq);
+            finish(rq, SAGA_ECLOSING, NULL);
+        }
+        rq = next;
+    }
+    uv_close((uv_handle_t *)&st->gc_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&st->retry_timer, on_handle_closed);
+    saga_redis_close(st->conn, on_conn_closed, st);
+}
+
+static void on_gc(uv_timer_t *t) {
+    store_redis_t *st = t->data;
+    if (!st->ready || !saga_redis_ready(st->conn))
+        return;
+    if (saga_redis_command(st->conn, NULL, NULL, "FCALL saga_gc 2 %s %s %s",
+                           KEY_ALL, KEY_EXPIRY, GC_BATCH) == 0)
+        st->stats.commands++;
+}
+
+static const saga_store_ops_t redis_ops = {
+    .name = "redis",
+    .write = rs_write,
+    .load = rs_load,
+    .history = rs_history,
+    .put_definition = rs_put_definition,
+    .get_definition = rs_get_definition,
+    .list_unfinished = rs_list_unfinished,
+    .close = rs_close,
+};
+
+saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
+                                   const saga_store_redis_options_t *opt,
+                                   saga_store_ready_cb ready, void *data) {
+    store_redis_t *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    st->base.ops = &redis_ops;
+    st->loop = loop;
+    if (opt != NULL)
+        st->opt = *opt;
+    if (st->opt.retention_ms == 0)
+        st->opt.retention_ms = SAGA_DEFAULT_RETENTION_MS;
+    snprintf(st->retention, sizeof(st->retention), "%" PRIu64, st->opt.retention_ms);
+    st->ready_cb = ready;
+    st->ready_data = data;
+    saga_rng_seed(&st->rng, 0);
+    st->conn = saga_redis_new(loop, url, &st->opt.conn, on_conn_event, st);
+    if (st->conn == NULL) {
+        free(st);
+        return NULL;
+    }
+    int rc = saga_redis_start(st->conn);
+    if (rc != 0) {
+        saga_error("redis %s: cannot start connecting: %s", saga_redis_display(st->conn),
+                   strerror(-rc));
+        saga_redis_close(st->conn, NULL, NULL);
+        free(st);
+        return NULL;
+    }
+    uv_timer_init(loop, &st->gc_timer);
+    uv_timer_init(loop, &st->retry_timer);
+    st->gc_timer.data = st->retry_timer.data = st;
+    st->open_handles = 2;
+    uv_timer_start(&st->gc_timer, on_gc, GC_INTERVAL_MS, GC_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&st->gc_timer);
+    return &st->base;
+}
+
+saga_redis_t *saga_store_redis_conn(saga_store_t *s) {
+    return s->ops == &redis_ops ? ((store_redis_t *)s)->conn : NULL;
+}
+
+void saga_store_redis_stats(saga_store_t *s, saga_store_redis_stats_t *out) {
+    if (s->ops == &redis_ops)
+        *out = ((store_redis_t *)s)->stats;
+    else
+        memset(out, 0, sizeof(*out));
+}
