@@ -22,6 +22,7 @@
 
 int saga_cli_validate(int argc, char **argv);
 int saga_cli_run(int argc, char **argv);
+int saga_cli_resume(int argc, char **argv);
 
 /* Parses --input's value: inline JSON, "@path" (a file) or "@-" (stdin).
  * Returns a new reference, or NULL with the reason (and position) printed

@@ -174,6 +174,11 @@ void saga__engine_def_release(saga_engine_def_t *d) {
 
 const saga_def_t *saga_engine_def(const saga_engine_def_t *d) { return d->def; }
 
+const saga_def_t *saga_engine_lookup(const saga_engine_t *e, const char *hash) {
+    saga_engine_def_t *d = saga_strmap_get(&e->defs, hash);
+    return d ? d->def : NULL;
+}
+
 static void on_def_stored(int status, void *data) {
     char *hash = data;
     if (status != 0)

@@ -104,6 +104,9 @@ saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
 /* The definition of a registered one. */
 const saga_def_t *saga_engine_def(const saga_engine_def_t *d);
 
+/* The registered definition with content hash `hash`, or NULL. */
+const saga_def_t *saga_engine_lookup(const saga_engine_t *e, const char *hash);
+
 /* Starts a saga. `id` may be NULL (a new ULID is generated) and is copied;
  * the chosen id is written to `id_out` (SAGA_ID_MAX + 1 bytes) when not
  * NULL. `input` is borrowed (a reference is taken); NULL means {}.

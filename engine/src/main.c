@@ -16,6 +16,7 @@ typedef struct command_s {
 static const command_t commands[] = {
     {"validate", saga_cli_validate, "check saga definitions"},
     {"run", saga_cli_run, "run one saga to its end, in this process"},
+    {"resume", saga_cli_resume, "continue unfinished sagas where they stood"},
 };
 
 static void usage(FILE *out) {
