@@ -43,6 +43,7 @@ struct saga_call_s {
     bool in_pool;                  /* a blocking handler runs on the pool */
     bool blocking;
     bool cancelled;                /* abandoned by the engine */
+    bool timed_out;                /* ... because its attempt timed out */
     saga_outcome_t outcome;
     char *result;
     size_t result_len;
@@ -67,12 +68,20 @@ static void call_free(saga_call_t *c) {
 static void deliver(saga_call_t *c) {
     saga_inst_t *inst = c->inst;
     if (inst == NULL) {
-        if (c->cancelled)
-            saga_debug("saga %s: step %s %s attempt %u: completion after the "
-                       "engine stopped waiting, ignored",
-                       c->info.saga_id, c->info.step,
-                       c->phase == SAGA_PHASE_ACTION ? "action" : "compensation",
-                       c->info.attempt);
+        /* A late success after a timeout matters to an operator: the
+         * service applied what the saga counted as failed (the retry, or
+         * the compensation, will meet it through the idempotency key). A
+         * cancelled call wrapping up is expected. */
+        saga_log(c->timed_out && c->outcome == SAGA_OUTCOME_OK ? SAGA_LOG_WARN
+                                                               : SAGA_LOG_DEBUG,
+                 "saga %s: step %s %s attempt %u completed (%s) after the engine "
+                 "stopped waiting%s; ignored", c->info.saga_id, c->info.step,
+                 c->phase == SAGA_PHASE_ACTION ? "action" : "compensation",
+                 c->info.attempt,
+                 c->outcome == SAGA_OUTCOME_OK ? "ok"
+                 : c->outcome == SAGA_OUTCOME_BUSINESS ? "business failure"
+                                                       : "technical failure",
+                 c->timed_out ? " (timed out)" : "");
         call_free(c);
         return;
     }
@@ -186,6 +195,7 @@ static void on_timeout(saga_deadline_t *d) {
               c->info.saga_id, c->info.step,
               phase == SAGA_PHASE_ACTION ? "action" : "compensation",
               c->info.attempt, (unsigned long long)timeout);
+    c->timed_out = true;
     saga__call_abandon(c); /* c may be freed now */
     char msg[96];
     snprintf(msg, sizeof(msg), "timed out after %llu ms", (unsigned long long)timeout);
@@ -221,6 +231,7 @@ static void work_cb(uv_work_t *w) {
 static void after_work_cb(uv_work_t *w, int status) {
     saga_call_t *c = w->data;
     c->in_pool = false;
+    c->engine->pool_calls--;
     if (!c->completed) {
         static const char msg[] = "blocking handler returned without completing the call";
         c->completed = true;
@@ -334,9 +345,11 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
     if (c->blocking) {
         c->work.data = c;
         c->in_pool = true;
+        e->pool_calls++;
         int rc = uv_queue_work(e->loop, &c->work, work_cb, after_work_cb);
         if (rc != 0) {
             c->in_pool = false;
+            e->pool_calls--;
             char msg[128];
             snprintf(msg, sizeof(msg), "cannot queue blocking handler: %s", uv_strerror(rc));
             c->in_handler = true;

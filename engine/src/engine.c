@@ -574,13 +574,18 @@ static void on_handle_closed(uv_handle_t *h) {
         e->shutdown_done(e->shutdown_data);
 }
 
-void saga__engine_check_drained(saga_engine_t *e) {
-    if (e == NULL || !e->closing || e->released)
+/* Nothing of ours runs any more: plugins close their handles, then the
+ * engine's own handles close. Runs from its own timer callback, never from
+ * inside a plugin's complete() (which is where the last call ends). */
+static void release(uv_timer_t *t) {
+    saga_engine_t *e = t->data;
+    if (e->released)
         return;
-    if (e->sagas.count > 0 || e->live_calls > 0)
+    if (e->sagas.count > 0 || (e->live_calls > 0 && !e->give_up_calls))
         return;
-    /* Nothing of ours runs any more: plugins close their handles, then the
-     * engine's own handles close. */
+    if (e->live_calls > 0)
+        saga_error("shutdown: %u handler call(s) were never completed by their "
+                   "plugin; closing the plugins anyway", e->live_calls);
     e->released = true;
     saga_plugins_close_all(e->plugins);
     e->closed_timers = 2;
@@ -588,6 +593,28 @@ void saga__engine_check_drained(saga_engine_t *e) {
     uv_timer_stop(&e->grace_timer);
     saga_timers_close(&e->timers, on_handle_closed);
     uv_close((uv_handle_t *)&e->grace_timer, on_handle_closed);
+}
+
+void saga__engine_check_drained(saga_engine_t *e) {
+    if (e == NULL || !e->closing || e->released || e->release_armed)
+        return;
+    if (e->sagas.count > 0 || e->live_calls > 0)
+        return;
+    e->release_armed = true;
+    uv_timer_start(&e->grace_timer, release, 0, 0);
+}
+
+/* A second grace period for plugins to complete the calls they were asked
+ * to cancel. Calls running on the thread pool are always waited for: their
+ * plugin's code is executing. */
+static void on_calls_grace(uv_timer_t *t) {
+    saga_engine_t *e = t->data;
+    if (e->pool_calls > 0) {
+        uv_timer_start(&e->grace_timer, on_calls_grace, 100, 0);
+        return;
+    }
+    e->give_up_calls = true;
+    release(t);
 }
 
 static void on_grace(uv_timer_t *t) {
@@ -599,6 +626,8 @@ static void on_grace(uv_timer_t *t) {
     for (size_t i = 0; i < n; i++)
         saga__inst_abandon(all[i]);
     free(all);
+    if (e->live_calls > 0 && !e->release_armed)
+        uv_timer_start(&e->grace_timer, on_calls_grace, e->grace_ms + 1000, 0);
     saga__engine_check_drained(e);
 }
 

@@ -150,6 +150,9 @@ struct saga_engine_s {
     uint32_t live_calls;   /* calls not yet completed by their plugin */
     bool closing;
     bool released;         /* shutdown finished; handles closing */
+    bool release_armed;    /* release() is due on the next loop turn */
+    bool give_up_calls;    /* release even with calls never completed */
+    uint32_t pool_calls;   /* blocking handlers running on the pool */
     int closed_timers;     /* engine handles still closing */
     uint64_t grace_ms;
     uv_timer_t grace_timer;

@@ -501,7 +501,8 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
             outcome = SAGA_OUTCOME_BUSINESS;
             data = why;
             len = strlen(why);
-        } else if ((out = json_loadb(data, len, JSON_DECODE_ANY, &jerr)) == NULL) {
+        } else if ((out = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+                                      &jerr)) == NULL) {
             snprintf(why, sizeof(why), "handler returned invalid JSON output "
                      "(line %d, column %d: %s)", jerr.line, jerr.column, jerr.text);
             outcome = SAGA_OUTCOME_TECHNICAL;

@@ -7,15 +7,21 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A plugin name is an identifier; it becomes a file name, so nothing that
- * could walk out of the directory is allowed. */
-#define PLUGIN_NAME_MAX 64
+/* A plugin name is an identifier, as in definitions ([A-Za-z_][A-Za-z0-9_-]*,
+ * up to 128 bytes); it becomes a file name, so nothing that could walk out
+ * of the directory is allowed. */
+#define PLUGIN_NAME_MAX 128
+
+/* The descriptor of ABI version 1 ends with handler_count: anything at
+ * least this large is accepted (fields added later read as absent). */
+#define PLUGIN_DESC_V1_SIZE (offsetof(saga_plugin_t, handler_count) + sizeof(size_t))
 
 typedef struct plugin_entry_s {
     saga_loaded_plugin_t plugin;
@@ -129,8 +135,8 @@ static bool valid_plugin_name(const char *name) {
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  c == '_' || c == '-' || (i > 0 && c >= '0' && c <= '9');
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                  (i > 0 && (c == '-' || (c >= '0' && c <= '9')));
         if (!ok)
             return false;
     }
@@ -199,11 +205,11 @@ static plugin_entry_t *load_plugin(saga_plugins_t *p, const char *name) {
                  name, path, d->abi_version, SAGA_PLUGIN_ABI_VERSION);
         return entry_fail(e, msg);
     }
-    if (d->struct_size < sizeof(saga_plugin_t)) {
+    if (d->struct_size < PLUGIN_DESC_V1_SIZE) {
         snprintf(msg, sizeof(msg),
                  "plugin '%s' (%s): descriptor is %u bytes, expected at least "
                  "%zu: rebuild it against saga/plugin.h",
-                 name, path, d->struct_size, sizeof(saga_plugin_t));
+                 name, path, d->struct_size, (size_t)PLUGIN_DESC_V1_SIZE);
         return entry_fail(e, msg);
     }
     if (d->name == NULL || strcmp(d->name, name) != 0) {

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include "store_memory.h"
+#include "store_redis.h"
 #include "summary.h"
 
 typedef struct fetch_s {
@@ -37,7 +38,12 @@ static void on_history(int status, const saga_history_entry_t *h, size_t n, void
 static void on_record(int status, const saga_record_t *rec, void *data) {
     fetch_t *f = data;
     cr_assert_eq(status, 0, "cannot load saga %s back: %d", f->id, status);
-    f->summary = saga_summary_build(rec, f->t->def, NULL, 0);
+    size_t hl;
+    const char *hash = saga_record_get(rec, "def", &hl);
+    char h[65] = "";
+    if (hash != NULL && hl == 64)
+        memcpy(h, hash, 64);
+    f->summary = saga_summary_build(rec, saga_engine_lookup(f->t->engine, h), NULL, 0);
     cr_assert_eq(f->t->store->ops->history(f->t->store, f->id, on_history, f), 0);
 }
 
@@ -69,6 +75,10 @@ static void on_store_closed(void *data) { (void)data; }
 
 static void on_engine_down(void *data) {
     th_t *t = data;
+    if (t->phase_only) {
+        uv_stop(&t->loop); /* the store stays open for the next engine */
+        return;
+    }
     if (t->own_store)
         t->store->ops->close(t->store, on_store_closed, NULL);
 }
@@ -81,6 +91,8 @@ static void maybe_stop(th_t *t) {
     saga_engine_shutdown(t->engine, 1000, on_engine_down, t);
 }
 
+static void new_engine(th_t *t);
+
 void th_init(th_t *t, saga_store_t *store) {
     memset(t, 0, sizeof(*t));
     cr_assert_eq(uv_loop_init(&t->loop), 0);
@@ -92,6 +104,57 @@ void th_init(th_t *t, saga_store_t *store) {
         t->own_store = true;
     }
     t->store = store;
+    new_engine(t);
+}
+
+static void on_redis_ready(saga_store_t *s, int status, const char *msg, void *data) {
+    th_t *t = data;
+    (void)s;
+    t->store_ready = true;
+    t->store_status = status;
+    if (status != 0)
+        fprintf(stderr, "redis store: %s\n", msg);
+}
+
+void th_init_redis(th_t *t, const char *url) { th_init_redis_timeout(t, url, 0); }
+
+void th_init_redis_timeout(th_t *t, const char *url, uint64_t command_timeout_ms) {
+    memset(t, 0, sizeof(*t));
+    cr_assert_eq(uv_loop_init(&t->loop), 0);
+    saga_strmap_init(&t->summaries);
+    t->keep_summaries = true;
+    saga_redis_url_t u;
+    char err[256];
+    cr_assert_eq(saga_redis_url_parse(url, &u, err, sizeof(err)), 0, "%s", err);
+    saga_store_redis_options_t o;
+    memset(&o, 0, sizeof(o));
+    o.conn.reconnect_max_ms = 200;
+    o.conn.command_timeout_ms = command_timeout_ms;
+    t->store = saga_store_redis_new(&t->loop, &u, &o, on_redis_ready, t);
+    saga_redis_url_close(&u);
+    cr_assert_not_null(t->store);
+    t->own_store = true;
+    while (!t->store_ready)
+        uv_run(&t->loop, UV_RUN_ONCE);
+    cr_assert_eq(t->store_status, 0, "redis store not ready");
+    new_engine(t);
+}
+
+void th_restart_engine(th_t *t) {
+    cr_assert(t->stopping, "shut the previous engine down first");
+    saga_engine_free(t->engine);
+    t->engine = NULL;
+    t->def = NULL; /* it belonged to the old engine */
+    t->stopping = false;
+    t->stop_armed = false;
+    t->finished = 0;
+    memset(t->by_state, 0, sizeof(t->by_state));
+    t->lost = 0;
+    new_engine(t);
+}
+
+static void new_engine(th_t *t) {
+    saga_store_t *store = t->store;
     static char plugdir[1024];
     const char *build = getenv("SAGA_BUILD_DIR");
     cr_assert_not_null(build, "SAGA_BUILD_DIR is not set (run through ctest)");
@@ -153,6 +216,16 @@ void th_run_until(th_t *t, size_t n) {
     uv_run(&t->loop, UV_RUN_DEFAULT);
     cr_assert_eq(t->finished, n, "%zu sagas finished, expected %zu", t->finished, n);
     cr_assert_eq(uv_loop_close(&t->loop), 0, "a libuv handle was left open");
+}
+
+void th_run_phase(th_t *t, size_t n) {
+    t->phase_only = true;
+    t->stop_after = n;
+    t->stop_armed = true;
+    maybe_stop(t);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    t->phase_only = false;
+    cr_assert_eq(t->finished, n, "%zu sagas finished, expected %zu", t->finished, n);
 }
 
 json_t *th_summary(th_t *t, const char *id) {

@@ -31,11 +31,24 @@ typedef struct th_s {
     bool stop_armed;           /* th_run_until() set stop_after */
     bool stopping;
     size_t progress_events;
+    int store_status;          /* th_init_redis: the ready status */
+    bool store_ready;
+    bool phase_only;           /* th_run_phase(): keep the store open */
 } th_t;
 
 /* A loop, a memory store (or `store` when not NULL: the harness then does
  * not close it) and an engine with the test plugin dir on its path. */
 void th_init(th_t *t, saga_store_t *store);
+
+/* The same on a Redis store at `url` (waits until the store is ready and
+ * fails the test otherwise). The harness closes the store at the end. */
+void th_init_redis(th_t *t, const char *url);
+/* ... with a command timeout (ms) on the store's connection. */
+void th_init_redis_timeout(th_t *t, const char *url, uint64_t command_timeout_ms);
+
+/* Creates the engine of th_init*() again after a th_run_until(): a new
+ * process life on the same store (the old engine must be shut down). */
+void th_restart_engine(th_t *t);
 
 /* Loads YAML text and registers it; fails the test on any diagnostic. */
 saga_engine_def_t *th_define(th_t *t, const char *yaml);
@@ -50,6 +63,10 @@ const char *th_start(th_t *t, saga_engine_def_t *d, const char *input);
 /* Runs the loop until `n` sagas finished, then shuts everything down and
  * asserts the loop closes with no handle left. */
 void th_run_until(th_t *t, size_t n);
+
+/* Like th_run_until(), but only the engine shuts down: the store stays
+ * open for th_restart_engine(). */
+void th_run_phase(th_t *t, size_t n);
 
 /* The summary (record + history) of a finished saga (kept by the harness). */
 json_t *th_summary(th_t *t, const char *id);

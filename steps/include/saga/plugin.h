@@ -40,8 +40,10 @@ extern "C" {
 
 #if defined(__GNUC__)
 #define SAGA_PLUGIN_EXPORT __attribute__((visibility("default")))
+#define SAGA_PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #else
 #define SAGA_PLUGIN_EXPORT
+#define SAGA_PRINTF_LIKE(f, a)
 #endif
 
 struct uv_loop_s; /* libuv's uv_loop_t; include <uv.h> to use it */
@@ -112,7 +114,7 @@ typedef struct saga_host_s {
 
     /* Logs one line through the engine's logger. */
     void (*log)(saga_log_level_t level, const char *plugin, const char *fmt,
-                ...) __attribute__((format(printf, 3, 4)));
+                ...) SAGA_PRINTF_LIKE(3, 4);
 } saga_host_t;
 
 /* The handler may block: the engine runs it on the libuv thread pool. */
@@ -138,7 +140,9 @@ typedef struct saga_handler_s {
 /* The descriptor a plugin exports as `saga_plugin`. */
 typedef struct saga_plugin_s {
     uint32_t abi_version; /* SAGA_PLUGIN_ABI_VERSION */
-    uint32_t struct_size; /* sizeof(saga_plugin_t) */
+    uint32_t struct_size; /* sizeof(saga_plugin_t); the engine accepts any
+                             size from version 1's up, so fields added at
+                             the end later read as zero for older plugins */
     const char *name;     /* must equal the file's base name */
     const char *version;  /* the plugin's own version, for logs */
 

@@ -1,0 +1,351 @@
+/*
+ * test_redis_store.c -- the engine on a real redis-server: key layout,
+ * retention, reconnection, resume, fencing and refusals.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+
+#include "harness.h"
+#include "redis_server.h"
+#include "store_redis.h"
+
+static redis_server_t R;
+static th_t T;
+
+static void setup(void) {
+    signal(SIGPIPE, SIG_IGN);
+    static const char *const args[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+    cr_assert_eq(redis_server_start(&R, args), 0);
+}
+
+static void teardown(void) {
+    th_free(&T);
+    redis_server_stop(&R);
+}
+
+TestSuite(redis_store, .init = setup, .fini = teardown, .timeout = 120);
+
+/* A blocking command for assertions. */
+static redisReply *cmd(const char *fmt, ...) {
+    static redisContext *c;
+    if (c == NULL || c->err) {
+        if (c != NULL)
+            redisFree(c);
+        c = redis_server_connect(&R);
+        cr_assert_not_null(c);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "redis: %s", c->errstr);
+    return r;
+}
+
+static long long cmd_int(const char *fmt, const char *arg) {
+    redisReply *r = cmd(fmt, arg);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "reply type %d", r->type);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static const char *const LINEAR =
+    "saga: linear\n"
+    "steps:\n"
+    "  - {name: a, action: {handler: demo.echo, with: {v: \"a-${saga.id}\"}}, compensation: {handler: demo.noop}}\n"
+    "  - {name: b, action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}, compensation: {handler: demo.noop}}\n"
+    "  - {name: c, action: {handler: demo.echo, with: {v: \"c-${saga.id}\"}}, compensation: {handler: demo.noop}}\n";
+
+Test(redis_store, backward_saga_and_key_layout) {
+    th_init_redis(&T, R.url);
+    saga_engine_def_t *d = th_define(&T,
+        "saga: layout\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.echo, with: {n: 1}}, compensation: {handler: demo.noop}}\n"
+        "  - {name: b, action: {handler: demo.fail, with: {message: refused}}, compensation: {handler: demo.noop}}\n");
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, NULL));
+    th_run_until(&T, 1);
+    json_t *s = th_summary(&T, id);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "compensated");
+    char *order = th_order(s, "step.succeeded", "compensation");
+    cr_assert_str_eq(order, "b,a");
+    free(order);
+
+    char key[256];
+    snprintf(key, sizeof(key), "saga:{%s}", id);
+    redisReply *r = cmd("HGET %s state", key);
+    cr_assert_str_eq(r->str, "compensated");
+    freeReplyObject(r);
+    long long ttl = cmd_int("PTTL %s", key);
+    cr_assert(ttl > 0 && ttl <= 7LL * 24 * 3600 * 1000, "finished sagas expire: %lld", ttl);
+    snprintf(key, sizeof(key), "saga:{%s}:history", id);
+    cr_assert_gt(cmd_int("XLEN %s", key), 5);
+    cr_assert_gt(cmd_int("PTTL %s", key), 0);
+    r = cmd("ZSCORE saga:{idx}:active %s", id);
+    cr_assert_eq(r->type, REDIS_REPLY_NIL, "a finished saga leaves the active index");
+    freeReplyObject(r);
+    r = cmd("ZSCORE saga:{idx}:all %s", id);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    snprintf(key, sizeof(key), "sagadef:{%s}", T.def->hash);
+    r = cmd("GET %s", key);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    cr_assert_str_eq(r->str, T.def->text, "the definition text is stored by hash");
+    freeReplyObject(r);
+}
+
+/* Counts the outcome of a resume_all. */
+static size_t resumed_n, resume_failed;
+static void on_resumed_all(int status, size_t n, size_t failed, void *data) {
+    (void)data;
+    cr_assert_eq(status, 0);
+    resumed_n = n;
+    resume_failed = failed;
+}
+
+static void stop_loop(void *data) { uv_stop(data); }
+
+/* Shuts the engine down with no grace: calls in flight are abandoned, as
+ * in a crash (their results never reach the store). The store stays. */
+static void stop_engine_now(th_t *t) {
+    t->phase_only = true;
+    t->stopping = true;
+    saga_engine_shutdown(t->engine, 0, stop_loop, &t->loop);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    t->phase_only = false;
+}
+
+static void run_until_progress(th_t *t, size_t events) {
+    for (int i = 0; i < 2000 && t->progress_events < events; i++)
+        uv_run(&t->loop, UV_RUN_ONCE);
+    cr_assert_geq(t->progress_events, events);
+}
+
+/* Stop the engine while a step sleeps, start a new engine on the same
+ * store: the saga is resumed, the interrupted step is called again with the
+ * same attempt, the finished one is not called again. */
+Test(redis_store, resume_after_the_engine_stopped) {
+    th_init_redis(&T, R.url);
+    saga_engine_def_t *d = th_define(&T, LINEAR);
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, "{\"ms\": 300}"));
+    run_until_progress(&T, 3); /* a started, a succeeded, b started */
+    char key[256];
+    snprintf(key, sizeof(key), "saga:{%s}", id);
+    cr_assert_eq(cmd_int("PTTL %s", key), -1, "a running saga never expires");
+    stop_engine_now(&T);
+    redisReply *r = cmd("HGET %s act:b", key);
+    cr_assert_str_eq(r->str, "running 1 0 0", "b is recorded as started, not finished");
+    freeReplyObject(r);
+
+    th_restart_engine(&T);
+    cr_assert_eq(saga_engine_resume_all(T.engine, on_resumed_all, NULL), 0);
+    th_run_until(&T, 1);
+    cr_assert_eq(resumed_n, 1);
+    cr_assert_eq(resume_failed, 0);
+    json_t *s = th_summary(&T, id);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
+    char *started = th_order(s, "step.started", "action");
+    cr_assert_str_eq(started, "a,b,c", "b's attempt was not recorded twice");
+    free(started);
+    char *succeeded = th_order(s, "step.succeeded", "action");
+    cr_assert_str_eq(succeeded, "a,b,c", "no step finished twice");
+    free(succeeded);
+    json_t *b = th_step(s, "b");
+    cr_assert_eq(json_integer_value(json_object_get(b, "attempts")), 1);
+}
+
+/* kill -9 of redis-server (AOF always) while sagas run, restarted on the
+ * same data: the engine waits, reconnects, resends, and every saga
+ * finishes; no acknowledged transition is lost (the history's sequence
+ * numbers run 1..seq without a gap). */
+static void kill_redis(uv_timer_t *t) {
+    (void)t;
+    redis_server_kill(&R, SIGKILL);
+}
+
+static void restart_redis(uv_timer_t *t) {
+    (void)t;
+    cr_assert_eq(redis_server_restart(&R), 0);
+}
+
+static void closed_timer(uv_handle_t *h) { (void)h; }
+
+Test(redis_store, redis_killed_and_restarted_mid_run) {
+    th_init_redis(&T, R.url);
+    T.keep_summaries = false;
+    saga_engine_def_t *d = th_define(&T, LINEAR);
+    enum { N = 200 };
+    char ids[N][SAGA_ID_MAX + 1];
+    for (int i = 0; i < N; i++)
+        strcpy(ids[i], th_start(&T, d, "{\"ms\": 150}"));
+    uv_timer_t k, r;
+    uv_timer_init(&T.loop, &k);
+    uv_timer_init(&T.loop, &r);
+    uv_timer_start(&k, kill_redis, 60, 0);
+    uv_timer_start(&r, restart_redis, 400, 0);
+    th_run_phase(&T, N);
+    cr_assert_eq(T.by_state[SAGA_STATE_COMPLETED], N, "lost: %zu", T.lost);
+    uv_close((uv_handle_t *)&k, closed_timer);
+    uv_close((uv_handle_t *)&r, closed_timer);
+    th_restart_engine(&T);
+    th_run_until(&T, 0);
+    for (int i = 0; i < N; i++) {
+        char key[256];
+        snprintf(key, sizeof(key), "saga:{%s}", ids[i]);
+        redisReply *st = cmd("HMGET %s state seq", key);
+        cr_assert_str_eq(st->element[0]->str, "completed");
+        long long seq = atoll(st->element[1]->str);
+        freeReplyObject(st);
+        snprintf(key, sizeof(key), "saga:{%s}:history", ids[i]);
+        redisReply *h = cmd("XRANGE %s - +", key);
+        long long expect = 1;
+        for (size_t j = 0; j < h->elements; j++) {
+            redisReply *f = h->element[j]->element[1];
+            for (size_t x = 0; x + 1 < f->elements; x += 2) {
+                if (strcmp(f->element[x]->str, "seq") != 0)
+                    continue;
+                long long v = atoll(f->element[x + 1]->str);
+                cr_assert(v == expect || v == expect + 1, "saga %s: seq %lld after %lld",
+                          ids[i], v, expect);
+                expect = v;
+            }
+        }
+        cr_assert_eq(expect, seq, "saga %s: history ends at seq %lld, record at %lld",
+                     ids[i], expect, seq);
+        freeReplyObject(h);
+    }
+}
+
+/* Commands sent to a frozen server are answered after the client gave up
+ * on them (the command timeout); resent, they are recognised as applied. */
+static void freeze(uv_timer_t *t) {
+    (void)t;
+    redis_server_kill(&R, SIGSTOP);
+}
+
+static void thaw(uv_timer_t *t) {
+    (void)t;
+    redis_server_kill(&R, SIGCONT);
+}
+
+Test(redis_store, writes_resent_after_a_timeout_are_applied_once) {
+    th_init_redis_timeout(&T, R.url, 150);
+    saga_engine_def_t *d = th_define(&T, LINEAR);
+    enum { N = 50 };
+    char ids[N][SAGA_ID_MAX + 1];
+    for (int i = 0; i < N; i++)
+        strcpy(ids[i], th_start(&T, d, "{\"ms\": 100}"));
+    uv_timer_t f, c;
+    uv_timer_init(&T.loop, &f);
+    uv_timer_init(&T.loop, &c);
+    uv_timer_start(&f, freeze, 20, 0);
+    uv_timer_start(&c, thaw, 12000, 0);
+    th_run_phase(&T, N);
+    uv_close((uv_handle_t *)&f, closed_timer);
+    uv_close((uv_handle_t *)&c, closed_timer);
+    th_restart_engine(&T);
+    th_run_until(&T, 0);
+    for (int i = 0; i < N; i++) {
+        json_t *s = th_summary(&T, ids[i]);
+        cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
+        char *ok = th_order(s, "step.succeeded", "action");
+        cr_assert_str_eq(ok, "a,b,c", "saga %s: %s", ids[i], ok);
+        free(ok);
+    }
+}
+
+/* A worker whose fencing token is no longer the record's can write
+ * nothing: the saga is dropped from it and the record is untouched. */
+Test(redis_store, a_fenced_write_is_refused) {
+    th_init_redis(&T, R.url);
+    saga_engine_def_t *d = th_define(&T, LINEAR);
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, "{\"ms\": 200}"));
+    run_until_progress(&T, 3);
+    char key[256];
+    snprintf(key, sizeof(key), "saga:{%s}", id);
+    freeReplyObject(cmd("HSET %s fence 777", key));
+    redisReply *before = cmd("HGET %s seq", key);
+    long long seq = atoll(before->str);
+    freeReplyObject(before);
+    th_run_until(&T, 1);
+    cr_assert_eq(T.lost, 1, "the saga was dropped");
+    redisReply *after = cmd("HMGET %s seq state", key);
+    cr_assert_eq(atoll(after->element[0]->str), seq, "nothing was written");
+    cr_assert_str_eq(after->element[1]->str, "running");
+    freeReplyObject(after);
+}
+
+Test(redis_store, a_second_saga_with_the_same_id_is_refused) {
+    th_init_redis(&T, R.url);
+    saga_engine_def_t *d = th_define(&T, LINEAR);
+    char err[256], id[SAGA_ID_MAX + 1];
+    json_t *in = json_pack("{s:i}", "ms", 1);
+    cr_assert_eq(saga_engine_start(T.engine, d, "order-42", in, id, err, sizeof(err)), 0);
+    th_run_phase(&T, 1);
+    th_restart_engine(&T);
+    d = th_define(&T, LINEAR); /* definitions belong to an engine */
+    cr_assert_eq(saga_engine_start(T.engine, d, "order-42", in, id, err, sizeof(err)), 0);
+    json_decref(in);
+    th_run_until(&T, 1);
+    cr_assert_eq(T.lost, 1, "the duplicate create was refused by the store");
+    redisReply *r = cmd("HGET saga:{order-42} state");
+    cr_assert_str_eq(r->str, "completed", "the first saga is untouched");
+    freeReplyObject(r);
+}
+
+static int ready_status;
+static char ready_msg[512];
+static bool ready_seen;
+static void on_ready(saga_store_t *s, int status, const char *msg, void *data) {
+    (void)s;
+    (void)data;
+    ready_seen = true;
+    ready_status = status;
+    snprintf(ready_msg, sizeof(ready_msg), "%s", msg ? msg : "");
+}
+
+static void store_closed(void *data) { (void)data; }
+
+/* Opens a store at `url` and returns the ready status (message kept). */
+static int open_store(const char *url) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    saga_redis_url_t u;
+    char err[256];
+    cr_assert_eq(saga_redis_url_parse(url, &u, err, sizeof(err)), 0);
+    ready_seen = false;
+    saga_store_t *s = saga_store_redis_new(&loop, &u, NULL, on_ready, NULL);
+    saga_redis_url_close(&u);
+    while (!ready_seen)
+        uv_run(&loop, UV_RUN_ONCE);
+    s->ops->close(s, store_closed, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    return ready_status;
+}
+
+Test(redis_store, eviction_policy_other_than_noeviction_is_refused) {
+    freeReplyObject(cmd("CONFIG SET maxmemory-policy allkeys-lru"));
+    cr_assert_neq(open_store(R.url), 0);
+    cr_assert(strstr(ready_msg, "maxmemory-policy is 'allkeys-lru'") != NULL, "%s", ready_msg);
+    cr_assert(strstr(ready_msg, "noeviction") != NULL);
+    freeReplyObject(cmd("CONFIG SET maxmemory-policy noeviction"));
+    cr_assert_eq(open_store(R.url), 0);
+}
+
+Test(redis_store, unreachable_redis_is_a_clear_error) {
+    char url[600];
+    snprintf(url, sizeof(url), "unix://%s/nothing-here.sock", R.dir);
+    cr_assert_neq(open_store(url), 0);
+    cr_assert(strstr(ready_msg, "nothing-here.sock") != NULL, "names the URL: %s", ready_msg);
+}
