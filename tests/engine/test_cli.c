@@ -1,0 +1,298 @@
+/*
+ * test_cli.c -- the `saga` command as users run it: a real process, its
+ * exit status, stdout and stderr.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+
+#include "redis_server.h"
+
+extern char **environ;
+
+static char tmp[256];
+
+static void setup(void) {
+    snprintf(tmp, sizeof(tmp), "%s/saga-cli-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    cr_assert_not_null(mkdtemp(tmp));
+}
+
+static void teardown(void) {
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", tmp);
+}
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);
+
+typedef struct run_s {
+    int status;   /* exit code, or 128 + signal */
+    char *out;
+    char *err;
+} run_t;
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = '\0';
+    fclose(f);
+    return s;
+}
+
+static void write_file(const char *name, const char *text) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", tmp, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Runs `saga ARGS...` in the temp dir; NULL-terminated. `pid_out`: start it
+ * in the background instead and return at once. */
+static run_t saga_run(pid_t *pid_out, ...) {
+    char bin[512], out[512], err[512];
+    snprintf(bin, sizeof(bin), "%s/bin/saga", getenv("SAGA_BUILD_DIR"));
+    snprintf(out, sizeof(out), "%s/stdout", tmp);
+    snprintf(err, sizeof(err), "%s/stderr", tmp);
+    const char *argv[32] = {bin};
+    int n = 1;
+    va_list ap;
+    va_start(ap, pid_out);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 31;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    char *cwd = getcwd(NULL, 0);
+    cr_assert_eq(chdir(tmp), 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ);
+    cr_assert_eq(chdir(cwd), 0);
+    free(cwd);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "spawn %s", bin);
+    run_t r = {0, NULL, NULL};
+    if (pid_out != NULL) {
+        *pid_out = pid;
+        return r;
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+}
+
+static void run_free(run_t *r) {
+    free(r->out);
+    free(r->err);
+}
+
+#define ASSERT_CONTAINS(hay, needle) \
+    cr_assert(strstr((hay), (needle)) != NULL, "expected '%s' in:\n%s", (needle), (hay))
+
+static const char *const OK_YAML =
+    "saga: cli_ok\n"
+    "input: {required: [n]}\n"
+    "steps:\n"
+    "  - {name: a, action: {handler: demo.echo, with: {n: \"${input.n}\"}}, compensation: {handler: demo.noop}}\n"
+    "  - {name: b, action: {handler: demo.noop}, compensation: none}\n";
+
+static const char *const FAIL_YAML =
+    "saga: cli_fail\n"
+    "steps:\n"
+    "  - {name: a, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n"
+    "  - {name: b, action: {handler: demo.fail, with: {message: no stock}}, compensation: {handler: demo.noop}}\n";
+
+static const char *const STUCK_YAML =
+    "saga: cli_stuck\n"
+    "recovery: forward\n"
+    "steps:\n"
+    "  - {name: a, action: {handler: demo.fail, with: {message: bad address}}}\n";
+
+Test(cli, exit_codes_follow_the_final_state) {
+    write_file("ok.yaml", OK_YAML);
+    write_file("fail.yaml", FAIL_YAML);
+    write_file("stuck.yaml", STUCK_YAML);
+    run_t r = saga_run(NULL, "run", "ok.yaml", "--store", "memory", "--input", "{\"n\": 5}", "--json", NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    json_error_t je;
+    json_t *s = json_loads(r.out, 0, &je);
+    cr_assert_not_null(s, "stdout is one JSON object: %s", je.text);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
+    cr_assert_str_eq(json_string_value(json_object_get(s, "saga")), "cli_ok");
+    cr_assert(json_is_string(json_object_get(s, "id")));
+    json_t *steps = json_object_get(s, "steps");
+    cr_assert_eq(json_array_size(steps), 2);
+    json_t *a = json_array_get(steps, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "name")), "a");
+    cr_assert_str_eq(json_string_value(json_object_get(a, "status")), "succeeded");
+    cr_assert_eq(json_integer_value(json_object_get(a, "attempts")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(a, "output"), "n")), 5);
+    cr_assert(json_object_get(a, "error") != NULL);
+    json_t *h = json_object_get(s, "history");
+    cr_assert_geq(json_array_size(h), 5);
+    cr_assert(json_is_string(json_object_get(json_array_get(h, 0), "ts")));
+    json_decref(s);
+    ASSERT_CONTAINS(r.err, "a                    action       #1  succeeded");
+    run_free(&r);
+
+    r = saga_run(NULL, "run", "fail.yaml", "--store", "memory", NULL);
+    cr_assert_eq(r.status, 3, "compensated exits 3; stderr: %s", r.err);
+    ASSERT_CONTAINS(r.out, "compensated");
+    ASSERT_CONTAINS(r.out, "no stock");
+    run_free(&r);
+
+    r = saga_run(NULL, "run", "stuck.yaml", "--store", "memory", NULL);
+    cr_assert_eq(r.status, 4, "stuck exits 4; stderr: %s", r.err);
+    ASSERT_CONTAINS(r.out, "stuck");
+    run_free(&r);
+}
+
+Test(cli, errors_and_usage) {
+    write_file("ok.yaml", OK_YAML);
+    write_file("bad.yaml", "saga: bad\nsteps:\n  - name: a\n    action: {handler: demo.noop}\n    retyr: {}\n");
+    run_t r = saga_run(NULL, "run", "ok.yaml", "--store", "memory", NULL);
+    cr_assert_eq(r.status, 1, "input missing a required key is an error");
+    ASSERT_CONTAINS(r.err, "'n'");
+    run_free(&r);
+    r = saga_run(NULL, "run", "ok.yaml", "--store", "memory", "--input", "{\"n\": ", NULL);
+    cr_assert_eq(r.status, 1);
+    ASSERT_CONTAINS(r.err, "--input:1:");
+    run_free(&r);
+    r = saga_run(NULL, "run", "bad.yaml", "--store", "memory", NULL);
+    cr_assert_eq(r.status, 1);
+    ASSERT_CONTAINS(r.err, "bad.yaml:5:5: error:");
+    run_free(&r);
+    r = saga_run(NULL, "run", NULL);
+    cr_assert_eq(r.status, 2, "no FILE is a usage error");
+    run_free(&r);
+    r = saga_run(NULL, "run", "ok.yaml", "--no-such-flag", NULL);
+    cr_assert_eq(r.status, 2);
+    run_free(&r);
+    r = saga_run(NULL, "frobnicate", NULL);
+    cr_assert_eq(r.status, 2);
+    run_free(&r);
+    r = saga_run(NULL, "run", "--help", NULL);
+    cr_assert_eq(r.status, 0);
+    ASSERT_CONTAINS(r.out, "usage: saga run FILE");
+    run_free(&r);
+    r = saga_run(NULL, "resume", "--help", NULL);
+    cr_assert_eq(r.status, 0);
+    run_free(&r);
+    r = saga_run(NULL, "validate", "--help", NULL);
+    cr_assert_eq(r.status, 0);
+    run_free(&r);
+}
+
+Test(cli, validate_reports_every_file) {
+    write_file("ok.yaml", OK_YAML);
+    write_file("bad.yaml", "saga: bad\nsteps: []\n");
+    run_t r = saga_run(NULL, "validate", "ok.yaml", NULL);
+    cr_assert_eq(r.status, 0);
+    ASSERT_CONTAINS(r.out, "ok.yaml: ok");
+    run_free(&r);
+    r = saga_run(NULL, "validate", "ok.yaml", "bad.yaml", NULL);
+    cr_assert_eq(r.status, 1);
+    ASSERT_CONTAINS(r.err, "bad.yaml:2:");
+    run_free(&r);
+}
+
+/* The default store: a private redis-server in ./.saga that a later
+ * command sees; a saga interrupted under definition v1 resumes under v1
+ * after the file became v2. */
+Test(cli, embedded_store_resumes_under_the_definition_it_started_with) {
+    write_file("pin.yaml",
+        "saga: pinned\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.echo, with: {v: 1}}, compensation: none}\n"
+        "  - {name: b, action: {handler: demo.sleep, with: {ms: 3000}}, compensation: none}\n"
+        "  - {name: c, action: {handler: demo.echo, with: {version: v1}}, compensation: none}\n");
+    pid_t pid;
+    saga_run(&pid, "run", "pin.yaml", "--id", "pin-1", NULL);
+    /* Wait until b is running (its attempt recorded), then kill -9. */
+    char errpath[512];
+    snprintf(errpath, sizeof(errpath), "%s/stderr", tmp);
+    for (int i = 0; i < 200; i++) {
+        usleep(25000);
+        char *e = slurp(errpath);
+        bool started = strstr(e, "b                    action       #1  started") != NULL;
+        free(e);
+        if (started)
+            break;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    write_file("pin.yaml",
+        "saga: pinned\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.echo, with: {v: 1}}, compensation: none}\n"
+        "  - {name: b, action: {handler: demo.noop}, compensation: none}\n"
+        "  - {name: c, action: {handler: demo.echo, with: {version: v2}}, compensation: none}\n");
+    run_t r = saga_run(NULL, "resume", "--json", NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    json_t *all = json_loads(r.out, 0, NULL);
+    cr_assert_eq(json_array_size(all), 1);
+    json_t *s = json_array_get(all, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "id")), "pin-1");
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
+    json_t *c = json_array_get(json_object_get(s, "steps"), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "output"), "version")), "v1");
+    json_decref(all);
+    ASSERT_CONTAINS(r.err, "b                    action       #1  started");
+    run_free(&r);
+    /* Nothing left: a second resume finds nothing, and the server is gone. */
+    r = saga_run(NULL, "resume", NULL);
+    cr_assert_eq(r.status, 0);
+    ASSERT_CONTAINS(r.err, "nothing to resume");
+    run_free(&r);
+    char sock[512];
+    snprintf(sock, sizeof(sock), "%s/.saga/redis.sock", tmp);
+    struct stat st;
+    cr_assert(stat(sock, &st) != 0, "the private redis-server stopped at exit");
+}
+
+Test(cli, unreachable_redis_is_named_and_passwords_are_never_printed) {
+    write_file("ok.yaml", OK_YAML);
+    run_t r = saga_run(NULL, "run", "ok.yaml", "--input", "{\"n\":1}", "--redis",
+                       "redis://app:sup3rsecret@127.0.0.1:1/0", NULL);
+    cr_assert_eq(r.status, 1);
+    ASSERT_CONTAINS(r.err, "redis://app:***@127.0.0.1:1");
+    cr_assert(strstr(r.err, "sup3rsecret") == NULL, "password leaked: %s", r.err);
+    run_free(&r);
+    r = saga_run(NULL, "run", "ok.yaml", "--input", "{\"n\":1}", "--redis", "http://nope", NULL);
+    cr_assert_eq(r.status, 2, "a malformed URL is a usage error");
+    run_free(&r);
+}
+
+Test(cli, an_external_redis_with_eviction_is_refused) {
+    redis_server_t R;
+    static const char *const args[] = {"--maxmemory-policy", "allkeys-lru", NULL};
+    cr_assert_eq(redis_server_start(&R, args), 0);
+    write_file("ok.yaml", OK_YAML);
+    run_t r = saga_run(NULL, "run", "ok.yaml", "--input", "{\"n\":1}", "--redis", R.url, NULL);
+    redis_server_stop(&R);
+    cr_assert_eq(r.status, 1);
+    ASSERT_CONTAINS(r.err, "maxmemory-policy is 'allkeys-lru'");
+    run_free(&r);
+}

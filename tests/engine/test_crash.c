@@ -1,0 +1,278 @@
+/*
+ * test_crash.c -- kill -9 of the engine process at random moments, then
+ * resume; the durable history must show that nothing was lost, nothing
+ * finished twice, and compensations ran exactly for what started, newest
+ * first.
+ *
+ * Each iteration forks an engine process that runs 8 sagas (half complete,
+ * half fail at their last step and compensate, every step and compensation
+ * sleeping a few ms so that a kill lands mid-way), kills it after a seeded
+ * random delay, resumes every unfinished saga in this process, and checks
+ * every saga straight from Redis (not through the store's own reader).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+
+#include "harness.h"
+#include "redis_server.h"
+#include "store_redis.h"
+
+#define ITERATIONS 50
+#define SAGAS 8
+
+static redis_server_t R;
+static th_t T;
+
+static void setup(void) {
+    signal(SIGPIPE, SIG_IGN);
+    static const char *const args[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+    cr_assert_eq(redis_server_start(&R, args), 0);
+}
+
+static void teardown(void) { redis_server_stop(&R); }
+
+TestSuite(crash, .init = setup, .fini = teardown, .timeout = 600);
+
+/* s5 fails in the second definition; every compensation sleeps. */
+static const char *const DEF_FMT =
+    "saga: %s\n"
+    "steps:\n"
+    "  - name: s1\n"
+    "    action: {handler: demo.echo, with: {v: \"${saga.id}/s1\"}}\n"
+    "    compensation: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "  - name: s2\n"
+    "    action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "    compensation: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "  - name: s3\n"
+    "    action: {handler: demo.echo, with: {v: \"${saga.id}/s3\", prev: \"${steps.s1.output.v}\"}}\n"
+    "    compensation: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "  - name: s4\n"
+    "    action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "    compensation: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "  - name: s5\n"
+    "    action: {handler: %s, with: {v: \"${saga.id}/s5\", message: \"out of stock\"}}\n"
+    "    compensation: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n";
+
+/* ---------------------------------------------------------------------- */
+/* The engine process (no Criterion calls in here: it is a forked child)   */
+/* ---------------------------------------------------------------------- */
+
+static int child_left;
+
+static void child_finished(saga_engine_t *e, const char *id, saga_state_t st,
+                           int status, void *data) {
+    (void)e; (void)id; (void)st; (void)status; (void)data;
+    if (--child_left == 0)
+        _exit(0); /* everything finished before the kill: fine too */
+}
+
+static void child_ready(saga_store_t *s, int status, const char *msg, void *data) {
+    (void)s;
+    *(int *)data = status == 0 ? 1 : -1;
+    if (status != 0)
+        fprintf(stderr, "child: %s\n", msg);
+}
+
+static void child_main(int iter, unsigned seed) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    saga_redis_url_t u;
+    char err[256];
+    if (saga_redis_url_parse(R.url, &u, err, sizeof(err)) != 0)
+        _exit(2);
+    int ready = 0;
+    saga_store_t *store = saga_store_redis_new(&loop, &u, NULL, child_ready, &ready);
+    while (ready == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    if (ready < 0)
+        _exit(2);
+    static char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/tests/plugins", getenv("SAGA_BUILD_DIR"));
+    const char *dirs[] = {dir, NULL};
+    saga_engine_options_t o = {.store = store, .plugin_dirs = dirs,
+                               .worker = "doomed", .on_finished = child_finished,
+                               .seed = seed};
+    saga_engine_t *e = saga_engine_new(&loop, &o, err, sizeof(err));
+    saga_engine_def_t *defs[2];
+    for (int k = 0; k < 2; k++) {
+        char yaml[2048];
+        snprintf(yaml, sizeof(yaml), DEF_FMT, k ? "crash_fail" : "crash_ok",
+                 k ? "demo.fail" : "demo.echo");
+        saga_diags_t d;
+        saga_diags_init(&d);
+        defs[k] = saga_engine_register(e, saga_def_load_buffer("crash.yaml", yaml,
+                                                               strlen(yaml), &d), &d);
+        if (defs[k] == NULL)
+            _exit(3);
+    }
+    srand(seed);
+    child_left = SAGAS;
+    for (int j = 0; j < SAGAS; j++) {
+        char id[64];
+        snprintf(id, sizeof(id), "it%d-%d", iter, j);
+        json_t *in = json_pack("{s:i}", "ms", 3 + rand() % 12);
+        if (saga_engine_start(e, defs[j % 2], id, in, NULL, err, sizeof(err)) != 0)
+            _exit(4);
+        json_decref(in);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    _exit(0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Checking one saga, from Redis                                           */
+/* ---------------------------------------------------------------------- */
+
+static redisContext *rc;
+
+static redisReply *cmd(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "redis: %s", rc->errstr);
+    return r;
+}
+
+static const char *field(redisReply *fields, const char *name) {
+    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        if (strcmp(fields->element[i]->str, name) == 0)
+            return fields->element[i + 1]->str;
+    return "";
+}
+
+static size_t interrupted_running, interrupted_compensating, checked;
+
+/* Returns false when the saga was never created (killed before). */
+static bool check_saga(const char *id, bool fails) {
+    redisReply *st = cmd("HMGET saga:{%s} state out:s1 out:s3", id);
+    if (st->element[0]->type == REDIS_REPLY_NIL) {
+        freeReplyObject(st);
+        return false;
+    }
+    checked++;
+    const char *want = fails ? "compensated" : "completed";
+    cr_assert_str_eq(st->element[0]->str, want, "saga %s", id);
+    /* Outputs recorded before the crash are intact. */
+    char expect[256];
+    snprintf(expect, sizeof(expect), "{\"v\":\"%s/s1\"}", id);
+    cr_assert_str_eq(st->element[1]->str, expect, "saga %s: out:s1", id);
+    snprintf(expect, sizeof(expect), "{\"v\":\"%s/s3\",\"prev\":\"%s/s1\"}", id, id);
+    cr_assert_str_eq(st->element[2]->str, expect, "saga %s: out:s3", id);
+    freeReplyObject(st);
+
+    redisReply *h = cmd("XRANGE saga:{%s}:history - +", id);
+    int succeeded[5][2] = {{0}};
+    char comp_order[64] = "", act_started[64] = "";
+    bool resumed = false, compensating = false;
+    for (size_t i = 0; i < h->elements; i++) {
+        redisReply *f = h->element[i]->element[1];
+        const char *type = field(f, "type"), *step = field(f, "step"),
+                   *phase = field(f, "phase");
+        int comp = strcmp(phase, "compensation") == 0;
+        if (strcmp(type, "saga.resumed") == 0) {
+            resumed = true;
+            if (compensating)
+                interrupted_compensating++;
+            else
+                interrupted_running++;
+        }
+        if (strcmp(type, "saga.compensating") == 0)
+            compensating = true;
+        if (step[0] != 's')
+            continue;
+        int k = step[1] - '1';
+        cr_assert(k >= 0 && k < 5);
+        if (strcmp(type, "step.succeeded") == 0) {
+            succeeded[k][comp]++;
+            if (comp)
+                sprintf(comp_order + strlen(comp_order), "%s%s", comp_order[0] ? "," : "", step);
+        }
+        if (strcmp(type, "step.started") == 0 && !comp)
+            sprintf(act_started + strlen(act_started), "%s%s", act_started[0] ? "," : "", step);
+    }
+    (void)resumed;
+    freeReplyObject(h);
+    for (int k = 0; k < 5; k++)
+        for (int c = 0; c < 2; c++)
+            cr_assert_leq(succeeded[k][c], 1, "saga %s: s%d %s finished twice", id,
+                          k + 1, c ? "compensation" : "action");
+    cr_assert_str_eq(act_started, "s1,s2,s3,s4,s5", "saga %s: each action started once", id);
+    if (fails) {
+        /* Every started action (s5's, which failed, included) undone, newest first. */
+        cr_assert_str_eq(comp_order, "s5,s4,s3,s2,s1", "saga %s: compensations", id);
+        cr_assert_eq(succeeded[4][0], 0);
+    } else {
+        cr_assert_str_eq(comp_order, "", "saga %s: nothing to compensate", id);
+        for (int k = 0; k < 5; k++)
+            cr_assert_eq(succeeded[k][0], 1);
+    }
+    return true;
+}
+
+static size_t resumed_n;
+static bool resume_done;
+static void on_resumed_all(int status, size_t n, size_t failed, void *data) {
+    (void)data;
+    cr_assert_eq(status, 0);
+    cr_assert_eq(failed, 0, "every unfinished saga can be resumed");
+    resumed_n = n;
+    resume_done = true;
+}
+
+Test(crash, kill_minus_nine_at_random_moments_then_resume) {
+    rc = redis_server_connect(&R);
+    cr_assert_not_null(rc);
+    size_t total_resumed = 0;
+    for (int iter = 0; iter < ITERATIONS; iter++) {
+        unsigned seed = 4242u + (unsigned)iter;
+        srand(seed);
+        unsigned delay_ms = 5 + (unsigned)(rand() % 160);
+        pid_t pid = fork();
+        cr_assert_neq(pid, -1);
+        if (pid == 0)
+            child_main(iter, seed);
+        usleep(delay_ms * 1000);
+        kill(pid, SIGKILL);
+        int wst;
+        waitpid(pid, &wst, 0);
+
+        th_init_redis(&T, R.url);
+        T.keep_summaries = false;
+        resume_done = false;
+        cr_assert_eq(saga_engine_resume_all(T.engine, on_resumed_all, NULL), 0);
+        while (!resume_done)
+            uv_run(&T.loop, UV_RUN_ONCE);
+        th_run_until(&T, resumed_n);
+        cr_assert_eq(T.lost, 0);
+        th_free(&T);
+        total_resumed += resumed_n;
+
+        for (int j = 0; j < SAGAS; j++) {
+            char id[64];
+            snprintf(id, sizeof(id), "it%d-%d", iter, j);
+            check_saga(id, j % 2 == 1);
+        }
+        redisReply *left = cmd("ZCARD saga:{idx}:active");
+        cr_assert_eq(left->integer, 0, "iteration %d: unfinished sagas left", iter);
+        freeReplyObject(left);
+    }
+    cr_log_info("crash: %zu sagas checked, %zu resumed; interrupted while running: "
+                "%zu, while compensating: %zu", checked, total_resumed,
+                interrupted_running, interrupted_compensating);
+    fprintf(stderr, "crash: %zu sagas checked, %zu resumed; interrupted while running: "
+            "%zu, while compensating: %zu\n", checked, total_resumed,
+            interrupted_running, interrupted_compensating);
+    cr_assert_gt(interrupted_running, 0, "no kill landed during forward progress");
+    cr_assert_gt(interrupted_compensating, 0, "no kill landed during compensation");
+    redisFree(rc);
+}
