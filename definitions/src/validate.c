@@ -1,0 +1,573 @@
+/*
+ * validate.c -- building the saga model from the YAML tree.
+ *
+ * Every stage reports what it finds and goes on, so that one run lists every
+ * problem of the file: the top level, then each step, then the step graph
+ * (only once every `after` names a real step), then the `with` templates
+ * (whose ordering checks need the graph), then the retry policies. The
+ * definition is returned only if nothing was reported.
+ */
+#include "validate.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "graph.h"
+#include "message.h"
+#include "policy.h"
+#include "template.h"
+
+static const char *const TOP_KEYS[] = {
+    "saga", "version", "description", "recovery", "defaults", "input",
+    "steps", NULL};
+static const char *const DEFAULTS_KEYS[] = {
+    "timeout", "retry", "compensation_retry", NULL};
+static const char *const INPUT_KEYS[] = {"required", NULL};
+static const char *const STEP_KEYS[] = {
+    "name", "action", "compensation", "after", "timeout", "retry",
+    "compensation_retry", NULL};
+static const char *const CALL_KEYS[] = {"handler", "with", NULL};
+static const char *const RECOVERIES[] = {"backward", "forward", NULL};
+
+/* What the later stages need to remember about one step's YAML. */
+typedef struct step_src_s {
+    const saga__node_t *node;
+    bool action_ok;                   /* action parsed: compile its `with` */
+    const saga__node_t *action_with;
+    bool compensation_ok;
+    const saga__node_t *compensation_with;
+    bool compensation_given;          /* a mapping or `none` was written */
+    saga_pos_t *after_pos;            /* parallel to step->after */
+    bool has_timeout;
+    uint64_t timeout_ms;
+    saga__retry_spec_t retry, compensation_retry;
+    bool retry_ok, compensation_retry_ok;
+} step_src_t;
+
+typedef struct builder_s {
+    saga__report_t *rep;
+    saga_def_t *def;
+    step_src_t *src;                  /* one per step */
+    bool has_default_timeout;
+    uint64_t default_timeout_ms;
+    saga__retry_spec_t default_retry, default_compensation_retry;
+    bool default_retry_ok, default_compensation_retry_ok;
+    const char **names;               /* step names, NULL-terminated */
+} builder_t;
+
+static char *dup_text(const saga__node_t *n)
+{
+    char *p = malloc(n->len + 1);
+    if (p != NULL) {
+        memcpy(p, n->text, n->len);
+        p[n->len] = '\0';
+    }
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Top level                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void build_defaults(builder_t *b, const saga__node_t *node)
+{
+    if (!saga__expect_mapping(b->rep, node, "'defaults'"))
+        return;
+    saga__check_keys(b->rep, node, DEFAULTS_KEYS);
+    const saga__node_t *v;
+    if ((v = saga__node_get(node, "timeout")) != NULL)
+        b->has_default_timeout =
+            saga__timeout_parse(b->rep, v, "'timeout'", &b->default_timeout_ms);
+    if ((v = saga__node_get(node, "retry")) != NULL)
+        b->default_retry_ok =
+            saga__retry_parse(b->rep, v, "'retry'", &b->default_retry);
+    if ((v = saga__node_get(node, "compensation_retry")) != NULL)
+        b->default_compensation_retry_ok = saga__retry_parse(
+            b->rep, v, "'compensation_retry'", &b->default_compensation_retry);
+}
+
+static void build_input(builder_t *b, const saga__node_t *node)
+{
+    saga_def_t *def = b->def;
+    if (!saga__expect_mapping(b->rep, node, "'input'"))
+        return;
+    saga__check_keys(b->rep, node, INPUT_KEYS);
+    const saga__node_t *req = saga__node_get(node, "required");
+    if (req == NULL || !saga__expect_sequence(b->rep, req, "'required'"))
+        return;
+    if (req->n == 0)
+        return;
+    def->required_inputs = calloc(req->n, sizeof(char *));
+    if (def->required_inputs == NULL) {
+        saga__report_oom(b->rep);
+        return;
+    }
+    for (size_t i = 0; i < req->n; i++) {
+        const saga__node_t *k = req->items[i];
+        if (!saga__expect_string(b->rep, k, "each entry of 'required'"))
+            continue;
+        bool repeated = false;
+        for (size_t j = 0; j < def->n_required_inputs && !repeated; j++)
+            repeated = strcmp(def->required_inputs[j], k->text) == 0;
+        if (repeated) {
+            char q[SAGA__QUOTE_SIZE];
+            saga__report(b->rep, k->pos, "'%s' is listed twice in 'required'",
+                         saga__quote(q, k->text, k->len));
+            continue;
+        }
+        char *s = dup_text(k);
+        if (s == NULL) {
+            saga__report_oom(b->rep);
+            return;
+        }
+        def->required_inputs[def->n_required_inputs++] = s;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Steps                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Parses {handler, with} into `call`. Returns true when usable. */
+static bool build_call(builder_t *b, const saga__node_t *node, const char *what,
+                       saga_call_def_t *call, const saga__node_t **with)
+{
+    if (!saga__expect_mapping(b->rep, node, what))
+        return false;
+    saga__check_keys(b->rep, node, CALL_KEYS);
+    *with = saga__node_get(node, "with");
+    const saga__node_t *h = saga__node_get(node, "handler");
+    if (h == NULL) {
+        saga__missing_key(b->rep, node, "handler");
+        return false;
+    }
+    if (!saga__expect_string(b->rep, h, "'handler'"))
+        return false;
+    const char *dot = memchr(h->text, '.', h->len);
+    size_t plen = dot ? (size_t)(dot - h->text) : 0;
+    if (dot == NULL || !saga__is_identifier(h->text, plen) ||
+        !saga__is_identifier(dot + 1, h->len - plen - 1)) {
+        char q[SAGA__QUOTE_SIZE];
+        saga__report(b->rep, h->pos,
+                     "'handler' must be 'plugin.handler' (two names joined by "
+                     "a dot, like 'demo.echo'), found '%s'",
+                     saga__quote(q, h->text, h->len));
+        return false;
+    }
+    call->pos = h->pos;
+    call->handler = dup_text(h);
+    call->plugin = malloc(plen + 1);
+    call->function = strdup(dot + 1);
+    if (call->handler == NULL || call->plugin == NULL || call->function == NULL) {
+        saga__report_oom(b->rep);
+        return false;
+    }
+    memcpy(call->plugin, h->text, plen);
+    call->plugin[plen] = '\0';
+    return true;
+}
+
+static void build_step(builder_t *b, size_t i, const saga__node_t *node)
+{
+    saga_step_def_t *step = &b->def->steps[i];
+    step_src_t *src = &b->src[i];
+    step->index = i;
+    step->pos = node->pos;
+    src->node = node;
+    if (!saga__expect_mapping(b->rep, node, "each step"))
+        return;
+    saga__check_keys(b->rep, node, STEP_KEYS);
+
+    const saga__node_t *v;
+    if ((v = saga__node_get(node, "name")) == NULL)
+        saga__missing_key(b->rep, node, "name");
+    else if (saga__expect_identifier(b->rep, v, "a step name") &&
+             (step->name = dup_text(v)) == NULL)
+        saga__report_oom(b->rep);
+
+    if ((v = saga__node_get(node, "action")) == NULL)
+        saga__missing_key(b->rep, node, "action");
+    else
+        src->action_ok = build_call(b, v, "'action'", &step->action,
+                                    &src->action_with);
+
+    if ((v = saga__node_get(node, "compensation")) != NULL) {
+        src->compensation_given = true;
+        if (v->kind == SAGA__NODE_SCALAR && json_is_string(v->value) &&
+            strcmp(v->text, "none") == 0) {
+            step->has_compensation = false;
+        } else if (v->kind == SAGA__NODE_MAPPING) {
+            step->has_compensation = true;
+            src->compensation_ok = build_call(b, v, "'compensation'",
+                                              &step->compensation,
+                                              &src->compensation_with);
+        } else if (!v->invalid) {
+            char d[SAGA__QUOTE_SIZE];
+            saga__report(b->rep, v->pos,
+                         "'compensation' must be a mapping with 'handler' (and "
+                         "optional 'with'), or 'none'; found %s",
+                         saga__describe(d, v));
+        }
+    }
+
+    if ((v = saga__node_get(node, "timeout")) != NULL)
+        src->has_timeout = saga__timeout_parse(b->rep, v, "'timeout'",
+                                               &src->timeout_ms);
+    if ((v = saga__node_get(node, "retry")) != NULL)
+        src->retry_ok = saga__retry_parse(b->rep, v, "'retry'", &src->retry);
+    if ((v = saga__node_get(node, "compensation_retry")) != NULL)
+        src->compensation_retry_ok = saga__retry_parse(
+            b->rep, v, "'compensation_retry'", &src->compensation_retry);
+}
+
+/* Reports every step name used twice, at the later use. */
+static void check_unique_names(builder_t *b)
+{
+    const saga_def_t *def = b->def;
+    for (size_t i = 0; i < def->n_steps; i++) {
+        if (def->steps[i].name == NULL)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (def->steps[j].name == NULL ||
+                strcmp(def->steps[i].name, def->steps[j].name) != 0)
+                continue;
+            const saga__node_t *n = saga__node_get(b->src[i].node, "name");
+            saga__report(b->rep, n->pos,
+                         "duplicate step name '%s' (first used at line %u)",
+                         def->steps[i].name, (unsigned)def->steps[j].pos.line);
+            break;
+        }
+    }
+}
+
+/* qsort has no user pointer in C11: sort (name, index) pairs instead. */
+typedef struct name_ref_s {
+    const char *name;
+    size_t index;
+} name_ref_t;
+
+static int compare_name_refs(const void *pa, const void *pb)
+{
+    const name_ref_t *a = pa, *b = pb;
+    int c = strcmp(a->name, b->name);
+    if (c != 0)
+        return c;
+    return a->index < b->index ? -1 : (a->index > b->index);
+}
+
+/* The index of the step named `name` (the first one, if repeated), or
+ * SIZE_MAX. Binary search over the sorted names. */
+static size_t lookup(const name_ref_t *refs, size_t n, const char *name,
+                     size_t len)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        size_t mlen = strlen(refs[mid].name);
+        int c = memcmp(refs[mid].name, name, mlen < len ? mlen : len);
+        if (c == 0)
+            c = mlen < len ? -1 : (mlen > len);
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < n && strlen(refs[lo].name) == len &&
+        memcmp(refs[lo].name, name, len) == 0)
+        return refs[lo].index;
+    return SIZE_MAX;
+}
+
+/* Resolves every step's `after`. Returns true when all of them resolved. */
+static bool resolve_after(builder_t *b)
+{
+    saga_def_t *def = b->def;
+    size_t n = def->n_steps;
+    bool ok = true;
+
+    name_ref_t *refs = malloc(n * sizeof(*refs));
+    size_t *listed = calloc(n, sizeof(*listed)); /* i + 1: in i's `after` */
+    if (refs == NULL || listed == NULL || b->names == NULL) {
+        free(refs);
+        free(listed);
+        saga__report_oom(b->rep);
+        return false;
+    }
+    size_t nrefs = 0;
+    for (size_t i = 0; i < n; i++)
+        if (def->steps[i].name != NULL) {
+            refs[nrefs].name = def->steps[i].name;
+            refs[nrefs].index = i;
+            nrefs++;
+        }
+    qsort(refs, nrefs, sizeof(*refs), compare_name_refs);
+
+    for (size_t i = 0; i < n; i++) {
+        saga_step_def_t *step = &def->steps[i];
+        step_src_t *src = &b->src[i];
+        const saga__node_t *after = src->node->kind == SAGA__NODE_MAPPING
+                                        ? saga__node_get(src->node, "after")
+                                        : NULL;
+        size_t cap = after ? after->n : (i > 0);
+        if (after != NULL && !saga__expect_sequence(b->rep, after, "'after'")) {
+            ok = false;
+            continue;
+        }
+        if (cap == 0)
+            continue;
+        step->after = malloc(cap * sizeof(size_t));
+        src->after_pos = malloc(cap * sizeof(saga_pos_t));
+        if (step->after == NULL || src->after_pos == NULL) {
+            saga__report_oom(b->rep);
+            ok = false;
+            break;
+        }
+        if (after == NULL) {
+            /* Default: after the previous step in the list. */
+            step->after[0] = i - 1;
+            src->after_pos[0] = step->pos;
+            step->n_after = 1;
+            continue;
+        }
+        for (size_t j = 0; j < after->n; j++) {
+            const saga__node_t *e = after->items[j];
+            char q[SAGA__QUOTE_SIZE];
+            if (!saga__expect_string(b->rep, e, "each entry of 'after'")) {
+                ok = false;
+                continue;
+            }
+            size_t p = lookup(refs, nrefs, e->text, e->len);
+            if (p == SIZE_MAX) {
+                const char *near = saga__report_wants_hints(b->rep)
+                                       ? saga__suggest(e->text, e->len, b->names)
+                                       : NULL;
+                saga__report(b->rep, e->pos, "'after' names unknown step '%s'%s%s%s",
+                             saga__quote(q, e->text, e->len),
+                             near ? " (did you mean '" : "", near ? near : "",
+                             near ? "'?)" : "");
+                ok = false;
+                continue;
+            }
+            if (p == i) {
+                saga__report(b->rep, e->pos, "step '%s' cannot come after itself",
+                             step->name);
+                ok = false;
+                continue;
+            }
+            if (listed[p] == i + 1) {
+                saga__report(b->rep, e->pos, "'%s' is listed twice in 'after'",
+                             def->steps[p].name);
+                ok = false;
+                continue;
+            }
+            listed[p] = i + 1;
+            step->after[step->n_after] = p;
+            src->after_pos[step->n_after] = e->pos;
+            step->n_after++;
+        }
+    }
+    free(refs);
+    free(listed);
+    return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Compensations, templates, policies                                        */
+/* ------------------------------------------------------------------------ */
+
+static void check_compensations(builder_t *b)
+{
+    const saga_def_t *def = b->def;
+    if (def->recovery != SAGA_RECOVERY_BACKWARD)
+        return;
+    for (size_t i = 0; i < def->n_steps; i++) {
+        const step_src_t *src = &b->src[i];
+        if (src->node->kind != SAGA__NODE_MAPPING || src->compensation_given)
+            continue;
+        if (def->steps[i].name != NULL)
+            saga__report(b->rep, def->steps[i].pos,
+                         "step '%s' has no compensation; add one or write "
+                         "`compensation: none`", def->steps[i].name);
+        else
+            saga__report(b->rep, def->steps[i].pos,
+                         "step has no compensation; add one or write "
+                         "`compensation: none`");
+    }
+}
+
+static void compile_templates(builder_t *b, bool graph_ok)
+{
+    saga_def_t *def = b->def;
+    for (size_t i = 0; i < def->n_steps; i++) {
+        saga_step_def_t *step = &def->steps[i];
+        step_src_t *src = &b->src[i];
+        saga__tpl_scope_t scope = {def, b->names, i, false, graph_ok};
+        /* A call with a bad handler still has its `with` checked. */
+        if (src->action_ok || src->action_with != NULL)
+            step->action.with = saga__template_compile(src->action_with, &scope,
+                                                       b->rep);
+        if (src->compensation_ok || src->compensation_with != NULL) {
+            scope.compensation = true;
+            step->compensation.with = saga__template_compile(
+                src->compensation_with, &scope, b->rep);
+        }
+    }
+}
+
+static void resolve_policies(builder_t *b)
+{
+    saga_def_t *def = b->def;
+    saga__report_t *rep = b->rep;
+
+    uint64_t timeout = b->has_default_timeout ? b->default_timeout_ms
+                                              : SAGA_DEFAULT_TIMEOUT_MS;
+    saga_retry_policy_t action, compensation;
+    saga__retry_builtin(&action, false);
+    saga__retry_builtin(&compensation, true);
+    saga__retry_merge(&action, &b->default_retry);
+    saga__retry_merge(&compensation, &b->default_retry);
+    saga__retry_merge(&compensation, &b->default_compensation_retry);
+
+    /* Check each written block once, on the policy it resolves to. A block
+     * that already had errors is not checked again. */
+    bool action_ok = true, compensation_ok = true;
+    if (b->default_retry.given && b->default_retry_ok)
+        action_ok = saga__retry_check(rep, &action, &b->default_retry);
+    if (b->default_compensation_retry.given && b->default_compensation_retry_ok)
+        compensation_ok = saga__retry_check(rep, &compensation,
+                                            &b->default_compensation_retry);
+
+    for (size_t i = 0; i < def->n_steps; i++) {
+        saga_step_def_t *step = &def->steps[i];
+        step_src_t *src = &b->src[i];
+        step->timeout_ms = src->has_timeout ? src->timeout_ms : timeout;
+        step->retry = action;
+        saga__retry_merge(&step->retry, &src->retry);
+        if (src->retry.given && src->retry_ok && action_ok)
+            saga__retry_check(rep, &step->retry, &src->retry);
+        step->compensation_retry = compensation;
+        saga__retry_merge(&step->compensation_retry, &src->compensation_retry);
+        if (src->compensation_retry.given && src->compensation_retry_ok &&
+            compensation_ok && action_ok)
+            saga__retry_check(rep, &step->compensation_retry,
+                              &src->compensation_retry);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The whole definition                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void build_steps(builder_t *b, const saga__node_t *steps)
+{
+    saga_def_t *def = b->def;
+    if (!saga__expect_sequence(b->rep, steps, "'steps'"))
+        return;
+    if (steps->n == 0) {
+        saga__report(b->rep, steps->pos, "'steps' must hold at least one step");
+        return;
+    }
+    if (steps->n > SAGA_DEF_MAX_STEPS) {
+        saga__report(b->rep, steps->pos, "too many steps (%zu; at most %u)",
+                     steps->n, SAGA_DEF_MAX_STEPS);
+        return;
+    }
+    def->steps = calloc(steps->n, sizeof(*def->steps));
+    b->src = calloc(steps->n, sizeof(*b->src));
+    if (def->steps == NULL || b->src == NULL) {
+        saga__report_oom(b->rep);
+        return;
+    }
+    def->n_steps = steps->n;
+    for (size_t i = 0; i < steps->n; i++)
+        build_step(b, i, steps->items[i]);
+
+    /* Names for "did you mean": the named steps, NULL-terminated. */
+    b->names = calloc(def->n_steps + 1, sizeof(*b->names));
+    if (b->names == NULL)
+        saga__report_oom(b->rep);
+    for (size_t i = 0, k = 0; b->names != NULL && i < def->n_steps; i++)
+        if (def->steps[i].name != NULL)
+            b->names[k++] = def->steps[i].name;
+
+    check_unique_names(b);
+    check_compensations(b);
+    bool graph_ok = false;
+    if (resolve_after(b)) {
+        saga_pos_t **after_pos = malloc(def->n_steps * sizeof(*after_pos));
+        if (after_pos == NULL) {
+            saga__report_oom(b->rep);
+        } else {
+            for (size_t i = 0; i < def->n_steps; i++)
+                after_pos[i] = b->src[i].after_pos;
+            graph_ok = saga__graph_build(def, after_pos, b->rep) == 0;
+            free(after_pos);
+        }
+    }
+    compile_templates(b, graph_ok);
+    resolve_policies(b);
+}
+
+saga_def_t *saga__def_build(const saga__node_t *root, saga__report_t *rep)
+{
+    size_t errors_before = rep->errors;
+    char d[SAGA__QUOTE_SIZE];
+    if (root->kind != SAGA__NODE_MAPPING) {
+        saga__report(rep, root->pos,
+                     "a saga definition must be a mapping with 'saga' and "
+                     "'steps', found %s", saga__describe(d, root));
+        return NULL;
+    }
+
+    builder_t b;
+    memset(&b, 0, sizeof(b));
+    b.rep = rep;
+    b.def = calloc(1, sizeof(*b.def));
+    if (b.def == NULL) {
+        saga__report_oom(rep);
+        return NULL;
+    }
+    saga_def_t *def = b.def;
+    def->recovery = SAGA_RECOVERY_BACKWARD;
+
+    saga__check_keys(rep, root, TOP_KEYS);
+    const saga__node_t *v;
+    int64_t version;
+    int e;
+    if ((v = saga__node_get(root, "saga")) == NULL)
+        saga__missing_key(rep, root, "saga");
+    else if (saga__expect_identifier(rep, v, "'saga'") &&
+             (def->name = dup_text(v)) == NULL)
+        saga__report_oom(rep);
+    if ((v = saga__node_get(root, "version")) != NULL &&
+        saga__expect_int(rep, v, "'version'", 0, INT64_MAX, &version))
+        def->version = version;
+    if ((v = saga__node_get(root, "description")) != NULL &&
+        saga__expect_string(rep, v, "'description'") &&
+        (def->description = dup_text(v)) == NULL)
+        saga__report_oom(rep);
+    if ((v = saga__node_get(root, "recovery")) != NULL &&
+        (e = saga__expect_enum(rep, v, "'recovery'", RECOVERIES)) >= 0)
+        def->recovery = (saga_recovery_t)e;
+    if ((v = saga__node_get(root, "defaults")) != NULL)
+        build_defaults(&b, v);
+    if ((v = saga__node_get(root, "input")) != NULL)
+        build_input(&b, v);
+    if ((v = saga__node_get(root, "steps")) == NULL)
+        saga__missing_key(rep, root, "steps");
+    else
+        build_steps(&b, v);
+
+    if (b.src != NULL)
+        for (size_t i = 0; i < def->n_steps; i++)
+            free(b.src[i].after_pos);
+    free(b.src);
+    free(b.names);
+    if (rep->errors != errors_before || errors_before != 0) {
+        saga_def_free(def);
+        return NULL;
+    }
+    return def;
+}
