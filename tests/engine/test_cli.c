@@ -33,7 +33,7 @@ static void teardown(void) {
         fprintf(stderr, "cannot remove %s\n", tmp);
 }
 
-TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(cli, .init = setup, .fini = teardown);
 
 typedef struct run_s {
     int status;   /* exit code, or 128 + signal */

@@ -39,7 +39,7 @@ static void setup(void) {
 
 static void teardown(void) { redis_server_stop(&R); }
 
-TestSuite(crash, .init = setup, .fini = teardown, .timeout = 600);
+TestSuite(crash, .init = setup, .fini = teardown);
 
 /* s5 fails in the second definition; every compensation sleeps. */
 static const char *const DEF_FMT =

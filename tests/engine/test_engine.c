@@ -15,7 +15,7 @@ static th_t T;
 
 static void teardown(void) { th_free(&T); }
 
-TestSuite(engine, .fini = teardown, .timeout = 60);
+TestSuite(engine, .fini = teardown);
 
 static const char *state_of(json_t *s) {
     return json_string_value(json_object_get(s, "state"));

@@ -29,7 +29,7 @@ static void teardown(void) {
     redis_server_stop(&R);
 }
 
-TestSuite(redis_store, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(redis_store, .init = setup, .fini = teardown);
 
 /* A blocking command for assertions. */
 static redisReply *cmd(const char *fmt, ...) {
