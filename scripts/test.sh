@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what is
+# missing, builds, runs every suite, then builds and runs them all again
+# under AddressSanitizer + UndefinedBehaviorSanitizer (a leak or any
+# undefined behaviour fails the run). Ends with the CTest summaries.
+#
+#   scripts/test.sh            both runs
+#   SAGA_SKIP_ASAN=1 scripts/test.sh   the normal run only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+
+run_suite() { # name build-dir cmake-args...
+    local name=$1 dir=$2
+    shift 2
+    echo "== $name: build ($dir)"
+    cmake -S . -B "$dir" "$@" >/dev/null
+    cmake --build "$dir" -j"$jobs"
+    echo "== $name: test"
+    (cd "$dir" && ctest --output-on-failure --timeout 1200 -j2) | tee "$logs/$name.log"
+}
+
+run_suite release build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ -z "${SAGA_SKIP_ASAN:-}" ]; then
+    run_suite asan+ubsan build-asan -DCMAKE_BUILD_TYPE=Debug -DSAGA_SANITIZE=ON
+fi
+
+echo
+for f in "$logs"/*.log; do
+    printf '%-12s ' "$(basename "$f" .log):"
+    grep -E 'tests passed|tests failed out of' "$f" | tail -n 1
+done
