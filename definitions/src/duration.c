@@ -2,6 +2,7 @@
  * duration.c -- parsing and printing durations.
  */
 #include "duration.h"
+#include "saga/definition.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -94,4 +95,8 @@ const char *saga__duration_format(uint64_t ms, char *buf, size_t size)
         o += (size_t)w;
     }
     return buf;
+}
+
+int saga_duration_parse(const char *text, uint64_t *ms) {
+    return saga__duration_parse(text, strlen(text), ms);
 }

@@ -23,6 +23,14 @@
 int saga_cli_validate(int argc, char **argv);
 int saga_cli_run(int argc, char **argv);
 int saga_cli_resume(int argc, char **argv);
+int saga_cli_worker(int argc, char **argv);
+int saga_cli_submit(int argc, char **argv);
+int saga_cli_status(int argc, char **argv);
+int saga_cli_wait(int argc, char **argv);
+int saga_cli_list(int argc, char **argv);
+int saga_cli_history(int argc, char **argv);
+int saga_cli_cancel(int argc, char **argv);
+int saga_cli_retry(int argc, char **argv);
 
 /* Parses --input's value: inline JSON, "@path" (a file) or "@-" (stdin).
  * Returns a new reference, or NULL with the reason (and position) printed

@@ -48,10 +48,9 @@ int64_t saga__now_ms(void) {
 
 /* A ULID: 48 bits of Unix ms then 80 random bits, Crockford base32, 26
  * characters. Sorts by creation time, which `saga list` relies on. */
-static void new_id(saga_engine_t *e, char out[27]) {
+static void ulid(uint64_t r1, uint64_t r2, char out[27]) {
     static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     uint64_t ms = (uint64_t)saga__now_ms();
-    uint64_t r1 = saga_rng_next(&e->rng), r2 = saga_rng_next(&e->rng);
     for (int i = 9; i >= 0; i--) {
         out[i] = b32[ms & 31];
         ms >>= 5;
@@ -64,9 +63,18 @@ static void new_id(saga_engine_t *e, char out[27]) {
     out[26] = '\0';
 }
 
-/* Ids end up in Redis keys, hash tags and idempotency keys: letters,
- * digits and . _ : - only. */
-static bool valid_id(const char *id) {
+static void new_id(saga_engine_t *e, char out[27]) {
+    ulid(saga_rng_next(&e->rng), saga_rng_next(&e->rng), out);
+}
+
+void saga_id_new(char *out) {
+    saga_rng_t r;
+    saga_rng_seed(&r, 0); /* fresh OS randomness each time */
+    uint64_t a = saga_rng_next(&r);
+    ulid(a, saga_rng_next(&r), out);
+}
+
+bool saga_id_valid(const char *id) {
     size_t n = strlen(id);
     if (n == 0 || n > SAGA_ID_MAX)
         return false;
@@ -174,6 +182,10 @@ void saga__engine_def_release(saga_engine_def_t *d) {
 
 const saga_def_t *saga_engine_def(const saga_engine_def_t *d) { return d->def; }
 
+saga_engine_def_t *saga_engine_find(saga_engine_t *e, const char *hash) {
+    return saga_strmap_get(&e->defs, hash);
+}
+
 const saga_def_t *saga_engine_lookup(const saga_engine_t *e, const char *hash) {
     saga_engine_def_t *d = saga_strmap_get(&e->defs, hash);
     return d ? d->def : NULL;
@@ -263,7 +275,7 @@ int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
     if (id == NULL) {
         new_id(e, gen);
         id = gen;
-    } else if (!valid_id(id)) {
+    } else if (!saga_id_valid(id)) {
         snprintf(err, errlen, "invalid saga id '%.*s': use 1 to %d letters, "
                  "digits, '.', '_', ':' or '-'", 64, id, SAGA_ID_MAX);
         return -EINVAL;
@@ -290,6 +302,8 @@ int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
     }
     if (id_out != NULL)
         snprintf(id_out, SAGA_ID_MAX + 1, "%s", inst->id);
+    if (e->opt.owned)
+        inst->fence = 1; /* the first owner's token; every claim bumps it */
     rc = saga__inst_begin(inst, input);
     json_decref(empty);
     if (rc != 0)
@@ -300,6 +314,7 @@ int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
 /* A resume in progress: record copied, definition being fetched. */
 typedef struct resume_req_s {
     saga_engine_t *e;
+    uint64_t fence;      /* 0: take the record's */
     saga_engine_resume_cb done;
     void *data;
     saga_record_t rec;   /* owned copy */
@@ -367,6 +382,8 @@ static void resume_build(resume_req_t *r, saga_engine_def_t *d) {
     }
     inst->resumed = true;
     int rc = saga__ckpt_decode(inst, &r->rec, err, sizeof(err));
+    if (r->fence != 0)
+        inst->fence = r->fence;
     if (rc == 0 && saga_strmap_put(&e->sagas, inst->id, inst, NULL) != 0) {
         rc = -ENOMEM;
         snprintf(err, sizeof(err), "out of memory");
@@ -454,9 +471,14 @@ static void on_record(int status, const saga_record_t *rec, void *data) {
 
 int saga_engine_resume(saga_engine_t *e, const char *id,
                        saga_engine_resume_cb done, void *data) {
+    return saga_engine_resume_fenced(e, id, 0, done, data);
+}
+
+int saga_engine_resume_fenced(saga_engine_t *e, const char *id, uint64_t fence,
+                              saga_engine_resume_cb done, void *data) {
     if (e->closing)
         return SAGA_ECLOSING;
-    if (!valid_id(id))
+    if (!saga_id_valid(id))
         return -EINVAL;
     if (saga_strmap_get(&e->sagas, id) != NULL)
         return SAGA_EEXIST;
@@ -464,6 +486,7 @@ int saga_engine_resume(saga_engine_t *e, const char *id,
     if (r == NULL)
         return -ENOMEM;
     r->e = e;
+    r->fence = fence;
     r->done = done;
     r->data = data;
     snprintf(r->id, sizeof(r->id), "%s", id);

@@ -43,6 +43,14 @@ bool saga_state_terminal(saga_state_t s);
 
 typedef struct saga_engine_s saga_engine_t;
 
+/* Writes a new saga id (a ULID: 26 characters, sortable by creation time)
+ * into `out` (at least 27 bytes). Thread-safe; cannot fail. */
+void saga_id_new(char *out);
+
+/* True when `id` may name a saga: 1 to SAGA_ID_MAX letters, digits, '.',
+ * '_', ':' or '-' (ids end up in Redis keys and idempotency keys). */
+bool saga_id_valid(const char *id);
+
 /* A definition registered with an engine: handlers resolved, stored. */
 typedef struct saga_engine_def_s saga_engine_def_t;
 
@@ -84,6 +92,12 @@ typedef struct saga_engine_options_s {
      * the last one known). The engine forgets the saga after this returns. */
     void (*on_finished)(saga_engine_t *e, const char *id, saga_state_t state,
                         int status, void *data);
+    /* Optional: a saga's creation (its first write) is durable (status 0)
+     * or was refused (SAGA_EEXIST: the id exists; other codes). */
+    void (*on_created)(saga_engine_t *e, const char *id, int status, void *data);
+    /* Sagas created here are owned by `worker` under a fencing token: the
+     * record says owner and fence, and every write carries the fence. */
+    bool owned;
     void *data;
 } saga_engine_options_t;
 
@@ -105,6 +119,7 @@ saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
 const saga_def_t *saga_engine_def(const saga_engine_def_t *d);
 
 /* The registered definition with content hash `hash`, or NULL. */
+saga_engine_def_t *saga_engine_find(saga_engine_t *e, const char *hash);
 const saga_def_t *saga_engine_lookup(const saga_engine_t *e, const char *hash);
 
 /* Starts a saga. `id` may be NULL (a new ULID is generated) and is copied;
@@ -125,6 +140,11 @@ int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
 typedef void (*saga_engine_resume_cb)(int status, const char *msg, void *data);
 int saga_engine_resume(saga_engine_t *e, const char *id,
                        saga_engine_resume_cb done, void *data);
+
+/* Same, for a saga this engine has just claimed under fencing token
+ * `fence` (its writes carry it; the record's own is not trusted). */
+int saga_engine_resume_fenced(saga_engine_t *e, const char *id, uint64_t fence,
+                              saga_engine_resume_cb done, void *data);
 
 /* Resumes every unfinished saga in the store. `done` gets the number of
  * sagas resumed and failed. */

@@ -637,6 +637,12 @@ static int build_fields(saga_inst_t *inst, saga__wbuf_t *b, uint64_t seq) {
         rc |= wb_kv(b, "input", input, strlen(input));
         rc |= wb_kv(b, "created", num, strlen(num));
         free(input);
+        if (inst->fence != 0) {
+            const char *owner = inst->engine->worker;
+            snprintf(num, sizeof(num), "%" PRIu64, inst->fence);
+            rc |= wb_kv(b, "owner", owner, strlen(owner));
+            rc |= wb_kv(b, "fence", num, strlen(num));
+        }
     }
     if (inst->state_dirty) {
         const char *st = saga_state_name(inst->state);
@@ -777,6 +783,9 @@ static void on_written(int status, unsigned signals, void *data) {
         try_free(inst);
         return;
     }
+    if (!inst->created && inst->engine->opt.on_created != NULL)
+        inst->engine->opt.on_created(inst->engine, inst->id, status,
+                                     inst->engine->opt.data);
     if (status != 0) {
         lose(inst, status);
         return;

@@ -17,6 +17,14 @@ static const command_t commands[] = {
     {"validate", saga_cli_validate, "check saga definitions"},
     {"run", saga_cli_run, "run one saga to its end, in this process"},
     {"resume", saga_cli_resume, "continue unfinished sagas where they stood"},
+    {"worker", saga_cli_worker, "serve definitions: run submitted sagas, take over dead workers'"},
+    {"submit", saga_cli_submit, "enqueue a saga for the workers"},
+    {"status", saga_cli_status, "show a saga's state, steps and owner"},
+    {"wait", saga_cli_wait, "wait until a saga is finished or stuck"},
+    {"list", saga_cli_list, "list sagas, newest first"},
+    {"history", saga_cli_history, "show a saga's transitions"},
+    {"cancel", saga_cli_cancel, "compensate a running saga"},
+    {"retry", saga_cli_retry, "try a stuck saga's failed step again"},
 };
 
 static void usage(FILE *out) {

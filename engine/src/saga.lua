@@ -110,29 +110,36 @@ local function saga_write(keys, args)
 end
 
 -- saga_index: keeps the global indexes in step with one saga's life.
---   KEYS: saga:{idx}:active, saga:{idx}:all, saga:{idx}:expiry
---   ARGV: op id score
---   op 'created':  the saga enters active and all (score = created ms);
---                  called BEFORE its record is created, so a crash in
---                  between leaves an index entry without a record, which
---                  readers skip and clean (never a record nobody finds).
---   op 'finished': it leaves active; it expires from all at score (ms).
+--   KEYS: saga:{idx}:active, saga:{idx}:all, saga:{idx}:expiry,
+--         saga:{idx}:owned:OWNER (ignored when OWNER is empty)
+--   ARGV: op id score owner
+--   op 'created':  the saga enters active and all (score = created ms) and
+--                  its owner's set; called BEFORE its record is created, so
+--                  a crash in between leaves an index entry without a
+--                  record, which readers skip and clean (never a record
+--                  nobody finds).
+--   op 'finished': it leaves active and its owner's set; it expires from
+--                  all at score (ms).
 --   op 'forget':   it leaves every index (its record is gone).
 local function saga_index(keys, args)
-  local op, id, score = args[1], args[2], tonumber(args[3])
+  local op, id, score, owner = args[1], args[2], tonumber(args[3]), args[4]
   if not (id and score) then
     return err('BADARGS', 'saga_index: malformed arguments')
   end
+  local owned = (owner and owner ~= '') and keys[4] or nil
   if op == 'created' then
     redis.call('ZADD', keys[1], 'NX', score, id)
     redis.call('ZADD', keys[2], 'NX', score, id)
+    if owned then redis.call('SADD', owned, id) end
   elseif op == 'finished' then
     redis.call('ZREM', keys[1], id)
     redis.call('ZADD', keys[3], score, id)
+    if owned then redis.call('SREM', owned, id) end
   elseif op == 'forget' then
     redis.call('ZREM', keys[1], id)
     redis.call('ZREM', keys[2], id)
     redis.call('ZREM', keys[3], id)
+    if owned then redis.call('SREM', owned, id) end
   else
     return err('BADARGS', 'saga_index: unknown op ' .. tostring(op))
   end
@@ -153,6 +160,191 @@ local function saga_gc(keys, args)
   return #ids
 end
 
+-- ------------------------------------------------------------------------
+-- Workers: leases, ownership, claims.
+--
+-- A worker holds a lease in saga:{idx}:workers (score = when it expires,
+-- server ms), renewed by heartbeats. The sagas it owns are listed in
+-- saga:{idx}:owned:NAME, and each record says owner + fence. Taking a saga
+-- over bumps its fence, after which the old owner's writes are refused.
+-- ------------------------------------------------------------------------
+
+-- saga_heartbeat: renews the lease of worker ARGV[1] for ARGV[2] ms.
+--   KEYS: saga:{idx}:workers
+-- Returns {now, 1 when the previous lease had already expired (others may
+-- have taken our sagas over) else 0}.
+local function saga_heartbeat(keys, args)
+  local name, lease = args[1], tonumber(args[2])
+  if not (name and lease) then
+    return err('BADARGS', 'saga_heartbeat: malformed arguments')
+  end
+  local now = now_ms()
+  local prev = tonumber(redis.call('ZSCORE', keys[1], name))
+  redis.call('ZADD', keys[1], now + lease, name)
+  return {now, (prev and prev < now) and 1 or 0}
+end
+
+-- saga_dead_workers: the workers whose lease expired (server time).
+--   KEYS: saga:{idx}:workers
+local function saga_dead_workers(keys, args)
+  return redis.call('ZRANGEBYSCORE', keys[1], '-inf', '(' .. now_ms())
+end
+
+-- saga_claim: takes a saga over from an owner known to be gone.
+--   KEYS: saga:{ID}, saga:{ID}:history
+--   ARGV: expected_owner ('' for an unowned saga) new_owner
+-- Refuses when the record's owner is not the expected one (someone else
+-- claimed it first), or the saga is finished. Returns the new fence.
+local function saga_claim(keys, args)
+  local expected, me = args[1], args[2]
+  if not (expected and me and me ~= '') then
+    return err('BADARGS', 'saga_claim: malformed arguments')
+  end
+  local cur = redis.call('HMGET', keys[1], 'owner', 'fence', 'state', 'seq')
+  if not cur[4] then
+    return err('NOTFOUND', 'no such saga')
+  end
+  if cur[3] == 'completed' or cur[3] == 'compensated' then
+    return err('FINISHED', 'the saga is ' .. cur[3])
+  end
+  if not cur[2] then
+    return err('UNMANAGED', 'the saga is not run by workers (saga run / resume)')
+  end
+  local owner = cur[1] or ''
+  if owner ~= expected then
+    return err('OWNED', 'owned by ' .. (owner == '' and '(nobody)' or owner))
+  end
+  local fence = (tonumber(cur[2]) or 0) + 1
+  local now = now_ms()
+  redis.call('HSET', keys[1], 'owner', me, 'fence', fence, 'updated', now)
+  redis.call('XADD', keys[2], 'MAXLEN', '~', 100000, '*', 'ts', now,
+             'seq', cur[4], 'type', 'saga.claimed', 'step', '', 'phase', '',
+             'attempt', 0, 'detail',
+             'from ' .. (owner == '' and '(nobody)' or owner) .. ', fence ' .. fence,
+             'worker', me)
+  return fence
+end
+
+-- saga_release: gives a saga up (worker stopping, saga parked stuck).
+--   KEYS: saga:{ID}, saga:{ID}:history
+--   ARGV: owner fence
+-- Only the current owner under the current fence may release.
+local function saga_release(keys, args)
+  local cur = redis.call('HMGET', keys[1], 'owner', 'fence', 'seq')
+  if not cur[3] then
+    return 0
+  end
+  if cur[1] ~= args[1] or cur[2] ~= args[2] then
+    return err('FENCED', 'not the owner any more')
+  end
+  redis.call('HSET', keys[1], 'owner', '')
+  return 1
+end
+
+-- saga_submit: enqueues a start request once per saga id.
+--   KEYS: saga:{idx}:intake, saga:{idx}:submitted
+--   ARGV: id name hash input retention_ms
+-- Returns 1 when enqueued, 0 when that id was submitted before.
+local function saga_submit(keys, args)
+  local id, name, hash, input = args[1], args[2], args[3], args[4]
+  local retention = tonumber(args[5])
+  if not (id and name and hash and input and retention) then
+    return err('BADARGS', 'saga_submit: malformed arguments')
+  end
+  local now = now_ms()
+  if redis.call('ZSCORE', keys[2], id) then
+    return 0
+  end
+  -- Old submissions are forgotten after the retention, like their sagas.
+  redis.call('ZREMRANGEBYSCORE', keys[2], '-inf', now - retention)
+  redis.call('ZADD', keys[2], now, id)
+  redis.call('XADD', keys[1], '*', 'id', id, 'name', name, 'hash', hash,
+             'input', input, 'ts', now)
+  return 1
+end
+
+-- saga_cancel / saga_retry: operator commands on one saga.
+--   KEYS: saga:{ID}, saga:{ID}:history
+--   ARGV: who
+-- Both return {owner ('' when none), 1 when workers manage the saga (it
+-- has a fence) else 0}, so the caller knows whom to wake.
+local function saga_cancel(keys, args)
+  local cur = redis.call('HMGET', keys[1], 'state', 'stuck_in', 'owner', 'seq', 'cancel')
+  if not cur[4] then
+    return err('NOTFOUND', 'no such saga')
+  end
+  local st = cur[1]
+  if st == 'completed' or st == 'compensated' then
+    return err('STATE', 'the saga is ' .. st .. ': nothing to cancel')
+  end
+  if st == 'compensating' or (st == 'stuck' and cur[2] == 'compensating') then
+    return err('STATE', 'the saga is compensating already')
+  end
+  local managed = redis.call('HEXISTS', keys[1], 'fence')
+  if cur[5] == '1' then
+    return {cur[3] or '', managed}
+  end
+  local now = now_ms()
+  redis.call('HSET', keys[1], 'cancel', '1', 'updated', now)
+  redis.call('XADD', keys[2], 'MAXLEN', '~', 100000, '*', 'ts', now, 'seq', cur[4],
+             'type', 'saga.cancel_requested', 'step', '', 'phase', '', 'attempt', 0,
+             'detail', 'by ' .. (args[1] or 'operator'), 'worker', '')
+  return {cur[3] or '', managed}
+end
+
+-- Parses "<status> <attempts> <base> <retry_at>".
+local function phase_parse(v)
+  if not v then return nil end
+  local st, a, b, at = string.match(v, '^(%a+) (%d+) (%d+) (%d+)$')
+  return st, a, b, at
+end
+
+local function saga_retry(keys, args)
+  local rec = keys[1]
+  local cur = redis.call('HMGET', rec, 'state', 'stuck_in', 'owner', 'seq')
+  if not cur[4] then
+    return err('NOTFOUND', 'no such saga')
+  end
+  if cur[1] ~= 'stuck' then
+    return err('STATE', 'the saga is ' .. tostring(cur[1]) .. ', not stuck')
+  end
+  if cur[3] and cur[3] ~= '' then
+    return err('STATE', 'the saga is still being parked by ' .. cur[3] ..
+               ' (calls in flight); try again in a moment')
+  end
+  local prefix = (cur[2] == 'compensating') and 'comp:' or 'act:'
+  local all = redis.call('HGETALL', rec)
+  local now = now_ms()
+  local reset = {}
+  for i = 1, #all, 2 do
+    local k = all[i]
+    if string.sub(k, 1, #prefix) == prefix then
+      local st, a = phase_parse(all[i + 1])
+      if st == 'failed' then
+        -- The attempt budget restarts: base = attempts; due at once.
+        reset[#reset + 1] = k
+        reset[#reset + 1] = 'waiting ' .. a .. ' ' .. a .. ' ' .. now
+      end
+    end
+  end
+  if #reset == 0 then
+    return err('STATE', 'no failed step to retry')
+  end
+  redis.call('HSET', rec, 'state', cur[2] or 'running', 'reason', '', 'updated', now,
+             unpack(reset))
+  redis.call('XADD', keys[2], 'MAXLEN', '~', 100000, '*', 'ts', now, 'seq', cur[4],
+             'type', 'saga.retried', 'step', '', 'phase', '', 'attempt', 0,
+             'detail', 'by ' .. (args[1] or 'operator'), 'worker', '')
+  return {cur[3] or '', redis.call('HEXISTS', rec, 'fence')}
+end
+
 redis.register_function('saga_write', saga_write)
 redis.register_function('saga_index', saga_index)
 redis.register_function('saga_gc', saga_gc)
+redis.register_function('saga_heartbeat', saga_heartbeat)
+redis.register_function('saga_dead_workers', saga_dead_workers)
+redis.register_function('saga_claim', saga_claim)
+redis.register_function('saga_release', saga_release)
+redis.register_function('saga_submit', saga_submit)
+redis.register_function('saga_cancel', saga_cancel)
+redis.register_function('saga_retry', saga_retry)

@@ -26,6 +26,7 @@
 
 #include "engine.h"
 #include "errors.h"
+#include "keys.h"
 #include "log.h"
 #include "retry.h"
 #include "saga_lua.h"
@@ -35,9 +36,10 @@
 #define TRANSIENT_RETRY_MS 200
 #define SAGA_ID_KEY_MAX (SAGA_ID_MAX + 32)
 
-#define KEY_ACTIVE "saga:{idx}:active"
-#define KEY_ALL "saga:{idx}:all"
-#define KEY_EXPIRY "saga:{idx}:expiry"
+#define KEY_ACTIVE SAGA_KEY_ACTIVE
+#define KEY_ALL SAGA_KEY_ALL
+#define KEY_EXPIRY SAGA_KEY_EXPIRY
+#define KEY_OWNED SAGA_KEY_OWNED
 
 typedef enum rq_kind_e {
     RQ_WRITE,
@@ -438,17 +440,19 @@ static int send_rq(store_redis_t *st, rq_t *rq) {
         break;
     }
     case RQ_INDEX:
-        if (argv_init(&a, 10, 64) != 0)
+        if (argv_init(&a, 12, 128 + 2 * rq->len) != 0)
             goto oom;
         arg_str(&a, "FCALL");
         arg_str(&a, "saga_index");
-        arg_str(&a, "3");
+        arg_str(&a, "4");
         arg_str(&a, KEY_ACTIVE);
         arg_str(&a, KEY_ALL);
         arg_str(&a, KEY_EXPIRY);
+        arg_fmt(&a, KEY_OWNED "%s", rq->text ? rq->text : "");
         arg_str(&a, rq->op);
         arg_str(&a, rq->key);
         arg_fmt(&a, "%" PRId64, rq->score);
+        arg_str(&a, rq->text);
         break;
     case RQ_LOAD:
     case RQ_HISTORY:
@@ -746,6 +750,15 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
         } else {
             ix->op = "finished";
             ix->score = now + (int64_t)st->opt.retention_ms;
+        }
+        /* An owned saga (fenced) is listed in its owner's set too. */
+        if (w->fence != 0 && w->worker != NULL) {
+            if ((ix->text = strdup(w->worker)) == NULL) {
+                rq_free(ix);
+                rq_free(rq);
+                return -ENOMEM;
+            }
+            ix->len = strlen(ix->text);
         }
     }
     rq->w = w;

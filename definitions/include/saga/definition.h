@@ -193,6 +193,11 @@ bool saga_def_is_ancestor(const saga_def_t *def, size_t anc, size_t step);
 int saga_def_check_input(const saga_def_t *def, const json_t *input,
                          char *err, size_t errlen);
 
+/* Parses a duration as written in definitions ("250ms", "2s", "1m30s",
+ * "0"), for command-line flags. Returns 0, -EINVAL (not a duration) or
+ * -ERANGE (over 24 hours); *ms is set only on success. */
+int saga_duration_parse(const char *text, uint64_t *ms);
+
 /* ------------------------------------------------------------------------ */
 /* Templates (`with` values and their ${...} expressions)                    */
 /* ------------------------------------------------------------------------ */

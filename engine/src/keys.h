@@ -1,0 +1,24 @@
+/*
+ * keys.h -- the Redis key names saga uses (docs/redis-layout.md). Every key
+ * of one saga carries its id as hash tag; the global ones share {idx}.
+ */
+#ifndef SAGA_KEYS_H
+#define SAGA_KEYS_H
+
+#define SAGA_KEY_RECORD_FMT  "saga:{%s}"           /* hash, per saga */
+#define SAGA_KEY_HISTORY_FMT "saga:{%s}:history"   /* stream, per saga */
+#define SAGA_KEY_DEF_FMT     "sagadef:{%s}"        /* string, per definition hash */
+
+#define SAGA_KEY_ACTIVE      "saga:{idx}:active"    /* zset: unfinished ids */
+#define SAGA_KEY_ALL         "saga:{idx}:all"       /* zset: retained ids by creation */
+#define SAGA_KEY_EXPIRY      "saga:{idx}:expiry"    /* zset: finished ids by expiry */
+#define SAGA_KEY_OWNED       "saga:{idx}:owned:"    /* + worker: set of its sagas */
+#define SAGA_KEY_WAKE        "saga:{idx}:wake:"     /* + worker: list of ids to look at */
+#define SAGA_KEY_WORKERS     "saga:{idx}:workers"   /* zset: worker -> lease expiry */
+#define SAGA_KEY_ORPHANS     "saga:{idx}:orphans"   /* set: released sagas to claim */
+#define SAGA_KEY_DEFS        "saga:{idx}:defs"      /* hash: saga name -> current hash */
+#define SAGA_KEY_INTAKE      "saga:{idx}:intake"    /* stream: start requests */
+#define SAGA_KEY_SUBMITTED   "saga:{idx}:submitted" /* zset: submitted ids (dedup) */
+#define SAGA_INTAKE_GROUP    "workers"
+
+#endif
