@@ -100,6 +100,11 @@ static run_t saga_run(pid_t *pid_out, ...) {
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     r.out = slurp(out);
     r.err = slurp(err);
+    /* The children are sanitized in the ASan build; their reports land in
+     * their stderr, which CTest never sees. */
+    cr_assert(strstr(r.err, "ERROR: AddressSanitizer") == NULL &&
+              strstr(r.err, "ERROR: LeakSanitizer") == NULL &&
+              strstr(r.err, "runtime error:") == NULL, "sanitizer report:\n%s", r.err);
     return r;
 }
 

@@ -1,0 +1,527 @@
+/*
+ * test_workers.c -- real `saga worker` processes sharing a real Redis:
+ * takeover after kill -9, fencing of a frozen worker, SIGTERM drain, and the
+ * operator commands.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+
+#include "redis_server.h"
+
+extern char **environ;
+
+static redis_server_t R;
+static redisContext *rc;
+static char dir[512];     /* temp dir: defs/, logs */
+
+#define MAX_WORKERS 4
+static pid_t workers[MAX_WORKERS];
+
+static void write_def(const char *name, const char *yaml) {
+    char path[700];
+    snprintf(path, sizeof(path), "%s/defs/%s.yaml", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(yaml, f);
+    fclose(f);
+}
+
+static void setup(void) {
+    signal(SIGPIPE, SIG_IGN);
+    static const char *const args[] = {"--appendonly", "yes", NULL};
+    cr_assert_eq(redis_server_start(&R, args), 0);
+    rc = redis_server_connect(&R);
+    cr_assert_not_null(rc);
+    snprintf(dir, sizeof(dir), "%s/work", R.dir);
+    mkdir(dir, 0700);
+    char defs[600];
+    snprintf(defs, sizeof(defs), "%s/defs", dir);
+    mkdir(defs, 0700);
+    write_def("ok",
+        "saga: ok\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.echo, with: {v: \"${saga.id}\"}}, compensation: {handler: demo.noop}}\n"
+        "  - {name: b, action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}, compensation: {handler: demo.noop}}\n"
+        "  - {name: c, action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}, compensation: {handler: demo.noop}}\n");
+    write_def("fails",
+        "saga: fails\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}, compensation: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}}\n"
+        "  - {name: b, action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}, compensation: {handler: demo.noop}}\n"
+        "  - {name: c, action: {handler: demo.fail, with: {message: refused}}, compensation: {handler: demo.noop}}\n");
+    write_def("flaky",
+        "saga: flaky\n"
+        "recovery: forward\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}}\n"
+        "  - name: b\n"
+        "    action: {handler: demo.flaky, with: {failures: 3}}\n"
+        "    retry: {max_attempts: 2, initial_delay: 5ms}\n");
+    /* Retried, then completes (a takeover restarts demo.flaky's count: the
+     * budget leaves room for it). */
+    write_def("retried",
+        "saga: retried\n"
+        "recovery: forward\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}}\n"
+        "  - name: b\n"
+        "    action: {handler: demo.flaky, with: {failures: 1}}\n"
+        "    retry: {max_attempts: 5, initial_delay: 5ms}\n");
+    write_def("long",
+        "saga: long\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.echo, with: {v: 1}}, compensation: {handler: demo.noop}}\n"
+        "  - {name: b, action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}, compensation: {handler: demo.noop}}\n"
+        "  - {name: c, action: {handler: demo.echo, with: {v: 3}}, compensation: {handler: demo.noop}}\n");
+    write_def("broken", "saga: broken\nsteps: [\n");
+    memset(workers, 0, sizeof(workers));
+}
+
+static void teardown(void) {
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (workers[i] > 0) {
+            kill(workers[i], SIGKILL);
+            waitpid(workers[i], NULL, 0);
+        }
+    if (rc)
+        redisFree(rc);
+    rc = NULL;
+    redis_server_stop(&R);
+}
+
+TestSuite(workers, .init = setup, .fini = teardown);
+
+static redisReply *cmd(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "redis: %s", rc->errstr);
+    return r;
+}
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Starts worker `i` named w<i>. */
+static void start_worker(int i, const char *lease, const char *concurrency) {
+    char bin[512], log[700], name[16], defs[600];
+    snprintf(bin, sizeof(bin), "%s/bin/saga", getenv("SAGA_BUILD_DIR"));
+    snprintf(log, sizeof(log), "%s/w%d.log", dir, i);
+    snprintf(name, sizeof(name), "w%d", i);
+    snprintf(defs, sizeof(defs), "%s/defs", dir);
+    const char *argv[] = {bin, "worker", "--redis", R.url, "--defs", defs, "--name", name,
+                          "--lease", lease, "--concurrency", concurrency, "--grace", "5s", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    cr_assert_eq(posix_spawn(&workers[i], bin, &fa, NULL, (char *const *)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    /* Ready once it holds a lease. */
+    for (int k = 0; k < 200; k++) {
+        redisReply *r = cmd("ZSCORE saga:{idx}:workers %s", name);
+        bool up = r->type == REDIS_REPLY_STRING;
+        freeReplyObject(r);
+        if (up)
+            return;
+        usleep(20000);
+    }
+    cr_assert_fail("worker %s did not register", name);
+}
+
+/* Fails the test when a child's output holds a sanitizer report (in the
+ * ASan/UBSan build the children are sanitized too, and their reports go to
+ * their logs, which CTest never sees). */
+static void assert_clean_log(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof(line), f) != NULL)
+        cr_assert(strstr(line, "ERROR: AddressSanitizer") == NULL &&
+                  strstr(line, "ERROR: LeakSanitizer") == NULL &&
+                  strstr(line, "runtime error:") == NULL,
+                  "sanitizer report in %s: %s", path, line);
+    fclose(f);
+}
+
+static int stop_worker(int i, int sig) {
+    kill(workers[i], sig);
+    int st;
+    waitpid(workers[i], &st, 0);
+    workers[i] = 0;
+    char log[700];
+    snprintf(log, sizeof(log), "%s/w%d.log", dir, i);
+    assert_clean_log(log);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Runs `saga ARGS...` (NULL-terminated) to its end; returns its exit code
+ * and its stdout in `out` (caller frees). */
+static int saga_cmd(char **out, ...) {
+    char bin[512], path[700], errpath[700];
+    snprintf(bin, sizeof(bin), "%s/bin/saga", getenv("SAGA_BUILD_DIR"));
+    snprintf(path, sizeof(path), "%s/cmd.out", dir);
+    snprintf(errpath, sizeof(errpath), "%s/cmd.err", dir);
+    const char *argv[32] = {bin};
+    int n = 1;
+    va_list ap;
+    va_start(ap, out);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 28;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n++] = "--redis";
+    argv[n++] = R.url;
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    pid_t pid;
+    cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    int st;
+    waitpid(pid, &st, 0);
+    assert_clean_log(errpath);
+    if (out != NULL) {
+        FILE *f = fopen(path, "r");
+        char buf[8192] = "";
+        size_t got = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        buf[got] = '\0';
+        if (f)
+            fclose(f);
+        *out = strdup(buf);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Enqueues start requests straight into Redis, as `saga submit` does. */
+static void submit_many(const char *saga, const char *prefix, int n, int ms) {
+    redisReply *h = cmd("HGET saga:{idx}:defs %s", saga);
+    cr_assert_eq(h->type, REDIS_REPLY_STRING, "saga %s not published", saga);
+    char hash[65];
+    snprintf(hash, sizeof(hash), "%s", h->str);
+    freeReplyObject(h);
+    for (int i = 0; i < n; i++) {
+        char id[64], input[64];
+        snprintf(id, sizeof(id), "%s-%d", prefix, i);
+        snprintf(input, sizeof(input), "{\"ms\": %d}", ms);
+        redisAppendCommand(rc, "FCALL saga_submit 2 saga:{idx}:intake saga:{idx}:submitted "
+                           "%s %s %s %s 604800000", id, saga, hash, input);
+    }
+    for (int i = 0; i < n; i++) {
+        redisReply *r;
+        cr_assert_eq(redisGetReply(rc, (void **)&r), REDIS_OK);
+        cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "submit: %s", r->type == REDIS_REPLY_ERROR ? r->str : "?");
+        freeReplyObject(r);
+    }
+}
+
+static const char *state_of(const char *id, char *buf, size_t len) {
+    redisReply *r = cmd("HGET saga:{%s} state", id);
+    snprintf(buf, len, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    return buf;
+}
+
+/* Waits until no saga is unfinished and no request waits; fails after
+ * `secs`. */
+static void wait_all_done(int secs) {
+    for (int k = 0; k < secs * 20; k++) {
+        redisReply *a = cmd("ZCARD saga:{idx}:active");
+        redisReply *q = cmd("XLEN saga:{idx}:intake");
+        long long left = a->integer + q->integer;
+        freeReplyObject(a);
+        freeReplyObject(q);
+        if (left == 0)
+            return;
+        usleep(50000);
+    }
+    cr_assert_fail("sagas still unfinished after %d s", secs);
+}
+
+/* Checks one saga's history: no event by a worker after that worker's
+ * ownership was taken (saga.claimed "from W"), no step finished twice.
+ * Returns the server time (ms) of its first claim, or 0. */
+static long long check_history(const char *id) {
+    redisReply *h = cmd("XRANGE saga:{%s}:history - +", id);
+    char fenced[8][32];
+    int nfenced = 0;
+    long long first_claim = 0;
+    char done[64][48];
+    int ndone = 0;
+    for (size_t i = 0; i < h->elements; i++) {
+        redisReply *f = h->element[i]->element[1];
+        const char *type = "", *worker = "", *detail = "", *step = "", *phase = "";
+        long long ts = 0;
+        for (size_t x = 0; x + 1 < f->elements; x += 2) {
+            const char *k = f->element[x]->str, *v = f->element[x + 1]->str;
+            if (!strcmp(k, "type")) type = v;
+            else if (!strcmp(k, "worker")) worker = v;
+            else if (!strcmp(k, "detail")) detail = v;
+            else if (!strcmp(k, "step")) step = v;
+            else if (!strcmp(k, "phase")) phase = v;
+            else if (!strcmp(k, "ts")) ts = atoll(v);
+        }
+        for (int j = 0; j < nfenced; j++)
+            cr_assert(strcmp(worker, fenced[j]) != 0,
+                      "saga %s: %s wrote '%s' after its ownership was taken", id, worker, type);
+        if (!strcmp(type, "saga.claimed")) {
+            char from[32] = "";
+            sscanf(detail, "from %31[^,]", from);
+            if (nfenced < 8)
+                snprintf(fenced[nfenced++], sizeof(fenced[0]), "%s", from);
+            if (first_claim == 0)
+                first_claim = ts;
+        }
+        if (!strcmp(type, "step.succeeded")) {
+            char key[48];
+            snprintf(key, sizeof(key), "%s/%s", step, phase);
+            for (int j = 0; j < ndone; j++)
+                cr_assert(strcmp(done[j], key) != 0, "saga %s: %s finished twice", id, key);
+            if (ndone < 64)
+                snprintf(done[ndone++], sizeof(done[0]), "%s", key);
+        }
+    }
+    freeReplyObject(h);
+    return first_claim;
+}
+
+static long long redis_now(void) {
+    redisReply *t = cmd("TIME");
+    long long ms = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
+    freeReplyObject(t);
+    return ms;
+}
+
+Test(workers, three_workers_two_thousand_sagas_one_killed) {
+    start_worker(0, "1s", "400");
+    start_worker(1, "1s", "400");
+    start_worker(2, "1s", "400");
+    submit_many("ok", "ok", 1000, 300);
+    submit_many("fails", "fl", 600, 250);
+    submit_many("retried", "fk", 400, 200);
+    usleep(600000);
+    long long killed_at = redis_now();
+    stop_worker(1, SIGKILL);
+    wait_all_done(90);
+    size_t claimed = 0;
+    long long latest_claim = 0;
+    struct { const char *prefix; int n; const char *state; } kinds[] = {
+        {"ok", 1000, "completed"}, {"fl", 600, "compensated"}, {"fk", 400, "completed"}};
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < kinds[k].n; i++) {
+            char id[64], st[32];
+            snprintf(id, sizeof(id), "%s-%d", kinds[k].prefix, i);
+            cr_assert_str_eq(state_of(id, st, sizeof(st)), kinds[k].state, "saga %s", id);
+            long long c = check_history(id);
+            if (c != 0) {
+                claimed++;
+                if (c > latest_claim)
+                    latest_claim = c;
+            }
+        }
+    }
+    fprintf(stderr, "workers: %zu sagas taken over from the killed worker; last claim "
+            "%lld ms after the kill\n", claimed, latest_claim - killed_at);
+    cr_assert_gt(claimed, 0, "the killed worker owned sagas, someone must take them");
+    /* Lease 1 s; scans every 125 ms: well within lease + 1.5 s. */
+    cr_assert_leq(latest_claim - killed_at, 2500, "takeover took %lld ms", latest_claim - killed_at);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+    cr_assert_eq(stop_worker(2, SIGTERM), 0);
+}
+
+Test(workers, a_frozen_worker_is_fenced_and_the_saga_finishes_once) {
+    start_worker(0, "1s", "10");
+    char *out = NULL;
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "frozen-1", "--input",
+                          "{\"ms\": 2500}", NULL), 0);
+    free(out);
+    /* Wait until w0 runs step b, then freeze it past its lease. */
+    for (int k = 0; k < 100; k++) {
+        redisReply *r = cmd("HGET saga:{frozen-1} act:b");
+        bool running = r->type == REDIS_REPLY_STRING && strncmp(r->str, "running", 7) == 0;
+        freeReplyObject(r);
+        if (running)
+            break;
+        usleep(20000);
+    }
+    kill(workers[0], SIGSTOP);
+    start_worker(1, "1s", "10");
+    usleep(1800000); /* w0's lease expires, w1 claims frozen-1 and calls b again */
+    redisReply *o = cmd("HGET saga:{frozen-1} owner");
+    cr_assert_str_eq(o->str, "w1", "the saga was taken over");
+    freeReplyObject(o);
+    kill(workers[0], SIGCONT); /* w0's sleep ends: its write must be refused */
+    wait_all_done(20);
+    char st[32];
+    cr_assert_str_eq(state_of("frozen-1", st, sizeof(st)), "completed");
+    check_history("frozen-1");
+    cr_assert_eq(stop_worker(1, SIGTERM), 0);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+}
+
+Test(workers, sigterm_drains_and_hands_over_at_once) {
+    start_worker(0, "30s", "100");
+    submit_many("long", "dr", 20, 600);
+    for (int k = 0; k < 100; k++) { /* every saga in step b */
+        redisReply *r = cmd("SCARD saga:{idx}:owned:w0");
+        long long n = r->integer;
+        freeReplyObject(r);
+        if (n == 20)
+            break;
+        usleep(20000);
+    }
+    start_worker(1, "30s", "100");
+    long long t0 = now_ms();
+    cr_assert_eq(stop_worker(0, SIGTERM), 0, "a drained worker exits 0");
+    /* In-flight attempts finished and were written by w0 itself. */
+    for (int i = 0; i < 20; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "dr-%d", i);
+        redisReply *r = cmd("HGET saga:{%s} act:b", id);
+        cr_assert(strncmp(r->str, "succeeded", 9) == 0, "%s: b is %s", id, r->str);
+        freeReplyObject(r);
+    }
+    redisReply *l = cmd("ZSCORE saga:{idx}:workers w0");
+    cr_assert_eq(l->type, REDIS_REPLY_NIL, "the lease was dropped");
+    freeReplyObject(l);
+    wait_all_done(20);
+    /* The 30 s lease was not waited for: the sagas were released. */
+    cr_assert_lt(now_ms() - t0, 10000);
+    for (int i = 0; i < 20; i++) {
+        char id[32], st[32];
+        snprintf(id, sizeof(id), "dr-%d", i);
+        cr_assert_str_eq(state_of(id, st, sizeof(st)), "completed");
+        check_history(id);
+    }
+    cr_assert_eq(stop_worker(1, SIGTERM), 0);
+}
+
+Test(workers, cancel_compensates_a_running_saga) {
+    start_worker(0, "2s", "10");
+    char *out = NULL;
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "cx-1", "--input", "{\"ms\": 1500}", NULL), 0);
+    free(out);
+    usleep(300000);
+    cr_assert_eq(saga_cmd(&out, "cancel", "cx-1", NULL), 0);
+    cr_assert(strstr(out, "cancel requested") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "cx-1", "--timeout", "10s", NULL), 3, "compensated");
+    free(out);
+    redisReply *r = cmd("HMGET saga:{cx-1} comp:a comp:b act:c reason");
+    cr_assert(strncmp(r->element[0]->str, "succeeded", 9) == 0);
+    cr_assert(strncmp(r->element[1]->str, "succeeded", 9) == 0);
+    cr_assert_eq(r->element[2]->type, REDIS_REPLY_NIL, "c never started");
+    cr_assert_str_eq(r->element[3]->str, "cancelled by operator");
+    freeReplyObject(r);
+    /* A finished saga cannot be cancelled. */
+    cr_assert_eq(saga_cmd(&out, "cancel", "cx-1", NULL), 1);
+    free(out);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+}
+
+Test(workers, stuck_then_retry_completes) {
+    start_worker(0, "2s", "10");
+    char *out = NULL;
+    cr_assert_eq(saga_cmd(&out, "submit", "flaky", "--id", "st-1", "--input", "{\"ms\": 1}", NULL), 0);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "st-1", "--timeout", "10s", NULL), 4, "stuck");
+    free(out);
+    /* Its owner releases it once nothing is in flight. */
+    for (int k = 0; k < 100; k++) {
+        redisReply *r = cmd("HGET saga:{st-1} owner");
+        bool released = r->type == REDIS_REPLY_STRING && r->len == 0;
+        freeReplyObject(r);
+        if (released)
+            break;
+        usleep(20000);
+    }
+    cr_assert_eq(saga_cmd(&out, "retry", "st-1", NULL), 0);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "st-1", "--timeout", "10s", NULL), 0, "completed after retry");
+    free(out);
+    redisReply *r = cmd("HGET saga:{st-1} act:b");
+    cr_assert(strncmp(r->str, "succeeded 4 2", 13) == 0, "b: %s", r->str);
+    freeReplyObject(r);
+    cr_assert_eq(saga_cmd(&out, "retry", "st-1", NULL), 1, "only a stuck saga can be retried");
+    free(out);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+}
+
+Test(workers, submit_is_idempotent_and_refuses_unknown_names) {
+    start_worker(0, "2s", "10");
+    char *out = NULL;
+    cr_assert_eq(saga_cmd(&out, "submit", "nosuch", NULL), 1);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--input", "{\"ms\": \"x\"", NULL), 1);
+    free(out);
+    redisReply *q = cmd("XLEN saga:{idx}:intake");
+    cr_assert_eq(q->integer, 0, "nothing enqueued");
+    freeReplyObject(q);
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "dup-1", "--input", "{\"ms\": 1}", NULL), 0);
+    cr_assert_str_eq(out, "dup-1\n");
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "dup-1", "--input", "{\"ms\": 1}", NULL), 0);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "dup-1", "--timeout", "10s", NULL), 0);
+    free(out);
+    redisReply *h = cmd("XRANGE saga:{dup-1}:history - +");
+    size_t created = 0;
+    for (size_t i = 0; i < h->elements; i++) {
+        redisReply *f = h->element[i]->element[1];
+        for (size_t x = 0; x + 1 < f->elements; x += 2)
+            if (!strcmp(f->element[x]->str, "type") && !strcmp(f->element[x + 1]->str, "saga.created"))
+                created++;
+    }
+    freeReplyObject(h);
+    cr_assert_eq(created, 1, "one saga");
+    /* status, list and history answer about it. */
+    cr_assert_eq(saga_cmd(&out, "status", "dup-1", "--json", NULL), 0);
+    cr_assert(strstr(out, "\"owner\": \"w0\"") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "list", "--saga", "long", "--state", "completed", NULL), 0);
+    cr_assert(strstr(out, "dup-1") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "history", "dup-1", NULL), 0);
+    cr_assert(strstr(out, "saga.completed") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+}
+
+Test(workers, requests_and_sagas_survive_a_restart_of_every_worker) {
+    /* Submitted while no worker runs. */
+    start_worker(0, "1s", "50");
+    cr_assert_eq(stop_worker(0, SIGTERM), 0); /* publishes the definitions, then goes */
+    submit_many("long", "rs", 30, 400);
+    start_worker(0, "1s", "50");
+    start_worker(1, "1s", "50");
+    usleep(500000);
+    /* Every worker dies at once, mid-run. */
+    stop_worker(0, SIGKILL);
+    stop_worker(1, SIGKILL);
+    start_worker(2, "1s", "50");
+    wait_all_done(30);
+    for (int i = 0; i < 30; i++) {
+        char id[32], st[32];
+        snprintf(id, sizeof(id), "rs-%d", i);
+        cr_assert_str_eq(state_of(id, st, sizeof(st)), "completed");
+        check_history(id);
+    }
+    cr_assert_eq(stop_worker(2, SIGTERM), 0);
+}
