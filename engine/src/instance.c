@@ -655,8 +655,7 @@ static int build_fields(saga_inst_t *inst, saga__wbuf_t *b, uint64_t seq) {
         }
         inst->state_dirty = false;
     }
-    snprintf(num, sizeof(num), "%" PRIu64, seq);
-    rc |= wb_kv(b, "seq", num, strlen(num));
+    (void)seq; /* the store records the write's seq itself */
     for (size_t i = 0; i < def->n_steps; i++) {
         saga__step_t *s = &inst->steps[i];
         const char *name = def->steps[i].name;

@@ -6,7 +6,10 @@
 --
 -- Every key of one saga shares the hash tag of its id:
 --   saga:{ID}            hash    the saga's record
---   saga:{ID}:history    stream  its transitions, in order
+--   saga:{ID}:history    list    its transitions, in order: one entry per
+--                                write, "<ms>\t<seq>\t<worker>" followed by
+--                                "\t<type>\t<step>\t<phase>\t<attempt>\t<detail>"
+--                                per event (detail escaped: \\ \t \n \r)
 -- Global indexes share the hash tag {idx}, so that a function may touch
 -- several of them on Redis Cluster:
 --   saga:{idx}:active    zset    unfinished sagas, score = created (ms)
@@ -28,33 +31,46 @@ local function err(code, msg)
   return redis.error_reply('SAGA' .. code .. ' ' .. msg)
 end
 
+-- Appends one history entry (a write of one event, for operator functions)
+-- and keeps the list bounded.
+local function history(key, now, seq, worker, etype, detail)
+  redis.call('RPUSH', key, now .. '\t' .. (seq or '0') .. '\t' .. (worker or '') ..
+             '\t' .. etype .. '\t\t\t0\t' .. (detail or ''))
+end
+
 -- saga_write: one transition of one saga, atomically.
 --   KEYS: saga:{ID}, saga:{ID}:history
---   ARGV: seq fence flags worker retention_ms wtok nfields
---         (field value)*nfields nevents (type step phase attempt detail)*nevents
+--         [saga:{idx}:active, saga:{idx}:all, saga:{idx}:expiry,
+--          saga:{idx}:owned:OWNER]  -- on a single Redis only (see below)
+--   ARGV: seq fence flags retention_ms wtok nfields (field value)*nfields entry
+--         [id owner]
 -- `seq` is the record's transition counter after this write; the record
 -- must stand at seq-1 (or not exist, for a create). `wtok` identifies this
 -- write: a write resent after a lost connection finds its own token and
 -- seq in the record and is acknowledged without being applied twice.
 -- `fence`, when the record has one, must match: a worker whose lease was
--- taken over can no longer write.
+-- taken over can no longer write. `entry` is the history entry without its
+-- time ("<seq>\t<worker>\t<events>"), built by the engine: one list push
+-- per write costs about half a stream entry per event.
 -- Returns 1 when an operator asked to cancel the saga, else 0.
 local function saga_write(keys, args)
   local rec, hist = keys[1], keys[2]
   local seq = tonumber(args[1])
   local fence = args[2]
   local flags = tonumber(args[3])
-  local worker = args[4]
-  local retention = tonumber(args[5])
-  local wtok = args[6]
-  local nfields = tonumber(args[7])
-  if not (seq and flags and retention and nfields and wtok) then
+  local retention = tonumber(args[4])
+  local wtok = args[5]
+  local nfields = tonumber(args[6])
+  local nargs = #args
+  if not (seq and flags and retention and nfields and wtok) or
+     (nargs ~= 7 + 2 * nfields and nargs ~= 9 + 2 * nfields) then
     return err('BADARGS', 'saga_write: malformed arguments')
   end
-  local nevents = tonumber(args[8 + 2 * nfields])
-  if not nevents or #args ~= 8 + 2 * nfields + 5 * nevents then
-    return err('BADARGS', 'saga_write: wrong number of arguments')
-  end
+  -- On a single Redis the store passes the global index keys too, and a
+  -- create or a finish updates them here (one call instead of three
+  -- commands); on Redis Cluster they live in another slot and the store
+  -- sends plain ZADD/ZREM/SADD/SREM around this call instead.
+  local indexed = #keys == 6 and nargs == 9 + 2 * nfields
 
   local cur = redis.call('HMGET', rec, 'seq', 'fence', 'cancel', 'wtok')
   local curseq = tonumber(cur[1])
@@ -80,71 +96,49 @@ local function saga_write(keys, args)
     end
   end
 
-  local now = now_ms()
-  redis.call('HSET', rec, 'seq', args[1], 'wtok', wtok, 'updated', now)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   -- In chunks: unpack() is limited to a few thousand values.
   local i = 0
-  while i < nfields do
-    local chunk = {}
+  repeat
+    local chunk = {'seq', args[1], 'wtok', wtok, 'updated', now}
     local last = math.min(nfields, i + 500) - 1
     for j = i, last do
+      chunk[#chunk + 1] = args[7 + 2 * j]
       chunk[#chunk + 1] = args[8 + 2 * j]
-      chunk[#chunk + 1] = args[9 + 2 * j]
     end
     redis.call('HSET', rec, unpack(chunk))
     i = last + 1
-  end
-  local base = 9 + 2 * nfields
-  for i = 0, nevents - 1 do
-    local a = base + 5 * i
-    redis.call('XADD', hist, 'MAXLEN', '~', 100000, '*',
-               'ts', now, 'seq', args[1], 'type', args[a], 'step', args[a + 1],
-               'phase', args[a + 2], 'attempt', args[a + 3],
-               'detail', args[a + 4], 'worker', worker)
+  until i >= nfields
+  redis.call('RPUSH', hist, now .. '\t' .. args[7 + 2 * nfields])
+  if seq % 1000 == 0 then
+    redis.call('LTRIM', hist, -100000, -1) -- a runaway retry loop stays bounded
   end
   if bit.band(flags, TERMINAL) ~= 0 then
     redis.call('PEXPIRE', rec, retention)
     redis.call('PEXPIRE', hist, retention)
   end
+  if indexed then
+    local id, owner = args[8 + 2 * nfields], args[9 + 2 * nfields]
+    if bit.band(flags, CREATE) ~= 0 then
+      redis.call('ZADD', keys[3], 'NX', now, id)
+      redis.call('ZADD', keys[4], 'NX', now, id)
+      if owner ~= '' then redis.call('SADD', keys[6], id) end
+    end
+    if bit.band(flags, TERMINAL) ~= 0 then
+      redis.call('ZREM', keys[3], id)
+      redis.call('ZADD', keys[5], now + retention, id)
+      if owner ~= '' then redis.call('SREM', keys[6], id) end
+    end
+  end
   return cancel
 end
 
--- saga_index: keeps the global indexes in step with one saga's life.
---   KEYS: saga:{idx}:active, saga:{idx}:all, saga:{idx}:expiry,
---         saga:{idx}:owned:OWNER (ignored when OWNER is empty)
---   ARGV: op id score owner
---   op 'created':  the saga enters active and all (score = created ms) and
---                  its owner's set; called BEFORE its record is created, so
---                  a crash in between leaves an index entry without a
---                  record, which readers skip and clean (never a record
---                  nobody finds).
---   op 'finished': it leaves active and its owner's set; it expires from
---                  all at score (ms).
---   op 'forget':   it leaves every index (its record is gone).
-local function saga_index(keys, args)
-  local op, id, score, owner = args[1], args[2], tonumber(args[3]), args[4]
-  if not (id and score) then
-    return err('BADARGS', 'saga_index: malformed arguments')
-  end
-  local owned = (owner and owner ~= '') and keys[4] or nil
-  if op == 'created' then
-    redis.call('ZADD', keys[1], 'NX', score, id)
-    redis.call('ZADD', keys[2], 'NX', score, id)
-    if owned then redis.call('SADD', owned, id) end
-  elseif op == 'finished' then
-    redis.call('ZREM', keys[1], id)
-    redis.call('ZADD', keys[3], score, id)
-    if owned then redis.call('SREM', owned, id) end
-  elseif op == 'forget' then
-    redis.call('ZREM', keys[1], id)
-    redis.call('ZREM', keys[2], id)
-    redis.call('ZREM', keys[3], id)
-    if owned then redis.call('SREM', owned, id) end
-  else
-    return err('BADARGS', 'saga_index: unknown op ' .. tostring(op))
-  end
-  return 0
-end
+-- The global indexes (saga:{idx}:active, :all, :expiry, :owned:WORKER) are
+-- updated by saga_write itself on a single Redis, or (Redis Cluster) by
+-- plain idempotent commands the store pipelines around each create and
+-- finish: before a create (never a record nobody can find), after a finish
+-- (never an unfinished saga missing from the active index).
 
 -- saga_gc: drops up to ARGV[1] expired sagas from the indexes (their
 -- records expired on their own). Keeps index growth bounded by retention.
@@ -217,11 +211,8 @@ local function saga_claim(keys, args)
   local fence = (tonumber(cur[2]) or 0) + 1
   local now = now_ms()
   redis.call('HSET', keys[1], 'owner', me, 'fence', fence, 'updated', now)
-  redis.call('XADD', keys[2], 'MAXLEN', '~', 100000, '*', 'ts', now,
-             'seq', cur[4], 'type', 'saga.claimed', 'step', '', 'phase', '',
-             'attempt', 0, 'detail',
-             'from ' .. (owner == '' and '(nobody)' or owner) .. ', fence ' .. fence,
-             'worker', me)
+  history(keys[2], now, cur[4], me, 'saga.claimed',
+          'from ' .. (owner == '' and '(nobody)' or owner) .. ', fence ' .. fence)
   return fence
 end
 
@@ -286,9 +277,7 @@ local function saga_cancel(keys, args)
   end
   local now = now_ms()
   redis.call('HSET', keys[1], 'cancel', '1', 'updated', now)
-  redis.call('XADD', keys[2], 'MAXLEN', '~', 100000, '*', 'ts', now, 'seq', cur[4],
-             'type', 'saga.cancel_requested', 'step', '', 'phase', '', 'attempt', 0,
-             'detail', 'by ' .. (args[1] or 'operator'), 'worker', '')
+  history(keys[2], now, cur[4], '', 'saga.cancel_requested', 'by ' .. (args[1] or 'operator'))
   return {cur[3] or '', managed}
 end
 
@@ -332,14 +321,11 @@ local function saga_retry(keys, args)
   end
   redis.call('HSET', rec, 'state', cur[2] or 'running', 'reason', '', 'updated', now,
              unpack(reset))
-  redis.call('XADD', keys[2], 'MAXLEN', '~', 100000, '*', 'ts', now, 'seq', cur[4],
-             'type', 'saga.retried', 'step', '', 'phase', '', 'attempt', 0,
-             'detail', 'by ' .. (args[1] or 'operator'), 'worker', '')
+  history(keys[2], now, cur[4], '', 'saga.retried', 'by ' .. (args[1] or 'operator'))
   return {cur[3] or '', redis.call('HEXISTS', rec, 'fence')}
 end
 
 redis.register_function('saga_write', saga_write)
-redis.register_function('saga_index', saga_index)
 redis.register_function('saga_gc', saga_gc)
 redis.register_function('saga_heartbeat', saga_heartbeat)
 redis.register_function('saga_dead_workers', saga_dead_workers)

@@ -331,6 +331,10 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
         return enqueue(m, OP_WRITE, status, 0, (void *)cb, data, NULL);
 
     int64_t ts = now_ms();
+    char seqbuf[24];
+    int sl = snprintf(seqbuf, sizeof(seqbuf), "%llu", (unsigned long long)w->seq);
+    saga_kv_t seqkv = {"seq", 3, seqbuf, (size_t)sl};
+    status = set_field(s, &seqkv);
     for (size_t i = 0; i < w->nfields && status == 0; i++)
         status = set_field(s, &w->fields[i]);
     if (m->opt.keep_history)

@@ -35,6 +35,7 @@
 #define GC_BATCH "1000"
 #define TRANSIENT_RETRY_MS 200
 #define SAGA_ID_KEY_MAX (SAGA_ID_MAX + 32)
+#define KEY_MAX_OWNED 256
 
 #define KEY_ACTIVE SAGA_KEY_ACTIVE
 #define KEY_ALL SAGA_KEY_ALL
@@ -84,6 +85,7 @@ typedef struct store_redis_s {
     bool persistence_off[2]; /* appendonly no, save "" */
     rq_t *head;
     rq_t *tail;
+    size_t unsent;       /* requests in the queue not handed to hiredis */
     saga_rng_t rng;
     uv_timer_t gc_timer;
     uv_timer_t retry_timer;
@@ -95,12 +97,15 @@ typedef struct store_redis_s {
 } store_redis_t;
 
 static void send_unsent(store_redis_t *st);
+static int history_entry(const saga_store_write_t *w, char **out, size_t *outlen);
 
 /* ---------------------------------------------------------------------- */
 /* Queue                                                                   */
 /* ---------------------------------------------------------------------- */
 
 static void unlink_rq(store_redis_t *st, rq_t *rq) {
+    if (!rq->sent)
+        st->unsent--;
     if (rq->prev) rq->prev->next = rq->next; else st->head = rq->next;
     if (rq->next) rq->next->prev = rq->prev; else st->tail = rq->prev;
     rq->prev = rq->next = NULL;
@@ -126,13 +131,20 @@ static void rq_free(rq_t *rq) {
     free(rq);
 }
 
-/* Appends a request and sends it when the store is ready. */
+static int send_rq(store_redis_t *st, rq_t *rq);
+
+/* Appends a request and sends it when the store is ready. While nothing
+ * queued before it waits to be sent, it goes out at once; otherwise the
+ * next resend (READY, retry timer) sends everything in order. */
 static void enqueue(store_redis_t *st, rq_t *rq) {
     rq->prev = st->tail;
     if (st->tail) st->tail->next = rq; else st->head = rq;
     st->tail = rq;
-    if (st->ready && saga_redis_ready(st->conn))
-        send_unsent(st);
+    st->unsent++;
+    if (st->unsent == 1 && st->ready && saga_redis_ready(st->conn)) {
+        if (send_rq(st, rq) != 0)
+            send_unsent(st); /* fails it properly, or waits for READY */
+    }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -178,56 +190,87 @@ static void finish_load(rq_t *rq, int status, const redisReply *r) {
     free(rec.fields);
 }
 
-/* One stream entry [id, [field, value, ...]] into `h`; strings point into
- * the reply. Returns 0 or -1 when the entry has the wrong shape. */
-static int parse_entry(const redisReply *e, saga_history_entry_t *h) {
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING ||
-        e->element[1]->type != REDIS_REPLY_ARRAY ||
-        e->element[1]->elements % 2 != 0 || !all_strings(e->element[1]))
-        return -1;
-    memset(h, 0, sizeof(*h));
-    h->ts_ms = strtoll(e->element[0]->str, NULL, 10); /* stream id: ms-seq */
-    const redisReply *f = e->element[1];
-    for (size_t i = 0; i + 1 < f->elements; i += 2) {
-        const char *k = f->element[i]->str;
-        const redisReply *v = f->element[i + 1];
-        const char *val = v->len > 0 ? v->str : NULL;
-        if (strcmp(k, "ts") == 0) h->ts_ms = strtoll(v->str, NULL, 10);
-        else if (strcmp(k, "seq") == 0) h->seq = strtoull(v->str, NULL, 10);
-        else if (strcmp(k, "type") == 0) h->ev.type = v->str;
-        else if (strcmp(k, "step") == 0) h->ev.step = val;
-        else if (strcmp(k, "phase") == 0) h->ev.phase = val;
-        else if (strcmp(k, "attempt") == 0) h->ev.attempt = (uint32_t)strtoul(v->str, NULL, 10);
-        else if (strcmp(k, "detail") == 0) {
-            h->ev.detail = val;
-            h->ev.detail_len = val ? (size_t)v->len : 0;
-        } else if (strcmp(k, "worker") == 0) h->worker = v->str;
+/* Splits one history entry (see history_entry()) in place at its tabs,
+ * unescaping details, and appends its events to `h` (room for `cap`).
+ * Returns the number of events, or -1 when the entry is malformed. */
+static int parse_entry(char *s, saga_history_entry_t *h, size_t cap) {
+    char *f[3 + 5 * 64];
+    size_t n = 0;
+    for (char *p = s;; p++) {
+        if (n == sizeof(f) / sizeof(f[0]))
+            return -1;
+        f[n++] = p;
+        p += strcspn(p, "\t");
+        if (*p == '\0')
+            break;
+        *p = '\0';
     }
-    return h->ev.type != NULL ? 0 : -1;
+    if (n < 3 || (n - 3) % 5 != 0 || (n - 3) / 5 > cap)
+        return -1;
+    int64_t ts = strtoll(f[0], NULL, 10);
+    uint64_t seq = strtoull(f[1], NULL, 10);
+    size_t k = 0;
+    for (size_t i = 3; i < n; i += 5, k++) {
+        char *d = f[i + 4], *o = d;
+        for (char *q = d; *q; q++) {
+            if (*q == '\\' && q[1] != '\0') {
+                q++;
+                *o++ = *q == 't' ? '\t' : *q == 'n' ? '\n' : *q == 'r' ? '\r' : *q;
+            } else {
+                *o++ = *q;
+            }
+        }
+        *o = '\0';
+        h[k] = (saga_history_entry_t){
+            ts, seq,
+            {f[i], f[i + 1][0] ? f[i + 1] : NULL, f[i + 2][0] ? f[i + 2] : NULL,
+             (uint32_t)strtoul(f[i + 3], NULL, 10), d[0] ? d : NULL, (size_t)(o - d)},
+            f[2]};
+    }
+    return (int)k;
 }
 
 static void finish_history(rq_t *rq, int status, const redisReply *r) {
     saga_store_history_cb cb = (saga_store_history_cb)rq->cb;
-    if (status == 0 && r->type != REDIS_REPLY_ARRAY)
-        status = bad_reply(rq, "expected an array of stream entries");
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !all_strings(r)))
+        status = bad_reply(rq, "expected a list of history entries");
     if (status != 0) {
         cb(status, NULL, 0, rq->data);
         return;
     }
-    saga_history_entry_t *h = calloc(r->elements + 1, sizeof(*h));
-    if (h == NULL) {
+    /* One copy of every entry, split in place; events point into it. */
+    size_t bytes = 0, tabs = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        bytes += (size_t)r->element[i]->len + 1;
+        for (size_t j = 0; j < (size_t)r->element[i]->len; j++)
+            tabs += r->element[i]->str[j] == '\t';
+    }
+    size_t cap = tabs / 5 + 1;
+    char *buf = malloc(bytes + 1);
+    saga_history_entry_t *h = calloc(cap, sizeof(*h));
+    if (buf == NULL || h == NULL) {
+        free(buf);
+        free(h);
         cb(-ENOMEM, NULL, 0, rq->data);
         return;
     }
+    size_t off = 0, n = 0;
     for (size_t i = 0; i < r->elements; i++) {
-        if (parse_entry(r->element[i], &h[i]) != 0) {
+        char *e = buf + off;
+        memcpy(e, r->element[i]->str, (size_t)r->element[i]->len);
+        e[r->element[i]->len] = '\0';
+        off += (size_t)r->element[i]->len + 1;
+        int k = parse_entry(e, h + n, cap - n);
+        if (k < 0) {
+            free(buf);
             free(h);
-            cb(bad_reply(rq, "malformed stream entry"), NULL, 0, rq->data);
+            cb(bad_reply(rq, "malformed history entry"), NULL, 0, rq->data);
             return;
         }
+        n += (size_t)k;
     }
-    cb(0, h, r->elements, rq->data);
+    cb(0, h, n, rq->data);
+    free(buf);
     free(h);
 }
 
@@ -323,6 +366,7 @@ static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
     store_redis_t *st = rq->st;
     (void)conn;
     rq->sent = false;
+    st->unsent++;
     if (st->closing) {
         unlink_rq(st, rq);
         finish(rq, SAGA_ECLOSING, NULL);
@@ -402,24 +446,69 @@ static void arg_fmt(argv_t *a, const char *fmt, ...) {
     arg(a, p, (size_t)n);
 }
 
+/* A create or a finish in the global indexes: plain idempotent commands,
+ * pipelined with the saga's write (before a create, after a finish; see
+ * docs/redis-layout.md). Only the last one carries the request's callback;
+ * after a lost connection all of them are sent again. */
+static int send_index(store_redis_t *st, rq_t *rq) {
+    char score[24], owned[KEY_MAX_OWNED];
+    snprintf(score, sizeof(score), "%" PRId64, rq->score);
+    bool created = strcmp(rq->op, "created") == 0;
+    const char *owner = rq->text;
+    saga_redis_reply_cb last_cb = owner ? NULL : on_reply;
+    void *last_data = owner ? NULL : rq;
+    int rc;
+    if (created) {
+        rc = saga_redis_command(st->conn, NULL, NULL, "ZADD %s NX %s %s", KEY_ACTIVE, score,
+                                rq->key);
+        if (rc == 0)
+            rc = saga_redis_command(st->conn, last_cb, last_data, "ZADD %s NX %s %s", KEY_ALL,
+                                    score, rq->key);
+    } else {
+        rc = saga_redis_command(st->conn, NULL, NULL, "ZREM %s %s", KEY_ACTIVE, rq->key);
+        if (rc == 0)
+            rc = saga_redis_command(st->conn, last_cb, last_data, "ZADD %s %s %s", KEY_EXPIRY,
+                                    score, rq->key);
+    }
+    if (rc == 0 && owner != NULL) {
+        snprintf(owned, sizeof(owned), KEY_OWNED "%s", owner);
+        rc = saga_redis_command(st->conn, on_reply, rq, "%s %s %s", created ? "SADD" : "SREM",
+                                owned, rq->key);
+    }
+    if (rc == 0) {
+        rq->sent = true;
+        st->unsent--;
+        st->stats.commands += owner ? 3 : 2;
+    }
+    return rc;
+}
+
 static int send_rq(store_redis_t *st, rq_t *rq) {
     argv_t a;
     int rc;
     switch (rq->kind) {
     case RQ_WRITE: {
         const saga_store_write_t *w = rq->w;
-        int n = 16 + 2 * (int)w->nfields + 5 * (int)w->nevents;
-        if (argv_init(&a, n, 2 * SAGA_ID_KEY_MAX + 256 + 12 * w->nevents) != 0)
+        /* The index keys ride along when they are updated in the call. */
+        bool indexed = !st->opt.split_index;
+        const char *owner = w->fence != 0 && w->worker ? w->worker : "";
+        int n = 18 + 2 * (int)w->nfields;
+        if (argv_init(&a, n, 3 * SAGA_ID_KEY_MAX + KEY_MAX_OWNED + 128) != 0)
             goto oom;
         arg_str(&a, "FCALL");
         arg_str(&a, "saga_write");
-        arg_str(&a, "2");
-        arg_fmt(&a, "saga:{%s}", w->id);
-        arg_fmt(&a, "saga:{%s}:history", w->id);
+        arg_str(&a, indexed ? "6" : "2");
+        arg_fmt(&a, SAGA_KEY_RECORD_FMT, w->id);
+        arg_fmt(&a, SAGA_KEY_HISTORY_FMT, w->id);
+        if (indexed) {
+            arg_str(&a, KEY_ACTIVE);
+            arg_str(&a, KEY_ALL);
+            arg_str(&a, KEY_EXPIRY);
+            arg_fmt(&a, KEY_OWNED "%s", owner);
+        }
         arg_fmt(&a, "%" PRIu64, w->seq);
         arg_fmt(&a, "%" PRIu64, w->fence);
         arg_fmt(&a, "%u", w->flags);
-        arg_str(&a, w->worker);
         arg_str(&a, st->retention);
         arg_str(&a, rq->wtok);
         arg_fmt(&a, "%zu", w->nfields);
@@ -427,45 +516,28 @@ static int send_rq(store_redis_t *st, rq_t *rq) {
             arg(&a, w->fields[i].key, w->fields[i].klen);
             arg(&a, w->fields[i].val, w->fields[i].vlen);
         }
-        arg_fmt(&a, "%zu", w->nevents);
-        for (size_t i = 0; i < w->nevents; i++) {
-            const saga_event_t *e = &w->events[i];
-            arg_str(&a, e->type);
-            arg_str(&a, e->step);
-            arg_str(&a, e->phase);
-            arg_fmt(&a, "%u", e->attempt);
-            arg(&a, e->detail ? e->detail : "", e->detail ? e->detail_len : 0);
+        arg(&a, rq->text, rq->len);
+        if (indexed) {
+            arg_str(&a, w->id);
+            arg_str(&a, owner);
         }
         st->stats.writes++;
         break;
     }
     case RQ_INDEX:
-        if (argv_init(&a, 12, 128 + 2 * rq->len) != 0)
-            goto oom;
-        arg_str(&a, "FCALL");
-        arg_str(&a, "saga_index");
-        arg_str(&a, "4");
-        arg_str(&a, KEY_ACTIVE);
-        arg_str(&a, KEY_ALL);
-        arg_str(&a, KEY_EXPIRY);
-        arg_fmt(&a, KEY_OWNED "%s", rq->text ? rq->text : "");
-        arg_str(&a, rq->op);
-        arg_str(&a, rq->key);
-        arg_fmt(&a, "%" PRId64, rq->score);
-        arg_str(&a, rq->text);
-        break;
+        return send_index(st, rq);
     case RQ_LOAD:
     case RQ_HISTORY:
         if (argv_init(&a, 5, SAGA_ID_KEY_MAX + 32) != 0)
             goto oom;
         if (rq->kind == RQ_LOAD) {
             arg_str(&a, "HGETALL");
-            arg_fmt(&a, "saga:{%s}", rq->key);
+            arg_fmt(&a, SAGA_KEY_RECORD_FMT, rq->key);
         } else {
-            arg_str(&a, "XRANGE");
-            arg_fmt(&a, "saga:{%s}:history", rq->key);
-            arg_str(&a, "-");
-            arg_str(&a, "+");
+            arg_str(&a, "LRANGE");
+            arg_fmt(&a, SAGA_KEY_HISTORY_FMT, rq->key);
+            arg_str(&a, "0");
+            arg_str(&a, "-1");
         }
         break;
     case RQ_PUTDEF:
@@ -473,7 +545,7 @@ static int send_rq(store_redis_t *st, rq_t *rq) {
         if (argv_init(&a, 4, 128) != 0)
             goto oom;
         arg_str(&a, rq->kind == RQ_PUTDEF ? "SET" : "GET");
-        arg_fmt(&a, "sagadef:{%s}", rq->key);
+        arg_fmt(&a, SAGA_KEY_DEF_FMT, rq->key);
         if (rq->kind == RQ_PUTDEF) {
             arg(&a, rq->text, rq->len);
             arg_str(&a, "NX");
@@ -494,6 +566,7 @@ static int send_rq(store_redis_t *st, rq_t *rq) {
     argv_free(&a);
     if (rc == 0) {
         rq->sent = true;
+        st->unsent--;
         st->stats.commands++;
     }
     return rc;
@@ -503,7 +576,9 @@ oom:
 }
 
 static void send_unsent(store_redis_t *st) {
-    for (rq_t *rq = st->head; rq != NULL; rq = rq->next) {
+    rq_t *next;
+    for (rq_t *rq = st->head; rq != NULL && st->unsent > 0; rq = next) {
+        next = rq->next;
         if (rq->sent)
             continue;
         int rc = send_rq(st, rq);
@@ -511,12 +586,8 @@ static void send_unsent(store_redis_t *st) {
             return; /* lost again meanwhile: READY will resend */
         if (rc != 0) {
             /* Cannot even format it (out of memory): fail just this one. */
-            rq_t *next = rq->prev;
             unlink_rq(st, rq);
             finish(rq, rc, NULL);
-            rq = next ? next : st->head;
-            if (rq == NULL)
-                return;
         }
     }
 }
@@ -736,7 +807,7 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     rq_t *ix = NULL;
     if (rq == NULL)
         return -ENOMEM;
-    if (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL)) {
+    if (st->opt.split_index && (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL))) {
         if ((ix = rq_new(st, RQ_INDEX, w->id, NULL, NULL)) == NULL) {
             rq_free(rq);
             return -ENOMEM;
@@ -763,6 +834,11 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     }
     rq->w = w;
     snprintf(rq->wtok, sizeof(rq->wtok), "%016" PRIx64, saga_rng_next(&st->rng));
+    if (history_entry(w, &rq->text, &rq->len) != 0) {
+        rq_free(ix);
+        rq_free(rq);
+        return -ENOMEM;
+    }
     /* Index before a create (never a record nobody can find), after a
      * finish (never an unfinished saga missing from the active index). */
     if (ix != NULL && (w->flags & SAGA_WRITE_CREATE))
@@ -770,6 +846,42 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     enqueue(st, rq);
     if (ix != NULL && !(w->flags & SAGA_WRITE_CREATE))
         enqueue(st, ix);
+    return 0;
+}
+
+/* The history entry of a write, without its time (saga_write prepends the
+ * server's): "<seq>\t<worker>" then "\t<type>\t<step>\t<phase>\t<attempt>\t
+ * <detail>" per event, the detail escaped (\\ \t \n \r) so that tabs
+ * only ever separate fields. */
+static int history_entry(const saga_store_write_t *w, char **out, size_t *outlen) {
+    size_t cap = 64 + (w->worker ? strlen(w->worker) : 0);
+    for (size_t i = 0; i < w->nevents; i++) {
+        const saga_event_t *e = &w->events[i];
+        cap += 48 + strlen(e->type) + (e->step ? strlen(e->step) : 0) +
+               (e->phase ? strlen(e->phase) : 0) + 2 * e->detail_len;
+    }
+    char *b = malloc(cap), *p = b;
+    if (b == NULL)
+        return -ENOMEM;
+    p += snprintf(p, cap, "%" PRIu64 "\t%s", w->seq, w->worker ? w->worker : "");
+    for (size_t i = 0; i < w->nevents; i++) {
+        const saga_event_t *e = &w->events[i];
+        p += snprintf(p, cap - (size_t)(p - b), "\t%s\t%s\t%s\t%u\t", e->type,
+                      e->step ? e->step : "", e->phase ? e->phase : "", e->attempt);
+        for (size_t j = 0; j < e->detail_len; j++) {
+            char c = e->detail[j];
+            switch (c) {
+            case '\\': *p++ = '\\'; *p++ = '\\'; break;
+            case '\t': *p++ = '\\'; *p++ = 't'; break;
+            case '\n': *p++ = '\\'; *p++ = 'n'; break;
+            case '\r': *p++ = '\\'; *p++ = 'r'; break;
+            default: *p++ = c;
+            }
+        }
+    }
+    *p = '\0';
+    *out = b;
+    *outlen = (size_t)(p - b);
     return 0;
 }
 

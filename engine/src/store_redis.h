@@ -29,6 +29,10 @@
 typedef struct saga_store_redis_options_s {
     uint64_t retention_ms;          /* finished sagas kept; 0: 7 days */
     saga_redis_options_t conn;      /* connection options */
+    /* Update the global indexes with separate commands instead of inside
+     * the transition's function call: needed on Redis Cluster, where they
+     * live in another slot; costs ~3 more commands per create and finish. */
+    bool split_index;
 } saga_store_redis_options_t;
 
 /* status 0: connected, the library loaded and the server checked

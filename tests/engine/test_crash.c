@@ -22,6 +22,7 @@
 #include <hiredis/hiredis.h>
 
 #include "harness.h"
+#include "history_reader.h"
 #include "redis_server.h"
 #include "store_redis.h"
 
@@ -143,13 +144,6 @@ static redisReply *cmd(const char *fmt, ...) {
     return r;
 }
 
-static const char *field(redisReply *fields, const char *name) {
-    for (size_t i = 0; i + 1 < fields->elements; i += 2)
-        if (strcmp(fields->element[i]->str, name) == 0)
-            return fields->element[i + 1]->str;
-    return "";
-}
-
 static size_t interrupted_running, interrupted_compensating, checked;
 
 /* Returns false when the saga was never created (killed before). */
@@ -170,17 +164,15 @@ static bool check_saga(const char *id, bool fails) {
     cr_assert_str_eq(st->element[2]->str, expect, "saga %s: out:s3", id);
     freeReplyObject(st);
 
-    redisReply *h = cmd("XRANGE saga:{%s}:history - +", id);
+    hist_ev_t *ev;
+    size_t nev = hist_read(rc, id, &ev);
     int succeeded[5][2] = {{0}};
-    char comp_order[64] = "", act_started[64] = "";
-    bool resumed = false, compensating = false;
-    for (size_t i = 0; i < h->elements; i++) {
-        redisReply *f = h->element[i]->element[1];
-        const char *type = field(f, "type"), *step = field(f, "step"),
-                   *phase = field(f, "phase");
+    char comp_order[256] = "", act_started[256] = "";
+    bool compensating = false;
+    for (size_t i = 0; i < nev; i++) {
+        const char *type = ev[i].type, *step = ev[i].step, *phase = ev[i].phase;
         int comp = strcmp(phase, "compensation") == 0;
         if (strcmp(type, "saga.resumed") == 0) {
-            resumed = true;
             if (compensating)
                 interrupted_compensating++;
             else
@@ -195,13 +187,14 @@ static bool check_saga(const char *id, bool fails) {
         if (strcmp(type, "step.succeeded") == 0) {
             succeeded[k][comp]++;
             if (comp)
-                sprintf(comp_order + strlen(comp_order), "%s%s", comp_order[0] ? "," : "", step);
+                snprintf(comp_order + strlen(comp_order), sizeof(comp_order) - strlen(comp_order),
+                         "%s%.8s", comp_order[0] ? "," : "", step);
         }
         if (strcmp(type, "step.started") == 0 && !comp)
-            sprintf(act_started + strlen(act_started), "%s%s", act_started[0] ? "," : "", step);
+            snprintf(act_started + strlen(act_started), sizeof(act_started) - strlen(act_started),
+                     "%s%.8s", act_started[0] ? "," : "", step);
     }
-    (void)resumed;
-    freeReplyObject(h);
+    free(ev);
     for (int k = 0; k < 5; k++)
         for (int c = 0; c < 2; c++)
             cr_assert_leq(succeeded[k][c], 1, "saga %s: s%d %s finished twice", id,

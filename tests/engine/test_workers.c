@@ -17,6 +17,7 @@
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
 
+#include "history_reader.h"
 #include "redis_server.h"
 
 extern char **environ;
@@ -259,46 +260,36 @@ static void wait_all_done(int secs) {
  * ownership was taken (saga.claimed "from W"), no step finished twice.
  * Returns the server time (ms) of its first claim, or 0. */
 static long long check_history(const char *id) {
-    redisReply *h = cmd("XRANGE saga:{%s}:history - +", id);
+    hist_ev_t *ev;
+    size_t nev = hist_read(rc, id, &ev);
     char fenced[8][32];
     int nfenced = 0;
     long long first_claim = 0;
     char done[64][48];
     int ndone = 0;
-    for (size_t i = 0; i < h->elements; i++) {
-        redisReply *f = h->element[i]->element[1];
-        const char *type = "", *worker = "", *detail = "", *step = "", *phase = "";
-        long long ts = 0;
-        for (size_t x = 0; x + 1 < f->elements; x += 2) {
-            const char *k = f->element[x]->str, *v = f->element[x + 1]->str;
-            if (!strcmp(k, "type")) type = v;
-            else if (!strcmp(k, "worker")) worker = v;
-            else if (!strcmp(k, "detail")) detail = v;
-            else if (!strcmp(k, "step")) step = v;
-            else if (!strcmp(k, "phase")) phase = v;
-            else if (!strcmp(k, "ts")) ts = atoll(v);
-        }
+    for (size_t i = 0; i < nev; i++) {
+        const char *type = ev[i].type, *worker = ev[i].worker;
         for (int j = 0; j < nfenced; j++)
             cr_assert(strcmp(worker, fenced[j]) != 0,
                       "saga %s: %s wrote '%s' after its ownership was taken", id, worker, type);
         if (!strcmp(type, "saga.claimed")) {
             char from[32] = "";
-            sscanf(detail, "from %31[^,]", from);
+            sscanf(ev[i].detail, "from %31[^,]", from);
             if (nfenced < 8)
                 snprintf(fenced[nfenced++], sizeof(fenced[0]), "%s", from);
             if (first_claim == 0)
-                first_claim = ts;
+                first_claim = ev[i].ts;
         }
         if (!strcmp(type, "step.succeeded")) {
             char key[48];
-            snprintf(key, sizeof(key), "%s/%s", step, phase);
+            snprintf(key, sizeof(key), "%s/%s", ev[i].step, ev[i].phase);
             for (int j = 0; j < ndone; j++)
                 cr_assert(strcmp(done[j], key) != 0, "saga %s: %s finished twice", id, key);
             if (ndone < 64)
                 snprintf(done[ndone++], sizeof(done[0]), "%s", key);
         }
     }
-    freeReplyObject(h);
+    free(ev);
     return first_claim;
 }
 
@@ -481,15 +472,11 @@ Test(workers, submit_is_idempotent_and_refuses_unknown_names) {
     free(out);
     cr_assert_eq(saga_cmd(&out, "wait", "dup-1", "--timeout", "10s", NULL), 0);
     free(out);
-    redisReply *h = cmd("XRANGE saga:{dup-1}:history - +");
-    size_t created = 0;
-    for (size_t i = 0; i < h->elements; i++) {
-        redisReply *f = h->element[i]->element[1];
-        for (size_t x = 0; x + 1 < f->elements; x += 2)
-            if (!strcmp(f->element[x]->str, "type") && !strcmp(f->element[x + 1]->str, "saga.created"))
-                created++;
-    }
-    freeReplyObject(h);
+    hist_ev_t *ev;
+    size_t nev = hist_read(rc, "dup-1", &ev), created = 0;
+    for (size_t i = 0; i < nev; i++)
+        created += strcmp(ev[i].type, "saga.created") == 0;
+    free(ev);
     cr_assert_eq(created, 1, "one saga");
     /* status, list and history answer about it. */
     cr_assert_eq(saga_cmd(&out, "status", "dup-1", "--json", NULL), 0);
