@@ -36,9 +36,18 @@ const char *saga__ckpt_status_name(saga_phase_t phase, uint8_t status) {
     return status <= ST_SKIPPED ? status_names[status] : "?";
 }
 
-void saga__ckpt_phase_format(char *buf, size_t len, const saga__phase_t *p) {
-    snprintf(buf, len, "%s %" PRIu32 " %" PRIu32 " %" PRId64,
-             status_names[p->status], p->attempts, p->base, p->retry_at);
+size_t saga__ckpt_phase_format(char *buf, size_t len, const saga__phase_t *p) {
+    (void)len; /* callers pass at least 64 bytes: 11 + 3 * 21 max */
+    const char *name = status_names[p->status];
+    size_t n = strlen(name);
+    memcpy(buf, name, n);
+    buf[n++] = ' ';
+    n += saga_fmt_u64(buf + n, p->attempts);
+    buf[n++] = ' ';
+    n += saga_fmt_u64(buf + n, p->base);
+    buf[n++] = ' ';
+    n += saga_fmt_u64(buf + n, p->retry_at > 0 ? (uint64_t)p->retry_at : 0);
+    return n;
 }
 
 int saga__ckpt_phase_parse(const char *s, size_t len, saga__phase_t *p) {

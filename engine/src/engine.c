@@ -172,6 +172,7 @@ static void engine_def_free(saga_engine_def_t *d) {
     saga_def_free(d->def);
     free(d->action);
     free(d->comp);
+    free(d->keys);
     free(d);
 }
 
@@ -237,6 +238,20 @@ saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
         return NULL;
     }
     d->def = def;
+    if ((d->keys = calloc(def->n_steps + 1, sizeof(*d->keys))) == NULL) {
+        saga_diags_add(diags, def->source, 0, 0, "out of memory");
+        engine_def_free(d);
+        return NULL;
+    }
+    for (size_t i = 0; i < def->n_steps; i++) {
+        saga__step_keys_t *k = &d->keys[i];
+        const char *n = def->steps[i].name;
+        snprintf(k->act, sizeof(k->act), "act:%s", n);
+        snprintf(k->comp, sizeof(k->comp), "comp:%s", n);
+        snprintf(k->out, sizeof(k->out), "out:%s", n);
+        snprintf(k->err, sizeof(k->err), "err:%s", n);
+        snprintf(k->cerr, sizeof(k->cerr), "cerr:%s", n);
+    }
     bool ok = true;
     for (size_t i = 0; i < def->n_steps; i++) {
         const saga_step_def_t *sd = &def->steps[i];
@@ -681,6 +696,7 @@ void saga_engine_free(saga_engine_t *e) {
         saga__engine_def_release(v);
     saga_strmap_close(&e->defs);
     saga_strmap_close(&e->sagas);
+    saga__wbuf_pool_free(e);
     saga_plugins_free(e->plugins);
     free(e->worker);
     free(e);

@@ -114,7 +114,9 @@ struct saga_inst_s {
     bool finished;            /* on_finished reported; free when unheld */
     bool lost;                /* the store refused us: stop everything */
     bool quiet;               /* do not report (failure returned instead) */
-    saga__wbuf_t pending;     /* events decided since the last write */
+    saga__wbuf_t *pending;    /* decided since the last write; NULL: nothing
+                                 (a saga holds buffers only while it has
+                                 something to write: idle sagas cost none) */
     saga__wbuf_t *inflight;
     char id[SAGA_ID_MAX + 1];
     saga__step_t steps[];
@@ -130,8 +132,18 @@ typedef struct saga__handler_ref_s {
     const char *plugin;    /* plugin name, for logs */
 } saga__handler_ref_t;
 
+/* A step's record field names, built once per definition. */
+typedef struct saga__step_keys_s {
+    char act[SAGA_NAME_MAX + 8];
+    char comp[SAGA_NAME_MAX + 8];
+    char out[SAGA_NAME_MAX + 8];
+    char err[SAGA_NAME_MAX + 8];
+    char cerr[SAGA_NAME_MAX + 8];
+} saga__step_keys_t;
+
 struct saga_engine_def_s {
     saga_def_t *def;
+    saga__step_keys_t *keys;      /* by step index */
     saga__handler_ref_t *action;  /* by step index */
     saga__handler_ref_t *comp;    /* by step index; h NULL when none */
     uint32_t refs;                /* the engine's map + every user */
@@ -153,6 +165,9 @@ struct saga_engine_s {
     bool release_armed;    /* release() is due on the next loop turn */
     bool give_up_calls;    /* release even with calls never completed */
     uint32_t pool_calls;   /* blocking handlers running on the pool */
+    saga__wbuf_t **wbufs;  /* spare write buffers, kept with their capacity */
+    size_t nwbufs;
+    size_t capwbufs;
     int closed_timers;     /* engine handles still closing */
     uint64_t grace_ms;
     uv_timer_t grace_timer;
@@ -210,7 +225,10 @@ void saga__call_start(saga_inst_t *inst, size_t step, saga_phase_t phase);
 void saga__call_abandon(saga_call_t *call);
 
 /* checkpoint.c: record field names and value formats. */
-void saga__ckpt_phase_format(char *buf, size_t len, const saga__phase_t *p);
+/* Writes "<status> <attempts> <base> <retry_at>" (at least 64 bytes);
+ * returns its length. */
+size_t saga__ckpt_phase_format(char *buf, size_t len, const saga__phase_t *p);
+
 int saga__ckpt_phase_parse(const char *s, size_t len, saga__phase_t *p);
 const char *saga__ckpt_status_name(saga_phase_t phase, uint8_t status);
 /* Fills a new instance from a loaded record. Returns 0, or SAGA_ECORRUPT
@@ -218,8 +236,10 @@ const char *saga__ckpt_status_name(saga_phase_t phase, uint8_t status);
 int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
                       size_t errlen);
 
-/* wbuf (instance.c) */
-void saga__wbuf_init(saga__wbuf_t *b);
-void saga__wbuf_free(saga__wbuf_t *b);
+/* Write buffers (instance.c): taken from and returned to the engine's pool,
+ * so that steady-state transitions allocate nothing. */
+saga__wbuf_t *saga__wbuf_get(saga_engine_t *e);
+void saga__wbuf_put(saga_engine_t *e, saga__wbuf_t *b);
+void saga__wbuf_pool_free(saga_engine_t *e);
 
 #endif

@@ -48,15 +48,54 @@ static const saga_def_t *def_of(const saga_inst_t *inst) {
 /* Write buffers                                                           */
 /* ---------------------------------------------------------------------- */
 
-void saga__wbuf_init(saga__wbuf_t *b) { memset(b, 0, sizeof(*b)); }
+#define WBUF_POOL_MAX 4096
+#define WBUF_KEEP_BYTES 16384 /* buffers grown past this are not pooled */
 
-void saga__wbuf_free(saga__wbuf_t *b) {
+static void wbuf_release(saga__wbuf_t *b) {
     free(b->arena);
     free(b->kv);
     free(b->ev);
     free(b->fields);
     free(b->events);
-    memset(b, 0, sizeof(*b));
+    free(b);
+}
+
+saga__wbuf_t *saga__wbuf_get(saga_engine_t *e) {
+    if (e->nwbufs > 0)
+        return e->wbufs[--e->nwbufs];
+    return calloc(1, sizeof(saga__wbuf_t));
+}
+
+void saga__wbuf_put(saga_engine_t *e, saga__wbuf_t *b) {
+    if (b == NULL)
+        return;
+    if (b->cap > WBUF_KEEP_BYTES || b->capkv > 256 || e->nwbufs >= WBUF_POOL_MAX) {
+        wbuf_release(b);
+        return;
+    }
+    if (e->nwbufs == e->capwbufs) {
+        size_t ncap = e->capwbufs ? e->capwbufs * 2 : 64;
+        saga__wbuf_t **nw = realloc(e->wbufs, ncap * sizeof(*nw));
+        if (nw == NULL) {
+            wbuf_release(b);
+            return;
+        }
+        e->wbufs = nw;
+        e->capwbufs = ncap;
+    }
+    b->len = 0;
+    b->nkv = 0;
+    b->nev = 0;
+    memset(&b->w, 0, sizeof(b->w));
+    e->wbufs[e->nwbufs++] = b;
+}
+
+void saga__wbuf_pool_free(saga_engine_t *e) {
+    for (size_t i = 0; i < e->nwbufs; i++)
+        wbuf_release(e->wbufs[i]);
+    free(e->wbufs);
+    e->wbufs = NULL;
+    e->nwbufs = e->capwbufs = 0;
 }
 
 /* Copies n bytes into the arena; returns their offset or SIZE_MAX. */
@@ -80,6 +119,8 @@ static size_t wb_bytes(saga__wbuf_t *b, const char *s, size_t n) {
 }
 
 static int wb_kv(saga__wbuf_t *b, const char *k, const char *v, size_t vl) {
+    if (b == NULL)
+        return -ENOMEM;
     if (b->nkv == b->capkv) {
         size_t ncap = b->capkv ? b->capkv * 2 : 8;
         void *nk = realloc(b->kv, ncap * sizeof(*b->kv));
@@ -100,17 +141,11 @@ static int wb_kv(saga__wbuf_t *b, const char *k, const char *v, size_t vl) {
     return 0;
 }
 
-/* Appends "prefix + step" = value. */
-static int wb_step_kv(saga__wbuf_t *b, const char *prefix, const char *step,
-                      const char *v, size_t vl) {
-    char key[SAGA_NAME_MAX + 16];
-    snprintf(key, sizeof(key), "%s%s", prefix, step);
-    return wb_kv(b, key, v, vl);
-}
-
 static int wb_event(saga__wbuf_t *b, const char *type, const char *step,
                     const char *phase, uint32_t attempt, const char *detail,
                     size_t dlen) {
+    if (b == NULL)
+        return -ENOMEM;
     if (b->nev == b->capev) {
         size_t ncap = b->capev ? b->capev * 2 : 4;
         saga__evoff_t *ne = realloc(b->ev, ncap * sizeof(*ne));
@@ -128,10 +163,15 @@ static int wb_event(saga__wbuf_t *b, const char *type, const char *step,
 
 /* Resolves offsets into the arrays the store reads. */
 static int wb_finish(saga__wbuf_t *b) {
-    b->fields = malloc((b->nkv + 1) * sizeof(*b->fields));
-    b->events = malloc((b->nev + 1) * sizeof(*b->events));
-    if (b->fields == NULL || b->events == NULL)
+    /* fields and events have the capacity of kv and ev (capkv, capev) */
+    saga_kv_t *nf = realloc(b->fields, (b->capkv + 1) * sizeof(*b->fields));
+    if (nf == NULL)
         return -ENOMEM;
+    b->fields = nf;
+    saga_event_t *ne = realloc(b->events, (b->capev + 1) * sizeof(*b->events));
+    if (ne == NULL)
+        return -ENOMEM;
+    b->events = ne;
     for (size_t i = 0; i < b->nkv; i++)
         b->fields[i] = (saga_kv_t){b->arena + b->kv[i][0], b->kv[i][1],
                                    b->arena + b->kv[i][2], b->kv[i][3]};
@@ -163,7 +203,6 @@ saga_inst_t *saga__inst_new(saga_engine_t *e, saga_engine_def_t *d,
     inst->edef = d;
     d->refs++;
     snprintf(inst->id, sizeof(inst->id), "%s", id);
-    saga__wbuf_init(&inst->pending);
     for (size_t i = 0; i < n; i++) {
         inst->steps[i].inst = inst;
         saga_deadline_init(&inst->steps[i].wait);
@@ -185,11 +224,8 @@ void saga__inst_free(saga_inst_t *inst) {
     }
     json_decref(inst->input);
     free(inst->reason);
-    saga__wbuf_free(&inst->pending);
-    if (inst->inflight != NULL) {
-        saga__wbuf_free(inst->inflight);
-        free(inst->inflight);
-    }
+    saga__wbuf_put(inst->engine, inst->pending);
+    saga__wbuf_put(inst->engine, inst->inflight);
     saga__engine_def_release(inst->edef);
     free(inst);
 }
@@ -248,7 +284,9 @@ static void emit(saga_inst_t *inst, const char *type, size_t step,
                  saga_phase_t phase, bool has_phase, uint32_t attempt,
                  const char *detail) {
     const char *sname = step == SIZE_MAX ? NULL : def_of(inst)->steps[step].name;
-    if (wb_event(&inst->pending, type, sname,
+    if (inst->pending == NULL)
+        inst->pending = saga__wbuf_get(inst->engine);
+    if (wb_event(inst->pending, type, sname,
                  has_phase ? phase_name(phase) : NULL, attempt, detail,
                  detail ? strlen(detail) : 0) != 0)
         lose(inst, -ENOMEM);
@@ -517,7 +555,13 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
         if (phase == SAGA_PHASE_ACTION) {
             json_decref(s->output);
             s->output = out;
-            s->dirty |= DIRTY_OUT;
+            /* Recorded as the handler gave it (valid JSON): no re-encoding. */
+            if (inst->pending == NULL)
+                inst->pending = saga__wbuf_get(e);
+            if (wb_kv(inst->pending, inst->edef->keys[i].out, data, len) != 0) {
+                lose(inst, -ENOMEM);
+                return;
+            }
         }
         emit(inst, "step.succeeded", i, phase, true, p->attempts, NULL);
         progress(inst, SAGA_PROGRESS_CALL_SUCCEEDED, i, phase, p->attempts,
@@ -601,7 +645,8 @@ static void fail_for_good(saga_inst_t *inst, size_t i, saga_phase_t phase,
 /* ---------------------------------------------------------------------- */
 
 static bool has_pending(const saga_inst_t *inst) {
-    if (inst->pending.nev > 0 || inst->state_dirty)
+    if ((inst->pending != NULL && (inst->pending->nev > 0 || inst->pending->nkv > 0)) ||
+        inst->state_dirty)
         return true;
     size_t n = def_of(inst)->n_steps;
     for (size_t i = 0; i < n; i++)
@@ -627,10 +672,12 @@ static int build_fields(saga_inst_t *inst, saga__wbuf_t *b, uint64_t seq) {
     char num[32], ph[96];
     int rc = 0;
     if (!inst->created) {
-        char *input = json_dumps(inst->input, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *input = json_is_object(inst->input) && json_object_size(inst->input) == 0
+                          ? strdup("{}") /* the common case, without jansson's encoder */
+                          : json_dumps(inst->input, JSON_COMPACT | JSON_ENCODE_ANY);
         if (input == NULL)
             return -ENOMEM;
-        snprintf(num, sizeof(num), "%" PRId64, inst->created_ms);
+        saga_fmt_u64(num, (uint64_t)inst->created_ms);
         rc |= wb_kv(b, "id", inst->id, strlen(inst->id));
         rc |= wb_kv(b, "saga", def->name, strlen(def->name));
         rc |= wb_kv(b, "def", def->hash, strlen(def->hash));
@@ -639,7 +686,7 @@ static int build_fields(saga_inst_t *inst, saga__wbuf_t *b, uint64_t seq) {
         free(input);
         if (inst->fence != 0) {
             const char *owner = inst->engine->worker;
-            snprintf(num, sizeof(num), "%" PRIu64, inst->fence);
+            saga_fmt_u64(num, inst->fence);
             rc |= wb_kv(b, "owner", owner, strlen(owner));
             rc |= wb_kv(b, "fence", num, strlen(num));
         }
@@ -656,28 +703,19 @@ static int build_fields(saga_inst_t *inst, saga__wbuf_t *b, uint64_t seq) {
         inst->state_dirty = false;
     }
     (void)seq; /* the store records the write's seq itself */
+    const saga__step_keys_t *keys = inst->edef->keys;
     for (size_t i = 0; i < def->n_steps; i++) {
         saga__step_t *s = &inst->steps[i];
-        const char *name = def->steps[i].name;
-        if (s->dirty & DIRTY_ACT) {
-            saga__ckpt_phase_format(ph, sizeof(ph), &s->act);
-            rc |= wb_step_kv(b, "act:", name, ph, strlen(ph));
-        }
-        if (s->dirty & DIRTY_COMP) {
-            saga__ckpt_phase_format(ph, sizeof(ph), &s->comp);
-            rc |= wb_step_kv(b, "comp:", name, ph, strlen(ph));
-        }
-        if ((s->dirty & DIRTY_OUT) && s->output != NULL) {
-            char *out = json_dumps(s->output, JSON_COMPACT | JSON_ENCODE_ANY);
-            if (out == NULL)
-                return -ENOMEM;
-            rc |= wb_step_kv(b, "out:", name, out, strlen(out));
-            free(out);
-        }
+        if (s->dirty & DIRTY_ACT)
+            rc |= wb_kv(b, keys[i].act, ph, saga__ckpt_phase_format(ph, sizeof(ph), &s->act));
+        if (s->dirty & DIRTY_COMP)
+            rc |= wb_kv(b, keys[i].comp, ph, saga__ckpt_phase_format(ph, sizeof(ph), &s->comp));
+        /* (the output went into the buffer when it arrived: DIRTY_OUT is
+         * only set by paths that have no handler text, none today) */
         if ((s->dirty & DIRTY_ERR) && s->error != NULL)
-            rc |= wb_step_kv(b, "err:", name, s->error, strlen(s->error));
+            rc |= wb_kv(b, keys[i].err, s->error, strlen(s->error));
         if ((s->dirty & DIRTY_CERR) && s->cerror != NULL)
-            rc |= wb_step_kv(b, "cerr:", name, s->cerror, strlen(s->cerror));
+            rc |= wb_kv(b, keys[i].cerr, s->cerror, strlen(s->cerror));
         s->dirty = 0;
         s->fx_inflight |= s->fx_pending;
         s->fx_pending = 0;
@@ -697,20 +735,19 @@ static void flush(saga_inst_t *inst) {
         return;
     }
     saga_engine_t *e = inst->engine;
-    saga__wbuf_t *b = malloc(sizeof(*b));
+    /* The events (and outputs) decided so far are this write. */
+    saga__wbuf_t *b = inst->pending ? inst->pending : saga__wbuf_get(e);
+    inst->pending = NULL;
     if (b == NULL) {
         lose(inst, -ENOMEM);
         return;
     }
-    *b = inst->pending; /* the events decided so far move into this write */
-    saga__wbuf_init(&inst->pending);
     uint64_t seq = inst->seq + 1;
     int rc = build_fields(inst, b, seq);
     if (rc == 0)
         rc = wb_finish(b);
     if (rc != 0) {
-        saga__wbuf_free(b);
-        free(b);
+        saga__wbuf_put(e, b);
         lose(inst, rc);
         return;
     }
@@ -726,8 +763,7 @@ static void flush(saga_inst_t *inst) {
     if (rc != 0) {
         inst->writing = false;
         inst->inflight = NULL;
-        saga__wbuf_free(b);
-        free(b);
+        saga__wbuf_put(e, b);
         lose(inst, rc);
     }
 }
@@ -776,8 +812,7 @@ static void on_written(int status, unsigned signals, void *data) {
     saga__wbuf_t *b = inst->inflight;
     inst->inflight = NULL;
     inst->writing = false;
-    saga__wbuf_free(b);
-    free(b);
+    saga__wbuf_put(inst->engine, b);
     if (inst->lost || inst->finished) {
         try_free(inst);
         return;

@@ -15,3 +15,16 @@ const char *saga_record_get(const saga_record_t *r, const char *key,
     }
     return NULL;
 }
+
+size_t saga_fmt_u64(char *buf, uint64_t v) {
+    char tmp[21];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return n;
+}

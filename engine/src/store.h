@@ -119,6 +119,10 @@ struct saga_store_s {
     const saga_store_ops_t *ops;
 };
 
+/* Decimal digits of v into buf (at least 21 bytes), NUL-ended; returns the
+ * length. snprintf-free: it runs on every transition. */
+size_t saga_fmt_u64(char *buf, uint64_t v);
+
 /* Convenience: the field `key` of a record, or NULL (len set when found). */
 const char *saga_record_get(const saga_record_t *r, const char *key,
                             size_t *len);

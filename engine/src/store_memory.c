@@ -17,11 +17,13 @@
 #include "errors.h"
 #include "strmap.h"
 
+/* A field: one block "key\0value\0". A record has a dozen or two fields,
+ * so a linear search beats hashing and spares an allocation per field. */
 typedef struct mem_field_s {
-    char *val;
-    size_t vlen;
-    size_t vcap;
-    char key[];
+    char *buf;
+    uint32_t klen;
+    uint32_t vlen;
+    uint32_t vcap;     /* bytes available for the value, NUL included */
 } mem_field_t;
 
 typedef struct mem_hist_s {
@@ -31,7 +33,9 @@ typedef struct mem_hist_s {
 
 typedef struct mem_saga_s {
     char *id;
-    saga_strmap_t fields;
+    mem_field_t *fields;
+    size_t nfields;
+    size_t capfields;
     uint64_t seq;
     uint64_t fence;
     bool terminal;
@@ -115,16 +119,14 @@ static void deliver_load(store_memory_t *m, mem_op_t *op) {
         return;
     }
     saga_record_t rec = {NULL, 0, NULL};
-    rec.fields = malloc((s->fields.count + 1) * sizeof(*rec.fields));
+    rec.fields = malloc((s->nfields + 1) * sizeof(*rec.fields));
     if (rec.fields == NULL) {
         cb(-ENOMEM, NULL, op->data);
         return;
     }
-    const char *k;
-    void *v;
-    for (size_t pos = 0; saga_strmap_next(&s->fields, &pos, &k, &v);) {
-        mem_field_t *f = v;
-        rec.fields[rec.nfields++] = (saga_kv_t){f->key, strlen(f->key), f->val, f->vlen};
+    for (size_t i = 0; i < s->nfields; i++) {
+        const mem_field_t *f = &s->fields[i];
+        rec.fields[rec.nfields++] = (saga_kv_t){f->buf, f->klen, f->buf + f->klen + 1, f->vlen};
     }
     cb(0, &rec, op->data);
     free(rec.fields);
@@ -214,14 +216,9 @@ static void run_queue(uv_idle_t *h) {
 /* ---------------------------------------------------------------------- */
 
 static void saga_free_rec(mem_saga_t *s) {
-    const char *k;
-    void *v;
-    for (size_t pos = 0; saga_strmap_next(&s->fields, &pos, &k, &v);) {
-        mem_field_t *f = v;
-        free(f->val);
-        free(f);
-    }
-    saga_strmap_close(&s->fields);
+    for (size_t i = 0; i < s->nfields; i++)
+        free(s->fields[i].buf);
+    free(s->fields);
     for (size_t i = 0; i < s->nhist; i++)
         free(s->hist[i].buf);
     free(s->hist);
@@ -230,30 +227,44 @@ static void saga_free_rec(mem_saga_t *s) {
 }
 
 static int set_field(mem_saga_t *s, const saga_kv_t *kv) {
-    char key[256];
-    size_t klen = kv->klen < sizeof(key) - 1 ? kv->klen : sizeof(key) - 1;
-    memcpy(key, kv->key, klen);
-    key[klen] = '\0';
-    mem_field_t *f = saga_strmap_get(&s->fields, key);
-    if (f == NULL) {
-        if ((f = calloc(1, sizeof(*f) + klen + 1)) == NULL)
-            return -ENOMEM;
-        memcpy(f->key, key, klen + 1);
-        if (saga_strmap_put(&s->fields, f->key, f, NULL) != 0) {
-            free(f);
-            return -ENOMEM;
+    if (kv->klen > UINT32_MAX / 2 || kv->vlen > UINT32_MAX / 2)
+        return -EINVAL;
+    mem_field_t *f = NULL;
+    for (size_t i = 0; i < s->nfields; i++) {
+        if (s->fields[i].klen == kv->klen && memcmp(s->fields[i].buf, kv->key, kv->klen) == 0) {
+            f = &s->fields[i];
+            break;
         }
     }
-    if (kv->vlen + 1 > f->vcap) {
-        char *nv = realloc(f->val, kv->vlen + 1);
-        if (nv == NULL)
+    if (f == NULL) {
+        if (s->nfields == s->capfields) {
+            size_t ncap = s->capfields ? s->capfields * 2 : 16;
+            mem_field_t *nf = realloc(s->fields, ncap * sizeof(*nf));
+            if (nf == NULL)
+                return -ENOMEM;
+            s->fields = nf;
+            s->capfields = ncap;
+        }
+        f = &s->fields[s->nfields];
+        uint32_t vcap = (uint32_t)kv->vlen + 16; /* room for a status to grow */
+        if ((f->buf = malloc(kv->klen + 1 + vcap)) == NULL)
             return -ENOMEM;
-        f->val = nv;
-        f->vcap = kv->vlen + 1;
+        memcpy(f->buf, kv->key, kv->klen);
+        f->buf[kv->klen] = '\0';
+        f->klen = (uint32_t)kv->klen;
+        f->vcap = vcap;
+        s->nfields++;
+    } else if (kv->vlen + 1 > f->vcap) {
+        char *nb = realloc(f->buf, f->klen + 1 + kv->vlen + 1);
+        if (nb == NULL)
+            return -ENOMEM;
+        f->buf = nb;
+        f->vcap = (uint32_t)kv->vlen + 1;
     }
-    memcpy(f->val, kv->val, kv->vlen);
-    f->val[kv->vlen] = '\0';
-    f->vlen = kv->vlen;
+    char *v = f->buf + f->klen + 1;
+    memcpy(v, kv->val, kv->vlen);
+    v[kv->vlen] = '\0';
+    f->vlen = (uint32_t)kv->vlen;
     return 0;
 }
 
@@ -312,7 +323,6 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
             free(s);
             return -ENOMEM;
         }
-        saga_strmap_init(&s->fields);
         if (saga_strmap_put(&m->sagas, s->id, s, NULL) != 0) {
             saga_free_rec(s);
             return -ENOMEM;
@@ -332,8 +342,7 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
 
     int64_t ts = now_ms();
     char seqbuf[24];
-    int sl = snprintf(seqbuf, sizeof(seqbuf), "%llu", (unsigned long long)w->seq);
-    saga_kv_t seqkv = {"seq", 3, seqbuf, (size_t)sl};
+    saga_kv_t seqkv = {"seq", 3, seqbuf, saga_fmt_u64(seqbuf, w->seq)};
     status = set_field(s, &seqkv);
     for (size_t i = 0; i < w->nfields && status == 0; i++)
         status = set_field(s, &w->fields[i]);
