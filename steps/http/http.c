@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "saga/plugin.h"
+#include "http_reason.h"
 #include "step_args.h"
 
 #define PLUGIN "http"
@@ -151,40 +152,6 @@ static bool header_value_ok(const char *s) {
     return true;
 }
 
-static const char *reason_phrase(long status) {
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "";
-    }
-}
 
 /* ------------------------------------------------------------------------ */
 /* libcurl callbacks: response headers and body                             */
@@ -361,7 +328,7 @@ static uint64_t retry_after_ms(json_t *headers) {
 
 /* "<status> <reason>" plus, when the response had a body, its first bytes. */
 static char *status_message(req_t *r, long status, const char *note) {
-    const char *reason = r->reason[0] ? r->reason : reason_phrase(status);
+    const char *reason = r->reason[0] ? r->reason : saga_http_reason(status);
     char *snippet = NULL;
     if (r->resp_len > 0) {
         size_t n = r->resp_len < SNIPPET_BYTES ? r->resp_len : SNIPPET_BYTES;

@@ -32,6 +32,8 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "http_reason.h"
+
 #define MAX_HEAD (16u * 1024u)            /* request line + headers */
 #define MAX_BODY (8u * 1024u * 1024u)     /* request body */
 #define MAX_BYTES_KNOB (64u * 1024u * 1024u)
@@ -130,42 +132,6 @@ static void logv(const char *fmt, ...) {
     va_end(ap);
 }
 
-static const char *reason(int status) {
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 507: return "Insufficient Storage";
-    default: return "Status";
-    }
-}
 
 static bool is_service(const char *s) {
     for (size_t i = 0; services[i]; i++)
@@ -655,7 +621,7 @@ static char *render(const response_t *rs, bool keep_alive, size_t *len) {
                      "%s%s%s"
                      "%s"
                      "Connection: %s\r\n\r\n",
-                     rs->status, reason(rs->status), rs->body_len,
+                     rs->status, saga_http_reason(rs->status), rs->body_len,
                      rs->content_type ? "Content-Type: " : "",
                      rs->content_type ? rs->content_type : "",
                      rs->content_type ? "\r\n" : "", rs->extra,
