@@ -91,7 +91,7 @@ static bool reply_failed(ops_t *o, const redisReply *r, const char *what) {
     if (r == NULL) {
         saga_cli_error("%s: lost the connection to Redis", what);
     } else if (r->type == REDIS_REPLY_ERROR) {
-        /* Our functions' errors read "SAGAXXX message": show the message. */
+        /* Our functions' errors read "SAGA<CODE> message": show the message. */
         const char *msg = r->str;
         if (strncmp(msg, "SAGA", 4) == 0 && strchr(msg, ' ') != NULL)
             msg = strchr(msg, ' ') + 1;
