@@ -54,6 +54,8 @@ struct saga_worker_s {
     saga_strmap_t dead;       /* name -> name: workers whose lease expired,
                                  as of the last scan */
     size_t sweep_offset;      /* next page of the active index to sweep */
+    saga_strmap_t cursors;    /* set key -> cursor_t: where SSCAN resumes */
+    size_t batch_left;        /* claims of the current scan batches in flight */
     bool sweeping;
     bool closing_handles;
     size_t loading;           /* requests waiting for a definition */
@@ -487,16 +489,25 @@ typedef enum from_e {
 typedef struct claim_s {
     saga_worker_t *w;
     from_t from;
+    bool batch;                      /* part of a scan batch (batch_left) */
     char id[SAGA_ID_MAX + 1];
     char from_set[KEY_MAX];          /* "" for the sweep */
     char expected[SAGA_ID_MAX + 1];  /* owner expected in the record */
     uint64_t fence;
 } claim_t;
 
+static void on_scan(uv_timer_t *t);
+
 static void claim_end(claim_t *cl) {
     saga_worker_t *w = cl->w;
+    bool batch = cl->batch;
     saga_strmap_del(&w->claiming, cl->id);
     free(cl);
+    /* A finished batch asks for the next one at once: taking over a dead
+     * worker's sagas goes as fast as claims complete, not one batch per
+     * scan period. */
+    if (batch && --w->batch_left == 0 && !w->stopping)
+        uv_timer_start(&w->scan_timer, on_scan, 0, w->scan_ms);
     read_intake(w);
 }
 
@@ -616,10 +627,20 @@ static void candidate(saga_worker_t *w, const char *id, from_t from, const char 
         return;
     }
     snprintf(cl->from_set, sizeof(cl->from_set), "%s", set);
+    if (from != FROM_SWEEP) {
+        cl->batch = true;
+        w->batch_left++;
+    }
     if (saga_redis_command(w->conn, on_candidate, cl, "HMGET " SAGA_KEY_RECORD_FMT
                            " owner fence state def cancel", id) != 0)
         claim_end(cl);
 }
+
+/* Where the walk over one set (a dead worker's, or the orphans) stands. */
+typedef struct cursor_s {
+    char cursor[24];
+    char key[];
+} cursor_t;
 
 typedef struct set_scan_s {
     saga_worker_t *w;
@@ -627,24 +648,54 @@ typedef struct set_scan_s {
     char worker[KEY_MAX];  /* the dead worker the set belongs to, or "" */
 } set_scan_t;
 
+static void on_set_size(saga_redis_t *c, redisReply *r, void *data) {
+    set_scan_t *ss = data;
+    (void)c;
+    /* A dead worker with nothing left: forget it. */
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+        saga_redis_command(ss->w->conn, NULL, NULL, "ZREM %s %s", SAGA_KEY_WORKERS, ss->worker);
+    free(ss);
+}
+
+/* One SSCAN page: [cursor, [id...]]. A cursor walk, unlike random
+ * sampling, never offers the same id twice in a pass. */
 static void on_set_members(saga_redis_t *c, redisReply *r, void *data) {
     set_scan_t *ss = data;
     saga_worker_t *w = ss->w;
     (void)c;
-    if (r != NULL && r->type == REDIS_REPLY_ARRAY) {
-        if (r->elements == 0 && ss->worker[0] != '\0') {
-            /* A dead worker with nothing left: forget it. */
-            saga_redis_command(w->conn, NULL, NULL, "ZREM %s %s", SAGA_KEY_WORKERS, ss->worker);
-        }
-        for (size_t i = 0; i < r->elements; i++)
-            if (r->element[i]->type == REDIS_REPLY_STRING)
-                candidate(w, r->element[i]->str,
-                          ss->worker[0] ? FROM_DEAD : FROM_ORPHANS, ss->set);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+        free(ss);
+        return;
     }
+    cursor_t *cur = saga_strmap_get(&w->cursors, ss->set);
+    if (cur != NULL)
+        snprintf(cur->cursor, sizeof(cur->cursor), "%s", r->element[0]->str);
+    const redisReply *ids = r->element[1];
+    for (size_t i = 0; i < ids->elements; i++)
+        if (ids->element[i]->type == REDIS_REPLY_STRING)
+            candidate(w, ids->element[i]->str, ss->worker[0] ? FROM_DEAD : FROM_ORPHANS,
+                      ss->set);
+    bool pass_done = strcmp(r->element[0]->str, "0") == 0;
+    if (pass_done && ss->worker[0] != '\0' &&
+        saga_redis_command(w->conn, on_set_size, ss, "SCARD %s", ss->set) == 0)
+        return; /* ss freed by on_set_size */
     free(ss);
 }
 
 static void scan_set(saga_worker_t *w, const char *set, const char *worker) {
+    cursor_t *cur = saga_strmap_get(&w->cursors, set);
+    if (cur == NULL) {
+        size_t n = strlen(set) + 1;
+        if ((cur = malloc(sizeof(*cur) + n)) == NULL)
+            return;
+        memcpy(cur->key, set, n);
+        strcpy(cur->cursor, "0");
+        if (saga_strmap_put(&w->cursors, cur->key, cur, NULL) != 0) {
+            free(cur);
+            return;
+        }
+    }
     set_scan_t *ss = calloc(1, sizeof(*ss));
     if (ss == NULL)
         return;
@@ -652,8 +703,8 @@ static void scan_set(saga_worker_t *w, const char *set, const char *worker) {
     snprintf(ss->set, sizeof(ss->set), "%s", set);
     snprintf(ss->worker, sizeof(ss->worker), "%s", worker);
     size_t room = capacity(w);
-    if (saga_redis_command(w->conn, on_set_members, ss, "SRANDMEMBER %s %llu", set,
-                           (unsigned long long)(room > 200 ? 200 : room)) != 0)
+    if (saga_redis_command(w->conn, on_set_members, ss, "SSCAN %s %s COUNT %llu", set,
+                           cur->cursor, (unsigned long long)(room > 1000 ? 1000 : room)) != 0)
         free(ss);
 }
 
@@ -842,6 +893,7 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     saga_strmap_init(&w->claiming);
     saga_strmap_init(&w->unrunnable);
     saga_strmap_init(&w->dead);
+    saga_strmap_init(&w->cursors);
     saga_engine_options_t eo = {
         .store = store,
         .plugin_dirs = opt->plugin_dirs,
@@ -974,6 +1026,7 @@ void saga_worker_free(saga_worker_t *w) {
     free_map(&w->claiming);
     free_map(&w->unrunnable);
     free_map(&w->dead);
+    free_map(&w->cursors);
     free(w->name);
     free(w);
 }
