@@ -42,43 +42,40 @@ end
 --   KEYS: saga:{ID}, saga:{ID}:history
 --         [saga:{idx}:active, saga:{idx}:all, saga:{idx}:expiry,
 --          saga:{idx}:owned:OWNER]  -- on a single Redis only (see below)
---   ARGV: seq fence flags retention_ms wtok nfields (field value)*nfields entry
---         [id owner]
+--   ARGV: seq prev fence create terminal trim retention_ms now expire_at wtok
+--         nfields (field value)*nfields entry [id owner]
 -- `seq` is the record's transition counter after this write; the record
--- must stand at seq-1 (or not exist, for a create). `wtok` identifies this
+-- must stand at `prev` (or not exist, for a create). `wtok` identifies this
 -- write: a write resent after a lost connection finds its own token and
 -- seq in the record and is acknowledged without being applied twice.
 -- `fence`, when the record has one, must match: a worker whose lease was
--- taken over can no longer write. `entry` is the history entry without its
--- time ("<seq>\t<worker>\t<events>"), built by the engine: one list push
--- per write costs about half a stream entry per event.
+-- taken over can no longer write. The fields include seq, wtok and updated;
+-- `entry` is the complete history entry. Everything arrives as the strings
+-- Redis stores: the function only compares strings and calls commands (no
+-- number conversions, no tables), which is most of its cost saved.
 -- Returns 1 when an operator asked to cancel the saga, else 0.
 local function saga_write(keys, args)
   local rec, hist = keys[1], keys[2]
-  local seq = tonumber(args[1])
-  local fence = args[2]
-  local flags = tonumber(args[3])
-  local retention = tonumber(args[4])
-  local wtok = args[5]
-  local nfields = tonumber(args[6])
+  local seq, prev, fence, wtok = args[1], args[2], args[3], args[10]
+  local nfields = tonumber(args[11])
   local nargs = #args
-  if not (seq and flags and retention and nfields and wtok) or
-     (nargs ~= 7 + 2 * nfields and nargs ~= 9 + 2 * nfields) then
+  if not (seq and prev and fence and wtok and nfields) or
+     (nargs ~= 12 + 2 * nfields and nargs ~= 14 + 2 * nfields) then
     return err('BADARGS', 'saga_write: malformed arguments')
   end
   -- On a single Redis the store passes the global index keys too, and a
   -- create or a finish updates them here (one call instead of three
   -- commands); on Redis Cluster they live in another slot and the store
   -- sends plain ZADD/ZREM/SADD/SREM around this call instead.
-  local indexed = #keys == 6 and nargs == 9 + 2 * nfields
+  local indexed = #keys == 6 and nargs == 14 + 2 * nfields
+  local create, terminal = args[4] == '1', args[5] == '1'
 
   local cur = redis.call('HMGET', rec, 'seq', 'fence', 'cancel', 'wtok')
-  local curseq = tonumber(cur[1])
   local cancel = (cur[3] == '1') and 1 or 0
-  if cur[1] and curseq == seq and cur[4] == wtok then
+  if cur[1] and cur[1] == seq and cur[4] == wtok then
     return cancel -- this very write was applied already
   end
-  if bit.band(flags, CREATE) ~= 0 then
+  if create then
     if cur[1] then
       return err('EXISTS', 'a saga with this id exists already')
     end
@@ -90,44 +87,36 @@ local function saga_write(keys, args)
       return err('FENCED', 'the saga is owned under fence ' .. cur[2] ..
                  ', this write carries ' .. fence)
     end
-    if curseq ~= seq - 1 then
-      return err('CONFLICT', 'record at seq ' .. tostring(curseq) ..
-                 ', write expects ' .. tostring(seq - 1))
+    if cur[1] ~= prev then
+      return err('CONFLICT', 'record at seq ' .. cur[1] .. ', write expects ' .. prev)
     end
   end
 
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  -- In chunks: unpack() is limited to a few thousand values.
-  local i = 0
-  repeat
-    local chunk = {'seq', args[1], 'wtok', wtok, 'updated', now}
-    local last = math.min(nfields, i + 500) - 1
-    for j = i, last do
-      chunk[#chunk + 1] = args[7 + 2 * j]
-      chunk[#chunk + 1] = args[8 + 2 * j]
-    end
-    redis.call('HSET', rec, unpack(chunk))
-    i = last + 1
-  until i >= nfields
-  redis.call('RPUSH', hist, now .. '\t' .. args[7 + 2 * nfields])
-  if seq % 1000 == 0 then
+  -- unpack() takes a few thousand values at most: big writes in chunks.
+  local first, last = 12, 11 + 2 * nfields
+  while first <= last do
+    local stop = math.min(last, first + 999)
+    redis.call('HSET', rec, unpack(args, first, stop))
+    first = stop + 1
+  end
+  redis.call('RPUSH', hist, args[12 + 2 * nfields])
+  if args[6] == '1' then
     redis.call('LTRIM', hist, -100000, -1) -- a runaway retry loop stays bounded
   end
-  if bit.band(flags, TERMINAL) ~= 0 then
-    redis.call('PEXPIRE', rec, retention)
-    redis.call('PEXPIRE', hist, retention)
+  if terminal then
+    redis.call('PEXPIRE', rec, args[7])
+    redis.call('PEXPIRE', hist, args[7])
   end
   if indexed then
-    local id, owner = args[8 + 2 * nfields], args[9 + 2 * nfields]
-    if bit.band(flags, CREATE) ~= 0 then
-      redis.call('ZADD', keys[3], 'NX', now, id)
-      redis.call('ZADD', keys[4], 'NX', now, id)
+    local id, owner = args[13 + 2 * nfields], args[14 + 2 * nfields]
+    if create then
+      redis.call('ZADD', keys[3], 'NX', args[8], id)
+      redis.call('ZADD', keys[4], 'NX', args[8], id)
       if owner ~= '' then redis.call('SADD', keys[6], id) end
     end
-    if bit.band(flags, TERMINAL) ~= 0 then
+    if terminal then
       redis.call('ZREM', keys[3], id)
-      redis.call('ZADD', keys[5], now + retention, id)
+      redis.call('ZADD', keys[5], args[9], id)
       if owner ~= '' then redis.call('SREM', keys[6], id) end
     end
   end

@@ -97,7 +97,8 @@ typedef struct store_redis_s {
 } store_redis_t;
 
 static void send_unsent(store_redis_t *st);
-static int history_entry(const saga_store_write_t *w, char **out, size_t *outlen);
+static int history_entry(const saga_store_write_t *w, int64_t now, char **out,
+                         size_t *outlen);
 
 /* ---------------------------------------------------------------------- */
 /* Queue                                                                   */
@@ -492,8 +493,8 @@ static int send_rq(store_redis_t *st, rq_t *rq) {
         /* The index keys ride along when they are updated in the call. */
         bool indexed = !st->opt.split_index;
         const char *owner = w->fence != 0 && w->worker ? w->worker : "";
-        int n = 18 + 2 * (int)w->nfields;
-        if (argv_init(&a, n, 3 * SAGA_ID_KEY_MAX + KEY_MAX_OWNED + 128) != 0)
+        int n = 32 + 2 * (int)w->nfields;
+        if (argv_init(&a, n, 3 * SAGA_ID_KEY_MAX + KEY_MAX_OWNED + 320) != 0)
             goto oom;
         arg_str(&a, "FCALL");
         arg_str(&a, "saga_write");
@@ -506,12 +507,24 @@ static int send_rq(store_redis_t *st, rq_t *rq) {
             arg_str(&a, KEY_EXPIRY);
             arg_fmt(&a, KEY_OWNED "%s", owner);
         }
+        /* Strings only: the function compares, it does not convert. */
         arg_fmt(&a, "%" PRIu64, w->seq);
+        arg_fmt(&a, "%" PRIu64, w->seq - 1);
         arg_fmt(&a, "%" PRIu64, w->fence);
-        arg_fmt(&a, "%u", w->flags);
+        arg_str(&a, (w->flags & SAGA_WRITE_CREATE) ? "1" : "0");
+        arg_str(&a, (w->flags & SAGA_WRITE_TERMINAL) ? "1" : "0");
+        arg_str(&a, w->seq % 1000 == 0 ? "1" : "0");
         arg_str(&a, st->retention);
+        arg_fmt(&a, "%" PRId64, rq->score);
+        arg_fmt(&a, "%" PRId64, rq->score + (int64_t)st->opt.retention_ms);
         arg_str(&a, rq->wtok);
-        arg_fmt(&a, "%zu", w->nfields);
+        arg_fmt(&a, "%zu", w->nfields + 3);
+        arg_str(&a, "seq");
+        arg_fmt(&a, "%" PRIu64, w->seq);
+        arg_str(&a, "wtok");
+        arg_str(&a, rq->wtok);
+        arg_str(&a, "updated");
+        arg_fmt(&a, "%" PRId64, rq->score);
         for (size_t i = 0; i < w->nfields; i++) {
             arg(&a, w->fields[i].key, w->fields[i].klen);
             arg(&a, w->fields[i].val, w->fields[i].vlen);
@@ -807,14 +820,15 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     rq_t *ix = NULL;
     if (rq == NULL)
         return -ENOMEM;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    rq->score = now; /* the write's time: `updated`, history, index scores */
     if (st->opt.split_index && (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL))) {
         if ((ix = rq_new(st, RQ_INDEX, w->id, NULL, NULL)) == NULL) {
             rq_free(rq);
             return -ENOMEM;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
         if (w->flags & SAGA_WRITE_CREATE) {
             ix->op = "created";
             ix->score = now;
@@ -834,7 +848,7 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     }
     rq->w = w;
     snprintf(rq->wtok, sizeof(rq->wtok), "%016" PRIx64, saga_rng_next(&st->rng));
-    if (history_entry(w, &rq->text, &rq->len) != 0) {
+    if (history_entry(w, now, &rq->text, &rq->len) != 0) {
         rq_free(ix);
         rq_free(rq);
         return -ENOMEM;
@@ -849,11 +863,12 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     return 0;
 }
 
-/* The history entry of a write, without its time (saga_write prepends the
- * server's): "<seq>\t<worker>" then "\t<type>\t<step>\t<phase>\t<attempt>\t
- * <detail>" per event, the detail escaped (\\ \t \n \r) so that tabs
- * only ever separate fields. */
-static int history_entry(const saga_store_write_t *w, char **out, size_t *outlen) {
+/* The history entry of a write: "<ms>\t<seq>\t<worker>" then "\t<type>\t
+ * <step>\t<phase>\t<attempt>\t<detail>" per event, the detail escaped
+ * (\\ \t \n \r) so that tabs only ever separate fields. `ms` is this
+ * engine's clock when the transition was handed to the store. */
+static int history_entry(const saga_store_write_t *w, int64_t now, char **out,
+                         size_t *outlen) {
     size_t cap = 64 + (w->worker ? strlen(w->worker) : 0);
     for (size_t i = 0; i < w->nevents; i++) {
         const saga_event_t *e = &w->events[i];
@@ -863,7 +878,8 @@ static int history_entry(const saga_store_write_t *w, char **out, size_t *outlen
     char *b = malloc(cap), *p = b;
     if (b == NULL)
         return -ENOMEM;
-    p += snprintf(p, cap, "%" PRIu64 "\t%s", w->seq, w->worker ? w->worker : "");
+    p += snprintf(p, cap, "%" PRId64 "\t%" PRIu64 "\t%s", now, w->seq,
+                  w->worker ? w->worker : "");
     for (size_t i = 0; i < w->nevents; i++) {
         const saga_event_t *e = &w->events[i];
         p += snprintf(p, cap - (size_t)(p - b), "\t%s\t%s\t%s\t%u\t", e->type,
