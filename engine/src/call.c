@@ -48,13 +48,15 @@ struct saga_call_s {
     char *result;
     size_t result_len;
     char *input_owned;             /* rendered input, when not constant */
-    uv_work_t work;
+    uv_work_t *work;               /* blocking handlers only: most calls never
+                                      need one, and it is ~130 bytes */
     char strs[];                   /* saga id, then the idempotency key */
 };
 
 static void call_free(saga_call_t *c) {
     saga_engine_t *e = c->engine;
     saga_deadline_cancel(&e->timers, &c->timeout);
+    free(c->work);
     free(c->result);
     free(c->input_owned);
     saga__engine_def_release(c->edef);
@@ -343,13 +345,18 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
     }
 
     if (c->blocking) {
-        c->work.data = c;
-        c->in_pool = true;
-        e->pool_calls++;
-        int rc = uv_queue_work(e->loop, &c->work, work_cb, after_work_cb);
+        int rc = (c->work = malloc(sizeof(*c->work))) == NULL ? UV_ENOMEM : 0;
+        if (rc == 0) {
+            c->work->data = c;
+            c->in_pool = true;
+            e->pool_calls++;
+            rc = uv_queue_work(e->loop, c->work, work_cb, after_work_cb);
+        }
         if (rc != 0) {
-            c->in_pool = false;
-            e->pool_calls--;
+            if (c->in_pool) {
+                c->in_pool = false;
+                e->pool_calls--;
+            }
             char msg[128];
             snprintf(msg, sizeof(msg), "cannot queue blocking handler: %s", uv_strerror(rc));
             c->in_handler = true;
