@@ -1,0 +1,172 @@
+# results.jq -- turns bench results (one JSON object per run, slurped with
+# jq -s) into bench/RESULTS.md. Called by scripts/bench.sh, which passes
+# the machine description and the headline concurrencies as --arg.
+
+def rec($l): map(select(.label == $l)) | first;
+def runs($p): map(select(.label | test("^" + $p + "-c[0-9]+$"))) | sort_by(.concurrency);
+def best($p): runs($p) | max_by(.sagas_per_s);
+
+# 12345.6 -> "12,346"
+def th: if . == null then "-"
+        elif . < 0 then "-" + (-. | th)
+        elif . >= 1000 then ((. / 1000 | floor) | th) + "," +
+             ((. | floor) % 1000 | tostring | if length == 1 then "00" + . elif length == 2 then "0" + . else . end)
+        else (. | round | tostring) end;
+def d($n): if . == null then "-" else (. * pow(10; $n) | round) / pow(10; $n) | tostring end;
+def pct: if . == null then "-" else (. * 100 | round | tostring) + " %" end;
+def lat: "\(.p50 | d(3)) / \(.p99 | d(3)) / \(.p999 | d(3))";
+def mib: if . == null then "-" else (. / 1024 | d(1)) end;
+
+# PASS/MISS with the margin. $hi: higher is better.
+def verdict($v; $goal; $hi):
+  if $v == null then "n/a"
+  elif $hi then
+    (if $v >= $goal then "**PASS** (+\((($v / $goal - 1) * 100) | round) %)"
+     else "**MISS** by \(((1 - $v / $goal) * 100) | round) % (needs ×\(($goal / $v) | d(2)))" end)
+  else
+    (if $v <= $goal then "**PASS** (\(((1 - $v / $goal) * 100) | round) % under)"
+     else "**MISS** by \((($v / $goal - 1) * 100) | round) % (×\(($v / $goal) | d(2)) the goal)" end)
+  end;
+
+. as $all
+| ($best_e | tonumber) as $be
+| ($best_a | tonumber) as $ba
+| best("everysec") as $E
+| best("always") as $A
+| ($all | map(select(.label | test("^mem-"))) | max_by(.steps_per_s)) as $M
+| rec("ceil-everysec-c\($be)") as $CE
+| ([$all[] | select(.label | test("^ceil-everysec-c\($be)(-x[0-9]+)?$"))] | max_by(.fcall_per_s)) as $CEmax
+| rec("everysec-half") as $H
+| rec("everysec-half-noaof") as $HN
+| rec("everysec-half-redis") as $HR
+| rec("everysec-half-noaof-redis") as $HNR
+| rec("inflight-redis") as $IR
+| rec("inflight-memory") as $IM
+| rec("takeover") as $T
+|
+"# saga benchmark results
+
+Written by `\($cmd)` on \($date)\(if $quick == "1" then " — **QUICK smoke run: the figures are not meaningful**" else "" end).
+What each figure means: [docs/benchmarks.md](../docs/benchmarks.md). Raw figures
+(one JSON object per run): [results.jsonl](results.jsonl).
+
+| machine | |
+|---|---|
+| CPU | \($cpu), \($nproc) cores (engine, Redis and redis-benchmark share them) |
+| memory | \($mem) |
+| kernel | \($kernel) |
+| Redis | \($redis) |
+| compiler | \($cc) (Release build, `build-bench/`) |
+| engine commit | \($commit) |
+| load average (1/5/15 min) | \($load) |
+| reproduce | `\($cmd)` |
+
+## Targets
+
+| target (issue 7) | goal | measured | verdict |
+|---|---|---|---|
+| Redis AOF everysec, 3-step noop sagas/s | ≥ 15,000 | \($E.sagas_per_s | th) (c=\($be)) | \(verdict($E.sagas_per_s; 15000; true)) |
+| checkpoint writes / redis-benchmark ceiling (same c) | ≥ 50 % | \($E.transitions_per_s | th) / \($CE.fcall_per_s | th) FCALL/s = \(($E.transitions_per_s / $CE.fcall_per_s) | pct); vs the best split \($CEmax.fcall_per_s | th) (-c \($CEmax.clients) -P \($CEmax.pipeline)) = \(($E.transitions_per_s / $CEmax.fcall_per_s) | pct) | \(verdict($E.transitions_per_s / $CEmax.fcall_per_s; 0.5; true)) |
+| Redis AOF always, 3-step noop sagas/s | ≥ 8,000 | \($A.sagas_per_s | th) (c=\($ba)) | \(verdict($A.sagas_per_s; 8000; true)) |
+| memory store, noop steps/s (one core) | ≥ 500,000 | \($M.steps_per_s | th) (\($M.label)) | \(verdict($M.steps_per_s; 500000; true)) |
+| per-step overhead p50, everysec at half load | ≤ 0.3 ms | \($H.latency.step_overhead_ms.p50 | d(3)) ms | \(verdict($H.latency.step_overhead_ms.p50; 0.3; false)) |
+| per-step overhead p99, everysec at half load | ≤ 1 ms | \($H.latency.step_overhead_ms.p99 | d(3)) ms | \(verdict($H.latency.step_overhead_ms.p99; 1; false)) |
+| engine memory per in-flight saga (RSS) | ≤ 2,048 B | \($IR.rss_per_inflight_saga_bytes | th) B (heap in use: \($IR.heap_per_inflight_saga_bytes | th) B) | \(verdict($IR.rss_per_inflight_saga_bytes; 2048; false)) |
+| takeover of \($T.sagas | th) in-flight sagas | ≤ lease + 1 s = \($T.lease_s + 1) s | all resumed by B \($T.all_resumed_s | d(2)) s after kill -9 (all owned: \($T.all_owned_by_b_s | d(2)) s) | \(verdict($T.all_resumed_s; $T.lease_s + 1; false)) |
+
+## Throughput against concurrency
+
+![sagas/s against concurrency](throughput.png)
+
+### Memory store (`keep_finished=false`, `keep_history=false`)
+
+Transitions are computed (steps + 1 per saga), not counted.
+
+| c | steps | sagas | sagas/s | steps/s | transitions/s | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 transitions | peak RSS MiB |
+|---|---|---|---|---|---|---|---|---|---|
+\([$all[] | select(.label | test("^mem-"))] | sort_by(.steps, .concurrency) | map("| \(.concurrency) | \(.steps) | \(.sagas | th) | \(.sagas_per_s | th) | \(.steps_per_s | th) | \(.transitions_per_s | th) | \(.latency.end_to_end_ms | lat) | \(.latency.step_overhead_ms | lat) | \(.cpu_s_per_1000_transitions | d(4)) | \(.peak_rss_kib | mib) |") | join("\n"))
+\(["everysec", "always"] | map(. as $f |
+"
+### Redis, AOF \($f)
+
+Ceiling: redis-benchmark with the engine's write shape, one connection, pipeline = c (see below).
+Transitions = FCALL saga_write calls the store sent (saga_store_redis_stats().writes).
+
+| c | sagas | sagas/s | transitions/s | ceiling FCALL/s | writes / ceiling | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 tr. | Redis CPU µs / saga | commands / saga | round trips / saga | commands per read | peak RSS MiB |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+" + ($all | runs($f) | map(. as $r | ($all | rec("ceil-\($f)-c\($r.concurrency)")) as $c |
+"| \($r.concurrency) | \($r.sagas | th) | \($r.sagas_per_s | th) | \($r.transitions_per_s | th) | \($c.fcall_per_s | th) | \(($r.transitions_per_s / $c.fcall_per_s) | pct) | \($r.latency.end_to_end_ms | lat) | \($r.latency.step_overhead_ms | lat) | \($r.cpu_s_per_1000_transitions | d(4)) | \($r.redis.cpu_us_per_saga | d(1)) | \($r.redis.client_commands_per_saga | d(2)) | \($r.redis.round_trips_per_saga | d(2)) | \($r.redis.commands_per_read | d(1)) | \($r.peak_rss_kib | mib) |") | join("\n"))) | join("\n"))
+
+## The ceiling
+
+\($shape)
+
+The chosen write is sent as a create (flags 1) of a new random saga id each time, so Redis accepts every
+call and runs the full write path (record check, HSET, RPUSH, index updates); a replayed non-create write
+would be refused after its first success (the record must stand at seq − 1). Connections and pipeline:
+`-c 1 -P c`, like the engine (one connection, at most one write per saga in flight, so up to c
+outstanding). Other splits of the same c outstanding requests at c=\($be) (everysec):
+
+| redis-benchmark | FCALL/s | p50 ms | p99 ms |
+|---|---|---|---|
+\([$all[] | select(.label | test("^ceil-everysec-c\($be)(-x[0-9]+)?$"))] | sort_by(.clients) | map("| -c \(.clients) -P \(.pipeline) -n \(.requests | th) | \(.fcall_per_s | th) | \(.p50_ms) | \(.p99_ms) |") | join("\n"))
+
+## Per-step overhead at half the maximum load
+
+Redis AOF everysec, 3-step noop sagas started open-loop at \($H.rate_limit | th) sagas/s (half of the best
+closed-loop figure, \($E.sagas_per_s | th) at c=\($be); at most \($H.concurrency) in flight); achieved \($H.sagas_per_s | th) sagas/s.
+
+| latency | p50 | p99 | p99.9 | max | mean |
+|---|---|---|---|---|---|
+| per-step overhead (ms) | \($H.latency.step_overhead_ms.p50 | d(3)) | \($H.latency.step_overhead_ms.p99 | d(3)) | \($H.latency.step_overhead_ms.p999 | d(3)) | \($H.latency.step_overhead_ms.max | d(3)) | \($H.latency.step_overhead_ms.mean | d(3)) |
+| create: start → first step called (ms) | \($H.latency.create_ms.p50 | d(3)) | \($H.latency.create_ms.p99 | d(3)) | \($H.latency.create_ms.p999 | d(3)) | \($H.latency.create_ms.max | d(3)) | \($H.latency.create_ms.mean | d(3)) |
+| end to end (ms) | \($H.latency.end_to_end_ms.p50 | d(3)) | \($H.latency.end_to_end_ms.p99 | d(3)) | \($H.latency.end_to_end_ms.p999 | d(3)) | \($H.latency.end_to_end_ms.max | d(3)) | \($H.latency.end_to_end_ms.mean | d(3)) |
+| *diagnostic: per-step overhead, same rate, AOF off* | \($HN.latency.step_overhead_ms.p50 | d(3)) | \($HN.latency.step_overhead_ms.p99 | d(3)) | \($HN.latency.step_overhead_ms.p999 | d(3)) | \($HN.latency.step_overhead_ms.max | d(3)) | \($HN.latency.step_overhead_ms.mean | d(3)) |
+
+What Redis's latency monitor (`latency-monitor-threshold 1`) recorded during each run (events of 1 ms
+or more; `LATENCY LATEST`), and `aof_delayed_fsync` (writes that waited for a slow background fsync):
+
+| run | events (latest / max ms) | aof_delayed_fsync |
+|---|---|---|
+| AOF everysec | \($HR.events | map("\(.event) \(.latest_ms)/\(.max_ms)") | join(", ") | if . == "" then "none" else . end) | \($HR.aof_delayed_fsync) |
+| AOF off | \($HNR.events | map("\(.event) \(.latest_ms)/\(.max_ms)") | join(", ") | if . == "" then "none" else . end) | \($HNR.aof_delayed_fsync) |
+
+## Memory per in-flight saga
+
+\($IR.sagas | th) sagas of one `demo.sleep` step (600 s), all in flight on one engine; RSS from
+/proc/self/statm before the first start and once every saga's step was called, then again after
+`malloc_trim(0)` (what is left is live data plus fragmentation malloc cannot return); heap = bytes
+malloc'ed and not freed (glibc mallinfo2), which leaves out fragmentation. All C sagas are started in
+one loop iteration, so their first writes (and the hiredis output buffer) are all in memory at once:
+that burst is the peak RSS.
+
+| store | sagas | RSS before MiB | RSS in flight MiB | RSS / saga B | RSS / saga after malloc_trim B | heap / saga B | peak RSS MiB | time to start all s |
+|---|---|---|---|---|---|---|---|---|
+\([$IR, $IM] | map("| \(.store) | \(.sagas | th) | \(.rss_before_kib | mib) | \(.rss_inflight_kib | mib) | \(.rss_per_inflight_saga_bytes | th) | \(.rss_per_inflight_saga_after_trim_bytes | th) | \(.heap_per_inflight_saga_bytes | th) | \(.peak_rss_kib | mib) | \(.elapsed_s | d(2)) |") | join("\n"))
+
+The memory store also holds every unfinished record in the process; the Redis figure is the engine's own.
+
+## Takeover
+
+Two real `saga worker` processes (`--lease \($T.lease_s)s --concurrency 20000`) on one Redis (AOF everysec).
+\($T.sagas | th) sagas (one 180 s `demo.sleep` step) submitted with `FCALL saga_submit`, all running on A;
+B started and heartbeating; then `kill -9` A.
+
+| figure | seconds after kill -9 |
+|---|---|
+| first saga in B's owned set | \($T.first_claim_s | d(3)) |
+| all \($T.owned_by_b | th) in B's owned set (`SCARD saga:{idx}:owned:B`, polled every 20 ms) | \($T.all_owned_by_b_s | d(3)) |
+| all resumed: B's `saga.resumed` entry in the history of \($T.resumed_by_b | th) records (owner B: \($T.owner_field_b | th)); the latest entry's time | \($T.all_resumed_s | d(3)) |
+| goal: lease + 1 s | \($T.lease_s + 1) |
+
+## Redis cost per saga (AOF everysec, c=\($be))
+
+`INFO commandstats` deltas over the measured window. FCALL's time includes the commands it calls,
+which Redis 7 also counts under their own names. Redis CPU (`used_cpu_user + used_cpu_sys`) per saga:
+\($E.redis.cpu_us_per_saga | d(1)) µs; FCALL time per saga: \($E.redis.fcall_usec_per_saga | d(1)) µs; bytes received per saga:
+\($E.redis.input_bytes_per_saga | th); commands per read(2): \($E.redis.commands_per_read | d(1)).
+
+| command | calls / saga | µs / call |
+|---|---|---|
+\($E.redis.commandstats | to_entries | sort_by(-(.value.calls_per_saga * .value.usec_per_call)) | map("| \(.key) | \(.value.calls_per_saga | d(2)) | \(.value.usec_per_call | d(2)) |") | join("\n"))
+"

@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# The whole benchmark, from a fresh Debian 12 machine: installs what is
+# missing, builds Release in build-bench/, starts its own redis-server
+# processes (unix sockets in a temp dir, never a TCP port), runs every
+# scenario of issue 7 and writes bench/RESULTS.md, bench/throughput.png and
+# the raw figures (one JSON object per run) in bench/results.jsonl.
+# docs/benchmarks.md says what each figure means.
+#
+#   bash scripts/bench.sh               everything (about 6-10 minutes)
+#   SAGA_BENCH_QUICK=1 bash scripts/bench.sh   short runs (a smoke test)
+#   SAGA_BENCH_KEEP=1 ...               keep the temp dir (logs, AOF files)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=$ROOT/build-bench
+OUT=$ROOT/bench
+QUICK=${SAGA_BENCH_QUICK:-0}
+COMMAND="bash scripts/bench.sh"
+[ "$QUICK" = 1 ] && COMMAND="SAGA_BENCH_QUICK=1 bash scripts/bench.sh"
+
+# ------------------------------------------------------------------------
+# Dependencies and build
+# ------------------------------------------------------------------------
+bash scripts/deps.sh
+extra=()
+for p in gnuplot-nox jq; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        extra+=("$p")
+done
+if [ ${#extra[@]} -gt 0 ]; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "bench.sh: need root (or sudo) to install: ${extra[*]}" >&2; exit 1; }
+        sudo=sudo
+    fi
+    echo "bench.sh: installing ${extra[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${extra[@]}" >/dev/null
+fi
+
+echo "== build (Release, $BUILD)" >&2
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSAGA_TESTS=OFF >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target saga saga-bench saga-write-shape plugin_demo >/dev/null
+BENCH=$BUILD/bin/saga-bench
+SHAPE=$BUILD/bin/saga-write-shape
+SAGA=$BUILD/bin/saga
+
+# ------------------------------------------------------------------------
+# Sizes (QUICK: a smoke test of the whole pipeline, figures not meaningful)
+# ------------------------------------------------------------------------
+CONCS=(1 10 100 500 1000 2000)
+if [ "$QUICK" = 1 ]; then
+    DUR=1; MEM_DUR=1; WARM=200; MEM_WARM=2000; CEIL_S=1; HALF_DUR=2
+    INFLIGHT=10000; TAKEOVER=1000
+else
+    DUR=5; MEM_DUR=4; WARM=2000; MEM_WARM=20000; CEIL_S=5; HALF_DUR=10
+    INFLIGHT=100000; TAKEOVER=10000
+fi
+MAX_SAGAS=2000000      # every run is bounded in count ...
+RUN_LIMIT=120          # ... and in time (saga-bench --max-seconds)
+LEASE_S=2
+
+TMP=$(mktemp -d /tmp/saga-bench.XXXXXX)
+RAW=$TMP/results.jsonl
+: >"$RAW"
+PIDS=()
+
+cleanup() {
+    local rc=$?
+    for pid in "${PIDS[@]}"; do
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ -n "${SAGA_BENCH_KEEP:-}" ]; then
+        echo "bench.sh: kept $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "== $*" >&2; }
+
+# ------------------------------------------------------------------------
+# Redis servers
+# ------------------------------------------------------------------------
+# start_redis NAME FSYNC: a redis-server on $TMP/NAME/redis.sock with AOF
+# and the given appendfsync. No RDB snapshots and no automatic AOF
+# rewrite: both fork and would land at random points of the runs.
+start_redis() {
+    local name=$1 fsync=$2 dir=$TMP/$1
+    mkdir -p "$dir"
+    redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
+        --dir "$dir" --appendonly yes --appendfsync "$fsync" --save "" \
+        --auto-aof-rewrite-percentage 0 --maxmemory-policy noeviction \
+        --latency-monitor-threshold 1 --logfile "$dir/redis.log" &
+    PIDS+=($!)
+    eval "REDIS_PID_$name=$!"
+    for _ in $(seq 100); do
+        redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    echo "bench.sh: redis-server $name did not start; see $dir/redis.log" >&2
+    exit 1
+}
+sock() { echo "$TMP/$1/redis.sock"; }
+rcli() { local s; s=$(sock "$1"); shift; redis-cli -s "$s" "$@"; }
+
+# stop_pid PID: stops one process we started.
+stop_pid() {
+    kill -9 "$1" 2>/dev/null || true
+    { wait "$1"; } 2>/dev/null || true
+}
+
+# ------------------------------------------------------------------------
+# One saga-bench run: its JSON report goes to $RAW with the label given.
+# ------------------------------------------------------------------------
+bench() { # LABEL saga-bench-args...
+    local label=$1
+    shift
+    local out
+    if ! out=$(timeout $((RUN_LIMIT + 30)) "$BENCH" --label "$label" --max-seconds "$RUN_LIMIT" "$@" \
+               2>"$TMP/$label.err"); then
+        echo "bench.sh: run $label failed:" >&2
+        tail -n 5 "$TMP/$label.err" >&2
+        exit 1
+    fi
+    echo "$out" >>"$RAW"
+    echo "$out" | jq -r '"   \(.label): \(.sagas) sagas, \(.sagas_per_s) sagas/s, \(.steps_per_s) steps/s, step p50/p99 \(.latency.step_overhead_ms.p50)/\(.latency.step_overhead_ms.p99) ms"' >&2
+}
+
+get() { # LABEL JQ-EXPR
+    jq -r --arg l "$1" "select(.label == \$l) | $2" "$RAW"
+}
+
+# ------------------------------------------------------------------------
+# The ceiling: redis-benchmark with the engine's own write shape
+# ------------------------------------------------------------------------
+# capture_shape NAME: MONITOR during a short 3-step run; the write closest
+# to the mean size becomes the redis-benchmark command (saga-write-shape).
+capture_shape() {
+    local name=$1
+    # redis-cli itself in the background (not a function: $! must be its
+    # pid, or MONITOR would stay attached and slow every later run).
+    redis-cli -s "$(sock "$name")" monitor >"$TMP/monitor.txt" 2>/dev/null &
+    local mpid=$!
+    PIDS+=($mpid)
+    sleep 0.3
+    "$BENCH" --store redis --redis "unix://$(sock "$name")" -n 20 -c 1 -s 3 >/dev/null 2>&1
+    sleep 0.3
+    stop_pid "$mpid"
+    "$SHAPE" "$TMP/monitor.txt" >"$TMP/shape.bin" 2>"$TMP/shape.txt"
+    mapfile -d '' SHAPE_ARGS <"$TMP/shape.bin"
+    SHAPE_DESC=$(cat "$TMP/shape.txt")
+    rcli "$name" flushall >/dev/null
+    [ "$(rcli "$name" client list | grep -c 'cmd=monitor')" = 0 ] ||
+        { echo "bench.sh: MONITOR still attached" >&2; exit 1; }
+}
+
+# ceiling LABEL NAME CLIENTS PIPELINE: FCALL/s of the shape, for about
+# $CEIL_S seconds (a short run first sizes -n).
+ceiling() {
+    local label=$1 name=$2 c=$3 p=$4 s rps n csv
+    s=$(sock "$name")
+    rcli "$name" flushall >/dev/null
+    n=$(( c * p * 20 > 20000 ? c * p * 20 : 20000 ))
+    csv=$(timeout 60 redis-benchmark -s "$s" -n "$n" -c "$c" -P "$p" -r 100000000 --csv \
+          "${SHAPE_ARGS[@]}" | tail -n 1)
+    rps=$(echo "$csv" | awk -F'","' '{print $2}' | cut -d. -f1)
+    n=$(( rps * CEIL_S ))
+    [ "$n" -gt 3000000 ] && n=3000000
+    [ "$n" -lt 1000 ] && n=1000
+    rcli "$name" flushall >/dev/null
+    csv=$(timeout 120 redis-benchmark -s "$s" -n "$n" -c "$c" -P "$p" -r 100000000 --csv \
+          "${SHAPE_ARGS[@]}" | tail -n 1)
+    rcli "$name" flushall >/dev/null
+    echo "$csv" | awk -F'","' -v l="$label" -v c="$c" -v p="$p" -v n="$n" '{
+        gsub(/"/, "", $NF);
+        printf "{\"label\":\"%s\",\"kind\":\"ceiling\",\"clients\":%d,\"pipeline\":%d,\"requests\":%d,\"fcall_per_s\":%s,\"p50_ms\":%s,\"p99_ms\":%s}\n",
+               l, c, p, n, $2, $5, $7 }' >>"$RAW"
+    echo "   $label: -c $c -P $p -n $n: $(get "$label" .fcall_per_s) FCALL/s" >&2
+}
+
+# ------------------------------------------------------------------------
+# Scenarios
+# ------------------------------------------------------------------------
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+log "memory store: 3-step noop sagas at each concurrency; 10-step at 100"
+for c in "${CONCS[@]}"; do
+    bench "mem-c$c" --store memory -s 3 -c "$c" -n "$MAX_SAGAS" --duration "$MEM_DUR" --warmup "$MEM_WARM"
+done
+bench "mem-s10-c100" --store memory -s 10 -c 100 -n "$MAX_SAGAS" --duration "$MEM_DUR" --warmup "$MEM_WARM"
+
+start_redis everysec everysec
+capture_shape everysec
+for fsync in everysec always; do
+    [ "$fsync" = always ] && start_redis always always
+    log "redis, AOF $fsync: 3-step noop sagas at each concurrency, then the ceiling at the same (-c 1 -P C)"
+    for c in "${CONCS[@]}"; do
+        rcli "$fsync" flushall >/dev/null
+        bench "$fsync-c$c" --store redis --redis "unix://$(sock "$fsync")" -s 3 -c "$c" \
+            -n "$MAX_SAGAS" --duration "$DUR" --warmup "$WARM"
+        ceiling "ceil-$fsync-c$c" "$fsync" 1 "$c"
+    done
+done
+
+# The headline concurrency: where Redis everysec gave the most sagas/s.
+best_c() { # PREFIX
+    jq -rs --arg p "$1" '[.[] | select(.label | test("^" + $p + "-c[0-9]+$"))] | max_by(.sagas_per_s) | .concurrency' "$RAW"
+}
+BEST_EVERYSEC=$(best_c everysec)
+BEST_ALWAYS=$(best_c always)
+log "ceiling sensitivity at c=$BEST_EVERYSEC (everysec): other splits of the same outstanding requests"
+for split in 4 16 "$BEST_EVERYSEC"; do
+    [ "$split" -gt "$BEST_EVERYSEC" ] && continue
+    ceiling "ceil-everysec-c$BEST_EVERYSEC-x$split" everysec "$split" $(( BEST_EVERYSEC / split ))
+done
+
+log "per-step overhead at half the maximum load (Redis everysec, open loop at max/2)"
+MAX_RATE=$(get "everysec-c$BEST_EVERYSEC" .sagas_per_s | cut -d. -f1)
+HALF=$(( MAX_RATE / 2 ))
+# redis_stalls LABEL: what Redis's latency monitor saw (events of 1 ms or
+# more since the last reset) and its delayed AOF fsyncs, as one JSON line.
+redis_stalls() {
+    local events delayed
+    events=$(rcli everysec latency latest | paste - - - - |
+        awk -F'\t' '$1 != "" {printf "%s{\"event\":\"%s\",\"latest_ms\":%d,\"max_ms\":%d}", n++ ? "," : "", $1, $3, $4}')
+    delayed=$(rcli everysec info persistence | tr -d '\r' | awk -F: '/^aof_delayed_fsync:/ {print $2}')
+    jq -nc --arg l "$1" --argjson d "${delayed:-0}" --argjson ev "[$events]" \
+        '{label: $l, kind: "redis-latency", aof_delayed_fsync: $d, events: $ev}' >>"$RAW"
+}
+half_run() { # LABEL
+    rcli everysec flushall >/dev/null
+    rcli everysec latency reset >/dev/null
+    rcli everysec config resetstat >/dev/null
+    bench "$1" --store redis --redis "unix://$(sock everysec)" -s 3 -c 2000 --rate "$HALF" \
+        -n "$MAX_SAGAS" --duration "$HALF_DUR" --warmup "$WARM"
+    redis_stalls "$1-redis"
+}
+half_run everysec-half
+# The same with the AOF off, to tell the stalls the AOF causes from the rest.
+rcli everysec config set appendonly no >/dev/null
+half_run everysec-half-noaof
+rcli everysec config set appendonly yes >/dev/null
+wait_rewrite() { rcli everysec info persistence | grep -q '^aof_rewrite_in_progress:0'; }
+for _ in $(seq 200); do wait_rewrite && break; sleep 0.1; done
+
+log "memory per in-flight saga: $INFLIGHT sleeping sagas on one engine"
+rcli everysec flushall >/dev/null
+bench "inflight-redis" --store redis --redis "unix://$(sock everysec)" -s 1 -c "$INFLIGHT" \
+    --sleep-ms 600000 --inflight-rss
+bench "inflight-memory" --store memory -s 1 -c "$INFLIGHT" --sleep-ms 600000 --inflight-rss
+stop_pid "$REDIS_PID_always"
+
+# ------------------------------------------------------------------------
+# Takeover: real `saga worker` processes
+# ------------------------------------------------------------------------
+log "takeover: $TAKEOVER sagas in flight on worker A (kill -9), resumed by worker B (lease ${LEASE_S}s)"
+start_redis takeover everysec
+TSOCK=$(sock takeover)
+mkdir -p "$TMP/defs"
+cat >"$TMP/defs/takeover.yaml" <<'YAML'
+saga: bench_takeover
+steps:
+  - name: wait
+    action: {handler: demo.sleep, with: {ms: 180000}}
+    compensation: {handler: demo.noop}
+    timeout: 300s
+YAML
+worker() { # NAME
+    SAGA_LOG=warn "$SAGA" worker --redis "unix://$TSOCK" --defs "$TMP/defs" --lease "${LEASE_S}s" \
+        --concurrency 20000 --name "$1" >"$TMP/worker-$1.log" 2>&1 &
+    PIDS+=($!)
+    eval "WORKER_$1=$!"
+}
+wait_for() { # SECONDS COMMAND...: polls every 20 ms until COMMAND succeeds
+    local deadline=$(( $(date +%s%N) + $1 * 1000000000 ))
+    shift
+    until "$@"; do
+        [ "$(date +%s%N)" -gt "$deadline" ] && return 1
+        sleep 0.02
+    done
+}
+owned() { rcli takeover scard "saga:{idx}:owned:$1"; }
+owned_is() { [ "$(owned "$1")" = "$2" ]; }
+has_def() { [ -n "$(rcli takeover hget 'saga:{idx}:defs' bench_takeover)" ]; }
+has_lease() { [ -n "$(rcli takeover zscore 'saga:{idx}:workers' "$1")" ]; }
+
+worker A
+wait_for 20 has_def || { echo "bench.sh: worker A did not publish its definition" >&2; exit 1; }
+HASH=$(rcli takeover hget 'saga:{idx}:defs' bench_takeover)
+awk -v n="$TAKEOVER" -v h="$HASH" 'BEGIN {
+    for (i = 0; i < n; i++) {
+        m = split("FCALL saga_submit 2 saga:{idx}:intake saga:{idx}:submitted " sprintf("tk%024d", i) \
+                  " bench_takeover " h " {} 604800000", a, " ");
+        printf "*%d\r\n", m;
+        for (j = 1; j <= m; j++) printf "$%d\r\n%s\r\n", length(a[j]), a[j];
+    } }' | redis-cli -s "$TSOCK" --pipe >/dev/null
+wait_for 60 owned_is A "$TAKEOVER" || { echo "bench.sh: A runs $(owned A) of $TAKEOVER" >&2; exit 1; }
+sleep 1 # every handler call started (the first write precedes it)
+worker B
+wait_for 20 has_lease B || { echo "bench.sh: worker B did not start" >&2; exit 1; }
+sleep 0.5
+KILL_MS=$(date +%s%3N)
+kill -9 "$WORKER_A"
+{ wait "$WORKER_A"; } 2>/dev/null || true
+first=""
+deadline=$(( KILL_MS + 30000 ))
+while :; do
+    n=$(owned B)
+    now=$(date +%s%3N)
+    [ -z "$first" ] && [ "$n" -gt 0 ] && first=$now
+    [ "$n" = "$TAKEOVER" ] && break
+    [ "$now" -gt "$deadline" ] && break
+    sleep 0.02
+done
+OWNED_MS=$now
+OWNED_N=$n
+# Resumed = B wrote the saga again: its `saga.resumed` history entry,
+# whose first field is the server's time of that write (ms, the same
+# machine's clock as KILL_MS). The step sleeps far longer than all this,
+# so no saga finishes meanwhile.
+TKEYS=()
+for ((i = 0; i < TAKEOVER; i++)); do
+    printf -v id 'tk%024d' "$i"
+    TKEYS+=("saga:{$id}" "saga:{$id}:history")
+done
+resumed_stats() {
+    rcli takeover eval '
+        local n, maxt, owner = 0, 0, 0
+        for i = 1, #KEYS, 2 do
+          if redis.call("HGET", KEYS[i], "owner") == ARGV[1] then owner = owner + 1 end
+          local h = redis.call("LRANGE", KEYS[i + 1], 0, -1)
+          for j = #h, 1, -1 do
+            local t, w = string.match(h[j], "^(%d+)\t%d+\t([^\t]*)\t")
+            if w == ARGV[1] and string.find(h[j], "\tsaga.resumed\t", 1, true) then
+              n = n + 1
+              if tonumber(t) > maxt then maxt = tonumber(t) end
+              break
+            end
+          end
+        end
+        return {n, maxt, owner}' "${#TKEYS[@]}" "${TKEYS[@]}" B
+}
+for _ in $(seq 60); do
+    mapfile -t RS < <(resumed_stats)
+    [ "${RS[0]}" = "$TAKEOVER" ] && break
+    sleep 0.5
+done
+stop_pid "$WORKER_B"
+jq -nc --argjson n "$TAKEOVER" --argjson lease "$LEASE_S" --argjson kill "$KILL_MS" \
+    --argjson first "${first:-0}" --argjson owned "$OWNED_MS" --argjson owned_n "$OWNED_N" \
+    --argjson resumed "${RS[0]}" --argjson maxt "${RS[1]}" --argjson owner_b "${RS[2]}" '
+    {label: "takeover", kind: "takeover", sagas: $n, lease_s: $lease,
+     first_claim_s: (if $first > 0 then ($first - $kill) / 1000 else null end),
+     all_owned_by_b_s: (($owned - $kill) / 1000), owned_by_b: $owned_n, owner_field_b: $owner_b,
+     resumed_by_b: $resumed, all_resumed_s: (if $maxt > 0 then ($maxt - $kill) / 1000 else null end)}' >>"$RAW"
+echo "   takeover: $(get takeover '"owned by B after \(.all_owned_by_b_s) s, \(.resumed_by_b) resumed after \(.all_resumed_s) s"')" >&2
+stop_pid "$REDIS_PID_takeover"
+stop_pid "$REDIS_PID_everysec"
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ------------------------------------------------------------------------
+# Plot
+# ------------------------------------------------------------------------
+log "plot and report"
+for p in mem everysec always; do
+    jq -rs --arg p "$p" '[.[] | select(.label | test("^" + $p + "-c[0-9]+$"))] | sort_by(.concurrency)[] |
+        "\(.concurrency) \(.sagas_per_s)"' "$RAW" >"$TMP/$p.dat"
+done
+for p in everysec always; do
+    # The ceiling in sagas/s: FCALL/s divided by the writes one saga needs.
+    tps=$(get "$p-c100" .transitions_per_saga)
+    jq -rs --arg p "$p" --argjson t "$tps" '[.[] | select(.label | test("^ceil-" + $p + "-c[0-9]+$"))] |
+        sort_by(.pipeline)[] | "\(.pipeline) \(.fcall_per_s / $t)"' "$RAW" >"$TMP/ceil-$p.dat"
+done
+term="pngcairo size 960,600 font 'sans,10'"
+gnuplot -e "set terminal $term" -e "quit" 2>/dev/null || term="png size 960,600"
+gnuplot <<EOF
+set terminal $term
+set output '$OUT/throughput.png'
+set title "3-step noop sagas/s against concurrency ($(nproc) cores shared by engine and Redis)"
+set xlabel 'concurrency (sagas in flight)'
+set ylabel 'sagas/s'
+set logscale xy
+set xrange [0.7:3000]
+set format y '%.0f'
+set grid
+set key below
+plot '$TMP/mem.dat' using 1:2 with linespoints lw 2 lc rgb '#7b3294' title 'memory store', \\
+     '$TMP/everysec.dat' using 1:2 with linespoints lw 2 lc rgb '#1a9641' title 'Redis AOF everysec', \\
+     '$TMP/always.dat' using 1:2 with linespoints lw 2 lc rgb '#2c7bb6' title 'Redis AOF always', \\
+     '$TMP/ceil-everysec.dat' using 1:2 with lines dt 2 lw 1.5 lc rgb '#1a9641' title 'everysec ceiling (redis-benchmark FCALL/s / writes per saga)', \\
+     '$TMP/ceil-always.dat' using 1:2 with lines dt 2 lw 1.5 lc rgb '#2c7bb6' title 'always ceiling'
+EOF
+
+# ------------------------------------------------------------------------
+# RESULTS.md
+# ------------------------------------------------------------------------
+cp "$RAW" "$OUT/results.jsonl"
+jq -rs \
+   --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+   --arg cmd "$COMMAND" \
+   --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- engine definitions steps 2>/dev/null || echo ' + uncommitted engine changes')" \
+   --arg nproc "$(nproc)" \
+   --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+   --arg mem "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)" \
+   --arg kernel "$(uname -sr)" \
+   --arg redis "$(redis-server --version)" \
+   --arg cc "$(cc --version | head -n 1)" \
+   --arg load "$LOAD_BEFORE (before) / $LOAD_AFTER (after)" \
+   --arg shape "$SHAPE_DESC" \
+   --arg best_e "$BEST_EVERYSEC" --arg best_a "$BEST_ALWAYS" \
+   --arg quick "$QUICK" \
+   -f "$ROOT/bench/results.jq" "$RAW" >"$OUT/RESULTS.md"
+log "wrote bench/RESULTS.md, bench/throughput.png, bench/results.jsonl"
+sed -n '/^## Targets/,/^## /p' "$OUT/RESULTS.md" | sed '$d' >&2
