@@ -36,10 +36,10 @@ typedef struct saga__phase_s {
     int64_t retry_at; /* Unix ms, ST_WAITING only */
 } saga__phase_t;
 
-/* Dirty bits: what changed since the last write was built. */
+/* Dirty bits: what changed since the last write was built. (An action's
+ * output goes into the pending write buffer as it arrives.) */
 #define DIRTY_ACT  0x01u
 #define DIRTY_COMP 0x02u
-#define DIRTY_OUT  0x04u
 #define DIRTY_ERR  0x08u /* action error */
 #define DIRTY_CERR 0x10u /* compensation error */
 

@@ -710,8 +710,6 @@ static int build_fields(saga_inst_t *inst, saga__wbuf_t *b, uint64_t seq) {
             rc |= wb_kv(b, keys[i].act, ph, saga__ckpt_phase_format(ph, sizeof(ph), &s->act));
         if (s->dirty & DIRTY_COMP)
             rc |= wb_kv(b, keys[i].comp, ph, saga__ckpt_phase_format(ph, sizeof(ph), &s->comp));
-        /* (the output went into the buffer when it arrived: DIRTY_OUT is
-         * only set by paths that have no handler text, none today) */
         if ((s->dirty & DIRTY_ERR) && s->error != NULL)
             rc |= wb_kv(b, keys[i].err, s->error, strlen(s->error));
         if ((s->dirty & DIRTY_CERR) && s->cerror != NULL)
