@@ -97,15 +97,6 @@ static int parse_u64(const char *s, size_t len, uint64_t *out) {
     return 0;
 }
 
-static char *dup_n(const char *s, size_t n) {
-    char *d = malloc(n + 1);
-    if (d != NULL) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
 int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
                       size_t errlen) {
     const saga_def_t *def = inst->edef->def;
@@ -135,7 +126,7 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
             CORRUPT("saga %s: bad 'stuck_in' '%s'", inst->id, st);
     }
     if ((v = saga_record_get(rec, "reason", &len)) != NULL)
-        inst->reason = dup_n(v, len);
+        inst->reason = saga_memdup(v, len);
     if ((v = saga_record_get(rec, "cancel", &len)) != NULL && len == 1 && v[0] == '1')
         inst->cancel_requested = true;
     uint64_t created = 0;
@@ -166,9 +157,9 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
             (s->output = json_loadb(v, len, JSON_DECODE_ANY, &jerr)) == NULL)
             CORRUPT("saga %s: field '%s' is not JSON: %s", inst->id, fname, jerr.text);
         if ((v = saga_record_get(rec, field(fname, sizeof(fname), "err:", name), &len)) != NULL)
-            s->error = dup_n(v, len);
+            s->error = saga_memdup(v, len);
         if ((v = saga_record_get(rec, field(fname, sizeof(fname), "cerr:", name), &len)) != NULL)
-            s->cerror = dup_n(v, len);
+            s->cerror = saga_memdup(v, len);
         if (s->act.status == ST_SKIPPED)
             CORRUPT("saga %s: action of step '%s' cannot be 'skipped'", inst->id, name);
     }

@@ -103,13 +103,6 @@ static bool reply_failed(ops_t *o, const redisReply *r, const char *what) {
     return true;
 }
 
-static void iso_ms(int64_t ms, char *buf, size_t len) {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
 
 /* ---------------------------------------------------------------------- */
 /* submit                                                                  */
@@ -247,17 +240,13 @@ static void decorate(json_t *s, const saga_record_t *rec) {
     const char *u = saga_record_get(rec, "updated", &len);
     if (u != NULL) {
         char ts[40];
-        iso_ms(strtoll(u, NULL, 10), ts, sizeof(ts));
+        saga_iso_time(strtoll(u, NULL, 10), ts, sizeof(ts));
         json_object_set_new(s, "updated", json_string(ts));
     }
 }
 
 static void status_free(status_t *st) {
-    for (size_t i = 0; i < st->rec.nfields; i++) {
-        free((char *)st->rec.fields[i].key);
-        free((char *)st->rec.fields[i].val);
-    }
-    free(st->rec.fields);
+    saga_record_free(&st->rec);
     free(st);
 }
 
@@ -315,17 +304,13 @@ static void on_status_record(int status, const saga_record_t *rec, void *data) {
         return;
     }
     status_t *st = calloc(1, sizeof(*st));
-    st->o = o;
-    st->rec.fields = calloc(rec->nfields + 1, sizeof(saga_kv_t));
-    for (size_t i = 0; i < rec->nfields; i++) {
-        const saga_kv_t *kv = &rec->fields[i];
-        char *k = malloc(kv->klen + 1), *v = malloc(kv->vlen + 1);
-        memcpy(k, kv->key, kv->klen);
-        k[kv->klen] = '\0';
-        memcpy(v, kv->val, kv->vlen);
-        v[kv->vlen] = '\0';
-        st->rec.fields[st->rec.nfields++] = (saga_kv_t){k, kv->klen, v, kv->vlen};
+    if (st == NULL || saga_record_copy(&st->rec, rec) != 0) {
+        free(st);
+        saga_cli_error("status: out of memory");
+        finish(o, SAGA_EXIT_ERROR);
+        return;
     }
+    st->o = o;
     size_t hl;
     const char *hash = saga_record_get(&st->rec, "def", &hl);
     saga_store_t *s = o->cs.store;
@@ -491,7 +476,7 @@ static void on_list_record(saga_redis_t *c, redisReply *r, void *data) {
             (o->saga_filter == NULL || strcmp(saga, o->saga_filter) == 0)) {
             char ts[40] = "";
             if (r->element[2]->type == REDIS_REPLY_STRING)
-                iso_ms(strtoll(r->element[2]->str, NULL, 10), ts, sizeof(ts));
+                saga_iso_time(strtoll(r->element[2]->str, NULL, 10), ts, sizeof(ts));
             p->slots[it->index] = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?}",
                                             "id", p->ids[it->index], "saga", saga,
                                             "state", state, "created", ts,
@@ -573,7 +558,7 @@ static void on_history(int status, const saga_history_entry_t *h, size_t n, void
     } else {
         for (size_t i = 0; i < n; i++) {
             char ts[40];
-            iso_ms(h[i].ts_ms, ts, sizeof(ts));
+            saga_iso_time(h[i].ts_ms, ts, sizeof(ts));
             printf("%s  #%-4" PRIu64 " %-22s", ts, h[i].seq, h[i].ev.type);
             if (h[i].ev.step)
                 printf(" %s %s", h[i].ev.step, h[i].ev.phase ? h[i].ev.phase : "");

@@ -338,39 +338,8 @@ typedef struct resume_req_s {
 } resume_req_t;
 
 static void resume_req_free(resume_req_t *r) {
-    for (size_t i = 0; i < r->rec.nfields; i++) {
-        free((char *)r->rec.fields[i].key);
-        free((char *)r->rec.fields[i].val);
-    }
-    free(r->rec.fields);
+    saga_record_free(&r->rec);
     free(r);
-}
-
-static char *dup_bytes(const char *s, size_t n) {
-    char *d = malloc(n + 1);
-    if (d != NULL) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
-static int record_copy(saga_record_t *dst, const saga_record_t *src) {
-    dst->fields = calloc(src->nfields + 1, sizeof(*dst->fields));
-    dst->nfields = 0;
-    if (dst->fields == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < src->nfields; i++) {
-        const saga_kv_t *kv = &src->fields[i];
-        char *k = dup_bytes(kv->key, kv->klen), *v = dup_bytes(kv->val, kv->vlen);
-        if (k == NULL || v == NULL) {
-            free(k);
-            free(v);
-            return -ENOMEM;
-        }
-        dst->fields[dst->nfields++] = (saga_kv_t){k, kv->klen, v, kv->vlen};
-    }
-    return 0;
 }
 
 static void resume_fail(resume_req_t *r, int status, const char *msg) {
@@ -467,7 +436,7 @@ static void on_record(int status, const saga_record_t *rec, void *data) {
     }
     memcpy(r->hash, hash, 64);
     r->hash[64] = '\0';
-    if (record_copy(&r->rec, rec) != 0) {
+    if (saga_record_copy(&r->rec, rec) != 0) {
         resume_fail(r, -ENOMEM, "out of memory");
         return;
     }

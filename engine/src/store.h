@@ -123,6 +123,17 @@ struct saga_store_s {
  * length. snprintf-free: it runs on every transition. */
 size_t saga_fmt_u64(char *buf, uint64_t v);
 
+/* A NUL-terminated copy of n bytes (which may hold anything), or NULL when
+ * out of memory. Caller frees. */
+char *saga_memdup(const char *s, size_t n);
+
+/* Deep-copies a record (one that outlives its callback). Returns 0, or
+ * -ENOMEM with `dst` holding nothing to free. */
+int saga_record_copy(saga_record_t *dst, const saga_record_t *src);
+
+/* Frees what saga_record_copy() allocated. Accepts an empty record. */
+void saga_record_free(saga_record_t *r);
+
 /* Convenience: the field `key` of a record, or NULL (len set when found). */
 const char *saga_record_get(const saga_record_t *r, const char *key,
                             size_t *len);

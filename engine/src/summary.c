@@ -30,7 +30,7 @@ static json_t *field_prefixed(const saga_record_t *rec, const char *prefix,
     return v ? json_stringn(v, *len) : NULL;
 }
 
-static void iso_time(int64_t ms, char *buf, size_t len) {
+void saga_iso_time(int64_t ms, char *buf, size_t len) {
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
@@ -57,7 +57,7 @@ static json_t *phase_json(const saga_record_t *rec, const char *prefix,
     json_object_set_new(o, "error", err ? err : json_null());
     if (out->status == ST_WAITING) {
         char ts[40];
-        iso_time(out->retry_at, ts, sizeof(ts));
+        saga_iso_time(out->retry_at, ts, sizeof(ts));
         json_object_set_new(o, "retry_at", json_string(ts));
     }
     return o;
@@ -108,7 +108,7 @@ static json_t *step_json(const saga_record_t *rec, const char *name) {
 
 json_t *saga_summary_history_entry(const saga_history_entry_t *h) {
     char ts[40];
-    iso_time(h->ts_ms, ts, sizeof(ts));
+    saga_iso_time(h->ts_ms, ts, sizeof(ts));
     json_t *e = json_object();
     json_object_set_new(e, "ts", json_string(ts));
     json_object_set_new(e, "seq", json_integer((json_int_t)h->seq));
@@ -136,7 +136,7 @@ json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
     const char *created = saga_record_get(rec, "created", &len);
     if (created != NULL) {
         char ts[40];
-        iso_time(strtoll(created, NULL, 10), ts, sizeof(ts));
+        saga_iso_time(strtoll(created, NULL, 10), ts, sizeof(ts));
         json_object_set_new(o, "created", json_string(ts));
     }
     const char *owner = saga_record_get(rec, "owner", &len);

@@ -5,6 +5,7 @@
 #ifndef SAGA_SUMMARY_H
 #define SAGA_SUMMARY_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -26,6 +27,9 @@ json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
 
 /* Prints the summary as readable text. */
 void saga_summary_print_text(const json_t *summary, FILE *out);
+
+/* Writes Unix ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC) into buf (40 bytes). */
+void saga_iso_time(int64_t ms, char *buf, size_t len);
 
 /* One history entry as JSON (used by `saga history`). */
 json_t *saga_summary_history_entry(const saga_history_entry_t *h);

@@ -107,14 +107,6 @@ static void disown(saga_worker_t *w, const char *id) {
     free(saga_strmap_del(&w->owned, id));
 }
 
-static char *dup_str(const char *s, size_t n) {
-    char *d = malloc(n + 1);
-    if (d != NULL) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Definitions by hash                                                     */
@@ -279,7 +271,7 @@ static void handle_entry(saga_worker_t *w, const redisReply *e) {
     if (saga_strmap_get(&w->pending, id->str) != NULL)
         return; /* being created already (delivered twice) */
     request_t *rq = calloc(1, sizeof(*rq));
-    if (rq == NULL || (rq->input = dup_str(input->str, (size_t)input->len)) == NULL) {
+    if (rq == NULL || (rq->input = saga_memdup(input->str, (size_t)input->len)) == NULL) {
         free(rq);
         return;
     }
