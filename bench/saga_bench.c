@@ -125,6 +125,7 @@ typedef struct bench_s {
     bool stop_starting;
     uint64_t t0;
     uint64_t t_end;
+    uint64_t t_last_finish; /* the latest on_finished */
     uv_timer_t tick;
     uv_timer_t settle;
     uv_timer_t deadline;
@@ -371,6 +372,8 @@ static void fill(bench_t *b) {
     }
 }
 
+static void end_phase(bench_t *b);
+
 /* Open loop: start sagas at --rate (capped by C in flight). */
 static void on_tick(uv_timer_t *t) {
     bench_t *b = t->data;
@@ -381,6 +384,12 @@ static void on_tick(uv_timer_t *t) {
     while ((double)b->started < due && may_start(b, now))
         if (start_one(b, now) != 0)
             return;
+    /* The end of --duration may come after the last saga in flight
+     * finished: nothing else would notice it then. */
+    if (b->finished == b->started && !may_start(b, now) && b->stop_starting) {
+        b->t_end = b->t_last_finish;
+        end_phase(b);
+    }
 }
 
 static void begin_phase(bench_t *b, phase_t ph);
@@ -465,6 +474,7 @@ static void on_finished(saga_engine_t *e, const char *id, saga_state_t state, in
     }
     b->free_slots[b->nfree++] = slot;
     b->finished++;
+    b->t_last_finish = now;
     if (b->rate <= 0)
         fill(b);
     else
