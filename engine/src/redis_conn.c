@@ -49,6 +49,7 @@
 #define DEFAULT_RECONNECT_MAX_MS 2000
 #define MAX_ADDRS 8
 #define MSG_LEN 512
+#define EARLY_FLUSH_MAX_PENDING 32 /* see flush_early() */
 
 typedef enum state_e {
     ST_IDLE,       /* created, not started */
@@ -121,6 +122,7 @@ struct saga_redis_s {
     cmd_t *head;
     cmd_t *tail;
     size_t pending;         /* user commands in the FIFO */
+    bool unflushed;         /* a user command was queued since flush_early() */
     int handshake_left;
 
     char drop_msg[MSG_LEN]; /* why ST_DROPPING */
@@ -227,6 +229,7 @@ static void cmd_push(saga_redis_t *r, cmd_t *c)
     r->tail = c;
     if (c->kind == CMD_USER) {
         r->pending++;
+        r->unflushed = true;
         if (!uv_is_active((uv_handle_t *)&r->command_timer))
             uv_timer_start(&r->command_timer, on_command_timeout,
                            r->command_timeout, 0);
@@ -338,6 +341,41 @@ static void handshake_reply(saga_redis_t *r, cmd_kind_t kind,
     emit(r, SAGA_REDIS_READY, NULL);
 }
 
+/* Sends what a reply callback queued without waiting for the end of the
+ * read. hiredis runs every reply of one read(2) before it returns to the
+ * loop, and only then would the commands those callbacks queued go out: the
+ * server would sit idle while we work through a batch, then we would wait
+ * while it works through the next one. While few commands are outstanding
+ * (EARLY_FLUSH_MAX_PENDING, about what one 16 KiB read of the server holds
+ * of our writes) the server may well be idle, so each reply's commands go
+ * out at once and both sides work at the same time. With more outstanding
+ * the server has a backlog: writing early would not start it sooner, only
+ * split its reads, so the commands wait for the last reply of the read,
+ * which writes everything at once rather than one loop turn later.
+ *
+ * Runs inside a reply callback, where hiredis must not free the context:
+ * redisBufferWrite() only writes and records an error in c->err, which the
+ * next redisAsyncHandleRead/Write (the poll handle watches the socket) turns
+ * into the usual disconnect. */
+static void flush_early(saga_redis_t *r)
+{
+    redisContext *c;
+    bool last;
+    int done;
+
+    if (r->ac == NULL || !r->unflushed)
+        return;
+    c = &r->ac->c;
+    last = c->reader == NULL || c->reader->pos >= c->reader->len;
+    if (!last && r->pending > EARLY_FLUSH_MAX_PENDING)
+        return;
+    r->unflushed = false;
+    if (c->err == 0 && !(c->flags & (REDIS_DISCONNECTING | REDIS_FREEING)) &&
+        sdslen(c->obuf) > 0 && redisBufferWrite(c, &done) == REDIS_OK && done &&
+        r->ac->ev.delWrite != NULL)
+        r->ac->ev.delWrite(r->ac->ev.data); /* nothing left for the poll handle */
+}
+
 /* The one callback hiredis knows: pops our FIFO and dispatches. */
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -357,6 +395,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             uv_timer_stop(&r->command_timer);
         if (c->cb != NULL)
             c->cb(r, r->closing ? NULL : reply, c->data);
+        if (reply != NULL && !r->closing)
+            flush_early(r);
     } else {
         handshake_reply(r, c->kind, reply);
     }
