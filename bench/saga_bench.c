@@ -37,6 +37,9 @@
 #include <jansson.h>
 #include <malloc.h>
 #include <uv.h>
+#ifdef SAGA_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 #include "engine.h"
 #include "errors.h"
@@ -51,6 +54,11 @@
 #define ID_LEN 26          /* like a ULID, so keys have their real size */
 #define SLOT_DIGITS 9
 #define SETTLE_MS 100      /* lets trailing index commands reach Redis */
+/* --inflight-rss: the RSS is read this long after the last saga went in
+ * flight, twice jemalloc's decay time (src/malloc_conf.c). */
+#define INFLIGHT_SETTLE_MS 3000
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 #define MAX_CMDSTATS 256
 
 /* ---------------------------------------------------------------------- */
@@ -142,10 +150,12 @@ typedef struct bench_s {
     saga_store_redis_stats_t st0, st1;
     redis_snap_t rs0, rs1;
     long rss_before;
-    long rss_inflight;
+    long rss_at_once;        /* the moment the last first step was called */
+    long rss_inflight;       /* INFLIGHT_SETTLE_MS later */
     long heap_before;        /* bytes malloc'ed and not freed */
     long heap_inflight;
-    long rss_trimmed;        /* RSS in flight after malloc_trim(0) */
+    long rss_trimmed;        /* then after the allocator returned free pages */
+    uv_timer_t inflight_settle;
 } bench_t;
 
 static bench_t B;
@@ -165,14 +175,41 @@ static long rss_now(void) {
     return res * sysconf(_SC_PAGESIZE);
 }
 
-/* Bytes allocated with malloc and not freed (glibc), or -1. Unlike the
- * RSS it leaves out fragmentation and pages malloc keeps. */
+/* Bytes allocated and not freed, or -1. Unlike the RSS it leaves out
+ * fragmentation and the free pages the allocator keeps. */
 static long heap_now(void) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#ifdef SAGA_WITH_JEMALLOC
+    uint64_t epoch = 1;
+    size_t allocated = 0, sz = sizeof(allocated), esz = sizeof(epoch);
+    if (mallctl("epoch", &epoch, &esz, &epoch, esz) != 0 ||
+        mallctl("stats.allocated", &allocated, &sz, NULL, 0) != 0)
+        return -1;
+    return (long)allocated;
+#elif defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
     struct mallinfo2 mi = mallinfo2();
     return (long)(mi.uordblks + mi.hblkhd);
 #else
     return -1;
+#endif
+}
+
+/* Makes the allocator return the free pages it keeps to the system: what
+ * is left in the RSS is live data and fragmentation. */
+static void return_free_pages(void) {
+#ifdef SAGA_WITH_JEMALLOC
+    (void)mallctl("arena." STRINGIFY(MALLCTL_ARENAS_ALL) ".purge", NULL, NULL, NULL, 0);
+#elif defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
+static const char *allocator_name(void) {
+#ifdef SAGA_WITH_JEMALLOC
+    return "jemalloc";
+#elif defined(__GLIBC__)
+    return "glibc";
+#else
+    return "libc";
 #endif
 }
 
@@ -417,6 +454,16 @@ static void end_phase(bench_t *b) {
     uv_timer_start(&b->settle, on_settled, SETTLE_MS, 0);
 }
 
+/* --inflight-rss: INFLIGHT_SETTLE_MS after every saga went in flight. */
+static void on_inflight_settled(uv_timer_t *t) {
+    bench_t *b = t->data;
+    b->rss_inflight = rss_now();
+    return_free_pages();
+    b->rss_trimmed = rss_now();
+    report(b);
+    shutdown_all(b);
+}
+
 static void on_progress(const saga_progress_t *p, void *data) {
     bench_t *b = data;
     if (p->kind != SAGA_PROGRESS_CALL_STARTED || p->phase != SAGA_PHASE_ACTION ||
@@ -437,19 +484,15 @@ static void on_progress(const saga_progress_t *p, void *data) {
         /* Every saga is in flight, sleeping in its first step. */
         b->t_end = now;
         getrusage(RUSAGE_SELF, &b->ru1);
-        b->rss_inflight = rss_now();
+        b->rss_at_once = rss_now();
         b->heap_inflight = heap_now();
-#ifdef __GLIBC__
-        /* How much of the RSS is memory malloc holds but nothing uses
-         * (freed transient buffers between live objects). */
-        malloc_trim(0);
-        b->rss_trimmed = rss_now();
-#endif
         saga_store_redis_stats(b->store, &b->st1);
         if (b->have_url)
             info_snapshot(b, &b->rs1);
-        report(b);
-        shutdown_all(b);
+        /* The start burst's buffers (requests, replies, the output buffer)
+         * are free by now but still resident; the allocator returns them
+         * within its decay time. The figure is the RSS once it has. */
+        uv_timer_start(&b->inflight_settle, on_inflight_settled, INFLIGHT_SETTLE_MS, 0);
     }
 }
 
@@ -592,6 +635,7 @@ static void report(bench_t *b) {
     if (b->label)
         json_object_set_new(o, "label", json_string(b->label));
     json_object_set_new(o, "store", json_string(b->store_kind));
+    json_object_set_new(o, "allocator", json_string(allocator_name()));
     json_object_set_new(o, "mode", json_string(b->inflight_rss ? "inflight-rss"
                                                : b->rate > 0 ? "rate" : "closed-loop"));
     json_object_set_new(o, "sagas", json_integer((json_int_t)done));
@@ -623,12 +667,14 @@ static void report(bench_t *b) {
     if (b->inflight_rss) {
         json_object_set_new(o, "rss_before_kib", json_integer(b->rss_before / 1024));
         json_object_set_new(o, "rss_inflight_kib", json_integer(b->rss_inflight / 1024));
+        json_object_set_new(o, "rss_settle_ms", json_integer(INFLIGHT_SETTLE_MS));
         json_object_set_new(o, "rss_per_inflight_saga_bytes",
                             json_real(round((double)(b->rss_inflight - b->rss_before) / done)));
-        if (b->rss_trimmed > 0)
-            json_object_set_new(o, "rss_per_inflight_saga_after_trim_bytes",
-                                json_real(round((double)(b->rss_trimmed - b->rss_before) / done)));
-        if (b->heap_before >= 0)
+        json_object_set_new(o, "rss_per_inflight_saga_at_once_bytes",
+                            json_real(round((double)(b->rss_at_once - b->rss_before) / done)));
+        json_object_set_new(o, "rss_per_inflight_saga_after_trim_bytes",
+                            json_real(round((double)(b->rss_trimmed - b->rss_before) / done)));
+        if (b->heap_before >= 0 && b->heap_inflight >= 0)
             json_object_set_new(o, "heap_per_inflight_saga_bytes",
                                 json_real(round((double)(b->heap_inflight - b->heap_before) / done)));
     }
@@ -659,6 +705,7 @@ static void on_store_closed(void *data) {
         uv_close((uv_handle_t *)&b->settle, on_handle_closed);
         uv_close((uv_handle_t *)&b->deadline, on_handle_closed);
         uv_close((uv_handle_t *)&b->stopper, on_handle_closed);
+        uv_close((uv_handle_t *)&b->inflight_settle, on_handle_closed);
         b->timers_on = false;
     }
 }
@@ -849,7 +896,9 @@ int main(int argc, char **argv) {
     uv_timer_init(&b->loop, &b->settle);
     uv_timer_init(&b->loop, &b->deadline);
     uv_timer_init(&b->loop, &b->stopper);
+    uv_timer_init(&b->loop, &b->inflight_settle);
     b->tick.data = b->settle.data = b->deadline.data = b->stopper.data = b;
+    b->inflight_settle.data = b;
     b->timers_on = true;
     uv_timer_start(&b->deadline, on_deadline, (uint64_t)(b->max_s * 1000), 0);
 
