@@ -398,6 +398,11 @@ static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
 /* Sending                                                                 */
 /* ---------------------------------------------------------------------- */
 
+/* One command's arguments. A write has 30-odd, so they live on the stack
+ * (no allocation per write); a write with many fields spills to the heap. */
+#define ARGV_INLINE 64
+#define NUMS_INLINE 1280 /* a write needs 3 * SAGA_ID_KEY_MAX + KEY_MAX_OWNED + 320 */
+
 typedef struct argv_s {
     const char **v;
     size_t *len;
@@ -406,12 +411,19 @@ typedef struct argv_s {
     char *nums;      /* number strings live here */
     size_t nums_len;
     size_t nums_cap;
+    const char *v_inline[ARGV_INLINE];
+    size_t len_inline[ARGV_INLINE];
+    char nums_inline[NUMS_INLINE];
 } argv_t;
 
+_Static_assert(3 * SAGA_ID_KEY_MAX + KEY_MAX_OWNED + 320 <= NUMS_INLINE,
+               "a write's numbers and keys fit the inline area");
+
 static int argv_init(argv_t *a, int cap, size_t nums) {
-    a->v = malloc((size_t)cap * sizeof(*a->v));
-    a->len = malloc((size_t)cap * sizeof(*a->len));
-    a->nums = malloc(nums);
+    bool big = cap > ARGV_INLINE;
+    a->v = big ? malloc((size_t)cap * sizeof(*a->v)) : a->v_inline;
+    a->len = big ? malloc((size_t)cap * sizeof(*a->len)) : a->len_inline;
+    a->nums = nums > NUMS_INLINE ? malloc(nums) : a->nums_inline;
     a->n = 0;
     a->cap = cap;
     a->nums_len = 0;
@@ -420,9 +432,12 @@ static int argv_init(argv_t *a, int cap, size_t nums) {
 }
 
 static void argv_free(argv_t *a) {
-    free(a->v);
-    free(a->len);
-    free(a->nums);
+    if (a->v != a->v_inline)
+        free(a->v);
+    if (a->len != a->len_inline)
+        free(a->len);
+    if (a->nums != a->nums_inline)
+        free(a->nums);
 }
 
 static void arg(argv_t *a, const char *s, size_t len) {
