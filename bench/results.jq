@@ -16,6 +16,8 @@ def d($n): if . == null then "-" else (. * pow(10; $n) | round) / pow(10; $n) | 
 def pct: if . == null then "-" else (. * 100 | round | tostring) + " %" end;
 def lat: "\(.p50 | d(3)) / \(.p99 | d(3)) / \(.p999 | d(3))";
 def mib: if . == null then "-" else (. / 1024 | d(1)) end;
+# every run of a repeated point: "12,345 · 13,002 · 12,870"
+def reps: if .repeats == null then "-" else (.repeats | map(th) | join(" · ")) end;
 
 # PASS/MISS with the margin. $hi: higher is better.
 def verdict($v; $goal; $hi):
@@ -33,7 +35,7 @@ def verdict($v; $goal; $hi):
 | ($best_a | tonumber) as $ba
 | best("everysec") as $E
 | best("always") as $A
-| ($all | map(select(.label | test("^mem-"))) | max_by(.steps_per_s)) as $M
+| ($all | map(select(.label | test("^mem-[^.]*$"))) | max_by(.steps_per_s)) as $M
 | rec("ceil-everysec-c\($be)") as $CE
 | ([$all[] | select(.label | test("^ceil-everysec-c\($be)(-x[0-9]+)?$"))] | max_by(.fcall_per_s)) as $CEmax
 | rec("everysec-half") as $H
@@ -80,22 +82,24 @@ What each figure means: [docs/benchmarks.md](../docs/benchmarks.md). Raw figures
 
 ### Memory store (`keep_finished=false`, `keep_history=false`)
 
-Transitions are computed (steps + 1 per saga), not counted.
+Transitions are computed (steps + 1 per saga), not counted. Each point is the median of its runs
+(sagas/s of every run in the last column).
 
-| c | steps | sagas | sagas/s | steps/s | transitions/s | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 transitions | peak RSS MiB |
-|---|---|---|---|---|---|---|---|---|---|
-\([$all[] | select(.label | test("^mem-"))] | sort_by(.steps, .concurrency) | map("| \(.concurrency) | \(.steps) | \(.sagas | th) | \(.sagas_per_s | th) | \(.steps_per_s | th) | \(.transitions_per_s | th) | \(.latency.end_to_end_ms | lat) | \(.latency.step_overhead_ms | lat) | \(.cpu_s_per_1000_transitions | d(4)) | \(.peak_rss_kib | mib) |") | join("\n"))
+| c | steps | sagas | sagas/s | steps/s | transitions/s | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 transitions | peak RSS MiB | sagas/s of each run |
+|---|---|---|---|---|---|---|---|---|---|---|
+\([$all[] | select(.label | test("^mem-[^.]*$"))] | sort_by(.steps, .concurrency) | map("| \(.concurrency) | \(.steps) | \(.sagas | th) | \(.sagas_per_s | th) | \(.steps_per_s | th) | \(.transitions_per_s | th) | \(.latency.end_to_end_ms | lat) | \(.latency.step_overhead_ms | lat) | \(.cpu_s_per_1000_transitions | d(4)) | \(.peak_rss_kib | mib) | \(reps) |") | join("\n"))
 \(["everysec", "always"] | map(. as $f |
 "
 ### Redis, AOF \($f)
 
 Ceiling: redis-benchmark with the engine's write shape, one connection, pipeline = c (see below).
-Transitions = FCALL saga_write calls the store sent (saga_store_redis_stats().writes).
+Transitions = FCALL saga_write calls the store sent (saga_store_redis_stats().writes). Each point is
+the median of its runs (sagas/s of every run in the last column).
 
-| c | sagas | sagas/s | transitions/s | ceiling FCALL/s | writes / ceiling | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 tr. | Redis CPU µs / saga | commands / saga | round trips / saga | commands per read | peak RSS MiB |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| c | sagas | sagas/s | transitions/s | ceiling FCALL/s | writes / ceiling | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 tr. | Redis CPU µs / saga | commands / saga | round trips / saga | commands per read | peak RSS MiB | sagas/s of each run |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 " + ($all | runs($f) | map(. as $r | ($all | rec("ceil-\($f)-c\($r.concurrency)")) as $c |
-"| \($r.concurrency) | \($r.sagas | th) | \($r.sagas_per_s | th) | \($r.transitions_per_s | th) | \($c.fcall_per_s | th) | \(($r.transitions_per_s / $c.fcall_per_s) | pct) | \($r.latency.end_to_end_ms | lat) | \($r.latency.step_overhead_ms | lat) | \($r.cpu_s_per_1000_transitions | d(4)) | \($r.redis.cpu_us_per_saga | d(1)) | \($r.redis.client_commands_per_saga | d(2)) | \($r.redis.round_trips_per_saga | d(2)) | \($r.redis.commands_per_read | d(1)) | \($r.peak_rss_kib | mib) |") | join("\n"))) | join("\n"))
+"| \($r.concurrency) | \($r.sagas | th) | \($r.sagas_per_s | th) | \($r.transitions_per_s | th) | \($c.fcall_per_s | th) | \(($r.transitions_per_s / $c.fcall_per_s) | pct) | \($r.latency.end_to_end_ms | lat) | \($r.latency.step_overhead_ms | lat) | \($r.cpu_s_per_1000_transitions | d(4)) | \($r.redis.cpu_us_per_saga | d(1)) | \($r.redis.client_commands_per_saga | d(2)) | \($r.redis.round_trips_per_saga | d(2)) | \($r.redis.commands_per_read | d(1)) | \($r.peak_rss_kib | mib) | \($r | reps) |") | join("\n"))) | join("\n"))
 
 ## The ceiling
 
@@ -115,6 +119,8 @@ outstanding). Other splits of the same c outstanding requests at c=\($be) (every
 
 Redis AOF everysec, 3-step noop sagas started open-loop at \($H.rate_limit | th) sagas/s (half of the best
 closed-loop figure, \($E.sagas_per_s | th) at c=\($be); at most \($H.concurrency) in flight); achieved \($H.sagas_per_s | th) sagas/s.
+Of \($H.repeats | length) runs, the one with the median per-step p99 (every run's p99 in ms: \($H.repeats | map(d(3)) | join(" · ")); AOF off:
+\($HN.repeats | map(d(3)) | join(" · "))).
 
 | latency | p50 | p99 | p99.9 | max | mean |
 |---|---|---|---|---|---|
@@ -123,7 +129,7 @@ closed-loop figure, \($E.sagas_per_s | th) at c=\($be); at most \($H.concurrency
 | end to end (ms) | \($H.latency.end_to_end_ms.p50 | d(3)) | \($H.latency.end_to_end_ms.p99 | d(3)) | \($H.latency.end_to_end_ms.p999 | d(3)) | \($H.latency.end_to_end_ms.max | d(3)) | \($H.latency.end_to_end_ms.mean | d(3)) |
 | *diagnostic: per-step overhead, same rate, AOF off* | \($HN.latency.step_overhead_ms.p50 | d(3)) | \($HN.latency.step_overhead_ms.p99 | d(3)) | \($HN.latency.step_overhead_ms.p999 | d(3)) | \($HN.latency.step_overhead_ms.max | d(3)) | \($HN.latency.step_overhead_ms.mean | d(3)) |
 
-What Redis's latency monitor (`latency-monitor-threshold 1`) recorded during each run (events of 1 ms
+What Redis's latency monitor (`latency-monitor-threshold 1`) recorded over each scenario's runs (events of 1 ms
 or more; `LATENCY LATEST`), and `aof_delayed_fsync` (writes that waited for a slow background fsync):
 
 | run | events (latest / max ms) | aof_delayed_fsync |

@@ -6,9 +6,10 @@
 # the raw figures (one JSON object per run) in bench/results.jsonl.
 # docs/benchmarks.md says what each figure means.
 #
-#   bash scripts/bench.sh               everything (about 6-10 minutes)
+#   bash scripts/bench.sh               everything (about 10-15 minutes)
 #   SAGA_BENCH_QUICK=1 bash scripts/bench.sh   short runs (a smoke test)
 #   SAGA_BENCH_KEEP=1 ...               keep the temp dir (logs, AOF files)
+#   SAGA_BENCH_REPS=N ...               runs per throughput/latency point (default 3; QUICK: 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -52,11 +53,12 @@ SAGA=$BUILD/bin/saga
 CONCS=(1 10 100 500 1000 2000)
 if [ "$QUICK" = 1 ]; then
     DUR=1; MEM_DUR=1; WARM=200; MEM_WARM=2000; CEIL_S=1; HALF_DUR=2
-    INFLIGHT=10000; TAKEOVER=1000
+    INFLIGHT=10000; TAKEOVER=1000; REPS=1
 else
     DUR=5; MEM_DUR=4; WARM=2000; MEM_WARM=20000; CEIL_S=5; HALF_DUR=10
-    INFLIGHT=100000; TAKEOVER=10000
+    INFLIGHT=100000; TAKEOVER=10000; REPS=3
 fi
+REPS=${SAGA_BENCH_REPS:-$REPS}
 MAX_SAGAS=2000000      # every run is bounded in count ...
 RUN_LIMIT=120          # ... and in time (saga-bench --max-seconds)
 LEASE_S=2
@@ -134,6 +136,21 @@ bench() { # LABEL saga-bench-args...
     echo "$out" | jq -r '"   \(.label): \(.sagas) sagas, \(.sagas_per_s) sagas/s, \(.steps_per_s) steps/s, step p50/p99 \(.latency.step_overhead_ms.p50)/\(.latency.step_overhead_ms.p99) ms"' >&2
 }
 
+# A shared VM's neighbours come and go: one run of a few seconds can lose a
+# quarter of its throughput to them. Throughput and latency points are run
+# $REPS times (labels LABEL.run1 ...) and the run with the median figure is
+# the one reported, whole, under LABEL (with every run's figure in
+# `repeats`): not the best run, not the worst.
+median_of() { # JQ-PATH LABEL   e.g. median_of .sagas_per_s everysec-c100
+    local path=$1 label=$2 out
+    out=$(jq -cs --arg l "$label" "
+        [.[] | select(.label | startswith(\$l + \".run\"))] as \$r
+        | (\$r | sort_by($path)) as \$s
+        | \$s[((\$s | length) - 1) / 2 | floor] + {label: \$l, repeats: (\$r | map($path))}" "$RAW")
+    echo "$out" >>"$RAW"
+    echo "$out" | jq -r '"   \(.label): median of \(.repeats | length) (\(.repeats | map(tostring) | join(", ")))"' >&2
+}
+
 get() { # LABEL JQ-EXPR
     jq -r --arg l "$1" "select(.label == \$l) | $2" "$RAW"
 }
@@ -193,9 +210,17 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log "memory store: 3-step noop sagas at each concurrency; 10-step at 100"
 for c in "${CONCS[@]}"; do
-    bench "mem-c$c" --store memory -s 3 -c "$c" -n "$MAX_SAGAS" --duration "$MEM_DUR" --warmup "$MEM_WARM"
+    for i in $(seq "$REPS"); do
+        bench "mem-c$c.run$i" --store memory -s 3 -c "$c" -n "$MAX_SAGAS" --duration "$MEM_DUR" \
+            --warmup "$MEM_WARM"
+    done
+    median_of .sagas_per_s "mem-c$c"
 done
-bench "mem-s10-c100" --store memory -s 10 -c 100 -n "$MAX_SAGAS" --duration "$MEM_DUR" --warmup "$MEM_WARM"
+for i in $(seq "$REPS"); do
+    bench "mem-s10-c100.run$i" --store memory -s 10 -c 100 -n "$MAX_SAGAS" --duration "$MEM_DUR" \
+        --warmup "$MEM_WARM"
+done
+median_of .sagas_per_s "mem-s10-c100"
 
 start_redis everysec everysec
 capture_shape everysec
@@ -203,9 +228,12 @@ for fsync in everysec always; do
     [ "$fsync" = always ] && start_redis always always
     log "redis, AOF $fsync: 3-step noop sagas at each concurrency, then the ceiling at the same (-c 1 -P C)"
     for c in "${CONCS[@]}"; do
-        rcli "$fsync" flushall >/dev/null
-        bench "$fsync-c$c" --store redis --redis "unix://$(sock "$fsync")" -s 3 -c "$c" \
-            -n "$MAX_SAGAS" --duration "$DUR" --warmup "$WARM"
+        for i in $(seq "$REPS"); do
+            rcli "$fsync" flushall >/dev/null
+            bench "$fsync-c$c.run$i" --store redis --redis "unix://$(sock "$fsync")" -s 3 -c "$c" \
+                -n "$MAX_SAGAS" --duration "$DUR" --warmup "$WARM"
+        done
+        median_of .sagas_per_s "$fsync-c$c"
         ceiling "ceil-$fsync-c$c" "$fsync" 1 "$c"
     done
 done
@@ -235,12 +263,15 @@ redis_stalls() {
     jq -nc --arg l "$1" --argjson d "${delayed:-0}" --argjson ev "[$events]" \
         '{label: $l, kind: "redis-latency", aof_delayed_fsync: $d, events: $ev}' >>"$RAW"
 }
-half_run() { # LABEL
-    rcli everysec flushall >/dev/null
+half_run() { # LABEL: $REPS runs; the reported one has the median per-step p99
     rcli everysec latency reset >/dev/null
     rcli everysec config resetstat >/dev/null
-    bench "$1" --store redis --redis "unix://$(sock everysec)" -s 3 -c 2000 --rate "$HALF" \
-        -n "$MAX_SAGAS" --duration "$HALF_DUR" --warmup "$WARM"
+    for i in $(seq "$REPS"); do
+        rcli everysec flushall >/dev/null
+        bench "$1.run$i" --store redis --redis "unix://$(sock everysec)" -s 3 -c 2000 --rate "$HALF" \
+            -n "$MAX_SAGAS" --duration "$HALF_DUR" --warmup "$WARM"
+    done
+    median_of .latency.step_overhead_ms.p99 "$1"
     redis_stalls "$1-redis"
 }
 half_run everysec-half
