@@ -98,6 +98,7 @@ typedef struct bench_s {
     /* options */
     const char *store_kind;
     const char *redis_url;
+    unsigned redis_conns;    /* --redis-connections; 0: the store's default */
     uint64_t sagas;
     uint64_t warmup;
     unsigned steps;
@@ -574,6 +575,7 @@ static json_t *redis_json(const bench_t *b, double done, double transitions) {
     json_t *o = json_object();
     json_object_set_new(o, "appendonly", json_string(b->appendonly));
     json_object_set_new(o, "appendfsync", json_string(b->appendfsync));
+    json_object_set_new(o, "connections", json_integer(b->st1.connections));
     double client_cmds = (double)(b->st1.commands - b->st0.commands);
     double writes = (double)(b->st1.writes - b->st0.writes);
     json_object_set_new(o, "client_commands_per_saga", json_real(r3(client_cmds / done)));
@@ -808,6 +810,7 @@ static void usage(FILE *out) {
           "\n"
           "  --store memory|redis   the store (default memory)\n"
           "  --redis URL            redis://host:port or unix:///socket (--store redis)\n"
+          "  --redis-connections N  connections of the Redis store (default: the store's, 4)\n"
           "  -n, --sagas N          sagas to measure (default 10000)\n"
           "  -s, --steps S          steps per saga, 1..10 (default 3)\n"
           "  -c, --concurrency C    sagas in flight (default 100)\n"
@@ -825,6 +828,7 @@ int main(int argc, char **argv) {
     static const struct option opts[] = {
         {"store", required_argument, NULL, 'S'},
         {"redis", required_argument, NULL, 'R'},
+        {"redis-connections", required_argument, NULL, 'k'},
         {"sagas", required_argument, NULL, 'n'},
         {"steps", required_argument, NULL, 's'},
         {"concurrency", required_argument, NULL, 'c'},
@@ -849,6 +853,7 @@ int main(int argc, char **argv) {
         switch (c) {
         case 'S': b->store_kind = optarg; break;
         case 'R': b->redis_url = optarg; break;
+        case 'k': b->redis_conns = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'n': b->sagas = strtoull(optarg, NULL, 10); break;
         case 's': b->steps = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'c': b->conc = strtoull(optarg, NULL, 10); break;
@@ -913,6 +918,7 @@ int main(int argc, char **argv) {
             return 1;
         saga_store_redis_options_t ro = {0};
         ro.conn.client_name = "saga-bench";
+        ro.connections = b->redis_conns;
         b->store = saga_store_redis_new(&b->loop, &b->url, &ro, on_ready, b);
     } else {
         saga_store_memory_options_t mo = {.keep_finished = false, .keep_history = false};

@@ -36,6 +36,8 @@
 #define TRANSIENT_RETRY_MS 200
 #define SAGA_ID_KEY_MAX (SAGA_ID_MAX + 32)
 #define KEY_MAX_OWNED 256
+#define LANES_MAX 16
+#define DEFAULT_LANES 4
 
 #define KEY_ACTIVE SAGA_KEY_ACTIVE
 #define KEY_ALL SAGA_KEY_ALL
@@ -52,10 +54,12 @@ typedef enum rq_kind_e {
     RQ_LIST,
 } rq_kind_t;
 
+struct lane_s;
+
 typedef struct rq_s {
     struct rq_s *prev;
     struct rq_s *next;
-    struct store_redis_s *st;
+    struct lane_s *lane;
     rq_kind_t kind;
     bool sent;
     void *cb;
@@ -69,10 +73,30 @@ typedef struct rq_s {
     char key[];                  /* saga id or definition hash */
 } rq_t;
 
+/* One connection and its FIFO. A saga's requests always go through the
+ * same lane (chosen by its id), so they reach Redis in the order they were
+ * made; different sagas' requests spread over the lanes. Why several: Redis
+ * reads at most 16 KiB from a connection per event-loop turn and then
+ * writes (and with appendfsync always, fsyncs) the AOF once for all the
+ * connections it served, so the commands of one connection get at most
+ * ~30 writes per AOF write; several connections make its group commits
+ * bigger (docs/redis-layout.md). */
+typedef struct lane_s {
+    struct store_redis_s *st;
+    saga_redis_t *conn;  /* NULL once closed */
+    rq_t *head;
+    rq_t *tail;
+    size_t unsent;       /* requests in the queue not handed to hiredis */
+    bool was_ready;      /* READY since the store became ready */
+} lane_t;
+
 typedef struct store_redis_s {
     saga_store_t base;
     uv_loop_t *loop;
-    saga_redis_t *conn;
+    lane_t lanes[LANES_MAX]; /* lanes[0] also runs the checks, the GC and
+                                what belongs to no saga */
+    unsigned nlanes;
+    unsigned open_conns;
     saga_store_redis_options_t opt;
     char retention[24];
     saga_store_ready_cb ready_cb;
@@ -83,9 +107,6 @@ typedef struct store_redis_s {
     int checks_left;
     char check_error[512];
     bool persistence_off[2]; /* appendonly no, save "" */
-    rq_t *head;
-    rq_t *tail;
-    size_t unsent;       /* requests in the queue not handed to hiredis */
     saga_rng_t rng;
     uv_timer_t gc_timer;
     uv_timer_t retry_timer;
@@ -96,7 +117,7 @@ typedef struct store_redis_s {
     saga_store_redis_stats_t stats;
 } store_redis_t;
 
-static void send_unsent(store_redis_t *st);
+static void send_unsent(lane_t *ln);
 static int history_entry(const saga_store_write_t *w, int64_t now, char **out,
                          size_t *outlen);
 
@@ -104,21 +125,32 @@ static int history_entry(const saga_store_write_t *w, int64_t now, char **out,
 /* Queue                                                                   */
 /* ---------------------------------------------------------------------- */
 
-static void unlink_rq(store_redis_t *st, rq_t *rq) {
+/* The connection used for the server checks and in log lines. */
+static saga_redis_t *main_conn(const store_redis_t *st) { return st->lanes[0].conn; }
+
+/* The lane of a saga (FNV-1a of its id). */
+static lane_t *lane_of(store_redis_t *st, const char *id) {
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return &st->lanes[h % st->nlanes];
+}
+
+static void unlink_rq(lane_t *ln, rq_t *rq) {
     if (!rq->sent)
-        st->unsent--;
-    if (rq->prev) rq->prev->next = rq->next; else st->head = rq->next;
-    if (rq->next) rq->next->prev = rq->prev; else st->tail = rq->prev;
+        ln->unsent--;
+    if (rq->prev) rq->prev->next = rq->next; else ln->head = rq->next;
+    if (rq->next) rq->next->prev = rq->prev; else ln->tail = rq->prev;
     rq->prev = rq->next = NULL;
 }
 
-static rq_t *rq_new(store_redis_t *st, rq_kind_t kind, const char *key,
+static rq_t *rq_new(lane_t *ln, rq_kind_t kind, const char *key,
                     void *cb, void *data) {
     size_t kl = key ? strlen(key) : 0;
     rq_t *rq = calloc(1, sizeof(*rq) + kl + 1);
     if (rq == NULL)
         return NULL;
-    rq->st = st;
+    rq->lane = ln;
     rq->kind = kind;
     rq->cb = cb;
     rq->data = data;
@@ -132,19 +164,20 @@ static void rq_free(rq_t *rq) {
     free(rq);
 }
 
-static int send_rq(store_redis_t *st, rq_t *rq);
+static int send_rq(lane_t *ln, rq_t *rq);
 
-/* Appends a request and sends it when the store is ready. While nothing
- * queued before it waits to be sent, it goes out at once; otherwise the
- * next resend (READY, retry timer) sends everything in order. */
-static void enqueue(store_redis_t *st, rq_t *rq) {
-    rq->prev = st->tail;
-    if (st->tail) st->tail->next = rq; else st->head = rq;
-    st->tail = rq;
-    st->unsent++;
-    if (st->unsent == 1 && st->ready && saga_redis_ready(st->conn)) {
-        if (send_rq(st, rq) != 0)
-            send_unsent(st); /* fails it properly, or waits for READY */
+/* Appends a request to its lane and sends it when the store is ready.
+ * While nothing queued before it waits to be sent, it goes out at once;
+ * otherwise the next resend (READY, retry timer) sends everything in order. */
+static void enqueue(rq_t *rq) {
+    lane_t *ln = rq->lane;
+    rq->prev = ln->tail;
+    if (ln->tail) ln->tail->next = rq; else ln->head = rq;
+    ln->tail = rq;
+    ln->unsent++;
+    if (ln->unsent == 1 && ln->st->ready && saga_redis_ready(ln->conn)) {
+        if (send_rq(ln, rq) != 0)
+            send_unsent(ln); /* fails it properly, or waits for READY */
     }
 }
 
@@ -317,6 +350,9 @@ static void finish(rq_t *rq, int status, const redisReply *r) {
     case RQ_PUTDEF:
         if (rq->cb)
             ((saga_store_done_cb)rq->cb)(status, rq->data);
+        else if (status != 0 && status != SAGA_ECLOSING)
+            saga_error("redis store: storing definition %s failed: %s", rq->key,
+                       saga_strerror(status));
         break;
     case RQ_GETDEF: {
         saga_store_text_cb cb = (saga_store_text_cb)rq->cb;
@@ -359,17 +395,18 @@ static int classify_error(const redisReply *r, int *status) {
     return 0;
 }
 
-static void load_library(store_redis_t *st, saga_redis_reply_cb cb, void *data);
+static void load_library(lane_t *ln, saga_redis_reply_cb cb, void *data);
 static void retry_soon(store_redis_t *st);
 
 static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
     rq_t *rq = data;
-    store_redis_t *st = rq->st;
+    lane_t *ln = rq->lane;
+    store_redis_t *st = ln->st;
     (void)conn;
     rq->sent = false;
-    st->unsent++;
+    ln->unsent++;
     if (st->closing) {
-        unlink_rq(st, rq);
+        unlink_rq(ln, rq);
         finish(rq, SAGA_ECLOSING, NULL);
         return;
     }
@@ -378,19 +415,19 @@ static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
     int status = 0;
     if (r->type == REDIS_REPLY_ERROR) {
         if (classify_error(r, &status)) {
-            saga_warn("redis %s: %s; retrying", saga_redis_display(st->conn), r->str);
+            saga_warn("redis %s: %s; retrying", saga_redis_display(ln->conn), r->str);
             if (strstr(r->str, "Function not found") != NULL)
-                load_library(st, NULL, NULL);
+                load_library(ln, NULL, NULL);
             retry_soon(st);
             return;
         }
         if (status == SAGA_ESTORE)
             saga_error("redis %s: error reply to a store request for '%s': %s",
-                       saga_redis_display(st->conn), rq->key, r->str);
+                       saga_redis_display(ln->conn), rq->key, r->str);
         else
             saga_debug("redis store: '%s': %s", rq->key, r->str);
     }
-    unlink_rq(st, rq);
+    unlink_rq(ln, rq);
     finish(rq, status, r);
 }
 
@@ -466,7 +503,8 @@ static void arg_fmt(argv_t *a, const char *fmt, ...) {
  * pipelined with the saga's write (before a create, after a finish; see
  * docs/redis-layout.md). Only the last one carries the request's callback;
  * after a lost connection all of them are sent again. */
-static int send_index(store_redis_t *st, rq_t *rq) {
+static int send_index(lane_t *ln, rq_t *rq) {
+    store_redis_t *st = ln->st;
     char score[24], owned[KEY_MAX_OWNED];
     snprintf(score, sizeof(score), "%" PRId64, rq->score);
     bool created = strcmp(rq->op, "created") == 0;
@@ -475,31 +513,32 @@ static int send_index(store_redis_t *st, rq_t *rq) {
     void *last_data = owner ? NULL : rq;
     int rc;
     if (created) {
-        rc = saga_redis_command(st->conn, NULL, NULL, "ZADD %s NX %s %s", KEY_ACTIVE, score,
+        rc = saga_redis_command(ln->conn, NULL, NULL, "ZADD %s NX %s %s", KEY_ACTIVE, score,
                                 rq->key);
         if (rc == 0)
-            rc = saga_redis_command(st->conn, last_cb, last_data, "ZADD %s NX %s %s", KEY_ALL,
+            rc = saga_redis_command(ln->conn, last_cb, last_data, "ZADD %s NX %s %s", KEY_ALL,
                                     score, rq->key);
     } else {
-        rc = saga_redis_command(st->conn, NULL, NULL, "ZREM %s %s", KEY_ACTIVE, rq->key);
+        rc = saga_redis_command(ln->conn, NULL, NULL, "ZREM %s %s", KEY_ACTIVE, rq->key);
         if (rc == 0)
-            rc = saga_redis_command(st->conn, last_cb, last_data, "ZADD %s %s %s", KEY_EXPIRY,
+            rc = saga_redis_command(ln->conn, last_cb, last_data, "ZADD %s %s %s", KEY_EXPIRY,
                                     score, rq->key);
     }
     if (rc == 0 && owner != NULL) {
         snprintf(owned, sizeof(owned), KEY_OWNED "%s", owner);
-        rc = saga_redis_command(st->conn, on_reply, rq, "%s %s %s", created ? "SADD" : "SREM",
+        rc = saga_redis_command(ln->conn, on_reply, rq, "%s %s %s", created ? "SADD" : "SREM",
                                 owned, rq->key);
     }
     if (rc == 0) {
         rq->sent = true;
-        st->unsent--;
+        ln->unsent--;
         st->stats.commands += owner ? 3 : 2;
     }
     return rc;
 }
 
-static int send_rq(store_redis_t *st, rq_t *rq) {
+static int send_rq(lane_t *ln, rq_t *rq) {
+    store_redis_t *st = ln->st;
     argv_t a;
     int rc;
     switch (rq->kind) {
@@ -553,7 +592,7 @@ static int send_rq(store_redis_t *st, rq_t *rq) {
         break;
     }
     case RQ_INDEX:
-        return send_index(st, rq);
+        return send_index(ln, rq);
     case RQ_LOAD:
     case RQ_HISTORY:
         if (argv_init(&a, 5, SAGA_ID_KEY_MAX + 32) != 0)
@@ -590,11 +629,11 @@ static int send_rq(store_redis_t *st, rq_t *rq) {
     default:
         return -EINVAL;
     }
-    rc = saga_redis_command_argv(st->conn, on_reply, rq, a.n, a.v, a.len);
+    rc = saga_redis_command_argv(ln->conn, on_reply, rq, a.n, a.v, a.len);
     argv_free(&a);
     if (rc == 0) {
         rq->sent = true;
-        st->unsent--;
+        ln->unsent--;
         st->stats.commands++;
     }
     return rc;
@@ -603,18 +642,18 @@ oom:
     return -ENOMEM;
 }
 
-static void send_unsent(store_redis_t *st) {
+static void send_unsent(lane_t *ln) {
     rq_t *next;
-    for (rq_t *rq = st->head; rq != NULL && st->unsent > 0; rq = next) {
+    for (rq_t *rq = ln->head; rq != NULL && ln->unsent > 0; rq = next) {
         next = rq->next;
         if (rq->sent)
             continue;
-        int rc = send_rq(st, rq);
+        int rc = send_rq(ln, rq);
         if (rc == -ENOTCONN)
             return; /* lost again meanwhile: READY will resend */
         if (rc != 0) {
             /* Cannot even format it (out of memory): fail just this one. */
-            unlink_rq(st, rq);
+            unlink_rq(ln, rq);
             finish(rq, rc, NULL);
         }
     }
@@ -622,8 +661,9 @@ static void send_unsent(store_redis_t *st) {
 
 static void on_retry_timer(uv_timer_t *t) {
     store_redis_t *st = t->data;
-    if (st->ready && saga_redis_ready(st->conn))
-        send_unsent(st);
+    for (unsigned i = 0; i < st->nlanes; i++)
+        if (st->ready && saga_redis_ready(st->lanes[i].conn))
+            send_unsent(&st->lanes[i]);
 }
 
 /* A transient error (a replica, a server loading, a busy script): send
@@ -643,7 +683,7 @@ static void library_loaded(saga_redis_t *conn, redisReply *r, void *data) {
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         snprintf(st->check_error, sizeof(st->check_error),
                  "redis %s: cannot load saga's function library: %s",
-                 saga_redis_display(st->conn), r->str);
+                 saga_redis_display(main_conn(st)), r->str);
         if (st->ready)
             saga_error("%s", st->check_error);
     }
@@ -651,12 +691,12 @@ static void library_loaded(saga_redis_t *conn, redisReply *r, void *data) {
 
 /* FUNCTION LOAD REPLACE: on every new connection, before anything else is
  * sent on it (the pipeline keeps the order). */
-static void load_library(store_redis_t *st, saga_redis_reply_cb cb, void *data) {
+static void load_library(lane_t *ln, saga_redis_reply_cb cb, void *data) {
     const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", saga_lua};
     size_t len[] = {8, 4, 7, sizeof(saga_lua) - 1};
-    if (saga_redis_command_argv(st->conn, cb ? cb : library_loaded, cb ? data : st,
+    if (saga_redis_command_argv(ln->conn, cb ? cb : library_loaded, cb ? data : ln->st,
                                 4, argv, len) == 0)
-        st->stats.commands++;
+        ln->st->stats.commands++;
 }
 
 static void checks_done(store_redis_t *st) {
@@ -671,15 +711,22 @@ static void checks_done(store_redis_t *st) {
     if (st->persistence_off[0] && st->persistence_off[1])
         saga_warn("redis %s: persistence is off (no AOF, no RDB snapshots): a "
                   "restart of Redis loses every saga; see docs/durability.md",
-                  saga_redis_display(st->conn));
+                  saga_redis_display(main_conn(st)));
     else if (st->persistence_off[0])
         saga_warn("redis %s: AOF is off: a crash of Redis loses the sagas' "
                   "transitions since the last RDB snapshot; see docs/durability.md",
-                  saga_redis_display(st->conn));
+                  saga_redis_display(main_conn(st)));
     st->ready = true;
     st->ready_cb(&st->base, 0, NULL, st->ready_data);
-    if (!st->closing)
-        send_unsent(st);
+    /* Lane 0 loaded the library; the others' connections reach the same
+     * server. A lane that connects later loads it again (READY). */
+    for (unsigned i = 0; i < st->nlanes && !st->closing; i++) {
+        lane_t *ln = &st->lanes[i];
+        if (saga_redis_ready(ln->conn)) {
+            ln->was_ready = true;
+            send_unsent(ln);
+        }
+    }
 }
 
 /* The value of a CONFIG GET reply ([name, value]) or NULL. */
@@ -706,13 +753,13 @@ static void on_check_info(saga_redis_t *conn, redisReply *r, void *data) {
     (void)conn;
     if (r == NULL) {
         check_failed(st, "redis %s: connection lost during start-up checks",
-                     saga_redis_display(st->conn));
+                     saga_redis_display(main_conn(st)));
     } else if (r->type == REDIS_REPLY_STRING) {
         const char *v = strstr(r->str, "redis_version:");
         int major = v ? atoi(v + 14) : 0;
         if (major < 7)
             check_failed(st, "redis %s: Redis %.*s is too old: saga needs Redis 7.0 "
-                         "or newer (functions)", saga_redis_display(st->conn),
+                         "or newer (functions)", saga_redis_display(main_conn(st)),
                          v ? (int)strcspn(v + 14, "\r\n") : 1, v ? v + 14 : "?");
     }
     checks_done(st);
@@ -723,7 +770,7 @@ static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
     (void)conn;
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
         check_failed(st, "redis %s: cannot load saga's function library: %s",
-                     saga_redis_display(st->conn), r->str);
+                     saga_redis_display(main_conn(st)), r->str);
     checks_done(st);
 }
 
@@ -733,15 +780,15 @@ static void on_check_policy(saga_redis_t *conn, redisReply *r, void *data) {
     const char *v = config_value(r);
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         saga_warn("redis %s: cannot read maxmemory-policy (%s); make sure it is "
-                  "noeviction", saga_redis_display(st->conn), r->str);
+                  "noeviction", saga_redis_display(main_conn(st)), r->str);
     } else if (v == NULL) {
         check_failed(st, "redis %s: unexpected answer to CONFIG GET maxmemory-policy",
-                     saga_redis_display(st->conn));
+                     saga_redis_display(main_conn(st)));
     } else if (strcmp(v, "noeviction") != 0) {
         check_failed(st, "redis %s: maxmemory-policy is '%s'; saga requires "
                      "'noeviction' (an evicted key would silently lose a saga). "
                      "Run: CONFIG SET maxmemory-policy noeviction",
-                     saga_redis_display(st->conn), v);
+                     saga_redis_display(main_conn(st)), v);
     }
     checks_done(st);
 }
@@ -766,46 +813,56 @@ static void start_checks(store_redis_t *st) {
     st->checking = true;
     st->checks_left = 5;
     st->check_error[0] = '\0';
-    int rc = saga_redis_command(st->conn, on_check_info, st, "INFO server");
-    load_library(st, on_check_library, st);
-    rc |= saga_redis_command(st->conn, on_check_policy, st, "CONFIG GET maxmemory-policy");
-    rc |= saga_redis_command(st->conn, on_check_aof, st, "CONFIG GET appendonly");
-    rc |= saga_redis_command(st->conn, on_check_save, st, "CONFIG GET save");
+    int rc = saga_redis_command(main_conn(st), on_check_info, st, "INFO server");
+    load_library(&st->lanes[0], on_check_library, st);
+    rc |= saga_redis_command(main_conn(st), on_check_policy, st, "CONFIG GET maxmemory-policy");
+    rc |= saga_redis_command(main_conn(st), on_check_aof, st, "CONFIG GET appendonly");
+    rc |= saga_redis_command(main_conn(st), on_check_save, st, "CONFIG GET save");
     st->stats.commands += 5;
     (void)rc; /* a failed send means LOST, whose callbacks count down too */
 }
 
 static void on_conn_event(saga_redis_t *conn, saga_redis_event_t ev,
                           const char *errstr, void *data) {
-    store_redis_t *st = data;
+    lane_t *ln = data;
+    store_redis_t *st = ln->st;
+    bool first = ln == &st->lanes[0];
     (void)conn;
     switch (ev) {
     case SAGA_REDIS_READY:
         if (st->failed || st->closing)
             return;
         if (!st->ready) {
-            if (!st->checking)
+            /* Lane 0 checks the server; the others wait for the result. */
+            if (first && !st->checking)
                 start_checks(st);
             return;
         }
-        saga_info("redis %s: connected again; resending %s", saga_redis_display(st->conn),
-                  st->head ? "pending transitions" : "nothing");
-        load_library(st, NULL, NULL);
-        send_unsent(st);
+        if (ln->was_ready)
+            saga_info("redis %s: connected again; resending %s",
+                      saga_redis_display(ln->conn),
+                      ln->head ? "pending transitions" : "nothing");
+        ln->was_ready = true;
+        load_library(ln, NULL, NULL);
+        send_unsent(ln);
         break;
     case SAGA_REDIS_LOST:
-        saga_warn("redis %s: connection lost; transitions wait until it is back",
-                  saga_redis_display(st->conn));
+        /* Every lane loses its connection when the server goes: say it once. */
+        if (first)
+            saga_warn("redis %s: connection lost; transitions wait until it is back",
+                      saga_redis_display(ln->conn));
         break;
     case SAGA_REDIS_CONNECT_FAILED:
-        if (!st->ready && !st->checking && !st->failed) {
+        if (first && !st->ready && !st->checking && !st->failed) {
             /* The first connection failed: nothing was ever possible. */
             st->failed = true;
             char msg[600];
             snprintf(msg, sizeof(msg), "%s", errstr ? errstr : "cannot connect");
             st->ready_cb(&st->base, SAGA_EUNAVAILABLE, msg, st->ready_data);
-        } else {
+        } else if (first) {
             saga_warn("%s; retrying", errstr ? errstr : "redis: cannot connect");
+        } else {
+            saga_debug("%s; retrying", errstr ? errstr : "redis: cannot connect");
         }
         break;
     }
@@ -831,7 +888,8 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
         return rc;
     if (strlen(w->id) > SAGA_ID_MAX)
         return -EINVAL;
-    rq_t *rq = rq_new(st, RQ_WRITE, w->id, (void *)cb, data);
+    lane_t *ln = lane_of(st, w->id);
+    rq_t *rq = rq_new(ln, RQ_WRITE, w->id, (void *)cb, data);
     rq_t *ix = NULL;
     if (rq == NULL)
         return -ENOMEM;
@@ -840,7 +898,7 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     rq->score = now; /* the write's time: `updated`, history, index scores */
     if (st->opt.split_index && (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL))) {
-        if ((ix = rq_new(st, RQ_INDEX, w->id, NULL, NULL)) == NULL) {
+        if ((ix = rq_new(ln, RQ_INDEX, w->id, NULL, NULL)) == NULL) {
             rq_free(rq);
             return -ENOMEM;
         }
@@ -871,10 +929,10 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     /* Index before a create (never a record nobody can find), after a
      * finish (never an unfinished saga missing from the active index). */
     if (ix != NULL && (w->flags & SAGA_WRITE_CREATE))
-        enqueue(st, ix);
-    enqueue(st, rq);
+        enqueue(ix);
+    enqueue(rq);
     if (ix != NULL && !(w->flags & SAGA_WRITE_CREATE))
-        enqueue(st, ix);
+        enqueue(ix);
     return 0;
 }
 
@@ -916,15 +974,18 @@ static int history_entry(const saga_store_write_t *w, int64_t now, char **out,
     return 0;
 }
 
+/* A saga's load and history go through its lane, behind its writes; the
+ * rest (definitions, the active index) through lane 0. */
 static int simple(store_redis_t *st, rq_kind_t kind, const char *key, void *cb,
                   void *data) {
     int rc = refuse(st);
     if (rc != 0)
         return rc;
-    rq_t *rq = rq_new(st, kind, key, cb, data);
+    lane_t *ln = kind == RQ_LOAD || kind == RQ_HISTORY ? lane_of(st, key) : &st->lanes[0];
+    rq_t *rq = rq_new(ln, kind, key, cb, data);
     if (rq == NULL)
         return -ENOMEM;
-    enqueue(st, rq);
+    enqueue(rq);
     return 0;
 }
 
@@ -946,26 +1007,37 @@ static int rs_list_unfinished(saga_store_t *s, saga_store_ids_cb cb, void *data)
     return simple((store_redis_t *)s, RQ_LIST, "(active)", (void *)cb, data);
 }
 
+/* A definition must be stored before any saga that uses it: its text is
+ * queued on every lane (SET NX, so the copies are harmless), ahead of every
+ * later write whatever its lane. Lane 0's copy carries the callback. */
 static int rs_put_definition(saga_store_t *s, const char *hash, const char *text,
                              size_t len, saga_store_done_cb cb, void *data) {
     store_redis_t *st = (store_redis_t *)s;
     int rc = refuse(st);
     if (rc != 0)
         return rc;
-    rq_t *rq = rq_new(st, RQ_PUTDEF, hash, (void *)cb, data);
-    if (rq == NULL || (rq->text = malloc(len + 1)) == NULL) {
-        free(rq);
-        return -ENOMEM;
+    rq_t *rqs[LANES_MAX] = {NULL};
+    for (unsigned i = 0; i < st->nlanes; i++) {
+        rq_t *rq = rq_new(&st->lanes[i], RQ_PUTDEF, hash, i == 0 ? (void *)cb : NULL,
+                          i == 0 ? data : NULL);
+        rqs[i] = rq;
+        if (rq == NULL || (rq->text = malloc(len + 1)) == NULL) {
+            for (unsigned j = 0; j <= i; j++)
+                if (rqs[j] != NULL)
+                    rq_free(rqs[j]);
+            return -ENOMEM;
+        }
+        memcpy(rq->text, text, len);
+        rq->text[len] = '\0';
+        rq->len = len;
     }
-    memcpy(rq->text, text, len);
-    rq->text[len] = '\0';
-    rq->len = len;
-    enqueue(st, rq);
+    for (unsigned i = 0; i < st->nlanes; i++)
+        enqueue(rqs[i]);
     return 0;
 }
 
 static void maybe_freed(store_redis_t *st) {
-    if (st->open_handles > 0 || st->conn != NULL)
+    if (st->open_handles > 0 || st->open_conns > 0)
         return;
     void (*closed)(void *) = st->closed;
     void *data = st->closed_data;
@@ -981,8 +1053,10 @@ static void on_handle_closed(uv_handle_t *h) {
 }
 
 static void on_conn_closed(void *data) {
-    store_redis_t *st = data;
-    st->conn = NULL;
+    lane_t *ln = data;
+    store_redis_t *st = ln->st;
+    ln->conn = NULL;
+    st->open_conns--;
     maybe_freed(st);
 }
 
@@ -994,25 +1068,29 @@ static void rs_close(saga_store_t *s, void (*closed)(void *), void *data) {
     st->closed = closed;
     st->closed_data = data;
     /* Unsent requests end now; sent ones end when the connection closes. */
-    rq_t *rq = st->head;
-    while (rq != NULL) {
-        rq_t *next = rq->next;
-        if (!rq->sent) {
-            unlink_rq(st, rq);
-            finish(rq, SAGA_ECLOSING, NULL);
+    for (unsigned i = 0; i < st->nlanes; i++) {
+        lane_t *ln = &st->lanes[i];
+        rq_t *rq = ln->head;
+        while (rq != NULL) {
+            rq_t *next = rq->next;
+            if (!rq->sent) {
+                unlink_rq(ln, rq);
+                finish(rq, SAGA_ECLOSING, NULL);
+            }
+            rq = next;
         }
-        rq = next;
     }
     uv_close((uv_handle_t *)&st->gc_timer, on_handle_closed);
     uv_close((uv_handle_t *)&st->retry_timer, on_handle_closed);
-    saga_redis_close(st->conn, on_conn_closed, st);
+    for (unsigned i = 0; i < st->nlanes; i++)
+        saga_redis_close(st->lanes[i].conn, on_conn_closed, &st->lanes[i]);
 }
 
 static void on_gc(uv_timer_t *t) {
     store_redis_t *st = t->data;
-    if (!st->ready || !saga_redis_ready(st->conn))
+    if (!st->ready || !saga_redis_ready(main_conn(st)))
         return;
-    if (saga_redis_command(st->conn, NULL, NULL, "FCALL saga_gc 2 %s %s %s",
+    if (saga_redis_command(main_conn(st), NULL, NULL, "FCALL saga_gc 2 %s %s %s",
                            KEY_ALL, KEY_EXPIRY, GC_BATCH) == 0)
         st->stats.commands++;
 }
@@ -1044,19 +1122,26 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
     st->ready_cb = ready;
     st->ready_data = data;
     saga_rng_seed(&st->rng, 0);
-    st->conn = saga_redis_new(loop, url, &st->opt.conn, on_conn_event, st);
-    if (st->conn == NULL) {
-        free(st);
-        return NULL;
+    st->nlanes = st->opt.connections == 0 ? DEFAULT_LANES
+                 : st->opt.connections > LANES_MAX ? LANES_MAX : st->opt.connections;
+    for (unsigned i = 0; i < st->nlanes; i++) {
+        lane_t *ln = &st->lanes[i];
+        ln->st = st;
+        ln->conn = saga_redis_new(loop, url, &st->opt.conn, on_conn_event, ln);
+        int rc = ln->conn == NULL ? -ENOMEM : saga_redis_start(ln->conn);
+        if (rc != 0) {
+            if (ln->conn != NULL)
+                saga_error("redis %s: cannot start connecting: %s",
+                           saga_redis_display(ln->conn), strerror(-rc));
+            /* Closing a connection that never ran frees it without callbacks. */
+            for (unsigned j = 0; j <= i; j++)
+                saga_redis_close(st->lanes[j].conn, NULL, NULL);
+            free(st);
+            return NULL;
+        }
+        st->open_conns++;
     }
-    int rc = saga_redis_start(st->conn);
-    if (rc != 0) {
-        saga_error("redis %s: cannot start connecting: %s", saga_redis_display(st->conn),
-                   strerror(-rc));
-        saga_redis_close(st->conn, NULL, NULL);
-        free(st);
-        return NULL;
-    }
+    st->stats.connections = st->nlanes;
     uv_timer_init(loop, &st->gc_timer);
     uv_timer_init(loop, &st->retry_timer);
     st->gc_timer.data = st->retry_timer.data = st;
@@ -1067,7 +1152,7 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
 }
 
 saga_redis_t *saga_store_redis_conn(saga_store_t *s) {
-    return s->ops == &redis_ops ? ((store_redis_t *)s)->conn : NULL;
+    return s->ops == &redis_ops ? main_conn((store_redis_t *)s) : NULL;
 }
 
 void saga_store_redis_stats(saga_store_t *s, saga_store_redis_stats_t *out) {

@@ -33,6 +33,10 @@ typedef struct saga_store_redis_options_s {
      * the transition's function call: needed on Redis Cluster, where they
      * live in another slot; costs ~3 more commands per create and finish. */
     bool split_index;
+    /* Connections the store spreads sagas over (a saga always uses the
+     * same one); 0: 4, at most 16. More than one makes Redis's group
+     * commits bigger: it reads at most 16 KiB per connection per turn. */
+    unsigned connections;
 } saga_store_redis_options_t;
 
 /* status 0: connected, the library loaded and the server checked
@@ -57,6 +61,7 @@ typedef struct saga_store_redis_stats_s {
     uint64_t commands;
     uint64_t writes;
     uint64_t resent;
+    unsigned connections;
 } saga_store_redis_stats_t;
 
 void saga_store_redis_stats(saga_store_t *s, saga_store_redis_stats_t *out);

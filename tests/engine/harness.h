@@ -47,6 +47,8 @@ void th_init_redis(th_t *t, const char *url);
 void th_init_redis_timeout(th_t *t, const char *url, uint64_t command_timeout_ms);
 /* ... with the global indexes updated by separate commands (Redis Cluster). */
 void th_init_redis_split(th_t *t, const char *url);
+/* ... with that many connections in the store (0: its default). */
+void th_init_redis_conns(th_t *t, const char *url, unsigned connections);
 
 /* Creates the engine of th_init*() again after a th_run_until(): a new
  * process life on the same store (the old engine must be shut down). */

@@ -335,6 +335,86 @@ static void on_ready(saga_store_t *s, int status, const char *msg, void *data) {
 static void store_closed(void *data) { (void)data; }
 
 /* Opens a store at `url` and returns the ready status (message kept). */
+/* Clients connected to the server, this test's own connection left out. */
+static long long store_clients(void) {
+    redisReply *r = cmd("INFO clients");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    const char *p = strstr(r->str, "connected_clients:");
+    cr_assert_not_null(p);
+    long long n = atoll(p + strlen("connected_clients:")) - 1;
+    freeReplyObject(r);
+    return n;
+}
+
+/* The store spreads sagas over its connections (chosen by id); each saga's
+ * requests stay on one, in order: every saga completes with its history at
+ * seq 1, 2, ... and no conflict, though the definition was stored in the
+ * same loop turn as the creates (its text goes ahead of them on every
+ * connection). */
+Test(redis_store, sagas_spread_over_connections_each_in_order) {
+    th_init_redis_conns(&T, R.url, 3);
+    cr_assert_eq(store_clients(), 3);
+    saga_engine_def_t *d = th_define(&T, LINEAR);
+    enum { N = 60 };
+    char ids[N][SAGA_ID_MAX + 1];
+    for (int i = 0; i < N; i++)
+        strcpy(ids[i], th_start(&T, d, "{\"ms\": 1}"));
+    th_run_phase(&T, N); /* the store stays open */
+    /* Each connection carried sagas' requests: the last one on each was a
+     * saga's history read (the harness reads every finished saga's), which
+     * goes through the saga's own connection. */
+    redisReply *r = cmd("CLIENT LIST");
+    int reads = 0;
+    for (const char *p = r->str; (p = strstr(p, "cmd=lrange")) != NULL; p++)
+        reads++;
+    cr_assert_eq(reads, 3, "connections whose last command was a history read: %d in\n%s",
+                 reads, r->str);
+    freeReplyObject(r);
+    th_restart_engine(&T);
+    th_run_until(&T, 0); /* closes everything */
+    redisContext *hc = redis_server_connect(&R);
+    cr_assert_not_null(hc);
+    for (int i = 0; i < N; i++) {
+        json_t *s = th_summary(&T, ids[i]);
+        cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed", "%s",
+                         ids[i]);
+        /* One history entry per write, seq 1, 2, ... (an event's seq is
+         * its write's); the record stands at the last one. */
+        hist_ev_t *ev = NULL;
+        size_t nev = hist_read(hc, ids[i], &ev);
+        cr_assert_gt(nev, 0);
+        long long seq = 1;
+        cr_assert_eq(ev[0].seq, 1);
+        for (size_t k = 1; k < nev; k++) {
+            cr_assert(ev[k].seq == seq || ev[k].seq == seq + 1, "%s: event %zu has seq %lld after %lld",
+                      ids[i], k, ev[k].seq, seq);
+            seq = ev[k].seq;
+        }
+        free(ev);
+        redisReply *rs = cmd("HGET saga:{%s} seq", ids[i]);
+        cr_assert_eq(rs->type, REDIS_REPLY_STRING);
+        cr_assert_eq(atoll(rs->str), seq);
+        freeReplyObject(rs);
+    }
+    redisFree(hc);
+    /* The definition's text went over every connection, stored once. */
+    r = cmd("KEYS sagadef:*");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 1);
+    freeReplyObject(r);
+}
+
+Test(redis_store, one_connection_when_configured) {
+    th_init_redis_conns(&T, R.url, 1);
+    cr_assert_eq(store_clients(), 1);
+    saga_engine_def_t *d = th_define(&T, LINEAR);
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, "{\"ms\": 1}"));
+    th_run_until(&T, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(th_summary(&T, id), "state")),
+                     "completed");
+}
+
 static int open_store(const char *url) {
     uv_loop_t loop;
     uv_loop_init(&loop);
