@@ -92,7 +92,7 @@ Transitions are computed (steps + 1 per saga), not counted. Each point is the me
 "
 ### Redis, AOF \($f)
 
-Ceiling: redis-benchmark with the engine's write shape, one connection, pipeline = c (see below).
+Ceiling: redis-benchmark with the engine's write shape over the store's connections, c outstanding (see below).
 Transitions = FCALL saga_write calls the store sent (saga_store_redis_stats().writes). Each point is
 the median of its runs (sagas/s of every run in the last column).
 
@@ -108,8 +108,9 @@ the median of its runs (sagas/s of every run in the last column).
 The chosen write is sent as a create (flags 1) of a new random saga id each time, so Redis accepts every
 call and runs the full write path (record check, HSET, RPUSH, index updates); a replayed non-create write
 would be refused after its first success (the record must stand at seq − 1). Connections and pipeline:
-`-c 1 -P c`, like the engine (one connection, at most one write per saga in flight, so up to c
-outstanding). Other splits of the same c outstanding requests at c=\($be) (everysec):
+`-c N -P c/N` with N the store's connections (\($E.redis.connections)), like the engine (at most one write per saga
+in flight, so up to c outstanding over N connections). Other splits of the same c outstanding requests at
+c=\($be) (everysec):
 
 | redis-benchmark | FCALL/s | p50 ms | p99 ms |
 |---|---|---|---|

@@ -113,6 +113,27 @@ start_redis() {
 sock() { echo "$TMP/$1/redis.sock"; }
 rcli() { local s; s=$(sock "$1"); shift; redis-cli -s "$s" "$@"; }
 
+# A scenario starts with the disk quiet: the previous one may have left
+# gigabytes of AOF in the page cache, and their writeback would land in
+# this one's fsyncs and AOF writes (a production Redis would also have
+# rewritten such an AOF long before, see compact_aof).
+settle_disk() { sync; }
+wait_rewrite() { # NAME: waits (up to 20 s) for an AOF rewrite to finish
+    for _ in $(seq 200); do
+        rcli "$1" info persistence | grep -q '^aof_rewrite_in_progress:0' && return 0
+        sleep 0.1
+    done
+}
+# compact_aof NAME: BGREWRITEAOF of an (emptied) server, as Redis does on
+# its own when the AOF has doubled (auto-aof-rewrite-percentage, which the
+# benchmark servers turn off so that no rewrite forks in the middle of a run).
+compact_aof() {
+    wait_rewrite "$1"
+    rcli "$1" bgrewriteaof >/dev/null
+    sleep 0.2
+    wait_rewrite "$1"
+}
+
 # stop_pid PID: stops one process we started.
 stop_pid() {
     kill -9 "$1" 2>/dev/null || true
@@ -225,8 +246,11 @@ median_of .sagas_per_s "mem-s10-c100"
 start_redis everysec everysec
 capture_shape everysec
 for fsync in everysec always; do
-    [ "$fsync" = always ] && start_redis always always
-    log "redis, AOF $fsync: 3-step noop sagas at each concurrency, then the ceiling at the same (-c 1 -P C)"
+    if [ "$fsync" = always ]; then
+        settle_disk
+        start_redis always always
+    fi
+    log "redis, AOF $fsync: 3-step noop sagas at each concurrency, then the ceiling at the same (-c N -P C/N, N the store's connections)"
     for c in "${CONCS[@]}"; do
         for i in $(seq "$REPS"); do
             rcli "$fsync" flushall >/dev/null
@@ -234,7 +258,10 @@ for fsync in everysec always; do
                 -n "$MAX_SAGAS" --duration "$DUR" --warmup "$WARM"
         done
         median_of .sagas_per_s "$fsync-c$c"
-        ceiling "ceil-$fsync-c$c" "$fsync" 1 "$c"
+        # Like the engine: its connections, C outstanding over them.
+        conns=$(get "$fsync-c$c" .redis.connections)
+        k=$(( c < conns ? c : conns ))
+        ceiling "ceil-$fsync-c$c" "$fsync" "$k" $(( c / k ))
     done
 done
 
@@ -245,7 +272,7 @@ best_c() { # PREFIX
 BEST_EVERYSEC=$(best_c everysec)
 BEST_ALWAYS=$(best_c always)
 log "ceiling sensitivity at c=$BEST_EVERYSEC (everysec): other splits of the same outstanding requests"
-for split in 4 16 "$BEST_EVERYSEC"; do
+for split in 1 16 "$BEST_EVERYSEC"; do
     [ "$split" -gt "$BEST_EVERYSEC" ] && continue
     ceiling "ceil-everysec-c$BEST_EVERYSEC-x$split" everysec "$split" $(( BEST_EVERYSEC / split ))
 done
@@ -274,13 +301,15 @@ half_run() { # LABEL: $REPS runs; the reported one has the median per-step p99
     median_of .latency.step_overhead_ms.p99 "$1"
     redis_stalls "$1-redis"
 }
+rcli everysec flushall >/dev/null
+compact_aof everysec
+settle_disk
 half_run everysec-half
 # The same with the AOF off, to tell the stalls the AOF causes from the rest.
 rcli everysec config set appendonly no >/dev/null
 half_run everysec-half-noaof
 rcli everysec config set appendonly yes >/dev/null
-wait_rewrite() { rcli everysec info persistence | grep -q '^aof_rewrite_in_progress:0'; }
-for _ in $(seq 200); do wait_rewrite && break; sleep 0.1; done
+wait_rewrite everysec
 
 log "memory per in-flight saga: $INFLIGHT sleeping sagas on one engine"
 rcli everysec flushall >/dev/null
@@ -409,7 +438,7 @@ for p in everysec always; do
     # The ceiling in sagas/s: FCALL/s divided by the writes one saga needs.
     tps=$(get "$p-c100" .transitions_per_saga)
     jq -rs --arg p "$p" --argjson t "$tps" '[.[] | select(.label | test("^ceil-" + $p + "-c[0-9]+$"))] |
-        sort_by(.pipeline)[] | "\(.pipeline) \(.fcall_per_s / $t)"' "$RAW" >"$TMP/ceil-$p.dat"
+        sort_by(.clients * .pipeline)[] | "\(.clients * .pipeline) \(.fcall_per_s / $t)"' "$RAW" >"$TMP/ceil-$p.dat"
 done
 term="pngcairo size 960,600 font 'sans,10'"
 gnuplot -e "set terminal $term" -e "quit" 2>/dev/null || term="png size 960,600"
