@@ -1,6 +1,7 @@
 /* cli_store.c -- see cli_store.h */
 #include "cli_store.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,7 @@ static void open_redis(saga_cli_store_t *cs) {
     saga_store_redis_options_t o;
     memset(&o, 0, sizeof(o));
     o.retention_ms = cs->retention_ms;
+    o.connections = cs->connections;
     o.conn.client_name = "saga";
     cs->store = saga_store_redis_new(cs->loop, &cs->url, &o, on_store_ready, cs);
     if (cs->store == NULL) {
@@ -103,6 +105,18 @@ int saga_cli_store_open(saga_cli_store_t *cs, uv_loop_t *loop,
         url = NULL;
     char err[1024];
     /* Everything that can be refused is refused before a handle exists. */
+    const char *conns = getenv("SAGA_REDIS_CONNECTIONS");
+    if (conns != NULL && conns[0] != '\0') {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(conns, &end, 10);
+        if (errno != 0 || *end != '\0' || conns[0] == '-' || n < 1 || n > 16) {
+            saga_cli_error("SAGA_REDIS_CONNECTIONS='%s': expected a number of connections "
+                           "from 1 to 16", conns);
+            return SAGA_EXIT_USAGE;
+        }
+        cs->connections = (unsigned)n;
+    }
     if (strcmp(kind, "memory") == 0) {
         if (o->redis_url != NULL) {
             saga_cli_error("--store memory and --redis exclude each other");

@@ -42,6 +42,7 @@ struct saga_cli_store_s {
     void (*closed)(void *);
     void *closed_data;
     uint64_t retention_ms;
+    unsigned connections;    /* SAGA_REDIS_CONNECTIONS; 0: the store's default */
 };
 
 /* Opens the store. Returns 0 (then `ready` runs later) or an exit code

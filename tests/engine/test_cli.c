@@ -290,6 +290,28 @@ Test(cli, unreachable_redis_is_named_and_passwords_are_never_printed) {
     run_free(&r);
 }
 
+/* SAGA_REDIS_CONNECTIONS sets the store's connections (1 to 16); anything
+ * else is a usage error that names the variable. */
+Test(cli, redis_connections_come_from_the_environment) {
+    redis_server_t R;
+    cr_assert_eq(redis_server_start(&R, NULL), 0);
+    write_file("ok.yaml", OK_YAML);
+    setenv("SAGA_REDIS_CONNECTIONS", "2", 1);
+    run_t r = saga_run(NULL, "run", "ok.yaml", "--input", "{\"n\":1}", "--redis", R.url, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    static const char *const bad[] = {"0", "17", "two", "-1", "3x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("SAGA_REDIS_CONNECTIONS", bad[i], 1);
+        r = saga_run(NULL, "run", "ok.yaml", "--input", "{\"n\":1}", "--redis", R.url, NULL);
+        cr_assert_eq(r.status, 2, "SAGA_REDIS_CONNECTIONS=%s: exit %d", bad[i], r.status);
+        ASSERT_CONTAINS(r.err, "SAGA_REDIS_CONNECTIONS");
+        run_free(&r);
+    }
+    unsetenv("SAGA_REDIS_CONNECTIONS");
+    redis_server_stop(&R);
+}
+
 Test(cli, an_external_redis_with_eviction_is_refused) {
     redis_server_t R;
     static const char *const args[] = {"--maxmemory-policy", "allkeys-lru", NULL};
