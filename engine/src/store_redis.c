@@ -847,10 +847,13 @@ static void on_conn_event(saga_redis_t *conn, saga_redis_event_t ev,
         send_unsent(ln);
         break;
     case SAGA_REDIS_LOST:
-        /* Every lane loses its connection when the server goes: say it once. */
-        if (first)
+        if (st->nlanes == 1)
             saga_warn("redis %s: connection lost; transitions wait until it is back",
                       saga_redis_display(ln->conn));
+        else
+            saga_warn("redis %s: connection %u of %u lost; its sagas' transitions wait "
+                      "until it is back", saga_redis_display(ln->conn),
+                      (unsigned)(ln - st->lanes) + 1, st->nlanes);
         break;
     case SAGA_REDIS_CONNECT_FAILED:
         if (first && !st->ready && !st->checking && !st->failed) {
@@ -859,9 +862,12 @@ static void on_conn_event(saga_redis_t *conn, saga_redis_event_t ev,
             char msg[600];
             snprintf(msg, sizeof(msg), "%s", errstr ? errstr : "cannot connect");
             st->ready_cb(&st->base, SAGA_EUNAVAILABLE, msg, st->ready_data);
-        } else if (first) {
+        } else if (first || st->ready) {
+            /* Every failed attempt of every lane: a lane that cannot connect
+             * holds its sagas, which must not go unnoticed. */
             saga_warn("%s; retrying", errstr ? errstr : "redis: cannot connect");
         } else {
+            /* Before the checks, lane 0 speaks for the server. */
             saga_debug("%s; retrying", errstr ? errstr : "redis: cannot connect");
         }
         break;
