@@ -40,8 +40,8 @@ def verdict($v; $goal; $hi):
 | ([$all[] | select(.label | test("^ceil-everysec-c\($be)(-x[0-9]+)?$"))] | max_by(.fcall_per_s)) as $CEmax
 | rec("everysec-half") as $H
 | rec("everysec-half-noaof") as $HN
-| rec("everysec-half-redis") as $HR
-| rec("everysec-half-noaof-redis") as $HNR
+| rec($H.run | sub("\\.run"; "-redis.run")) as $HR
+| rec($HN.run | sub("\\.run"; "-redis.run")) as $HNR
 | rec("inflight-redis") as $IR
 | rec("inflight-memory") as $IM
 | rec("takeover") as $T
@@ -130,7 +130,7 @@ Of \($H.repeats | length) runs, the one with the median per-step p99 (every run'
 | end to end (ms) | \($H.latency.end_to_end_ms.p50 | d(3)) | \($H.latency.end_to_end_ms.p99 | d(3)) | \($H.latency.end_to_end_ms.p999 | d(3)) | \($H.latency.end_to_end_ms.max | d(3)) | \($H.latency.end_to_end_ms.mean | d(3)) |
 | *diagnostic: per-step overhead, same rate, AOF off* | \($HN.latency.step_overhead_ms.p50 | d(3)) | \($HN.latency.step_overhead_ms.p99 | d(3)) | \($HN.latency.step_overhead_ms.p999 | d(3)) | \($HN.latency.step_overhead_ms.max | d(3)) | \($HN.latency.step_overhead_ms.mean | d(3)) |
 
-What Redis's latency monitor (`latency-monitor-threshold 1`) recorded over each scenario's runs (events of 1 ms
+What Redis's latency monitor (`latency-monitor-threshold 1`) recorded during the reported run (events of 1 ms
 or more; `LATENCY LATEST`), and `aof_delayed_fsync` (writes that waited for a slow background fsync):
 
 | run | events (latest / max ms) | aof_delayed_fsync |

@@ -167,7 +167,8 @@ median_of() { # JQ-PATH LABEL   e.g. median_of .sagas_per_s everysec-c100
     out=$(jq -cs --arg l "$label" "
         [.[] | select(.label | startswith(\$l + \".run\"))] as \$r
         | (\$r | sort_by($path)) as \$s
-        | \$s[((\$s | length) - 1) / 2 | floor] + {label: \$l, repeats: (\$r | map($path))}" "$RAW")
+        | \$s[((\$s | length) - 1) / 2 | floor] as \$m
+        | \$m + {label: \$l, run: \$m.label, repeats: (\$r | map($path))}" "$RAW")
     echo "$out" >>"$RAW"
     echo "$out" | jq -r '"   \(.label): median of \(.repeats | length) (\(.repeats | map(tostring) | join(", ")))"' >&2
 }
@@ -291,15 +292,16 @@ redis_stalls() {
         '{label: $l, kind: "redis-latency", aof_delayed_fsync: $d, events: $ev}' >>"$RAW"
 }
 half_run() { # LABEL: $REPS runs; the reported one has the median per-step p99
-    rcli everysec latency reset >/dev/null
     rcli everysec config resetstat >/dev/null
     for i in $(seq "$REPS"); do
         rcli everysec flushall >/dev/null
+        # After the FLUSHALL (itself a slow command): only the run's events.
+        rcli everysec latency reset >/dev/null
         bench "$1.run$i" --store redis --redis "unix://$(sock everysec)" -s 3 -c 2000 --rate "$HALF" \
             -n "$MAX_SAGAS" --duration "$HALF_DUR" --warmup "$WARM"
+        redis_stalls "$1-redis.run$i"
     done
     median_of .latency.step_overhead_ms.p99 "$1"
-    redis_stalls "$1-redis"
 }
 rcli everysec flushall >/dev/null
 compact_aof everysec
