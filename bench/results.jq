@@ -92,7 +92,8 @@ Transitions are computed (steps + 1 per saga), not counted. Each point is the me
 "
 ### Redis, AOF \($f)
 
-Ceiling: redis-benchmark with the engine's write shape over the store's connections, c outstanding (see below).
+The store's connections: \($all | runs($f) | first | .redis.connections) (docs/redis-layout.md). Ceiling: redis-benchmark with the engine's
+write shape over as many connections, c outstanding (see below).
 Transitions = FCALL saga_write calls the store sent (saga_store_redis_stats().writes). Each point is
 the median of its runs (sagas/s of every run in the last column).
 

@@ -251,12 +251,16 @@ for fsync in everysec always; do
         settle_disk
         start_redis always always
     fi
+    # The store's connections as docs/redis-layout.md advises: the default
+    # (1) with everysec, SAGA_REDIS_CONNECTIONS=4 with always.
+    CONN_ARGS=()
+    [ "$fsync" = always ] && CONN_ARGS=(--redis-connections 4)
     log "redis, AOF $fsync: 3-step noop sagas at each concurrency, then the ceiling at the same (-c N -P C/N, N the store's connections)"
     for c in "${CONCS[@]}"; do
         for i in $(seq "$REPS"); do
             rcli "$fsync" flushall >/dev/null
             bench "$fsync-c$c.run$i" --store redis --redis "unix://$(sock "$fsync")" -s 3 -c "$c" \
-                -n "$MAX_SAGAS" --duration "$DUR" --warmup "$WARM"
+                -n "$MAX_SAGAS" --duration "$DUR" --warmup "$WARM" "${CONN_ARGS[@]}"
         done
         median_of .sagas_per_s "$fsync-c$c"
         # Like the engine: its connections, C outstanding over them.

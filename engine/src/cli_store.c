@@ -59,7 +59,9 @@ static void open_redis(saga_cli_store_t *cs) {
     saga_store_redis_options_t o;
     memset(&o, 0, sizeof(o));
     o.retention_ms = cs->retention_ms;
-    o.connections = cs->connections;
+    /* The embedded server fsyncs every write (appendfsync always): bigger
+     * group commits over 4 connections (docs/redis-layout.md). */
+    o.connections = cs->connections ? cs->connections : cs->embedded ? 4 : 0;
     o.conn.client_name = "saga";
     cs->store = saga_store_redis_new(cs->loop, &cs->url, &o, on_store_ready, cs);
     if (cs->store == NULL) {

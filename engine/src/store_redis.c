@@ -37,7 +37,8 @@
 #define SAGA_ID_KEY_MAX (SAGA_ID_MAX + 32)
 #define KEY_MAX_OWNED 256
 #define LANES_MAX 16
-#define DEFAULT_LANES 4
+#define DEFAULT_LANES 1
+#define ALWAYS_LANES 4   /* suggested with appendfsync always */
 
 #define KEY_ACTIVE SAGA_KEY_ACTIVE
 #define KEY_ALL SAGA_KEY_ALL
@@ -107,6 +108,7 @@ typedef struct store_redis_s {
     int checks_left;
     char check_error[512];
     bool persistence_off[2]; /* appendonly no, save "" */
+    bool fsync_always;       /* appendfsync always */
     saga_rng_t rng;
     uv_timer_t gc_timer;
     uv_timer_t retry_timer;
@@ -716,6 +718,11 @@ static void checks_done(store_redis_t *st) {
         saga_warn("redis %s: AOF is off: a crash of Redis loses the sagas' "
                   "transitions since the last RDB snapshot; see docs/durability.md",
                   saga_redis_display(main_conn(st)));
+    if (!st->persistence_off[0] && st->fsync_always && st->nlanes == 1)
+        saga_info("redis %s: appendfsync always over one connection: Redis fsyncs for "
+                  "at most ~30 writes at a time; SAGA_REDIS_CONNECTIONS=%d makes its "
+                  "group commits bigger (docs/redis-layout.md)",
+                  saga_redis_display(main_conn(st)), ALWAYS_LANES);
     st->ready = true;
     st->ready_cb(&st->base, 0, NULL, st->ready_data);
     /* Lane 0 loaded the library; the others' connections reach the same
@@ -801,6 +808,14 @@ static void on_check_aof(saga_redis_t *conn, redisReply *r, void *data) {
     checks_done(st);
 }
 
+static void on_check_fsync(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    (void)conn;
+    const char *v = config_value(r);
+    st->fsync_always = v != NULL && strcmp(v, "always") == 0;
+    checks_done(st);
+}
+
 static void on_check_save(saga_redis_t *conn, redisReply *r, void *data) {
     store_redis_t *st = data;
     (void)conn;
@@ -811,14 +826,15 @@ static void on_check_save(saga_redis_t *conn, redisReply *r, void *data) {
 
 static void start_checks(store_redis_t *st) {
     st->checking = true;
-    st->checks_left = 5;
+    st->checks_left = 6;
     st->check_error[0] = '\0';
     int rc = saga_redis_command(main_conn(st), on_check_info, st, "INFO server");
     load_library(&st->lanes[0], on_check_library, st);
     rc |= saga_redis_command(main_conn(st), on_check_policy, st, "CONFIG GET maxmemory-policy");
     rc |= saga_redis_command(main_conn(st), on_check_aof, st, "CONFIG GET appendonly");
+    rc |= saga_redis_command(main_conn(st), on_check_fsync, st, "CONFIG GET appendfsync");
     rc |= saga_redis_command(main_conn(st), on_check_save, st, "CONFIG GET save");
-    st->stats.commands += 5;
+    st->stats.commands += 6;
     (void)rc; /* a failed send means LOST, whose callbacks count down too */
 }
 

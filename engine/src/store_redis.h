@@ -34,8 +34,9 @@ typedef struct saga_store_redis_options_s {
      * live in another slot; costs ~3 more commands per create and finish. */
     bool split_index;
     /* Connections the store spreads sagas over (a saga always uses the
-     * same one); 0: 4, at most 16. More than one makes Redis's group
-     * commits bigger: it reads at most 16 KiB per connection per turn. */
+     * same one); 0: 1, at most 16. With appendfsync always, 4 make Redis's
+     * group commits bigger (it reads at most 16 KiB per connection per
+     * turn); with everysec one keeps saturation tails shorter. */
     unsigned connections;
 } saga_store_redis_options_t;
 
