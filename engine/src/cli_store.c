@@ -61,7 +61,8 @@ static void open_redis(saga_cli_store_t *cs) {
     o.retention_ms = cs->retention_ms;
     /* The embedded server fsyncs every write (appendfsync always): bigger
      * group commits over 4 connections (docs/redis-layout.md). */
-    o.connections = cs->connections ? cs->connections : cs->embedded ? 4 : 0;
+    o.connections = cs->connections ? cs->connections
+                    : cs->embedded ? SAGA_STORE_REDIS_ALWAYS_CONNECTIONS : 0;
     o.conn.client_name = "saga";
     cs->store = saga_store_redis_new(cs->loop, &cs->url, &o, on_store_ready, cs);
     if (cs->store == NULL) {

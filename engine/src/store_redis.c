@@ -38,7 +38,6 @@
 #define KEY_MAX_OWNED 256
 #define LANES_MAX 16
 #define DEFAULT_LANES 1
-#define ALWAYS_LANES 4   /* suggested with appendfsync always */
 
 #define KEY_ACTIVE SAGA_KEY_ACTIVE
 #define KEY_ALL SAGA_KEY_ALL
@@ -132,6 +131,8 @@ static saga_redis_t *main_conn(const store_redis_t *st) { return st->lanes[0].co
 
 /* The lane of a saga (FNV-1a of its id). */
 static lane_t *lane_of(store_redis_t *st, const char *id) {
+    if (st->nlanes == 1)
+        return &st->lanes[0];
     uint32_t h = 2166136261u;
     for (const unsigned char *p = (const unsigned char *)id; *p; p++)
         h = (h ^ *p) * 16777619u;
@@ -663,8 +664,10 @@ static void send_unsent(lane_t *ln) {
 
 static void on_retry_timer(uv_timer_t *t) {
     store_redis_t *st = t->data;
+    if (!st->ready)
+        return;
     for (unsigned i = 0; i < st->nlanes; i++)
-        if (st->ready && saga_redis_ready(st->lanes[i].conn))
+        if (saga_redis_ready(st->lanes[i].conn))
             send_unsent(&st->lanes[i]);
 }
 
@@ -722,7 +725,7 @@ static void checks_done(store_redis_t *st) {
         saga_info("redis %s: appendfsync always over one connection: Redis fsyncs for "
                   "at most ~30 writes at a time; SAGA_REDIS_CONNECTIONS=%d makes its "
                   "group commits bigger (docs/redis-layout.md)",
-                  saga_redis_display(main_conn(st)), ALWAYS_LANES);
+                  saga_redis_display(main_conn(st)), SAGA_STORE_REDIS_ALWAYS_CONNECTIONS);
     st->ready = true;
     st->ready_cb(&st->base, 0, NULL, st->ready_data);
     /* Lane 0 loaded the library; the others' connections reach the same

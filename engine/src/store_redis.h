@@ -40,6 +40,9 @@ typedef struct saga_store_redis_options_s {
     unsigned connections;
 } saga_store_redis_options_t;
 
+/* The connections advised with appendfsync always (docs/redis-layout.md). */
+#define SAGA_STORE_REDIS_ALWAYS_CONNECTIONS 4
+
 /* status 0: connected, the library loaded and the server checked
  * (maxmemory-policy noeviction, Redis >= 7). Otherwise status < 0 and `msg`
  * says why (naming the URL, never the password); close the store then. */
