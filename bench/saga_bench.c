@@ -810,7 +810,7 @@ static void usage(FILE *out) {
           "\n"
           "  --store memory|redis   the store (default memory)\n"
           "  --redis URL            redis://host:port or unix:///socket (--store redis)\n"
-          "  --redis-connections N  connections of the Redis store (default: the store's, 4)\n"
+          "  --redis-connections N  connections of the Redis store (default: the store's, 1)\n"
           "  -n, --sagas N          sagas to measure (default 10000)\n"
           "  -s, --steps S          steps per saga, 1..10 (default 3)\n"
           "  -c, --concurrency C    sagas in flight (default 100)\n"

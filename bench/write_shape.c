@@ -11,11 +11,12 @@
  *     becomes a same-length id ending in __rand_int__, which
  *     redis-benchmark replaces by a random 12-digit number, so each call
  *     names a new saga (use -r 100000000: repeats are rare);
- *   - its create flag becomes "1" (the 4th argument after the keys: seq,
- *     prev, fence, create, terminal, ...): a create is accepted whenever
- *     the record does not exist, while any other write is refused unless
- *     the record stands exactly at prev, which a replayed command cannot
- *     ensure. The terminal flag stays as captured.
+ *   - it becomes a create: the first character of its flags (the 6th
+ *     argument after the keys: seq, prev, fence, wtok, now, flags, ...)
+ *     becomes 'c'. A create is accepted whenever the record does not
+ *     exist, while any other write is refused unless the record stands
+ *     exactly at prev, which a replayed command cannot ensure. The other
+ *     flags stay as captured.
  * Everything else (number of keys, fields, values, history entry, index
  * arguments) stays byte for byte as the engine sent it.
  *
@@ -31,6 +32,12 @@
 #include <strings.h>
 
 #define RAND_TAG "__rand_int__"
+#define FLAGS 5 /* saga_write's flags: the 6th argument after the keys */
+
+/* 1 create, 2 terminal (3 both), 0 a step between, from flags "ct-". */
+static int write_kind(const char *flags) {
+    return (flags[0] == 'c') | (flags[0] != '\0' && flags[1] == 't') << 1;
+}
 
 typedef struct argl_s {
     char **v;
@@ -160,9 +167,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nw; i++) {
         mean += (double)w[i].bytes;
         size_t nk = (size_t)atoi(w[i].v[2]);
-        if (3 + nk + 4 < w[i].n) {
-            int fl = (strcmp(w[i].v[3 + nk + 3], "1") == 0) |
-                     (strcmp(w[i].v[3 + nk + 4], "1") == 0) << 1;
+        if (3 + nk + FLAGS < w[i].n) {
+            int fl = write_kind(w[i].v[3 + nk + FLAGS]);
             kinds[fl]++;
             kbytes[fl] += w[i].bytes;
         }
@@ -181,7 +187,7 @@ int main(int argc, char **argv) {
     }
     argl_t *a = &w[best];
     size_t nk = (size_t)atoi(a->v[2]);
-    if (3 + nk + 5 > a->n) {
+    if (3 + nk + FLAGS + 3 > a->n || a->len[3 + nk + FLAGS] != 3) {
         fprintf(stderr, "saga-write-shape: malformed saga_write\n");
         return 1;
     }
@@ -197,8 +203,7 @@ int main(int argc, char **argv) {
     memcpy(id, lb + 1, il);
     memcpy(rid, id, il - strlen(RAND_TAG));
     memcpy(rid + il - strlen(RAND_TAG), RAND_TAG, strlen(RAND_TAG) + 1);
-    int orig_flags = (strcmp(a->v[3 + nk + 3], "1") == 0) |
-                     (strcmp(a->v[3 + nk + 4], "1") == 0) << 1;
+    int orig_flags = write_kind(a->v[3 + nk + FLAGS]);
     const char *orig_seq = a->v[3 + nk];
     fprintf(stderr,
             "saga-write-shape: %zu writes captured (mean %.0f bytes of arguments; create %zu x "
@@ -208,9 +213,7 @@ int main(int argc, char **argv) {
             kinds[0] ? (double)kbytes[0] / (double)kinds[0] : 0, kinds[2],
             kinds[2] ? (double)kbytes[2] / (double)kinds[2] : 0, orig_seq, orig_flags, a->n,
             a->bytes, nk, rid);
-    free(a->v[3 + nk + 3]);
-    a->v[3 + nk + 3] = strdup("1");
-    a->len[3 + nk + 3] = 1;
+    a->v[3 + nk + FLAGS][0] = 'c';
     for (size_t i = 0; i < a->n; i++) {
         if (i >= 3 && i < 3 + nk)
             replace_same_len(a->v[i], a->len[i], id, rid);

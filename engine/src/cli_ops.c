@@ -58,6 +58,7 @@ struct ops_s {
     bool timer_on;
     uint64_t started;
     size_t offset;
+    bool list_finished; /* list: past the unfinished sagas */
     size_t pending;
 };
 
@@ -398,8 +399,7 @@ static void run_wait(ops_t *o) {
 /* list                                                                    */
 /* ---------------------------------------------------------------------- */
 
-/* One page of ids (newest first), whose records are read in parallel into
- * ordered slots. */
+/* One page of ids, whose records are read in parallel into ordered slots. */
 typedef struct list_page_s {
     ops_t *o;
     size_t n;
@@ -444,14 +444,26 @@ static void page_free(list_page_t *p) {
     free(p);
 }
 
+/* A state filter may rule out one of the two parts of the index. */
+static bool only_unfinished(const ops_t *o) {
+    return o->state_filter != NULL && strcmp(o->state_filter, "completed") != 0 &&
+           strcmp(o->state_filter, "compensated") != 0;
+}
+
 static void page_done(list_page_t *p) {
     ops_t *o = p->o;
     for (size_t i = 0; i < p->n && json_array_size(o->out) < o->limit; i++)
         if (p->slots[i] != NULL)
             json_array_append(o->out, p->slots[i]);
-    bool more = p->n == LIST_PAGE && json_array_size(o->out) < o->limit;
+    bool room = json_array_size(o->out) < o->limit;
+    bool more = room && p->n == LIST_PAGE;
     o->offset += p->n;
     page_free(p);
+    if (!more && room && !o->list_finished && !only_unfinished(o)) {
+        o->list_finished = true; /* then the finished ones */
+        o->offset = 0;
+        more = true;
+    }
     if (more)
         list_fetch(o);
     else
@@ -519,11 +531,14 @@ static void on_list_ids(saga_redis_t *c, redisReply *r, void *data) {
     }
 }
 
+/* Unfinished sagas first, newest first (their scores are -created), then
+ * finished ones, the last finished first (scores: expiry); see keys.h. */
 static void list_fetch(ops_t *o) {
     /* hiredis's formatter knows no %zu: numbers go through %llu. */
-    if (saga_redis_command(o->conn, on_list_ids, o, "ZREVRANGE %s %llu %llu", SAGA_KEY_ALL,
-                           (unsigned long long)o->offset,
-                           (unsigned long long)(o->offset + LIST_PAGE - 1)) != 0) {
+    if (saga_redis_command(o->conn, on_list_ids, o,
+                           o->list_finished ? "ZREVRANGEBYSCORE %s +inf 0 LIMIT %llu %d"
+                                            : "ZRANGEBYSCORE %s -inf (0 LIMIT %llu %d",
+                           SAGA_KEY_SAGAS, (unsigned long long)o->offset, LIST_PAGE) != 0) {
         saga_cli_error("list: cannot send the command");
         finish(o, SAGA_EXIT_ERROR);
     }
@@ -531,6 +546,7 @@ static void list_fetch(ops_t *o) {
 
 static void run_list(ops_t *o) {
     o->out = json_array();
+    o->list_finished = o->state_filter != NULL && !only_unfinished(o);
     list_fetch(o);
 }
 

@@ -6,12 +6,12 @@
 #define SAGA_KEYS_H
 
 #define SAGA_KEY_RECORD_FMT  "saga:{%s}"           /* hash, per saga */
-#define SAGA_KEY_HISTORY_FMT "saga:{%s}:history"   /* stream, per saga */
+#define SAGA_KEY_HISTORY_FMT "saga:{%s}:history"   /* list, per saga */
 #define SAGA_KEY_DEF_FMT     "sagadef:{%s}"        /* string, per definition hash */
 
-#define SAGA_KEY_ACTIVE      "saga:{idx}:active"    /* zset: unfinished ids */
-#define SAGA_KEY_ALL         "saga:{idx}:all"       /* zset: retained ids by creation */
-#define SAGA_KEY_EXPIRY      "saga:{idx}:expiry"    /* zset: finished ids by expiry */
+/* zset of every retained saga: score -created (ms) while unfinished, its
+ * expiry (ms) once finished; the unfinished are the scores below 0. */
+#define SAGA_KEY_SAGAS       "saga:{idx}:sagas"
 #define SAGA_KEY_OWNED       "saga:{idx}:owned:"    /* + worker: set of its sagas */
 #define SAGA_KEY_WAKE        "saga:{idx}:wake:"     /* + worker: list of ids to look at */
 #define SAGA_KEY_WORKERS     "saga:{idx}:workers"   /* zset: worker -> lease expiry */

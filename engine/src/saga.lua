@@ -10,17 +10,16 @@
 --                                write, "<ms>\t<seq>\t<worker>" followed by
 --                                "\t<type>\t<step>\t<phase>\t<attempt>\t<detail>"
 --                                per event (detail escaped: \\ \t \n \r)
--- Global indexes share the hash tag {idx}, so that a function may touch
--- several of them on Redis Cluster:
---   saga:{idx}:active    zset    unfinished sagas, score = created (ms)
---   saga:{idx}:all       zset    every saga still retained, score = created
---   saga:{idx}:expiry    zset    finished sagas, score = when they expire
+-- Global keys share the hash tag {idx}, so that a function may touch
+-- several of them on Redis Cluster. The index of sagas:
+--   saga:{idx}:sagas     zset    every saga still retained, one entry each:
+--                                score = -created (ms) while unfinished,
+--                                when it expires (ms) once finished
+-- so that unfinished sagas are the scores below 0 (newest first) and
+-- finished ones the scores from 0 (expired ones up to now).
 --
 -- Rule for every function: validate everything, then write. A script that
 -- fails half-way keeps its earlier writes.
-
-local CREATE = 1
-local TERMINAL = 2
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -40,35 +39,39 @@ end
 
 -- saga_write: one transition of one saga, atomically.
 --   KEYS: saga:{ID}, saga:{ID}:history
---         [saga:{idx}:active, saga:{idx}:all, saga:{idx}:expiry,
---          saga:{idx}:owned:OWNER]  -- on a single Redis only (see below)
---   ARGV: seq prev fence create terminal trim retention_ms now expire_at wtok
---         nfields (field value)*nfields entry [id owner]
+--         [saga:{idx}:sagas [saga:{idx}:owned:OWNER]]  -- see below
+--   ARGV: seq prev fence wtok now flags retention_ms nfields
+--         (field value)*nfields entry [id]
 -- `seq` is the record's transition counter after this write; the record
 -- must stand at `prev` (or not exist, for a create). `wtok` identifies this
 -- write: a write resent after a lost connection finds its own token and
 -- seq in the record and is acknowledged without being applied twice.
 -- `fence`, when the record has one, must match: a worker whose lease was
--- taken over can no longer write. The fields include seq, wtok and updated;
--- `entry` is the complete history entry. Everything arrives as the strings
--- Redis stores: the function only compares strings and calls commands (no
--- number conversions, no tables), which is most of its cost saved.
+-- taken over can no longer write. `flags` is three characters: 'c' or '-'
+-- (a create), 't' or '-' (a finish: the saga's keys expire after
+-- retention_ms), 'r' or '-' (trim the history). The function sets seq,
+-- wtok and updated (= now) itself, then the fields given; `entry` is the
+-- complete history entry. Everything arrives as the strings Redis stores:
+-- the function compares strings and calls commands (no number conversions
+-- on the way of a step), which is most of its cost saved; every argument
+-- costs too, so a write carries nothing the function can do without.
 -- Returns 1 when an operator asked to cancel the saga, else 0.
 local function saga_write(keys, args)
   local rec, hist = keys[1], keys[2]
-  local seq, prev, fence, wtok = args[1], args[2], args[3], args[10]
-  local nfields = tonumber(args[11])
+  local seq, prev, fence, wtok, now, flags = args[1], args[2], args[3], args[4], args[5], args[6]
+  local nfields = tonumber(args[8])
   local nargs = #args
-  if not (seq and prev and fence and wtok and nfields) or
-     (nargs ~= 12 + 2 * nfields and nargs ~= 14 + 2 * nfields) then
+  if not (seq and prev and fence and wtok and now and flags and nfields) or
+     (nargs ~= 9 + 2 * nfields and nargs ~= 10 + 2 * nfields) or #flags ~= 3 then
     return err('BADARGS', 'saga_write: malformed arguments')
   end
-  -- On a single Redis the store passes the global index keys too, and a
-  -- create or a finish updates them here (one call instead of three
-  -- commands); on Redis Cluster they live in another slot and the store
-  -- sends plain ZADD/ZREM/SADD/SREM around this call instead.
-  local indexed = #keys == 6 and nargs == 14 + 2 * nfields
-  local create, terminal = args[4] == '1', args[5] == '1'
+  -- A create or a finish on a single Redis is passed the index key (and the
+  -- owner's set), and updates them here: one call instead of three
+  -- commands. On Redis Cluster they live in another slot and the store
+  -- sends plain commands around this call instead (option split_index).
+  local indexed = #keys >= 3 and nargs == 10 + 2 * nfields
+  local fc, ft, fr = string.byte(flags, 1, 3)
+  local create, terminal = fc == 99, ft == 116 -- 'c', 't'
 
   local cur = redis.call('HMGET', rec, 'seq', 'fence', 'cancel', 'wtok')
   local cancel = (cur[3] == '1') and 1 or 0
@@ -93,14 +96,17 @@ local function saga_write(keys, args)
   end
 
   -- unpack() takes a few thousand values at most: big writes in chunks.
-  local first, last = 12, 11 + 2 * nfields
+  local first, last = 9, 8 + 2 * nfields
+  local stop = math.min(last, first + 999)
+  redis.call('HSET', rec, 'seq', seq, 'wtok', wtok, 'updated', now, unpack(args, first, stop))
+  first = stop + 1
   while first <= last do
-    local stop = math.min(last, first + 999)
+    stop = math.min(last, first + 999)
     redis.call('HSET', rec, unpack(args, first, stop))
     first = stop + 1
   end
-  redis.call('RPUSH', hist, args[12 + 2 * nfields])
-  if args[6] == '1' then
+  redis.call('RPUSH', hist, args[9 + 2 * nfields])
+  if fr == 114 then -- 'r'
     redis.call('LTRIM', hist, -100000, -1) -- a runaway retry loop stays bounded
   end
   if terminal then
@@ -108,39 +114,68 @@ local function saga_write(keys, args)
     redis.call('PEXPIRE', hist, args[7])
   end
   if indexed then
-    local id, owner = args[13 + 2 * nfields], args[14 + 2 * nfields]
+    local id = args[10 + 2 * nfields]
     if create then
-      redis.call('ZADD', keys[3], 'NX', args[8], id)
-      redis.call('ZADD', keys[4], 'NX', args[8], id)
-      if owner ~= '' then redis.call('SADD', keys[6], id) end
+      redis.call('ZADD', keys[3], 'NX', '-' .. now, id)
+      if keys[4] then redis.call('SADD', keys[4], id) end
     end
     if terminal then
-      redis.call('ZREM', keys[3], id)
-      redis.call('ZADD', keys[5], args[9], id)
-      if owner ~= '' then redis.call('SREM', keys[6], id) end
+      redis.call('ZADD', keys[3], tonumber(now) + tonumber(args[7]), id)
+      if keys[4] then redis.call('SREM', keys[4], id) end
     end
   end
   return cancel
 end
 
--- The global indexes (saga:{idx}:active, :all, :expiry, :owned:WORKER) are
--- updated by saga_write itself on a single Redis, or (Redis Cluster) by
--- plain idempotent commands the store pipelines around each create and
--- finish: before a create (never a record nobody can find), after a finish
--- (never an unfinished saga missing from the active index).
+-- On Redis Cluster (split_index) the store updates saga:{idx}:sagas and
+-- the owner's set with plain idempotent commands pipelined around each
+-- create and finish: before a create (never a record nobody can find),
+-- after a finish (never an unfinished saga that looks finished).
 
--- saga_gc: drops up to ARGV[1] expired sagas from the indexes (their
--- records expired on their own). Keeps index growth bounded by retention.
---   KEYS: saga:{idx}:all, saga:{idx}:expiry
+-- saga_gc: drops up to ARGV[1] expired sagas from the index (their records
+-- expired on their own). Keeps the index bounded by the retention.
+--   KEYS: saga:{idx}:sagas
 local function saga_gc(keys, args)
   local limit = tonumber(args[1]) or 100
-  local ids = redis.call('ZRANGEBYSCORE', keys[2], '-inf', now_ms(),
-                         'LIMIT', 0, limit)
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', keys[1], id)
-    redis.call('ZREM', keys[2], id)
+  local ids = redis.call('ZRANGEBYSCORE', keys[1], 0, now_ms(), 'LIMIT', 0, limit)
+  if #ids > 0 then
+    redis.call('ZREM', keys[1], unpack(ids))
   end
   return #ids
+end
+
+-- saga_migrate: moves the entries of the three indexes written before
+-- layout 2 (saga:{idx}:active, :all, :expiry: unfinished ids by created,
+-- every id by created, finished ids by expiry) into saga:{idx}:sagas, up
+-- to ARGV[1] ids per call, so that no call blocks the server for long.
+--   KEYS: saga:{idx}:sagas, saga:{idx}:active, saga:{idx}:all, saga:{idx}:expiry
+-- Returns how many ids it moved; 0 once nothing is left (the old keys are
+-- gone). Unfinished ones first: a finished id found in both wins.
+local function saga_migrate(keys, args)
+  local limit = tonumber(args[1])
+  if not limit or limit < 1 then
+    return err('BADARGS', 'saga_migrate: malformed arguments')
+  end
+  for i = 2, 4, 2 do -- active, then expiry
+    local r = redis.call('ZRANGE', keys[i], 0, limit - 1, 'WITHSCORES')
+    if #r > 0 then
+      local add, ids = {}, {}
+      for j = 1, #r, 2 do
+        add[#add + 1] = (i == 2) and -tonumber(r[j + 1]) or r[j + 1]
+        add[#add + 1] = r[j]
+        ids[#ids + 1] = r[j]
+      end
+      if i == 2 then
+        redis.call('ZADD', keys[1], 'NX', unpack(add))
+      else
+        redis.call('ZADD', keys[1], unpack(add))
+      end
+      redis.call('ZREM', keys[i], unpack(ids))
+      return #ids
+    end
+  end
+  redis.call('DEL', keys[3])
+  return 0
 end
 
 -- ------------------------------------------------------------------------
@@ -316,6 +351,7 @@ end
 
 redis.register_function('saga_write', saga_write)
 redis.register_function('saga_gc', saga_gc)
+redis.register_function('saga_migrate', saga_migrate)
 redis.register_function('saga_heartbeat', saga_heartbeat)
 redis.register_function('saga_dead_workers', saga_dead_workers)
 redis.register_function('saga_claim', saga_claim)

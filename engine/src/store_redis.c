@@ -39,9 +39,7 @@
 #define LANES_MAX 16
 #define DEFAULT_LANES 1
 
-#define KEY_ACTIVE SAGA_KEY_ACTIVE
-#define KEY_ALL SAGA_KEY_ALL
-#define KEY_EXPIRY SAGA_KEY_EXPIRY
+#define KEY_SAGAS SAGA_KEY_SAGAS
 #define KEY_OWNED SAGA_KEY_OWNED
 
 typedef enum rq_kind_e {
@@ -108,6 +106,7 @@ typedef struct store_redis_s {
     char check_error[512];
     bool persistence_off[2]; /* appendonly no, save "" */
     bool fsync_always;       /* appendfsync always */
+    uint64_t migrated;       /* index entries moved from layout 1 */
     saga_rng_t rng;
     uv_timer_t gc_timer;
     uv_timer_t retry_timer;
@@ -514,19 +513,9 @@ static int send_index(lane_t *ln, rq_t *rq) {
     const char *owner = rq->text;
     saga_redis_reply_cb last_cb = owner ? NULL : on_reply;
     void *last_data = owner ? NULL : rq;
-    int rc;
-    if (created) {
-        rc = saga_redis_command(ln->conn, NULL, NULL, "ZADD %s NX %s %s", KEY_ACTIVE, score,
-                                rq->key);
-        if (rc == 0)
-            rc = saga_redis_command(ln->conn, last_cb, last_data, "ZADD %s NX %s %s", KEY_ALL,
-                                    score, rq->key);
-    } else {
-        rc = saga_redis_command(ln->conn, NULL, NULL, "ZREM %s %s", KEY_ACTIVE, rq->key);
-        if (rc == 0)
-            rc = saga_redis_command(ln->conn, last_cb, last_data, "ZADD %s %s %s", KEY_EXPIRY,
-                                    score, rq->key);
-    }
+    /* Unfinished: -created; finished: the expiry (saga.lua). */
+    int rc = saga_redis_command(ln->conn, last_cb, last_data, created ? "ZADD %s NX -%s %s"
+                                : "ZADD %s %s %s", KEY_SAGAS, score, rq->key);
     if (rc == 0 && owner != NULL) {
         snprintf(owned, sizeof(owned), KEY_OWNED "%s", owner);
         rc = saga_redis_command(ln->conn, on_reply, rq, "%s %s %s", created ? "SADD" : "SREM",
@@ -535,7 +524,7 @@ static int send_index(lane_t *ln, rq_t *rq) {
     if (rc == 0) {
         rq->sent = true;
         ln->unsent--;
-        st->stats.commands += owner ? 3 : 2;
+        st->stats.commands += owner ? 2 : 1;
     }
     return rc;
 }
@@ -547,50 +536,42 @@ static int send_rq(lane_t *ln, rq_t *rq) {
     switch (rq->kind) {
     case RQ_WRITE: {
         const saga_store_write_t *w = rq->w;
-        /* The index keys ride along when they are updated in the call. */
-        bool indexed = !st->opt.split_index;
+        /* A create or a finish passes the index key (and the owner's set)
+         * when the call updates them itself; the steps between carry
+         * nothing they do not need (each argument costs Redis CPU). */
         const char *owner = w->fence != 0 && w->worker ? w->worker : "";
-        int n = 32 + 2 * (int)w->nfields;
+        bool indexed = !st->opt.split_index &&
+                       (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL));
+        int n = 20 + 2 * (int)w->nfields;
         if (argv_init(&a, n, 3 * SAGA_ID_KEY_MAX + KEY_MAX_OWNED + 320) != 0)
             goto oom;
         arg_str(&a, "FCALL");
         arg_str(&a, "saga_write");
-        arg_str(&a, indexed ? "6" : "2");
+        arg_str(&a, !indexed ? "2" : owner[0] ? "4" : "3");
         arg_fmt(&a, SAGA_KEY_RECORD_FMT, w->id);
         arg_fmt(&a, SAGA_KEY_HISTORY_FMT, w->id);
         if (indexed) {
-            arg_str(&a, KEY_ACTIVE);
-            arg_str(&a, KEY_ALL);
-            arg_str(&a, KEY_EXPIRY);
-            arg_fmt(&a, KEY_OWNED "%s", owner);
+            arg_str(&a, KEY_SAGAS);
+            if (owner[0])
+                arg_fmt(&a, KEY_OWNED "%s", owner);
         }
         /* Strings only: the function compares, it does not convert. */
         arg_fmt(&a, "%" PRIu64, w->seq);
         arg_fmt(&a, "%" PRIu64, w->seq - 1);
         arg_fmt(&a, "%" PRIu64, w->fence);
-        arg_str(&a, (w->flags & SAGA_WRITE_CREATE) ? "1" : "0");
-        arg_str(&a, (w->flags & SAGA_WRITE_TERMINAL) ? "1" : "0");
-        arg_str(&a, w->seq % 1000 == 0 ? "1" : "0");
+        arg_str(&a, rq->wtok);
+        arg_fmt(&a, "%" PRId64, rq->score);
+        arg_fmt(&a, "%c%c%c", (w->flags & SAGA_WRITE_CREATE) ? 'c' : '-',
+                (w->flags & SAGA_WRITE_TERMINAL) ? 't' : '-', w->seq % 1000 == 0 ? 'r' : '-');
         arg_str(&a, st->retention);
-        arg_fmt(&a, "%" PRId64, rq->score);
-        arg_fmt(&a, "%" PRId64, rq->score + (int64_t)st->opt.retention_ms);
-        arg_str(&a, rq->wtok);
-        arg_fmt(&a, "%zu", w->nfields + 3);
-        arg_str(&a, "seq");
-        arg_fmt(&a, "%" PRIu64, w->seq);
-        arg_str(&a, "wtok");
-        arg_str(&a, rq->wtok);
-        arg_str(&a, "updated");
-        arg_fmt(&a, "%" PRId64, rq->score);
+        arg_fmt(&a, "%zu", w->nfields);
         for (size_t i = 0; i < w->nfields; i++) {
             arg(&a, w->fields[i].key, w->fields[i].klen);
             arg(&a, w->fields[i].val, w->fields[i].vlen);
         }
         arg(&a, rq->text, rq->len);
-        if (indexed) {
+        if (indexed)
             arg_str(&a, w->id);
-            arg_str(&a, owner);
-        }
         st->stats.writes++;
         break;
     }
@@ -624,10 +605,10 @@ static int send_rq(lane_t *ln, rq_t *rq) {
     case RQ_LIST:
         if (argv_init(&a, 4, 8) != 0)
             goto oom;
-        arg_str(&a, "ZRANGE");
-        arg_str(&a, KEY_ACTIVE);
-        arg_str(&a, "0");
-        arg_str(&a, "-1");
+        arg_str(&a, "ZRANGEBYSCORE");
+        arg_str(&a, KEY_SAGAS);
+        arg_str(&a, "-inf");
+        arg_str(&a, "(0");
         break;
     default:
         return -EINVAL;
@@ -827,17 +808,49 @@ static void on_check_save(saga_redis_t *conn, redisReply *r, void *data) {
     checks_done(st);
 }
 
+/* Layout 1 (before 2026-11) kept three indexes; saga_migrate moves their
+ * entries into saga:{idx}:sagas a batch per call until none is left. On a
+ * server that never saw layout 1 it answers 0 at once. */
+#define MIGRATE_BATCH "1000"
+#define MIGRATE_CMD "FCALL saga_migrate 4 " KEY_SAGAS " saga:{idx}:active saga:{idx}:all " \
+                    "saga:{idx}:expiry " MIGRATE_BATCH
+
+static void on_check_migrate(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+        if (st->migrated == 0)
+            saga_info("redis %s: moving the indexes of saga's earlier key layout into "
+                      KEY_SAGAS, saga_redis_display(conn));
+        st->migrated += (uint64_t)r->integer;
+        if (saga_redis_command(conn, on_check_migrate, st, MIGRATE_CMD) == 0) {
+            st->stats.commands++;
+            return;
+        }
+        /* Not sent: the connection is gone; the next start-up goes on. */
+    } else if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+        if (st->migrated > 0)
+            saga_info("redis %s: %" PRIu64 " index entries moved into " KEY_SAGAS,
+                      saga_redis_display(conn), st->migrated);
+    } else if (r != NULL) {
+        check_failed(st, "redis %s: cannot move the indexes of saga's earlier key layout: %s",
+                     saga_redis_display(conn),
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
+    }
+    checks_done(st);
+}
+
 static void start_checks(store_redis_t *st) {
     st->checking = true;
-    st->checks_left = 6;
+    st->checks_left = 7;
     st->check_error[0] = '\0';
     int rc = saga_redis_command(main_conn(st), on_check_info, st, "INFO server");
     load_library(&st->lanes[0], on_check_library, st);
+    rc |= saga_redis_command(main_conn(st), on_check_migrate, st, MIGRATE_CMD);
     rc |= saga_redis_command(main_conn(st), on_check_policy, st, "CONFIG GET maxmemory-policy");
     rc |= saga_redis_command(main_conn(st), on_check_aof, st, "CONFIG GET appendonly");
     rc |= saga_redis_command(main_conn(st), on_check_fsync, st, "CONFIG GET appendfsync");
     rc |= saga_redis_command(main_conn(st), on_check_save, st, "CONFIG GET save");
-    st->stats.commands += 6;
+    st->stats.commands += 7;
     (void)rc; /* a failed send means LOST, whose callbacks count down too */
 }
 
@@ -1115,8 +1128,8 @@ static void on_gc(uv_timer_t *t) {
     store_redis_t *st = t->data;
     if (!st->ready || !saga_redis_ready(main_conn(st)))
         return;
-    if (saga_redis_command(main_conn(st), NULL, NULL, "FCALL saga_gc 2 %s %s %s",
-                           KEY_ALL, KEY_EXPIRY, GC_BATCH) == 0)
+    if (saga_redis_command(main_conn(st), NULL, NULL, "FCALL saga_gc 1 %s %s", KEY_SAGAS,
+                           GC_BATCH) == 0)
         st->stats.commands++;
 }
 

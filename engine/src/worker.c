@@ -53,7 +53,7 @@ struct saga_worker_s {
     saga_strmap_t unrunnable; /* hash -> hash, definitions we cannot run */
     saga_strmap_t dead;       /* name -> name: workers whose lease expired,
                                  as of the last scan */
-    size_t sweep_offset;      /* next page of the active index to sweep */
+    size_t sweep_offset;      /* next page of the unfinished sagas to sweep */
     saga_strmap_t cursors;    /* set key -> cursor_t: where SSCAN resumes */
     size_t batch_left;        /* claims of the current scan batches in flight */
     bool sweeping;
@@ -475,7 +475,7 @@ static void release(saga_worker_t *w, const char *id, uint64_t fence, bool to_or
 typedef enum from_e {
     FROM_DEAD,     /* the owned set of a worker whose lease expired */
     FROM_ORPHANS,  /* released, retried or cancelled by an operator */
-    FROM_SWEEP     /* the slow sweep of the active index */
+    FROM_SWEEP     /* the slow sweep of the unfinished sagas */
 } from_t;
 
 typedef struct claim_s {
@@ -743,7 +743,7 @@ static void on_autoclaim(saga_redis_t *c, redisReply *r, void *data) {
         handle_entry(w, entries->element[i]);
 }
 
-/* The sweep reads the active index a page per scan, so that a saga
+/* The sweep reads the unfinished sagas of the index a page per scan, so that a saga
  * missing from every set (a crash between two of our commands, which
  * cannot be one atomic call across hash slots) is still found. */
 #define SWEEP_PAGE 100
@@ -764,9 +764,10 @@ static void sweep(saga_worker_t *w) {
     if (w->sweeping || capacity(w) == 0)
         return;
     w->sweeping = true;
-    if (saga_redis_command(w->conn, on_sweep_page, w, "ZRANGE %s %llu %llu", SAGA_KEY_ACTIVE,
-                           (unsigned long long)w->sweep_offset,
-                           (unsigned long long)(w->sweep_offset + SWEEP_PAGE - 1)) != 0)
+    /* The unfinished sagas: the index's scores below 0 (keys.h). */
+    if (saga_redis_command(w->conn, on_sweep_page, w, "ZRANGEBYSCORE %s -inf (0 LIMIT %llu %d",
+                           SAGA_KEY_SAGAS, (unsigned long long)w->sweep_offset,
+                           SWEEP_PAGE) != 0)
         w->sweeping = false;
 }
 

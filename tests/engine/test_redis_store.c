@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -57,6 +58,22 @@ static long long cmd_int(const char *fmt, const char *arg) {
     return v;
 }
 
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A saga's score in saga:{idx}:sagas (-created while unfinished, its
+ * expiry once finished); fails when it is not listed. */
+static long long index_score(const char *id) {
+    redisReply *r = cmd("ZSCORE saga:{idx}:sagas %s", id);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "saga %s is in the index", id);
+    long long v = strtoll(r->str, NULL, 10);
+    freeReplyObject(r);
+    return v;
+}
+
 static const char *const LINEAR =
     "saga: linear\n"
     "steps:\n"
@@ -90,12 +107,9 @@ Test(redis_store, backward_saga_and_key_layout) {
     snprintf(key, sizeof(key), "saga:{%s}:history", id);
     cr_assert_gt(cmd_int("LLEN %s", key), 3);
     cr_assert_gt(cmd_int("PTTL %s", key), 0);
-    r = cmd("ZSCORE saga:{idx}:active %s", id);
-    cr_assert_eq(r->type, REDIS_REPLY_NIL, "a finished saga leaves the active index");
-    freeReplyObject(r);
-    r = cmd("ZSCORE saga:{idx}:all %s", id);
-    cr_assert_eq(r->type, REDIS_REPLY_STRING);
-    freeReplyObject(r);
+    long long expires = index_score(id);
+    cr_assert(expires > 0 && llabs(expires - (now_ms() + ttl)) < 1000,
+              "a finished saga's index score is when it expires: %lld", expires);
     snprintf(key, sizeof(key), "sagadef:{%s}", T.def->hash);
     r = cmd("GET %s", key);
     cr_assert_eq(r->type, REDIS_REPLY_STRING);
@@ -139,15 +153,7 @@ Test(redis_store, indexes_by_separate_commands) {
     th_run_until(&T, 1);
     json_t *s = th_summary(&T, id);
     cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
-    redisReply *r = cmd("ZSCORE saga:{idx}:active %s", id);
-    cr_assert_eq(r->type, REDIS_REPLY_NIL);
-    freeReplyObject(r);
-    r = cmd("ZSCORE saga:{idx}:all %s", id);
-    cr_assert_eq(r->type, REDIS_REPLY_STRING);
-    freeReplyObject(r);
-    r = cmd("ZSCORE saga:{idx}:expiry %s", id);
-    cr_assert_eq(r->type, REDIS_REPLY_STRING, "a finished saga is due to expire");
-    freeReplyObject(r);
+    cr_assert_gt(index_score(id), now_ms(), "a finished saga is due to expire");
 }
 
 /* Stop the engine while a step sleeps, start a new engine on the same
@@ -162,6 +168,8 @@ Test(redis_store, resume_after_the_engine_stopped) {
     char key[256];
     snprintf(key, sizeof(key), "saga:{%s}", id);
     cr_assert_eq(cmd_int("PTTL %s", key), -1, "a running saga never expires");
+    long long created = -index_score(id);
+    cr_assert(created > 0 && created <= now_ms(), "unfinished: score -created (%lld)", created);
     stop_engine_now(&T);
     redisReply *r = cmd("HGET %s act:b", key);
     cr_assert_str_eq(r->str, "running 1 0 0", "b is recorded as started, not finished");
@@ -430,6 +438,38 @@ static int open_store(const char *url) {
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0);
     return ready_status;
+}
+
+/* A server written by a build of key layout 1 (three indexes): the store
+ * moves their entries into saga:{idx}:sagas at start-up, in batches, and
+ * the unfinished sagas stay unfinished. */
+Test(redis_store, indexes_of_layout_1_are_moved_at_start_up) {
+    redisContext *c = redis_server_connect(&R);
+    cr_assert_not_null(c);
+    enum { UNFINISHED = 2500 };
+    for (int i = 0; i < UNFINISHED; i++) {
+        redisAppendCommand(c, "ZADD saga:{idx}:active %d u%d", 1000 + i, i);
+        redisAppendCommand(c, "ZADD saga:{idx}:all %d u%d", 1000 + i, i);
+    }
+    redisAppendCommand(c, "ZADD saga:{idx}:all 500 f1");
+    redisAppendCommand(c, "ZADD saga:{idx}:expiry 99999999999999 f1");
+    for (int i = 0; i < 2 * UNFINISHED + 2; i++) {
+        redisReply *r = NULL;
+        cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+
+    cr_assert_eq(open_store(R.url), 0, "%s", ready_msg);
+    cr_assert_eq(cmd_int("EXISTS %s", "saga:{idx}:active"), 0);
+    cr_assert_eq(cmd_int("EXISTS %s", "saga:{idx}:all"), 0);
+    cr_assert_eq(cmd_int("EXISTS %s", "saga:{idx}:expiry"), 0);
+    redisReply *r = cmd("ZCOUNT saga:{idx}:sagas -inf (0");
+    cr_assert_eq(r->integer, UNFINISHED, "every unfinished saga is moved");
+    freeReplyObject(r);
+    cr_assert_eq(index_score("u7"), -1007);
+    cr_assert_eq(index_score("f1"), 99999999999999LL, "a finished saga keeps its expiry");
+    cr_assert_eq(open_store(R.url), 0, "a second start-up finds nothing to move");
 }
 
 Test(redis_store, eviction_policy_other_than_noeviction_is_refused) {

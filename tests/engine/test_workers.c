@@ -244,7 +244,7 @@ static const char *state_of(const char *id, char *buf, size_t len) {
  * `secs`. */
 static void wait_all_done(int secs) {
     for (int k = 0; k < secs * 20; k++) {
-        redisReply *a = cmd("ZCARD saga:{idx}:active");
+        redisReply *a = cmd("ZCOUNT saga:{idx}:sagas -inf (0");
         redisReply *q = cmd("XLEN saga:{idx}:intake");
         long long left = a->integer + q->integer;
         freeReplyObject(a);
@@ -511,4 +511,57 @@ Test(workers, requests_and_sagas_survive_a_restart_of_every_worker) {
         check_history(id);
     }
     cr_assert_eq(stop_worker(2, SIGTERM), 0);
+}
+
+/* Where ids appear in `text`, in the order given; -1 for a missing one. */
+static void positions(const char *text, const char *const *ids, long *pos, int n) {
+    for (int i = 0; i < n; i++) {
+        const char *p = strstr(text, ids[i]);
+        pos[i] = p ? p - text : -1;
+    }
+}
+
+Test(workers, list_shows_unfinished_newest_first_then_the_last_finished) {
+    start_worker(0, "2s", "10");
+    char *out = NULL;
+    /* ls-fin1 starts first and finishes last. */
+    const char *ids[] = {"ls-run2", "ls-run1", "ls-fin1", "ls-fin2"};
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin1", "--input", "{\"ms\": 400}", NULL), 0);
+    free(out);
+    usleep(20000); /* distinct creation times, in ms */
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin2", "--input", "{\"ms\": 1}", NULL), 0);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "ls-fin2", "--timeout", "10s", NULL), 0);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "ls-fin1", "--timeout", "10s", NULL), 0);
+    free(out);
+    for (int i = 1; i <= 2; i++) {
+        char id[16], st[32];
+        snprintf(id, sizeof(id), "ls-run%d", i);
+        cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", id, "--input", "{\"ms\": 20000}", NULL), 0);
+        free(out);
+        for (int k = 0; k < 200 && strcmp(state_of(id, st, sizeof(st)), "running") != 0; k++)
+            usleep(10000);
+        cr_assert_str_eq(st, "running");
+        usleep(20000); /* distinct creation times */
+    }
+    long pos[4];
+    cr_assert_eq(saga_cmd(&out, "list", NULL), 0);
+    positions(out, ids, pos, 4);
+    cr_assert(pos[0] >= 0 && pos[0] < pos[1] && pos[1] < pos[2] && pos[2] < pos[3],
+              "unfinished newest first, then the last finished first:\n%s", out);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "list", "--state", "running", NULL), 0);
+    positions(out, ids, pos, 4);
+    cr_assert(pos[0] >= 0 && pos[0] < pos[1] && pos[2] < 0 && pos[3] < 0, "%s", out);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "list", "--state", "completed", NULL), 0);
+    positions(out, ids, pos, 4);
+    cr_assert(pos[0] < 0 && pos[1] < 0 && pos[2] >= 0 && pos[2] < pos[3], "%s", out);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "list", "--limit", "3", NULL), 0);
+    positions(out, ids, pos, 4);
+    cr_assert(pos[0] >= 0 && pos[1] >= 0 && pos[2] >= 0 && pos[3] < 0, "%s", out);
+    free(out);
+    stop_worker(0, SIGKILL);
 }
