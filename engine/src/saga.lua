@@ -72,6 +72,14 @@ local function saga_write(keys, args)
   local indexed = #keys >= 3 and nargs == 10 + 2 * nfields
   local fc, ft, fr = string.byte(flags, 1, 3)
   local create, terminal = fc == 99, ft == 116 -- 'c', 't'
+  local expire_at
+  if terminal then -- the only write that converts numbers: once per saga
+    local t, keep = tonumber(now), tonumber(args[7])
+    if not (t and keep and keep > 0) then
+      return err('BADARGS', 'saga_write: malformed time or retention')
+    end
+    expire_at = t + keep
+  end
 
   local cur = redis.call('HMGET', rec, 'seq', 'fence', 'cancel', 'wtok')
   local cancel = (cur[3] == '1') and 1 or 0
@@ -120,7 +128,7 @@ local function saga_write(keys, args)
       if keys[4] then redis.call('SADD', keys[4], id) end
     end
     if terminal then
-      redis.call('ZADD', keys[3], tonumber(now) + tonumber(args[7]), id)
+      redis.call('ZADD', keys[3], expire_at, id)
       if keys[4] then redis.call('SREM', keys[4], id) end
     end
   end

@@ -826,12 +826,18 @@ static void on_check_migrate(saga_redis_t *conn, redisReply *r, void *data) {
             st->stats.commands++;
             return;
         }
-        /* Not sent: the connection is gone; the next start-up goes on. */
-    } else if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+        /* Not sent: the connection is gone. The moves done are kept; the
+         * next start-up goes on with the rest. */
+        check_failed(st, "redis %s: connection lost while moving the indexes of saga's "
+                     "earlier key layout; start again to finish", saga_redis_display(conn));
+    } else if (r == NULL) {
+        check_failed(st, "redis %s: connection lost during start-up checks",
+                     saga_redis_display(conn));
+    } else if (r->type == REDIS_REPLY_INTEGER) {
         if (st->migrated > 0)
             saga_info("redis %s: %" PRIu64 " index entries moved into " KEY_SAGAS,
                       saga_redis_display(conn), st->migrated);
-    } else if (r != NULL) {
+    } else {
         check_failed(st, "redis %s: cannot move the indexes of saga's earlier key layout: %s",
                      saga_redis_display(conn),
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
@@ -965,7 +971,7 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
         return -ENOMEM;
     }
     /* Index before a create (never a record nobody can find), after a
-     * finish (never an unfinished saga missing from the active index). */
+     * finish (never a finished-looking index entry of an unfinished saga). */
     if (ix != NULL && (w->flags & SAGA_WRITE_CREATE))
         enqueue(ix);
     enqueue(rq);
@@ -1013,7 +1019,7 @@ static int history_entry(const saga_store_write_t *w, int64_t now, char **out,
 }
 
 /* A saga's load and history go through its lane, behind its writes; the
- * rest (definitions, the active index) through lane 0. */
+ * rest (definitions, the list of unfinished sagas) through lane 0. */
 static int simple(store_redis_t *st, rq_kind_t kind, const char *key, void *cb,
                   void *data) {
     int rc = refuse(st);

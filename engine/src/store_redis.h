@@ -3,8 +3,8 @@
  *
  * Each transition is one FCALL of the `saga_write` function (saga.lua),
  * which checks the record's sequence and fencing token and then updates the
- * record and appends to the history stream atomically. Writes of all sagas
- * are pipelined on one connection.
+ * record and appends to the history list atomically. Writes are pipelined
+ * on one connection (or several: `connections` below).
  *
  * While the connection is down, every request waits (the engine pauses);
  * after reconnecting, requests that were in flight are sent again. A resent
@@ -29,9 +29,10 @@
 typedef struct saga_store_redis_options_s {
     uint64_t retention_ms;          /* finished sagas kept; 0: 7 days */
     saga_redis_options_t conn;      /* connection options */
-    /* Update the global indexes with separate commands instead of inside
-     * the transition's function call: needed on Redis Cluster, where they
-     * live in another slot; costs ~3 more commands per create and finish. */
+    /* Update the index of sagas (and owners' sets) with separate commands
+     * instead of inside the transition's function call: needed on Redis
+     * Cluster, where they live in another slot; costs one or two more
+     * commands per create and finish. */
     bool split_index;
     /* Connections the store spreads sagas over (a saga always uses the
      * same one); 0: 1, at most 16. With appendfsync always, 4 make Redis's

@@ -440,6 +440,46 @@ static int open_store(const char *url) {
     return ready_status;
 }
 
+/* saga_write called by hand with malformed arguments: an error that names
+ * the function, and nothing written. The library is loaded by a store. */
+Test(redis_store, malformed_writes_are_refused_and_change_nothing) {
+    cr_assert_eq(open_store(R.url), 0, "%s", ready_msg);
+    static const char *const bad[] = {
+        /* too few arguments */
+        "FCALL saga_write 2 saga:{m} saga:{m}:history 1 0 0 tok 1000 c-- 604800000",
+        /* nfields says 2, one pair given */
+        "FCALL saga_write 2 saga:{m} saga:{m}:history 1 0 0 tok 1000 c-- 604800000 2 a b entry",
+        /* flags not three characters */
+        "FCALL saga_write 2 saga:{m} saga:{m}:history 1 0 0 tok 1000 c 604800000 1 a b entry",
+        /* a finish with a retention that is not a number */
+        "FCALL saga_write 2 saga:{m} saga:{m}:history 1 0 0 tok 1000 ct- week 1 a b entry",
+        /* a finish with a time that is not a number */
+        "FCALL saga_write 2 saga:{m} saga:{m}:history 1 0 0 tok now ct- 604800000 1 a b entry",
+        /* nfields not a number */
+        "FCALL saga_write 2 saga:{m} saga:{m}:history 1 0 0 tok 1000 c-- 604800000 x a b entry",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        redisReply *r = cmd(bad[i]);
+        cr_assert_eq(r->type, REDIS_REPLY_ERROR, "refused: %s", bad[i]);
+        cr_assert(strstr(r->str, "SAGABADARGS") != NULL, "%s: %s", bad[i], r->str);
+        freeReplyObject(r);
+        cr_assert_eq(cmd_int("EXISTS %s", "saga:{m}"), 0, "nothing written: %s", bad[i]);
+        cr_assert_eq(cmd_int("EXISTS %s", "saga:{m}:history"), 0);
+    }
+    /* The same write well formed is applied, index included. */
+    redisReply *r = cmd("FCALL saga_write 3 saga:{m} saga:{m}:history saga:{idx}:sagas "
+                        "1 0 0 tok 1000 c-- 604800000 1 a b entry m");
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    freeReplyObject(r);
+    cr_assert_eq(index_score("m"), -1000);
+    r = cmd("HMGET saga:{m} seq wtok updated a");
+    cr_assert_str_eq(r->element[0]->str, "1");
+    cr_assert_str_eq(r->element[1]->str, "tok");
+    cr_assert_str_eq(r->element[2]->str, "1000");
+    cr_assert_str_eq(r->element[3]->str, "b");
+    freeReplyObject(r);
+}
+
 /* A server written by a build of key layout 1 (three indexes): the store
  * moves their entries into saga:{idx}:sagas at start-up, in batches, and
  * the unfinished sagas stay unfinished. */
