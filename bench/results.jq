@@ -106,7 +106,7 @@ the median of its runs (sagas/s of every run in the last column).
 
 \($shape)
 
-The chosen write is sent as a create (flags 1) of a new random saga id each time, so Redis accepts every
+The chosen write is sent as a create (flags `c..`) of a new random saga id each time, so Redis accepts every
 call and runs the full write path (record check, HSET, RPUSH, index updates); a replayed non-create write
 would be refused after its first success (the record must stand at seq − 1). Connections and pipeline:
 `-c N -P c/N` with N the store's connections (\($E.redis.connections)), like the engine (at most one write per saga
@@ -130,6 +130,13 @@ Of \($H.repeats | length) runs, the one with the median per-step p99 (every run'
 | create: start → first step called (ms) | \($H.latency.create_ms.p50 | d(3)) | \($H.latency.create_ms.p99 | d(3)) | \($H.latency.create_ms.p999 | d(3)) | \($H.latency.create_ms.max | d(3)) | \($H.latency.create_ms.mean | d(3)) |
 | end to end (ms) | \($H.latency.end_to_end_ms.p50 | d(3)) | \($H.latency.end_to_end_ms.p99 | d(3)) | \($H.latency.end_to_end_ms.p999 | d(3)) | \($H.latency.end_to_end_ms.max | d(3)) | \($H.latency.end_to_end_ms.mean | d(3)) |
 | *diagnostic: per-step overhead, same rate, AOF off* | \($HN.latency.step_overhead_ms.p50 | d(3)) | \($HN.latency.step_overhead_ms.p99 | d(3)) | \($HN.latency.step_overhead_ms.p999 | d(3)) | \($HN.latency.step_overhead_ms.max | d(3)) | \($HN.latency.step_overhead_ms.mean | d(3)) |
+| *diagnostic: Redis PING round trip, same run, from a thread of its own (ms)* | \($H.redis_ping_ms.p50 | d(3)) | \($H.redis_ping_ms.p99 | d(3)) | \($H.redis_ping_ms.p999 | d(3)) | \($H.redis_ping_ms.max | d(3)) | \($H.redis_ping_ms.mean | d(3)) |
+| *diagnostic: Redis PING round trip, AOF off run (ms)* | \($HN.redis_ping_ms.p50 | d(3)) | \($HN.redis_ping_ms.p99 | d(3)) | \($HN.redis_ping_ms.p999 | d(3)) | \($HN.redis_ping_ms.max | d(3)) | \($HN.redis_ping_ms.mean | d(3)) |
+
+A step's overhead is one checkpoint write (the step's result and the next step's start) plus the
+engine's own work; the PING rows are what any client of the same Redis waited for a trivial command
+at the same moments (one PING per ms from a separate connection and thread): the floor that the
+server and this machine set, whatever the engine does.
 
 What Redis's latency monitor (`latency-monitor-threshold 1`) recorded during the reported run (events of 1 ms
 or more; `LATENCY LATEST`), and `aof_delayed_fsync` (writes that waited for a slow background fsync):

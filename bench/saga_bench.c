@@ -45,6 +45,7 @@
 #include "errors.h"
 #include "hist.h"
 #include "log.h"
+#include "ping_probe.h"
 #include "redis_url.h"
 #include "store.h"
 #include "store_memory.h"
@@ -53,6 +54,7 @@
 #define MAX_STEPS 10
 #define ID_LEN 26          /* like a ULID, so keys have their real size */
 #define SLOT_DIGITS 9
+#define PING_PERIOD_US 1000 /* --ping-probe: a PING per ms */
 #define SETTLE_MS 100      /* lets trailing index commands reach Redis */
 /* --inflight-rss: the RSS is read this long after the last saga went in
  * flight, twice jemalloc's decay time (src/malloc_conf.c). */
@@ -108,6 +110,7 @@ typedef struct bench_s {
     double duration_s;       /* stop starting after this (0: no limit) */
     double max_s;            /* hard bound of the whole process */
     bool inflight_rss;
+    bool ping_probe;         /* --ping-probe */
     const char *label;
     /* engine */
     saga_redis_url_t url;
@@ -147,6 +150,10 @@ typedef struct bench_s {
     bench_hist_t e2e;
     bench_hist_t step;
     bench_hist_t create;
+    ping_probe_t *probe;     /* PINGs during the measured phase */
+    bench_hist_t ping;
+    bool have_ping;
+    unsigned long ping_failed;
     struct rusage ru0, ru1;
     saga_store_redis_stats_t st0, st1;
     redis_snap_t rs0, rs1;
@@ -224,30 +231,40 @@ static double cpu_s(const struct rusage *a, const struct rusage *b) {
 /* INFO                                                                    */
 /* ---------------------------------------------------------------------- */
 
-/* Connects the blocking INFO connection (outside the measured window).
- * Returns 0 or -1 with a message printed. */
-static int info_connect(bench_t *b) {
+/* A blocking connection to the server under test, authenticated; `what`
+ * names it in errors. NULL with a message printed. */
+static redisContext *blocking_connect(const bench_t *b, const char *what) {
     struct timeval tv = {5, 0};
-    if (b->url.transport == SAGA_REDIS_UNIX)
-        b->info = redisConnectUnixWithTimeout(b->url.path, tv);
-    else
-        b->info = redisConnectWithTimeout(b->url.host, b->url.port, tv);
-    if (b->info == NULL || b->info->err) {
-        fprintf(stderr, "saga-bench: INFO connection to %s: %s\n", b->url.display,
-                b->info ? b->info->errstr : "out of memory");
-        return -1;
+    redisContext *c = b->url.transport == SAGA_REDIS_UNIX
+                          ? redisConnectUnixWithTimeout(b->url.path, tv)
+                          : redisConnectWithTimeout(b->url.host, b->url.port, tv);
+    if (c == NULL || c->err) {
+        fprintf(stderr, "saga-bench: %s connection to %s: %s\n", what, b->url.display,
+                c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
     }
     if (b->url.password != NULL) {
         redisReply *r = b->url.user
-            ? redisCommand(b->info, "AUTH %s %s", b->url.user, b->url.password)
-            : redisCommand(b->info, "AUTH %s", b->url.password);
+            ? redisCommand(c, "AUTH %s %s", b->url.user, b->url.password)
+            : redisCommand(c, "AUTH %s", b->url.password);
         bool ok = r != NULL && r->type != REDIS_REPLY_ERROR;
         freeReplyObject(r);
         if (!ok) {
-            fprintf(stderr, "saga-bench: AUTH on %s failed\n", b->url.display);
-            return -1;
+            fprintf(stderr, "saga-bench: AUTH on %s failed (%s connection)\n", b->url.display,
+                    what);
+            redisFree(c);
+            return NULL;
         }
     }
+    return c;
+}
+
+/* Connects the blocking INFO connection (outside the measured window).
+ * Returns 0 or -1 with a message printed. */
+static int info_connect(bench_t *b) {
+    if ((b->info = blocking_connect(b, "INFO")) == NULL)
+        return -1;
     const char *names[] = {"appendonly", "appendfsync"};
     char *outs[] = {b->appendonly, b->appendfsync};
     size_t lens[] = {sizeof(b->appendonly), sizeof(b->appendfsync)};
@@ -446,10 +463,28 @@ static void on_settled(uv_timer_t *t) {
     shutdown_all(b);
 }
 
+/* The PING probe covers the measured phase only. */
+static void start_probe(bench_t *b) {
+    if (!b->ping_probe)
+        return;
+    redisContext *c = blocking_connect(b, "PING probe");
+    if (c == NULL || (b->probe = ping_probe_start(c, PING_PERIOD_US)) == NULL)
+        fatal_stop(b, "cannot start the PING probe");
+}
+
+static void stop_probe(bench_t *b) {
+    if (b->probe == NULL)
+        return;
+    b->ping_failed = ping_probe_stop(b->probe, &b->ping);
+    b->probe = NULL;
+    b->have_ping = true;
+}
+
 static void end_phase(bench_t *b) {
     if (b->phase == PH_MEASURE) {
         getrusage(RUSAGE_SELF, &b->ru1);
         saga_store_redis_stats(b->store, &b->st1);
+        stop_probe(b);
     }
     uv_timer_stop(&b->tick);
     uv_timer_start(&b->settle, on_settled, SETTLE_MS, 0);
@@ -544,6 +579,7 @@ static void begin_phase(bench_t *b, phase_t ph) {
             info_snapshot(b, &b->rs0);
         saga_store_redis_stats(b->store, &b->st0);
         getrusage(RUSAGE_SELF, &b->ru0);
+        start_probe(b);
     }
     b->t0 = uv_hrtime();
     if (b->rate > 0)
@@ -682,6 +718,12 @@ static void report(bench_t *b) {
     }
     if (redis)
         json_object_set_new(o, "redis", redis_json(b, done, transitions));
+    if (b->have_ping) {
+        json_t *pp = lat_json(&b->ping);
+        json_object_set_new(pp, "period_us", json_integer(PING_PERIOD_US));
+        json_object_set_new(pp, "failed", json_integer((json_int_t)b->ping_failed));
+        json_object_set_new(o, "redis_ping_ms", pp);
+    }
     char *txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     if (txt != NULL) {
         puts(txt);
@@ -821,6 +863,8 @@ static void usage(FILE *out) {
           "      --max-seconds SEC  hard bound on the whole run (default 300): exit 1\n"
           "      --inflight-rss     start C sagas, measure RSS once all are in flight\n"
           "                         (use with --sleep-ms), report and stop\n"
+          "      --ping-probe       while measuring, PING Redis every ms from a thread\n"
+          "                         of its own and report the round trips (--store redis)\n"
           "      --label TEXT       copied into the report\n", out);
 }
 
@@ -838,6 +882,7 @@ int main(int argc, char **argv) {
         {"duration", required_argument, NULL, 'd'},
         {"max-seconds", required_argument, NULL, 'm'},
         {"inflight-rss", no_argument, NULL, 'i'},
+        {"ping-probe", no_argument, NULL, 'p'},
         {"label", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -863,6 +908,7 @@ int main(int argc, char **argv) {
         case 'd': b->duration_s = strtod(optarg, NULL); break;
         case 'm': b->max_s = strtod(optarg, NULL); break;
         case 'i': b->inflight_rss = true; break;
+        case 'p': b->ping_probe = true; break;
         case 'l': b->label = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -872,7 +918,7 @@ int main(int argc, char **argv) {
     if (optind != argc || b->steps < 1 || b->steps > MAX_STEPS || b->sagas < 1 ||
         b->conc < 1 || b->conc >= 1000000000u ||
         (!redis && strcmp(b->store_kind, "memory") != 0) || (redis && b->redis_url == NULL) ||
-        (b->inflight_rss && b->sleep_ms == 0)) {
+        (b->inflight_rss && b->sleep_ms == 0) || (b->ping_probe && !redis)) {
         usage(stderr);
         return 2;
     }
@@ -931,6 +977,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     uv_run(&b->loop, UV_RUN_DEFAULT);
+    stop_probe(b); /* a run stopped while measuring */
     saga_engine_free(b->engine);
     if (uv_loop_close(&b->loop) != 0)
         fprintf(stderr, "saga-bench: a libuv handle was left open\n");

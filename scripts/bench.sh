@@ -302,7 +302,7 @@ half_run() { # LABEL: $REPS runs; the reported one has the median per-step p99
         # After the FLUSHALL (itself a slow command): only the run's events.
         rcli everysec latency reset >/dev/null
         bench "$1.run$i" --store redis --redis "unix://$(sock everysec)" -s 3 -c 2000 --rate "$HALF" \
-            -n "$MAX_SAGAS" --duration "$HALF_DUR" --warmup "$WARM"
+            -n "$MAX_SAGAS" --duration "$HALF_DUR" --warmup "$WARM" --ping-probe
         redis_stalls "$1-redis.run$i"
     done
     median_of .latency.step_overhead_ms.p99 "$1"
