@@ -5,8 +5,11 @@
 #ifndef SAGA_KEYS_H
 #define SAGA_KEYS_H
 
-#define SAGA_KEY_RECORD_FMT  "saga:{%s}"           /* hash, per saga */
-#define SAGA_KEY_HISTORY_FMT "saga:{%s}:history"   /* list, per saga */
+#define SAGA_KEY_PREFIX      "saga:{"              /* + id + one of: */
+#define SAGA_KEY_RECORD_END  "}"                   /* hash, per saga */
+#define SAGA_KEY_HISTORY_END "}:history"           /* list, per saga */
+#define SAGA_KEY_RECORD_FMT  SAGA_KEY_PREFIX "%s" SAGA_KEY_RECORD_END
+#define SAGA_KEY_HISTORY_FMT SAGA_KEY_PREFIX "%s" SAGA_KEY_HISTORY_END
 #define SAGA_KEY_DEF_FMT     "sagadef:{%s}"        /* string, per definition hash */
 
 /* zset of every retained saga: score -created (ms) while unfinished, its

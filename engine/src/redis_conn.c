@@ -917,6 +917,26 @@ int saga_redis_command_argv(saga_redis_t *r, saga_redis_reply_cb cb,
     return 0;
 }
 
+int saga_redis_command_resp(saga_redis_t *r, saga_redis_reply_cb cb,
+                            void *data, const char *resp, size_t len)
+{
+    cmd_t *c;
+
+    if (!saga_redis_ready(r))
+        return -ENOTCONN;
+    if (resp == NULL || len < 4 || resp[0] != '*')
+        return -EINVAL;
+    c = cmd_new(r, CMD_USER, cb, data);
+    if (c == NULL)
+        return -ENOMEM;
+    if (redisAsyncFormattedCommand(r->ac, on_reply, c, resp, len) != REDIS_OK) {
+        free(c);
+        return -ENOMEM;
+    }
+    cmd_push(r, c);
+    return 0;
+}
+
 /* Printf-style variant. Same contract; also -EINVAL for a bad format. */
 int saga_redis_command(saga_redis_t *r, saga_redis_reply_cb cb, void *data,
                        const char *fmt, ...)

@@ -90,6 +90,14 @@ int saga_redis_command_argv(saga_redis_t *r, saga_redis_reply_cb cb,
                             void *data, int argc, const char **argv,
                             const size_t *argvlen);
 
+/* The same for a command already in the protocol's form (RESP: "*N\r\n"
+ * then "$LEN\r\nBYTES\r\n" per argument), which is copied: for callers
+ * that format many arguments per command faster than hiredis's generic
+ * formatter. Not checked: a malformed command desynchronises the
+ * connection. */
+int saga_redis_command_resp(saga_redis_t *r, saga_redis_reply_cb cb,
+                            void *data, const char *resp, size_t len);
+
 /* Printf-style convenience (hiredis format: %s, %b, %d...). Same contract. */
 int saga_redis_command(saga_redis_t *r, saga_redis_reply_cb cb, void *data,
                        const char *fmt, ...);

@@ -501,6 +501,66 @@ static void arg_fmt(argv_t *a, const char *fmt, ...) {
     arg(a, p, (size_t)n);
 }
 
+/* Number and key arguments without printf: they are formatted on every
+ * write (vsnprintf was the engine's first user-space cost at half load). */
+static void arg_u64(argv_t *a, uint64_t v) {
+    char *p = a->nums + a->nums_len;
+    size_t n = saga_fmt_u64(p, v);
+    a->nums_len += n + 1;
+    arg(a, p, n);
+}
+
+/* prefix + id + suffix, e.g. "saga:{" ID "}:history". The caller checked
+ * the lengths (rs_write); one that does not fit is sent empty. */
+static void arg_key(argv_t *a, const char *prefix, const char *id, const char *suffix) {
+    char *p = a->nums + a->nums_len, *q = p;
+    size_t lp = strlen(prefix), li = strlen(id), ls = strlen(suffix);
+    if (lp + li + ls + 1 > a->nums_cap - a->nums_len) {
+        arg(a, "", 0);
+        return;
+    }
+    memcpy(q, prefix, lp);
+    memcpy(q += lp, id, li);
+    memcpy(q += li, suffix, ls);
+    q[ls] = '\0';
+    a->nums_len += lp + li + ls + 1;
+    arg(a, p, lp + li + ls);
+}
+
+/* Sends the command in the protocol's form, formatted here in one pass
+ * (hiredis's generic formatter, sdscatfmt per argument with reallocations,
+ * was the next cost): "*N\r\n" then "$LEN\r\n" BYTES "\r\n" each. */
+#define RESP_INLINE 8192
+
+static int send_argv(lane_t *ln, rq_t *rq, const argv_t *a) {
+    size_t cap = 23;
+    for (int i = 0; i < a->n; i++)
+        cap += 25 + a->len[i];
+    char inline_buf[RESP_INLINE];
+    char *buf = cap <= sizeof(inline_buf) ? inline_buf : malloc(cap), *p = buf;
+    if (buf == NULL)
+        return -ENOMEM;
+    /* saga_fmt_u64's NUL lands where the "\r" goes. */
+    *p++ = '*';
+    p += saga_fmt_u64(p, (uint64_t)a->n);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (int i = 0; i < a->n; i++) {
+        *p++ = '$';
+        p += saga_fmt_u64(p, a->len[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, a->v[i], a->len[i]);
+        p += a->len[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    int rc = saga_redis_command_resp(ln->conn, on_reply, rq, buf, (size_t)(p - buf));
+    if (buf != inline_buf)
+        free(buf);
+    return rc;
+}
+
 /* A create or a finish in the global indexes: plain idempotent commands,
  * pipelined with the saga's write (before a create, after a finish; see
  * docs/redis-layout.md). Only the last one carries the request's callback;
@@ -548,23 +608,27 @@ static int send_rq(lane_t *ln, rq_t *rq) {
         arg_str(&a, "FCALL");
         arg_str(&a, "saga_write");
         arg_str(&a, !indexed ? "2" : owner[0] ? "4" : "3");
-        arg_fmt(&a, SAGA_KEY_RECORD_FMT, w->id);
-        arg_fmt(&a, SAGA_KEY_HISTORY_FMT, w->id);
+        arg_key(&a, SAGA_KEY_PREFIX, w->id, SAGA_KEY_RECORD_END);
+        arg_key(&a, SAGA_KEY_PREFIX, w->id, SAGA_KEY_HISTORY_END);
         if (indexed) {
             arg_str(&a, KEY_SAGAS);
             if (owner[0])
-                arg_fmt(&a, KEY_OWNED "%s", owner);
+                arg_key(&a, KEY_OWNED, owner, "");
         }
         /* Strings only: the function compares, it does not convert. */
-        arg_fmt(&a, "%" PRIu64, w->seq);
-        arg_fmt(&a, "%" PRIu64, w->seq - 1);
-        arg_fmt(&a, "%" PRIu64, w->fence);
+        arg_u64(&a, w->seq);
+        arg_u64(&a, w->seq - 1);
+        arg_u64(&a, w->fence);
         arg_str(&a, rq->wtok);
-        arg_fmt(&a, "%" PRId64, rq->score);
-        arg_fmt(&a, "%c%c%c", (w->flags & SAGA_WRITE_CREATE) ? 'c' : '-',
-                (w->flags & SAGA_WRITE_TERMINAL) ? 't' : '-', w->seq % 1000 == 0 ? 'r' : '-');
+        arg_u64(&a, (uint64_t)rq->score);
+        char *flags = a.nums + a.nums_len;
+        flags[0] = (w->flags & SAGA_WRITE_CREATE) ? 'c' : '-';
+        flags[1] = (w->flags & SAGA_WRITE_TERMINAL) ? 't' : '-';
+        flags[2] = w->seq % 1000 == 0 ? 'r' : '-';
+        a.nums_len += 3;
+        arg(&a, flags, 3);
         arg_str(&a, st->retention);
-        arg_fmt(&a, "%zu", w->nfields);
+        arg_u64(&a, w->nfields);
         for (size_t i = 0; i < w->nfields; i++) {
             arg(&a, w->fields[i].key, w->fields[i].klen);
             arg(&a, w->fields[i].val, w->fields[i].vlen);
@@ -613,7 +677,7 @@ static int send_rq(lane_t *ln, rq_t *rq) {
     default:
         return -EINVAL;
     }
-    rc = saga_redis_command_argv(ln->conn, on_reply, rq, a.n, a.v, a.len);
+    rc = send_argv(ln, rq, &a);
     argv_free(&a);
     if (rc == 0) {
         rq->sent = true;
@@ -930,7 +994,8 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     int rc = refuse(st);
     if (rc != 0)
         return rc;
-    if (strlen(w->id) > SAGA_ID_MAX)
+    if (strlen(w->id) > SAGA_ID_MAX ||
+        (w->worker != NULL && strlen(w->worker) >= KEY_MAX_OWNED - sizeof(KEY_OWNED)))
         return -EINVAL;
     lane_t *ln = lane_of(st, w->id);
     rq_t *rq = rq_new(ln, RQ_WRITE, w->id, (void *)cb, data);
