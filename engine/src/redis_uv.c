@@ -8,7 +8,10 @@
 typedef struct redis_uv_s {
     redisAsyncContext *ac;  /* NULL once hiredis called cleanup */
     uv_poll_t poll;
+    uv_prepare_t prepare;   /* applies `events` once per loop turn */
     int events;             /* UV_READABLE | UV_WRITABLE wanted by hiredis */
+    int applied;            /* what the poll handle watches */
+    int open_handles;
     void (*on_closed)(void *arg);
     void *arg;
 } redis_uv_t;
@@ -22,8 +25,10 @@ static void on_poll(uv_poll_t *handle, int status, int events)
      * meets the socket error (SO_ERROR while connecting, a failing read or
      * write afterwards) and reports it through the connect or disconnect
      * callback. */
-    if (status < 0)
+    if (status < 0) {
         events = p->events;
+        p->applied = 0; /* libuv stopped the handle */
+    }
     if (p->ac != NULL && (events & UV_READABLE))
         redisAsyncHandleRead(p->ac);
     /* The read may have freed the context (cleanup sets p->ac to NULL). */
@@ -31,14 +36,33 @@ static void on_poll(uv_poll_t *handle, int status, int events)
         redisAsyncHandleWrite(p->ac);
 }
 
-static void update(redis_uv_t *p)
+/* Right before the loop polls: the events hiredis wants by then. */
+static void on_prepare(uv_prepare_t *handle)
 {
+    redis_uv_t *p = handle->data;
+
+    uv_prepare_stop(handle);
+    if (p->ac == NULL || p->events == p->applied)
+        return;
     /* uv_poll_start() only fails for an invalid handle or event mask; the
      * handle is valid for as long as hiredis calls these hooks. */
     if (p->events != 0)
         (void)uv_poll_start(&p->poll, p->events, on_poll);
     else
         (void)uv_poll_stop(&p->poll);
+    p->applied = p->events;
+}
+
+/* hiredis asks for reads again after every read and for writes around
+ * every command it queues, and each uv_poll_start() costs two epoll_ctl(2)
+ * calls (libuv removes the fd, then adds it back), even for the same
+ * events. So a change is applied once per loop turn, before the poll, and
+ * only if the events still differ then: a command written at once (the
+ * early flush in redis_conn.c) never touches epoll. */
+static void update(redis_uv_t *p)
+{
+    if (p->events != p->applied)
+        (void)uv_prepare_start(&p->prepare, on_prepare); /* cannot fail */
 }
 
 static void add_read(void *privdata)
@@ -75,6 +99,8 @@ static void on_close(uv_handle_t *handle)
     void (*cb)(void *) = p->on_closed;
     void *arg = p->arg;
 
+    if (--p->open_handles > 0)
+        return;
     free(p);
     if (cb != NULL)
         cb(arg);
@@ -89,6 +115,7 @@ static void cleanup(void *privdata)
     p->ac = NULL;
     p->events = 0;
     uv_close((uv_handle_t *)&p->poll, on_close);
+    uv_close((uv_handle_t *)&p->prepare, on_close);
 }
 
 /* Installs the five hooks on `ac`. Returns 0, or UV_EEXIST (already
@@ -111,8 +138,11 @@ int saga_redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop,
         free(p);
         return rc;
     }
+    uv_prepare_init(loop, &p->prepare); /* cannot fail */
+    p->open_handles = 2;
     p->ac = ac;
     p->poll.data = p;
+    p->prepare.data = p;
     p->on_closed = on_closed;
     p->arg = arg;
 
