@@ -1029,7 +1029,10 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
         }
     }
     rq->w = w;
-    snprintf(rq->wtok, sizeof(rq->wtok), "%016" PRIx64, saga_rng_next(&st->rng));
+    uint64_t tok = saga_rng_next(&st->rng);
+    for (int i = 15; i >= 0; i--, tok >>= 4) /* 16 hex digits, no printf */
+        rq->wtok[i] = "0123456789abcdef"[tok & 15];
+    rq->wtok[16] = '\0';
     if (history_entry(w, now, &rq->text, &rq->len) != 0) {
         rq_free(ix);
         rq_free(rq);
@@ -1049,6 +1052,12 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
  * <step>\t<phase>\t<attempt>\t<detail>" per event, the detail escaped
  * (\\ \t \n \r) so that tabs only ever separate fields. `ms` is this
  * engine's clock when the transition was handed to the store. */
+static char *put_str(char *p, const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    memcpy(p, s ? s : "", n);
+    return p + n;
+}
+
 static int history_entry(const saga_store_write_t *w, int64_t now, char **out,
                          size_t *outlen) {
     size_t cap = 64 + (w->worker ? strlen(w->worker) : 0);
@@ -1060,12 +1069,23 @@ static int history_entry(const saga_store_write_t *w, int64_t now, char **out,
     char *b = malloc(cap), *p = b;
     if (b == NULL)
         return -ENOMEM;
-    p += snprintf(p, cap, "%" PRId64 "\t%" PRIu64 "\t%s", now, w->seq,
-                  w->worker ? w->worker : "");
+    /* Built by hand: it runs on every write (cap above bounds it). */
+    p += saga_fmt_u64(p, (uint64_t)now);
+    *p++ = '\t';
+    p += saga_fmt_u64(p, w->seq);
+    *p++ = '\t';
+    p = put_str(p, w->worker);
     for (size_t i = 0; i < w->nevents; i++) {
         const saga_event_t *e = &w->events[i];
-        p += snprintf(p, cap - (size_t)(p - b), "\t%s\t%s\t%s\t%u\t", e->type,
-                      e->step ? e->step : "", e->phase ? e->phase : "", e->attempt);
+        *p++ = '\t';
+        p = put_str(p, e->type);
+        *p++ = '\t';
+        p = put_str(p, e->step);
+        *p++ = '\t';
+        p = put_str(p, e->phase);
+        *p++ = '\t';
+        p += saga_fmt_u64(p, e->attempt);
+        *p++ = '\t';
         for (size_t j = 0; j < e->detail_len; j++) {
             char c = e->detail[j];
             switch (c) {
