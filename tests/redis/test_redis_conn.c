@@ -231,14 +231,19 @@ static void rt_event(t_t *t, saga_redis_event_t ev, const char *err)
     cr_assert_eq(rc, 0);
     rc = saga_redis_command(t->r, reply_cb, t, "GET %b", "nX", (size_t)1);
     cr_assert_eq(rc, 0);
+    /* Already in the protocol's form; one that is not is refused. */
+    rc = saga_redis_command_resp(t->r, reply_cb, t, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", 22);
+    cr_assert_eq(rc, 0);
+    rc = saga_redis_command_resp(t->r, reply_cb, t, "GET k\r\n", 7);
+    cr_assert_eq(rc, -EINVAL);
     t->in_call--;
-    cr_assert_eq(saga_redis_pending(t->r), 6);
+    cr_assert_eq(saga_redis_pending(t->r), 7);
 }
 
 static void rt_reply(t_t *t, redisReply *reply, int idx)
 {
     cr_assert_not_null(reply);
-    if (idx == 4)
+    if (idx == 5)
         t_close(t);
 }
 
@@ -256,7 +261,7 @@ Test(redis_conn, round_trip_over_unix_socket)
 
     cr_expect_eq(t.ready, 1);
     cr_expect_eq(t.failed + t.lost, 0);
-    cr_expect_eq(t.replies, 5);
+    cr_expect_eq(t.replies, 6);
     cr_expect_eq(t.nulls, 0);
     cr_expect_eq(t.recs[0].type, REDIS_REPLY_STATUS);
     cr_expect_str_eq(t.recs[0].str, "OK");
@@ -264,6 +269,7 @@ Test(redis_conn, round_trip_over_unix_socket)
     cr_expect_str_eq(t.recs[2].str, "OK");
     cr_expect_eq(t.recs[3].integer, 3, "binary-safe argv");
     cr_expect_str_eq(t.recs[4].str, "42", "fire-and-forget SET ran first");
+    cr_expect_str_eq(t.recs[5].str, "v", "a command already in RESP form");
 }
 
 static void pipe_event(t_t *t, saga_redis_event_t ev, const char *err)
