@@ -1,8 +1,9 @@
 #!lua name=saga
 --
 -- saga.lua -- the server side of saga's Redis store: one Redis 7 Function
--- library, loaded with FUNCTION LOAD REPLACE on every connection (functions
--- persist with the data, so a restarted server has them too).
+-- library, loaded by the engine when a server does not run this build of
+-- it yet (saga_library below; functions persist with the data, so a
+-- restarted server has them too).
 --
 -- Every key of one saga shares the hash tag of its id:
 --   saga:{ID}            hash    the saga's record
@@ -357,6 +358,16 @@ local function saga_retry(keys, args)
   return {cur[3] or '', redis.call('HEXISTS', rec, 'fence')}
 end
 
+-- saga_library: which build of this library the server runs (the SHA-256
+-- of saga.lua, filled in when the engine is built). An engine compares it
+-- with its own on every connection and loads its library only when they
+-- differ, instead of writing 15 KB of code into the AOF each time.
+local function saga_library(keys, args)
+  return '@EMBED_SHA256@'
+end
+
+redis.register_function{function_name = 'saga_library', callback = saga_library,
+                        flags = {'no-writes'}}
 redis.register_function('saga_write', saga_write)
 redis.register_function('saga_gc', saga_gc)
 redis.register_function('saga_migrate', saga_migrate)

@@ -86,6 +86,7 @@ typedef struct lane_s {
     rq_t *tail;
     size_t unsent;       /* requests in the queue not handed to hiredis */
     bool was_ready;      /* READY since the store became ready */
+    bool lib_ok;         /* the server runs our saga.lua: requests may go */
 } lane_t;
 
 typedef struct store_redis_s {
@@ -177,7 +178,7 @@ static void enqueue(rq_t *rq) {
     if (ln->tail) ln->tail->next = rq; else ln->head = rq;
     ln->tail = rq;
     ln->unsent++;
-    if (ln->unsent == 1 && ln->st->ready && saga_redis_ready(ln->conn)) {
+    if (ln->unsent == 1 && ln->st->ready && ln->lib_ok && saga_redis_ready(ln->conn)) {
         if (send_rq(ln, rq) != 0)
             send_unsent(ln); /* fails it properly, or waits for READY */
     }
@@ -712,7 +713,7 @@ static void on_retry_timer(uv_timer_t *t) {
     if (!st->ready)
         return;
     for (unsigned i = 0; i < st->nlanes; i++)
-        if (saga_redis_ready(st->lanes[i].conn))
+        if (st->lanes[i].lib_ok && saga_redis_ready(st->lanes[i].conn))
             send_unsent(&st->lanes[i]);
 }
 
@@ -728,25 +729,61 @@ static void retry_soon(store_redis_t *st) {
 /* ---------------------------------------------------------------------- */
 
 static void library_loaded(saga_redis_t *conn, redisReply *r, void *data) {
-    store_redis_t *st = data;
-    (void)conn;
-    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
-        snprintf(st->check_error, sizeof(st->check_error),
-                 "redis %s: cannot load saga's function library: %s",
-                 saga_redis_display(main_conn(st)), r->str);
-        if (st->ready)
-            saga_error("%s", st->check_error);
-    }
+    (void)data;
+    if (r != NULL && r->type == REDIS_REPLY_ERROR)
+        saga_error("redis %s: cannot load saga's function library: %s",
+                   saga_redis_display(conn), r->str);
 }
 
-/* FUNCTION LOAD REPLACE: on every new connection, before anything else is
- * sent on it (the pipeline keeps the order). */
+/* FUNCTION LOAD REPLACE of this build's saga.lua. The pipeline keeps the
+ * order: what is sent after it on the connection runs with it. */
 static void load_library(lane_t *ln, saga_redis_reply_cb cb, void *data) {
     const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", saga_lua};
     size_t len[] = {8, 4, 7, sizeof(saga_lua) - 1};
     if (saga_redis_command_argv(ln->conn, cb ? cb : library_loaded, cb ? data : ln->st,
                                 4, argv, len) == 0)
         ln->st->stats.commands++;
+}
+
+/* Every connection makes sure the server runs this build's library before
+ * anything else goes out on it: saga_library answers the hash of the
+ * library loaded, and only when it is not ours (another build, or none:
+ * an error reply) is the text sent. A load is written to the AOF and
+ * replicated: 15 KB per connection if it were sent every time. */
+static void check_library(lane_t *ln, saga_redis_reply_cb cb, void *data) {
+    if (saga_redis_command(ln->conn, cb, data, "FCALL saga_library 0") == 0)
+        ln->st->stats.commands++;
+}
+
+static bool library_is_ours(const redisReply *r) {
+    return r->type == REDIS_REPLY_STRING && strcmp(r->str, saga_lua_sha256) == 0;
+}
+
+/* After a reconnect (or a lane connecting once the store is ready): its
+ * requests go once the library is there. A lost connection on the way
+ * ends here with NULL; the next READY starts again. */
+static void lane_library_ok(lane_t *ln) {
+    ln->lib_ok = true;
+    send_unsent(ln);
+}
+
+static void on_lane_loaded(saga_redis_t *conn, redisReply *r, void *data) {
+    lane_t *ln = data;
+    if (r == NULL)
+        return;
+    library_loaded(conn, r, ln->st);
+    lane_library_ok(ln); /* if the load failed, the requests' errors say so */
+}
+
+static void on_lane_library(saga_redis_t *conn, redisReply *r, void *data) {
+    lane_t *ln = data;
+    (void)conn;
+    if (r == NULL)
+        return;
+    if (library_is_ours(r))
+        lane_library_ok(ln);
+    else
+        load_library(ln, on_lane_loaded, ln);
 }
 
 static void checks_done(store_redis_t *st) {
@@ -773,12 +810,13 @@ static void checks_done(store_redis_t *st) {
                   saga_redis_display(main_conn(st)), SAGA_STORE_REDIS_ALWAYS_CONNECTIONS);
     st->ready = true;
     st->ready_cb(&st->base, 0, NULL, st->ready_data);
-    /* Lane 0 loaded the library; the others' connections reach the same
-     * server. A lane that connects later loads it again (READY). */
+    /* Lane 0 checked the library; the others' connections reach the same
+     * server. A lane that connects later checks it itself (READY). */
     for (unsigned i = 0; i < st->nlanes && !st->closing; i++) {
         lane_t *ln = &st->lanes[i];
         if (saga_redis_ready(ln->conn)) {
             ln->was_ready = true;
+            ln->lib_ok = true;
             send_unsent(ln);
         }
     }
@@ -820,14 +858,7 @@ static void on_check_info(saga_redis_t *conn, redisReply *r, void *data) {
     checks_done(st);
 }
 
-static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
-    store_redis_t *st = data;
-    (void)conn;
-    if (r != NULL && r->type == REDIS_REPLY_ERROR)
-        check_failed(st, "redis %s: cannot load saga's function library: %s",
-                     saga_redis_display(main_conn(st)), r->str);
-    checks_done(st);
-}
+/* on_check_library and on_check_loaded: below, with the migration. */
 
 static void on_check_policy(saga_redis_t *conn, redisReply *r, void *data) {
     store_redis_t *st = data;
@@ -909,18 +940,57 @@ static void on_check_migrate(saga_redis_t *conn, redisReply *r, void *data) {
     checks_done(st);
 }
 
+/* The library check of the start-up: saga_library, a load if needed, then
+ * the migration, which counts the check done. */
+static void start_migrate(store_redis_t *st) {
+    if (saga_redis_command(main_conn(st), on_check_migrate, st, MIGRATE_CMD) == 0) {
+        st->stats.commands++;
+        return;
+    }
+    check_failed(st, "redis %s: connection lost during start-up checks",
+                 saga_redis_display(main_conn(st)));
+    checks_done(st);
+}
+
+static void on_check_loaded(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        if (r == NULL)
+            check_failed(st, "redis %s: connection lost during start-up checks",
+                         saga_redis_display(conn));
+        else
+            check_failed(st, "redis %s: cannot load saga's function library: %s",
+                         saga_redis_display(conn), r->str);
+        checks_done(st);
+        return;
+    }
+    start_migrate(st);
+}
+
+static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    if (r == NULL) {
+        check_failed(st, "redis %s: connection lost during start-up checks",
+                     saga_redis_display(conn));
+        checks_done(st);
+    } else if (library_is_ours(r)) {
+        start_migrate(st);
+    } else {
+        load_library(&st->lanes[0], on_check_loaded, st);
+    }
+}
+
 static void start_checks(store_redis_t *st) {
     st->checking = true;
-    st->checks_left = 7;
+    st->checks_left = 6;
     st->check_error[0] = '\0';
     int rc = saga_redis_command(main_conn(st), on_check_info, st, "INFO server");
-    load_library(&st->lanes[0], on_check_library, st);
-    rc |= saga_redis_command(main_conn(st), on_check_migrate, st, MIGRATE_CMD);
+    check_library(&st->lanes[0], on_check_library, st);
     rc |= saga_redis_command(main_conn(st), on_check_policy, st, "CONFIG GET maxmemory-policy");
     rc |= saga_redis_command(main_conn(st), on_check_aof, st, "CONFIG GET appendonly");
     rc |= saga_redis_command(main_conn(st), on_check_fsync, st, "CONFIG GET appendfsync");
     rc |= saga_redis_command(main_conn(st), on_check_save, st, "CONFIG GET save");
-    st->stats.commands += 7;
+    st->stats.commands += 5;
     (void)rc; /* a failed send means LOST, whose callbacks count down too */
 }
 
@@ -945,10 +1015,11 @@ static void on_conn_event(saga_redis_t *conn, saga_redis_event_t ev,
                       saga_redis_display(ln->conn),
                       ln->head ? "pending transitions" : "nothing");
         ln->was_ready = true;
-        load_library(ln, NULL, NULL);
-        send_unsent(ln);
+        ln->lib_ok = false;
+        check_library(ln, on_lane_library, ln);
         break;
     case SAGA_REDIS_LOST:
+        ln->lib_ok = false;
         if (st->nlanes == 1)
             saga_warn("redis %s: connection lost; transitions wait until it is back",
                       saga_redis_display(ln->conn));

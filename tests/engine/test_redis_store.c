@@ -480,6 +480,48 @@ Test(redis_store, malformed_writes_are_refused_and_change_nothing) {
     freeReplyObject(r);
 }
 
+/* FUNCTION LOAD calls the server has run (INFO commandstats). */
+static long long library_loads(void) {
+    redisReply *r = cmd("INFO commandstats");
+    const char *p = strstr(r->str, "cmdstat_function|load:calls=");
+    long long n = p ? atoll(p + strlen("cmdstat_function|load:calls=")) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* The library is sent only to a server that does not run this build's
+ * (each load goes to the AOF): once for two start-ups, and again after
+ * the server lost it while sagas ran (their writes wait for it). */
+Test(redis_store, the_library_is_loaded_only_when_the_server_lacks_it) {
+    cr_assert_eq(open_store(R.url), 0, "%s", ready_msg);
+    cr_assert_eq(open_store(R.url), 0, "%s", ready_msg);
+    cr_assert_eq(library_loads(), 1, "loaded once for two start-ups");
+
+    th_init_redis(&T, R.url);
+    saga_engine_def_t *d = th_define(&T, LINEAR);
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, "{\"ms\": 300}"));
+    run_until_progress(&T, 3); /* b is running */
+    cr_assert_eq(library_loads(), 1, "the engine's store found it loaded");
+    freeReplyObject(cmd("FUNCTION FLUSH"));
+    freeReplyObject(cmd("CLIENT KILL TYPE normal")); /* not this one (SKIPME) */
+    th_run_until(&T, 1);
+    json_t *s = th_summary(&T, id);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
+    cr_assert_eq(library_loads(), 2, "loaded again on the new connection");
+
+    /* Another build's library under the same name is replaced. */
+    freeReplyObject(cmd("FUNCTION LOAD REPLACE %s",
+                        "#!lua name=saga\nredis.register_function('saga_library', "
+                        "function() return 'another build' end)"));
+    cr_assert_eq(open_store(R.url), 0, "%s", ready_msg);
+    cr_assert_eq(library_loads(), 4, "the other build's and ours");
+    redisReply *r = cmd("FCALL saga_write 0");
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert(strstr(r->str, "SAGABADARGS") != NULL, "ours answers: %s", r->str);
+    freeReplyObject(r);
+}
+
 /* A server written by a build of key layout 1 (three indexes): the store
  * moves their entries into saga:{idx}:sagas at start-up, in batches, and
  * the unfinished sagas stay unfinished. */
