@@ -214,6 +214,8 @@ static void expect_in(const char *hay, const char *needle)
 static void rt_event(t_t *t, saga_redis_event_t ev, const char *err)
 {
     static const char bin[] = {'a', '\0', 'b'};
+    static const char resp_get[] = "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    static const char inline_get[] = "GET k\r\n";
     const char *argv[3] = {"SET", "bin", bin};
     size_t lens[3] = {3, 3, sizeof bin};
     int rc;
@@ -232,9 +234,9 @@ static void rt_event(t_t *t, saga_redis_event_t ev, const char *err)
     rc = saga_redis_command(t->r, reply_cb, t, "GET %b", "nX", (size_t)1);
     cr_assert_eq(rc, 0);
     /* Already in the protocol's form; one that is not is refused. */
-    rc = saga_redis_command_resp(t->r, reply_cb, t, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", 22);
+    rc = saga_redis_command_resp(t->r, reply_cb, t, resp_get, sizeof resp_get - 1);
     cr_assert_eq(rc, 0);
-    rc = saga_redis_command_resp(t->r, reply_cb, t, "GET k\r\n", 7);
+    rc = saga_redis_command_resp(t->r, reply_cb, t, inline_get, sizeof inline_get - 1);
     cr_assert_eq(rc, -EINVAL);
     t->in_call--;
     cr_assert_eq(saga_redis_pending(t->r), 7);
