@@ -10,7 +10,9 @@
 #define SAGA_KEY_HISTORY_END "}:history"           /* list, per saga */
 #define SAGA_KEY_RECORD_FMT  SAGA_KEY_PREFIX "%s" SAGA_KEY_RECORD_END
 #define SAGA_KEY_HISTORY_FMT SAGA_KEY_PREFIX "%s" SAGA_KEY_HISTORY_END
-#define SAGA_KEY_DEF_FMT     "sagadef:{%s}"        /* string, per definition hash */
+#define SAGA_KEY_DEF_PREFIX  "sagadef:{"           /* + definition hash + */
+#define SAGA_KEY_DEF_END     "}"                   /* string: its YAML text */
+#define SAGA_KEY_DEF_FMT     SAGA_KEY_DEF_PREFIX "%s" SAGA_KEY_DEF_END
 
 /* zset of every retained saga: score -created (ms) while unfinished, its
  * expiry (ms) once finished; the unfinished are the scores below 0. */

@@ -488,20 +488,6 @@ static void arg(argv_t *a, const char *s, size_t len) {
 
 static void arg_str(argv_t *a, const char *s) { arg(a, s ? s : "", s ? strlen(s) : 0); }
 
-/* A formatted argument kept in the scratch area (sized by the caller). */
-static void arg_fmt(argv_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void arg_fmt(argv_t *a, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *p = a->nums + a->nums_len;
-    int n = vsnprintf(p, a->nums_cap - a->nums_len, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= a->nums_cap - a->nums_len)
-        n = 0;
-    a->nums_len += (size_t)n + 1;
-    arg(a, p, (size_t)n);
-}
-
 /* Number and key arguments without printf: they are formatted on every
  * write (vsnprintf was the engine's first user-space cost at half load). */
 static void arg_u64(argv_t *a, uint64_t v) {
@@ -648,10 +634,10 @@ static int send_rq(lane_t *ln, rq_t *rq) {
             goto oom;
         if (rq->kind == RQ_LOAD) {
             arg_str(&a, "HGETALL");
-            arg_fmt(&a, SAGA_KEY_RECORD_FMT, rq->key);
+            arg_key(&a, SAGA_KEY_PREFIX, rq->key, SAGA_KEY_RECORD_END);
         } else {
             arg_str(&a, "LRANGE");
-            arg_fmt(&a, SAGA_KEY_HISTORY_FMT, rq->key);
+            arg_key(&a, SAGA_KEY_PREFIX, rq->key, SAGA_KEY_HISTORY_END);
             arg_str(&a, "0");
             arg_str(&a, "-1");
         }
@@ -661,7 +647,7 @@ static int send_rq(lane_t *ln, rq_t *rq) {
         if (argv_init(&a, 4, 128) != 0)
             goto oom;
         arg_str(&a, rq->kind == RQ_PUTDEF ? "SET" : "GET");
-        arg_fmt(&a, SAGA_KEY_DEF_FMT, rq->key);
+        arg_key(&a, SAGA_KEY_DEF_PREFIX, rq->key, SAGA_KEY_DEF_END);
         if (rq->kind == RQ_PUTDEF) {
             arg(&a, rq->text, rq->len);
             arg_str(&a, "NX");
@@ -841,12 +827,16 @@ static void check_failed(store_redis_t *st, const char *fmt, ...) {
     va_end(ap);
 }
 
+static void check_lost(store_redis_t *st) {
+    check_failed(st, "redis %s: connection lost during start-up checks",
+                 saga_redis_display(main_conn(st)));
+}
+
 static void on_check_info(saga_redis_t *conn, redisReply *r, void *data) {
     store_redis_t *st = data;
     (void)conn;
     if (r == NULL) {
-        check_failed(st, "redis %s: connection lost during start-up checks",
-                     saga_redis_display(main_conn(st)));
+        check_lost(st);
     } else if (r->type == REDIS_REPLY_STRING) {
         const char *v = strstr(r->str, "redis_version:");
         int major = v ? atoi(v + 14) : 0;
@@ -858,7 +848,6 @@ static void on_check_info(saga_redis_t *conn, redisReply *r, void *data) {
     checks_done(st);
 }
 
-/* on_check_library and on_check_loaded: below, with the migration. */
 
 static void on_check_policy(saga_redis_t *conn, redisReply *r, void *data) {
     store_redis_t *st = data;
@@ -926,8 +915,7 @@ static void on_check_migrate(saga_redis_t *conn, redisReply *r, void *data) {
         check_failed(st, "redis %s: connection lost while moving the indexes of saga's "
                      "earlier key layout; start again to finish", saga_redis_display(conn));
     } else if (r == NULL) {
-        check_failed(st, "redis %s: connection lost during start-up checks",
-                     saga_redis_display(conn));
+        check_lost(st);
     } else if (r->type == REDIS_REPLY_INTEGER) {
         if (st->migrated > 0)
             saga_info("redis %s: %" PRIu64 " index entries moved into " KEY_SAGAS,
@@ -947,8 +935,7 @@ static void start_migrate(store_redis_t *st) {
         st->stats.commands++;
         return;
     }
-    check_failed(st, "redis %s: connection lost during start-up checks",
-                 saga_redis_display(main_conn(st)));
+    check_lost(st);
     checks_done(st);
 }
 
@@ -956,8 +943,7 @@ static void on_check_loaded(saga_redis_t *conn, redisReply *r, void *data) {
     store_redis_t *st = data;
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         if (r == NULL)
-            check_failed(st, "redis %s: connection lost during start-up checks",
-                         saga_redis_display(conn));
+            check_lost(st);
         else
             check_failed(st, "redis %s: cannot load saga's function library: %s",
                          saga_redis_display(conn), r->str);
@@ -970,8 +956,7 @@ static void on_check_loaded(saga_redis_t *conn, redisReply *r, void *data) {
 static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
     store_redis_t *st = data;
     if (r == NULL) {
-        check_failed(st, "redis %s: connection lost during start-up checks",
-                     saga_redis_display(conn));
+        check_lost(st);
         checks_done(st);
     } else if (library_is_ours(r)) {
         start_migrate(st);
