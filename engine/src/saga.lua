@@ -49,8 +49,8 @@ end
 -- seq in the record and is acknowledged without being applied twice.
 -- `fence`, when the record has one, must match: a worker whose lease was
 -- taken over can no longer write. `flags` is three characters: 'c' or '-'
--- (a create), 't' or '-' (a finish: the saga's keys expire after
--- retention_ms), 'r' or '-' (trim the history). The function sets seq,
+-- (a create), 't' or '-' (a finish: the saga is kept for retention_ms,
+-- then saga_gc deletes it), 'r' or '-' (trim the history). The function sets seq,
 -- wtok and updated (= now) itself, then the fields given; `entry` is the
 -- complete history entry. Everything arrives as the strings Redis stores:
 -- the function compares strings and calls commands (no number conversions
@@ -118,7 +118,11 @@ local function saga_write(keys, args)
   if fr == 114 then -- 'r'
     redis.call('LTRIM', hist, -100000, -1) -- a runaway retry loop stays bounded
   end
-  if terminal then
+  if terminal and not indexed then
+    -- On Redis Cluster saga_gc cannot reach these keys (another slot):
+    -- they expire on their own. On a single Redis saga_gc deletes them with
+    -- their index entry, and no saga key carries a TTL, which keeps every
+    -- key lookup from a second lookup in the server's table of expiries.
     redis.call('PEXPIRE', rec, args[7])
     redis.call('PEXPIRE', hist, args[7])
   end
@@ -141,15 +145,35 @@ end
 -- create and finish: before a create (never a record nobody can find),
 -- after a finish (never an unfinished saga that looks finished).
 
--- saga_gc: drops up to ARGV[1] expired sagas from the index (their records
--- expired on their own). Keeps the index bounded by the retention.
+-- saga_gc: removes up to ARGV[1] finished sagas whose retention has run
+-- out (index score <= now) from the index. With ARGV[2] = 'd' (a single
+-- Redis) it deletes their record and history too, named from the id as
+-- ARGV[3] .. id .. ARGV[4] and ARGV[3] .. id .. ARGV[5]; without it (Redis
+-- Cluster, where those keys live in other slots) they expired on their own.
+-- Only finished sagas have a score >= 0 and a finished saga never changes
+-- again, so what is read here is safe to delete in the same call. Returns
+-- how many it removed: as many as asked means more may be due.
 --   KEYS: saga:{idx}:sagas
 local function saga_gc(keys, args)
-  local limit = tonumber(args[1]) or 100
-  local ids = redis.call('ZRANGEBYSCORE', keys[1], 0, now_ms(), 'LIMIT', 0, limit)
-  if #ids > 0 then
-    redis.call('ZREM', keys[1], unpack(ids))
+  local limit = tonumber(args[1])
+  local delete = args[2] == 'd'
+  if not limit or limit < 1 or (delete and not (args[3] and args[4] and args[5])) then
+    return err('BADARGS', 'saga_gc: malformed arguments')
   end
+  local ids = redis.call('ZRANGEBYSCORE', keys[1], 0, now_ms(), 'LIMIT', 0, limit)
+  if #ids == 0 then
+    return 0
+  end
+  if delete then
+    local prefix, rec_end, hist_end = args[3], args[4], args[5]
+    local doomed = {}
+    for i = 1, #ids do
+      doomed[2 * i - 1] = prefix .. ids[i] .. rec_end
+      doomed[2 * i] = prefix .. ids[i] .. hist_end
+    end
+    redis.call('DEL', unpack(doomed))
+  end
+  redis.call('ZREM', keys[1], unpack(ids))
   return #ids
 end
 

@@ -31,8 +31,12 @@
 #include "retry.h"
 #include "saga_lua.h"
 
-#define GC_INTERVAL_MS 30000
-#define GC_BATCH "1000"
+/* Retention: every GC_INTERVAL_MS the store asks saga_gc to remove up to
+ * GC_BATCH finished sagas whose retention ran out, and asks again at once
+ * while a call removed a full batch. A backlog drains in calls of about a
+ * millisecond of server time each, other clients' commands between them. */
+#define GC_INTERVAL_MS 1000
+#define GC_BATCH 200
 #define TRANSIENT_RETRY_MS 200
 #define SAGA_ID_KEY_MAX (SAGA_ID_MAX + 32)
 #define KEY_MAX_OWNED 256
@@ -110,6 +114,7 @@ typedef struct store_redis_s {
     uint64_t migrated;       /* index entries moved from layout 1 */
     saga_rng_t rng;
     uv_timer_t gc_timer;
+    bool gc_busy;            /* a saga_gc call is in flight */
     uv_timer_t retry_timer;
     int open_handles;
     bool closing;
@@ -1271,13 +1276,43 @@ static void rs_close(saga_store_t *s, void (*closed)(void *), void *data) {
         saga_redis_close(st->lanes[i].conn, on_conn_closed, &st->lanes[i]);
 }
 
+static void gc_send(store_redis_t *st);
+
+static void on_gc_reply(saga_redis_t *r, redisReply *reply, void *data) {
+    store_redis_t *st = data;
+    st->gc_busy = false;
+    if (reply == NULL || st->closing)
+        return; /* the next tick asks again */
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        saga_warn("redis %s: saga_gc: %s", saga_redis_display(r),
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        return;
+    }
+    st->stats.gc_removed += reply->integer > 0 ? (uint64_t)reply->integer : 0;
+    if (reply->integer >= GC_BATCH)
+        gc_send(st);
+}
+
+/* On a single Redis saga_gc deletes the sagas' keys with their index
+ * entries ('d'); on Redis Cluster those keys expire on their own. */
+static void gc_send(store_redis_t *st) {
+    char batch[24];
+    batch[saga_fmt_u64(batch, GC_BATCH)] = '\0';
+    const char *argv[] = {"FCALL", "saga_gc", "1", KEY_SAGAS, batch,
+                          st->opt.split_index ? "-" : "d", SAGA_KEY_PREFIX,
+                          SAGA_KEY_RECORD_END, SAGA_KEY_HISTORY_END};
+    if (saga_redis_command_argv(main_conn(st), on_gc_reply, st,
+                                (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL) == 0) {
+        st->gc_busy = true;
+        st->stats.commands++;
+    }
+}
+
 static void on_gc(uv_timer_t *t) {
     store_redis_t *st = t->data;
-    if (!st->ready || !saga_redis_ready(main_conn(st)))
+    if (!st->ready || st->gc_busy || !saga_redis_ready(main_conn(st)))
         return;
-    if (saga_redis_command(main_conn(st), NULL, NULL, "FCALL saga_gc 1 %s %s", KEY_SAGAS,
-                           GC_BATCH) == 0)
-        st->stats.commands++;
+    gc_send(st);
 }
 
 static const saga_store_ops_t redis_ops = {

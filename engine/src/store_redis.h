@@ -66,6 +66,7 @@ typedef struct saga_store_redis_stats_s {
     uint64_t commands;
     uint64_t writes;
     uint64_t resent;
+    uint64_t gc_removed;  /* finished sagas whose retention ran out, removed */
     unsigned connections;
 } saga_store_redis_stats_t;
 

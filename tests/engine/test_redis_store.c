@@ -102,13 +102,14 @@ Test(redis_store, backward_saga_and_key_layout) {
     redisReply *r = cmd("HGET %s state", key);
     cr_assert_str_eq(r->str, "compensated");
     freeReplyObject(r);
-    long long ttl = cmd_int("PTTL %s", key);
-    cr_assert(ttl > 0 && ttl <= 7LL * 24 * 3600 * 1000, "finished sagas expire: %lld", ttl);
+    /* On a single Redis no saga key has a TTL: saga_gc deletes a finished
+     * saga with its index entry once the retention (7 days) ran out. */
+    cr_assert_eq(cmd_int("PTTL %s", key), -1, "the record carries no TTL");
     snprintf(key, sizeof(key), "saga:{%s}:history", id);
     cr_assert_gt(cmd_int("LLEN %s", key), 3);
-    cr_assert_gt(cmd_int("PTTL %s", key), 0);
-    long long expires = index_score(id);
-    cr_assert(expires > 0 && llabs(expires - (now_ms() + ttl)) < 1000,
+    cr_assert_eq(cmd_int("PTTL %s", key), -1, "the history carries no TTL");
+    long long expires = index_score(id), week = 7LL * 24 * 3600 * 1000;
+    cr_assert(llabs(expires - (now_ms() + week)) < 1000,
               "a finished saga's index score is when it expires: %lld", expires);
     snprintf(key, sizeof(key), "sagadef:{%s}", T.def->hash);
     r = cmd("GET %s", key);
@@ -154,7 +155,72 @@ Test(redis_store, indexes_by_separate_commands) {
     json_t *s = th_summary(&T, id);
     cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
     cr_assert_gt(index_score(id), now_ms(), "a finished saga is due to expire");
+    /* Its keys live in another slot than the index on a Cluster: saga_gc
+     * cannot delete them, so they expire on their own. */
+    char key[256];
+    snprintf(key, sizeof(key), "saga:{%s}", id);
+    cr_assert_gt(cmd_int("PTTL %s", key), 0, "the record expires on its own");
+    snprintf(key, sizeof(key), "saga:{%s}:history", id);
+    cr_assert_gt(cmd_int("PTTL %s", key), 0, "the history expires on its own");
 }
+
+/* Retention on a single Redis: once it ran out, the store's GC deletes the
+ * finished sagas' keys with their index entries, a backlog larger than one
+ * call (200) in one go (calls chained while they come back full, not 200
+ * per second), and leaves running sagas alone. The retention "runs out" by
+ * moving the finished sagas' index scores (their expiry) into the past. */
+Test(redis_store, retention_ends_with_the_gc_deleting_finished_sagas) {
+    th_init_redis(&T, R.url);
+    T.keep_summaries = false;
+    saga_engine_def_t *d = th_define(&T,
+        "saga: short\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.noop}, compensation: none}\n");
+    enum { N = 1000 };
+    static char ids[N][SAGA_ID_MAX + 1];
+    for (int i = 0; i < N; i++)
+        strcpy(ids[i], th_start(&T, d, NULL));
+    th_run_phase(&T, N);
+    cr_assert_eq(T.by_state[SAGA_STATE_COMPLETED], N);
+
+    /* A running saga (its step sleeps) is never due. */
+    th_restart_engine(&T);
+    saga_engine_def_t *slow = th_define(&T, LINEAR);
+    char running[SAGA_ID_MAX + 1];
+    strcpy(running, th_start(&T, slow, "{\"ms\": 60000}"));
+    run_until_progress(&T, T.progress_events + 3); /* b sleeps */
+    cr_assert_eq(cmd_int("ZCARD %s", "saga:{idx}:sagas"), N + 1);
+
+    for (int i = 0; i < N; i++) {
+        redisReply *r = cmd("ZADD saga:{idx}:sagas XX %lld %s", now_ms() - 1000, ids[i]);
+        freeReplyObject(r);
+    }
+    /* A GC tick comes every second: five ticks' work without chaining. */
+    long long until = now_ms() + 2500;
+    saga_store_redis_stats_t stats;
+    saga_store_redis_stats(T.store, &stats);
+    while (stats.gc_removed < N && now_ms() < until) {
+        uv_run(&T.loop, UV_RUN_ONCE);
+        saga_store_redis_stats(T.store, &stats);
+    }
+    cr_assert_eq(stats.gc_removed, N, "the %d finished sagas were removed within 2.5 s (%llu)",
+                 N, (unsigned long long)stats.gc_removed);
+    cr_assert_eq(cmd_int("ZCARD %s", "saga:{idx}:sagas"), 1, "only the running saga is listed");
+    char key[256];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "saga:{%s}", ids[i]);
+        cr_assert_eq(cmd_int("EXISTS %s", key), 0, "record %s deleted", ids[i]);
+        snprintf(key, sizeof(key), "saga:{%s}:history", ids[i]);
+        cr_assert_eq(cmd_int("EXISTS %s", key), 0, "history %s deleted", ids[i]);
+    }
+    snprintf(key, sizeof(key), "saga:{%s}", running);
+    cr_assert_eq(cmd_int("EXISTS %s", key), 1, "the running saga is kept");
+    snprintf(key, sizeof(key), "saga:{%s}:history", running);
+    cr_assert_eq(cmd_int("EXISTS %s", key), 1);
+    cr_assert_lt(index_score(running), 0);
+    stop_engine_now(&T);
+}
+
 
 /* Stop the engine while a step sleeps, start a new engine on the same
  * store: the saga is resumed, the interrupted step is called again with the
@@ -568,4 +634,21 @@ Test(redis_store, unreachable_redis_is_a_clear_error) {
     snprintf(url, sizeof(url), "unix://%s/nothing-here.sock", R.dir);
     cr_assert_neq(open_store(url), 0);
     cr_assert(strstr(ready_msg, "nothing-here.sock") != NULL, "names the URL: %s", ready_msg);
+}
+
+/* saga_gc called by hand with malformed arguments is refused. */
+Test(redis_store, malformed_gc_calls_are_refused) {
+    cr_assert_eq(open_store(R.url), 0, "%s", ready_msg);
+    static const char *const bad[] = {
+        "FCALL saga_gc 1 saga:{idx}:sagas",             /* no limit */
+        "FCALL saga_gc 1 saga:{idx}:sagas 0",           /* limit below 1 */
+        "FCALL saga_gc 1 saga:{idx}:sagas ten",         /* not a number */
+        "FCALL saga_gc 1 saga:{idx}:sagas 10 d saga:{", /* deletes, key names missing */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        redisReply *r = cmd(bad[i]);
+        cr_assert_eq(r->type, REDIS_REPLY_ERROR, "refused: %s", bad[i]);
+        cr_assert(strstr(r->str, "SAGABADARGS") != NULL, "%s: %s", bad[i], r->str);
+        freeReplyObject(r);
+    }
 }
