@@ -19,6 +19,24 @@ def mib: if . == null then "-" else (. / 1024 | d(1)) end;
 # every run of a repeated point: "12,345 · 13,002 · 12,870"
 def reps: if .repeats == null then "-" else (.repeats | map(th) | join(" · ")) end;
 
+# When an open-loop run's slow steps happened (its step_timeline): the
+# share of them in the worst 5 % of its windows, and those windows.
+def tail_shape:
+  .step_timeline as $t
+  | if $t == null then null else
+      ($t.windows | to_entries | map({i: .key, n: .value[0], over: .value[1], max: .value[2]})) as $w
+      | (($w | length) / 20 | ceil) as $k
+      | ($w | sort_by(-.over)) as $worst
+      | {steps: ($w | map(.n) | add), over: ($w | map(.over) | add), windows: ($w | length),
+         k: $k, in_worst: ($worst[0:$k] | map(.over) | add), top: ($worst[0:5] | map(select(.over > 0))),
+         width: $t.window_ms, over_ms: $t.over_ms}
+    end;
+def tail_row($name):
+  tail_shape as $s
+  | if $s == null then "| \($name) | - | - | - | - |"
+    else "| \($name) | \($s.steps | th) | \($s.over | th) (\(if $s.steps > 0 then ($s.over / $s.steps * 100 | d(2)) else "-" end) %) | \(if $s.over > 0 then ($s.in_worst / $s.over * 100 | round | tostring) + " %" else "-" end) (\($s.k) of \($s.windows)) | \($s.top | map("\(.i * $s.width / 1000 | d(2)) s: \(.over | th) of \(.n | th), max \(.max | d(1)) ms") | join(" · ")) |"
+    end;
+
 # PASS/MISS with the margin. $hi: higher is better.
 def verdict($v; $goal; $hi):
   if $v == null then "n/a"
@@ -137,6 +155,16 @@ A step's overhead is one checkpoint write (the step's result and the next step's
 engine's own work; the PING rows are what any client of the same Redis waited for a trivial command
 at the same moments (one PING per ms from a separate connection and thread): the floor that the
 server and this machine set, whatever the engine does.
+
+When the slow steps happened: each run is cut into windows of \($H.step_timeline.window_ms // "-") ms from the start of its measured
+phase; a step over \($H.step_timeline.over_ms // "-") ms counts as slow. A tail spread evenly would put about 5 % of the slow steps in
+the worst 5 % of the windows; a tail packed into them is a few events, not the steady state (docs/benchmarks.md
+section Half the maximum load says what they were when traced).
+
+| run | steps | slow | slow steps in the worst 5 % of windows | the worst windows (start: slow of steps, max) |
+|---|---|---|---|---|
+\($H | tail_row("AOF everysec (reported)"))
+\($HN | tail_row("AOF off (diagnostic)"))
 
 What Redis's latency monitor (`latency-monitor-threshold 1`) recorded during the reported run (events of 1 ms
 or more; `LATENCY LATEST`), and `aof_delayed_fsync` (writes that waited for a slow background fsync):

@@ -46,6 +46,7 @@
 #include "hist.h"
 #include "log.h"
 #include "ping_probe.h"
+#include "timeline.h"
 #include "redis_url.h"
 #include "store.h"
 #include "store_memory.h"
@@ -55,6 +56,8 @@
 #define ID_LEN 26          /* like a ULID, so keys have their real size */
 #define SLOT_DIGITS 9
 #define PING_PERIOD_US 1000 /* --ping-probe: a PING per ms */
+#define WINDOW_MS 50        /* open-loop runs: the step timeline's windows */
+#define SLOW_STEP_MS 1      /* ... and what counts as a slow step (the target) */
 #define SETTLE_MS 100      /* lets trailing index commands reach Redis */
 /* --inflight-rss: the RSS is read this long after the last saga went in
  * flight, twice jemalloc's decay time (src/malloc_conf.c). */
@@ -149,6 +152,7 @@ typedef struct bench_s {
     /* measurements */
     bench_hist_t e2e;
     bench_hist_t step;
+    bench_timeline_t timeline; /* open loop: when the slow steps were */
     bench_hist_t create;
     ping_probe_t *probe;     /* PINGs during the measured phase */
     bench_hist_t ping;
@@ -500,6 +504,13 @@ static void on_inflight_settled(uv_timer_t *t) {
     shutdown_all(b);
 }
 
+/* One step's overhead, measured at `now`. */
+static void record_step(bench_t *b, uint64_t now, uint64_t v) {
+    bench_hist_record(&b->step, v);
+    if (b->rate > 0)
+        bench_timeline_record(&b->timeline, now, v);
+}
+
 static void on_progress(const saga_progress_t *p, void *data) {
     bench_t *b = data;
     if (p->kind != SAGA_PROGRESS_CALL_STARTED || p->phase != SAGA_PHASE_ACTION ||
@@ -513,7 +524,7 @@ static void on_progress(const saga_progress_t *p, void *data) {
             bench_hist_record(&b->create, now - s->t_start);
         b->first_calls++;
     } else if (b->phase == PH_MEASURE && s->t_last != 0) {
-        bench_hist_record(&b->step, now - s->t_last);
+        record_step(b, now, now - s->t_last);
     }
     s->t_last = now;
     if (b->inflight_rss && b->phase == PH_MEASURE && b->first_calls == b->target) {
@@ -549,7 +560,7 @@ static void on_finished(saga_engine_t *e, const char *id, saga_state_t state, in
     } else if (b->phase == PH_MEASURE) {
         bench_hist_record(&b->e2e, now - s->t_start);
         if (s->t_last != 0)
-            bench_hist_record(&b->step, now - s->t_last);
+            record_step(b, now, now - s->t_last);
     }
     b->free_slots[b->nfree++] = slot;
     b->finished++;
@@ -572,6 +583,9 @@ static void begin_phase(bench_t *b, phase_t ph) {
     if (ph == PH_MEASURE) {
         bench_hist_reset(&b->e2e);
         bench_hist_reset(&b->step);
+        bench_timeline_free(&b->timeline);
+        bench_timeline_init(&b->timeline, uv_hrtime(), WINDOW_MS * 1000000ull,
+                            SLOW_STEP_MS * 1000000ull);
         bench_hist_reset(&b->create);
         b->rss_before = rss_now();
         b->heap_before = heap_now();
@@ -593,6 +607,22 @@ static void begin_phase(bench_t *b, phase_t ph) {
 /* ---------------------------------------------------------------------- */
 
 static double r3(double v) { return round(v * 1000.0) / 1000.0; }
+
+/* {window_ms, over_ms, incomplete, windows: [[steps, over, max_ms]...]},
+ * window i starting i * window_ms after the measured phase began. */
+static json_t *timeline_json(const bench_timeline_t *t) {
+    json_t *o = json_object(), *ws = json_array();
+    json_object_set_new(o, "window_ms", json_integer(WINDOW_MS));
+    json_object_set_new(o, "over_ms", json_integer(SLOW_STEP_MS));
+    json_object_set_new(o, "incomplete", json_boolean(t->incomplete));
+    for (size_t i = 0; i < t->len; i++) {
+        const bench_window_t *w = &t->w[i];
+        json_array_append_new(ws, json_pack("[I, I, f]", (json_int_t)w->n, (json_int_t)w->over,
+                                            r3((double)w->max_ns / 1e6)));
+    }
+    json_object_set_new(o, "windows", ws);
+    return o;
+}
 
 static json_t *lat_json(const bench_hist_t *h) {
     json_t *o = json_object();
@@ -698,6 +728,8 @@ static void report(bench_t *b) {
     json_object_set_new(lat, "step_overhead_ms", lat_json(&b->step));
     json_object_set_new(lat, "create_ms", lat_json(&b->create));
     json_object_set_new(o, "latency", lat);
+    if (b->rate > 0)
+        json_object_set_new(o, "step_timeline", timeline_json(&b->timeline));
     json_object_set_new(o, "cpu_s", json_real(r3(cpu)));
     json_object_set_new(o, "cpu_s_per_1000_transitions",
                         json_real(round(cpu / transitions * 1000.0 * 1e5) / 1e5));
@@ -987,5 +1019,6 @@ int main(int argc, char **argv) {
         saga_redis_url_close(&b->url);
     free(b->slots);
     free(b->free_slots);
+    bench_timeline_free(&b->timeline);
     return b->timed_out ? 1 : b->exit_code;
 }
