@@ -16,6 +16,8 @@ def d($n): if . == null then "-" else (. * pow(10; $n) | round) / pow(10; $n) | 
 def pct: if . == null then "-" else (. * 100 | round | tostring) + " %" end;
 def lat: "\(.p50 | d(3)) / \(.p99 | d(3)) / \(.p999 | d(3))";
 def mib: if . == null then "-" else (. / 1024 | d(1)) end;
+# the hypervisor's steal during the run, in % of the machine's CPU time
+def steal: if .host_steal_pct == null then "-" else (.host_steal_pct | d(1)) + " %" end;
 # every run of a repeated point: "12,345 · 13,002 · 12,870"
 def reps: if .repeats == null then "-" else (.repeats | map(th) | join(" · ")) end;
 
@@ -103,9 +105,9 @@ What each figure means: [docs/benchmarks.md](../docs/benchmarks.md). Raw figures
 Transitions are computed (steps + 1 per saga), not counted. Each point is the median of its runs
 (sagas/s of every run in the last column).
 
-| c | steps | sagas | sagas/s | steps/s | transitions/s | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 transitions | peak RSS MiB | sagas/s of each run |
-|---|---|---|---|---|---|---|---|---|---|---|
-\([$all[] | select(.label | test("^mem-[^.]*$"))] | sort_by(.steps, .concurrency) | map("| \(.concurrency) | \(.steps) | \(.sagas | th) | \(.sagas_per_s | th) | \(.steps_per_s | th) | \(.transitions_per_s | th) | \(.latency.end_to_end_ms | lat) | \(.latency.step_overhead_ms | lat) | \(.cpu_s_per_1000_transitions | d(4)) | \(.peak_rss_kib | mib) | \(reps) |") | join("\n"))
+| c | steps | sagas | sagas/s | steps/s | transitions/s | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 transitions | peak RSS MiB | host steal | sagas/s of each run |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+\([$all[] | select(.label | test("^mem-[^.]*$"))] | sort_by(.steps, .concurrency) | map("| \(.concurrency) | \(.steps) | \(.sagas | th) | \(.sagas_per_s | th) | \(.steps_per_s | th) | \(.transitions_per_s | th) | \(.latency.end_to_end_ms | lat) | \(.latency.step_overhead_ms | lat) | \(.cpu_s_per_1000_transitions | d(4)) | \(.peak_rss_kib | mib) | \(steal) | \(reps) |") | join("\n"))
 \(["everysec", "always"] | map(. as $f |
 "
 ### Redis, AOF \($f)
@@ -115,10 +117,10 @@ write shape over as many connections, c outstanding (see below).
 Transitions = FCALL saga_write calls the store sent (saga_store_redis_stats().writes). Each point is
 the median of its runs (sagas/s of every run in the last column).
 
-| c | sagas | sagas/s | transitions/s | ceiling FCALL/s | writes / ceiling | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 tr. | Redis CPU µs / saga | commands / saga | round trips / saga | commands per read | peak RSS MiB | sagas/s of each run |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| c | sagas | sagas/s | transitions/s | ceiling FCALL/s | writes / ceiling | end-to-end p50 / p99 / p99.9 ms | per-step p50 / p99 / p99.9 ms | engine CPU s / 1000 tr. | Redis CPU µs / saga | commands / saga | round trips / saga | commands per read | peak RSS MiB | host steal | sagas/s of each run |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 " + ($all | runs($f) | map(. as $r | ($all | rec("ceil-\($f)-c\($r.concurrency)")) as $c |
-"| \($r.concurrency) | \($r.sagas | th) | \($r.sagas_per_s | th) | \($r.transitions_per_s | th) | \($c.fcall_per_s | th) | \(($r.transitions_per_s / $c.fcall_per_s) | pct) | \($r.latency.end_to_end_ms | lat) | \($r.latency.step_overhead_ms | lat) | \($r.cpu_s_per_1000_transitions | d(4)) | \($r.redis.cpu_us_per_saga | d(1)) | \($r.redis.client_commands_per_saga | d(2)) | \($r.redis.round_trips_per_saga | d(2)) | \($r.redis.commands_per_read | d(1)) | \($r.peak_rss_kib | mib) | \($r | reps) |") | join("\n"))) | join("\n"))
+"| \($r.concurrency) | \($r.sagas | th) | \($r.sagas_per_s | th) | \($r.transitions_per_s | th) | \($c.fcall_per_s | th) | \(($r.transitions_per_s / $c.fcall_per_s) | pct) | \($r.latency.end_to_end_ms | lat) | \($r.latency.step_overhead_ms | lat) | \($r.cpu_s_per_1000_transitions | d(4)) | \($r.redis.cpu_us_per_saga | d(1)) | \($r.redis.client_commands_per_saga | d(2)) | \($r.redis.round_trips_per_saga | d(2)) | \($r.redis.commands_per_read | d(1)) | \($r.peak_rss_kib | mib) | \($r | steal) | \($r | reps) |") | join("\n"))) | join("\n"))
 
 ## The ceiling
 
@@ -165,6 +167,13 @@ section Half the maximum load says what they were when traced).
 |---|---|---|---|---|
 \($H | tail_row("AOF everysec (reported)"))
 \($HN | tail_row("AOF off (diagnostic)"))
+
+Every half-load run, with the CPU time the hypervisor kept from this VM while it ran (`steal` in
+/proc/stat, in % of both CPUs' time), to read beside its tail.
+
+| run | per-step p50 / p99 / p99.9 ms | Redis CPU µs / saga | host steal | slow steps in the worst 5 % of windows |
+|---|---|---|---|---|
+\($all | map(select(.label | test("^everysec-half(-noaof)?\\.run[0-9]+$"))) | map("| \(.label) | \(.latency.step_overhead_ms | lat) | \(.redis.cpu_us_per_saga | d(1)) | \(steal) | \(tail_shape as $t | if $t == null or $t.over == 0 then "-" else ($t.in_worst / $t.over * 100 | round | tostring) + " %" end) |") | join("\n"))
 
 What Redis's latency monitor (`latency-monitor-threshold 1`) recorded during the reported run (events of 1 ms
 or more; `LATENCY LATEST`), and `aof_delayed_fsync` (writes that waited for a slow background fsync):

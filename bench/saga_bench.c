@@ -159,6 +159,7 @@ typedef struct bench_s {
     bool have_ping;
     unsigned long ping_failed;
     struct rusage ru0, ru1;
+    long long steal0, steal1;  /* the host's steal time, clock ticks (-1: unknown) */
     saga_store_redis_stats_t st0, st1;
     redis_snap_t rs0, rs1;
     long rss_before;
@@ -185,6 +186,20 @@ static long rss_now(void) {
         res = 0;
     fclose(f);
     return res * sysconf(_SC_PAGESIZE);
+}
+
+/* CPU time the hypervisor gave to others while this VM's CPUs wanted it
+ * (all CPUs, clock ticks: the 8th figure of /proc/stat's "cpu" line), or
+ * -1 where the kernel does not tell. */
+static long long steal_now(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    long long v[8];
+    if (f == NULL)
+        return -1;
+    int n = fscanf(f, "cpu %lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    return n == 8 ? v[7] : -1;
 }
 
 /* Bytes allocated and not freed, or -1. Unlike the RSS it leaves out
@@ -487,6 +502,7 @@ static void stop_probe(bench_t *b) {
 static void end_phase(bench_t *b) {
     if (b->phase == PH_MEASURE) {
         getrusage(RUSAGE_SELF, &b->ru1);
+        b->steal1 = steal_now();
         saga_store_redis_stats(b->store, &b->st1);
         stop_probe(b);
     }
@@ -531,6 +547,7 @@ static void on_progress(const saga_progress_t *p, void *data) {
         /* Every saga is in flight, sleeping in its first step. */
         b->t_end = now;
         getrusage(RUSAGE_SELF, &b->ru1);
+        b->steal1 = steal_now();
         b->rss_at_once = rss_now();
         b->heap_inflight = heap_now();
         saga_store_redis_stats(b->store, &b->st1);
@@ -593,6 +610,7 @@ static void begin_phase(bench_t *b, phase_t ph) {
             info_snapshot(b, &b->rs0);
         saga_store_redis_stats(b->store, &b->st0);
         getrusage(RUSAGE_SELF, &b->ru0);
+        b->steal0 = steal_now();
         start_probe(b);
     }
     b->t0 = uv_hrtime();
@@ -734,6 +752,13 @@ static void report(bench_t *b) {
     json_object_set_new(o, "cpu_s_per_1000_transitions",
                         json_real(round(cpu / transitions * 1000.0 * 1e5) / 1e5));
     json_object_set_new(o, "peak_rss_kib", json_integer(ru.ru_maxrss));
+    /* The share of the machine's CPU time the hypervisor kept from it. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN), tck = sysconf(_SC_CLK_TCK);
+    json_object_set_new(o, "host_steal_pct",
+                        b->steal0 >= 0 && b->steal1 >= b->steal0 && cpus > 0 && tck > 0
+                            ? json_real(round((double)(b->steal1 - b->steal0) /
+                                              ((double)tck * elapsed * (double)cpus) * 1e4) / 100)
+                            : json_null());
     if (b->inflight_rss) {
         json_object_set_new(o, "rss_before_kib", json_integer(b->rss_before / 1024));
         json_object_set_new(o, "rss_inflight_kib", json_integer(b->rss_inflight / 1024));
