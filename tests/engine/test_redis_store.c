@@ -652,3 +652,42 @@ Test(redis_store, malformed_gc_calls_are_refused) {
         freeReplyObject(r);
     }
 }
+
+/* saga_gc by hand: due ids (score <= now) leave the index; with 'd' their
+ * record and history go too, without it (Redis Cluster) they stay for
+ * their own TTL; ids not due, and unfinished ones (score < 0), stay. */
+Test(redis_store, gc_deletes_the_keys_only_when_told) {
+    cr_assert_eq(open_store(R.url), 0, "%s", ready_msg);
+    long long now = now_ms();
+    redisReply *r = cmd("ZADD saga:{idx}:sagas 1 due1 %lld later -5 running 2 due2", now + 3600000);
+    freeReplyObject(r);
+    const char *ids[] = {"due1", "later", "running", "due2"};
+    char key[64];
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(key, sizeof(key), "saga:{%s}", ids[i]);
+        freeReplyObject(cmd("HSET %s state x", key));
+        snprintf(key, sizeof(key), "saga:{%s}:history", ids[i]);
+        freeReplyObject(cmd("RPUSH %s e", key));
+    }
+    r = cmd("FCALL saga_gc 1 saga:{idx}:sagas 1 -");
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+    cr_assert_eq(r->integer, 1, "one id per call when the limit is 1");
+    freeReplyObject(r);
+    cr_assert_eq(cmd_int("EXISTS %s", "saga:{due1}"), 1, "without 'd' the keys stay");
+    cr_assert_eq(cmd_int("EXISTS %s", "saga:{due1}:history"), 1);
+    cr_assert_eq(cmd_int("ZCARD %s", "saga:{idx}:sagas"), 3);
+
+    r = cmd("FCALL saga_gc 1 saga:{idx}:sagas 10 d saga:{ } }:history");
+    cr_assert_eq(r->integer, 1, "due2 only: later is not due, running is unfinished");
+    freeReplyObject(r);
+    cr_assert_eq(cmd_int("EXISTS %s", "saga:{due2}"), 0, "with 'd' the record goes");
+    cr_assert_eq(cmd_int("EXISTS %s", "saga:{due2}:history"), 0, "and the history");
+    for (size_t i = 1; i < 3; i++) {
+        snprintf(key, sizeof(key), "saga:{%s}", ids[i]);
+        cr_assert_eq(cmd_int("EXISTS %s", key), 1, "%s is kept", ids[i]);
+    }
+    cr_assert_eq(cmd_int("ZCARD %s", "saga:{idx}:sagas"), 2);
+    r = cmd("FCALL saga_gc 1 saga:{idx}:sagas 10 d saga:{ } }:history");
+    cr_assert_eq(r->integer, 0, "nothing else is due");
+    freeReplyObject(r);
+}
