@@ -31,11 +31,17 @@
 #include "retry.h"
 #include "saga_lua.h"
 
-/* Retention: every GC_INTERVAL_MS the store asks saga_gc to remove up to
- * GC_BATCH finished sagas whose retention ran out, and asks again at once
- * while a call removed a full batch. A backlog drains in calls of about a
- * millisecond of server time each, other clients' commands between them. */
+/* Retention: the store asks saga_gc to remove up to GC_BATCH finished
+ * sagas whose retention ran out (a call of about 0.7 ms of server time),
+ * and paces itself by the answer: a full batch brings the next call
+ * GC_BUSY_MS later, a partial one GC_SOME_MS later, none GC_INTERVAL_MS
+ * later. A steady stream of expiring sagas is so deleted in small calls
+ * spread over time (all at once, a second's worth of deletions at a few
+ * thousand sagas/s would hold the server for tens of milliseconds), and a
+ * backlog drains at up to GC_BATCH per GC_BUSY_MS. */
 #define GC_INTERVAL_MS 1000
+#define GC_SOME_MS 100
+#define GC_BUSY_MS 10
 #define GC_BATCH 200
 #define TRANSIENT_RETRY_MS 200
 #define SAGA_ID_KEY_MAX (SAGA_ID_MAX + 32)
@@ -1276,7 +1282,7 @@ static void rs_close(saga_store_t *s, void (*closed)(void *), void *data) {
         saga_redis_close(st->lanes[i].conn, on_conn_closed, &st->lanes[i]);
 }
 
-static void gc_send(store_redis_t *st);
+static void on_gc(uv_timer_t *t);
 
 static void on_gc_reply(saga_redis_t *r, redisReply *reply, void *data) {
     store_redis_t *st = data;
@@ -1289,8 +1295,9 @@ static void on_gc_reply(saga_redis_t *r, redisReply *reply, void *data) {
         return;
     }
     st->stats.gc_removed += reply->integer > 0 ? (uint64_t)reply->integer : 0;
-    if (reply->integer >= GC_BATCH)
-        gc_send(st);
+    if (reply->integer > 0)
+        uv_timer_start(&st->gc_timer, on_gc, reply->integer >= GC_BATCH ? GC_BUSY_MS : GC_SOME_MS,
+                       GC_INTERVAL_MS);
 }
 
 /* On a single Redis saga_gc deletes the sagas' keys with their index
