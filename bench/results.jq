@@ -60,6 +60,7 @@ def verdict($v; $goal; $hi):
 | ([$all[] | select(.label | test("^ceil-everysec-c\($be)(-x[0-9]+)?$"))] | max_by(.fcall_per_s)) as $CEmax
 | rec("everysec-half") as $H
 | rec("everysec-half-noaof") as $HN
+| rec("everysec-half-fresh") as $HF
 | rec($H.run | sub("\\.run"; "-redis.run")) as $HR
 | rec($HN.run | sub("\\.run"; "-redis.run")) as $HNR
 | rec("inflight-redis") as $IR
@@ -141,14 +142,19 @@ c=\($be) (everysec):
 
 Redis AOF everysec, 3-step noop sagas started open-loop at \($H.rate_limit | th) sagas/s (half of the best
 closed-loop figure, \($E.sagas_per_s | th) at c=\($be); at most \($H.concurrency) in flight); achieved \($H.sagas_per_s | th) sagas/s.
+At steady state: finished sagas are kept \(($H.retention_ms // 0) / 1000) s, then the store's GC deletes them (\($H.redis.gc_removed_per_saga | d(2))
+deleted per saga started while measuring), after \($H.warmup | th) sagas of warm-up at the same rate, so that the
+keyspace holds its size as on a production server with a retention. The same rate on a server emptied just
+before (2,000 sagas of warm-up, the keyspace growing through the run) is the *fresh server* row.
 Of \($H.repeats | length) runs, the one with the median per-step p99 (every run's p99 in ms: \($H.repeats | map(d(3)) | join(" · ")); AOF off:
-\($HN.repeats | map(d(3)) | join(" · "))).
+\($HN.repeats | map(d(3)) | join(" · ")); fresh server: \($HF.repeats // [] | map(d(3)) | join(" · "))).
 
 | latency | p50 | p99 | p99.9 | max | mean |
 |---|---|---|---|---|---|
 | per-step overhead (ms) | \($H.latency.step_overhead_ms.p50 | d(3)) | \($H.latency.step_overhead_ms.p99 | d(3)) | \($H.latency.step_overhead_ms.p999 | d(3)) | \($H.latency.step_overhead_ms.max | d(3)) | \($H.latency.step_overhead_ms.mean | d(3)) |
 | create: start → first step called (ms) | \($H.latency.create_ms.p50 | d(3)) | \($H.latency.create_ms.p99 | d(3)) | \($H.latency.create_ms.p999 | d(3)) | \($H.latency.create_ms.max | d(3)) | \($H.latency.create_ms.mean | d(3)) |
 | end to end (ms) | \($H.latency.end_to_end_ms.p50 | d(3)) | \($H.latency.end_to_end_ms.p99 | d(3)) | \($H.latency.end_to_end_ms.p999 | d(3)) | \($H.latency.end_to_end_ms.max | d(3)) | \($H.latency.end_to_end_ms.mean | d(3)) |
+| *diagnostic: per-step overhead, same rate, fresh server* | \($HF.latency.step_overhead_ms.p50 | d(3)) | \($HF.latency.step_overhead_ms.p99 | d(3)) | \($HF.latency.step_overhead_ms.p999 | d(3)) | \($HF.latency.step_overhead_ms.max | d(3)) | \($HF.latency.step_overhead_ms.mean | d(3)) |
 | *diagnostic: per-step overhead, same rate, AOF off* | \($HN.latency.step_overhead_ms.p50 | d(3)) | \($HN.latency.step_overhead_ms.p99 | d(3)) | \($HN.latency.step_overhead_ms.p999 | d(3)) | \($HN.latency.step_overhead_ms.max | d(3)) | \($HN.latency.step_overhead_ms.mean | d(3)) |
 | *diagnostic: Redis PING round trip, same run, from a thread of its own (ms)* | \($H.redis_ping_ms.p50 | d(3)) | \($H.redis_ping_ms.p99 | d(3)) | \($H.redis_ping_ms.p999 | d(3)) | \($H.redis_ping_ms.max | d(3)) | \($H.redis_ping_ms.mean | d(3)) |
 | *diagnostic: Redis PING round trip, AOF off run (ms)* | \($HN.redis_ping_ms.p50 | d(3)) | \($HN.redis_ping_ms.p99 | d(3)) | \($HN.redis_ping_ms.p999 | d(3)) | \($HN.redis_ping_ms.max | d(3)) | \($HN.redis_ping_ms.mean | d(3)) |
@@ -167,15 +173,16 @@ section Half the maximum load says what they were when traced).
 |---|---|---|---|---|
 \($H | tail_row("AOF everysec (reported)"))
 \($HN | tail_row("AOF off (diagnostic)"))
+\($HF | tail_row("fresh server (diagnostic)"))
 
 Every half-load run, with the CPU time the hypervisor kept from this VM while it ran (`steal` in
 /proc/stat, in % of both CPUs' time), to read beside its tail.
 
 | run | per-step p50 / p99 / p99.9 ms | Redis CPU µs / saga | host steal | slow steps in the worst 5 % of windows |
 |---|---|---|---|---|
-\($all | map(select(.label | test("^everysec-half(-noaof)?\\.run[0-9]+$"))) | map("| \(.label) | \(.latency.step_overhead_ms | lat) | \(.redis.cpu_us_per_saga | d(1)) | \(steal) | \(tail_shape as $t | if $t == null or $t.over == 0 then "-" else ($t.in_worst / $t.over * 100 | round | tostring) + " %" end) |") | join("\n"))
+\($all | map(select(.label | test("^everysec-half(-noaof|-fresh)?\\.run[0-9]+$"))) | map("| \(.label) | \(.latency.step_overhead_ms | lat) | \(.redis.cpu_us_per_saga | d(1)) | \(steal) | \(tail_shape as $t | if $t == null or $t.over == 0 then "-" else ($t.in_worst / $t.over * 100 | round | tostring) + " %" end) |") | join("\n"))
 
-What Redis's latency monitor (`latency-monitor-threshold 1`) recorded during the reported run (events of 1 ms
+What Redis's latency monitor (`latency-monitor-threshold 1`) recorded during the reported run, its warm-up included (events of 1 ms
 or more; `LATENCY LATEST`), and `aof_delayed_fsync` (writes that waited for a slow background fsync):
 
 | run | events (latest / max ms) | aof_delayed_fsync |

@@ -104,6 +104,7 @@ typedef struct bench_s {
     const char *store_kind;
     const char *redis_url;
     unsigned redis_conns;    /* --redis-connections; 0: the store's default */
+    uint64_t retention_ms;   /* --retention-ms; 0: the store's default */
     uint64_t sagas;
     uint64_t warmup;
     unsigned steps;
@@ -665,6 +666,9 @@ static json_t *redis_json(const bench_t *b, double done, double transitions) {
     json_object_set_new(o, "client_commands_per_saga", json_real(r3(client_cmds / done)));
     json_object_set_new(o, "round_trips_per_saga", json_real(r3(writes / done)));
     json_object_set_new(o, "resent", json_integer((json_int_t)(b->st1.resent - b->st0.resent)));
+    /* Finished sagas the store's GC deleted while measuring (--retention-ms). */
+    json_object_set_new(o, "gc_removed_per_saga",
+                        json_real(r3((double)(b->st1.gc_removed - b->st0.gc_removed) / done)));
     const cmdstat_t *f1 = snap_find(z, "fcall"), *f0 = snap_find(a, "fcall");
     double fcalls = f1 ? (double)(f1->calls - (f0 ? f0->calls : 0)) : 0;
     double fcall_usec = f1 ? (double)(f1->usec - (f0 ? f0->usec : 0)) : 0;
@@ -730,6 +734,8 @@ static void report(bench_t *b) {
     json_object_set_new(o, "handler", json_string(b->sleep_ms ? "demo.sleep" : "demo.noop"));
     json_object_set_new(o, "sleep_ms", json_integer((json_int_t)b->sleep_ms));
     json_object_set_new(o, "concurrency", json_integer((json_int_t)b->conc));
+    json_object_set_new(o, "retention_ms",
+                        b->retention_ms > 0 ? json_integer((json_int_t)b->retention_ms) : json_null());
     json_object_set_new(o, "rate_limit", b->rate > 0 ? json_real(b->rate) : json_null());
     json_object_set_new(o, "warmup", json_integer((json_int_t)b->warmup));
     json_object_set_new(o, "elapsed_s", json_real(r3(elapsed)));
@@ -910,6 +916,8 @@ static void usage(FILE *out) {
           "  --store memory|redis   the store (default memory)\n"
           "  --redis URL            redis://host:port or unix:///socket (--store redis)\n"
           "  --redis-connections N  connections of the Redis store (default: the store's, 1)\n"
+          "  --retention-ms MS      finished sagas kept MS, then deleted by the store's GC\n"
+          "                         (default: the store's, 7 days)\n"
           "  -n, --sagas N          sagas to measure (default 10000)\n"
           "  -s, --steps S          steps per saga, 1..10 (default 3)\n"
           "  -c, --concurrency C    sagas in flight (default 100)\n"
@@ -930,6 +938,7 @@ int main(int argc, char **argv) {
         {"store", required_argument, NULL, 'S'},
         {"redis", required_argument, NULL, 'R'},
         {"redis-connections", required_argument, NULL, 'k'},
+        {"retention-ms", required_argument, NULL, 'e'},
         {"sagas", required_argument, NULL, 'n'},
         {"steps", required_argument, NULL, 's'},
         {"concurrency", required_argument, NULL, 'c'},
@@ -956,6 +965,7 @@ int main(int argc, char **argv) {
         case 'S': b->store_kind = optarg; break;
         case 'R': b->redis_url = optarg; break;
         case 'k': b->redis_conns = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'e': b->retention_ms = strtoull(optarg, NULL, 10); break;
         case 'n': b->sagas = strtoull(optarg, NULL, 10); break;
         case 's': b->steps = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'c': b->conc = strtoull(optarg, NULL, 10); break;
@@ -1022,6 +1032,7 @@ int main(int argc, char **argv) {
         saga_store_redis_options_t ro = {0};
         ro.conn.client_name = "saga-bench";
         ro.connections = b->redis_conns;
+        ro.retention_ms = b->retention_ms;
         b->store = saga_store_redis_new(&b->loop, &b->url, &ro, on_ready, b);
     } else {
         saga_store_memory_options_t mo = {.keep_finished = false, .keep_history = false};

@@ -52,10 +52,10 @@ SAGA=$BUILD/bin/saga
 # ------------------------------------------------------------------------
 CONCS=(1 10 100 500 1000 2000)
 if [ "$QUICK" = 1 ]; then
-    DUR=1; MEM_DUR=1; WARM=200; MEM_WARM=2000; CEIL_S=1; HALF_DUR=2
+    DUR=1; MEM_DUR=1; WARM=200; MEM_WARM=2000; CEIL_S=1; HALF_DUR=2; HALF_KEEP_S=2
     INFLIGHT=10000; TAKEOVER=1000; REPS=1
 else
-    DUR=5; MEM_DUR=4; WARM=2000; MEM_WARM=20000; CEIL_S=5; HALF_DUR=10
+    DUR=5; MEM_DUR=4; WARM=2000; MEM_WARM=20000; CEIL_S=5; HALF_DUR=10; HALF_KEEP_S=10
     INFLIGHT=100000; TAKEOVER=10000; REPS=3
 fi
 REPS=${SAGA_BENCH_REPS:-$REPS}
@@ -295,14 +295,25 @@ redis_stalls() {
     jq -nc --arg l "$1" --argjson d "${delayed:-0}" --argjson ev "[$events]" \
         '{label: $l, kind: "redis-latency", aof_delayed_fsync: $d, events: $ev}' >>"$RAW"
 }
-half_run() { # LABEL: $REPS runs; the reported one has the median per-step p99
+# half_run LABEL steady|fresh: $REPS runs; the reported one has the median
+# per-step p99. "steady": finished sagas are kept HALF_KEEP_S seconds, then
+# the store's GC deletes them, and the run warms up at the same rate for
+# HALF_KEEP_S + 4 s first: when it measures, sagas are deleted as fast as
+# they finish and the keyspace holds its size, as on a production server
+# with a retention. "fresh": a server emptied just before, 2,000 sagas of
+# warm-up, the keyspace growing from nothing through the run (Redis's hash
+# tables double on the way: docs/benchmarks.md "Half the maximum load").
+half_run() {
+    local extra=(--warmup "$WARM")
+    [ "$2" = steady ] && extra=(--retention-ms $(( HALF_KEEP_S * 1000 ))
+                                --warmup $(( HALF * (HALF_KEEP_S + 4) )))
     rcli everysec config resetstat >/dev/null
     for i in $(seq "$REPS"); do
         rcli everysec flushall >/dev/null
         # After the FLUSHALL (itself a slow command): only the run's events.
         rcli everysec latency reset >/dev/null
         bench "$1.run$i" --store redis --redis "unix://$(sock everysec)" -s 3 -c 2000 --rate "$HALF" \
-            -n "$MAX_SAGAS" --duration "$HALF_DUR" --warmup "$WARM" --ping-probe
+            -n "$MAX_SAGAS" --duration "$HALF_DUR" "${extra[@]}" --ping-probe
         redis_stalls "$1-redis.run$i"
     done
     median_of .latency.step_overhead_ms.p99 "$1"
@@ -310,11 +321,16 @@ half_run() { # LABEL: $REPS runs; the reported one has the median per-step p99
 rcli everysec flushall >/dev/null
 compact_aof everysec
 settle_disk
-half_run everysec-half
+half_run everysec-half steady
 # The same with the AOF off, to tell the stalls the AOF causes from the rest.
 rcli everysec config set appendonly no >/dev/null
-half_run everysec-half-noaof
+half_run everysec-half-noaof steady
 rcli everysec config set appendonly yes >/dev/null
+wait_rewrite everysec
+# And on a fresh server, to show what the keyspace's growth adds.
+rcli everysec flushall >/dev/null
+compact_aof everysec
+half_run everysec-half-fresh fresh
 wait_rewrite everysec
 
 log "memory per in-flight saga: $INFLIGHT sleeping sagas on one engine"
