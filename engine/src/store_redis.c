@@ -121,6 +121,7 @@ typedef struct store_redis_s {
     saga_rng_t rng;
     uv_timer_t gc_timer;
     bool gc_busy;            /* a saga_gc call is in flight */
+    bool gc_failing;         /* the last saga_gc call failed (warned once) */
     uv_timer_t retry_timer;
     int open_handles;
     bool closing;
@@ -1290,10 +1291,17 @@ static void on_gc_reply(saga_redis_t *r, redisReply *reply, void *data) {
     if (reply == NULL || st->closing)
         return; /* the next tick asks again */
     if (reply->type != REDIS_REPLY_INTEGER) {
-        saga_warn("redis %s: saga_gc: %s", saga_redis_display(r),
-                  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        /* Once until a call succeeds again, not every second. */
+        if (!st->gc_failing)
+            saga_warn("redis %s: saga_gc: %s; finished sagas are not deleted until it works",
+                      saga_redis_display(r),
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        st->gc_failing = true;
         return;
     }
+    if (st->gc_failing)
+        saga_info("redis %s: saga_gc works again", saga_redis_display(r));
+    st->gc_failing = false;
     st->stats.gc_removed += reply->integer > 0 ? (uint64_t)reply->integer : 0;
     if (reply->integer > 0)
         uv_timer_start(&st->gc_timer, on_gc, reply->integer >= GC_BATCH ? GC_BUSY_MS : GC_SOME_MS,

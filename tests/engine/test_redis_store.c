@@ -14,6 +14,7 @@
 
 #include "harness.h"
 #include "history_reader.h"
+#include "log.h"
 #include "redis_server.h"
 #include "store_redis.h"
 
@@ -690,4 +691,30 @@ Test(redis_store, gc_deletes_the_keys_only_when_told) {
     r = cmd("FCALL saga_gc 1 saga:{idx}:sagas 10 d saga:{ } }:history");
     cr_assert_eq(r->integer, 0, "nothing else is due");
     freeReplyObject(r);
+}
+
+static void stop_on_timer(uv_timer_t *t) { uv_stop(t->loop); }
+
+/* A GC that keeps failing (here: the function library deleted behind the
+ * store's back) says so once, not once a second. */
+Test(redis_store, a_failing_gc_warns_once) {
+    th_init_redis(&T, R.url);
+    FILE *log = tmpfile();
+    cr_assert_not_null(log);
+    saga_log_set_output(log);
+    freeReplyObject(cmd("FUNCTION DELETE saga"));
+    uv_timer_t stop;
+    uv_timer_init(&T.loop, &stop);
+    uv_timer_start(&stop, stop_on_timer, 3500, 0); /* three GC ticks */
+    uv_run(&T.loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&stop, NULL);
+    uv_run(&T.loop, UV_RUN_NOWAIT);
+    saga_log_set_output(stderr);
+    rewind(log);
+    char line[1024];
+    int warnings = 0;
+    while (fgets(line, sizeof(line), log) != NULL)
+        warnings += strstr(line, "saga_gc:") != NULL;
+    fclose(log);
+    cr_assert_eq(warnings, 1, "one warning for three failed calls, not %d", warnings);
 }
