@@ -117,26 +117,22 @@ static void on_redis_ready(saga_store_t *s, int status, const char *msg, void *d
 }
 
 static void init_redis(th_t *t, const char *url, uint64_t command_timeout_ms, bool split,
-                       unsigned connections, uint64_t retention_ms);
+                       unsigned connections);
 
-void th_init_redis(th_t *t, const char *url) { init_redis(t, url, 0, false, 0, 0); }
+void th_init_redis(th_t *t, const char *url) { init_redis(t, url, 0, false, 0); }
 
 void th_init_redis_timeout(th_t *t, const char *url, uint64_t command_timeout_ms) {
-    init_redis(t, url, command_timeout_ms, false, 0, 0);
+    init_redis(t, url, command_timeout_ms, false, 0);
 }
 
-void th_init_redis_split(th_t *t, const char *url) { init_redis(t, url, 0, true, 0, 0); }
+void th_init_redis_split(th_t *t, const char *url) { init_redis(t, url, 0, true, 0); }
 
 void th_init_redis_conns(th_t *t, const char *url, unsigned connections) {
-    init_redis(t, url, 0, false, connections, 0);
-}
-
-void th_init_redis_retention(th_t *t, const char *url, uint64_t retention_ms, bool split) {
-    init_redis(t, url, 0, split, 0, retention_ms);
+    init_redis(t, url, 0, false, connections);
 }
 
 static void init_redis(th_t *t, const char *url, uint64_t command_timeout_ms, bool split,
-                       unsigned connections, uint64_t retention_ms) {
+                       unsigned connections) {
     memset(t, 0, sizeof(*t));
     cr_assert_eq(uv_loop_init(&t->loop), 0);
     saga_strmap_init(&t->summaries);
@@ -150,7 +146,6 @@ static void init_redis(th_t *t, const char *url, uint64_t command_timeout_ms, bo
     o.conn.command_timeout_ms = command_timeout_ms;
     o.split_index = split;
     o.connections = connections;
-    o.retention_ms = retention_ms;
     t->store = saga_store_redis_new(&t->loop, &u, &o, on_redis_ready, t);
     saga_redis_url_close(&u);
     cr_assert_not_null(t->store);

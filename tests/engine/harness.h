@@ -49,8 +49,6 @@ void th_init_redis_timeout(th_t *t, const char *url, uint64_t command_timeout_ms
 void th_init_redis_split(th_t *t, const char *url);
 /* ... with that many connections in the store (0: its default). */
 void th_init_redis_conns(th_t *t, const char *url, unsigned connections);
-/* ... with finished sagas kept for `retention_ms` (split: as th_init_redis_split). */
-void th_init_redis_retention(th_t *t, const char *url, uint64_t retention_ms, bool split);
 
 /* Creates the engine of th_init*() again after a th_run_until(): a new
  * process life on the same store (the old engine must be shut down). */
