@@ -61,6 +61,8 @@ def verdict($v; $goal; $hi):
 | rec("everysec-half") as $H
 | rec("everysec-half-noaof") as $HN
 | rec("everysec-half-fresh") as $HF
+| rec("everysec-half-probe") as $HP
+| rec("everysec-half-noaof-probe") as $HNP
 | rec($H.run | sub("\\.run"; "-redis.run")) as $HR
 | rec($HN.run | sub("\\.run"; "-redis.run")) as $HNR
 | rec("inflight-redis") as $IR
@@ -156,13 +158,15 @@ Of \($H.repeats | length) runs, the one with the median per-step p99 (every run'
 | end to end (ms) | \($H.latency.end_to_end_ms.p50 | d(3)) | \($H.latency.end_to_end_ms.p99 | d(3)) | \($H.latency.end_to_end_ms.p999 | d(3)) | \($H.latency.end_to_end_ms.max | d(3)) | \($H.latency.end_to_end_ms.mean | d(3)) |
 | *diagnostic: per-step overhead, same rate, fresh server* | \($HF.latency.step_overhead_ms.p50 | d(3)) | \($HF.latency.step_overhead_ms.p99 | d(3)) | \($HF.latency.step_overhead_ms.p999 | d(3)) | \($HF.latency.step_overhead_ms.max | d(3)) | \($HF.latency.step_overhead_ms.mean | d(3)) |
 | *diagnostic: per-step overhead, same rate, AOF off* | \($HN.latency.step_overhead_ms.p50 | d(3)) | \($HN.latency.step_overhead_ms.p99 | d(3)) | \($HN.latency.step_overhead_ms.p999 | d(3)) | \($HN.latency.step_overhead_ms.max | d(3)) | \($HN.latency.step_overhead_ms.mean | d(3)) |
-| *diagnostic: Redis PING round trip, same run, from a thread of its own (ms)* | \($H.redis_ping_ms.p50 | d(3)) | \($H.redis_ping_ms.p99 | d(3)) | \($H.redis_ping_ms.p999 | d(3)) | \($H.redis_ping_ms.max | d(3)) | \($H.redis_ping_ms.mean | d(3)) |
-| *diagnostic: Redis PING round trip, AOF off run (ms)* | \($HN.redis_ping_ms.p50 | d(3)) | \($HN.redis_ping_ms.p99 | d(3)) | \($HN.redis_ping_ms.p999 | d(3)) | \($HN.redis_ping_ms.max | d(3)) | \($HN.redis_ping_ms.mean | d(3)) |
+| *diagnostic: Redis PING round trip, a run of its own at the same rate (ms)* | \($HP.redis_ping_ms.p50 | d(3)) | \($HP.redis_ping_ms.p99 | d(3)) | \($HP.redis_ping_ms.p999 | d(3)) | \($HP.redis_ping_ms.max | d(3)) | \($HP.redis_ping_ms.mean | d(3)) |
+| *diagnostic: Redis PING round trip, the same with the AOF off (ms)* | \($HNP.redis_ping_ms.p50 | d(3)) | \($HNP.redis_ping_ms.p99 | d(3)) | \($HNP.redis_ping_ms.p999 | d(3)) | \($HNP.redis_ping_ms.max | d(3)) | \($HNP.redis_ping_ms.mean | d(3)) |
 
 A step's overhead is one checkpoint write (the step's result and the next step's start) plus the
 engine's own work; the PING rows are what any client of the same Redis waited for a trivial command
-at the same moments (one PING per ms from a separate connection and thread): the floor that the
-server and this machine set, whatever the engine does.
+under the same load (one PING per ms from a separate connection and thread): the floor that the
+server and this machine set, whatever the engine does. They come from one more run at the same
+settings (per-step p50 / p99 in it: \($HP.latency.step_overhead_ms.p50 | d(3)) / \($HP.latency.step_overhead_ms.p99 | d(3)) ms; AOF off \($HNP.latency.step_overhead_ms.p50 | d(3)) / \($HNP.latency.step_overhead_ms.p99 | d(3)) ms), not from
+the reported runs: the probe's 1,000 lone PINGs a second wake Redis on their own.
 
 When the slow steps happened: each run is cut into windows of \($H.step_timeline.window_ms // "-") ms from the start of its measured
 phase; a step over \($H.step_timeline.over_ms // "-") ms counts as slow. A tail spread evenly would put about 5 % of the slow steps in
@@ -180,7 +184,7 @@ Every half-load run, with the CPU time the hypervisor kept from this VM while it
 
 | run | per-step p50 / p99 / p99.9 ms | Redis CPU µs / saga | host steal | slow steps in the worst 5 % of windows |
 |---|---|---|---|---|
-\($all | map(select(.label | test("^everysec-half(-noaof|-fresh)?\\.run[0-9]+$"))) | map("| \(.label) | \(.latency.step_overhead_ms | lat) | \(.redis.cpu_us_per_saga | d(1)) | \(steal) | \(tail_shape as $t | if $t == null or $t.over == 0 then "-" else ($t.in_worst / $t.over * 100 | round | tostring) + " %" end) |") | join("\n"))
+\($all | map(select(.label | test("^everysec-half(-noaof|-fresh)?(\\.run[0-9]+|-probe)$"))) | map("| \(.label) | \(.latency.step_overhead_ms | lat) | \(.redis.cpu_us_per_saga | d(1)) | \(steal) | \(tail_shape as $t | if $t == null or $t.over == 0 then "-" else ($t.in_worst / $t.over * 100 | round | tostring) + " %" end) |") | join("\n"))
 
 What Redis's latency monitor (`latency-monitor-threshold 1`) recorded during the reported run, its warm-up included (events of 1 ms
 or more; `LATENCY LATEST`), and `aof_delayed_fsync` (writes that waited for a slow background fsync):

@@ -295,8 +295,11 @@ redis_stalls() {
     jq -nc --arg l "$1" --argjson d "${delayed:-0}" --argjson ev "[$events]" \
         '{label: $l, kind: "redis-latency", aof_delayed_fsync: $d, events: $ev}' >>"$RAW"
 }
-# half_run LABEL steady|fresh: $REPS runs; the reported one has the median
-# per-step p99. "steady": finished sagas are kept HALF_KEEP_S seconds, then
+# half_run LABEL steady|fresh [probe]: $REPS runs; the reported one has the
+# median per-step p99. With "probe", one more run at the same settings,
+# LABEL-probe, PINGs Redis every ms from a thread of its own (the PING rows
+# of the report): kept out of the reported runs, where its 1,000 lone
+# commands a second would wake Redis on their own and add to what is judged. "steady": finished sagas are kept HALF_KEEP_S seconds, then
 # the store's GC deletes them, and the run warms up at the same rate for
 # HALF_KEEP_S + 4 s first: when it measures, sagas are deleted as fast as
 # they finish and the keyspace holds its size, as on a production server
@@ -313,18 +316,23 @@ half_run() {
         # After the FLUSHALL (itself a slow command): only the run's events.
         rcli everysec latency reset >/dev/null
         bench "$1.run$i" --store redis --redis "unix://$(sock everysec)" -s 3 -c 2000 --rate "$HALF" \
-            -n "$MAX_SAGAS" --duration "$HALF_DUR" "${extra[@]}" --ping-probe
+            -n "$MAX_SAGAS" --duration "$HALF_DUR" "${extra[@]}"
         redis_stalls "$1-redis.run$i"
     done
     median_of .latency.step_overhead_ms.p99 "$1"
+    if [ "${3:-}" = probe ]; then
+        rcli everysec flushall >/dev/null
+        bench "$1-probe" --store redis --redis "unix://$(sock everysec)" -s 3 -c 2000 --rate "$HALF" \
+            -n "$MAX_SAGAS" --duration "$HALF_DUR" "${extra[@]}" --ping-probe
+    fi
 }
 rcli everysec flushall >/dev/null
 compact_aof everysec
 settle_disk
-half_run everysec-half steady
+half_run everysec-half steady probe
 # The same with the AOF off, to tell the stalls the AOF causes from the rest.
 rcli everysec config set appendonly no >/dev/null
-half_run everysec-half-noaof steady
+half_run everysec-half-noaof steady probe
 rcli everysec config set appendonly yes >/dev/null
 wait_rewrite everysec
 # And on a fresh server, to show what the keyspace's growth adds.
