@@ -287,7 +287,8 @@ static void on_resumed(int status, const char *msg, void *data) {
     maybe_done(s);
 }
 
-static void on_resumed_all(int status, size_t resumed, size_t failed, void *data) {
+static void on_resumed_all(int status, size_t resumed, size_t failed, size_t managed,
+                           void *data) {
     session_t *s = data;
     s->pending_resumes--;
     if (status != 0) {
@@ -297,9 +298,13 @@ static void on_resumed_all(int status, size_t resumed, size_t failed, void *data
     if (failed > 0)
         note_exit(s, SAGA_EXIT_ERROR);
     s->expected += resumed;
-    if (!s->quiet && status == 0)
+    if (!s->quiet && status == 0) {
         fprintf(stderr, "saga: resuming %zu unfinished saga(s)%s\n", resumed,
                 failed ? " (some could not be resumed, see above)" : "");
+        if (managed > 0)
+            fprintf(stderr, "saga: %zu unfinished saga(s) run by workers left to them\n",
+                    managed);
+    }
     maybe_done(s);
 }
 
@@ -426,6 +431,8 @@ static void usage_resume(FILE *out) {
           "Continues the given sagas, or every unfinished saga in the store, where\n"
           "they stood, under the definition each one started with, and runs them\n"
           "to their end. With several sagas the exit status is the worst one.\n"
+          "Sagas that workers run are theirs to resume: refused when named, left\n"
+          "alone (and counted) otherwise.\n"
           "\n", out);
     fputs(store_help, out);
 }

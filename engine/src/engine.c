@@ -419,6 +419,22 @@ static void on_def_text(int status, const char *text, size_t len, void *data) {
     resume_build(r, d);
 }
 
+/* A record that workers run carries a fence (a worker's start writes the
+ * first, every claim bumps it). Resuming it outside the worker protocol
+ * (saga resume, an embedding program) would run it beside its owner under
+ * the owner's own fence: both would call its handlers, and the slower one's
+ * writes would be refused. So only a claim (saga_engine_resume_fenced) may
+ * resume it; a finished one has nothing left to run and may be "resumed". */
+static bool managed_unfinished(const saga_record_t *rec) {
+    size_t fl, sl;
+    const char *fence = saga_record_get(rec, "fence", &fl);
+    const char *state = saga_record_get(rec, "state", &sl);
+    if (fence == NULL || fl == 0)
+        return false;
+    return !(state != NULL && ((sl == 9 && memcmp(state, "completed", 9) == 0) ||
+                               (sl == 11 && memcmp(state, "compensated", 11) == 0)));
+}
+
 static void on_record(int status, const saga_record_t *rec, void *data) {
     resume_req_t *r = data;
     char msg[512];
@@ -436,6 +452,18 @@ static void on_record(int status, const saga_record_t *rec, void *data) {
     }
     memcpy(r->hash, hash, 64);
     r->hash[64] = '\0';
+    if (r->fence == 0 && managed_unfinished(rec)) {
+        size_t ol = 0;
+        const char *owner = saga_record_get(rec, "owner", &ol);
+        if (owner != NULL && ol > 0)
+            snprintf(msg, sizeof(msg), "saga %s is run by workers (owner %.*s); "
+                     "they resume it, not this process", r->id, (int)ol, owner);
+        else
+            snprintf(msg, sizeof(msg), "saga %s is run by workers (released by its "
+                     "last owner); they resume it, not this process", r->id);
+        resume_fail(r, SAGA_EMANAGED, msg);
+        return;
+    }
     if (saga_record_copy(&r->rec, rec) != 0) {
         resume_fail(r, -ENOMEM, "out of memory");
         return;
@@ -487,11 +515,12 @@ typedef struct resume_all_s {
     size_t waiting;
     size_t resumed;
     size_t failed;
+    size_t managed;
 } resume_all_t;
 
 static void resume_all_release(resume_all_t *ra) {
     if (--ra->waiting == 0) {
-        ra->done(0, ra->resumed, ra->failed, ra->data);
+        ra->done(0, ra->resumed, ra->failed, ra->managed, ra->data);
         free(ra);
     }
 }
@@ -500,6 +529,8 @@ static void resume_all_one(int status, const char *msg, void *data) {
     resume_all_t *ra = data;
     if (status == 0) {
         ra->resumed++;
+    } else if (status == SAGA_EMANAGED) {
+        ra->managed++; /* left to the workers */
     } else if (status != SAGA_EEXIST) {
         ra->failed++;
         saga_error("resume: %s", msg ? msg : saga_strerror(status));
@@ -510,7 +541,7 @@ static void resume_all_one(int status, const char *msg, void *data) {
 static void on_unfinished(int status, const char *const *ids, size_t n, void *data) {
     resume_all_t *ra = data;
     if (status != 0) {
-        ra->done(status, 0, 0, ra->data);
+        ra->done(status, 0, 0, 0, ra->data);
         free(ra);
         return;
     }

@@ -135,7 +135,9 @@ int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
  * it started under, and continues where it stood (see docs/durability.md).
  * `done` runs once the saga is running here again (status 0; on_finished
  * fires later), or with an error: SAGA_ENOTFOUND, SAGA_EEXIST (already here),
- * SAGA_ECORRUPT (record or definition cannot be used: reason in `msg`).
+ * SAGA_ECORRUPT (record or definition cannot be used: reason in `msg`),
+ * SAGA_EMANAGED (an unfinished saga that workers run: only a claim resumes
+ * it, through saga_engine_resume_fenced).
  * A finished saga reports status 0 and on_finished at once. */
 typedef void (*saga_engine_resume_cb)(int status, const char *msg, void *data);
 int saga_engine_resume(saga_engine_t *e, const char *id,
@@ -147,9 +149,10 @@ int saga_engine_resume_fenced(saga_engine_t *e, const char *id, uint64_t fence,
                               saga_engine_resume_cb done, void *data);
 
 /* Resumes every unfinished saga in the store. `done` gets the number of
- * sagas resumed and failed. */
+ * sagas resumed, failed, and left alone because workers run them. */
 typedef void (*saga_engine_resume_all_cb)(int status, size_t resumed,
-                                          size_t failed, void *data);
+                                          size_t failed, size_t managed,
+                                          void *data);
 int saga_engine_resume_all(saga_engine_t *e, saga_engine_resume_all_cb done,
                            void *data);
 

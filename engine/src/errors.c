@@ -14,6 +14,7 @@ const char *saga_strerror(int code) {
     case SAGA_ECORRUPT: return "stored record is corrupt";
     case SAGA_ESTATE: return "not allowed in the saga's current state";
     case SAGA_EUNAVAILABLE: return "store unavailable";
+    case SAGA_EMANAGED: return "the saga is run by workers";
     default: break;
     }
     if (code < 0 && code > -4096)

@@ -17,7 +17,8 @@ enum {
     SAGA_ECLOSING = -10006,   /* the object is shutting down */
     SAGA_ECORRUPT = -10007,   /* a stored record cannot be decoded */
     SAGA_ESTATE = -10008,     /* not allowed in the saga's current state */
-    SAGA_EUNAVAILABLE = -10009 /* the store is unreachable right now */
+    SAGA_EUNAVAILABLE = -10009, /* the store is unreachable right now */
+    SAGA_EMANAGED = -10010     /* the saga is run by workers, not by us */
 };
 
 /* A static description of `code` (never NULL). */

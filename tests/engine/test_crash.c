@@ -214,9 +214,11 @@ static bool check_saga(const char *id, bool fails) {
 
 static size_t resumed_n;
 static bool resume_done;
-static void on_resumed_all(int status, size_t n, size_t failed, void *data) {
+static void on_resumed_all(int status, size_t n, size_t failed, size_t managed,
+                           void *data) {
     (void)data;
     cr_assert_eq(status, 0);
+    cr_assert_eq(managed, 0, "no saga here is run by workers");
     cr_assert_eq(failed, 0, "every unfinished saga can be resumed");
     resumed_n = n;
     resume_done = true;

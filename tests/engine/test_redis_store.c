@@ -121,9 +121,11 @@ Test(redis_store, backward_saga_and_key_layout) {
 
 /* Counts the outcome of a resume_all. */
 static size_t resumed_n, resume_failed;
-static void on_resumed_all(int status, size_t n, size_t failed, void *data) {
+static void on_resumed_all(int status, size_t n, size_t failed, size_t managed,
+                           void *data) {
     (void)data;
     cr_assert_eq(status, 0);
+    cr_assert_eq(managed, 0, "no saga here is run by workers");
     resumed_n = n;
     resume_failed = failed;
 }

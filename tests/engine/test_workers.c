@@ -565,3 +565,63 @@ Test(workers, list_shows_unfinished_newest_first_then_the_last_finished) {
     free(out);
     stop_worker(0, SIGKILL);
 }
+
+static char *read_cmd_err(void) {
+    char path[700], buf[4096];
+    snprintf(path, sizeof(path), "%s/cmd.err", dir);
+    FILE *f = fopen(path, "r");
+    size_t got = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    buf[got] = '\0';
+    if (f)
+        fclose(f);
+    return strdup(buf);
+}
+
+/* `saga resume` against a Redis that workers use leaves their sagas to
+ * them: resuming one beside its owner would call its handlers twice. */
+Test(workers, saga_resume_leaves_the_workers_sagas_to_them) {
+    start_worker(0, "2s", "10");
+    char *out = NULL, *err;
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "rw-1", "--input", "{\"ms\": 1500}", NULL), 0);
+    free(out);
+    for (int k = 0; k < 100; k++) { /* until w0 runs it */
+        redisReply *r = cmd("HGET saga:{rw-1} owner");
+        bool owned = r->type == REDIS_REPLY_STRING && strcmp(r->str, "w0") == 0;
+        freeReplyObject(r);
+        if (owned)
+            break;
+        usleep(20000);
+    }
+    redisReply *before = cmd("HMGET saga:{rw-1} seq fence owner");
+    cr_assert_eq(before->element[2]->type, REDIS_REPLY_STRING, "w0 took the saga");
+
+    cr_assert_eq(saga_cmd(&out, "resume", "rw-1", NULL), 1, "refused");
+    free(out);
+    err = read_cmd_err();
+    cr_assert(strstr(err, "saga rw-1 is run by workers (owner w0)") != NULL, "%s", err);
+    free(err);
+
+    cr_assert_eq(saga_cmd(&out, "resume", NULL), 0, "nothing of its own to resume");
+    free(out);
+    err = read_cmd_err();
+    cr_assert(strstr(err, "resuming 0 unfinished saga(s)") != NULL, "%s", err);
+    cr_assert(strstr(err, "1 unfinished saga(s) run by workers left to them") != NULL, "%s", err);
+    free(err);
+
+    redisReply *after = cmd("HMGET saga:{rw-1} seq fence owner");
+    for (int i = 0; i < 3; i++)
+        cr_assert_str_eq(after->element[i]->str, before->element[i]->str,
+                         "the record is untouched (field %d)", i);
+    freeReplyObject(before);
+    freeReplyObject(after);
+
+    cr_assert_eq(saga_cmd(&out, "wait", "rw-1", "--timeout", "10s", NULL), 0, "completed");
+    free(out);
+    check_history("rw-1");
+    hist_ev_t *ev;
+    size_t nev = hist_read(rc, "rw-1", &ev);
+    for (size_t i = 0; i < nev; i++)
+        cr_assert_str_eq(ev[i].worker, "w0", "every transition by its owner (%s)", ev[i].type);
+    free(ev);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+}
