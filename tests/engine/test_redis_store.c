@@ -169,8 +169,8 @@ Test(redis_store, indexes_by_separate_commands) {
 
 /* Retention on a single Redis: once it ran out, the store's GC deletes the
  * finished sagas' keys with their index entries, a backlog larger than one
- * call (200) in one go (the next call 10 ms after a full one, not 200
- * per second), and leaves running sagas alone. The retention "runs out" by
+ * call (32) in one go (the next call 2 ms after a full one, not 32 per
+ * second), and leaves running sagas alone. The retention "runs out" by
  * moving the finished sagas' index scores (their expiry) into the past. */
 Test(redis_store, retention_ends_with_the_gc_deleting_finished_sagas) {
     th_init_redis(&T, R.url);
