@@ -282,6 +282,9 @@ static void on_resumed(int status, const char *msg, void *data) {
         s->expected++;
     } else {
         saga_cli_error("%s", msg ? msg : saga_strerror(status));
+        if (status == SAGA_EMANAGED)
+            fputs("hint: `saga status ID` shows where it stands; a stuck one goes back to "
+                  "the workers with `saga retry ID`\n", stderr);
         note_exit(s, SAGA_EXIT_ERROR);
     }
     maybe_done(s);

@@ -453,14 +453,17 @@ static void on_record(int status, const saga_record_t *rec, void *data) {
     memcpy(r->hash, hash, 64);
     r->hash[64] = '\0';
     if (r->fence == 0 && managed_unfinished(rec)) {
-        size_t ol = 0;
+        size_t ol = 0, sl = 0;
         const char *owner = saga_record_get(rec, "owner", &ol);
+        const char *state = saga_record_get(rec, "state", &sl);
+        char who[160];
         if (owner != NULL && ol > 0)
-            snprintf(msg, sizeof(msg), "saga %s is run by workers (owner %.*s); "
-                     "they resume it, not this process", r->id, (int)ol, owner);
+            snprintf(who, sizeof(who), "owner %.*s", (int)ol, owner);
         else
-            snprintf(msg, sizeof(msg), "saga %s is run by workers (released by its "
-                     "last owner); they resume it, not this process", r->id);
+            snprintf(who, sizeof(who), "released by its last owner");
+        snprintf(msg, sizeof(msg), "saga %s is run by workers (%s, state %.*s); "
+                 "they resume it, not this process", r->id, who,
+                 state ? (int)sl : 1, state ? state : "?");
         resume_fail(r, SAGA_EMANAGED, msg);
         return;
     }

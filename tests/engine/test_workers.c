@@ -211,6 +211,18 @@ static int saga_cmd(char **out, ...) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The stderr of the last saga_cmd() (caller frees). */
+static char *read_cmd_err(void) {
+    char path[700], buf[4096];
+    snprintf(path, sizeof(path), "%s/cmd.err", dir);
+    FILE *f = fopen(path, "r");
+    size_t got = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    buf[got] = '\0';
+    if (f)
+        fclose(f);
+    return strdup(buf);
+}
+
 /* Enqueues start requests straight into Redis, as `saga submit` does. */
 static void submit_many(const char *saga, const char *prefix, int n, int ms) {
     redisReply *h = cmd("HGET saga:{idx}:defs %s", saga);
@@ -443,6 +455,14 @@ Test(workers, stuck_then_retry_completes) {
             break;
         usleep(20000);
     }
+    /* Parked and released, it is still the workers' to resume. */
+    cr_assert_eq(saga_cmd(&out, "resume", "st-1", NULL), 1);
+    free(out);
+    char *err = read_cmd_err();
+    cr_assert(strstr(err, "saga st-1 is run by workers (released by its last owner, "
+                          "state stuck)") != NULL, "%s", err);
+    cr_assert(strstr(err, "`saga retry ID`") != NULL, "%s", err);
+    free(err);
     cr_assert_eq(saga_cmd(&out, "retry", "st-1", NULL), 0);
     free(out);
     cr_assert_eq(saga_cmd(&out, "wait", "st-1", "--timeout", "10s", NULL), 0, "completed after retry");
@@ -566,16 +586,6 @@ Test(workers, list_shows_unfinished_newest_first_then_the_last_finished) {
     stop_worker(0, SIGKILL);
 }
 
-static char *read_cmd_err(void) {
-    char path[700], buf[4096];
-    snprintf(path, sizeof(path), "%s/cmd.err", dir);
-    FILE *f = fopen(path, "r");
-    size_t got = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    buf[got] = '\0';
-    if (f)
-        fclose(f);
-    return strdup(buf);
-}
 
 /* `saga resume` against a Redis that workers use leaves their sagas to
  * them: resuming one beside its owner would call its handlers twice. */
@@ -598,7 +608,8 @@ Test(workers, saga_resume_leaves_the_workers_sagas_to_them) {
     cr_assert_eq(saga_cmd(&out, "resume", "rw-1", NULL), 1, "refused");
     free(out);
     err = read_cmd_err();
-    cr_assert(strstr(err, "saga rw-1 is run by workers (owner w0)") != NULL, "%s", err);
+    cr_assert(strstr(err, "saga rw-1 is run by workers (owner w0, state running)") != NULL,
+              "%s", err);
     free(err);
 
     cr_assert_eq(saga_cmd(&out, "resume", NULL), 0, "nothing of its own to resume");
