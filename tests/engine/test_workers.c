@@ -252,8 +252,76 @@ static const char *state_of(const char *id, char *buf, size_t len) {
     return buf;
 }
 
+/* Prints a reply on one line (strings, integers, nested arrays). */
+static void print_reply(FILE *f, const redisReply *r) {
+    if (r == NULL) {
+        fputs("(null)", f);
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+        fputc('[', f);
+        for (size_t i = 0; i < r->elements; i++) {
+            if (i > 0)
+                fputc(' ', f);
+            print_reply(f, r->element[i]);
+        }
+        fputc(']', f);
+    } else if (r->type == REDIS_REPLY_INTEGER) {
+        fprintf(f, "%lld", r->integer);
+    } else if (r->type == REDIS_REPLY_NIL) {
+        fputs("nil", f);
+    } else {
+        fprintf(f, "\"%.*s\"", (int)r->len, r->str);
+    }
+}
+
+static void dump(const char *what, redisReply *r) {
+    fprintf(stderr, "  %s: ", what);
+    print_reply(stderr, r);
+    fputc('\n', stderr);
+    freeReplyObject(r);
+}
+
+/* What a test that timed out left behind: the first unfinished sagas with
+ * their record and last history entry, the intake's backlog and pending
+ * entries, the leases, and the end of every worker's log. */
+static void dump_leftovers(void) {
+    fprintf(stderr, "workers test: what is left\n");
+    redisReply *ids = cmd("ZRANGEBYSCORE saga:{idx}:sagas -inf (0 LIMIT 0 10");
+    for (size_t i = 0; i < ids->elements; i++) {
+        const char *id = ids->element[i]->str;
+        char what[160];
+        snprintf(what, sizeof(what), "saga %s state owner fence seq updated", id);
+        dump(what, cmd("HMGET saga:{%s} state owner fence seq updated", id));
+        snprintf(what, sizeof(what), "saga %s last history", id);
+        dump(what, cmd("LRANGE saga:{%s}:history -2 -1", id));
+    }
+    freeReplyObject(ids);
+    dump("unfinished", cmd("ZCOUNT saga:{idx}:sagas -inf (0"));
+    dump("intake length", cmd("XLEN saga:{idx}:intake"));
+    dump("intake pending", cmd("XPENDING saga:{idx}:intake workers"));
+    dump("leases", cmd("ZRANGE saga:{idx}:workers 0 -1 WITHSCORES"));
+    dump("server time", cmd("TIME"));
+    dump("orphans", cmd("SMEMBERS saga:{idx}:orphans"));
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        char path[700], line[1024];
+        snprintf(path, sizeof(path), "%s/w%d.log", dir, i);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        /* The last 20 lines. */
+        long ends[21] = {0};
+        int n = 0;
+        while (fgets(line, sizeof(line), f) != NULL)
+            ends[++n % 21] = ftell(f);
+        fseek(f, n > 20 ? ends[(n - 20) % 21] : 0, SEEK_SET);
+        fprintf(stderr, "  w%d.log (%d lines, the last 20):\n", i, n);
+        while (fgets(line, sizeof(line), f) != NULL)
+            fprintf(stderr, "    %s", line);
+        fclose(f);
+    }
+}
+
 /* Waits until no saga is unfinished and no request waits; fails after
- * `secs`. */
+ * `secs`, saying what was left. */
 static void wait_all_done(int secs) {
     for (int k = 0; k < secs * 20; k++) {
         redisReply *a = cmd("ZCOUNT saga:{idx}:sagas -inf (0");
@@ -265,7 +333,8 @@ static void wait_all_done(int secs) {
             return;
         usleep(50000);
     }
-    cr_assert_fail("sagas still unfinished after %d s", secs);
+    dump_leftovers();
+    cr_assert_fail("sagas still unfinished after %d s (what was left: above)", secs);
 }
 
 /* Checks one saga's history: no event by a worker after that worker's
@@ -592,13 +661,16 @@ Test(workers, list_shows_unfinished_newest_first_then_the_last_finished) {
 Test(workers, saga_resume_leaves_the_workers_sagas_to_them) {
     start_worker(0, "2s", "10");
     char *out = NULL, *err;
-    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "rw-1", "--input", "{\"ms\": 1500}", NULL), 0);
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "rw-1", "--input", "{\"ms\": 4000}", NULL), 0);
     free(out);
-    for (int k = 0; k < 100; k++) { /* until w0 runs it */
-        redisReply *r = cmd("HGET saga:{rw-1} owner");
-        bool owned = r->type == REDIS_REPLY_STRING && strcmp(r->str, "w0") == 0;
+    for (int k = 0; k < 250; k++) { /* until w0 runs it and b sleeps: no write for 4 s */
+        redisReply *r = cmd("HMGET saga:{rw-1} owner act:b");
+        bool sleeping = r->element[0]->type == REDIS_REPLY_STRING &&
+                        strcmp(r->element[0]->str, "w0") == 0 &&
+                        r->element[1]->type == REDIS_REPLY_STRING &&
+                        strncmp(r->element[1]->str, "running", 7) == 0;
         freeReplyObject(r);
-        if (owned)
+        if (sleeping)
             break;
         usleep(20000);
     }
