@@ -424,15 +424,29 @@ static void on_def_text(int status, const char *text, size_t len, void *data) {
  * (saga resume, an embedding program) would run it beside its owner under
  * the owner's own fence: both would call its handlers, and the slower one's
  * writes would be refused. So only a claim (saga_engine_resume_fenced) may
- * resume it; a finished one has nothing left to run and may be "resumed". */
-static bool managed_unfinished(const saga_record_t *rec) {
-    size_t fl, sl;
+ * resume such a saga while it is unfinished. True, with the reason in
+ * `msg`, when `rec` is one. */
+static bool run_by_workers(const saga_record_t *rec, const char *id, char *msg,
+                           size_t msglen) {
+    size_t fl, sl = 0, ol = 0;
     const char *fence = saga_record_get(rec, "fence", &fl);
-    const char *state = saga_record_get(rec, "state", &sl);
     if (fence == NULL || fl == 0)
         return false;
-    return !(state != NULL && ((sl == 9 && memcmp(state, "completed", 9) == 0) ||
-                               (sl == 11 && memcmp(state, "compensated", 11) == 0)));
+    const char *state = saga_record_get(rec, "state", &sl);
+    char st[32];
+    snprintf(st, sizeof(st), "%.*s", state ? (int)(sl < 31 ? sl : 31) : 1, state ? state : "?");
+    saga_state_t s;
+    if (saga_state_parse(st, &s) == 0 && saga_state_terminal(s))
+        return false; /* nothing left to run: reported as it is */
+    const char *owner = saga_record_get(rec, "owner", &ol);
+    char who[160];
+    if (owner != NULL && ol > 0)
+        snprintf(who, sizeof(who), "owner %.*s", (int)ol, owner);
+    else
+        snprintf(who, sizeof(who), "released by its last owner");
+    snprintf(msg, msglen, "saga %s is run by workers (%s, state %s); "
+             "they resume it, not this process", id, who, st);
+    return true;
 }
 
 static void on_record(int status, const saga_record_t *rec, void *data) {
@@ -452,18 +466,7 @@ static void on_record(int status, const saga_record_t *rec, void *data) {
     }
     memcpy(r->hash, hash, 64);
     r->hash[64] = '\0';
-    if (r->fence == 0 && managed_unfinished(rec)) {
-        size_t ol = 0, sl = 0;
-        const char *owner = saga_record_get(rec, "owner", &ol);
-        const char *state = saga_record_get(rec, "state", &sl);
-        char who[160];
-        if (owner != NULL && ol > 0)
-            snprintf(who, sizeof(who), "owner %.*s", (int)ol, owner);
-        else
-            snprintf(who, sizeof(who), "released by its last owner");
-        snprintf(msg, sizeof(msg), "saga %s is run by workers (%s, state %.*s); "
-                 "they resume it, not this process", r->id, who,
-                 state ? (int)sl : 1, state ? state : "?");
+    if (r->fence == 0 && run_by_workers(rec, r->id, msg, sizeof(msg))) {
         resume_fail(r, SAGA_EMANAGED, msg);
         return;
     }
