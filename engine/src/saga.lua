@@ -311,6 +311,21 @@ local function saga_submit(keys, args)
   return 1
 end
 
+-- saga_intake_done: a start request was handled (its saga created, or the
+-- request refused): acknowledged and deleted in one call. As two commands a
+-- worker killed between them left an acknowledged entry in the stream for
+-- good, one that no worker would read again.
+--   KEYS: saga:{idx}:intake   ARGV: group entry-id
+-- Returns 1 when the entry was there, else 0.
+local function saga_intake_done(keys, args)
+  local group, entry = args[1], args[2]
+  if not (group and entry) then
+    return err('BADARGS', 'saga_intake_done: malformed arguments')
+  end
+  redis.call('XACK', keys[1], group, entry)
+  return redis.call('XDEL', keys[1], entry)
+end
+
 -- saga_cancel / saga_retry: operator commands on one saga.
 --   KEYS: saga:{ID}, saga:{ID}:history
 --   ARGV: who
@@ -400,5 +415,6 @@ redis.register_function('saga_dead_workers', saga_dead_workers)
 redis.register_function('saga_claim', saga_claim)
 redis.register_function('saga_release', saga_release)
 redis.register_function('saga_submit', saga_submit)
+redis.register_function('saga_intake_done', saga_intake_done)
 redis.register_function('saga_cancel', saga_cancel)
 redis.register_function('saga_retry', saga_retry)

@@ -183,10 +183,11 @@ typedef struct request_s {
     char *input;
 } request_t;
 
+/* One call: a crash cannot fall between the acknowledgement and the
+ * deletion (saga.lua, saga_intake_done). */
 static void ack_entry(saga_worker_t *w, const char *entry) {
-    saga_redis_command(w->conn, NULL, NULL, "XACK %s %s %s", SAGA_KEY_INTAKE,
-                       SAGA_INTAKE_GROUP, entry);
-    saga_redis_command(w->conn, NULL, NULL, "XDEL %s %s", SAGA_KEY_INTAKE, entry);
+    saga_redis_command(w->conn, NULL, NULL, "FCALL saga_intake_done 1 %s %s %s",
+                       SAGA_KEY_INTAKE, SAGA_INTAKE_GROUP, entry);
 }
 
 static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
