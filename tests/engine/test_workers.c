@@ -298,6 +298,8 @@ static void dump_leftovers(void) {
     dump("unfinished", cmd("ZCOUNT saga:{idx}:sagas -inf (0"));
     dump("intake length", cmd("XLEN saga:{idx}:intake"));
     dump("intake pending", cmd("XPENDING saga:{idx}:intake workers"));
+    dump("intake entries", cmd("XRANGE saga:{idx}:intake - + COUNT 5"));
+    dump("intake group", cmd("XINFO GROUPS saga:{idx}:intake"));
     dump("leases", cmd("ZRANGE saga:{idx}:workers 0 -1 WITHSCORES"));
     dump("server time", cmd("TIME"));
     dump("orphans", cmd("SMEMBERS saga:{idx}:orphans"));
