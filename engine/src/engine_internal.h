@@ -99,6 +99,7 @@ struct saga_inst_s {
     saga_engine_def_t *edef;
     json_t *input;
     char *reason;             /* why it is compensating / stuck */
+    bool reason_dirty;        /* differs from the reason the record holds */
     saga_state_t state;
     saga_state_t stuck_in;    /* running or compensating, when stuck */
     uint64_t seq;             /* seq of the last acknowledged write */

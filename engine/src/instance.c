@@ -317,6 +317,10 @@ static void set_state(saga_inst_t *inst, saga_state_t st, const char *reason) {
     if (st == SAGA_STATE_STUCK)
         inst->stuck_in = inst->state;
     inst->state = st;
+    /* An unchanged reason is not written again: most sagas never have one,
+     * and a compensated one keeps the reason it compensated for. */
+    if (strcmp(inst->reason ? inst->reason : "", reason ? reason : "") != 0)
+        inst->reason_dirty = true;
     free(inst->reason);
     inst->reason = reason ? strdup(reason) : NULL;
     inst->state_dirty = true;
@@ -693,9 +697,12 @@ static int build_fields(saga_inst_t *inst, saga__wbuf_t *b, uint64_t seq) {
     }
     if (inst->state_dirty) {
         const char *st = saga_state_name(inst->state);
-        const char *reason = inst->reason ? inst->reason : "";
         rc |= wb_kv(b, "state", st, strlen(st));
-        rc |= wb_kv(b, "reason", reason, strlen(reason));
+        if (inst->reason_dirty) {
+            const char *reason = inst->reason ? inst->reason : "";
+            rc |= wb_kv(b, "reason", reason, strlen(reason));
+            inst->reason_dirty = false;
+        }
         if (inst->state == SAGA_STATE_STUCK) {
             st = saga_state_name(inst->stuck_in);
             rc |= wb_kv(b, "stuck_in", st, strlen(st));

@@ -2,6 +2,7 @@
  * test_redis_store.c -- the engine on a real redis-server: key layout,
  * retention, reconnection, resume, fencing and refusals.
  */
+#include <glob.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +118,83 @@ Test(redis_store, backward_saga_and_key_layout) {
     cr_assert_eq(r->type, REDIS_REPLY_STRING);
     cr_assert_str_eq(r->str, T.def->text, "the definition text is stored by hash");
     freeReplyObject(r);
+}
+
+/* How many times the AOF (appendfsync always: on disk before the reply)
+ * carries an HSET of `field` on the record of saga `id`. */
+static int aof_field_writes(const char *id, const char *field) {
+    char pattern[512], key[128], arg[64];
+    snprintf(pattern, sizeof(pattern), "%s/appendonlydir/*.incr.aof", R.dir);
+    int klen = snprintf(key, sizeof(key), "$%zu\r\nsaga:{%s}\r\n", strlen(id) + 7, id);
+    int alen = snprintf(arg, sizeof(arg), "$%zu\r\n%s\r\n", strlen(field), field);
+    glob_t g;
+    cr_assert_eq(glob(pattern, 0, NULL, &g), 0, "no AOF under %s", R.dir);
+    int n = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        FILE *f = fopen(g.gl_pathv[i], "rb");
+        cr_assert_not_null(f);
+        static char buf[1 << 20];
+        size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        /* Each command is "*N\r\n$4\r\nHSET\r\n<key>..." up to the next "*". */
+        for (char *p = strstr(buf, "$4\r\nHSET\r\n"); p != NULL; p = strstr(p + 1, "$4\r\nHSET\r\n")) {
+            char *cmd = p + 10, *end = strstr(cmd, "\r\n*");
+            if (strncmp(cmd, key, (size_t)klen) != 0)
+                continue;
+            for (char *q = cmd; (q = strstr(q, arg)) != NULL && (end == NULL || q < end); q += alen)
+                n++;
+        }
+    }
+    globfree(&g);
+    return n;
+}
+
+/* The record's `reason` is written when it changes, not with every state:
+ * a completed saga never had one, a compensated one keeps the reason it
+ * compensated for, a stuck one gets its own. */
+Test(redis_store, a_reason_is_written_only_when_it_changes) {
+    th_init_redis(&T, R.url);
+    saga_engine_def_t *ok = th_define(&T,
+        "saga: fine\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n"
+        "  - {name: b, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n");
+    saga_engine_def_t *back = th_define(&T,
+        "saga: back\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n"
+        "  - {name: b, action: {handler: demo.fail, with: {message: refused}}, compensation: {handler: demo.noop}}\n");
+    saga_engine_def_t *stuck = th_define(&T,
+        "saga: stuck\n"
+        "steps:\n"
+        "  - name: a\n"
+        "    action: {handler: demo.noop}\n"
+        "    compensation: {handler: demo.fail, with: {message: cannot}}\n"
+        "  - {name: b, action: {handler: demo.fail, with: {message: refused}}, compensation: {handler: demo.noop}}\n");
+    char a[SAGA_ID_MAX + 1], b[SAGA_ID_MAX + 1], c[SAGA_ID_MAX + 1];
+    strcpy(a, th_start(&T, ok, NULL));
+    strcpy(b, th_start(&T, back, NULL));
+    strcpy(c, th_start(&T, stuck, NULL));
+    th_run_until(&T, 3);
+
+    json_t *s = th_summary(&T, a);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
+    cr_assert(json_is_null(json_object_get(s, "reason")));
+    cr_assert_eq(cmd_int("HEXISTS saga:{%s} reason", a), 0, "a completed saga has no reason field");
+    cr_assert_eq(aof_field_writes(a, "reason"), 0);
+    cr_assert_eq(aof_field_writes(a, "state"), 2, "created running, then completed");
+
+    s = th_summary(&T, b);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "compensated");
+    cr_assert(strstr(json_string_value(json_object_get(s, "reason")), "refused") != NULL);
+    cr_assert_eq(aof_field_writes(b, "reason"), 1, "written when it compensates, kept after");
+    cr_assert_eq(aof_field_writes(b, "state"), 3);
+
+    s = th_summary(&T, c);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "stuck");
+    cr_assert(strstr(json_string_value(json_object_get(s, "reason")), "compensation of step 'a'") != NULL);
+    cr_assert_eq(aof_field_writes(c, "reason"), 2, "compensating, then stuck: two reasons");
 }
 
 /* Counts the outcome of a resume_all. */
