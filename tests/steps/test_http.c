@@ -533,6 +533,25 @@ Test(http, host_names_resolve_without_blocking) {
     finish();
 }
 
+/* A host name that cannot be resolved is a technical failure (a retry may
+ * meet a working resolver) whose message names the URL. A 64-character
+ * label is refused by the resolver itself, so no name server is asked:
+ * the same answer with or without a network. */
+Test(http, an_unresolvable_host_is_technical_and_named) {
+    start(NULL);
+    char label[65];
+    memset(label, 'a', 64);
+    label[64] = '\0';
+    ph_opts_t o = opts_for("s-nx", "get");
+    saga_call_t *c = ph_run1(host, "request", &o,
+                             "{\"url\":\"http://%s.invalid/orders\"}", label);
+    cr_expect_eq(c->outcome, SAGA_OUTCOME_TECHNICAL, "%s", c->data);
+    char want[160];
+    snprintf(want, sizeof(want), "GET http://%s.invalid/orders: cannot resolve the host name", label);
+    cr_expect(strncmp(c->data, want, strlen(want)) == 0, "%s", c->data);
+    finish();
+}
+
 Test(http, a_thousand_concurrent_requests_on_one_loop) {
     start(NULL);
     enum { N = 1000 };
