@@ -27,6 +27,8 @@
 #include "engine_internal.h"
 #include "errors.h"
 
+#define PHASE_FORMAT "<status> <attempts> <base> <retry_at>"
+
 static const char *const status_names[] = {"pending", "running", "waiting",
                                            "succeeded", "failed", "skipped"};
 
@@ -51,27 +53,32 @@ size_t saga__ckpt_phase_format(char *buf, size_t len, const saga__phase_t *p) {
 }
 
 int saga__ckpt_phase_parse(const char *s, size_t len, saga__phase_t *p) {
-    char buf[96], name[16];
-    if (len == 0 || len >= sizeof(buf))
+    /* Exactly what saga__ckpt_phase_format() writes, as saga.lua's
+     * phase_parse() reads it: single spaces, plain decimal numbers. */
+    const char *end = s + len, *sp = memchr(s, ' ', len);
+    if (sp == NULL)
         return -EINVAL;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    unsigned long a, b;
-    long long at;
-    int used = 0;
-    if (sscanf(buf, "%15s %lu %lu %lld%n", name, &a, &b, &at, &used) != 4 ||
-        (size_t)used != len || a > UINT32_MAX || b > a || at < 0)
+    uint8_t st = 0;
+    while (st <= ST_SKIPPED && !(strlen(status_names[st]) == (size_t)(sp - s) &&
+                                 memcmp(s, status_names[st], (size_t)(sp - s)) == 0))
+        st++;
+    if (st > ST_SKIPPED)
         return -EINVAL;
-    for (uint8_t i = 0; i <= ST_SKIPPED; i++) {
-        if (strcmp(name, status_names[i]) == 0) {
-            p->status = i;
-            p->attempts = (uint32_t)a;
-            p->base = (uint32_t)b;
-            p->retry_at = at;
-            return 0;
-        }
+    uint64_t num[3];
+    const char *f = sp + 1;
+    for (int k = 0; k < 3; k++) {
+        const char *e = k < 2 ? memchr(f, ' ', (size_t)(end - f)) : end;
+        if (e == NULL || saga_parse_u64(f, (size_t)(e - f), &num[k]) != 0)
+            return -EINVAL;
+        f = e + 1;
     }
-    return -EINVAL;
+    if (num[0] > UINT32_MAX || num[1] > num[0] || num[2] > INT64_MAX)
+        return -EINVAL;
+    p->status = st;
+    p->attempts = (uint32_t)num[0];
+    p->base = (uint32_t)num[1];
+    p->retry_at = (int64_t)num[2];
+    return 0;
 }
 
 /* The field NAME of `step` with a prefix ("act:", "out:", ...). */
@@ -81,20 +88,33 @@ static const char *field(char *buf, size_t len, const char *prefix,
     return buf;
 }
 
-static int parse_u64(const char *s, size_t len, uint64_t *out) {
-    if (len == 0 || len > 20)
+/* A state field: exactly one of the names saga_state_name() writes. */
+static int state_parse(const char *v, size_t len, saga_state_t *out) {
+    char st[16];
+    if (len >= sizeof(st) || memchr(v, '\0', len) != NULL)
         return -EINVAL;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -EINVAL;
-        uint64_t nv = v * 10 + (uint64_t)(s[i] - '0');
-        if (nv / 10 != v)
-            return -EINVAL;
-        v = nv;
-    }
-    *out = v;
-    return 0;
+    memcpy(st, v, len);
+    st[len] = '\0';
+    return saga_state_parse(st, out);
+}
+
+/* A record value as an error message quotes it: at most SHOWN_MAX bytes,
+ * anything but printable ASCII as '?'. A record may hold any bytes; the
+ * message stays one readable line (logs are one line per message). */
+#define SHOWN_MAX 40
+static const char *shown(char *buf, const char *v, size_t len) {
+    size_t n = len < SHOWN_MAX ? len : SHOWN_MAX;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
+    memcpy(buf + n, len > n ? "..." : "", len > n ? 4 : 1);
+    return buf;
+}
+
+/* The same for a whole message (jansson's error text quotes the input). */
+static void printable(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
 }
 
 int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
@@ -103,40 +123,46 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
     size_t len;
     const char *v;
     char fname[SAGA_NAME_MAX + 16];
+    char q[SHOWN_MAX + 4];
 
 #define CORRUPT(...)                                                         \
     do {                                                                     \
         snprintf(err, errlen, __VA_ARGS__);                                  \
+        printable(err);                                                      \
         return SAGA_ECORRUPT;                                                \
     } while (0)
 
     if ((v = saga_record_get(rec, "state", &len)) == NULL)
         CORRUPT("saga %s: record has no 'state'", inst->id);
-    char st[32];
-    snprintf(st, sizeof(st), "%.*s", (int)(len < 31 ? len : 31), v);
-    if (saga_state_parse(st, &inst->state) != 0)
-        CORRUPT("saga %s: unknown state '%s'", inst->id, st);
-    if ((v = saga_record_get(rec, "seq", &len)) == NULL ||
-        parse_u64(v, len, &inst->seq) != 0)
-        CORRUPT("saga %s: record has no valid 'seq'", inst->id);
+    if (state_parse(v, len, &inst->state) != 0)
+        CORRUPT("saga %s: field 'state' is '%s', not a saga state", inst->id, shown(q, v, len));
+    if ((v = saga_record_get(rec, "seq", &len)) == NULL)
+        CORRUPT("saga %s: record has no 'seq'", inst->id);
+    if (saga_parse_u64(v, len, &inst->seq) != 0)
+        CORRUPT("saga %s: field 'seq' is '%s', not a number", inst->id, shown(q, v, len));
+    /* Written when the saga is parked, and left behind by a retry. */
     inst->stuck_in = SAGA_STATE_RUNNING;
-    if ((v = saga_record_get(rec, "stuck_in", &len)) != NULL) {
-        snprintf(st, sizeof(st), "%.*s", (int)(len < 31 ? len : 31), v);
-        if (saga_state_parse(st, &inst->stuck_in) != 0)
-            CORRUPT("saga %s: bad 'stuck_in' '%s'", inst->id, st);
-    }
+    if ((v = saga_record_get(rec, "stuck_in", &len)) != NULL &&
+        (state_parse(v, len, &inst->stuck_in) != 0 ||
+         (inst->stuck_in != SAGA_STATE_RUNNING && inst->stuck_in != SAGA_STATE_COMPENSATING)))
+        CORRUPT("saga %s: field 'stuck_in' is '%s', not 'running' or 'compensating'",
+                inst->id, shown(q, v, len));
     if ((v = saga_record_get(rec, "reason", &len)) != NULL)
         inst->reason = saga_memdup(v, len);
     if ((v = saga_record_get(rec, "cancel", &len)) != NULL && len == 1 && v[0] == '1')
         inst->cancel_requested = true;
-    uint64_t created = 0;
-    if ((v = saga_record_get(rec, "created", &len)) != NULL)
-        parse_u64(v, len, &created);
-    inst->created_ms = (int64_t)created;
-    uint64_t fence = 0;
-    if ((v = saga_record_get(rec, "fence", &len)) != NULL)
-        parse_u64(v, len, &fence);
-    inst->fence = fence;
+    uint64_t num = 0;
+    if ((v = saga_record_get(rec, "created", &len)) != NULL &&
+        (saga_parse_u64(v, len, &num) != 0 || num > INT64_MAX))
+        CORRUPT("saga %s: field 'created' is '%s', not a time in Unix ms", inst->id,
+                shown(q, v, len));
+    inst->created_ms = (int64_t)num;
+    /* An empty fence is no fence (saga.lua checks none then). */
+    num = 0;
+    if ((v = saga_record_get(rec, "fence", &len)) != NULL && len > 0 &&
+        saga_parse_u64(v, len, &num) != 0)
+        CORRUPT("saga %s: field 'fence' is '%s', not a number", inst->id, shown(q, v, len));
+    inst->fence = num;
 
     json_error_t jerr;
     if ((v = saga_record_get(rec, "input", &len)) == NULL)
@@ -149,10 +175,21 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
         const char *name = def->steps[i].name;
         if ((v = saga_record_get(rec, field(fname, sizeof(fname), "act:", name), &len)) != NULL &&
             saga__ckpt_phase_parse(v, len, &s->act) != 0)
-            CORRUPT("saga %s: field '%s' is malformed", inst->id, fname);
+            CORRUPT("saga %s: field '%s' is '%s', not '" PHASE_FORMAT "'", inst->id, fname,
+                    shown(q, v, len));
         if ((v = saga_record_get(rec, field(fname, sizeof(fname), "comp:", name), &len)) != NULL &&
             saga__ckpt_phase_parse(v, len, &s->comp) != 0)
-            CORRUPT("saga %s: field '%s' is malformed", inst->id, fname);
+            CORRUPT("saga %s: field '%s' is '%s', not '" PHASE_FORMAT "'", inst->id, fname,
+                    shown(q, v, len));
+        /* `skipped` is what a step without a compensation gets instead of
+         * one; a compensation recorded as started for such a step would
+         * call a handler that does not exist. */
+        if (def->steps[i].has_compensation ? s->comp.status == ST_SKIPPED
+                                           : s->comp.status != ST_PENDING &&
+                                                 s->comp.status != ST_SKIPPED)
+            CORRUPT("saga %s: field '%s' is '%s', but step '%s' has %s compensation", inst->id,
+                    fname, status_names[s->comp.status], name,
+                    def->steps[i].has_compensation ? "a" : "no");
         if ((v = saga_record_get(rec, field(fname, sizeof(fname), "out:", name), &len)) != NULL &&
             (s->output = json_loadb(v, len, JSON_DECODE_ANY, &jerr)) == NULL)
             CORRUPT("saga %s: field '%s' is not JSON: %s", inst->id, fname, jerr.text);
@@ -161,7 +198,7 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
         if ((v = saga_record_get(rec, field(fname, sizeof(fname), "cerr:", name), &len)) != NULL)
             s->cerror = saga_memdup(v, len);
         if (s->act.status == ST_SKIPPED)
-            CORRUPT("saga %s: action of step '%s' cannot be 'skipped'", inst->id, name);
+            CORRUPT("saga %s: field 'act:%s' is 'skipped': an action cannot be", inst->id, name);
     }
 #undef CORRUPT
     return 0;

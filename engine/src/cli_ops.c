@@ -237,13 +237,9 @@ static void decorate(json_t *s, const saga_record_t *rec) {
                                                  json_object_get(st, "name"), "status", status));
     }
     json_object_set_new(s, "current", cur);
-    size_t len;
-    const char *u = saga_record_get(rec, "updated", &len);
-    if (u != NULL) {
-        char ts[40];
-        saga_iso_time(strtoll(u, NULL, 10), ts, sizeof(ts));
+    char ts[40];
+    if (saga_summary_time_field(rec, "updated", ts, sizeof(ts)) == 0)
         json_object_set_new(s, "updated", json_string(ts));
-    }
 }
 
 static void status_free(status_t *st) {

@@ -31,6 +31,22 @@ size_t saga_fmt_u64(char *buf, uint64_t v) {
     return n;
 }
 
+int saga_parse_u64(const char *s, size_t len, uint64_t *out) {
+    if (len == 0 || len > 20 || (s[0] == '0' && len > 1))
+        return -EINVAL;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
 char *saga_memdup(const char *s, size_t n) {
     char *d = malloc(n + 1);
     if (d != NULL) {

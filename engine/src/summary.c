@@ -4,6 +4,7 @@
  */
 #include "summary.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +32,35 @@ static json_t *field_prefixed(const saga_record_t *rec, const char *prefix,
 }
 
 void saga_iso_time(int64_t ms, char *buf, size_t len) {
-    time_t secs = (time_t)(ms / 1000);
+    /* Rounded down, also before 1970: -1 ms is 23:59:59.999 the day before. */
+    int64_t secs = ms / 1000, milli = ms % 1000;
+    if (milli < 0) {
+        milli += 1000;
+        secs--;
+    }
+    time_t t = (time_t)secs;
     struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(ms % 1000));
+    if (gmtime_r(&t, &tm) == NULL) {
+        snprintf(buf, len, "?");
+        return;
+    }
+    snprintf(buf, len, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)milli);
 }
+
+int saga_summary_time_field(const saga_record_t *rec, const char *key, char *buf,
+                            size_t len) {
+    size_t vlen;
+    const char *v = saga_record_get(rec, key, &vlen);
+    uint64_t ms;
+    if (v == NULL || saga_parse_u64(v, vlen, &ms) != 0 || ms > INT64_MAX)
+        return -EINVAL;
+    saga_iso_time((int64_t)ms, buf, len);
+    return 0;
+}
+
+/* A phase field that cannot be read: shown as such, not as pending. */
+#define ST_MALFORMED 0xffu
 
 /* {status, attempts, error, retry_at} of one phase, or NULL when absent. */
 static json_t *phase_json(const saga_record_t *rec, const char *prefix,
@@ -48,9 +71,20 @@ static json_t *phase_json(const saga_record_t *rec, const char *prefix,
     snprintf(key, sizeof(key), "%s%s", prefix, step);
     const char *v = saga_record_get(rec, key, &len);
     memset(out, 0, sizeof(*out));
-    if (v == NULL || saga__ckpt_phase_parse(v, len, out) != 0)
+    if (v == NULL)
         return NULL;
     json_t *o = json_object();
+    if (saga__ckpt_phase_parse(v, len, out) != 0) {
+        memset(out, 0, sizeof(*out));
+        out->status = ST_MALFORMED;
+        char msg[SAGA_NAME_MAX + 96];
+        snprintf(msg, sizeof(msg), "record field '%s' is not "
+                 "'<status> <attempts> <base> <retry_at>'", key);
+        json_object_set_new(o, "status", json_string("malformed"));
+        json_object_set_new(o, "attempts", json_integer(0));
+        json_object_set_new(o, "error", json_string(msg));
+        return o;
+    }
     json_object_set_new(o, "status", json_string(saga__ckpt_status_name(phase, out->status)));
     json_object_set_new(o, "attempts", json_integer(out->attempts));
     json_t *err = field_prefixed(rec, errprefix, step, &len);
@@ -66,6 +100,8 @@ static json_t *phase_json(const saga_record_t *rec, const char *prefix,
 /* The one-word status of a step, both phases considered. */
 static const char *step_status(const saga__phase_t *a, const saga__phase_t *c,
                                bool has_comp) {
+    if (a->status == ST_MALFORMED || (has_comp && c->status == ST_MALFORMED))
+        return "malformed";
     if (has_comp) {
         switch (c->status) {
         case ST_SUCCEEDED: return "compensated";
@@ -98,8 +134,8 @@ static json_t *step_json(const saga_record_t *rec, const char *name) {
     const char *out = saga_record_get(rec, key, &len);
     json_t *outv = out ? json_loadb(out, len, JSON_DECODE_ANY, NULL) : NULL;
     json_object_set_new(s, "output", outv ? outv : json_null());
-    json_t *err = comp && c.status == ST_FAILED ? json_object_get(comp, "error")
-                                                : json_object_get(act, "error");
+    bool comp_err = comp != NULL && (c.status == ST_FAILED || c.status == ST_MALFORMED);
+    json_t *err = json_object_get(comp_err ? comp : act, "error");
     json_object_set(s, "error", err ? err : json_null());
     json_object_set_new(s, "action", act);
     json_object_set_new(s, "compensation", comp ? comp : json_null());
@@ -133,12 +169,9 @@ json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
     size_t len;
     const char *reason = saga_record_get(rec, "reason", &len);
     json_object_set_new(o, "reason", reason && len ? json_stringn(reason, len) : json_null());
-    const char *created = saga_record_get(rec, "created", &len);
-    if (created != NULL) {
-        char ts[40];
-        saga_iso_time(strtoll(created, NULL, 10), ts, sizeof(ts));
+    char ts[40];
+    if (saga_summary_time_field(rec, "created", ts, sizeof(ts)) == 0)
         json_object_set_new(o, "created", json_string(ts));
-    }
     const char *owner = saga_record_get(rec, "owner", &len);
     json_object_set_new(o, "owner", owner && len ? json_stringn(owner, len) : json_null());
     json_t *steps = json_array();
@@ -146,7 +179,10 @@ json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
         for (size_t i = 0; i < def->n_steps; i++)
             json_array_append_new(steps, step_json(rec, def->steps[i].name));
     } else {
-        for (size_t i = 0; i < rec->nfields; i++) {
+        /* Each step looks its fields up in the record: at most as many as a
+         * definition may have, so that a record stuffed with act: fields
+         * costs linear time, not quadratic. */
+        for (size_t i = 0; i < rec->nfields && json_array_size(steps) < SAGA_DEF_MAX_STEPS; i++) {
             const saga_kv_t *kv = &rec->fields[i];
             if (kv->klen > 4 && memcmp(kv->key, "act:", 4) == 0) {
                 char name[SAGA_NAME_MAX + 1];

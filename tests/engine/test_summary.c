@@ -1,0 +1,123 @@
+/*
+ * test_summary.c -- what saga status and saga run show of a stored record
+ * (summary.c), when the record is not what the engine wrote. Several
+ * cases came from the record fuzzer (tests/fuzz).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "saga/definition.h"
+#include "summary.h"
+
+/* A record whose values sit in one buffer, each right after the previous
+ * one and not NUL-terminated, as store.h allows: a reader that runs past
+ * a value reads the next one. */
+typedef struct rec_s {
+    saga_record_t rec;
+    saga_kv_t *kv;
+    char *buf;
+} rec_t;
+
+static void rec_build(rec_t *r, const char *const *kv) {
+    size_t n = 0, bytes = 0;
+    while (kv[2 * n] != NULL)
+        bytes += strlen(kv[2 * n + 1]), n++;
+    r->kv = calloc(n + 1, sizeof(*r->kv));
+    r->buf = malloc(bytes + 1);
+    cr_assert(r->kv && r->buf);
+    char *p = r->buf;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(kv[2 * i + 1]);
+        memcpy(p, kv[2 * i + 1], len);
+        r->kv[i] = (saga_kv_t){kv[2 * i], strlen(kv[2 * i]), p, len};
+        p += len;
+    }
+    r->rec = (saga_record_t){r->kv, n, NULL};
+}
+
+static void rec_free(rec_t *r) {
+    free(r->kv);
+    free(r->buf);
+}
+
+static const char *str(const json_t *o, const char *key) {
+    return json_string_value(json_object_get(o, key));
+}
+
+/* Found by the fuzzer: strtoll() read `created` past its end (into the
+ * next value here, past the allocation under AddressSanitizer). */
+Test(summary, created_is_read_within_its_field) {
+    rec_t r;
+    rec_build(&r, (const char *const[]){"state", "running", "created", "1795500056093",
+                                         "seq", "42", NULL});
+    json_t *s = saga_summary_build(&r.rec, NULL, NULL, 0);
+    cr_assert_str_eq(str(s, "created"), "2026-11-24T06:00:56.093Z");
+    json_decref(s);
+    rec_free(&r);
+}
+
+Test(summary, a_time_that_is_not_a_number_is_left_out) {
+    static const char *const bad[] = {"abc", "-1", "17955x", "", "9223372036854775808"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rec_t r;
+        rec_build(&r, (const char *const[]){"state", "running", "created", bad[i], NULL});
+        json_t *s = saga_summary_build(&r.rec, NULL, NULL, 0);
+        cr_assert_null(json_object_get(s, "created"), "created '%s' shown", bad[i]);
+        json_decref(s);
+        rec_free(&r);
+    }
+}
+
+/* Milliseconds were printed as "-01" for times before 1970. */
+Test(summary, times_before_1970_round_down) {
+    char ts[40];
+    saga_iso_time(-1, ts, sizeof(ts));
+    cr_assert_str_eq(ts, "1969-12-31T23:59:59.999Z");
+    saga_iso_time(-1000, ts, sizeof(ts));
+    cr_assert_str_eq(ts, "1969-12-31T23:59:59.000Z");
+    saga_iso_time(0, ts, sizeof(ts));
+    cr_assert_str_eq(ts, "1970-01-01T00:00:00.000Z");
+}
+
+/* A phase field that cannot be read showed as "pending". */
+Test(summary, a_malformed_phase_is_shown_as_such) {
+    rec_t r;
+    rec_build(&r, (const char *const[]){"state", "running", "act:a", "succeeded 1 0 0",
+                                         "act:b", "succeeded one 0 0", NULL});
+    json_t *s = saga_summary_build(&r.rec, NULL, NULL, 0);
+    json_t *steps = json_object_get(s, "steps");
+    cr_assert_eq(json_array_size(steps), 2);
+    cr_assert_str_eq(str(json_array_get(steps, 0), "status"), "succeeded");
+    json_t *b = json_array_get(steps, 1);
+    cr_assert_str_eq(str(b, "status"), "malformed");
+    cr_assert_str_eq(str(b, "error"), "record field 'act:b' is not "
+                                      "'<status> <attempts> <base> <retry_at>'");
+    cr_assert_str_eq(str(json_object_get(b, "action"), "status"), "malformed");
+    json_decref(s);
+    rec_free(&r);
+}
+
+/* Without its definition a record's steps are its act: fields; each one
+ * looks its fields up, so their number is capped (no valid saga has
+ * more): a record stuffed with them costs linear time. */
+Test(summary, steps_listed_from_the_record_are_bounded) {
+    size_t n = SAGA_DEF_MAX_STEPS + 500;
+    const char **kv = calloc(2 * n + 1, sizeof(*kv));
+    char (*keys)[16] = calloc(n, sizeof(*keys));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "act:s%zu", i);
+        kv[2 * i] = keys[i];
+        kv[2 * i + 1] = "running 1 0 0";
+    }
+    rec_t r;
+    rec_build(&r, kv);
+    json_t *s = saga_summary_build(&r.rec, NULL, NULL, 0);
+    cr_assert_eq(json_array_size(json_object_get(s, "steps")), SAGA_DEF_MAX_STEPS);
+    json_decref(s);
+    rec_free(&r);
+    free(keys);
+    free(kv);
+}
