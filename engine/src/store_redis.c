@@ -241,42 +241,75 @@ static void finish_load(rq_t *rq, int status, const redisReply *r) {
     free(rec.fields);
 }
 
-/* Splits one history entry (see history_entry()) in place at its tabs,
- * unescaping details, and appends its events to `h` (room for `cap`).
- * Returns the number of events, or -1 when the entry is malformed. */
-static int parse_entry(char *s, saga_history_entry_t *h, size_t cap) {
-    char *f[3 + 5 * 64];
-    size_t n = 0;
-    for (char *p = s;; p++) {
-        if (n == sizeof(f) / sizeof(f[0]))
-            return -1;
-        f[n++] = p;
-        p += strcspn(p, "\t");
-        if (*p == '\0')
-            break;
-        *p = '\0';
-    }
-    if (n < 3 || (n - 3) % 5 != 0 || (n - 3) / 5 > cap)
-        return -1;
-    int64_t ts = strtoll(f[0], NULL, 10);
-    uint64_t seq = strtoull(f[1], NULL, 10);
-    size_t k = 0;
-    for (size_t i = 3; i < n; i += 5, k++) {
-        char *d = f[i + 4], *o = d;
-        for (char *q = d; *q; q++) {
-            if (*q == '\\' && q[1] != '\0') {
-                q++;
-                *o++ = *q == 't' ? '\t' : *q == 'n' ? '\n' : *q == 'r' ? '\r' : *q;
-            } else {
-                *o++ = *q;
-            }
+/* The next tab-separated field of an entry, NUL-terminated in place; *p
+ * moves past it, to NULL after the last one. */
+static char *next_field(char **p) {
+    char *f = *p, *t = strchr(f, '\t');
+    if (t != NULL)
+        *t++ = '\0';
+    *p = t;
+    return f;
+}
+
+/* Unescapes a detail in place (\\ \t \n \r); returns its new length. */
+static size_t unescape(char *d) {
+    char *o = d;
+    for (char *q = d; *q; q++) {
+        if (*q == '\\' && q[1] != '\0') {
+            q++;
+            *o++ = *q == 't' ? '\t' : *q == 'n' ? '\n' : *q == 'r' ? '\r' : *q;
+        } else {
+            *o++ = *q;
         }
-        *o = '\0';
-        h[k] = (saga_history_entry_t){
-            ts, seq,
-            {f[i], f[i + 1][0] ? f[i + 1] : NULL, f[i + 2][0] ? f[i + 2] : NULL,
-             (uint32_t)strtoul(f[i + 3], NULL, 10), d[0] ? d : NULL, (size_t)(o - d)},
-            f[2]};
+    }
+    *o = '\0';
+    return (size_t)(o - d);
+}
+
+/* Splits one history entry (see history_entry()) in place at its tabs,
+ * unescaping details, and appends its events to `h` (room for `cap`: the
+ * caller counts the tabs). Returns the number of events, or -1 with what
+ * is wrong in *why. An entry holds any number of events. */
+static int parse_entry(char *s, saga_history_entry_t *h, size_t cap, const char **why) {
+    char *p = s;
+    const char *ts_s = next_field(&p), *seq_s = p ? next_field(&p) : NULL,
+               *worker = p ? next_field(&p) : NULL;
+    uint64_t ts, seq, attempt;
+    if (worker == NULL) {
+        *why = "fewer than 3 fields (<ms> <seq> <worker>)";
+        return -1;
+    }
+    if (saga_parse_u64(ts_s, strlen(ts_s), &ts) != 0 || ts > INT64_MAX) {
+        *why = "its time is not a number of Unix ms";
+        return -1;
+    }
+    if (saga_parse_u64(seq_s, strlen(seq_s), &seq) != 0) {
+        *why = "its seq is not a number";
+        return -1;
+    }
+    size_t k = 0;
+    while (p != NULL) {
+        char *f[5];
+        for (int i = 0; i < 5; i++)
+            f[i] = p ? next_field(&p) : NULL;
+        if (f[4] == NULL) {
+            *why = "an event without its 5 fields (type step phase attempt detail)";
+            return -1;
+        }
+        if (saga_parse_u64(f[3], strlen(f[3]), &attempt) != 0 || attempt > UINT32_MAX) {
+            *why = "an event's attempt is not a number";
+            return -1;
+        }
+        if (k == cap) {
+            *why = "more events than tabs"; /* cannot happen: cap counts them */
+            return -1;
+        }
+        size_t dlen = unescape(f[4]);
+        h[k++] = (saga_history_entry_t){
+            (int64_t)ts, seq,
+            {f[0], f[1][0] ? f[1] : NULL, f[2][0] ? f[2] : NULL, (uint32_t)attempt,
+             dlen ? f[4] : NULL, dlen},
+            worker};
     }
     return (int)k;
 }
@@ -311,11 +344,15 @@ static void finish_history(rq_t *rq, int status, const redisReply *r) {
         memcpy(e, r->element[i]->str, (size_t)r->element[i]->len);
         e[r->element[i]->len] = '\0';
         off += (size_t)r->element[i]->len + 1;
-        int k = parse_entry(e, h + n, cap - n);
+        const char *why = NULL;
+        int k = parse_entry(e, h + n, cap - n, &why);
         if (k < 0) {
+            char what[160];
+            snprintf(what, sizeof(what), "malformed history entry %zu of %zu: %s", i + 1,
+                     (size_t)r->elements, why);
             free(buf);
             free(h);
-            cb(bad_reply(rq, "malformed history entry"), NULL, 0, rq->data);
+            cb(bad_reply(rq, what), NULL, 0, rq->data);
             return;
         }
         n += (size_t)k;

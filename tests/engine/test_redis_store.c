@@ -197,6 +197,31 @@ Test(redis_store, a_reason_is_written_only_when_it_changes) {
     cr_assert_eq(aof_field_writes(c, "reason"), 2, "compensating, then stuck: two reasons");
 }
 
+/* One write may decide any number of events: after its root, 70 steps
+ * start at once, one history entry of 71 events (the reader once had room
+ * for 64 and refused the history). */
+Test(redis_store, a_history_entry_of_many_events_reads_back) {
+    th_init_redis(&T, R.url);
+    char yaml[16384];
+    size_t off = (size_t)snprintf(yaml, sizeof(yaml),
+        "saga: fan\nsteps:\n  - {name: root, action: {handler: demo.noop}, compensation: none}\n");
+    for (int i = 0; i < 70; i++)
+        off += (size_t)snprintf(yaml + off, sizeof(yaml) - off,
+            "  - {name: s%02d, after: [root], action: {handler: demo.noop}, compensation: none}\n", i);
+    saga_engine_def_t *d = th_define(&T, yaml);
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, NULL));
+    th_run_until(&T, 1);
+    json_t *s = th_summary(&T, id);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
+    char *order = th_order(s, "step.started", "action");
+    size_t started = 0;
+    for (char *p = order; *p; p++)
+        started += *p == ',';
+    cr_assert_eq(started + 1, 71, "started: %s", order);
+    free(order);
+}
+
 /* Counts the outcome of a resume_all. */
 static size_t resumed_n, resume_failed;
 static void on_resumed_all(int status, size_t n, size_t failed, size_t managed,
