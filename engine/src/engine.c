@@ -194,7 +194,9 @@ const saga_def_t *saga_engine_lookup(const saga_engine_t *e, const char *hash) {
 
 static void on_def_stored(int status, void *data) {
     char *hash = data;
-    if (status != 0)
+    /* Dropped by a shutdown: so is every write queued after it on the same
+     * connection, so no saga was created under a definition not stored. */
+    if (status != 0 && status != SAGA_ECLOSING)
         saga_error("definition %s: cannot store its text: %s", hash,
                    saga_strerror(status));
     free(hash);

@@ -583,7 +583,12 @@ static void on_candidate(saga_redis_t *c, redisReply *r, void *data) {
     const char *o = owner->type == REDIS_REPLY_STRING ? owner->str : "";
     if (strcmp(o, w->name) == 0) {
         /* Ours already (a claim whose answer was lost): resume it. */
-        cl->fence = strtoull(fence->str, NULL, 10);
+        if (saga_parse_u64(fence->str, (size_t)fence->len, &cl->fence) != 0) {
+            saga_error("worker %s: saga %s: its record's fence is not a number; left as it is",
+                       w->name, cl->id);
+            claim_end(cl);
+            return;
+        }
         resume_claimed(cl);
         return;
     }
