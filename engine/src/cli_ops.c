@@ -210,8 +210,10 @@ static void print_status_text(const json_t *s) {
     const char *created = json_string_value(json_object_get(s, "created"));
     const char *updated = json_string_value(json_object_get(s, "updated"));
     const char *owner = json_string_value(json_object_get(s, "owner"));
-    printf("  definition %.12s, created %s, updated %s, owner %s\n", def ? def : "?",
-           created ? created : "?", updated ? updated : "?", owner ? owner : "(none)");
+    printf("  definition %.12s, created %s, updated %s, owner ", def ? def : "?",
+           created ? created : "?", updated ? updated : "?");
+    saga_text_puts(stdout, owner ? owner : "(none)");
+    fputc('\n', stdout);
     json_t *cur = json_object_get(s, "current");
     if (json_array_size(cur) > 0) {
         fputs("  current:", stdout);
@@ -356,7 +358,9 @@ static void on_wait_state(saga_redis_t *c, redisReply *r, void *data) {
             print_json(j);
             json_decref(j);
         } else {
-            printf("saga %s: %s%s%s\n", o->id, state, reason ? ": " : "", reason ? reason : "");
+            printf("saga %s: %s%s", o->id, state, reason ? ": " : "");
+            saga_text_puts(stdout, reason);
+            fputc('\n', stdout);
         }
         finish(o, code);
         return;
@@ -420,11 +424,14 @@ static void list_print(ops_t *o) {
         json_t *e;
         json_array_foreach(o->out, i, e) {
             const char *reason = json_string_value(json_object_get(e, "reason"));
-            printf("%-28s %-20s %-13s %-24s %.60s\n",
+            printf("%-28s %-20s %-13s %-24s ",
                    json_string_value(json_object_get(e, "id")),
                    json_string_value(json_object_get(e, "saga")),
                    json_string_value(json_object_get(e, "state")),
-                   json_string_value(json_object_get(e, "created")), reason ? reason : "");
+                   json_string_value(json_object_get(e, "created")));
+            if (reason != NULL)
+                saga_text_put(stdout, reason, strlen(reason), 60);
+            fputc('\n', stdout);
         }
     }
     finish(o, SAGA_EXIT_OK);
@@ -482,9 +489,12 @@ static void on_list_record(saga_redis_t *c, redisReply *r, void *data) {
         const char *state = r->element[0]->str, *saga = str_or(r->element[1], "");
         if ((o->state_filter == NULL || strcmp(state, o->state_filter) == 0) &&
             (o->saga_filter == NULL || strcmp(saga, o->saga_filter) == 0)) {
-            char ts[40] = "";
-            if (r->element[2]->type == REDIS_REPLY_STRING)
-                saga_iso_time(strtoll(r->element[2]->str, NULL, 10), ts, sizeof(ts));
+            char ts[40] = "?"; /* a created time that is not one */
+            uint64_t ms;
+            if (r->element[2]->type == REDIS_REPLY_STRING &&
+                saga_parse_u64(r->element[2]->str, (size_t)r->element[2]->len, &ms) == 0 &&
+                ms <= INT64_MAX)
+                saga_iso_time((int64_t)ms, ts, sizeof(ts));
             p->slots[it->index] = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?}",
                                             "id", p->ids[it->index], "saga", saga,
                                             "state", state, "created", ts,
@@ -576,10 +586,15 @@ static void on_history(int status, const saga_history_entry_t *h, size_t n, void
                 printf(" %s %s", h[i].ev.step, h[i].ev.phase ? h[i].ev.phase : "");
             if (h[i].ev.attempt)
                 printf(" attempt %u", h[i].ev.attempt);
-            if (h[i].worker && h[i].worker[0])
-                printf("  [%s]", h[i].worker);
-            if (h[i].ev.detail)
-                printf("  %.*s", (int)h[i].ev.detail_len, h[i].ev.detail);
+            if (h[i].worker && h[i].worker[0]) {
+                fputs("  [", stdout);
+                saga_text_puts(stdout, h[i].worker);
+                fputc(']', stdout);
+            }
+            if (h[i].ev.detail) {
+                fputs("  ", stdout);
+                saga_text_put(stdout, h[i].ev.detail, h[i].ev.detail_len, SIZE_MAX);
+            }
             fputc('\n', stdout);
         }
     }

@@ -87,10 +87,11 @@ static void on_progress(const saga_progress_t *p, void *data) {
                 p->step, phase_word(p->phase), p->attempt, p->elapsed_ms);
         break;
     case SAGA_PROGRESS_CALL_FAILED:
-        fprintf(stderr, "%s  %s%-20s %-12s #%-2u failed (%s, %" PRIu64 " ms): %s", t, who,
+        fprintf(stderr, "%s  %s%-20s %-12s #%-2u failed (%s, %" PRIu64 " ms): ", t, who,
                 p->step, phase_word(p->phase), p->attempt,
                 p->outcome == SAGA_OUTCOME_BUSINESS ? "business" : "technical",
-                p->elapsed_ms, p->detail ? p->detail : "");
+                p->elapsed_ms);
+        saga_text_puts(stderr, p->detail);
         if (p->will_retry)
             fprintf(stderr, "; retry in %" PRIu64 " ms", p->retry_in_ms);
         fputc('\n', stderr);
@@ -100,8 +101,10 @@ static void on_progress(const saga_progress_t *p, void *data) {
                 t, who, p->step, phase_word(p->phase));
         break;
     case SAGA_PROGRESS_STATE:
-        fprintf(stderr, "%s  saga %s: %s%s%s\n", t, p->saga_id, saga_state_name(p->state),
-                p->detail ? ": " : "", p->detail ? p->detail : "");
+        fprintf(stderr, "%s  saga %s: %s%s", t, p->saga_id, saga_state_name(p->state),
+                p->detail ? ": " : "");
+        saga_text_puts(stderr, p->detail);
+        fputc('\n', stderr);
         break;
     }
 }

@@ -206,11 +206,39 @@ static const char *jstr(const json_t *o, const char *key) {
     return s ? s : "";
 }
 
+void saga_text_put(FILE *out, const char *s, size_t len, size_t max) {
+    size_t n = len < max ? len : max;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\t' || c == '\r' || c == '\n')
+            fprintf(out, "\\%c", c == '\t' ? 't' : c == '\r' ? 'r' : 'n');
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\x%02x", c);
+        else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+                 (unsigned char)s[i + 1] <= 0x9f)
+            fprintf(out, "\\u%04x", (unsigned char)s[++i]); /* C1: CSI is one */
+        else
+            fputc(c, out);
+    }
+    if (n < len)
+        fputs("...", out);
+}
+
+void saga_text_puts(FILE *out, const char *s) {
+    if (s != NULL)
+        saga_text_put(out, s, strlen(s), SIZE_MAX);
+}
+
 void saga_summary_print_text(const json_t *s, FILE *out) {
-    fprintf(out, "saga %s %s: %s\n", jstr(s, "saga"), jstr(s, "id"), jstr(s, "state"));
+    fprintf(out, "saga %s ", jstr(s, "saga"));
+    saga_text_puts(out, jstr(s, "id"));
+    fprintf(out, ": %s\n", jstr(s, "state"));
     const char *reason = jstr(s, "reason");
-    if (reason[0] != '\0')
-        fprintf(out, "  reason: %s\n", reason);
+    if (reason[0] != '\0') {
+        fputs("  reason: ", out);
+        saga_text_puts(out, reason);
+        fputc('\n', out);
+    }
     size_t i;
     json_t *st;
     json_array_foreach(json_object_get(s, "steps"), i, st) {
@@ -221,8 +249,10 @@ void saga_summary_print_text(const json_t *s, FILE *out) {
             fprintf(out, ", compensation %s (%lld)", jstr(comp, "status"),
                     (long long)json_integer_value(json_object_get(comp, "attempts")));
         const char *err = jstr(st, "error");
-        if (err[0] != '\0')
-            fprintf(out, "\n  %-24s error: %s", "", err);
+        if (err[0] != '\0') {
+            fprintf(out, "\n  %-24s error: ", "");
+            saga_text_puts(out, err);
+        }
         fputc('\n', out);
     }
 }

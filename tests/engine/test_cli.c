@@ -174,6 +174,40 @@ Test(cli, exit_codes_follow_the_final_state) {
     run_free(&r);
 }
 
+/* Reasons and errors come from handlers (and records): the text output
+ * shows them on one line with control characters escaped, so that an
+ * error message cannot clear the operator's terminal or forge a line. */
+Test(cli, control_characters_in_messages_are_escaped) {
+    write_file("esc.yaml",
+        "saga: cli_esc\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n"
+        "  - {name: b, action: {handler: demo.fail, with: {message: \"\\e[2Jwiped\\nforged line\\u009b\"}},"
+        " compensation: {handler: demo.noop}}\n");
+    run_t r = saga_run(NULL, "run", "esc.yaml", "--store", "memory", NULL);
+    cr_assert_eq(r.status, 3, "compensated; stderr: %s", r.err);
+    cr_assert(strchr(r.out, 0x1b) == NULL && strchr(r.err, 0x1b) == NULL, "a raw ESC got out");
+    cr_assert(strstr(r.out, "\xc2\x9b") == NULL && strstr(r.err, "\xc2\x9b") == NULL,
+              "a raw C1 CSI got out");
+    /* (The engine already keeps a handler's message on one line.) */
+    ASSERT_CONTAINS(r.out, "reason: step 'b' failed: business: \\x1b[2Jwiped");
+    ASSERT_CONTAINS(r.out, "forged line\\u009b\n");
+    ASSERT_CONTAINS(r.out, "error: \\x1b[2Jwiped");
+    ASSERT_CONTAINS(r.err, "failed (business, ");
+    ASSERT_CONTAINS(r.err, ": \\x1b[2Jwiped");
+    cr_assert(strstr(r.out, "\nforged line") == NULL && strstr(r.err, "\nforged line") == NULL,
+              "the message stays on its line");
+    run_free(&r);
+
+    /* --json keeps the text as it is (JSON escapes it its own way). */
+    r = saga_run(NULL, "run", "esc.yaml", "--store", "memory", "--json", NULL);
+    json_t *s = json_loads(r.out, 0, NULL);
+    cr_assert_not_null(s);
+    cr_assert(strstr(json_string_value(json_object_get(s, "reason")), "\x1b[2Jwiped") != NULL);
+    json_decref(s);
+    run_free(&r);
+}
+
 Test(cli, errors_and_usage) {
     write_file("ok.yaml", OK_YAML);
     write_file("bad.yaml", "saga: bad\nsteps:\n  - name: a\n    action: {handler: demo.noop}\n    retyr: {}\n");
