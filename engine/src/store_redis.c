@@ -28,6 +28,7 @@
 #include "errors.h"
 #include "keys.h"
 #include "log.h"
+#include "redis_replies.h"
 #include "retry.h"
 #include "saga_lua.h"
 
@@ -202,13 +203,6 @@ static void enqueue(rq_t *rq) {
 /* Completing requests                                                     */
 /* ---------------------------------------------------------------------- */
 
-static bool all_strings(const redisReply *r) {
-    for (size_t i = 0; i < r->elements; i++)
-        if (r->element[i] == NULL || r->element[i]->type != REDIS_REPLY_STRING)
-            return false;
-    return true;
-}
-
 static int bad_reply(const rq_t *rq, const char *what) {
     saga_error("redis store: unexpected reply to %s request for '%s': %s",
                rq->kind == RQ_LOAD ? "load" : rq->kind == RQ_HISTORY ? "history"
@@ -219,152 +213,33 @@ static int bad_reply(const rq_t *rq, const char *what) {
 
 static void finish_load(rq_t *rq, int status, const redisReply *r) {
     saga_store_load_cb cb = (saga_store_load_cb)rq->cb;
-    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0 ||
-                        !all_strings(r)))
-        status = bad_reply(rq, "expected an array of field/value strings");
-    if (status == 0 && r->elements == 0)
-        status = SAGA_ENOTFOUND;
-    if (status != 0) {
-        cb(status, NULL, rq->data);
-        return;
+    saga_record_t rec = {NULL, 0, NULL};
+    const char *why = NULL;
+    if (status == 0) {
+        status = saga_redis_reply_record(r, &rec, &why);
+        if (status == SAGA_ESTORE)
+            bad_reply(rq, why);
     }
-    saga_record_t rec = {calloc(r->elements / 2 + 1, sizeof(saga_kv_t)), 0, NULL};
-    if (rec.fields == NULL) {
-        cb(-ENOMEM, NULL, rq->data);
-        return;
-    }
-    for (size_t i = 0; i + 1 < r->elements; i += 2)
-        rec.fields[rec.nfields++] = (saga_kv_t){
-            r->element[i]->str, (size_t)r->element[i]->len,
-            r->element[i + 1]->str, (size_t)r->element[i + 1]->len};
-    cb(0, &rec, rq->data);
+    cb(status, status == 0 ? &rec : NULL, rq->data);
     free(rec.fields);
-}
-
-/* The next tab-separated field of an entry, NUL-terminated in place; *p
- * moves past it, to NULL after the last one. */
-static char *next_field(char **p) {
-    char *f = *p, *t = strchr(f, '\t');
-    if (t != NULL)
-        *t++ = '\0';
-    *p = t;
-    return f;
-}
-
-/* Unescapes a detail in place (\\ \t \n \r); returns its new length. */
-static size_t unescape(char *d) {
-    char *o = d;
-    for (char *q = d; *q; q++) {
-        if (*q == '\\' && q[1] != '\0') {
-            q++;
-            *o++ = *q == 't' ? '\t' : *q == 'n' ? '\n' : *q == 'r' ? '\r' : *q;
-        } else {
-            *o++ = *q;
-        }
-    }
-    *o = '\0';
-    return (size_t)(o - d);
-}
-
-/* Splits one history entry (see history_entry()) in place at its tabs,
- * unescaping details, and appends its events to `h` (room for `cap`: the
- * caller counts the tabs). Returns the number of events, or -1 with what
- * is wrong in *why. An entry holds any number of events. */
-static int parse_entry(char *s, saga_history_entry_t *h, size_t cap, const char **why) {
-    char *p = s;
-    const char *ts_s = next_field(&p), *seq_s = p ? next_field(&p) : NULL,
-               *worker = p ? next_field(&p) : NULL;
-    uint64_t ts, seq, attempt;
-    if (worker == NULL) {
-        *why = "fewer than 3 fields (<ms> <seq> <worker>)";
-        return -1;
-    }
-    if (saga_parse_u64(ts_s, strlen(ts_s), &ts) != 0 || ts > INT64_MAX) {
-        *why = "its time is not a number of Unix ms";
-        return -1;
-    }
-    if (saga_parse_u64(seq_s, strlen(seq_s), &seq) != 0) {
-        *why = "its seq is not a number";
-        return -1;
-    }
-    size_t k = 0;
-    while (p != NULL) {
-        char *f[5];
-        for (int i = 0; i < 5; i++)
-            f[i] = p ? next_field(&p) : NULL;
-        if (f[4] == NULL) {
-            *why = "an event without its 5 fields (type step phase attempt detail)";
-            return -1;
-        }
-        if (saga_parse_u64(f[3], strlen(f[3]), &attempt) != 0 || attempt > UINT32_MAX) {
-            *why = "an event's attempt is not a number";
-            return -1;
-        }
-        if (k == cap) {
-            *why = "more events than tabs"; /* cannot happen: cap counts them */
-            return -1;
-        }
-        size_t dlen = unescape(f[4]);
-        h[k++] = (saga_history_entry_t){
-            (int64_t)ts, seq,
-            {f[0], f[1][0] ? f[1] : NULL, f[2][0] ? f[2] : NULL, (uint32_t)attempt,
-             dlen ? f[4] : NULL, dlen},
-            worker};
-    }
-    return (int)k;
 }
 
 static void finish_history(rq_t *rq, int status, const redisReply *r) {
     saga_store_history_cb cb = (saga_store_history_cb)rq->cb;
-    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !all_strings(r)))
-        status = bad_reply(rq, "expected a list of history entries");
-    if (status != 0) {
-        cb(status, NULL, 0, rq->data);
-        return;
+    saga_redis_history_t h = {NULL, 0, NULL};
+    char why[160];
+    if (status == 0) {
+        status = saga_redis_reply_history(r, &h, why, sizeof(why));
+        if (status == SAGA_ESTORE)
+            bad_reply(rq, why);
     }
-    /* One copy of every entry, split in place; events point into it. */
-    size_t bytes = 0, tabs = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        bytes += (size_t)r->element[i]->len + 1;
-        for (size_t j = 0; j < (size_t)r->element[i]->len; j++)
-            tabs += r->element[i]->str[j] == '\t';
-    }
-    size_t cap = tabs / 5 + 1;
-    char *buf = malloc(bytes + 1);
-    saga_history_entry_t *h = calloc(cap, sizeof(*h));
-    if (buf == NULL || h == NULL) {
-        free(buf);
-        free(h);
-        cb(-ENOMEM, NULL, 0, rq->data);
-        return;
-    }
-    size_t off = 0, n = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        char *e = buf + off;
-        memcpy(e, r->element[i]->str, (size_t)r->element[i]->len);
-        e[r->element[i]->len] = '\0';
-        off += (size_t)r->element[i]->len + 1;
-        const char *why = NULL;
-        int k = parse_entry(e, h + n, cap - n, &why);
-        if (k < 0) {
-            char what[160];
-            snprintf(what, sizeof(what), "malformed history entry %zu of %zu: %s", i + 1,
-                     (size_t)r->elements, why);
-            free(buf);
-            free(h);
-            cb(bad_reply(rq, what), NULL, 0, rq->data);
-            return;
-        }
-        n += (size_t)k;
-    }
-    cb(0, h, n, rq->data);
-    free(buf);
-    free(h);
+    cb(status, status == 0 ? h.events : NULL, h.n, rq->data);
+    saga_redis_history_free(&h);
 }
 
 static void finish_list(rq_t *rq, int status, const redisReply *r) {
     saga_store_ids_cb cb = (saga_store_ids_cb)rq->cb;
-    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !all_strings(r)))
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !saga_redis_all_strings(r)))
         status = bad_reply(rq, "expected an array of ids");
     if (status != 0) {
         cb(status, NULL, 0, rq->data);

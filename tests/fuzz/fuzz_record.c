@@ -15,7 +15,8 @@
  * NUL-terminated (store.h: record values are bytes), so that a decoder
  * that reads past a value is caught by AddressSanitizer.
  *
- * Each input goes through the store's reply decoders (redis_replies.c) and
+ * Each input goes through the store's reply decoders
+ * (engine/src/redis_replies.c, called as store_redis.c calls them) and
  * then through every decoder of stored data: saga__ckpt_decode() into a
  * fresh instance (what a resume does), saga_summary_build() with and
  * without the definition and its text printing (saga status, saga run),
@@ -299,6 +300,27 @@ static void on_record(int status, const saga_record_t *rec, void *data) {
     summarize(rec, NULL, NULL, 0); /* its definition is not in the store */
 }
 
+/* The store's reply decoders with the store's callbacks around them, as
+ * store_redis.c's finish_load/finish_history run them. A refusal always
+ * says why. */
+static void fuzz_redis_load(const redisReply *r, saga_store_load_cb cb, void *data) {
+    saga_record_t rec;
+    const char *why = NULL;
+    int status = saga_redis_reply_record(r, &rec, &why);
+    check(status != SAGA_ESTORE || (why != NULL && why[0] != '\0'), "a refused record says why");
+    cb(status, status == 0 ? &rec : NULL, data);
+    free(rec.fields);
+}
+
+static void fuzz_redis_history(const redisReply *r, saga_store_history_cb cb, void *data) {
+    saga_redis_history_t h;
+    char why[160] = "";
+    int status = saga_redis_reply_history(r, &h, why, sizeof(why));
+    check(status != SAGA_ESTORE || why[0] != '\0', "a refused history says why");
+    cb(status, status == 0 ? h.events : NULL, h.n, data);
+    saga_redis_history_free(&h);
+}
+
 /* "...T..:..:..ddd.Z" as saga_iso_time() writes it. */
 static void check_time(const char *ts) {
     size_t n = strlen(ts);
@@ -318,10 +340,15 @@ static void print_history(const saga_history_entry_t *h, size_t n) {
             fprintf(F.sink, " %s %s", h[i].ev.step, h[i].ev.phase ? h[i].ev.phase : "");
         if (h[i].ev.attempt)
             fprintf(F.sink, " attempt %u", h[i].ev.attempt);
-        if (h[i].worker && h[i].worker[0])
-            fprintf(F.sink, "  [%s]", h[i].worker);
-        if (h[i].ev.detail)
-            fprintf(F.sink, "  %.*s", (int)h[i].ev.detail_len, h[i].ev.detail);
+        if (h[i].worker && h[i].worker[0]) {
+            fputs("  [", F.sink);
+            saga_text_puts(F.sink, h[i].worker);
+            fputc(']', F.sink);
+        }
+        if (h[i].ev.detail) {
+            fputs("  ", F.sink);
+            saga_text_put(F.sink, h[i].ev.detail, h[i].ev.detail_len, SIZE_MAX);
+        }
         fputc('\n', F.sink);
     }
 }
@@ -343,7 +370,7 @@ static void on_history(int status, const saga_history_entry_t *h, size_t n, void
         c->nhist = n;
     }
     /* The entries are valid during this callback only. */
-    fuzz_redis_load(FUZZ_ID, &c->rec->top, on_record, c);
+    fuzz_redis_load(&c->rec->top, on_record, c);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -352,7 +379,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     reply_t rec, hist;
     split_input(data, size, &rec, &hist);
     ctx_t c = {.rec = &rec};
-    fuzz_redis_history(FUZZ_ID, &hist.top, on_history, &c);
+    fuzz_redis_history(&hist.top, on_history, &c);
     check(c.loaded, "the callbacks ran before returning");
     reply_free(&rec);
     reply_free(&hist);
