@@ -219,9 +219,11 @@ static void print_status_text(const json_t *s) {
         fputs("  current:", stdout);
         size_t i;
         json_t *c;
-        json_array_foreach(cur, i, c)
-            printf(" %s (%s)", json_string_value(json_object_get(c, "step")),
-                   json_string_value(json_object_get(c, "status")));
+        json_array_foreach(cur, i, c) {
+            fputc(' ', stdout);
+            saga_text_puts(stdout, json_string_value(json_object_get(c, "step")));
+            printf(" (%s)", json_string_value(json_object_get(c, "status")));
+        }
         fputc('\n', stdout);
     }
 }
@@ -424,11 +426,12 @@ static void list_print(ops_t *o) {
         json_t *e;
         json_array_foreach(o->out, i, e) {
             const char *reason = json_string_value(json_object_get(e, "reason"));
-            printf("%-28s %-20s %-13s %-24s ",
-                   json_string_value(json_object_get(e, "id")),
-                   json_string_value(json_object_get(e, "saga")),
-                   json_string_value(json_object_get(e, "state")),
-                   json_string_value(json_object_get(e, "created")));
+            saga_text_pad(stdout, json_string_value(json_object_get(e, "id")), 28);
+            fputc(' ', stdout);
+            saga_text_pad(stdout, json_string_value(json_object_get(e, "saga")), 20);
+            fputc(' ', stdout);
+            saga_text_pad(stdout, json_string_value(json_object_get(e, "state")), 13);
+            printf(" %-24s ", json_string_value(json_object_get(e, "created")));
             if (reason != NULL)
                 saga_text_put(stdout, reason, strlen(reason), 60);
             fputc('\n', stdout);
@@ -581,9 +584,15 @@ static void on_history(int status, const saga_history_entry_t *h, size_t n, void
         for (size_t i = 0; i < n; i++) {
             char ts[40];
             saga_iso_time(h[i].ts_ms, ts, sizeof(ts));
-            printf("%s  #%-4" PRIu64 " %-22s", ts, h[i].seq, h[i].ev.type);
-            if (h[i].ev.step)
-                printf(" %s %s", h[i].ev.step, h[i].ev.phase ? h[i].ev.phase : "");
+            /* Every field of an entry is stored text: all shown escaped. */
+            printf("%s  #%-4" PRIu64 " ", ts, h[i].seq);
+            saga_text_pad(stdout, h[i].ev.type, 22);
+            if (h[i].ev.step) {
+                fputc(' ', stdout);
+                saga_text_puts(stdout, h[i].ev.step);
+                fputc(' ', stdout);
+                saga_text_puts(stdout, h[i].ev.phase);
+            }
             if (h[i].ev.attempt)
                 printf(" attempt %u", h[i].ev.attempt);
             if (h[i].worker && h[i].worker[0]) {

@@ -206,33 +206,52 @@ static const char *jstr(const json_t *o, const char *key) {
     return s ? s : "";
 }
 
-void saga_text_put(FILE *out, const char *s, size_t len, size_t max) {
-    size_t n = len < max ? len : max;
+size_t saga_text_put(FILE *out, const char *s, size_t len, size_t max) {
+    size_t n = len < max ? len : max, w = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '\t' || c == '\r' || c == '\n')
+        if (c == '\t' || c == '\r' || c == '\n') {
             fprintf(out, "\\%c", c == '\t' ? 't' : c == '\r' ? 'r' : 'n');
-        else if (c < 0x20 || c == 0x7f)
+            w += 2;
+        } else if (c < 0x20 || c == 0x7f) {
             fprintf(out, "\\x%02x", c);
-        else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
-                 (unsigned char)s[i + 1] <= 0x9f)
+            w += 4;
+        } else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+                   (unsigned char)s[i + 1] <= 0x9f) {
             fprintf(out, "\\u%04x", (unsigned char)s[++i]); /* C1: CSI is one */
-        else
+            w += 6;
+        } else {
             fputc(c, out);
+            w += (c & 0xc0) != 0x80; /* a UTF-8 sequence is one column */
+        }
     }
-    if (n < len)
+    if (n < len) {
         fputs("...", out);
+        w += 3;
+    }
+    return w;
 }
 
-void saga_text_puts(FILE *out, const char *s) {
-    if (s != NULL)
-        saga_text_put(out, s, strlen(s), SIZE_MAX);
+size_t saga_text_puts(FILE *out, const char *s) {
+    return s != NULL ? saga_text_put(out, s, strlen(s), SIZE_MAX) : 0;
+}
+
+size_t saga_text_pad(FILE *out, const char *s, size_t width) {
+    size_t w = saga_text_puts(out, s);
+    for (; w < width; w++)
+        fputc(' ', out);
+    return w;
 }
 
 void saga_summary_print_text(const json_t *s, FILE *out) {
-    fprintf(out, "saga %s ", jstr(s, "saga"));
+    /* Names and states come from the record too: all shown escaped. */
+    fputs("saga ", out);
+    saga_text_puts(out, jstr(s, "saga"));
+    fputc(' ', out);
     saga_text_puts(out, jstr(s, "id"));
-    fprintf(out, ": %s\n", jstr(s, "state"));
+    fputs(": ", out);
+    saga_text_puts(out, jstr(s, "state"));
+    fputc('\n', out);
     const char *reason = jstr(s, "reason");
     if (reason[0] != '\0') {
         fputs("  reason: ", out);
@@ -242,7 +261,9 @@ void saga_summary_print_text(const json_t *s, FILE *out) {
     size_t i;
     json_t *st;
     json_array_foreach(json_object_get(s, "steps"), i, st) {
-        fprintf(out, "  %-24s %-20s attempts %lld", jstr(st, "name"), jstr(st, "status"),
+        fputs("  ", out);
+        saga_text_pad(out, jstr(st, "name"), 24);
+        fprintf(out, " %-20s attempts %lld", jstr(st, "status"),
                 (long long)json_integer_value(json_object_get(st, "attempts")));
         json_t *comp = json_object_get(st, "compensation");
         if (json_is_object(comp))

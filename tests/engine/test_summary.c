@@ -121,3 +121,60 @@ Test(summary, steps_listed_from_the_record_are_bounded) {
     free(keys);
     free(kv);
 }
+
+/* What saga_text_put() writes into a memory stream, and its columns. */
+static char *text_of(const char *s, size_t len, size_t max, size_t *cols) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    cr_assert_not_null(f);
+    *cols = saga_text_put(f, s, len, max);
+    fclose(f);
+    return buf;
+}
+
+Test(summary, stored_text_is_shown_on_one_line_without_control_characters) {
+    static const struct {
+        const char *in, *out;
+        size_t cols;
+    } cases[] = {
+        {"plain text", "plain text", 10},
+        {"a\tb\r\nc", "a\\tb\\r\\nc", 9},
+        {"\x1b[2J", "\\x1b[2J", 7},
+        {"del\x7f", "del\\x7f", 7},
+        {"csi \xc2\x9b" "31m", "csi \\u009b31m", 13},
+        {"caf\xc3\xa9 \xe2\x82\xac", "caf\xc3\xa9 \xe2\x82\xac", 6}, /* UTF-8: one column each */
+        {"back\\slash", "back\\slash", 10},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t cols;
+        char *got = text_of(cases[i].in, strlen(cases[i].in), SIZE_MAX, &cols);
+        cr_assert_str_eq(got, cases[i].out, "case %zu", i);
+        cr_assert_eq(cols, cases[i].cols, "case %zu: %zu columns", i, cols);
+        free(got);
+    }
+    /* A NUL inside a value is a control character like any other. */
+    size_t cols;
+    char *got = text_of("a\0b", 3, SIZE_MAX, &cols);
+    cr_assert_str_eq(got, "a\\x00b");
+    free(got);
+    /* At most `max` bytes, then "...". */
+    got = text_of("0123456789", 10, 4, &cols);
+    cr_assert_str_eq(got, "0123...");
+    cr_assert_eq(cols, 7);
+    free(got);
+}
+
+Test(summary, a_padded_column_counts_what_was_written) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    cr_assert_not_null(f);
+    saga_text_pad(f, "a\nb", 6);
+    fputc('|', f);
+    saga_text_pad(f, "longer than the column", 4);
+    fputc('|', f);
+    fclose(f);
+    cr_assert_str_eq(buf, "a\\nb  |longer than the column|");
+    free(buf);
+}

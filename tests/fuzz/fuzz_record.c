@@ -335,9 +335,14 @@ static void print_history(const saga_history_entry_t *h, size_t n) {
         char ts[40];
         saga_iso_time(h[i].ts_ms, ts, sizeof(ts));
         check_time(ts);
-        fprintf(F.sink, "%s  #%-4" PRIu64 " %-22s", ts, h[i].seq, h[i].ev.type);
-        if (h[i].ev.step)
-            fprintf(F.sink, " %s %s", h[i].ev.step, h[i].ev.phase ? h[i].ev.phase : "");
+        fprintf(F.sink, "%s  #%-4" PRIu64 " ", ts, h[i].seq);
+        saga_text_pad(F.sink, h[i].ev.type, 22);
+        if (h[i].ev.step) {
+            fputc(' ', F.sink);
+            saga_text_puts(F.sink, h[i].ev.step);
+            fputc(' ', F.sink);
+            saga_text_puts(F.sink, h[i].ev.phase);
+        }
         if (h[i].ev.attempt)
             fprintf(F.sink, " attempt %u", h[i].ev.attempt);
         if (h[i].worker && h[i].worker[0]) {
