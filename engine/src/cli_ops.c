@@ -575,39 +575,15 @@ static void on_history(int status, const saga_history_entry_t *h, size_t n, void
         finish(o, SAGA_EXIT_ERROR);
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, saga_summary_history_entry(&h[i]));
     if (o->json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, saga_summary_history_entry(&h[i]));
         print_json(arr);
+        json_decref(arr);
     } else {
-        for (size_t i = 0; i < n; i++) {
-            char ts[40];
-            saga_iso_time(h[i].ts_ms, ts, sizeof(ts));
-            /* Every field of an entry is stored text: all shown escaped. */
-            printf("%s  #%-4" PRIu64 " ", ts, h[i].seq);
-            saga_text_pad(stdout, h[i].ev.type, 22);
-            if (h[i].ev.step) {
-                fputc(' ', stdout);
-                saga_text_puts(stdout, h[i].ev.step);
-                fputc(' ', stdout);
-                saga_text_puts(stdout, h[i].ev.phase);
-            }
-            if (h[i].ev.attempt)
-                printf(" attempt %u", h[i].ev.attempt);
-            if (h[i].worker && h[i].worker[0]) {
-                fputs("  [", stdout);
-                saga_text_puts(stdout, h[i].worker);
-                fputc(']', stdout);
-            }
-            if (h[i].ev.detail) {
-                fputs("  ", stdout);
-                saga_text_put(stdout, h[i].ev.detail, h[i].ev.detail_len, SIZE_MAX);
-            }
-            fputc('\n', stdout);
-        }
+        saga_history_print_text(h, n, stdout);
     }
-    json_decref(arr);
     finish(o, SAGA_EXIT_OK);
 }
 

@@ -243,6 +243,34 @@ size_t saga_text_pad(FILE *out, const char *s, size_t width) {
     return w;
 }
 
+void saga_history_print_text(const saga_history_entry_t *h, size_t n, FILE *out) {
+    for (size_t i = 0; i < n; i++) {
+        char ts[40];
+        saga_iso_time(h[i].ts_ms, ts, sizeof(ts));
+        /* Every field of an entry is stored text: all shown escaped. */
+        fprintf(out, "%s  #%-4" PRIu64 " ", ts, h[i].seq);
+        saga_text_pad(out, h[i].ev.type, 22);
+        if (h[i].ev.step) {
+            fputc(' ', out);
+            saga_text_puts(out, h[i].ev.step);
+            fputc(' ', out);
+            saga_text_puts(out, h[i].ev.phase);
+        }
+        if (h[i].ev.attempt)
+            fprintf(out, " attempt %u", h[i].ev.attempt);
+        if (h[i].worker && h[i].worker[0]) {
+            fputs("  [", out);
+            saga_text_puts(out, h[i].worker);
+            fputc(']', out);
+        }
+        if (h[i].ev.detail) {
+            fputs("  ", out);
+            saga_text_put(out, h[i].ev.detail, h[i].ev.detail_len, SIZE_MAX);
+        }
+        fputc('\n', out);
+    }
+}
+
 void saga_summary_print_text(const json_t *s, FILE *out) {
     /* Names and states come from the record too: all shown escaped. */
     fputs("saga ", out);

@@ -53,6 +53,9 @@ void saga_iso_time(int64_t ms, char *buf, size_t len);
 int saga_summary_time_field(const saga_record_t *rec, const char *key, char *buf,
                             size_t len);
 
+/* The history as `saga history` shows it: one line per event. */
+void saga_history_print_text(const saga_history_entry_t *h, size_t n, FILE *out);
+
 /* One history entry as JSON (used by `saga history`). */
 json_t *saga_summary_history_entry(const saga_history_entry_t *h);
 

@@ -329,33 +329,14 @@ static void check_time(const char *ts) {
         check(ts[i] >= '0' && ts[i] <= '9', "milliseconds");
 }
 
-/* What `saga history` prints (cli_ops.c on_history). */
+/* What `saga history` prints, and the times in it. */
 static void print_history(const saga_history_entry_t *h, size_t n) {
     for (size_t i = 0; i < n; i++) {
         char ts[40];
         saga_iso_time(h[i].ts_ms, ts, sizeof(ts));
         check_time(ts);
-        fprintf(F.sink, "%s  #%-4" PRIu64 " ", ts, h[i].seq);
-        saga_text_pad(F.sink, h[i].ev.type, 22);
-        if (h[i].ev.step) {
-            fputc(' ', F.sink);
-            saga_text_puts(F.sink, h[i].ev.step);
-            fputc(' ', F.sink);
-            saga_text_puts(F.sink, h[i].ev.phase);
-        }
-        if (h[i].ev.attempt)
-            fprintf(F.sink, " attempt %u", h[i].ev.attempt);
-        if (h[i].worker && h[i].worker[0]) {
-            fputs("  [", F.sink);
-            saga_text_puts(F.sink, h[i].worker);
-            fputc(']', F.sink);
-        }
-        if (h[i].ev.detail) {
-            fputs("  ", F.sink);
-            saga_text_put(F.sink, h[i].ev.detail, h[i].ev.detail_len, SIZE_MAX);
-        }
-        fputc('\n', F.sink);
     }
+    saga_history_print_text(h, n, F.sink);
 }
 
 static void on_history(int status, const saga_history_entry_t *h, size_t n, void *data) {
