@@ -41,16 +41,16 @@
 #include <jemalloc/jemalloc.h>
 #endif
 
-#include "engine.h"
-#include "errors.h"
+#include "saga/engine.h"
+#include "saga/errors.h"
 #include "hist.h"
-#include "log.h"
+#include "util/log.h"
 #include "ping_probe.h"
 #include "timeline.h"
-#include "redis_url.h"
-#include "store.h"
-#include "store_memory.h"
-#include "store_redis.h"
+#include "redis/redis_url.h"
+#include "saga/store.h"
+#include "store/store_memory.h"
+#include "store/store_redis.h"
 
 #define MAX_STEPS 10
 #define ID_LEN 26          /* like a ULID, so keys have their real size */

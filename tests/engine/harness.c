@@ -7,9 +7,9 @@
 
 #include <criterion/criterion.h>
 
-#include "store_memory.h"
-#include "store_redis.h"
-#include "summary.h"
+#include "store/store_memory.h"
+#include "store/store_redis.h"
+#include "cli/summary.h"
 
 typedef struct fetch_s {
     th_t *t;

@@ -11,8 +11,8 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "engine.h"
-#include "strmap.h"
+#include "saga/engine.h"
+#include "util/strmap.h"
 
 typedef struct th_s {
     uv_loop_t loop;

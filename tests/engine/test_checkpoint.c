@@ -10,8 +10,8 @@
 
 #include <criterion/criterion.h>
 
-#include "engine_internal.h"
-#include "errors.h"
+#include "core/engine_internal.h"
+#include "saga/errors.h"
 #include "harness.h"
 
 static th_t T;
@@ -141,13 +141,13 @@ Test(checkpoint, a_record_as_written_decodes) {
     cr_assert_eq(inst->created_ms, 1795500056093);
     cr_assert(inst->cancel_requested);
     cr_assert_str_eq(inst->reason, "step 'b' failed");
-    cr_assert_eq(inst->steps[0].comp.status, ST_WAITING);
+    cr_assert_eq(inst->steps[0].comp.status, SAGA_CKPT_WAITING);
     cr_assert_eq(inst->steps[0].comp.attempts, 2);
     cr_assert_eq(inst->steps[0].comp.retry_at, 1795500058584);
-    cr_assert_eq(inst->steps[1].act.status, ST_FAILED);
+    cr_assert_eq(inst->steps[1].act.status, SAGA_CKPT_FAILED);
     cr_assert_str_eq(inst->steps[1].error, "refused");
-    cr_assert_eq(inst->steps[2].act.status, ST_PENDING);
-    cr_assert_eq(inst->steps[2].comp.status, ST_PENDING);
+    cr_assert_eq(inst->steps[2].act.status, SAGA_CKPT_PENDING);
+    cr_assert_eq(inst->steps[2].comp.status, SAGA_CKPT_PENDING);
     saga__inst_free(inst);
     rec_free(&r);
     th_run_until(&T, 0);
@@ -183,19 +183,19 @@ Test(checkpoint, a_phase_is_read_exactly_as_written) {
         "waiting 1 0 9223372036854775808", "waiting 1 0 99999999999999999999", "done 1 0 0",
         "Succeeded 1 0 0", "", "succeeded", "succeeded 1 0 0\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        saga__phase_t p = {0};
-        cr_assert_neq(saga__ckpt_phase_parse(bad[i], strlen(bad[i]), &p), 0, "'%s' parsed",
+        saga_ckpt_phase_t p = {0};
+        cr_assert_neq(saga_ckpt_phase_parse(bad[i], strlen(bad[i]), &p), 0, "'%s' parsed",
                       bad[i]);
     }
     static const char good[] = "waiting 4294967295 4294967295 9223372036854775807";
-    saga__phase_t p = {0};
-    cr_assert_eq(saga__ckpt_phase_parse(good, strlen(good), &p), 0);
-    cr_assert_eq(p.status, ST_WAITING);
+    saga_ckpt_phase_t p = {0};
+    cr_assert_eq(saga_ckpt_phase_parse(good, strlen(good), &p), 0);
+    cr_assert_eq(p.status, SAGA_CKPT_WAITING);
     cr_assert_eq(p.attempts, UINT32_MAX);
     cr_assert_eq(p.base, UINT32_MAX);
     cr_assert_eq(p.retry_at, INT64_MAX);
     char buf[96];
-    size_t n = saga__ckpt_phase_format(buf, sizeof(buf), &p);
+    size_t n = saga_ckpt_phase_format(buf, sizeof(buf), &p);
     cr_assert_eq(n, strlen(good));
     cr_assert_str_eq(buf, good, "written back as it was read");
 }

@@ -24,7 +24,7 @@
 #include "harness.h"
 #include "history_reader.h"
 #include "redis_server.h"
-#include "store_redis.h"
+#include "store/store_redis.h"
 
 #define ITERATIONS 50
 #define SAGAS 8

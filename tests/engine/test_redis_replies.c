@@ -1,6 +1,6 @@
 /*
  * test_redis_replies.c -- the decoders of the Redis store's replies
- * (engine/src/redis_replies.c) on replies built by hand: what a record or a
+ * (engine/store/redis_replies.c) on replies built by hand: what a record or a
  * history entry edited or damaged in Redis gives. The store's own path over
  * a real server is in test_redis_store.c.
  */
@@ -10,8 +10,8 @@
 
 #include <criterion/criterion.h>
 
-#include "errors.h"
-#include "redis_replies.h"
+#include "saga/errors.h"
+#include "store/redis_replies.h"
 
 TestSuite(redis_replies);
 

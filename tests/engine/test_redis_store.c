@@ -15,9 +15,9 @@
 
 #include "harness.h"
 #include "history_reader.h"
-#include "log.h"
+#include "util/log.h"
 #include "redis_server.h"
-#include "store_redis.h"
+#include "store/store_redis.h"
 
 static redis_server_t R;
 static th_t T;

@@ -10,7 +10,8 @@
 #include <criterion/criterion.h>
 
 #include "saga/definition.h"
-#include "summary.h"
+#include "cli/summary.h"
+#include "util/text.h"
 
 /* A record whose values sit in one buffer, each right after the previous
  * one and not NUL-terminated, as store.h allows: a reader that runs past

@@ -16,7 +16,7 @@
  * that reads past a value is caught by AddressSanitizer.
  *
  * Each input goes through the store's reply decoders
- * (engine/src/redis_replies.c, called as store_redis.c calls them) and
+ * (engine/store/redis_replies.c, called as store_redis.c calls them) and
  * then through every decoder of stored data: saga__ckpt_decode() into a
  * fresh instance (what a resume does), saga_summary_build() with and
  * without the definition and its text printing (saga status, saga run),
@@ -31,12 +31,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine_internal.h"
-#include "errors.h"
-#include "log.h"
-#include "redis_replies.h"
-#include "store_memory.h"
-#include "summary.h"
+#include "core/engine_internal.h"
+#include "saga/errors.h"
+#include "util/log.h"
+#include "store/redis_replies.h"
+#include "store/store_memory.h"
+#include "cli/summary.h"
+#include "util/bytes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -191,18 +192,18 @@ static bool field_is(const saga_record_t *rec, const char *key, const char *text
     return v != NULL && len == strlen(text) && memcmp(v, text, len) == 0;
 }
 
-static void check_phase(const saga_record_t *rec, const char *key, const saga__phase_t *p) {
-    check(p->status <= ST_SKIPPED, "phase status in range");
+static void check_phase(const saga_record_t *rec, const char *key, const saga_ckpt_phase_t *p) {
+    check(p->status <= SAGA_CKPT_SKIPPED, "phase status in range");
     check(p->base <= p->attempts, "base <= attempts");
     check(p->retry_at >= 0, "retry_at >= 0");
     size_t len;
     if (saga_record_get(rec, key, &len) != NULL) {
-        /* Only what saga__ckpt_phase_format() writes is accepted. */
+        /* Only what saga_ckpt_phase_format() writes is accepted. */
         char buf[96];
-        saga__ckpt_phase_format(buf, sizeof(buf), p);
+        saga_ckpt_phase_format(buf, sizeof(buf), p);
         check(field_is(rec, key, buf), "a decoded phase is written back as it was");
     } else {
-        check(p->status == ST_PENDING && p->attempts == 0, "an absent phase is pending");
+        check(p->status == SAGA_CKPT_PENDING && p->attempts == 0, "an absent phase is pending");
     }
 }
 
@@ -235,11 +236,11 @@ static void decode_instance(const saga_record_t *rec) {
             check_phase(rec, key, &s->act);
             snprintf(key, sizeof(key), "comp:%s", sd->name);
             check_phase(rec, key, &s->comp);
-            check(s->act.status != ST_SKIPPED, "an action is never skipped");
+            check(s->act.status != SAGA_CKPT_SKIPPED, "an action is never skipped");
             if (sd->has_compensation)
-                check(s->comp.status != ST_SKIPPED, "a compensation is skipped only when none");
+                check(s->comp.status != SAGA_CKPT_SKIPPED, "a compensation is skipped only when none");
             else
-                check(s->comp.status == ST_PENDING || s->comp.status == ST_SKIPPED,
+                check(s->comp.status == SAGA_CKPT_PENDING || s->comp.status == SAGA_CKPT_SKIPPED,
                       "no compensation: nothing to run");
             snprintf(key, sizeof(key), "out:%s", sd->name);
             check((saga_record_get(rec, key, NULL) != NULL) == (s->output != NULL),

@@ -19,7 +19,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include "redis_conn.h"
+#include "redis/redis_conn.h"
 #include "redis_server.h"
 
 /* ------------------------------------------------------------------------

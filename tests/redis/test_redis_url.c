@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "redis_url.h"
+#include "redis/redis_url.h"
 
 typedef struct valid_case_s {
     const char *url;

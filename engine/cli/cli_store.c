@@ -1,0 +1,158 @@
+/* cli_store.c -- see cli_store.h */
+#include "cli/cli_store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "store/store_memory.h"
+#include "store/store_redis.h"
+
+static void kick_closed(uv_handle_t *h) {
+    saga_cli_store_t *cs = h->data;
+    if (cs->store == NULL && cs->embedded == NULL && cs->closed != NULL)
+        cs->closed(cs->closed_data);
+}
+
+static void after_store_closed(void *data);
+
+static void on_embedded_stopped(void *data) {
+    saga_cli_store_t *cs = data;
+    cs->embedded = NULL;
+    after_store_closed(cs);
+}
+
+static void after_store_closed(void *data) {
+    saga_cli_store_t *cs = data;
+    cs->store = NULL;
+    if (cs->embedded != NULL) {
+        saga_embedded_redis_stop(cs->embedded, on_embedded_stopped, cs);
+        return;
+    }
+    if (cs->have_url) {
+        saga_redis_url_close(&cs->url);
+        cs->have_url = false;
+    }
+    uv_close((uv_handle_t *)&cs->kick, kick_closed);
+}
+
+void saga_cli_store_close(saga_cli_store_t *cs, void (*closed)(void *), void *data) {
+    cs->closed = closed;
+    cs->closed_data = data;
+    if (cs->store != NULL)
+        cs->store->ops->close(cs->store, after_store_closed, cs);
+    else
+        after_store_closed(cs);
+}
+
+static void on_store_ready(saga_store_t *s, int status, const char *msg, void *data) {
+    saga_cli_store_t *cs = data;
+    (void)s;
+    if (status != 0)
+        saga_cli_error("%s", msg ? msg : "cannot use the store");
+    cs->ready(cs, status, cs->data);
+}
+
+static void open_redis(saga_cli_store_t *cs) {
+    saga_store_redis_options_t o;
+    memset(&o, 0, sizeof(o));
+    o.retention_ms = cs->retention_ms;
+    /* The embedded server fsyncs every write (appendfsync always): bigger
+     * group commits over 4 connections (docs/redis-layout.md). */
+    o.connections = cs->connections ? cs->connections
+                    : cs->embedded ? SAGA_STORE_REDIS_ALWAYS_CONNECTIONS : 0;
+    o.conn.client_name = "saga";
+    cs->store = saga_store_redis_new(cs->loop, &cs->url, &o, on_store_ready, cs);
+    if (cs->store == NULL) {
+        saga_cli_error("out of memory");
+        cs->ready(cs, -1, cs->data);
+    }
+}
+
+static void on_embedded_ready(saga_embedded_redis_t *er, int status, const char *msg,
+                              void *data) {
+    saga_cli_store_t *cs = data;
+    char err[256];
+    if (status != 0) {
+        saga_cli_error("%s", msg);
+        cs->ready(cs, status, cs->data);
+        return;
+    }
+    if (saga_redis_url_parse(saga_embedded_redis_url(er), &cs->url, err, sizeof(err)) != 0) {
+        saga_cli_error("embedded redis: %s", err);
+        cs->ready(cs, -1, cs->data);
+        return;
+    }
+    cs->have_url = true;
+    open_redis(cs);
+}
+
+static void on_kick(uv_timer_t *t) {
+    saga_cli_store_t *cs = t->data;
+    cs->ready(cs, 0, cs->data);
+}
+
+int saga_cli_store_open(saga_cli_store_t *cs, uv_loop_t *loop,
+                        const saga_cli_store_opts_t *o,
+                        saga_cli_store_ready_cb ready, void *data) {
+    memset(cs, 0, sizeof(*cs));
+    cs->loop = loop;
+    cs->ready = ready;
+    cs->data = data;
+    cs->retention_ms = o->retention_ms;
+    const char *kind = o->kind ? o->kind : "redis";
+    const char *url = o->redis_url ? o->redis_url : getenv("SAGA_REDIS_URL");
+    if (url != NULL && url[0] == '\0')
+        url = NULL;
+    char err[1024];
+    /* Everything that can be refused is refused before a handle exists. */
+    const char *conns = getenv("SAGA_REDIS_CONNECTIONS");
+    if (conns != NULL && conns[0] != '\0') {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(conns, &end, 10);
+        if (errno != 0 || *end != '\0' || conns[0] == '-' || n < 1 || n > 16) {
+            saga_cli_error("SAGA_REDIS_CONNECTIONS='%s': expected a number of connections "
+                           "from 1 to 16", conns);
+            return SAGA_EXIT_USAGE;
+        }
+        cs->connections = (unsigned)n;
+    }
+    if (strcmp(kind, "memory") == 0) {
+        if (o->redis_url != NULL) {
+            saga_cli_error("--store memory and --redis exclude each other");
+            return SAGA_EXIT_USAGE;
+        }
+        saga_store_memory_options_t mo = {.keep_finished = true, .keep_history = true};
+        if ((cs->store = saga_store_memory_new(loop, &mo)) == NULL) {
+            saga_cli_error("out of memory");
+            return SAGA_EXIT_ERROR;
+        }
+    } else if (strcmp(kind, "redis") != 0) {
+        saga_cli_error("unknown --store '%s' (expected redis or memory)", kind);
+        return SAGA_EXIT_USAGE;
+    } else if (url != NULL) {
+        if (saga_redis_url_parse(url, &cs->url, err, sizeof(err)) != 0) {
+            saga_cli_error("%s: %s", o->redis_url ? "--redis" : "SAGA_REDIS_URL", err);
+            return SAGA_EXIT_USAGE;
+        }
+        cs->have_url = true;
+    } else {
+        const char *dir = o->state_dir ? o->state_dir : ".saga";
+        cs->embedded = saga_embedded_redis_start(loop, dir, on_embedded_ready, cs,
+                                                 err, sizeof(err));
+        if (cs->embedded == NULL) {
+            saga_cli_error("%s", err);
+            return SAGA_EXIT_ERROR;
+        }
+    }
+    uv_timer_init(loop, &cs->kick);
+    cs->kick.data = cs;
+    if (cs->store != NULL)
+        uv_timer_start(&cs->kick, on_kick, 0, 0);
+    else if (cs->have_url)
+        open_redis(cs);
+    return 0;
+}

@@ -1,0 +1,272 @@
+/*
+ * summary.c -- see summary.h. Reads only what the store holds, so that the
+ * summary of `saga run` and of `saga status` show the durable truth.
+ */
+#include "cli/summary.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/checkpoint.h"
+#include "util/bytes.h"
+#include "util/text.h"
+
+static json_t *str_or_null(const char *s, size_t len) {
+    return s ? json_stringn(s, len) : json_null();
+}
+
+/* A record field as a JSON string (or null). */
+static json_t *field_str(const saga_record_t *rec, const char *key) {
+    size_t len;
+    const char *v = saga_record_get(rec, key, &len);
+    return str_or_null(v, len);
+}
+
+static json_t *field_prefixed(const saga_record_t *rec, const char *prefix,
+                              const char *step, size_t *len) {
+    char key[SAGA_NAME_MAX + 16];
+    snprintf(key, sizeof(key), "%s%s", prefix, step);
+    const char *v = saga_record_get(rec, key, len);
+    return v ? json_stringn(v, *len) : NULL;
+}
+
+void saga_iso_time(int64_t ms, char *buf, size_t len) {
+    /* Rounded down, also before 1970: -1 ms is 23:59:59.999 the day before. */
+    int64_t secs = ms / 1000, milli = ms % 1000;
+    if (milli < 0) {
+        milli += 1000;
+        secs--;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL) {
+        snprintf(buf, len, "?");
+        return;
+    }
+    snprintf(buf, len, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)milli);
+}
+
+int saga_summary_time_field(const saga_record_t *rec, const char *key, char *buf,
+                            size_t len) {
+    size_t vlen;
+    const char *v = saga_record_get(rec, key, &vlen);
+    uint64_t ms;
+    if (v == NULL || saga_parse_u64(v, vlen, &ms) != 0 || ms > INT64_MAX)
+        return -EINVAL;
+    saga_iso_time((int64_t)ms, buf, len);
+    return 0;
+}
+
+/* A phase field that cannot be read: shown as such, not as pending. */
+#define ST_MALFORMED 0xffu
+
+/* {status, attempts, error, retry_at} of one phase, or NULL when absent. */
+static json_t *phase_json(const saga_record_t *rec, const char *prefix,
+                          const char *errprefix, const char *step,
+                          saga_phase_t phase, saga_ckpt_phase_t *out) {
+    char key[SAGA_NAME_MAX + 16];
+    size_t len;
+    snprintf(key, sizeof(key), "%s%s", prefix, step);
+    const char *v = saga_record_get(rec, key, &len);
+    memset(out, 0, sizeof(*out));
+    if (v == NULL)
+        return NULL;
+    json_t *o = json_object();
+    if (saga_ckpt_phase_parse(v, len, out) != 0) {
+        memset(out, 0, sizeof(*out));
+        out->status = ST_MALFORMED;
+        char msg[SAGA_NAME_MAX + 96];
+        snprintf(msg, sizeof(msg), "record field '%s' is not "
+                 "'<status> <attempts> <base> <retry_at>'", key);
+        json_object_set_new(o, "status", json_string("malformed"));
+        json_object_set_new(o, "attempts", json_integer(0));
+        json_object_set_new(o, "error", json_string(msg));
+        return o;
+    }
+    json_object_set_new(o, "status", json_string(saga_ckpt_status_name(phase, out->status)));
+    json_object_set_new(o, "attempts", json_integer(out->attempts));
+    json_t *err = field_prefixed(rec, errprefix, step, &len);
+    json_object_set_new(o, "error", err ? err : json_null());
+    if (out->status == SAGA_CKPT_WAITING) {
+        char ts[40];
+        saga_iso_time(out->retry_at, ts, sizeof(ts));
+        json_object_set_new(o, "retry_at", json_string(ts));
+    }
+    return o;
+}
+
+/* The one-word status of a step, both phases considered. */
+static const char *step_status(const saga_ckpt_phase_t *a, const saga_ckpt_phase_t *c,
+                               bool has_comp) {
+    if (a->status == ST_MALFORMED || (has_comp && c->status == ST_MALFORMED))
+        return "malformed";
+    if (has_comp) {
+        switch (c->status) {
+        case SAGA_CKPT_SUCCEEDED: return "compensated";
+        case SAGA_CKPT_RUNNING:
+        case SAGA_CKPT_WAITING: return "compensating";
+        case SAGA_CKPT_FAILED: return "compensation_failed";
+        default: break;
+        }
+    }
+    return saga_ckpt_status_name(SAGA_PHASE_ACTION, a->status);
+}
+
+static json_t *step_json(const saga_record_t *rec, const char *name) {
+    saga_ckpt_phase_t a, c;
+    json_t *act = phase_json(rec, "act:", "err:", name, SAGA_PHASE_ACTION, &a);
+    json_t *comp = phase_json(rec, "comp:", "cerr:", name, SAGA_PHASE_COMPENSATION, &c);
+    if (act == NULL) {
+        act = json_object();
+        json_object_set_new(act, "status", json_string("pending"));
+        json_object_set_new(act, "attempts", json_integer(0));
+        json_object_set_new(act, "error", json_null());
+    }
+    json_t *s = json_object();
+    json_object_set_new(s, "name", json_string(name));
+    json_object_set_new(s, "status", json_string(step_status(&a, &c, comp != NULL)));
+    json_object_set_new(s, "attempts", json_integer(a.attempts));
+    size_t len;
+    char key[SAGA_NAME_MAX + 16];
+    snprintf(key, sizeof(key), "out:%s", name);
+    const char *out = saga_record_get(rec, key, &len);
+    json_t *outv = out ? json_loadb(out, len, JSON_DECODE_ANY, NULL) : NULL;
+    json_object_set_new(s, "output", outv ? outv : json_null());
+    bool comp_err = comp != NULL && (c.status == SAGA_CKPT_FAILED || c.status == ST_MALFORMED);
+    json_t *err = json_object_get(comp_err ? comp : act, "error");
+    json_object_set(s, "error", err ? err : json_null());
+    json_object_set_new(s, "action", act);
+    json_object_set_new(s, "compensation", comp ? comp : json_null());
+    return s;
+}
+
+json_t *saga_summary_history_entry(const saga_history_entry_t *h) {
+    char ts[40];
+    saga_iso_time(h->ts_ms, ts, sizeof(ts));
+    json_t *e = json_object();
+    json_object_set_new(e, "ts", json_string(ts));
+    json_object_set_new(e, "seq", json_integer((json_int_t)h->seq));
+    json_object_set_new(e, "type", json_string(h->ev.type ? h->ev.type : ""));
+    json_object_set_new(e, "step", h->ev.step ? json_string(h->ev.step) : json_null());
+    json_object_set_new(e, "phase", h->ev.phase ? json_string(h->ev.phase) : json_null());
+    json_object_set_new(e, "attempt", h->ev.attempt ? json_integer(h->ev.attempt) : json_null());
+    json_object_set_new(e, "detail", str_or_null(h->ev.detail, h->ev.detail_len));
+    json_object_set_new(e, "worker", json_string(h->worker ? h->worker : ""));
+    return e;
+}
+
+json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
+                           const saga_history_entry_t *hist, size_t nhist) {
+    json_t *o = json_object();
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "id", field_str(rec, "id"));
+    json_object_set_new(o, "saga", field_str(rec, "saga"));
+    json_object_set_new(o, "definition", field_str(rec, "def"));
+    json_object_set_new(o, "state", field_str(rec, "state"));
+    size_t len;
+    const char *reason = saga_record_get(rec, "reason", &len);
+    json_object_set_new(o, "reason", reason && len ? json_stringn(reason, len) : json_null());
+    char ts[40];
+    if (saga_summary_time_field(rec, "created", ts, sizeof(ts)) == 0)
+        json_object_set_new(o, "created", json_string(ts));
+    const char *owner = saga_record_get(rec, "owner", &len);
+    json_object_set_new(o, "owner", owner && len ? json_stringn(owner, len) : json_null());
+    json_t *steps = json_array();
+    if (def != NULL) {
+        for (size_t i = 0; i < def->n_steps; i++)
+            json_array_append_new(steps, step_json(rec, def->steps[i].name));
+    } else {
+        /* Each step looks its fields up in the record: at most as many as a
+         * definition may have, so that a record stuffed with act: fields
+         * costs linear time, not quadratic. */
+        for (size_t i = 0; i < rec->nfields && json_array_size(steps) < SAGA_DEF_MAX_STEPS; i++) {
+            const saga_kv_t *kv = &rec->fields[i];
+            if (kv->klen > 4 && memcmp(kv->key, "act:", 4) == 0) {
+                char name[SAGA_NAME_MAX + 1];
+                snprintf(name, sizeof(name), "%.*s", (int)(kv->klen - 4), kv->key + 4);
+                json_array_append_new(steps, step_json(rec, name));
+            }
+        }
+    }
+    json_object_set_new(o, "steps", steps);
+    if (hist != NULL) {
+        json_t *h = json_array();
+        for (size_t i = 0; i < nhist; i++)
+            json_array_append_new(h, saga_summary_history_entry(&hist[i]));
+        json_object_set_new(o, "history", h);
+    }
+    return o;
+}
+
+static const char *jstr(const json_t *o, const char *key) {
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+void saga_history_print_text(const saga_history_entry_t *h, size_t n, FILE *out) {
+    for (size_t i = 0; i < n; i++) {
+        char ts[40];
+        saga_iso_time(h[i].ts_ms, ts, sizeof(ts));
+        /* Every field of an entry is stored text: all shown escaped. */
+        fprintf(out, "%s  #%-4" PRIu64 " ", ts, h[i].seq);
+        saga_text_pad(out, h[i].ev.type, 22);
+        if (h[i].ev.step) {
+            fputc(' ', out);
+            saga_text_puts(out, h[i].ev.step);
+            fputc(' ', out);
+            saga_text_puts(out, h[i].ev.phase);
+        }
+        if (h[i].ev.attempt)
+            fprintf(out, " attempt %u", h[i].ev.attempt);
+        if (h[i].worker && h[i].worker[0]) {
+            fputs("  [", out);
+            saga_text_puts(out, h[i].worker);
+            fputc(']', out);
+        }
+        if (h[i].ev.detail) {
+            fputs("  ", out);
+            saga_text_put(out, h[i].ev.detail, h[i].ev.detail_len, SIZE_MAX);
+        }
+        fputc('\n', out);
+    }
+}
+
+void saga_summary_print_text(const json_t *s, FILE *out) {
+    /* Names and states come from the record too: all shown escaped. */
+    fputs("saga ", out);
+    saga_text_puts(out, jstr(s, "saga"));
+    fputc(' ', out);
+    saga_text_puts(out, jstr(s, "id"));
+    fputs(": ", out);
+    saga_text_puts(out, jstr(s, "state"));
+    fputc('\n', out);
+    const char *reason = jstr(s, "reason");
+    if (reason[0] != '\0') {
+        fputs("  reason: ", out);
+        saga_text_puts(out, reason);
+        fputc('\n', out);
+    }
+    size_t i;
+    json_t *st;
+    json_array_foreach(json_object_get(s, "steps"), i, st) {
+        fputs("  ", out);
+        saga_text_pad(out, jstr(st, "name"), 24);
+        fprintf(out, " %-20s attempts %lld", jstr(st, "status"),
+                (long long)json_integer_value(json_object_get(st, "attempts")));
+        json_t *comp = json_object_get(st, "compensation");
+        if (json_is_object(comp))
+            fprintf(out, ", compensation %s (%lld)", jstr(comp, "status"),
+                    (long long)json_integer_value(json_object_get(comp, "attempts")));
+        const char *err = jstr(st, "error");
+        if (err[0] != '\0') {
+            fprintf(out, "\n  %-24s error: ", "");
+            saga_text_puts(out, err);
+        }
+        fputc('\n', out);
+    }
+}

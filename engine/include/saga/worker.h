@@ -1,0 +1,61 @@
+/*
+ * worker.h -- a long-running worker: one of many processes sharing a Redis.
+ *
+ * A worker takes start requests from the intake stream (a consumer group,
+ * so each request goes to one worker), runs up to `concurrency` sagas at
+ * once under a lease it renews with heartbeats, claims the sagas of workers
+ * whose lease expired (or that were released), and on stop lets attempts in
+ * flight finish, then releases what it still owns so others take it over at
+ * once. See docs/operations.md.
+ */
+#ifndef SAGA_WORKER_H
+#define SAGA_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "saga/engine.h"
+#include "redis/redis_url.h"
+#include "saga/store.h"
+
+typedef struct saga_worker_s saga_worker_t;
+
+typedef struct saga_worker_options_s {
+    const char *name;               /* unique among live workers */
+    size_t concurrency;             /* sagas at once; 0: 1000 */
+    uint64_t lease_ms;              /* 0: 10000 */
+    uint64_t scan_ms;               /* claim/wake-up scan period; 0: lease/8, <= 500 */
+    const char *const *plugin_dirs; /* NULL-terminated, or NULL */
+    const saga_redis_url_t *url;    /* for the intake connection */
+} saga_worker_options_t;
+
+/* Creates a worker on a ready Redis store (`store` is borrowed). Returns
+ * NULL with the reason in `err`. */
+saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
+                               const saga_worker_options_t *opt, char *err,
+                               size_t errlen);
+
+/* Registers a definition to serve (takes ownership of `def`): its handlers
+ * are resolved and its name is published (name -> hash) in Redis. Returns 0
+ * or -1 with positioned diagnostics appended. Before saga_worker_start(). */
+int saga_worker_add_definition(saga_worker_t *w, saga_def_t *def,
+                               saga_diags_t *diags);
+
+/* Starts serving: first heartbeat, then intake, claims and wake-ups. */
+int saga_worker_start(saga_worker_t *w);
+
+/* Stops: no new work; attempts in flight get `grace_ms`; results are
+ * written; what the worker still owns is released; its lease is dropped.
+ * `done` runs once everything of the worker is closed (the store stays). */
+void saga_worker_stop(saga_worker_t *w, uint64_t grace_ms,
+                      void (*done)(void *data), void *data);
+
+/* Frees a stopped worker. Accepts NULL. */
+void saga_worker_free(saga_worker_t *w);
+
+/* Sagas running in this worker now. */
+size_t saga_worker_active(const saga_worker_t *w);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * store_redis.h -- the durable store: checkpoints in Redis 7.
+ *
+ * Each transition is one FCALL of the `saga_write` function (saga.lua),
+ * which checks the record's sequence and fencing token and then updates the
+ * record and appends to the history list atomically. Writes are pipelined
+ * on one connection (or several: `connections` below).
+ *
+ * While the connection is down, every request waits (the engine pauses);
+ * after reconnecting, requests that were in flight are sent again. A resent
+ * write that had been applied is recognised by its token and acknowledged
+ * without being applied twice.
+ *
+ * Key layout and guarantees: docs/redis-layout.md, docs/durability.md.
+ */
+#ifndef SAGA_STORE_REDIS_H
+#define SAGA_STORE_REDIS_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "redis/redis_conn.h"
+#include "redis/redis_url.h"
+#include "saga/store.h"
+
+#define SAGA_DEFAULT_RETENTION_MS (7ull * 24 * 3600 * 1000)
+
+typedef struct saga_store_redis_options_s {
+    uint64_t retention_ms;          /* finished sagas kept; 0: 7 days */
+    saga_redis_options_t conn;      /* connection options */
+    /* Update the index of sagas (and owners' sets) with separate commands
+     * instead of inside the transition's function call: needed on Redis
+     * Cluster, where they live in another slot; costs one or two more
+     * commands per create and finish. */
+    bool split_index;
+    /* Connections the store spreads sagas over (a saga always uses the
+     * same one); 0: 1, at most 16. With appendfsync always, 4 make Redis's
+     * group commits bigger (it reads at most 16 KiB per connection per
+     * turn); with everysec one keeps saturation tails shorter. */
+    unsigned connections;
+} saga_store_redis_options_t;
+
+/* The connections advised with appendfsync always (docs/redis-layout.md). */
+#define SAGA_STORE_REDIS_ALWAYS_CONNECTIONS 4
+
+/* status 0: connected, the library loaded and the server checked
+ * (maxmemory-policy noeviction, Redis >= 7). Otherwise status < 0 and `msg`
+ * says why (naming the URL, never the password); close the store then. */
+typedef void (*saga_store_ready_cb)(saga_store_t *s, int status,
+                                    const char *msg, void *data);
+
+/* Creates the store and starts connecting to `url` (copied). `ready` runs
+ * once, later. Requests made before it are queued. Returns NULL when out of
+ * memory (then `ready` never runs). */
+saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
+                                   const saga_store_redis_options_t *opt,
+                                   saga_store_ready_cb ready, void *data);
+
+/* The store's connection, for commands outside the store interface (the
+ * operator commands). NULL for a store that is not a Redis store. */
+saga_redis_t *saga_store_redis_conn(saga_store_t *s);
+
+/* Counters for benchmarks: commands sent (resends included) and replies. */
+typedef struct saga_store_redis_stats_s {
+    uint64_t commands;
+    uint64_t writes;
+    uint64_t resent;
+    uint64_t gc_removed;  /* finished sagas whose retention ran out, removed */
+    unsigned connections;
+} saga_store_redis_stats_t;
+
+void saga_store_redis_stats(saga_store_t *s, saga_store_redis_stats_t *out);
+
+#endif
