@@ -57,10 +57,6 @@ typedef struct session_s {
     char first_id[SAGA_ID_MAX + 1];
 } session_t;
 
-static const char *phase_word(saga_phase_t p) {
-    return p == SAGA_PHASE_ACTION ? "action" : "compensation";
-}
-
 static void clock_prefix(char *buf, size_t len) {
     struct timespec ts;
     struct tm tm;
@@ -81,15 +77,15 @@ static void on_progress(const saga_progress_t *p, void *data) {
     switch (p->kind) {
     case SAGA_PROGRESS_CALL_STARTED:
         fprintf(stderr, "%s  %s%-20s %-12s #%-2u started\n", t, who, p->step,
-                phase_word(p->phase), p->attempt);
+                saga_phase_name(p->phase), p->attempt);
         break;
     case SAGA_PROGRESS_CALL_SUCCEEDED:
         fprintf(stderr, "%s  %s%-20s %-12s #%-2u succeeded (%" PRIu64 " ms)\n", t, who,
-                p->step, phase_word(p->phase), p->attempt, p->elapsed_ms);
+                p->step, saga_phase_name(p->phase), p->attempt, p->elapsed_ms);
         break;
     case SAGA_PROGRESS_CALL_FAILED:
         fprintf(stderr, "%s  %s%-20s %-12s #%-2u failed (%s, %" PRIu64 " ms): ", t, who,
-                p->step, phase_word(p->phase), p->attempt,
+                p->step, saga_phase_name(p->phase), p->attempt,
                 p->outcome == SAGA_OUTCOME_BUSINESS ? "business" : "technical",
                 p->elapsed_ms);
         saga_text_puts(stderr, p->detail);
@@ -99,7 +95,7 @@ static void on_progress(const saga_progress_t *p, void *data) {
         break;
     case SAGA_PROGRESS_STEP_SKIPPED:
         fprintf(stderr, "%s  %s%-20s %-12s     nothing to undo (compensation: none)\n",
-                t, who, p->step, phase_word(p->phase));
+                t, who, p->step, saga_phase_name(p->phase));
         break;
     case SAGA_PROGRESS_STATE:
         fprintf(stderr, "%s  saga %s: %s%s", t, p->saga_id, saga_state_name(p->state),

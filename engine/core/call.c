@@ -78,7 +78,7 @@ static void deliver(saga_call_t *c) {
                                                                : SAGA_LOG_DEBUG,
                  "saga %s: step %s %s attempt %u completed (%s) after the engine "
                  "stopped waiting%s; ignored", c->info.saga_id, c->info.step,
-                 c->phase == SAGA_PHASE_ACTION ? "action" : "compensation",
+                 saga_phase_name(c->phase),
                  c->info.attempt,
                  c->outcome == SAGA_OUTCOME_OK ? "ok"
                  : c->outcome == SAGA_OUTCOME_BUSINESS ? "business failure"
@@ -195,7 +195,7 @@ static void on_timeout(saga_deadline_t *d) {
     uint64_t elapsed = uv_now(c->engine->loop) - c->started;
     saga_warn("saga %s: step %s %s attempt %u timed out after %llu ms",
               c->info.saga_id, c->info.step,
-              phase == SAGA_PHASE_ACTION ? "action" : "compensation",
+              saga_phase_name(phase),
               c->info.attempt, (unsigned long long)timeout);
     c->timed_out = true;
     saga__call_abandon(c); /* c may be freed now */
@@ -273,7 +273,7 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
     const saga_step_def_t *sd = &d->def->steps[i];
     const saga__handler_ref_t *ref = phase == SAGA_PHASE_ACTION ? &d->action[i] : &d->comp[i];
     const saga_call_def_t *cd = phase == SAGA_PHASE_ACTION ? &sd->action : &sd->compensation;
-    const char *pname = phase == SAGA_PHASE_ACTION ? "action" : "compensation";
+    const char *pname = saga_phase_name(phase);
     uint32_t attempt = phase == SAGA_PHASE_ACTION ? inst->steps[i].act.attempts
                                                   : inst->steps[i].comp.attempts;
 

@@ -37,10 +37,6 @@ static void flush(saga_inst_t *inst);
 static void advance(saga_inst_t *inst);
 static void try_free(saga_inst_t *inst);
 
-static const char *phase_name(saga_phase_t p) {
-    return p == SAGA_PHASE_ACTION ? "action" : "compensation";
-}
-
 static const saga_def_t *def_of(const saga_inst_t *inst) {
     return inst->edef->def;
 }
@@ -288,7 +284,7 @@ static void emit(saga_inst_t *inst, const char *type, size_t step,
     if (inst->pending == NULL)
         inst->pending = saga__wbuf_get(inst->engine);
     if (wb_event(inst->pending, type, sname,
-                 has_phase ? phase_name(phase) : NULL, attempt, detail,
+                 has_phase ? saga_phase_name(phase) : NULL, attempt, detail,
                  detail ? strlen(detail) : 0) != 0)
         lose(inst, -ENOMEM);
 }

@@ -513,8 +513,7 @@ static int build_env(run_t *r, json_t *env, const saga_call_info_t *info,
         {"SAGA_ID", info->saga_id},
         {"SAGA_NAME", info->saga_name},
         {"SAGA_STEP", info->step},
-        {"SAGA_PHASE",
-         info->phase == SAGA_PHASE_COMPENSATION ? "compensation" : "action"},
+        {"SAGA_PHASE", saga_phase_name(info->phase)},
         {"SAGA_ATTEMPT", attempt},
     };
     for (size_t i = 0; i < sizeof(saga) / sizeof(saga[0]); i++)

@@ -788,8 +788,7 @@ static int req_parse(req_t *r, const saga_call_info_t *info, json_t *with,
     /* The headers that make the call idempotent and traceable. */
     char attempt[16];
     snprintf(attempt, sizeof(attempt), "%" PRIu32, info->attempt);
-    const char *phase =
-        info->phase == SAGA_PHASE_COMPENSATION ? "compensation" : "action";
+    const char *phase = saga_phase_name(info->phase);
     const char *std[][2] = {
         {"Idempotency-Key", info->idempotency_key ? info->idempotency_key : ""},
         {"Saga-Id", info->saga_id ? info->saga_id : ""},

@@ -58,6 +58,13 @@ typedef enum saga_phase_e {
     SAGA_PHASE_COMPENSATION = 1
 } saga_phase_t;
 
+/* The phase's name as records, history, logs and the X-Saga-Phase header
+ * spell it: "action" or "compensation". A header-only helper: plugins and
+ * the engine share the one spelling without linking anything. */
+static inline const char *saga_phase_name(saga_phase_t phase) {
+    return phase == SAGA_PHASE_COMPENSATION ? "compensation" : "action";
+}
+
 typedef enum saga_outcome_e {
     SAGA_OUTCOME_OK = 0,        /* data: output JSON text */
     SAGA_OUTCOME_TECHNICAL = 1, /* data: message; the engine may retry */
