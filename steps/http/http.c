@@ -31,6 +31,7 @@
 #include "saga/plugin.h"
 #include "http_reason.h"
 #include "step_args.h"
+#include "step_call.h"
 
 #define PLUGIN "http"
 #define HANDLER "http.request"
@@ -117,15 +118,6 @@ static char *strf(const char *fmt, ...) {
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return s;
-}
-
-static void complete_str(http_t *h, saga_call_t *call, saga_outcome_t o,
-                         const char *s) {
-    if (s == NULL) {
-        s = HANDLER ": out of memory";
-        o = SAGA_OUTCOME_TECHNICAL;
-    }
-    h->host->complete(call, o, s, strlen(s));
 }
 
 /* RFC 9110 token characters (method and header names). */
@@ -448,7 +440,7 @@ static void req_finish(req_t *r, CURLcode res) {
     saga_call_t *call = req_release(r);
     if (retry_after > 0 && outcome == SAGA_OUTCOME_TECHNICAL)
         h->host->set_retry_after(call, retry_after);
-    complete_str(h, call, outcome, data);
+    step_call_complete(h->host, call, outcome, data, HANDLER);
     free(data);
 }
 
@@ -659,17 +651,11 @@ out:
     return rc;
 }
 
-/* Fills `r` from the call's `with` and info. On a bad `with`, returns -1
- * with the reason in `err`. */
+/* Fills `r` from the call's `with` (a mapping of known fields, as
+ * step_call_with() returns it) and info. On a bad value, returns -1 with
+ * the reason in `err`. */
 static int req_parse(req_t *r, const saga_call_info_t *info, json_t *with,
                      char *err, size_t errlen) {
-    if (!json_is_object(with)) {
-        snprintf(err, errlen, "%s: `with` must be a mapping, got %s", HANDLER,
-                 with ? step_args_type_name(with) : "invalid JSON");
-        return -1;
-    }
-    if (step_args_known_keys(with, known_fields, HANDLER, err, errlen) != 0)
-        return -1;
     if (parse_url(r, json_object_get(with, "url"), err, errlen) != 0)
         return -1;
 
@@ -862,28 +848,28 @@ static void h_request(void *state, saga_call_t *call,
     http_t *h = state;
     char err[1024];
     if (info->struct_size < sizeof(saga_call_info_t)) {
-        complete_str(h, call, SAGA_OUTCOME_TECHNICAL,
-                     HANDLER ": the engine's call info is too old for this "
-                     "plugin");
+        step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL,
+                           HANDLER ": the engine's call info is too old for "
+                           "this plugin", HANDLER);
         return;
     }
     req_t *r = calloc(1, sizeof(*r));
     if (r == NULL || (r->resp_headers = json_object()) == NULL ||
         (r->easy = curl_easy_init()) == NULL) {
         req_free(r);
-        complete_str(h, call, SAGA_OUTCOME_TECHNICAL, HANDLER ": out of memory");
+        /* NULL: "<handler>: out of memory", a technical failure. */
+        step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL, NULL, HANDLER);
         return;
     }
     r->h = h;
     r->call = call;
-    json_error_t jerr;
-    json_t *with = json_loadb(info->input, info->input_len, JSON_DECODE_ANY,
-                              &jerr);
-    int rc = req_parse(r, info, with, err, sizeof(err));
+    json_t *with = step_call_with(info->input, info->input_len, HANDLER,
+                                  known_fields, err, sizeof(err));
+    int rc = with != NULL ? req_parse(r, info, with, err, sizeof(err)) : -1;
     json_decref(with);
     if (rc != 0) {
         req_free(r);
-        complete_str(h, call, SAGA_OUTCOME_BUSINESS, err);
+        step_call_complete(h->host, call, SAGA_OUTCOME_BUSINESS, err, HANDLER);
         return;
     }
     CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
@@ -891,7 +877,7 @@ static void h_request(void *state, saga_call_t *call,
         snprintf(err, sizeof(err), "%s %s: cannot start: %s", r->method,
                  r->shown_url, curl_multi_strerror(mc));
         req_free(r);
-        complete_str(h, call, SAGA_OUTCOME_TECHNICAL, err);
+        step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL, err, HANDLER);
         return;
     }
     r->next = h->reqs;
@@ -911,7 +897,7 @@ static void h_cancel(void *state, saga_call_t *call) {
         return;
     char *msg = strf("%s %s: cancelled", r->method, r->shown_url);
     req_release(r);
-    complete_str(h, call, SAGA_OUTCOME_TECHNICAL, msg);
+    step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL, msg, HANDLER);
     free(msg);
 }
 
@@ -990,7 +976,7 @@ static void http_close(void *state) {
         char *msg = strf("%s %s: the http plugin is shutting down", r->method,
                          r->shown_url);
         saga_call_t *call = req_release(r);
-        complete_str(h, call, SAGA_OUTCOME_TECHNICAL, msg);
+        step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL, msg, HANDLER);
         free(msg);
     }
     curl_multi_cleanup(h->multi);

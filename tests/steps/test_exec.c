@@ -327,7 +327,8 @@ Test(exec, cancel_kills_the_group) {
 Test(exec, bad_with_is_business) {
     start();
     static const char *const cases[][2] = {
-        {"\"ls\"", "`with` must be a mapping"},
+        {"\"ls\"", "`with` must be a mapping, got a string"},
+        {"[\"ls\"", "`with` is not valid JSON (line 1, column 5"},
         {"{}", "`argv` is required"},
         {"{\"argv\":\"ls -l\"}", "`argv`: expected a non-empty list"},
         {"{\"argv\":[]}", "`argv`: expected a non-empty list"},

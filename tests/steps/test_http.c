@@ -440,7 +440,8 @@ Test(http, methods_and_templated_headers_arrive) {
 Test(http, bad_with_is_business_and_sends_nothing) {
     start(NULL);
     static const char *const cases[][2] = {
-        {"[1,2]", "`with` must be a mapping"},
+        {"[1,2]", "`with` must be a mapping, got a list"},
+        {"{\"url\":", "`with` is not valid JSON (line 1, column 7"},
         {"{}", "`url` is required"},
         {"{\"url\":5}", "`url`: expected a string"},
         {"{\"url\":\"ftp://127.0.0.1/x\"}", "only http:// and https://"},
