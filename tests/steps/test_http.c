@@ -482,6 +482,23 @@ Test(http, bad_with_is_business_and_sends_nothing) {
     finish();
 }
 
+Test(http, saga_header_with_a_line_break_is_refused_and_sends_nothing) {
+    start(NULL);
+    /* The message must stay one line (the test host checks it): the value
+     * is quoted with its line break shown as " | ". */
+    ph_opts_t o = {.step = "s\r\nX-Injected: 1", .idempotency_key = "k-1"};
+    saga_call_t *c = ph_callf(host, "request", &o, "{\"url\":\"%s/order/x\"}",
+                              svc.base);
+    cr_assert_eq(c->ncomplete, 1, "refused synchronously");
+    cr_expect_eq(c->outcome, SAGA_OUTCOME_BUSINESS, "%s", c->data);
+    cr_expect(strstr(c->data, "http.request: the Saga-Step \"s | X-Injected: "
+                              "1\" holds a line break") != NULL, "%s", c->data);
+    json_t *all = calls();
+    cr_expect_eq(json_array_size(all), 0);
+    json_decref(all);
+    finish();
+}
+
 Test(http, redirects_only_when_asked) {
     start(NULL);
     ph_opts_t o = opts_for("s-r", "get");
