@@ -3,7 +3,7 @@
  *
  *   demo.noop   OK, output {}
  *   demo.echo   OK, output = its input
- *   demo.fail   business failure, message from with.message
+ *   demo.fail   business failure, message from with.message (as it is)
  *   demo.flaky  technical failure for the first with.failures calls with the
  *               same idempotency key, then OK with output {"calls": n}
  *   demo.sleep  OK with output {} after with.ms milliseconds (libuv timer)
@@ -78,7 +78,10 @@ static void h_fail(void *state, saga_call_t *call, const saga_call_info_t *info)
     json_t *m = json_is_object(in) ? json_object_get(in, "message") : NULL;
     if (json_is_string(m))
         msg = json_string_value(m);
-    step_call_complete(d->host, call, SAGA_OUTCOME_BUSINESS, msg, PLUGIN);
+    /* The message exactly as written, control characters included: tests
+     * use demo.fail to check the engine's own defences against such
+     * messages, which step_call_complete() would smooth away. */
+    d->host->complete(call, SAGA_OUTCOME_BUSINESS, msg, strlen(msg));
     json_decref(in);
 }
 

@@ -842,13 +842,8 @@ static int add_saga_headers(req_t *r, const saga_call_info_t *info, char *err,
             if (l)
                 r->headers = l;
         } else if (!header_value_ok(std[i][1])) {
-            /* Quoted on one line (a failure message is one line), its
-             * first 100 bytes, still valid UTF-8. */
-            size_t n = strlen(std[i][1]);
-            char *shown = step_text_utf8(std[i][1], n < 100 ? n : 100, true);
-            snprintf(err, errlen, "%s: the %s \"%s\" holds a line break",
-                     HANDLER, std[i][0], shown ? shown : "");
-            free(shown);
+            snprintf(err, errlen, "%s: the %s \"%.100s\" holds a line break",
+                     HANDLER, std[i][0], std[i][1]);
             return -1;
         } else {
             rc = add_header(r, std[i][0], std[i][1]);

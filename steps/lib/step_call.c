@@ -4,6 +4,7 @@
 #include "step_call.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "step_args.h"
@@ -36,10 +37,20 @@ void step_call_complete(const saga_host_t *host, saga_call_t *call,
                         saga_outcome_t outcome, const char *text,
                         const char *who) {
     char oom[128];
+    char *line = NULL;
+    /* A failure message quotes what the author or a service wrote (a
+     * field name, a URL, a step name): whatever it holds, it leaves here
+     * as one line of valid UTF-8, as the ABI asks. */
+    if (text != NULL && outcome != SAGA_OUTCOME_OK &&
+        (line = step_text_utf8(text, strlen(text), true)) != NULL)
+        text = line;
+    else if (outcome != SAGA_OUTCOME_OK)
+        text = NULL;
     if (text == NULL) {
         snprintf(oom, sizeof(oom), "%s: out of memory", who);
         text = oom;
         outcome = SAGA_OUTCOME_TECHNICAL;
     }
     host->complete(call, outcome, text, strlen(text));
+    free(line);
 }

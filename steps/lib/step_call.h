@@ -34,10 +34,14 @@ json_t *step_call_with(const char *input, size_t len, const char *handler,
                        const char *const *known, char *err, size_t errlen);
 
 /* Completes `call` through host->complete() with `outcome` and the NUL-
- * terminated `text` (output JSON for OK, a one-line message otherwise).
- * `text` NULL means the message could not be built: the call is then
- * completed as a TECHNICAL failure "<who>: out of memory" (a retry may
- * succeed). `text` stays the caller's: complete() copies it. */
+ * terminated `text`: output JSON for OK, passed as it is; a message for a
+ * failure, passed as one line of valid UTF-8 (line breaks shown as " | ",
+ * other control characters as spaces, invalid bytes as U+FFFD, as
+ * step_text_utf8() does), so that a message quoting the author's or a
+ * service's text keeps the ABI's one-line promise. `text` NULL means the
+ * message could not be built: the call is then completed as a TECHNICAL
+ * failure "<who>: out of memory" (a retry may succeed), as it is when
+ * memory runs out for the one-line copy. `text` stays the caller's. */
 void step_call_complete(const saga_host_t *host, saga_call_t *call,
                         saga_outcome_t outcome, const char *text,
                         const char *who);

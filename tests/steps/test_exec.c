@@ -336,6 +336,7 @@ Test(exec, bad_with_is_business) {
         {"{\"argv\":[\"\"]}", "`argv[0]`"},
         {"{\"argv\":[\"ls\"],\"env\":[]}", "`env`"},
         {"{\"argv\":[\"ls\"],\"env\":{\"A=B\":\"x\"}}", "not a valid variable"},
+        {"{\"argv\":[\"ls\"],\"env\":{\"A=\\nB\":\"x\"}}", "not a valid variable"},
         {"{\"argv\":[\"ls\"],\"env\":{\"X\":[1]}}", "`env.X`"},
         {"{\"argv\":[\"ls\"],\"env\":{\"SAGA_STEP\":\"x\"}}",
          "`env.SAGA_STEP` cannot be set"},
@@ -345,6 +346,7 @@ Test(exec, bad_with_is_business) {
         {"{\"argv\":[\"ls\"],\"business_exit_codes\":[0]}",
          "`business_exit_codes[0]`"},
         {"{\"argv\":[\"ls\"],\"shell\":true}", "unknown field `shell`"},
+        {"{\"argv\":[\"ls\"],\"sh\\nell\":true}", "unknown field `sh | ell`"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         saga_call_t *c = ph_call(host, "run", cases[i][0], NULL);

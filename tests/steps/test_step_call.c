@@ -128,3 +128,21 @@ Test(step_call, no_text_is_a_technical_out_of_memory) {
     cr_expect_eq(got.outcome, SAGA_OUTCOME_TECHNICAL, "never OK without output");
     cr_expect_str_eq(got.data, "http.request: out of memory");
 }
+
+Test(step_call, a_failure_message_leaves_as_one_line_of_utf8) {
+    memset(&got, 0, sizeof(got));
+    step_call_complete(&host, NULL, SAGA_OUTCOME_BUSINESS,
+                       "x.run: `env`: \"A=\r\nB\" is bad\tvalue\n", "x.run");
+    cr_expect_eq(got.outcome, SAGA_OUTCOME_BUSINESS);
+    cr_expect_str_eq(got.data, "x.run: `env`: \"A= | B\" is bad value");
+    step_call_complete(&host, NULL, SAGA_OUTCOME_TECHNICAL, "cut \xC3", "x.run");
+    cr_expect_eq(got.outcome, SAGA_OUTCOME_TECHNICAL);
+    cr_expect_str_eq(got.data, "cut \xEF\xBF\xBD", "invalid UTF-8 becomes U+FFFD");
+}
+
+Test(step_call, ok_output_is_passed_as_it_is) {
+    memset(&got, 0, sizeof(got));
+    step_call_complete(&host, NULL, SAGA_OUTCOME_OK, "{\n  \"a\": 1\n}", "x.run");
+    cr_expect_eq(got.outcome, SAGA_OUTCOME_OK);
+    cr_expect_str_eq(got.data, "{\n  \"a\": 1\n}");
+}
