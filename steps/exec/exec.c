@@ -525,11 +525,9 @@ static const char *c_string(const json_t *v) {
     return json_string_value(v);
 }
 
-/* Fills `r` from `with`, a mapping of known fields (as step_call_with()
- * returns it); -1 with the reason in `err` on a bad value. */
-static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
-                     char *err, size_t errlen) {
-    json_t *argv = json_object_get(with, "argv");
+/* `argv`: required, a non-empty list of strings without NULs, the first
+ * one not empty. Fills r->argv and r->prog. */
+static int parse_argv(run_t *r, json_t *argv, char *err, size_t errlen) {
     if (argv == NULL) {
         snprintf(err, errlen, "%s: `argv` is required (a list: the program "
                  "and its arguments)", HANDLER);
@@ -561,8 +559,16 @@ static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
     }
     if ((r->prog = strdup(r->argv[0])) == NULL)
         goto oom;
+    return 0;
+oom:
+    snprintf(err, errlen, "%s: out of memory", HANDLER);
+    return -1;
+}
 
-    json_t *env = json_object_get(with, "env");
+/* `env`: a mapping of valid, not reserved variable names to scalars
+ * without NULs; then the child's whole environment (build_env). */
+static int parse_env(run_t *r, json_t *env, const saga_call_info_t *info,
+                     char *err, size_t errlen) {
     if (env != NULL) {
         if (!json_is_object(env)) {
             snprintf(err, errlen, "%s: `env`: expected a mapping of variable "
@@ -590,26 +596,33 @@ static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
             }
         }
     }
-    if (build_env(r, env, info, err, errlen) != 0)
+    return build_env(r, env, info, err, errlen);
+}
+
+/* `cwd`: a non-empty path without NULs; the engine's when absent. */
+static int parse_cwd(run_t *r, json_t *v, char *err, size_t errlen) {
+    if (v == NULL)
+        return 0;
+    const char *cwd = c_string(v);
+    if (cwd == NULL || cwd[0] == '\0') {
+        snprintf(err, errlen, "%s: `cwd`: expected a directory path, got "
+                 "%s", HANDLER, step_args_type_name(v));
         return -1;
-
-    json_t *v = json_object_get(with, "cwd");
-    if (v != NULL) {
-        const char *cwd = c_string(v);
-        if (cwd == NULL || cwd[0] == '\0') {
-            snprintf(err, errlen, "%s: `cwd`: expected a directory path, got "
-                     "%s", HANDLER, step_args_type_name(v));
-            return -1;
-        }
-        if ((r->cwd = strdup(cwd)) == NULL)
-            goto oom;
     }
+    if ((r->cwd = strdup(cwd)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory", HANDLER);
+        return -1;
+    }
+    return 0;
+}
 
-    v = json_object_get(with, "stdin");
-    if (v != NULL && !json_is_null(v)) {
-        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (text == NULL)
-            goto oom;
+/* `stdin`: any JSON value, written to the child as compact JSON and a
+ * newline (null or absent: the child reads /dev/null). */
+static int parse_stdin(run_t *r, json_t *v, char *err, size_t errlen) {
+    if (v == NULL || json_is_null(v))
+        return 0;
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text != NULL) {
         /* The JSON text and a newline, for programs that read a line. */
         size_t n = strlen(text);
         r->in_data = malloc(n + 2);
@@ -620,10 +633,19 @@ static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
             r->in_len = n + 1;
         }
         free(text);
-        if (r->in_data == NULL)
-            goto oom;
     }
+    if (r->in_data == NULL) {
+        snprintf(err, errlen, "%s: out of memory", HANDLER);
+        return -1;
+    }
+    return 0;
+}
 
+/* `timeout` (the step's budget when absent), `max_output` and
+ * `business_exit_codes`. */
+static int parse_limits(run_t *r, json_t *with, const saga_call_info_t *info,
+                        char *err, size_t errlen) {
+    json_t *v;
     r->timeout_ms = info->timeout_ms;
     if ((v = json_object_get(with, "timeout")) != NULL &&
         step_args_duration(v, HANDLER, "timeout", &r->timeout_ms, err,
@@ -640,9 +662,20 @@ static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
                            errlen) != 0)
         return -1;
     return 0;
-oom:
-    snprintf(err, errlen, "%s: out of memory", HANDLER);
-    return -1;
+}
+
+/* Fills `r` from `with`, a mapping of known fields (as step_call_with()
+ * returns it), field by field in the order of the docs; -1 with the reason
+ * in `err` on a bad value. */
+static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
+                     char *err, size_t errlen) {
+    if (parse_argv(r, json_object_get(with, "argv"), err, errlen) != 0 ||
+        parse_env(r, json_object_get(with, "env"), info, err, errlen) != 0 ||
+        parse_cwd(r, json_object_get(with, "cwd"), err, errlen) != 0 ||
+        parse_stdin(r, json_object_get(with, "stdin"), err, errlen) != 0 ||
+        parse_limits(r, with, info, err, errlen) != 0)
+        return -1;
+    return 0;
 }
 
 /* Frees a run that never got a handle (bad `with`). */
