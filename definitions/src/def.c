@@ -1,6 +1,8 @@
 /*
- * def.c -- loading a definition (file or buffer), freeing it, and the small
- * queries the engine makes of it.
+ * def.c -- loading a definition from a file or a buffer: the public entry
+ * points that run the pipeline (size limits, YAML tree, validation,
+ * canonical hash). The model is built and freed in validate.c and queried
+ * through query.c; nothing below calls back into this file.
  */
 #include "saga/definition.h"
 
@@ -13,107 +15,8 @@
 
 #include "canonical.h"
 #include "diags.h"
-#include "template.h"
 #include "validate.h"
 #include "yaml_tree.h"
-
-/* ------------------------------------------------------------------------ */
-/* Freeing and queries                                                       */
-/* ------------------------------------------------------------------------ */
-
-static void call_free(saga_call_def_t *c)
-{
-    free(c->handler);
-    free(c->plugin);
-    free(c->function);
-    saga__template_free(c->with);
-}
-
-void saga_def_free(saga_def_t *def)
-{
-    if (def == NULL)
-        return;
-    for (size_t i = 0; i < def->n_steps; i++) {
-        saga_step_def_t *s = &def->steps[i];
-        free(s->name);
-        call_free(&s->action);
-        call_free(&s->compensation);
-        free(s->after);
-        free(s->dependents);
-    }
-    free(def->steps);
-    for (size_t i = 0; i < def->n_required_inputs; i++)
-        free(def->required_inputs[i]);
-    free(def->required_inputs);
-    free(def->topo_order);
-    free(def->ancestors);
-    free(def->name);
-    free(def->description);
-    free(def->source);
-    free(def->text);
-    free(def);
-}
-
-const saga_step_def_t *saga_def_find_step(const saga_def_t *def,
-                                          const char *name)
-{
-    for (size_t i = 0; i < def->n_steps; i++)
-        if (def->steps[i].name != NULL && strcmp(def->steps[i].name, name) == 0)
-            return &def->steps[i];
-    return NULL;
-}
-
-bool saga_def_is_ancestor(const saga_def_t *def, size_t anc, size_t step)
-{
-    if (def->ancestors == NULL || anc >= def->n_steps || step >= def->n_steps)
-        return false;
-    uint64_t word = def->ancestors[step * def->ancestor_words + anc / 64];
-    return (word >> (anc % 64)) & 1;
-}
-
-int saga_def_check_input(const saga_def_t *def, const json_t *input,
-                         char *err, size_t errlen)
-{
-    char scratch[1];
-    if (err == NULL || errlen == 0) {
-        err = scratch;
-        errlen = sizeof(scratch);
-    }
-    err[0] = '\0';
-    if (!json_is_object(input)) {
-        static const char *const names[] = {
-            "an object", "an array", "a string", "an integer", "a number",
-            "true", "false", "null"};
-        snprintf(err, errlen, "input must be a JSON object, found %s",
-                 input ? names[json_typeof(input)] : "nothing");
-        return -EINVAL;
-    }
-
-    /* Name every missing key, in the order the definition lists them. */
-    size_t missing = 0, o = 0;
-    for (size_t i = 0; i < def->n_required_inputs; i++) {
-        if (json_object_get(input, def->required_inputs[i]) != NULL)
-            continue;
-        missing++;
-        int w = snprintf(err + o, errlen - o, "%s'%s'", missing > 1 ? ", " : "",
-                         def->required_inputs[i]);
-        if (w > 0)
-            o = o + (size_t)w < errlen ? o + (size_t)w : errlen - 1;
-    }
-    if (missing == 0)
-        return 0;
-
-    /* Prefix the list now that its length is known. */
-    char *list = strdup(err);
-    snprintf(err, errlen, "input is missing required key%s %s",
-             missing > 1 ? "s" : "", list ? list : "");
-    free(list);
-    return -EINVAL;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Loading                                                                   */
-/* ------------------------------------------------------------------------ */
 
 saga_def_t *saga_def_load_buffer(const char *source, const char *text,
                                  size_t len, saga_diags_t *diags)

@@ -6,6 +6,9 @@
  * (only once every `after` names a real step), then the `with` templates
  * (whose ordering checks need the graph), then the retry policies. The
  * definition is returned only if nothing was reported.
+ *
+ * saga_def_free() is here too, beside the builder whose output it frees
+ * (and which uses it to drop a half-built model).
  */
 #include "validate.h"
 
@@ -570,4 +573,41 @@ saga_def_t *saga__def_build(const saga__node_t *root, saga__report_t *rep)
         return NULL;
     }
     return def;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Freeing what saga__def_build() built                                      */
+/* ------------------------------------------------------------------------ */
+
+static void call_free(saga_call_def_t *c)
+{
+    free(c->handler);
+    free(c->plugin);
+    free(c->function);
+    saga__template_free(c->with);
+}
+
+void saga_def_free(saga_def_t *def)
+{
+    if (def == NULL)
+        return;
+    for (size_t i = 0; i < def->n_steps; i++) {
+        saga_step_def_t *s = &def->steps[i];
+        free(s->name);
+        call_free(&s->action);
+        call_free(&s->compensation);
+        free(s->after);
+        free(s->dependents);
+    }
+    free(def->steps);
+    for (size_t i = 0; i < def->n_required_inputs; i++)
+        free(def->required_inputs[i]);
+    free(def->required_inputs);
+    free(def->topo_order);
+    free(def->ancestors);
+    free(def->name);
+    free(def->description);
+    free(def->source);
+    free(def->text);
+    free(def);
 }

@@ -1,5 +1,8 @@
 /*
- * validate.h -- from a parsed YAML tree to a validated saga_def_t.
+ * validate.h -- from a parsed YAML tree to a validated saga_def_t, and back
+ * to nothing: saga__def_build() and saga_def_free() (declared in
+ * saga/definition.h) live together in validate.c, the constructor and its
+ * destructor.
  */
 #ifndef SAGA_DEFS_VALIDATE_H
 #define SAGA_DEFS_VALIDATE_H

@@ -3,7 +3,7 @@
  *
  *   demo.noop   OK, output {}
  *   demo.echo   OK, output = its input
- *   demo.fail   business failure, message from with.message
+ *   demo.fail   business failure, message from with.message (as it is)
  *   demo.flaky  technical failure for the first with.failures calls with the
  *               same idempotency key, then OK with output {"calls": n}
  *   demo.sleep  OK with output {} after with.ms milliseconds (libuv timer)
@@ -19,6 +19,9 @@
 #include <uv.h>
 
 #include "saga/plugin.h"
+#include "step_call.h"
+
+#define PLUGIN "demo"
 
 typedef struct flaky_key_s {
     struct flaky_key_s *next;
@@ -41,29 +44,23 @@ typedef struct sleeper_s {
     saga_call_t *call;
 } sleeper_t;
 
-static void complete_str(demo_t *d, saga_call_t *call, saga_outcome_t o,
-                         const char *s) {
-    d->host->complete(call, o, s, strlen(s));
-}
-
-/* Parses the input as a JSON object; on failure completes the call as a
- * business failure (bad input will not get better on retry). */
+/* Returns the call's `with` as a mapping (the caller owns it), or NULL
+ * after completing the call as a business failure (bad input will not get
+ * better on retry). */
 static json_t *parse_object(demo_t *d, saga_call_t *call,
-                            const saga_call_info_t *info) {
-    json_error_t jerr;
-    json_t *v = json_loadb(info->input, info->input_len, JSON_DECODE_ANY, &jerr);
-    if (v == NULL || !json_is_object(v)) {
-        json_decref(v);
-        complete_str(d, call, SAGA_OUTCOME_BUSINESS,
-                     "demo: `with` must be a mapping");
-        return NULL;
-    }
+                            const saga_call_info_t *info, const char *handler) {
+    char err[256];
+    json_t *v = step_call_with(info->input, info->input_len, handler, NULL, err,
+                               sizeof(err));
+    if (v == NULL)
+        step_call_complete(d->host, call, SAGA_OUTCOME_BUSINESS, err, handler);
     return v;
 }
 
 static void h_noop(void *state, saga_call_t *call, const saga_call_info_t *info) {
+    demo_t *d = state;
     (void)info;
-    complete_str(state, call, SAGA_OUTCOME_OK, "{}");
+    step_call_complete(d->host, call, SAGA_OUTCOME_OK, "{}", PLUGIN);
 }
 
 static void h_echo(void *state, saga_call_t *call, const saga_call_info_t *info) {
@@ -81,7 +78,10 @@ static void h_fail(void *state, saga_call_t *call, const saga_call_info_t *info)
     json_t *m = json_is_object(in) ? json_object_get(in, "message") : NULL;
     if (json_is_string(m))
         msg = json_string_value(m);
-    complete_str(d, call, SAGA_OUTCOME_BUSINESS, msg);
+    /* The message exactly as written, control characters included: tests
+     * use demo.fail to check the engine's own defences against such
+     * messages, which step_call_complete() would smooth away. */
+    d->host->complete(call, SAGA_OUTCOME_BUSINESS, msg, strlen(msg));
     json_decref(in);
 }
 
@@ -94,7 +94,7 @@ static uint32_t hash_key(const char *s) {
 
 static void h_flaky(void *state, saga_call_t *call, const saga_call_info_t *info) {
     demo_t *d = state;
-    json_t *in = parse_object(d, call, info);
+    json_t *in = parse_object(d, call, info, "demo.flaky");
     if (in == NULL)
         return;
     json_t *f = json_object_get(in, "failures");
@@ -108,7 +108,9 @@ static void h_flaky(void *state, saga_call_t *call, const saga_call_info_t *info
     if (k == NULL) {
         size_t n = strlen(info->idempotency_key) + 1;
         if ((k = calloc(1, sizeof(*k) + n)) == NULL) {
-            complete_str(d, call, SAGA_OUTCOME_TECHNICAL, "demo.flaky: out of memory");
+            /* NULL: "demo.flaky: out of memory", a technical failure. */
+            step_call_complete(d->host, call, SAGA_OUTCOME_TECHNICAL, NULL,
+                               "demo.flaky");
             return;
         }
         memcpy(k->key, info->idempotency_key, n);
@@ -120,7 +122,7 @@ static void h_flaky(void *state, saga_call_t *call, const saga_call_info_t *info
         char msg[96];
         snprintf(msg, sizeof(msg), "demo.flaky: planned failure %llu of %lld",
                  (unsigned long long)calls, (long long)failures);
-        complete_str(d, call, SAGA_OUTCOME_TECHNICAL, msg);
+        step_call_complete(d->host, call, SAGA_OUTCOME_TECHNICAL, msg, PLUGIN);
         return;
     }
     /* Succeeded: forget the key. */
@@ -133,7 +135,7 @@ static void h_flaky(void *state, saga_call_t *call, const saga_call_info_t *info
     free(k);
     char out[64];
     snprintf(out, sizeof(out), "{\"calls\":%llu}", (unsigned long long)calls);
-    complete_str(d, call, SAGA_OUTCOME_OK, out);
+    step_call_complete(d->host, call, SAGA_OUTCOME_OK, out, PLUGIN);
 }
 
 static void sleeper_closed(uv_handle_t *h) {
@@ -143,25 +145,27 @@ static void sleeper_closed(uv_handle_t *h) {
 static void sleeper_fire(uv_timer_t *t) {
     sleeper_t *s = t->data;
     s->demo->host->set_call_data(s->call, NULL);
-    complete_str(s->demo, s->call, SAGA_OUTCOME_OK, "{}");
+    step_call_complete(s->demo->host, s->call, SAGA_OUTCOME_OK, "{}", PLUGIN);
     uv_close((uv_handle_t *)&s->timer, sleeper_closed);
 }
 
 static void h_sleep(void *state, saga_call_t *call, const saga_call_info_t *info) {
     demo_t *d = state;
-    json_t *in = parse_object(d, call, info);
+    json_t *in = parse_object(d, call, info, "demo.sleep");
     if (in == NULL)
         return;
     json_t *ms = json_object_get(in, "ms");
     json_int_t delay = json_is_integer(ms) ? json_integer_value(ms) : 0;
     json_decref(in);
     if (delay < 0) {
-        complete_str(d, call, SAGA_OUTCOME_BUSINESS, "demo.sleep: `ms` must be >= 0");
+        step_call_complete(d->host, call, SAGA_OUTCOME_BUSINESS,
+                           "demo.sleep: `ms` must be >= 0", PLUGIN);
         return;
     }
     sleeper_t *s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        complete_str(d, call, SAGA_OUTCOME_TECHNICAL, "demo.sleep: out of memory");
+        step_call_complete(d->host, call, SAGA_OUTCOME_TECHNICAL, NULL,
+                           "demo.sleep");
         return;
     }
     s->demo = d;
@@ -180,7 +184,8 @@ static void c_sleep(void *state, saga_call_t *call) {
         return;
     d->host->set_call_data(call, NULL);
     uv_timer_stop(&s->timer);
-    complete_str(d, call, SAGA_OUTCOME_TECHNICAL, "demo.sleep: cancelled");
+    step_call_complete(d->host, call, SAGA_OUTCOME_TECHNICAL,
+                       "demo.sleep: cancelled", PLUGIN);
     uv_close((uv_handle_t *)&s->timer, sleeper_closed);
 }
 

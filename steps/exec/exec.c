@@ -32,6 +32,7 @@
 
 #include "saga/plugin.h"
 #include "step_args.h"
+#include "step_call.h"
 
 #define PLUGIN "exec"
 #define HANDLER "exec.run"
@@ -95,15 +96,6 @@ struct exec_s {
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
-
-static void complete_str(exec_t *x, saga_call_t *call, saga_outcome_t o,
-                         const char *s) {
-    if (s == NULL) {
-        s = HANDLER ": out of memory";
-        o = SAGA_OUTCOME_TECHNICAL;
-    }
-    x->host->complete(call, o, s, strlen(s));
-}
 
 static void free_strv(char **v) {
     if (v == NULL)
@@ -266,7 +258,7 @@ static void run_finish(run_t *r) {
         saga_call_t *call = r->call;
         r->call = NULL;
         x->host->set_call_data(call, NULL);
-        complete_str(x, call, o, data);
+        step_call_complete(x->host, call, o, data, HANDLER);
         free(data);
     }
     run_close(r);
@@ -533,18 +525,9 @@ static const char *c_string(const json_t *v) {
     return json_string_value(v);
 }
 
-/* Fills `r` from `with`; -1 with the reason in `err` on a bad `with`. */
-static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
-                     char *err, size_t errlen) {
-    if (!json_is_object(with)) {
-        snprintf(err, errlen, "%s: `with` must be a mapping, got %s", HANDLER,
-                 with ? step_args_type_name(with) : "invalid JSON");
-        return -1;
-    }
-    if (step_args_known_keys(with, known_fields, HANDLER, err, errlen) != 0)
-        return -1;
-
-    json_t *argv = json_object_get(with, "argv");
+/* `argv`: required, a non-empty list of strings without NULs, the first
+ * one not empty. Fills r->argv and r->prog. */
+static int parse_argv(run_t *r, json_t *argv, char *err, size_t errlen) {
     if (argv == NULL) {
         snprintf(err, errlen, "%s: `argv` is required (a list: the program "
                  "and its arguments)", HANDLER);
@@ -576,8 +559,16 @@ static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
     }
     if ((r->prog = strdup(r->argv[0])) == NULL)
         goto oom;
+    return 0;
+oom:
+    snprintf(err, errlen, "%s: out of memory", HANDLER);
+    return -1;
+}
 
-    json_t *env = json_object_get(with, "env");
+/* `env`: a mapping of valid, not reserved variable names to scalars
+ * without NULs; then the child's whole environment (build_env). */
+static int parse_env(run_t *r, json_t *env, const saga_call_info_t *info,
+                     char *err, size_t errlen) {
     if (env != NULL) {
         if (!json_is_object(env)) {
             snprintf(err, errlen, "%s: `env`: expected a mapping of variable "
@@ -605,26 +596,33 @@ static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
             }
         }
     }
-    if (build_env(r, env, info, err, errlen) != 0)
+    return build_env(r, env, info, err, errlen);
+}
+
+/* `cwd`: a non-empty path without NULs; the engine's when absent. */
+static int parse_cwd(run_t *r, json_t *v, char *err, size_t errlen) {
+    if (v == NULL)
+        return 0;
+    const char *cwd = c_string(v);
+    if (cwd == NULL || cwd[0] == '\0') {
+        snprintf(err, errlen, "%s: `cwd`: expected a directory path, got "
+                 "%s", HANDLER, step_args_type_name(v));
         return -1;
-
-    json_t *v = json_object_get(with, "cwd");
-    if (v != NULL) {
-        const char *cwd = c_string(v);
-        if (cwd == NULL || cwd[0] == '\0') {
-            snprintf(err, errlen, "%s: `cwd`: expected a directory path, got "
-                     "%s", HANDLER, step_args_type_name(v));
-            return -1;
-        }
-        if ((r->cwd = strdup(cwd)) == NULL)
-            goto oom;
     }
+    if ((r->cwd = strdup(cwd)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory", HANDLER);
+        return -1;
+    }
+    return 0;
+}
 
-    v = json_object_get(with, "stdin");
-    if (v != NULL && !json_is_null(v)) {
-        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (text == NULL)
-            goto oom;
+/* `stdin`: any JSON value, written to the child as compact JSON and a
+ * newline (null or absent: the child reads /dev/null). */
+static int parse_stdin(run_t *r, json_t *v, char *err, size_t errlen) {
+    if (v == NULL || json_is_null(v))
+        return 0;
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text != NULL) {
         /* The JSON text and a newline, for programs that read a line. */
         size_t n = strlen(text);
         r->in_data = malloc(n + 2);
@@ -635,10 +633,19 @@ static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
             r->in_len = n + 1;
         }
         free(text);
-        if (r->in_data == NULL)
-            goto oom;
     }
+    if (r->in_data == NULL) {
+        snprintf(err, errlen, "%s: out of memory", HANDLER);
+        return -1;
+    }
+    return 0;
+}
 
+/* `timeout` (the step's budget when absent), `max_output` and
+ * `business_exit_codes`. */
+static int parse_limits(run_t *r, json_t *with, const saga_call_info_t *info,
+                        char *err, size_t errlen) {
+    json_t *v;
     r->timeout_ms = info->timeout_ms;
     if ((v = json_object_get(with, "timeout")) != NULL &&
         step_args_duration(v, HANDLER, "timeout", &r->timeout_ms, err,
@@ -655,9 +662,20 @@ static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
                            errlen) != 0)
         return -1;
     return 0;
-oom:
-    snprintf(err, errlen, "%s: out of memory", HANDLER);
-    return -1;
+}
+
+/* Fills `r` from `with`, a mapping of known fields (as step_call_with()
+ * returns it), field by field in the order of the docs; -1 with the reason
+ * in `err` on a bad value. */
+static int run_parse(run_t *r, json_t *with, const saga_call_info_t *info,
+                     char *err, size_t errlen) {
+    if (parse_argv(r, json_object_get(with, "argv"), err, errlen) != 0 ||
+        parse_env(r, json_object_get(with, "env"), info, err, errlen) != 0 ||
+        parse_cwd(r, json_object_get(with, "cwd"), err, errlen) != 0 ||
+        parse_stdin(r, json_object_get(with, "stdin"), err, errlen) != 0 ||
+        parse_limits(r, with, info, err, errlen) != 0)
+        return -1;
+    return 0;
 }
 
 /* Frees a run that never got a handle (bad `with`). */
@@ -674,27 +692,27 @@ static void h_run(void *state, saga_call_t *call, const saga_call_info_t *info) 
     exec_t *x = state;
     char err[1024];
     if (info->struct_size < sizeof(saga_call_info_t)) {
-        complete_str(x, call, SAGA_OUTCOME_TECHNICAL,
-                     HANDLER ": the engine's call info is too old for this "
-                     "plugin");
+        step_call_complete(x->host, call, SAGA_OUTCOME_TECHNICAL,
+                           HANDLER ": the engine's call info is too old for "
+                           "this plugin", HANDLER);
         return;
     }
     run_t *r = calloc(1, sizeof(*r));
     if (r == NULL) {
-        complete_str(x, call, SAGA_OUTCOME_TECHNICAL, HANDLER ": out of memory");
+        /* NULL: "<handler>: out of memory", a technical failure. */
+        step_call_complete(x->host, call, SAGA_OUTCOME_TECHNICAL, NULL, HANDLER);
         return;
     }
     r->x = x;
     r->call = call;
     r->in_fd = -1;
-    json_error_t jerr;
-    json_t *with = json_loadb(info->input, info->input_len, JSON_DECODE_ANY,
-                              &jerr);
-    int rc = run_parse(r, with, info, err, sizeof(err));
+    json_t *with = step_call_with(info->input, info->input_len, HANDLER,
+                                  known_fields, err, sizeof(err));
+    int rc = with != NULL ? run_parse(r, with, info, err, sizeof(err)) : -1;
     json_decref(with);
     if (rc != 0) {
         run_discard(r);
-        complete_str(x, call, SAGA_OUTCOME_BUSINESS, err);
+        step_call_complete(x->host, call, SAGA_OUTCOME_BUSINESS, err, HANDLER);
         return;
     }
 
@@ -706,7 +724,7 @@ static void h_run(void *state, saga_call_t *call, const saga_call_info_t *info) 
             snprintf(err, sizeof(err), "%s %s: cannot create the stdin pipe: "
                      "%s", HANDLER, r->prog, strerror(errno));
             run_discard(r);
-            complete_str(x, call, SAGA_OUTCOME_TECHNICAL, err);
+            step_call_complete(x->host, call, SAGA_OUTCOME_TECHNICAL, err, HANDLER);
             return;
         }
         r->in_fd = sv[0];
@@ -769,7 +787,7 @@ static void h_run(void *state, saga_call_t *call, const saga_call_info_t *info) 
                      r->prog, uv_strerror(rc));
         r->call = NULL;
         r->finished = true;
-        complete_str(x, call, SAGA_OUTCOME_TECHNICAL, err);
+        step_call_complete(x->host, call, SAGA_OUTCOME_TECHNICAL, err, HANDLER);
         run_close(r); /* a failed uv_spawn still needs uv_close */
         return;
     }
@@ -796,7 +814,7 @@ static void h_cancel(void *state, saga_call_t *call) {
     char msg[512];
     snprintf(msg, sizeof(msg), "%s %s: cancelled (process group killed)",
              HANDLER, r->prog);
-    complete_str(x, call, SAGA_OUTCOME_TECHNICAL, msg);
+    step_call_complete(x->host, call, SAGA_OUTCOME_TECHNICAL, msg, HANDLER);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -831,8 +849,9 @@ static void exec_close(void *state) {
             x->host->set_call_data(call, NULL);
             x->host->log(SAGA_LOG_WARN, PLUGIN,
                          "closing with %s still running", r->prog);
-            complete_str(x, call, SAGA_OUTCOME_TECHNICAL,
-                         HANDLER ": the exec plugin is shutting down");
+            step_call_complete(x->host, call, SAGA_OUTCOME_TECHNICAL,
+                               HANDLER ": the exec plugin is shutting down",
+                               HANDLER);
         }
     }
     maybe_free_plugin(x);

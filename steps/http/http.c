@@ -31,6 +31,7 @@
 #include "saga/plugin.h"
 #include "http_reason.h"
 #include "step_args.h"
+#include "step_call.h"
 
 #define PLUGIN "http"
 #define HANDLER "http.request"
@@ -67,6 +68,7 @@ typedef struct req_s {
     char *body;      /* request body (JSON text), or NULL */
     uint64_t timeout_ms;
     uint64_t max_body;
+    bool follow;     /* follow_redirects */
     int business[MAX_STATUS_LIST];
     size_t nbusiness;
     int retry[MAX_STATUS_LIST];
@@ -117,15 +119,6 @@ static char *strf(const char *fmt, ...) {
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return s;
-}
-
-static void complete_str(http_t *h, saga_call_t *call, saga_outcome_t o,
-                         const char *s) {
-    if (s == NULL) {
-        s = HANDLER ": out of memory";
-        o = SAGA_OUTCOME_TECHNICAL;
-    }
-    h->host->complete(call, o, s, strlen(s));
 }
 
 /* RFC 9110 token characters (method and header names). */
@@ -448,7 +441,7 @@ static void req_finish(req_t *r, CURLcode res) {
     saga_call_t *call = req_release(r);
     if (retry_after > 0 && outcome == SAGA_OUTCOME_TECHNICAL)
         h->host->set_retry_after(call, retry_after);
-    complete_str(h, call, outcome, data);
+    step_call_complete(h->host, call, outcome, data, HANDLER);
     free(data);
 }
 
@@ -659,48 +652,46 @@ out:
     return rc;
 }
 
-/* Fills `r` from the call's `with` and info. On a bad `with`, returns -1
- * with the reason in `err`. */
-static int req_parse(req_t *r, const saga_call_info_t *info, json_t *with,
-                     char *err, size_t errlen) {
-    if (!json_is_object(with)) {
-        snprintf(err, errlen, "%s: `with` must be a mapping, got %s", HANDLER,
-                 with ? step_args_type_name(with) : "invalid JSON");
-        return -1;
-    }
-    if (step_args_known_keys(with, known_fields, HANDLER, err, errlen) != 0)
-        return -1;
-    if (parse_url(r, json_object_get(with, "url"), err, errlen) != 0)
-        return -1;
-
-    json_t *v = json_object_get(with, "method");
+/* `method`: an RFC 9110 token, upper-cased; GET when absent. */
+static int parse_method(req_t *r, json_t *v, char *err, size_t errlen) {
     snprintf(r->method, sizeof(r->method), "GET");
-    if (v != NULL) {
-        if (!json_is_string(v) || !is_token(json_string_value(v), 32)) {
-            snprintf(err, errlen, "%s: `method`: expected an HTTP method like "
-                     "\"POST\", got %s", HANDLER,
-                     json_is_string(v) ? "a string that is not a token"
-                                       : step_args_type_name(v));
-            return -1;
-        }
-        snprintf(r->method, sizeof(r->method), "%s", json_string_value(v));
-        for (char *c = r->method; *c; c++)
-            if (*c >= 'a' && *c <= 'z')
-                *c = (char)(*c - 'a' + 'A');
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v) || !is_token(json_string_value(v), 32)) {
+        snprintf(err, errlen, "%s: `method`: expected an HTTP method like "
+                 "\"POST\", got %s", HANDLER,
+                 json_is_string(v) ? "a string that is not a token"
+                                   : step_args_type_name(v));
+        return -1;
     }
+    snprintf(r->method, sizeof(r->method), "%s", json_string_value(v));
+    for (char *c = r->method; *c; c++)
+        if (*c >= 'a' && *c <= 'z')
+            *c = (char)(*c - 'a' + 'A');
+    return 0;
+}
 
+/* `timeout` (the step's budget when absent) and `max_body`. */
+static int parse_limits(req_t *r, const saga_call_info_t *info, json_t *with,
+                        char *err, size_t errlen) {
+    json_t *v;
     r->timeout_ms = info->timeout_ms;
     if ((v = json_object_get(with, "timeout")) != NULL &&
         step_args_duration(v, HANDLER, "timeout", &r->timeout_ms, err,
                            errlen) != 0)
         return -1;
-
     r->max_body = DEFAULT_MAX_BODY;
     if ((v = json_object_get(with, "max_body")) != NULL &&
         step_args_uint(v, HANDLER, "max_body", 1, MAX_MAX_BODY, &r->max_body,
                        err, errlen) != 0)
         return -1;
+    return 0;
+}
 
+/* `business_status` and `retry_status`: lists of statuses, disjoint. */
+static int parse_status_lists(req_t *r, json_t *with, char *err,
+                              size_t errlen) {
+    json_t *v;
     if ((v = json_object_get(with, "business_status")) != NULL &&
         step_args_int_list(v, HANDLER, "business_status", 100, 599,
                            r->business, MAX_STATUS_LIST, &r->nbusiness, err,
@@ -717,75 +708,118 @@ static int req_parse(req_t *r, const saga_call_info_t *info, json_t *with,
             return -1;
         }
     }
+    return 0;
+}
 
-    bool follow = false;
-    if ((v = json_object_get(with, "follow_redirects")) != NULL) {
-        if (!json_is_boolean(v)) {
-            snprintf(err, errlen, "%s: `follow_redirects`: expected true or "
-                     "false, got %s", HANDLER, step_args_type_name(v));
-            return -1;
-        }
-        follow = json_is_true(v);
+/* `follow_redirects`: a boolean, false when absent. */
+static int parse_follow(req_t *r, json_t *v, char *err, size_t errlen) {
+    r->follow = false;
+    if (v == NULL)
+        return 0;
+    if (!json_is_boolean(v)) {
+        snprintf(err, errlen, "%s: `follow_redirects`: expected true or "
+                 "false, got %s", HANDLER, step_args_type_name(v));
+        return -1;
     }
+    r->follow = json_is_true(v);
+    return 0;
+}
 
-    bool has_content_type = false;
-    if ((v = json_object_get(with, "headers")) != NULL) {
-        if (!json_is_object(v)) {
-            snprintf(err, errlen, "%s: `headers`: expected a mapping of header "
-                     "names to strings, got %s", HANDLER,
-                     step_args_type_name(v));
+/* `headers`: the author's headers, each a valid name that the plugin does
+ * not set itself, with a scalar value without line breaks. Sets
+ * *has_content_type when one of them is Content-Type. */
+static int parse_headers(req_t *r, json_t *v, bool *has_content_type,
+                         char *err, size_t errlen) {
+    *has_content_type = false;
+    if (v == NULL)
+        return 0;
+    if (!json_is_object(v)) {
+        snprintf(err, errlen, "%s: `headers`: expected a mapping of header "
+                 "names to strings, got %s", HANDLER, step_args_type_name(v));
+        return -1;
+    }
+    const char *name;
+    json_t *hv;
+    json_object_foreach(v, name, hv) {
+        if (!is_token(name, 256)) {
+            snprintf(err, errlen, "%s: `headers`: \"%.100s\" is not a valid "
+                     "header name", HANDLER, name);
             return -1;
         }
-        const char *name;
-        json_t *hv;
-        json_object_foreach(v, name, hv) {
-            if (!is_token(name, 256)) {
-                snprintf(err, errlen, "%s: `headers`: \"%.100s\" is not a valid "
-                         "header name", HANDLER, name);
+        for (size_t i = 0; reserved_headers[i] != NULL; i++) {
+            if (strcasecmp(name, reserved_headers[i]) == 0) {
+                snprintf(err, errlen, "%s: `headers.%s` cannot be set: "
+                         "http.request sets it itself", HANDLER, name);
                 return -1;
             }
-            for (size_t i = 0; reserved_headers[i] != NULL; i++) {
-                if (strcasecmp(name, reserved_headers[i]) == 0) {
-                    snprintf(err, errlen, "%s: `headers.%s` cannot be set: "
-                             "http.request sets it itself", HANDLER, name);
-                    return -1;
-                }
-            }
-            char *text = step_args_scalar_text(hv, HANDLER, "headers", name,
-                                               err, errlen);
-            if (text == NULL)
-                return -1;
-            if (!header_value_ok(text)) {
-                free(text);
-                snprintf(err, errlen, "%s: `headers.%s`: a header value cannot "
-                         "hold a line break", HANDLER, name);
-                return -1;
-            }
-            int rc = add_header(r, name, text);
+        }
+        char *text = step_args_scalar_text(hv, HANDLER, "headers", name, err,
+                                           errlen);
+        if (text == NULL)
+            return -1;
+        if (!header_value_ok(text)) {
             free(text);
-            if (rc != 0) {
-                snprintf(err, errlen, "%s: out of memory", HANDLER);
-                return -1;
-            }
-            if (strcasecmp(name, "Content-Type") == 0)
-                has_content_type = true;
-        }
-    }
-
-    if ((v = json_object_get(with, "body")) != NULL && !json_is_null(v)) {
-        r->body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (r->body == NULL) {
-            snprintf(err, errlen, "%s: `body` cannot be encoded", HANDLER);
+            snprintf(err, errlen, "%s: `headers.%s`: a header value cannot "
+                     "hold a line break", HANDLER, name);
             return -1;
         }
-        if (!has_content_type &&
-            add_header(r, "Content-Type", "application/json") != 0) {
+        int rc = add_header(r, name, text);
+        free(text);
+        if (rc != 0) {
             snprintf(err, errlen, "%s: out of memory", HANDLER);
             return -1;
         }
+        if (strcasecmp(name, "Content-Type") == 0)
+            *has_content_type = true;
     }
+    return 0;
+}
 
-    /* The headers that make the call idempotent and traceable. */
+/* `body`: any JSON value, sent as compact JSON text (null: no body), with
+ * Content-Type: application/json unless the author set a Content-Type. */
+static int parse_body(req_t *r, json_t *v, bool has_content_type, char *err,
+                      size_t errlen) {
+    if (v == NULL || json_is_null(v))
+        return 0;
+    r->body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (r->body == NULL) {
+        snprintf(err, errlen, "%s: `body` cannot be encoded", HANDLER);
+        return -1;
+    }
+    if (!has_content_type &&
+        add_header(r, "Content-Type", "application/json") != 0) {
+        snprintf(err, errlen, "%s: out of memory", HANDLER);
+        return -1;
+    }
+    return 0;
+}
+
+/* Fills `r` from the call's `with`, a mapping of known fields (as
+ * step_call_with() returns it), field by field in the order of the docs.
+ * On a bad value, returns -1 with the reason in `err`. */
+static int req_parse(req_t *r, const saga_call_info_t *info, json_t *with,
+                     char *err, size_t errlen) {
+    bool has_content_type;
+    if (parse_url(r, json_object_get(with, "url"), err, errlen) != 0 ||
+        parse_method(r, json_object_get(with, "method"), err, errlen) != 0 ||
+        parse_limits(r, info, with, err, errlen) != 0 ||
+        parse_status_lists(r, with, err, errlen) != 0 ||
+        parse_follow(r, json_object_get(with, "follow_redirects"), err,
+                     errlen) != 0 ||
+        parse_headers(r, json_object_get(with, "headers"), &has_content_type,
+                      err, errlen) != 0 ||
+        parse_body(r, json_object_get(with, "body"), has_content_type, err,
+                   errlen) != 0)
+        return -1;
+    return 0;
+}
+
+/* Adds the headers that make the call idempotent and traceable (the
+ * Idempotency-Key and the Saga-* headers of docs/steps.md), and turns off
+ * the "Expect: 100-continue" round trip. -1 with the reason in `err` when
+ * a value holds a line break or memory runs out. */
+static int add_saga_headers(req_t *r, const saga_call_info_t *info, char *err,
+                            size_t errlen) {
     char attempt[16];
     snprintf(attempt, sizeof(attempt), "%" PRIu32, info->attempt);
     const char *phase = saga_phase_name(info->phase);
@@ -819,12 +853,18 @@ static int req_parse(req_t *r, const saga_call_info_t *info, json_t *with,
             return -1;
         }
     }
+    return 0;
+}
 
+/* Sets the easy handle's options from a parsed request: URL, protocols,
+ * redirects, timeout, headers, limits, callbacks and the method's body
+ * handling. */
+static void req_setup_curl(req_t *r) {
     CURL *e = r->easy;
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075700
@@ -854,7 +894,6 @@ static int req_parse(req_t *r, const saga_call_info_t *info, json_t *with,
     } else if (strcmp(r->method, "GET") != 0) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }
-    return 0;
 }
 
 static void h_request(void *state, saga_call_t *call,
@@ -862,36 +901,39 @@ static void h_request(void *state, saga_call_t *call,
     http_t *h = state;
     char err[1024];
     if (info->struct_size < sizeof(saga_call_info_t)) {
-        complete_str(h, call, SAGA_OUTCOME_TECHNICAL,
-                     HANDLER ": the engine's call info is too old for this "
-                     "plugin");
+        step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL,
+                           HANDLER ": the engine's call info is too old for "
+                           "this plugin", HANDLER);
         return;
     }
     req_t *r = calloc(1, sizeof(*r));
     if (r == NULL || (r->resp_headers = json_object()) == NULL ||
         (r->easy = curl_easy_init()) == NULL) {
         req_free(r);
-        complete_str(h, call, SAGA_OUTCOME_TECHNICAL, HANDLER ": out of memory");
+        /* NULL: "<handler>: out of memory", a technical failure. */
+        step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL, NULL, HANDLER);
         return;
     }
     r->h = h;
     r->call = call;
-    json_error_t jerr;
-    json_t *with = json_loadb(info->input, info->input_len, JSON_DECODE_ANY,
-                              &jerr);
-    int rc = req_parse(r, info, with, err, sizeof(err));
+    json_t *with = step_call_with(info->input, info->input_len, HANDLER,
+                                  known_fields, err, sizeof(err));
+    int rc = with != NULL ? req_parse(r, info, with, err, sizeof(err)) : -1;
     json_decref(with);
+    if (rc == 0)
+        rc = add_saga_headers(r, info, err, sizeof(err));
     if (rc != 0) {
         req_free(r);
-        complete_str(h, call, SAGA_OUTCOME_BUSINESS, err);
+        step_call_complete(h->host, call, SAGA_OUTCOME_BUSINESS, err, HANDLER);
         return;
     }
+    req_setup_curl(r);
     CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
     if (mc != CURLM_OK) {
         snprintf(err, sizeof(err), "%s %s: cannot start: %s", r->method,
                  r->shown_url, curl_multi_strerror(mc));
         req_free(r);
-        complete_str(h, call, SAGA_OUTCOME_TECHNICAL, err);
+        step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL, err, HANDLER);
         return;
     }
     r->next = h->reqs;
@@ -911,7 +953,7 @@ static void h_cancel(void *state, saga_call_t *call) {
         return;
     char *msg = strf("%s %s: cancelled", r->method, r->shown_url);
     req_release(r);
-    complete_str(h, call, SAGA_OUTCOME_TECHNICAL, msg);
+    step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL, msg, HANDLER);
     free(msg);
 }
 
@@ -990,7 +1032,7 @@ static void http_close(void *state) {
         char *msg = strf("%s %s: the http plugin is shutting down", r->method,
                          r->shown_url);
         saga_call_t *call = req_release(r);
-        complete_str(h, call, SAGA_OUTCOME_TECHNICAL, msg);
+        step_call_complete(h->host, call, SAGA_OUTCOME_TECHNICAL, msg, HANDLER);
         free(msg);
     }
     curl_multi_cleanup(h->multi);

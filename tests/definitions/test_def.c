@@ -1,6 +1,6 @@
 /*
- * test_def.c -- loading from files, and the queries the engine makes:
- * checking a start input, finding steps.
+ * test_def.c -- loading from files and buffers (definitions/src/def.c);
+ * the queries of a built model are in test_query.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -116,54 +116,6 @@ Test(def, a_file_over_one_mebibyte_is_refused_by_its_size)
 Test(def, free_accepts_null)
 {
     saga_def_free(NULL);
-}
-
-Test(def, check_input_accepts_an_object_with_every_required_key)
-{
-    saga_def_t *def = load_ok(VALID);
-    json_t *in = json_pack("{s:s, s:i, s:b}", "order_id", "o-1", "amount", 5, "extra", 1);
-    char err[128] = "untouched";
-    cr_assert_eq(saga_def_check_input(def, in, err, sizeof(err)), 0);
-    json_decref(in);
-    saga_def_free(def);
-}
-
-Test(def, check_input_names_the_missing_keys)
-{
-    saga_def_t *def = load_ok(VALID);
-    char err[128];
-    json_t *in = json_pack("{s:i}", "amount", 5);
-    cr_assert_eq(saga_def_check_input(def, in, err, sizeof(err)), -EINVAL);
-    cr_assert_str_eq(err, "input is missing required key 'order_id'");
-    json_decref(in);
-    in = json_object();
-    cr_assert_eq(saga_def_check_input(def, in, err, sizeof(err)), -EINVAL);
-    cr_assert_str_eq(err, "input is missing required keys 'order_id', 'amount'");
-    json_decref(in);
-    saga_def_free(def);
-}
-
-Test(def, check_input_requires_an_object)
-{
-    saga_def_t *def = load_ok(VALID);
-    char err[128];
-    json_t *in = json_array();
-    cr_assert_eq(saga_def_check_input(def, in, err, sizeof(err)), -EINVAL);
-    cr_assert_str_eq(err, "input must be a JSON object, found an array");
-    json_decref(in);
-    cr_assert_eq(saga_def_check_input(def, NULL, err, sizeof(err)), -EINVAL);
-    cr_assert_str_eq(err, "input must be a JSON object, found nothing");
-    saga_def_free(def);
-}
-
-Test(def, check_input_without_requirements_takes_any_object)
-{
-    saga_def_t *def = load_ok("saga: s\nsteps:\n  - name: a\n    action: {handler: demo.noop}\n"
-                              "    compensation: none\n");
-    json_t *in = json_object();
-    cr_assert_eq(saga_def_check_input(def, in, NULL, 0), 0);
-    json_decref(in);
-    saga_def_free(def);
 }
 
 Test(def, an_empty_or_null_buffer_is_an_empty_file)

@@ -7,7 +7,8 @@
 #   util < redis < store < core < worker < cli
 # Public headers (engine/include/saga/) count as the layer that implements
 # them. definitions/ and steps/ sit below the engine and include nothing of
-# it; plugins include the plugin ABI and steps/src helpers only.
+# it; plugins include the plugin ABI and the steps/lib helpers only, never
+# the host side (steps/host/plugin_loader.h, the engine's loader).
 # A private header (*_internal.h) is included only inside its own folder,
 # and by the tests listed in INTERNAL_OK, each with its reason.
 set -uo pipefail
@@ -77,6 +78,17 @@ while IFS= read -r f; do
         esac
         if [[ $f == definitions/* && $h == saga/plugin.h ]]; then
             fail "$f:$line" "definitions/ does not depend on the plugin ABI"
+        fi
+        # The loader is the engine's side of the ABI: a plugin or a helper
+        # that plugins link must not reach it (nor the other way round).
+        if [[ $f != steps/host/* && $h == plugin_loader.h ]]; then
+            fail "$f:$line" "includes the host's \"$h\" (plugins and steps/lib see the ABI header only)"
+        fi
+        if [[ $f == steps/host/* && -f steps/lib/$h ]]; then
+            fail "$f:$line" "includes plugin helper \"$h\" (the loader does not link steps/lib)"
+        fi
+        if [[ $f == steps/lib/* && -n "$h" && ! -f steps/lib/$h && $h != saga/plugin.h ]]; then
+            fail "$f:$line" "includes \"$h\": steps/lib includes its own headers and the ABI header only"
         fi
     done < <(includes "$f")
 done < <(find definitions steps -name '*.[ch]' | sort)

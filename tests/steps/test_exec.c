@@ -327,7 +327,8 @@ Test(exec, cancel_kills_the_group) {
 Test(exec, bad_with_is_business) {
     start();
     static const char *const cases[][2] = {
-        {"\"ls\"", "`with` must be a mapping"},
+        {"\"ls\"", "`with` must be a mapping, got a string"},
+        {"[\"ls\"", "`with` is not valid JSON (line 1, column 5"},
         {"{}", "`argv` is required"},
         {"{\"argv\":\"ls -l\"}", "`argv`: expected a non-empty list"},
         {"{\"argv\":[]}", "`argv`: expected a non-empty list"},
@@ -335,6 +336,7 @@ Test(exec, bad_with_is_business) {
         {"{\"argv\":[\"\"]}", "`argv[0]`"},
         {"{\"argv\":[\"ls\"],\"env\":[]}", "`env`"},
         {"{\"argv\":[\"ls\"],\"env\":{\"A=B\":\"x\"}}", "not a valid variable"},
+        {"{\"argv\":[\"ls\"],\"env\":{\"A=\\nB\":\"x\"}}", "not a valid variable"},
         {"{\"argv\":[\"ls\"],\"env\":{\"X\":[1]}}", "`env.X`"},
         {"{\"argv\":[\"ls\"],\"env\":{\"SAGA_STEP\":\"x\"}}",
          "`env.SAGA_STEP` cannot be set"},
@@ -344,6 +346,7 @@ Test(exec, bad_with_is_business) {
         {"{\"argv\":[\"ls\"],\"business_exit_codes\":[0]}",
          "`business_exit_codes[0]`"},
         {"{\"argv\":[\"ls\"],\"shell\":true}", "unknown field `shell`"},
+        {"{\"argv\":[\"ls\"],\"sh\\nell\":true}", "unknown field `sh | ell`"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         saga_call_t *c = ph_call(host, "run", cases[i][0], NULL);

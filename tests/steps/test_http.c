@@ -440,7 +440,8 @@ Test(http, methods_and_templated_headers_arrive) {
 Test(http, bad_with_is_business_and_sends_nothing) {
     start(NULL);
     static const char *const cases[][2] = {
-        {"[1,2]", "`with` must be a mapping"},
+        {"[1,2]", "`with` must be a mapping, got a list"},
+        {"{\"url\":", "`with` is not valid JSON (line 1, column 7"},
         {"{}", "`url` is required"},
         {"{\"url\":5}", "`url`: expected a string"},
         {"{\"url\":\"ftp://127.0.0.1/x\"}", "only http:// and https://"},
@@ -450,6 +451,9 @@ Test(http, bad_with_is_business_and_sends_nothing) {
         {"{\"url\":\"%s\",\"headers\":[]}", "`headers`"},
         {"{\"url\":\"%s\",\"headers\":{\"X\":{}}}", "`headers.X`"},
         {"{\"url\":\"%s\",\"headers\":{\"Bad Name\":\"x\"}}", "header name"},
+        {"{\"url\":\"%s\",\"headers\":{\"Bad\\nName\":\"x\"}}", "header name"},
+        {"{\"url\":\"http://a\\n.example/\"}", "`url`"},
+        {"{\"url\":\"ftp://a.example/\\nx\"}", "`url`"},
         {"{\"url\":\"%s\",\"headers\":{\"idempotency-key\":\"x\"}}",
          "`headers.idempotency-key` cannot be set"},
         {"{\"url\":\"%s\",\"headers\":{\"X\":\"a\\r\\nB: c\"}}", "line break"},
@@ -475,6 +479,23 @@ Test(http, bad_with_is_business_and_sends_nothing) {
                   "case %zu: '%s' not in '%s'", i, cases[i][1], c->data);
         cr_expect(strncmp(c->data, "http.request: ", 14) == 0, "%s", c->data);
     }
+    json_t *all = calls();
+    cr_expect_eq(json_array_size(all), 0);
+    json_decref(all);
+    finish();
+}
+
+Test(http, saga_header_with_a_line_break_is_refused_and_sends_nothing) {
+    start(NULL);
+    /* The message must stay one line (the test host checks it): the value
+     * is quoted with its line break shown as " | ". */
+    ph_opts_t o = {.step = "s\r\nX-Injected: 1", .idempotency_key = "k-1"};
+    saga_call_t *c = ph_callf(host, "request", &o, "{\"url\":\"%s/order/x\"}",
+                              svc.base);
+    cr_assert_eq(c->ncomplete, 1, "refused synchronously");
+    cr_expect_eq(c->outcome, SAGA_OUTCOME_BUSINESS, "%s", c->data);
+    cr_expect(strstr(c->data, "http.request: the Saga-Step \"s | X-Injected: "
+                              "1\" holds a line break") != NULL, "%s", c->data);
     json_t *all = calls();
     cr_expect_eq(json_array_size(all), 0);
     json_decref(all);

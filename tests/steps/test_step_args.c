@@ -1,6 +1,7 @@
 /*
  * test_step_args.c -- the `with` helpers shared by the built-in steps.
  */
+#include <errno.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -37,7 +38,7 @@ Test(step_args, durations) {
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t ms = 0;
         char err[256] = "";
-        cr_expect_eq(dur(bad[i], &ms, err, sizeof(err)), -1, "%s", bad[i]);
+        cr_expect_eq(dur(bad[i], &ms, err, sizeof(err)), -EINVAL, "%s", bad[i]);
         cr_expect(strstr(err, "x.y: `timeout`") == err, "%s", err);
     }
 }
@@ -84,8 +85,67 @@ Test(step_args, lists_and_keys) {
     json_decref(v);
     v = json_loads("{\"url\":1,\"tiemout\":2}", 0, NULL);
     const char *const known[] = {"url", "timeout", NULL};
-    cr_expect_eq(step_args_known_keys(v, known, "h", err, sizeof(err)), -1);
+    cr_expect_eq(step_args_known_keys(v, known, "h", err, sizeof(err)), -EINVAL);
     cr_expect_str_eq(err, "h: unknown field `tiemout` (known fields: url, "
                           "timeout)");
     json_decref(v);
+}
+
+Test(step_args, unsigned_integers_in_range) {
+    char err[256];
+    uint64_t out = 0;
+    json_t *v = json_integer(4096);
+    cr_expect_eq(step_args_uint(v, "h", "max_body", 1, 8192, &out, err,
+                                sizeof(err)), 0);
+    cr_expect_eq(out, 4096);
+    cr_expect_eq(step_args_uint(v, "h", "max_body", 1, 100, &out, err,
+                                sizeof(err)), -EINVAL);
+    cr_expect_str_eq(err, "h: `max_body`: 4096 is out of range (1 to 100)");
+    cr_expect_eq(out, 4096, "untouched on failure");
+    json_decref(v);
+    v = json_integer(-1);
+    cr_expect_eq(step_args_uint(v, "h", "max_body", 0, 100, &out, err,
+                                sizeof(err)), -EINVAL);
+    json_decref(v);
+    v = json_string("big");
+    cr_expect_eq(step_args_uint(v, "h", "max_body", 1, 100, &out, err,
+                                sizeof(err)), -EINVAL);
+    cr_expect_str_eq(err, "h: `max_body`: expected an integer, got a string");
+    json_decref(v);
+}
+
+Test(step_args, scalars_as_text) {
+    char err[256];
+    static const char *const cases[][2] = {
+        {"\"abc\"", "abc"}, {"12", "12"}, {"12.5", "12.5"},
+        {"true", "true"}, {"false", "false"}, {"\"\"", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = json_loads(cases[i][0], JSON_DECODE_ANY, NULL);
+        char *t = step_args_scalar_text(v, "h", "headers", "X", err, sizeof(err));
+        cr_assert_not_null(t, "%s: %s", cases[i][0], err);
+        cr_expect_str_eq(t, cases[i][1]);
+        free(t);
+        json_decref(v);
+    }
+    json_t *v = json_loads("[1]", 0, NULL);
+    cr_expect_null(step_args_scalar_text(v, "h", "env", "PATH", err, sizeof(err)));
+    cr_expect_str_eq(err, "h: `env.PATH`: expected a string, got a list");
+    json_decref(v);
+    v = json_null();
+    cr_expect_null(step_args_scalar_text(v, "h", "env", "PATH", err, sizeof(err)));
+    cr_expect_str_eq(err, "h: `env.PATH`: expected a string, got null");
+}
+
+Test(step_args, type_names_for_messages) {
+    static const char *const cases[][2] = {
+        {"{}", "a mapping"}, {"[]", "a list"}, {"\"s\"", "a string"},
+        {"1", "an integer"}, {"1.5", "a number with a fraction"},
+        {"true", "a boolean"}, {"false", "a boolean"}, {"null", "null"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = json_loads(cases[i][0], JSON_DECODE_ANY, NULL);
+        cr_expect_str_eq(step_args_type_name(v), cases[i][1], "%s", cases[i][0]);
+        json_decref(v);
+    }
 }

@@ -12,6 +12,11 @@
  *
  * Bad input is a BUSINESS failure (retrying cannot fix it); running out of
  * memory is a TECHNICAL failure (a retry may succeed).
+ *
+ * It is built against saga/plugin.h alone, as a plugin written outside this
+ * tree is: it does not link steps/lib, whose step_call_complete() and
+ * step_call_with() do for the built-in plugins what complete_str() and
+ * input_object() do here.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -21,7 +21,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-    return -1;
+    return -EINVAL;
 }
 
 const char *step_args_type_name(const json_t *v) {

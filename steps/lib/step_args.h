@@ -13,7 +13,7 @@
  * one-line messages.
  *
  * Every function that fails writes its reason to `err` (errlen bytes, always
- * NUL-terminated) and returns -1; 0 on success. No function blocks.
+ * NUL-terminated) and returns -EINVAL; 0 on success. No function blocks.
  */
 #ifndef SAGA_STEP_ARGS_H
 #define SAGA_STEP_ARGS_H
