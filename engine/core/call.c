@@ -244,6 +244,16 @@ static void after_work_cb(uv_work_t *w, int status) {
     deliver(c);
 }
 
+/* Fails a call the engine could not hand to its handler: completes it
+ * with `outcome` and `msg` as a handler would, and delivers the result at
+ * once (the caller is the engine, not a plugin). Frees the call. */
+static void fail_now(saga_call_t *c, saga_outcome_t outcome, const char *msg) {
+    c->in_handler = true; /* completion is recorded, delivered below */
+    host_complete(c, outcome, msg, strlen(msg));
+    c->in_handler = false;
+    deliver(c);
+}
+
 /* The call's input: the constant text when the template has no
  * expression; else the text rendered when the attempt was decided (taken
  * over by the call); else (a resumed attempt) rendered now. */
@@ -329,18 +339,12 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
         /* Rendering is deterministic: retrying cannot help. */
         char msg[600];
         snprintf(msg, sizeof(msg), "cannot render `with`: %s", err);
-        c->in_handler = true;
-        host_complete(c, SAGA_OUTCOME_BUSINESS, msg, strlen(msg));
-        c->in_handler = false;
-        deliver(c);
+        fail_now(c, SAGA_OUTCOME_BUSINESS, msg);
         return;
     }
 
     if (saga_deadline_arm(&e->timers, &c->timeout, sd->timeout_ms, on_timeout) != 0) {
-        c->in_handler = true;
-        host_complete(c, SAGA_OUTCOME_TECHNICAL, "out of memory", 13);
-        c->in_handler = false;
-        deliver(c);
+        fail_now(c, SAGA_OUTCOME_TECHNICAL, "out of memory");
         return;
     }
 
@@ -359,10 +363,7 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
             }
             char msg[128];
             snprintf(msg, sizeof(msg), "cannot queue blocking handler: %s", uv_strerror(rc));
-            c->in_handler = true;
-            host_complete(c, SAGA_OUTCOME_TECHNICAL, msg, strlen(msg));
-            c->in_handler = false;
-            deliver(c);
+            fail_now(c, SAGA_OUTCOME_TECHNICAL, msg);
         }
         return;
     }
