@@ -263,7 +263,9 @@ int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
     json_decref(empty);
     if (rc != 0)
         snprintf(err, errlen, "cannot checkpoint the new saga: %s", saga_strerror(rc));
-    return rc;
+    /* -EINVAL is the caller's bad id or input; a store that refuses a write
+     * the engine built (a worker name too long for it) is the store's. */
+    return rc == -EINVAL ? SAGA_ESTORE : rc;
 }
 
 /* A resume in progress: record copied, definition being fetched. */
@@ -537,17 +539,37 @@ int saga_engine_cancel(saga_engine_t *e, const char *id) {
 /* Shutdown                                                                */
 /* ---------------------------------------------------------------------- */
 
-/* Every saga of the engine, as an array (the map changes while we walk). */
-static saga_inst_t **snapshot(saga_engine_t *e, size_t *n) {
-    saga_inst_t **all = malloc((e->sagas.count + 1) * sizeof(*all));
-    *n = 0;
-    if (all == NULL)
-        return NULL;
-    const char *k;
-    void *v;
-    for (size_t pos = 0; saga_strmap_next(&e->sagas, &pos, &k, &v);)
-        all[(*n)++] = v;
-    return all;
+/* Runs `fn` on every saga of the engine that is not finished. `fn` may
+ * finish and free the saga it is given, and other sagas may finish
+ * meanwhile: each saga is held while it is visited, and the next one is
+ * held before the current one is let go, so the walk never touches freed
+ * memory and needs no copy (shutdown must not depend on an allocation).
+ * A saga that was finished already when the walk reached it is being
+ * finished up the stack (shutdown may be called from on_finished) or
+ * waits for its last write: letting go of it must not free it. */
+static void walk_release(saga_inst_t *inst, bool was_finished) {
+    if (was_finished)
+        inst->holds--; /* its own finish or write frees it */
+    else
+        saga__inst_unhold(inst); /* frees it when fn() finished it */
+}
+
+static void for_each_saga(saga_engine_t *e, void (*fn)(saga_inst_t *)) {
+    saga_inst_t *inst = e->all;
+    bool was_finished = inst != NULL && inst->finished;
+    if (inst != NULL)
+        saga__inst_hold(inst);
+    while (inst != NULL) {
+        if (!inst->finished)
+            fn(inst);
+        saga_inst_t *next = inst->all_next;
+        bool next_finished = next != NULL && next->finished;
+        if (next != NULL)
+            saga__inst_hold(next);
+        walk_release(inst, was_finished);
+        inst = next;
+        was_finished = next_finished;
+    }
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -565,11 +587,11 @@ static void release(uv_timer_t *t) {
     saga_engine_t *e = t->data;
     if (e->released)
         return;
-    if (e->sagas.count > 0 || (e->live_calls > 0 && !e->give_up_calls))
+    /* A plugin's close() runs only after every call completed (plugin.h):
+     * its calls use its state, and a call completed after close() would
+     * reach freed memory. */
+    if (e->sagas.count > 0 || e->live_calls > 0)
         return;
-    if (e->live_calls > 0)
-        saga_error("shutdown: %u handler call(s) were never completed by their "
-                   "plugin; closing the plugins anyway", e->live_calls);
     e->released = true;
     saga_plugins_close_all(e->plugins);
     e->closed_timers = 2;
@@ -589,27 +611,25 @@ void saga__engine_check_drained(saga_engine_t *e) {
 }
 
 /* A second grace period for plugins to complete the calls they were asked
- * to cancel. Calls running on the thread pool are always waited for: their
- * plugin's code is executing. */
+ * to cancel. The engine never gives up on them: a plugin is closed only
+ * once every call completed (release()), so a plugin that never completes
+ * one holds the shutdown, and that is said loudly. (An operator may then
+ * stop the process: the sagas are in the store for a resume.) */
 static void on_calls_grace(uv_timer_t *t) {
     saga_engine_t *e = t->data;
-    if (e->pool_calls > 0) {
-        uv_timer_start(&e->grace_timer, on_calls_grace, 100, 0);
-        return;
-    }
-    e->give_up_calls = true;
-    release(t);
+    if (e->live_calls > 0)
+        saga_error("shutdown: %u abandoned handler call(s) not completed by their "
+                   "plugin after %llu ms (%u on the thread pool); waiting for "
+                   "them before the plugins are closed", e->live_calls,
+                   (unsigned long long)(e->grace_ms + 1000), e->pool_calls);
 }
 
 static void on_grace(uv_timer_t *t) {
     saga_engine_t *e = t->data;
-    size_t n;
-    saga_inst_t **all = snapshot(e, &n);
-    if (n > 0)
-        saga_warn("shutdown: grace period over, %zu saga(s) left to a resume", n);
-    for (size_t i = 0; i < n; i++)
-        saga__inst_abandon(all[i]);
-    free(all);
+    if (e->sagas.count > 0)
+        saga_warn("shutdown: grace period over, %zu saga(s) left to a resume",
+                  e->sagas.count);
+    for_each_saga(e, saga__inst_abandon);
     if (e->live_calls > 0 && !e->release_armed)
         uv_timer_start(&e->grace_timer, on_calls_grace, e->grace_ms + 1000, 0);
     saga__engine_check_drained(e);
@@ -623,11 +643,7 @@ void saga_engine_shutdown(saga_engine_t *e, uint64_t grace_ms,
     e->shutdown_done = done;
     e->shutdown_data = data;
     e->grace_ms = grace_ms;
-    size_t n;
-    saga_inst_t **all = snapshot(e, &n);
-    for (size_t i = 0; i < n; i++)
-        saga__inst_drain(all[i]); /* may finish and free it */
-    free(all);
+    for_each_saga(e, saga__inst_drain); /* may finish and free them */
     if (e->sagas.count > 0)
         uv_timer_start(&e->grace_timer, on_grace, grace_ms, 0);
     saga__engine_check_drained(e);

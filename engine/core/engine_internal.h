@@ -95,11 +95,14 @@ struct saga_inst_s {
     bool resumed;             /* came from the store */
     bool finished;            /* on_finished reported; free when unheld */
     bool lost;                /* the store refused us: stop everything */
+    int lost_status;          /* why it was lost (a negative code) */
     bool quiet;               /* do not report (failure returned instead) */
     saga__wbuf_t *pending;    /* decided since the last write; NULL: nothing
                                  (a saga holds buffers only while it has
                                  something to write: idle sagas cost none) */
     saga__wbuf_t *inflight;
+    saga_inst_t *all_prev;    /* the engine's list of every allocated saga */
+    saga_inst_t *all_next;
     char id[SAGA_ID_MAX + 1];
     saga__step_t steps[];
 };
@@ -138,6 +141,8 @@ struct saga_engine_s {
     saga_timers_t timers;
     saga_rng_t rng;
     saga_strmap_t sagas;   /* id -> saga_inst_t */
+    saga_inst_t *all;      /* every allocated saga, finished ones until they
+                              are freed (walked at shutdown, no copy) */
     saga_strmap_t defs;    /* hash -> saga_engine_def_t */
     char *worker;
     size_t max_output;
@@ -145,7 +150,6 @@ struct saga_engine_s {
     bool closing;
     bool released;         /* shutdown finished; handles closing */
     bool release_armed;    /* release() is due on the next loop turn */
-    bool give_up_calls;    /* release even with calls never completed */
     uint32_t pool_calls;   /* blocking handlers running on the pool */
     saga__wbuf_t **wbufs;  /* spare write buffers, kept with their capacity */
     size_t nwbufs;
@@ -178,7 +182,9 @@ void saga__inst_free(saga_inst_t *inst);
  * frees it when it finished meanwhile. */
 void saga__inst_hold(saga_inst_t *inst);
 void saga__inst_unhold(saga_inst_t *inst);
-/* Starts a new saga: creation + first steps in one write. */
+/* Starts a new saga: creation + first steps in one write. Returns 0, or
+ * the code that made the first write impossible (the store's refusal to
+ * take it, -ENOMEM); the saga is then freed and was never reported. */
 int saga__inst_begin(saga_inst_t *inst, json_t *input);
 /* Continues a saga decoded from the store. */
 int saga__inst_continue(saga_inst_t *inst);
@@ -208,7 +214,8 @@ void saga__call_abandon(saga_call_t *call);
 
 /* checkpoint.c (the value formats are in checkpoint.h). */
 /* Fills a new instance from a loaded record. Returns 0, or SAGA_ECORRUPT
- * with the reason in `err`. */
+ * or -ENOMEM with the reason in `err`; what was filled in before the failure
+ * is freed with the instance (saga__inst_free). */
 int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
                       size_t errlen);
 

@@ -102,8 +102,12 @@ const saga_def_t *saga_engine_lookup(const saga_engine_t *e, const char *hash);
  * the chosen id is written to `id_out` (SAGA_ID_MAX + 1 bytes) when not
  * NULL. `input` is borrowed (a reference is taken); NULL means {}.
  * Returns 0, or -EINVAL (bad id or input; reason in err), SAGA_EEXIST (a saga
- * with that id runs here), SAGA_ECLOSING, -ENOMEM. On 0, on_finished fires
- * later. Creation is the saga's first store write. */
+ * with that id runs here), SAGA_ECLOSING (the engine or its store is shutting
+ * down), -ENOMEM, or the code with which the store refused to take the
+ * creation write (SAGA_EUNAVAILABLE: unreachable; SAGA_ESTORE; another
+ * negative code), reason in err. On 0, on_finished fires later. Creation is
+ * the saga's first store write; a refusal that arrives later is reported
+ * through on_created and on_finished (status < 0). */
 int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
                       json_t *input, char *id_out, char *err, size_t errlen);
 
