@@ -130,14 +130,70 @@ const saga_def_t *saga_engine_lookup(const saga_engine_t *e, const char *hash) {
     return d ? d->def : NULL;
 }
 
+/* The store answered the write of a definition's text: the sagas waiting
+ * for it are created now, or fail with the store's code. */
 static void on_def_stored(int status, void *data) {
-    char *hash = data;
-    /* Dropped by a shutdown: so is every write queued after it on the same
-     * connection, so no saga was created under a definition not stored. */
+    saga_engine_def_t *d = data;
+    int text = status == 0 ? SAGA__TEXT_STORED : status;
+    d->text = text;
+    /* Dropped by a shutdown: so is every saga that waited for it. */
     if (status != 0 && status != SAGA_ECLOSING)
-        saga_error("definition %s: cannot store its text: %s", hash,
-                   saga_strerror(status));
-    free(hash);
+        saga_error("definition %s: cannot store its text: %s; sagas started under it "
+                   "fail", d->def->hash, saga_strerror(status));
+    /* A waiter's failure may start a saga that stores the text again
+     * (saga_engine_start): it and the sagas not reached yet then wait for
+     * that write instead. */
+    saga_inst_t *inst;
+    while (d->text == text && (inst = d->text_waiters) != NULL) {
+        saga__engine_def_unwait(inst);
+        saga__inst_hold(inst);
+        saga__inst_text_stored(inst, status);
+        saga__inst_unhold(inst);
+    }
+    saga__engine_def_release(d); /* the write's reference */
+}
+
+/* Writes a definition's text to the store (again, after a failure).
+ * Returns 0 (on_def_stored runs later) or the store's code. */
+static int def_store(saga_engine_t *e, saga_engine_def_t *d) {
+    d->text = SAGA__TEXT_STORING;
+    d->refs++;
+    int rc = e->store->ops->put_definition(e->store, d->def->hash, d->def->text,
+                                           d->def->text_len, on_def_stored, d);
+    if (rc != 0) {
+        d->refs--;
+        d->text = rc;
+    }
+    return rc;
+}
+
+int saga__engine_def_ready(saga_inst_t *inst) {
+    saga_engine_def_t *d = inst->edef;
+    if (d->text != SAGA__TEXT_STORING)
+        return d->text; /* stored (0), or failed */
+    if (!inst->text_waiting) {
+        inst->text_waiting = true;
+        inst->wait_prev = NULL;
+        inst->wait_next = d->text_waiters;
+        if (d->text_waiters != NULL)
+            d->text_waiters->wait_prev = inst;
+        d->text_waiters = inst;
+    }
+    return 1;
+}
+
+void saga__engine_def_unwait(saga_inst_t *inst) {
+    if (!inst->text_waiting)
+        return;
+    saga_engine_def_t *d = inst->edef;
+    if (inst->wait_prev != NULL)
+        inst->wait_prev->wait_next = inst->wait_next;
+    else
+        d->text_waiters = inst->wait_next;
+    if (inst->wait_next != NULL)
+        inst->wait_next->wait_prev = inst->wait_prev;
+    inst->wait_prev = inst->wait_next = NULL;
+    inst->text_waiting = false;
 }
 
 /* Resolves one call's handler; on failure adds a positioned diagnostic. */
@@ -206,12 +262,13 @@ saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
         return NULL;
     }
     d->refs = 1; /* the engine's map */
-    char *hash = strdup(def->hash);
-    if (hash == NULL ||
-        e->store->ops->put_definition(e->store, def->hash, def->text,
-                                      def->text_len, on_def_stored, hash) != 0) {
-        saga_error("definition %s: cannot store its text", def->hash);
-        free(hash);
+    int rc = def_store(e, d);
+    if (rc != 0) {
+        saga_diags_add(diags, def->source, 0, 0, "cannot store the definition's text: %s",
+                       saga_strerror(rc));
+        saga_strmap_del(&e->defs, def->hash);
+        engine_def_free(d);
+        return NULL;
     }
     return d;
 }
@@ -234,6 +291,16 @@ int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
         snprintf(err, errlen, "invalid saga id '%.*s': use 1 to %d letters, "
                  "digits, '.', '_', ':' or '-'", 64, id, SAGA_ID_MAX);
         return -EINVAL;
+    }
+    if (d->text < 0) {
+        /* Its text could not be stored before: try again (the sagas of
+         * this one wait for the write). */
+        int rc = def_store(e, d);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot store the text of definition %.12s: %s",
+                     d->def->hash, saga_strerror(rc));
+            return rc;
+        }
     }
     json_t *empty = NULL;
     if (input == NULL)

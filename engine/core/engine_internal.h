@@ -101,6 +101,9 @@ struct saga_inst_s {
                                  (a saga holds buffers only while it has
                                  something to write: idle sagas cost none) */
     saga__wbuf_t *inflight;
+    saga_inst_t *wait_prev;   /* its definition's list of sagas whose */
+    saga_inst_t *wait_next;   /* creation waits for the text (engine.c) */
+    bool text_waiting;        /* on that list */
     saga_inst_t *all_prev;    /* the engine's list of every allocated saga */
     saga_inst_t *all_next;
     char id[SAGA_ID_MAX + 1];
@@ -132,7 +135,16 @@ struct saga_engine_def_s {
     saga__handler_ref_t *action;  /* by step index */
     saga__handler_ref_t *comp;    /* by step index; h NULL when none */
     uint32_t refs;                /* the engine's map + every user */
+    /* The definition's text in the store: SAGA__TEXT_STORED, _STORING (a
+     * put_definition in flight), or the negative code it failed with. No
+     * saga is created under a definition before its text is stored, so that
+     * any worker can resume it (engine.h, saga_engine_register()). */
+    int text;
+    saga_inst_t *text_waiters;    /* created once the text is stored */
 };
+
+#define SAGA__TEXT_STORED 0
+#define SAGA__TEXT_STORING 1
 
 struct saga_engine_s {
     uv_loop_t *loop;
@@ -164,6 +176,13 @@ struct saga_engine_s {
 
 /* engine.c */
 void saga__engine_def_release(saga_engine_def_t *d);
+/* Called by flush() for a saga not created yet: 0 when its definition's
+ * text is stored (the creation may be written), 1 when the saga was put
+ * on the definition's waiting list (flushed again once the text is
+ * stored), or the negative code the text failed with. */
+int saga__engine_def_ready(saga_inst_t *inst);
+/* Takes a saga off its definition's waiting list (saga__inst_free). */
+void saga__engine_def_unwait(saga_inst_t *inst);
 void saga__engine_progress(saga_engine_t *e, const saga_progress_t *p);
 /* Removes a saga from the engine; runs on_finished when `report`. */
 void saga__engine_forget(saga_engine_t *e, saga_inst_t *inst, bool report,
@@ -186,6 +205,9 @@ void saga__inst_unhold(saga_inst_t *inst);
  * the code that made the first write impossible (the store's refusal to
  * take it, -ENOMEM); the saga is then freed and was never reported. */
 int saga__inst_begin(saga_inst_t *inst, json_t *input);
+/* The definition's text was stored (status 0: write the creation) or
+ * could not be (the saga fails with `status`: on_created, on_finished). */
+void saga__inst_text_stored(saga_inst_t *inst, int status);
 /* Continues a saga decoded from the store. */
 int saga__inst_continue(saga_inst_t *inst);
 /* A handler call finished (or timed out: outcome TECHNICAL). */

@@ -227,6 +227,7 @@ void saga__inst_free(saga_inst_t *inst) {
     free(inst->reason);
     saga__wbuf_put(inst->engine, inst->pending);
     saga__wbuf_put(inst->engine, inst->inflight);
+    saga__engine_def_unwait(inst);
     saga__engine_def_release(inst->edef);
     if (inst->all_prev != NULL)
         inst->all_prev->all_next = inst->all_next;
@@ -747,6 +748,16 @@ static void flush(saga_inst_t *inst) {
         maybe_finish(inst);
         return;
     }
+    if (!inst->created) {
+        /* Never a saga whose definition's text is not in the store. */
+        int rc = saga__engine_def_ready(inst);
+        if (rc == 1)
+            return; /* flushed again by saga__inst_text_stored() */
+        if (rc != 0) {
+            lose(inst, rc);
+            return;
+        }
+    }
     saga_engine_t *e = inst->engine;
     /* The events (and outputs) decided so far are this write. */
     saga__wbuf_t *b = inst->pending ? inst->pending : saga__wbuf_get(e);
@@ -893,6 +904,20 @@ int saga__inst_begin(saga_inst_t *inst, json_t *input) {
         return rc;
     }
     return 0;
+}
+
+void saga__inst_text_stored(saga_inst_t *inst, int status) {
+    if (inst->lost || inst->finished)
+        return;
+    if (status == 0) {
+        flush(inst);
+        return;
+    }
+    /* As if the creation write had been refused (on_written). */
+    if (inst->engine->opt.on_created != NULL)
+        inst->engine->opt.on_created(inst->engine, inst->id, status,
+                                     inst->engine->opt.data);
+    lose(inst, status);
 }
 
 int saga__inst_continue(saga_inst_t *inst) {

@@ -102,3 +102,35 @@ Test(engine_store_errors, start_returns_the_stores_refusal) {
     finish_test(true);
     cr_assert_eq(finished, 0, "a saga that start refused is never reported");
 }
+
+/* The store refuses the definition's text at once: register fails with a
+ * diagnostic that says so (it used to log it and return the definition, and
+ * sagas then ran under a text no other worker could load). */
+Test(engine_store_errors, register_fails_when_the_text_cannot_be_stored) {
+    store->ops->close(store, on_store_closed, NULL);
+    saga_diags_t diags;
+    saga_diags_init(&diags);
+    saga_engine_def_t *d = try_define(&diags);
+    cr_assert_null(d, "registered a definition whose text the store refused");
+    cr_assert_eq(diags.count, 1);
+    cr_assert(strstr(diags.items[0].message, "cannot store the definition's text") != NULL,
+              "%s", diags.items[0].message);
+    saga_diags_close(&diags);
+    finish_test(true);
+}
+
+/* Sagas started right after the registration wait for the text's write
+ * and are created once it is stored. */
+Test(engine_store_errors, sagas_started_before_the_text_is_stored_run) {
+    saga_engine_def_t *d = define();
+    char err[256];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(saga_engine_start(engine, d, NULL, NULL, NULL, err, sizeof(err)), 0,
+                     "%s", err);
+    uint64_t deadline = uv_now(&loop) + 10000;
+    while (finished < 3 && uv_now(&loop) < deadline)
+        uv_run(&loop, UV_RUN_ONCE);
+    cr_assert_eq(finished, 3);
+    cr_assert_eq(lost, 0);
+    finish_test(false);
+}

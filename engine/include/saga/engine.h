@@ -85,9 +85,17 @@ saga_engine_t *saga_engine_new(uv_loop_t *loop, const saga_engine_options_t *opt
 /* Registers a definition: resolves every handler it names (loading plugins)
  * and stores its text under its hash. Takes ownership of `def` in every
  * case. Returns the registered definition (the existing one when the same
- * hash was registered before), or NULL with one positioned diagnostic per
- * unresolvable handler appended to `diags`. Blocking (dlopen): call before
- * the loop serves sagas. */
+ * hash was registered before), or NULL with diagnostics appended to `diags`:
+ * one positioned diagnostic per unresolvable handler, or one saying that the
+ * store refused to take the text. Blocking (dlopen): call before the loop
+ * serves sagas.
+ *
+ * The text's write completes later. No saga is created under a definition
+ * before its text is stored (a resume on any worker needs it): a saga
+ * started meanwhile waits for the write, and if the store refuses it, the
+ * saga fails as a refused creation does (on_created and on_finished with
+ * the store's code) and is not in the store. The next saga_engine_start()
+ * under that definition writes the text again. */
 saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
                                         saga_diags_t *diags);
 
