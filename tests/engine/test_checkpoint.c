@@ -260,7 +260,9 @@ Test(checkpoint, json_errors_are_one_printable_line) {
  * refused first). Under AddressSanitizer such a request must return NULL
  * instead of stopping the process, hence the default options. */
 const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+__attribute__((visibility("default"))) const char *__asan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
 
 static const char *const nomem_yaml =
     "saga: ckpt\n"
