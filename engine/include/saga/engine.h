@@ -154,9 +154,11 @@ size_t saga_engine_active(const saga_engine_t *e);
 
 /* Stops the engine: no saga starts, no new attempt starts; attempts in
  * flight get `grace_ms` to finish and have their results written; then the
- * rest are abandoned (a later resume calls them again with the same key),
- * plugins are closed, and `done` runs. Unfinished sagas stay in the store.
- * After `done`, free the engine with saga_engine_free(). */
+ * rest are abandoned (a later resume calls them again with the same key).
+ * Once every call completed (abandoned ones included: the engine waits for
+ * them, logging an error when they are still outstanding grace_ms + 1 s
+ * later), the plugins are closed and `done` runs. Unfinished sagas stay in
+ * the store. After `done`, free the engine with saga_engine_free(). */
 void saga_engine_shutdown(saga_engine_t *e, uint64_t grace_ms,
                           void (*done)(void *data), void *data);
 
