@@ -50,6 +50,8 @@ struct saga_call_s {
     char *input_owned;             /* rendered input, when not constant */
     uv_work_t *work;               /* blocking handlers only: most calls never
                                       need one, and it is ~130 bytes */
+    saga_call_t *live_prev;        /* the engine's calls not completed yet */
+    saga_call_t *live_next;
     char strs[];                   /* saga id, then the idempotency key */
 };
 
@@ -60,6 +62,12 @@ static void call_free(saga_call_t *c) {
     free(c->result);
     free(c->input_owned);
     saga__engine_def_release(c->edef);
+    if (c->live_prev != NULL)
+        c->live_prev->live_next = c->live_next;
+    else
+        e->calls = c->live_next;
+    if (c->live_next != NULL)
+        c->live_next->live_prev = c->live_prev;
     free(c);
     e->live_calls--;
     saga__engine_check_drained(e);
@@ -107,6 +115,17 @@ static void deliver(saga_call_t *c) {
                          rlen, ra, has_ra, elapsed);
     saga__inst_unhold(inst);
     free(result);
+}
+
+void saga__call_log_outstanding(saga_engine_t *e, size_t max) {
+    size_t n = 0;
+    for (const saga_call_t *c = e->calls; c != NULL && n < max; c = c->live_next, n++)
+        saga_error("shutdown: waiting for plugin %s: handler %s, saga %s, step %s %s "
+                   "attempt %u%s", c->ref->plugin, c->ref->h->name, c->info.saga_id,
+                   c->info.step, saga_phase_name(c->phase), c->info.attempt,
+                   c->in_pool ? " (running on the thread pool)" : "");
+    if (e->live_calls > n)
+        saga_error("shutdown: ... and %u more call(s)", (unsigned)(e->live_calls - n));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -299,6 +318,10 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
         return;
     }
     e->live_calls++;
+    c->live_next = e->calls;
+    if (e->calls != NULL)
+        e->calls->live_prev = c;
+    e->calls = c;
     c->engine = e;
     c->inst = inst;
     c->edef = d;

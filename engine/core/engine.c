@@ -684,11 +684,13 @@ void saga__engine_check_drained(saga_engine_t *e) {
  * stop the process: the sagas are in the store for a resume.) */
 static void on_calls_grace(uv_timer_t *t) {
     saga_engine_t *e = t->data;
-    if (e->live_calls > 0)
-        saga_error("shutdown: %u abandoned handler call(s) not completed by their "
-                   "plugin after %llu ms (%u on the thread pool); waiting for "
-                   "them before the plugins are closed", e->live_calls,
-                   (unsigned long long)(e->grace_ms + 1000), e->pool_calls);
+    if (e->live_calls == 0)
+        return;
+    saga_error("shutdown: %u abandoned handler call(s) not completed by their "
+               "plugin after %llu ms (%u on the thread pool); waiting for "
+               "them before the plugins are closed", e->live_calls,
+               (unsigned long long)(e->grace_ms + 1000), e->pool_calls);
+    saga__call_log_outstanding(e, 10);
 }
 
 static void on_grace(uv_timer_t *t) {

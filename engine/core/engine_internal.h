@@ -159,6 +159,7 @@ struct saga_engine_s {
     char *worker;
     size_t max_output;
     uint32_t live_calls;   /* calls not yet completed by their plugin */
+    saga_call_t *calls;    /* those calls (call.c), for shutdown's log */
     bool closing;
     bool released;         /* shutdown finished; handles closing */
     bool release_armed;    /* release() is due on the next loop turn */
@@ -233,6 +234,9 @@ void saga__call_start(saga_inst_t *inst, size_t step, saga_phase_t phase);
 /* Stops waiting for a call: the engine will not hear of it again; the
  * plugin's cancel hook runs when it has one. */
 void saga__call_abandon(saga_call_t *call);
+/* Logs (error level) up to `max` calls their plugins have not completed:
+ * plugin, handler, saga, step, phase and attempt of each. */
+void saga__call_log_outstanding(saga_engine_t *e, size_t max);
 
 /* checkpoint.c (the value formats are in checkpoint.h). */
 /* Fills a new instance from a loaded record. Returns 0, or SAGA_ECORRUPT

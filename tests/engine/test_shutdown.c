@@ -14,6 +14,7 @@
 #include "saga/engine.h"
 #include "saga/errors.h"
 #include "store/store_memory.h"
+#include "util/log.h"
 
 typedef struct sd_s {
     uv_loop_t loop;
@@ -130,13 +131,27 @@ Test(shutdown, plugins_close_only_after_abandoned_calls_complete, .timeout = 30)
         "     compensation: none}\n");
     start(&S, d);
     run_until_calls(&S, 1);
+    /* The engine's log, to read what it said while it waited. */
+    char *logbuf = NULL;
+    size_t loglen = 0;
+    FILE *log = open_memstream(&logbuf, &loglen);
+    cr_assert_not_null(log);
+    saga_log_set_output(log);
     uint64_t t0 = uv_now(&S.loop);
     /* Grace 100 ms: abandoned at 100 ms, give-up point at 1100 ms, the call
      * completes at about 1800 ms. */
     shutdown_and_drain(&S, 100);
+    saga_log_set_output(stderr);
+    fclose(log);
     cr_assert_geq(S.down_at - t0, 1700, "shutdown finished after %llu ms, before the "
                   "abandoned call completed", (unsigned long long)(S.down_at - t0));
     cr_assert_eq(S.finished, 0, "an abandoned saga is left to a resume, not reported");
+    /* It said which call it waited for. */
+    cr_assert(strstr(logbuf, "1 abandoned handler call(s) not completed") != NULL, "%s", logbuf);
+    cr_assert(strstr(logbuf, "waiting for plugin testkit: handler late, saga ") != NULL,
+              "%s", logbuf);
+    cr_assert(strstr(logbuf, "step a action attempt 1") != NULL, "%s", logbuf);
+    free(logbuf);
 }
 
 /* Many sagas at shutdown: some finish while the engine walks them (drain),
