@@ -50,6 +50,8 @@ struct saga_call_s {
     char *input_owned;             /* rendered input, when not constant */
     uv_work_t *work;               /* blocking handlers only: most calls never
                                       need one, and it is ~130 bytes */
+    saga_call_t *live_prev;        /* the engine's calls not completed yet */
+    saga_call_t *live_next;
     char strs[];                   /* saga id, then the idempotency key */
 };
 
@@ -60,6 +62,12 @@ static void call_free(saga_call_t *c) {
     free(c->result);
     free(c->input_owned);
     saga__engine_def_release(c->edef);
+    if (c->live_prev != NULL)
+        c->live_prev->live_next = c->live_next;
+    else
+        e->calls = c->live_next;
+    if (c->live_next != NULL)
+        c->live_next->live_prev = c->live_prev;
     free(c);
     e->live_calls--;
     saga__engine_check_drained(e);
@@ -107,6 +115,17 @@ static void deliver(saga_call_t *c) {
                          rlen, ra, has_ra, elapsed);
     saga__inst_unhold(inst);
     free(result);
+}
+
+void saga__call_log_outstanding(saga_engine_t *e, size_t max) {
+    size_t n = 0;
+    for (const saga_call_t *c = e->calls; c != NULL && n < max; c = c->live_next, n++)
+        saga_error("shutdown: waiting for plugin %s: handler %s, saga %s, step %s %s "
+                   "attempt %u%s", c->ref->plugin, c->ref->h->name, c->info.saga_id,
+                   c->info.step, saga_phase_name(c->phase), c->info.attempt,
+                   c->in_pool ? " (running on the thread pool)" : "");
+    if (e->live_calls > n)
+        saga_error("shutdown: ... and %u more call(s)", (unsigned)(e->live_calls - n));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -244,6 +263,16 @@ static void after_work_cb(uv_work_t *w, int status) {
     deliver(c);
 }
 
+/* Fails a call the engine could not hand to its handler: completes it
+ * with `outcome` and `msg` as a handler would, and delivers the result at
+ * once (the caller is the engine, not a plugin). Frees the call. */
+static void fail_now(saga_call_t *c, saga_outcome_t outcome, const char *msg) {
+    c->in_handler = true; /* completion is recorded, delivered below */
+    host_complete(c, outcome, msg, strlen(msg));
+    c->in_handler = false;
+    deliver(c);
+}
+
 /* The call's input: the constant text when the template has no
  * expression; else the text rendered when the attempt was decided (taken
  * over by the call); else (a resumed attempt) rendered now. */
@@ -289,6 +318,10 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
         return;
     }
     e->live_calls++;
+    c->live_next = e->calls;
+    if (e->calls != NULL)
+        e->calls->live_prev = c;
+    e->calls = c;
     c->engine = e;
     c->inst = inst;
     c->edef = d;
@@ -329,18 +362,12 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
         /* Rendering is deterministic: retrying cannot help. */
         char msg[600];
         snprintf(msg, sizeof(msg), "cannot render `with`: %s", err);
-        c->in_handler = true;
-        host_complete(c, SAGA_OUTCOME_BUSINESS, msg, strlen(msg));
-        c->in_handler = false;
-        deliver(c);
+        fail_now(c, SAGA_OUTCOME_BUSINESS, msg);
         return;
     }
 
     if (saga_deadline_arm(&e->timers, &c->timeout, sd->timeout_ms, on_timeout) != 0) {
-        c->in_handler = true;
-        host_complete(c, SAGA_OUTCOME_TECHNICAL, "out of memory", 13);
-        c->in_handler = false;
-        deliver(c);
+        fail_now(c, SAGA_OUTCOME_TECHNICAL, "out of memory");
         return;
     }
 
@@ -359,10 +386,7 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
             }
             char msg[128];
             snprintf(msg, sizeof(msg), "cannot queue blocking handler: %s", uv_strerror(rc));
-            c->in_handler = true;
-            host_complete(c, SAGA_OUTCOME_TECHNICAL, msg, strlen(msg));
-            c->in_handler = false;
-            deliver(c);
+            fail_now(c, SAGA_OUTCOME_TECHNICAL, msg);
         }
         return;
     }

@@ -132,6 +132,12 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
         printable(err);                                                      \
         return SAGA_ECORRUPT;                                                \
     } while (0)
+#define NOMEM()                                                              \
+    do {                                                                     \
+        snprintf(err, errlen, "saga %s: out of memory decoding its record",  \
+                 inst->id);                                                  \
+        return -ENOMEM;                                                      \
+    } while (0)
 
     if ((v = saga_record_get(rec, "state", &len)) == NULL)
         CORRUPT("saga %s: record has no 'state'", inst->id);
@@ -148,8 +154,9 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
          (inst->stuck_in != SAGA_STATE_RUNNING && inst->stuck_in != SAGA_STATE_COMPENSATING)))
         CORRUPT("saga %s: field 'stuck_in' is '%s', not 'running' or 'compensating'",
                 inst->id, shown(q, v, len));
-    if ((v = saga_record_get(rec, "reason", &len)) != NULL)
-        inst->reason = saga_memdup(v, len);
+    if ((v = saga_record_get(rec, "reason", &len)) != NULL &&
+        (inst->reason = saga_memdup(v, len)) == NULL)
+        NOMEM();
     if ((v = saga_record_get(rec, "cancel", &len)) != NULL && len == 1 && v[0] == '1')
         inst->cancel_requested = true;
     uint64_t num = 0;
@@ -194,13 +201,16 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
         if ((v = saga_record_get(rec, field(fname, sizeof(fname), "out:", name), &len)) != NULL &&
             (s->output = json_loadb(v, len, JSON_DECODE_ANY, &jerr)) == NULL)
             CORRUPT("saga %s: field '%s' is not JSON: %s", inst->id, fname, jerr.text);
-        if ((v = saga_record_get(rec, field(fname, sizeof(fname), "err:", name), &len)) != NULL)
-            s->error = saga_memdup(v, len);
-        if ((v = saga_record_get(rec, field(fname, sizeof(fname), "cerr:", name), &len)) != NULL)
-            s->cerror = saga_memdup(v, len);
+        if ((v = saga_record_get(rec, field(fname, sizeof(fname), "err:", name), &len)) != NULL &&
+            (s->error = saga_memdup(v, len)) == NULL)
+            NOMEM();
+        if ((v = saga_record_get(rec, field(fname, sizeof(fname), "cerr:", name), &len)) != NULL &&
+            (s->cerror = saga_memdup(v, len)) == NULL)
+            NOMEM();
         if (s->act.status == SAGA_CKPT_SKIPPED)
             CORRUPT("saga %s: field 'act:%s' is 'skipped': an action cannot be", inst->id, name);
     }
 #undef CORRUPT
+#undef NOMEM
     return 0;
 }

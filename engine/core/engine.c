@@ -130,14 +130,70 @@ const saga_def_t *saga_engine_lookup(const saga_engine_t *e, const char *hash) {
     return d ? d->def : NULL;
 }
 
+/* The store answered the write of a definition's text: the sagas waiting
+ * for it are created now, or fail with the store's code. */
 static void on_def_stored(int status, void *data) {
-    char *hash = data;
-    /* Dropped by a shutdown: so is every write queued after it on the same
-     * connection, so no saga was created under a definition not stored. */
+    saga_engine_def_t *d = data;
+    int text = status == 0 ? SAGA__TEXT_STORED : status;
+    d->text = text;
+    /* Dropped by a shutdown: so is every saga that waited for it. */
     if (status != 0 && status != SAGA_ECLOSING)
-        saga_error("definition %s: cannot store its text: %s", hash,
-                   saga_strerror(status));
-    free(hash);
+        saga_error("definition %s: cannot store its text: %s; sagas started under it "
+                   "fail", d->def->hash, saga_strerror(status));
+    /* A waiter's failure may start a saga that stores the text again
+     * (saga_engine_start): it and the sagas not reached yet then wait for
+     * that write instead. */
+    saga_inst_t *inst;
+    while (d->text == text && (inst = d->text_waiters) != NULL) {
+        saga__engine_def_unwait(inst);
+        saga__inst_hold(inst);
+        saga__inst_text_stored(inst, status);
+        saga__inst_unhold(inst);
+    }
+    saga__engine_def_release(d); /* the write's reference */
+}
+
+/* Writes a definition's text to the store (again, after a failure).
+ * Returns 0 (on_def_stored runs later) or the store's code. */
+static int def_store(saga_engine_t *e, saga_engine_def_t *d) {
+    d->text = SAGA__TEXT_STORING;
+    d->refs++;
+    int rc = e->store->ops->put_definition(e->store, d->def->hash, d->def->text,
+                                           d->def->text_len, on_def_stored, d);
+    if (rc != 0) {
+        d->refs--;
+        d->text = rc;
+    }
+    return rc;
+}
+
+int saga__engine_def_ready(saga_inst_t *inst) {
+    saga_engine_def_t *d = inst->edef;
+    if (d->text != SAGA__TEXT_STORING)
+        return d->text; /* stored (0), or failed */
+    if (!inst->text_waiting) {
+        inst->text_waiting = true;
+        inst->wait_prev = NULL;
+        inst->wait_next = d->text_waiters;
+        if (d->text_waiters != NULL)
+            d->text_waiters->wait_prev = inst;
+        d->text_waiters = inst;
+    }
+    return 1;
+}
+
+void saga__engine_def_unwait(saga_inst_t *inst) {
+    if (!inst->text_waiting)
+        return;
+    saga_engine_def_t *d = inst->edef;
+    if (inst->wait_prev != NULL)
+        inst->wait_prev->wait_next = inst->wait_next;
+    else
+        d->text_waiters = inst->wait_next;
+    if (inst->wait_next != NULL)
+        inst->wait_next->wait_prev = inst->wait_prev;
+    inst->wait_prev = inst->wait_next = NULL;
+    inst->text_waiting = false;
 }
 
 /* Resolves one call's handler; on failure adds a positioned diagnostic. */
@@ -206,12 +262,13 @@ saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
         return NULL;
     }
     d->refs = 1; /* the engine's map */
-    char *hash = strdup(def->hash);
-    if (hash == NULL ||
-        e->store->ops->put_definition(e->store, def->hash, def->text,
-                                      def->text_len, on_def_stored, hash) != 0) {
-        saga_error("definition %s: cannot store its text", def->hash);
-        free(hash);
+    int rc = def_store(e, d);
+    if (rc != 0) {
+        saga_diags_add(diags, def->source, 0, 0, "cannot store the definition's text: %s",
+                       saga_strerror(rc));
+        saga_strmap_del(&e->defs, def->hash);
+        engine_def_free(d);
+        return NULL;
     }
     return d;
 }
@@ -234,6 +291,16 @@ int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
         snprintf(err, errlen, "invalid saga id '%.*s': use 1 to %d letters, "
                  "digits, '.', '_', ':' or '-'", 64, id, SAGA_ID_MAX);
         return -EINVAL;
+    }
+    if (d->text < 0) {
+        /* Its text could not be stored before: try again (the sagas of
+         * this one wait for the write). */
+        int rc = def_store(e, d);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot store the text of definition %.12s: %s",
+                     d->def->hash, saga_strerror(rc));
+            return rc;
+        }
     }
     json_t *empty = NULL;
     if (input == NULL)
@@ -263,7 +330,9 @@ int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
     json_decref(empty);
     if (rc != 0)
         snprintf(err, errlen, "cannot checkpoint the new saga: %s", saga_strerror(rc));
-    return rc;
+    /* -EINVAL is the caller's bad id or input; a store that refuses a write
+     * the engine built (a worker name too long for it) is the store's. */
+    return rc == -EINVAL ? SAGA_ESTORE : rc;
 }
 
 /* A resume in progress: record copied, definition being fetched. */
@@ -537,17 +606,37 @@ int saga_engine_cancel(saga_engine_t *e, const char *id) {
 /* Shutdown                                                                */
 /* ---------------------------------------------------------------------- */
 
-/* Every saga of the engine, as an array (the map changes while we walk). */
-static saga_inst_t **snapshot(saga_engine_t *e, size_t *n) {
-    saga_inst_t **all = malloc((e->sagas.count + 1) * sizeof(*all));
-    *n = 0;
-    if (all == NULL)
-        return NULL;
-    const char *k;
-    void *v;
-    for (size_t pos = 0; saga_strmap_next(&e->sagas, &pos, &k, &v);)
-        all[(*n)++] = v;
-    return all;
+/* Runs `fn` on every saga of the engine that is not finished. `fn` may
+ * finish and free the saga it is given, and other sagas may finish
+ * meanwhile: each saga is held while it is visited, and the next one is
+ * held before the current one is let go, so the walk never touches freed
+ * memory and needs no copy (shutdown must not depend on an allocation).
+ * A saga that was finished already when the walk reached it is being
+ * finished up the stack (shutdown may be called from on_finished) or
+ * waits for its last write: letting go of it must not free it. */
+static void walk_release(saga_inst_t *inst, bool was_finished) {
+    if (was_finished)
+        inst->holds--; /* its own finish or write frees it */
+    else
+        saga__inst_unhold(inst); /* frees it when fn() finished it */
+}
+
+static void for_each_saga(saga_engine_t *e, void (*fn)(saga_inst_t *)) {
+    saga_inst_t *inst = e->all;
+    bool was_finished = inst != NULL && inst->finished;
+    if (inst != NULL)
+        saga__inst_hold(inst);
+    while (inst != NULL) {
+        if (!inst->finished)
+            fn(inst);
+        saga_inst_t *next = inst->all_next;
+        bool next_finished = next != NULL && next->finished;
+        if (next != NULL)
+            saga__inst_hold(next);
+        walk_release(inst, was_finished);
+        inst = next;
+        was_finished = next_finished;
+    }
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -565,11 +654,11 @@ static void release(uv_timer_t *t) {
     saga_engine_t *e = t->data;
     if (e->released)
         return;
-    if (e->sagas.count > 0 || (e->live_calls > 0 && !e->give_up_calls))
+    /* A plugin's close() runs only after every call completed (plugin.h):
+     * its calls use its state, and a call completed after close() would
+     * reach freed memory. */
+    if (e->sagas.count > 0 || e->live_calls > 0)
         return;
-    if (e->live_calls > 0)
-        saga_error("shutdown: %u handler call(s) were never completed by their "
-                   "plugin; closing the plugins anyway", e->live_calls);
     e->released = true;
     saga_plugins_close_all(e->plugins);
     e->closed_timers = 2;
@@ -589,27 +678,27 @@ void saga__engine_check_drained(saga_engine_t *e) {
 }
 
 /* A second grace period for plugins to complete the calls they were asked
- * to cancel. Calls running on the thread pool are always waited for: their
- * plugin's code is executing. */
+ * to cancel. The engine never gives up on them: a plugin is closed only
+ * once every call completed (release()), so a plugin that never completes
+ * one holds the shutdown, and that is said loudly. (An operator may then
+ * stop the process: the sagas are in the store for a resume.) */
 static void on_calls_grace(uv_timer_t *t) {
     saga_engine_t *e = t->data;
-    if (e->pool_calls > 0) {
-        uv_timer_start(&e->grace_timer, on_calls_grace, 100, 0);
+    if (e->live_calls == 0)
         return;
-    }
-    e->give_up_calls = true;
-    release(t);
+    saga_error("shutdown: %u abandoned handler call(s) not completed by their "
+               "plugin after %llu ms (%u on the thread pool); waiting for "
+               "them before the plugins are closed", e->live_calls,
+               (unsigned long long)(e->grace_ms + 1000), e->pool_calls);
+    saga__call_log_outstanding(e, 10);
 }
 
 static void on_grace(uv_timer_t *t) {
     saga_engine_t *e = t->data;
-    size_t n;
-    saga_inst_t **all = snapshot(e, &n);
-    if (n > 0)
-        saga_warn("shutdown: grace period over, %zu saga(s) left to a resume", n);
-    for (size_t i = 0; i < n; i++)
-        saga__inst_abandon(all[i]);
-    free(all);
+    if (e->sagas.count > 0)
+        saga_warn("shutdown: grace period over, %zu saga(s) left to a resume",
+                  e->sagas.count);
+    for_each_saga(e, saga__inst_abandon);
     if (e->live_calls > 0 && !e->release_armed)
         uv_timer_start(&e->grace_timer, on_calls_grace, e->grace_ms + 1000, 0);
     saga__engine_check_drained(e);
@@ -623,11 +712,7 @@ void saga_engine_shutdown(saga_engine_t *e, uint64_t grace_ms,
     e->shutdown_done = done;
     e->shutdown_data = data;
     e->grace_ms = grace_ms;
-    size_t n;
-    saga_inst_t **all = snapshot(e, &n);
-    for (size_t i = 0; i < n; i++)
-        saga__inst_drain(all[i]); /* may finish and free it */
-    free(all);
+    for_each_saga(e, saga__inst_drain); /* may finish and free them */
     if (e->sagas.count > 0)
         uv_timer_start(&e->grace_timer, on_grace, grace_ms, 0);
     saga__engine_check_drained(e);

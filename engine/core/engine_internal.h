@@ -95,11 +95,17 @@ struct saga_inst_s {
     bool resumed;             /* came from the store */
     bool finished;            /* on_finished reported; free when unheld */
     bool lost;                /* the store refused us: stop everything */
+    int lost_status;          /* why it was lost (a negative code) */
     bool quiet;               /* do not report (failure returned instead) */
     saga__wbuf_t *pending;    /* decided since the last write; NULL: nothing
                                  (a saga holds buffers only while it has
                                  something to write: idle sagas cost none) */
     saga__wbuf_t *inflight;
+    saga_inst_t *wait_prev;   /* its definition's list of sagas whose */
+    saga_inst_t *wait_next;   /* creation waits for the text (engine.c) */
+    bool text_waiting;        /* on that list */
+    saga_inst_t *all_prev;    /* the engine's list of every allocated saga */
+    saga_inst_t *all_next;
     char id[SAGA_ID_MAX + 1];
     saga__step_t steps[];
 };
@@ -129,7 +135,16 @@ struct saga_engine_def_s {
     saga__handler_ref_t *action;  /* by step index */
     saga__handler_ref_t *comp;    /* by step index; h NULL when none */
     uint32_t refs;                /* the engine's map + every user */
+    /* The definition's text in the store: SAGA__TEXT_STORED, _STORING (a
+     * put_definition in flight), or the negative code it failed with. No
+     * saga is created under a definition before its text is stored, so that
+     * any worker can resume it (engine.h, saga_engine_register()). */
+    int text;
+    saga_inst_t *text_waiters;    /* created once the text is stored */
 };
+
+#define SAGA__TEXT_STORED 0
+#define SAGA__TEXT_STORING 1
 
 struct saga_engine_s {
     uv_loop_t *loop;
@@ -138,14 +153,16 @@ struct saga_engine_s {
     saga_timers_t timers;
     saga_rng_t rng;
     saga_strmap_t sagas;   /* id -> saga_inst_t */
+    saga_inst_t *all;      /* every allocated saga, finished ones until they
+                              are freed (walked at shutdown, no copy) */
     saga_strmap_t defs;    /* hash -> saga_engine_def_t */
     char *worker;
     size_t max_output;
     uint32_t live_calls;   /* calls not yet completed by their plugin */
+    saga_call_t *calls;    /* those calls (call.c), for shutdown's log */
     bool closing;
     bool released;         /* shutdown finished; handles closing */
     bool release_armed;    /* release() is due on the next loop turn */
-    bool give_up_calls;    /* release even with calls never completed */
     uint32_t pool_calls;   /* blocking handlers running on the pool */
     saga__wbuf_t **wbufs;  /* spare write buffers, kept with their capacity */
     size_t nwbufs;
@@ -160,6 +177,13 @@ struct saga_engine_s {
 
 /* engine.c */
 void saga__engine_def_release(saga_engine_def_t *d);
+/* Called by flush() for a saga not created yet: 0 when its definition's
+ * text is stored (the creation may be written), 1 when the saga was put
+ * on the definition's waiting list (flushed again once the text is
+ * stored), or the negative code the text failed with. */
+int saga__engine_def_ready(saga_inst_t *inst);
+/* Takes a saga off its definition's waiting list (saga__inst_free). */
+void saga__engine_def_unwait(saga_inst_t *inst);
 void saga__engine_progress(saga_engine_t *e, const saga_progress_t *p);
 /* Removes a saga from the engine; runs on_finished when `report`. */
 void saga__engine_forget(saga_engine_t *e, saga_inst_t *inst, bool report,
@@ -178,8 +202,13 @@ void saga__inst_free(saga_inst_t *inst);
  * frees it when it finished meanwhile. */
 void saga__inst_hold(saga_inst_t *inst);
 void saga__inst_unhold(saga_inst_t *inst);
-/* Starts a new saga: creation + first steps in one write. */
+/* Starts a new saga: creation + first steps in one write. Returns 0, or
+ * the code that made the first write impossible (the store's refusal to
+ * take it, -ENOMEM); the saga is then freed and was never reported. */
 int saga__inst_begin(saga_inst_t *inst, json_t *input);
+/* The definition's text was stored (status 0: write the creation) or
+ * could not be (the saga fails with `status`: on_created, on_finished). */
+void saga__inst_text_stored(saga_inst_t *inst, int status);
 /* Continues a saga decoded from the store. */
 int saga__inst_continue(saga_inst_t *inst);
 /* A handler call finished (or timed out: outcome TECHNICAL). */
@@ -205,10 +234,14 @@ void saga__call_start(saga_inst_t *inst, size_t step, saga_phase_t phase);
 /* Stops waiting for a call: the engine will not hear of it again; the
  * plugin's cancel hook runs when it has one. */
 void saga__call_abandon(saga_call_t *call);
+/* Logs (error level) up to `max` calls their plugins have not completed:
+ * plugin, handler, saga, step, phase and attempt of each. */
+void saga__call_log_outstanding(saga_engine_t *e, size_t max);
 
 /* checkpoint.c (the value formats are in checkpoint.h). */
 /* Fills a new instance from a loaded record. Returns 0, or SAGA_ECORRUPT
- * with the reason in `err`. */
+ * or -ENOMEM with the reason in `err`; what was filled in before the failure
+ * is freed with the instance (saga__inst_free). */
 int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
                       size_t errlen);
 

@@ -204,6 +204,10 @@ saga_inst_t *saga__inst_new(saga_engine_t *e, saga_engine_def_t *d,
         inst->steps[i].inst = inst;
         saga_deadline_init(&inst->steps[i].wait);
     }
+    inst->all_next = e->all;
+    if (e->all != NULL)
+        e->all->all_prev = inst;
+    e->all = inst;
     return inst;
 }
 
@@ -223,7 +227,14 @@ void saga__inst_free(saga_inst_t *inst) {
     free(inst->reason);
     saga__wbuf_put(inst->engine, inst->pending);
     saga__wbuf_put(inst->engine, inst->inflight);
+    saga__engine_def_unwait(inst);
     saga__engine_def_release(inst->edef);
+    if (inst->all_prev != NULL)
+        inst->all_prev->all_next = inst->all_next;
+    else
+        inst->engine->all = inst->all_next;
+    if (inst->all_next != NULL)
+        inst->all_next->all_prev = inst->all_prev;
     free(inst);
 }
 
@@ -261,6 +272,7 @@ static void lose(saga_inst_t *inst, int status) {
     if (inst->lost)
         return;
     inst->lost = true;
+    inst->lost_status = status;
     saga_error("saga %s: checkpoint failed (%s); this worker stops running "
                "it, the store keeps its last durable state",
                inst->id, saga_strerror(status));
@@ -736,6 +748,16 @@ static void flush(saga_inst_t *inst) {
         maybe_finish(inst);
         return;
     }
+    if (!inst->created) {
+        /* Never a saga whose definition's text is not in the store. */
+        int rc = saga__engine_def_ready(inst);
+        if (rc == 1)
+            return; /* flushed again by saga__inst_text_stored() */
+        if (rc != 0) {
+            lose(inst, rc);
+            return;
+        }
+    }
     saga_engine_t *e = inst->engine;
     /* The events (and outputs) decided so far are this write. */
     saga__wbuf_t *b = inst->pending ? inst->pending : saga__wbuf_get(e);
@@ -877,10 +899,25 @@ int saga__inst_begin(saga_inst_t *inst, json_t *input) {
     inst->holds--;
     inst->quiet = false;
     if (inst->lost) {
+        int rc = inst->lost_status != 0 ? inst->lost_status : -ENOMEM;
         try_free(inst); /* already removed from the engine by finish() */
-        return -ENOMEM;
+        return rc;
     }
     return 0;
+}
+
+void saga__inst_text_stored(saga_inst_t *inst, int status) {
+    if (inst->lost || inst->finished)
+        return;
+    if (status == 0) {
+        flush(inst);
+        return;
+    }
+    /* As if the creation write had been refused (on_written). */
+    if (inst->engine->opt.on_created != NULL)
+        inst->engine->opt.on_created(inst->engine, inst->id, status,
+                                     inst->engine->opt.data);
+    lose(inst, status);
 }
 
 int saga__inst_continue(saga_inst_t *inst) {

@@ -4,6 +4,7 @@
  * field, in one printable line; what the engine writes is read back
  * exactly. Several cases came from the record fuzzer (tests/fuzz).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,3 +248,66 @@ Test(checkpoint, json_errors_are_one_printable_line) {
     ASSERT_REFUSED("out:a", "{\"n\":1\x1b[2J}", 0,
                    "saga t-1: field 'out:a' is not JSON: '}' expected near '?'");
 }
+
+/* ---------------------------------------------------------------------- */
+/* Out of memory while decoding                                            */
+/* ---------------------------------------------------------------------- */
+
+/* A copy of one of the record's text fields cannot be allocated: the
+ * decode fails with -ENOMEM and says so, instead of resuming the saga
+ * without the text. The allocation is made to fail by a field that claims
+ * a length no allocator grants (its bytes are never read: the copy is
+ * refused first). Under AddressSanitizer such a request must return NULL
+ * instead of stopping the process, hence the default options. */
+const char *__asan_default_options(void);
+__attribute__((visibility("default"))) const char *__asan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
+
+static const char *const nomem_yaml =
+    "saga: ckpt\n"
+    "steps:\n"
+    "  - {name: a, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n"
+    "  - {name: b, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n";
+
+#define HUGE_LEN ((size_t)1 << 62)
+
+/* Decodes a saga stopped while compensating whose field `huge` claims
+ * HUGE_LEN bytes; returns the status, the message in `err`. */
+static int decode_with_huge(const char *huge, char *err, size_t errlen) {
+    static const char *const kv[] = {
+        "id", "t-1", "saga", "ckpt", "input", "{}", "seq", "5", "state", "compensating",
+        "reason", "step 'b' failed", "created", "1795500056093",
+        "act:a", "succeeded 1 0 0", "act:b", "failed 1 0 0", "err:b", "refused",
+        "comp:b", "succeeded 1 0 0", "comp:a", "waiting 2 0 1795500058584", "cerr:a", "timeout",
+        NULL};
+    saga_kv_t fields[16];
+    size_t n = 0;
+    for (; kv[2 * n] != NULL; n++) {
+        fields[n] = (saga_kv_t){kv[2 * n], strlen(kv[2 * n]), kv[2 * n + 1],
+                                strlen(kv[2 * n + 1])};
+        if (strcmp(kv[2 * n], huge) == 0)
+            fields[n].vlen = HUGE_LEN;
+    }
+    saga_record_t rec = {fields, n, NULL};
+    th_init(&T, NULL);
+    saga_engine_def_t *d = th_define(&T, nomem_yaml);
+    saga_inst_t *inst = saga__inst_new(T.engine, d, "t-1");
+    cr_assert_not_null(inst);
+    err[0] = '\0';
+    int rc = saga__ckpt_decode(inst, &rec, err, errlen);
+    saga__inst_free(inst);
+    th_run_until(&T, 0);
+    return rc;
+}
+
+static void check_nomem(const char *field) {
+    char err[256];
+    int rc = decode_with_huge(field, err, sizeof(err));
+    cr_assert_eq(rc, -ENOMEM, "field %s: decode returned %d (%s)", field, rc, err);
+    cr_assert_str_eq(err, "saga t-1: out of memory decoding its record");
+}
+
+Test(checkpoint, out_of_memory_copying_the_reason) { check_nomem("reason"); }
+Test(checkpoint, out_of_memory_copying_an_action_error) { check_nomem("err:b"); }
+Test(checkpoint, out_of_memory_copying_a_compensation_error) { check_nomem("cerr:a"); }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -27,6 +28,32 @@ static json_int_t attempts_of(json_t *s, const char *step) {
 
 static const char *status_of(json_t *s, const char *step) {
     return json_string_value(json_object_get(th_step(s, step), "status"));
+}
+
+/* The time (Unix ms) of the action event `type` of `step` in the history,
+ * from its ISO 8601 timestamp ("2026-12-06T05:23:06.123Z"). */
+static int64_t event_ms(json_t *s, const char *type, const char *step) {
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(s, "history"), i, e) {
+        const char *ty = json_string_value(json_object_get(e, "type"));
+        const char *st = json_string_value(json_object_get(e, "step"));
+        const char *ph = json_string_value(json_object_get(e, "phase"));
+        if (!ty || !st || !ph || strcmp(ty, type) || strcmp(st, step) || strcmp(ph, "action"))
+            continue;
+        const char *ts = json_string_value(json_object_get(e, "ts"));
+        struct tm tm;
+        memset(&tm, 0, sizeof(tm));
+        int ms = 0;
+        cr_assert_eq(sscanf(ts, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon,
+                            &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms), 7,
+                     "timestamp '%s'", ts);
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        return (int64_t)timegm(&tm) * 1000 + ms;
+    }
+    cr_assert_fail("no %s event for step %s", type, step);
+    return 0;
 }
 
 #define ASSERT_ORDER(summary, type, phase, expected)                          \
@@ -292,23 +319,17 @@ Test(engine, parallel_branches_run_concurrently_and_compensate_in_reverse) {
     th_run_until(&T, 1);
     json_t *s = th_summary(&T, id);
     cr_assert_str_eq(state_of(s), "compensated");
-    /* Both branches started before either finished: they overlapped. */
-    size_t i, started = 0;
-    bool finished_before_both = false;
-    json_t *e;
-    json_array_foreach(json_object_get(s, "history"), i, e) {
-        const char *ty = json_string_value(json_object_get(e, "type"));
-        const char *st = json_string_value(json_object_get(e, "step"));
-        const char *ph = json_string_value(json_object_get(e, "phase"));
-        if (!st || !ph || strcmp(ph, "action") != 0 || (strcmp(st, "b") && strcmp(st, "c")))
-            continue;
-        if (strcmp(ty, "step.started") == 0)
-            started++;
-        else if (strcmp(ty, "step.succeeded") == 0 && started < 2)
-            finished_before_both = true;
-    }
-    cr_assert_eq(started, 2);
-    cr_assert(!finished_before_both, "b and c did not run concurrently");
+    /* They overlapped: each branch started (its attempt was recorded as
+     * started) before the other one ended (its result was recorded), by the
+     * store's timestamps. Run one after the other, one would start only at
+     * or after the other's end. */
+    int64_t b0 = event_ms(s, "step.started", "b"), b1 = event_ms(s, "step.succeeded", "b");
+    int64_t c0 = event_ms(s, "step.started", "c"), c1 = event_ms(s, "step.succeeded", "c");
+    cr_assert(b0 < c1 && c0 < b1, "b ran %lld..%lld ms, c ran %lld..%lld ms: no overlap",
+              (long long)b0, (long long)b1, (long long)c0, (long long)c1);
+    /* And each really took its 80 ms (the timestamps measure the calls). */
+    cr_assert_geq(b1 - b0, 80);
+    cr_assert_geq(c1 - c0, 80);
     char *comp = th_order(s, "step.started", "compensation");
     cr_assert(strcmp(comp, "d,b,c,a") == 0 || strcmp(comp, "d,c,b,a") == 0, "order %s", comp);
     free(comp);

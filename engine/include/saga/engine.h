@@ -85,9 +85,17 @@ saga_engine_t *saga_engine_new(uv_loop_t *loop, const saga_engine_options_t *opt
 /* Registers a definition: resolves every handler it names (loading plugins)
  * and stores its text under its hash. Takes ownership of `def` in every
  * case. Returns the registered definition (the existing one when the same
- * hash was registered before), or NULL with one positioned diagnostic per
- * unresolvable handler appended to `diags`. Blocking (dlopen): call before
- * the loop serves sagas. */
+ * hash was registered before), or NULL with diagnostics appended to `diags`:
+ * one positioned diagnostic per unresolvable handler, or one saying that the
+ * store refused to take the text. Blocking (dlopen): call before the loop
+ * serves sagas.
+ *
+ * The text's write completes later. No saga is created under a definition
+ * before its text is stored (a resume on any worker needs it): a saga
+ * started meanwhile waits for the write, and if the store refuses it, the
+ * saga fails as a refused creation does (on_created and on_finished with
+ * the store's code) and is not in the store. The next saga_engine_start()
+ * under that definition writes the text again. */
 saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
                                         saga_diags_t *diags);
 
@@ -102,8 +110,12 @@ const saga_def_t *saga_engine_lookup(const saga_engine_t *e, const char *hash);
  * the chosen id is written to `id_out` (SAGA_ID_MAX + 1 bytes) when not
  * NULL. `input` is borrowed (a reference is taken); NULL means {}.
  * Returns 0, or -EINVAL (bad id or input; reason in err), SAGA_EEXIST (a saga
- * with that id runs here), SAGA_ECLOSING, -ENOMEM. On 0, on_finished fires
- * later. Creation is the saga's first store write. */
+ * with that id runs here), SAGA_ECLOSING (the engine or its store is shutting
+ * down), -ENOMEM, or the code with which the store refused to take the
+ * creation write (SAGA_EUNAVAILABLE: unreachable; SAGA_ESTORE; another
+ * negative code), reason in err. On 0, on_finished fires later. Creation is
+ * the saga's first store write; a refusal that arrives later is reported
+ * through on_created and on_finished (status < 0). */
 int saga_engine_start(saga_engine_t *e, saga_engine_def_t *d, const char *id,
                       json_t *input, char *id_out, char *err, size_t errlen);
 
@@ -142,9 +154,11 @@ size_t saga_engine_active(const saga_engine_t *e);
 
 /* Stops the engine: no saga starts, no new attempt starts; attempts in
  * flight get `grace_ms` to finish and have their results written; then the
- * rest are abandoned (a later resume calls them again with the same key),
- * plugins are closed, and `done` runs. Unfinished sagas stay in the store.
- * After `done`, free the engine with saga_engine_free(). */
+ * rest are abandoned (a later resume calls them again with the same key).
+ * Once every call completed (abandoned ones included: the engine waits for
+ * them, logging an error when they are still outstanding grace_ms + 1 s
+ * later), the plugins are closed and `done` runs. Unfinished sagas stay in
+ * the store. After `done`, free the engine with saga_engine_free(). */
 void saga_engine_shutdown(saga_engine_t *e, uint64_t grace_ms,
                           void (*done)(void *data), void *data);
 

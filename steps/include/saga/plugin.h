@@ -158,9 +158,11 @@ typedef struct saga_plugin_s {
     int (*init)(const saga_host_t *host, struct uv_loop_s *loop,
                 void **plugin_state);
 
-    /* Optional. Called once at shutdown after every call completed. The
-     * plugin starts closing its libuv handles; the engine keeps running the
-     * loop until they are closed, then unloads the plugin. */
+    /* Optional. Called once at shutdown, only after every call of every
+     * plugin completed, abandoned ones included: the engine waits for them
+     * however long it takes (it never closes a plugin with a call still
+     * outstanding). The plugin starts closing its libuv handles; the engine
+     * keeps running the loop until they are closed, then unloads it. */
     void (*close)(void *plugin_state);
 
     const saga_handler_t *handlers;

@@ -12,7 +12,12 @@
  *   testkit.big          OK with an output of with.bytes bytes (a JSON string)
  *   testkit.retry_after  technical failure asking for with.ms before a retry
  *                        the first time per key, then OK
+ *
+ * It also checks the engine's side of the contract: close() must run only
+ * after every call it was given was completed (plugin.h). It aborts the
+ * process otherwise, which fails the test that shut the engine down.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,7 +31,17 @@ typedef struct kit_s {
     const saga_host_t *host;
     uv_loop_t *loop;
     json_t *seen; /* keys seen by retry_after */
+    long outstanding; /* calls given and not completed yet (atomic: blocking
+                         handlers complete on pool threads) */
 } kit_t;
+
+/* Every handler starts with this, and completes through done(). */
+static void given(kit_t *k) { __atomic_add_fetch(&k->outstanding, 1, __ATOMIC_SEQ_CST); }
+
+static void done(kit_t *k, saga_call_t *c, saga_outcome_t o, const char *s, size_t n) {
+    __atomic_sub_fetch(&k->outstanding, 1, __ATOMIC_SEQ_CST);
+    k->host->complete(c, o, s, n);
+}
 
 typedef struct late_s {
     uv_timer_t t;
@@ -43,10 +58,11 @@ static json_int_t with_int(const saga_call_info_t *info, const char *key, json_i
 }
 
 static void ok(kit_t *k, saga_call_t *c, const char *s) {
-    k->host->complete(c, SAGA_OUTCOME_OK, s, strlen(s));
+    done(k, c, SAGA_OUTCOME_OK, s, strlen(s));
 }
 
 static void h_block(void *st, saga_call_t *c, const saga_call_info_t *info) {
+    given(st);
     json_int_t ms = with_int(info, "ms", 10);
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -67,6 +83,7 @@ static void late_fire(uv_timer_t *t) {
 
 static void h_late(void *st, saga_call_t *c, const saga_call_info_t *info) {
     kit_t *k = st;
+    given(k);
     late_t *l = calloc(1, sizeof(*l));
     l->kit = k;
     l->call = c;
@@ -76,17 +93,21 @@ static void h_late(void *st, saga_call_t *c, const saga_call_info_t *info) {
 }
 
 static void h_twice(void *st, saga_call_t *c, const saga_call_info_t *info) {
+    kit_t *k = st;
     (void)info;
-    ok(st, c, "{\"n\":1}");
-    ok(st, c, "{\"n\":2}");
+    given(k);
+    ok(k, c, "{\"n\":1}");
+    k->host->complete(c, SAGA_OUTCOME_OK, "{\"n\":2}", 7); /* ignored by the engine */
 }
 
 static void h_badjson(void *st, saga_call_t *c, const saga_call_info_t *info) {
     (void)info;
+    given(st);
     ok(st, c, "{not json");
 }
 
 static void h_big(void *st, saga_call_t *c, const saga_call_info_t *info) {
+    given(st);
     size_t n = (size_t)with_int(info, "bytes", 16);
     char *s = malloc(n + 3);
     s[0] = '"';
@@ -99,10 +120,11 @@ static void h_big(void *st, saga_call_t *c, const saga_call_info_t *info) {
 
 static void h_retry_after(void *st, saga_call_t *c, const saga_call_info_t *info) {
     kit_t *k = st;
+    given(k);
     if (json_object_get(k->seen, info->idempotency_key) == NULL) {
         json_object_set_new(k->seen, info->idempotency_key, json_true());
         k->host->set_retry_after(c, (uint64_t)with_int(info, "ms", 100));
-        k->host->complete(c, SAGA_OUTCOME_TECHNICAL, "busy, come back later", 21);
+        done(k, c, SAGA_OUTCOME_TECHNICAL, "busy, come back later", 21);
         return;
     }
     ok(st, c, "{}");
@@ -119,6 +141,11 @@ static int kit_init(const saga_host_t *host, struct uv_loop_s *loop, void **stat
 
 static void kit_close(void *state) {
     kit_t *k = state;
+    long n = __atomic_load_n(&k->outstanding, __ATOMIC_SEQ_CST);
+    if (n != 0) {
+        fprintf(stderr, "testkit: close() ran with %ld call(s) not completed\n", n);
+        abort();
+    }
     json_decref(k->seen);
     free(k);
 }
