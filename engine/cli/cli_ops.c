@@ -440,8 +440,11 @@ static void on_list_page(int status, const char *why, const saga_operator_page_t
 }
 
 static int list_fetch(ops_t *o, const char *cursor) {
+    size_t left = o->limit - json_array_size(o->out);
     saga_operator_list_query_t q = {o->has_state ? &o->state_filter : NULL, o->saga_filter,
-                                    o->limit - json_array_size(o->out), cursor};
+                                    left < SAGA_OPERATOR_LIST_MAX ? left
+                                                                  : SAGA_OPERATOR_LIST_MAX,
+                                    cursor};
     return saga_operator_list(o->cs.store, &q, on_list_page, o);
 }
 

@@ -26,7 +26,6 @@
 
 #define LIST_PAGE 200       /* ids read from the index per round trip */
 #define LIST_SCAN_MAX 1000  /* ids one call looks at, at most */
-#define LIST_LIMIT_MAX 10000
 #define WHY_MAX 512
 #define LOST "lost the connection to Redis"
 
@@ -633,7 +632,7 @@ static int parse_cursor(const char *cur, bool *finished, uint64_t *offset) {
 
 int saga_operator_list(saga_store_t *s, const saga_operator_list_query_t *q,
                        saga_operator_list_cb cb, void *data) {
-    if (q->limit < 1 || q->limit > LIST_LIMIT_MAX)
+    if (q->limit < 1 || q->limit > SAGA_OPERATOR_LIST_MAX)
         return -EINVAL;
     bool finished = q->state != NULL && saga_state_terminal(*q->state);
     uint64_t offset = 0;

@@ -115,11 +115,12 @@ int saga_operator_state(saga_store_t *s, const char *id, saga_operator_state_cb 
 /* ---------------------------------------------------------------------- */
 
 #define SAGA_OPERATOR_CURSOR_MAX 32
+#define SAGA_OPERATOR_LIST_MAX 10000 /* items per page, at most */
 
 typedef struct saga_operator_list_query_s {
     const saga_state_t *state; /* only sagas in this state, or NULL */
     const char *saga;          /* only sagas of this name, or NULL */
-    size_t limit;              /* at most this many items; 1..10000 */
+    size_t limit;              /* at most this many items: 1..SAGA_OPERATOR_LIST_MAX */
     const char *cursor;        /* where the previous page stopped, or NULL */
 } saga_operator_list_query_t;
 

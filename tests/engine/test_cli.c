@@ -357,3 +357,37 @@ Test(cli, an_external_redis_with_eviction_is_refused) {
     ASSERT_CONTAINS(r.err, "maxmemory-policy is 'allkeys-lru'");
     run_free(&r);
 }
+
+/* `saga list` pages through the store however large --limit is (the
+ * store's calls take at most SAGA_OPERATOR_LIST_MAX per page), and a
+ * record that cannot be read is named, not skipped or printed half. */
+Test(cli, list_takes_any_limit_and_names_a_malformed_record) {
+    redis_server_t R;
+    cr_assert_eq(redis_server_start(&R, NULL), 0);
+    redisContext *c = redis_server_connect(&R);
+    cr_assert_not_null(c);
+    for (int i = 0; i < 3; i++) {
+        redisReply *q = redisCommand(c, "HSET saga:{ls-%d} state running saga s created %d",
+                                     i, 1000 + i);
+        freeReplyObject(q);
+        q = redisCommand(c, "ZADD saga:{idx}:sagas %d ls-%d", -(1000 + i), i);
+        freeReplyObject(q);
+    }
+    run_t r = saga_run(NULL, "list", "--limit", "100000", "--json", "--redis", R.url, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *all = json_loads(r.out, 0, NULL);
+    cr_assert_eq(json_array_size(all), 3, "%s", r.out);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 0), "id")), "ls-2");
+    json_decref(all);
+    run_free(&r);
+
+    redisReply *q = redisCommand(c, "HSET saga:{ls-1} state bogus");
+    freeReplyObject(q);
+    r = saga_run(NULL, "list", "--redis", R.url, NULL);
+    cr_assert_eq(r.status, 1);
+    ASSERT_CONTAINS(r.err, "saga: error: list: saga ls-1: field 'state' is 'bogus', not a state");
+    cr_assert_str_eq(r.out, "");
+    run_free(&r);
+    redisFree(c);
+    redis_server_stop(&R);
+}

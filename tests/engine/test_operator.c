@@ -437,6 +437,42 @@ Test(operator, list_pages_unfinished_newest_first_then_finished_last_first) {
     close_store();
 }
 
+/* A call reads a bounded part of the index: a filter that matches
+ * nothing in the first 1,000 ids answers an empty page that is not the
+ * last, and the next one finds the match. */
+Test(operator, a_page_is_bounded_and_may_be_short_without_being_the_last) {
+    for (int i = 0; i < 1100; i++) {
+        char id[40];
+        snprintf(id, sizeof(id), "b-%04d", i);
+        redisAppendCommand(rc, "HSET saga:{%s} state running saga %s created %d", id,
+                           i == 0 ? "rare" : "common", 1000 + i);
+        redisAppendCommand(rc, "ZADD saga:{idx}:sagas %d %s", -(1000 + i), id);
+    }
+    for (int i = 0; i < 2200; i++) {
+        redisReply *r;
+        cr_assert_eq(redisGetReply(rc, (void **)&r), REDIS_OK);
+        freeReplyObject(r);
+    }
+    static got_t g;
+    saga_operator_list_query_t q = {NULL, "rare", 10, NULL};
+    CALL(g, saga_operator_list(store, &q, on_list, &g));
+    cr_assert_eq(g.status, 0);
+    cr_assert_eq(g.n, 0);
+    cr_assert(g.has_next, "not the end: %s", g.next);
+    char next[64];
+    snprintf(next, sizeof(next), "%s", g.next);
+    q.cursor = next;
+    CALL(g, saga_operator_list(store, &q, on_list, &g));
+    cr_assert_eq(g.n, 1);
+    cr_assert_str_eq(g.ids[0], "b-0000", "the oldest, last of the unfinished");
+    cr_assert_not(g.has_next);
+
+    saga_operator_list_query_t big = {NULL, NULL, SAGA_OPERATOR_LIST_MAX + 1, NULL};
+    memset(&g, 0, sizeof(g));
+    cr_assert_eq(saga_operator_list(store, &big, on_list, &g), -EINVAL);
+    close_store();
+}
+
 Test(operator, list_of_an_empty_store) {
     static got_t g;
     saga_operator_list_query_t q = {NULL, NULL, 10, NULL};
