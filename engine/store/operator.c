@@ -758,9 +758,21 @@ static void on_request(saga_redis_t *c, redisReply *r, void *data) {
     }
 }
 
+/* Who asked goes into a history entry, whose fields are tab-separated:
+ * printable text only, and short. */
+static bool who_valid(const char *who) {
+    size_t n = strlen(who);
+    if (n > SAGA_OPERATOR_WHO_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)who[i] < 0x20 || who[i] == 0x7f)
+            return false;
+    return true;
+}
+
 static int request(saga_store_t *s, const char *fn, const char *id, const char *who,
                    saga_operator_request_cb cb, void *data) {
-    if (id == NULL || !saga_id_valid(id))
+    if (id == NULL || !saga_id_valid(id) || (who != NULL && !who_valid(who)))
         return -EINVAL;
     int rc = 0;
     saga_redis_t *c = conn_of(s, &rc);

@@ -173,8 +173,12 @@ typedef void (*saga_operator_request_cb)(int status, const char *why,
                                          const saga_operator_request_t *res,
                                          void *data);
 
+#define SAGA_OPERATOR_WHO_MAX 128
+
 /* Asks that a running saga turn to backward recovery (recorded in its
- * record and history, by `who`), then wakes whoever runs it. SAGA_ESTATE
+ * record and history as asked "by `who`": NULL or "" for "operator", else
+ * at most SAGA_OPERATOR_WHO_MAX bytes without control characters, or
+ * -EINVAL), then wakes whoever runs it. SAGA_ESTATE
  * when it is finished or compensating already; asking twice is fine. When
  * the request was recorded but the wake-up could not be sent, status is
  * SAGA_EUNAVAILABLE and `why` says so (a worker still sees it when it next
@@ -183,7 +187,8 @@ int saga_operator_cancel(saga_store_t *s, const char *id, const char *who,
                          saga_operator_request_cb cb, void *data);
 
 /* Tries a stuck saga's failed steps again (their attempt budget restarts),
- * then wakes whoever runs it. SAGA_ESTATE when it is not stuck. */
+ * recorded as by `who` (as for cancel), then wakes whoever runs it.
+ * SAGA_ESTATE when it is not stuck. */
 int saga_operator_retry(saga_store_t *s, const char *id, const char *who,
                         saga_operator_request_cb cb, void *data);
 

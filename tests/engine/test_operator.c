@@ -534,6 +534,16 @@ Test(operator, cancel_in_each_state_wakes_whoever_runs_it) {
     cr_assert_eq(g.nxt, SAGA_OPERATOR_UNMANAGED);
 
     char *before = digest();
+    /* Who asked lands in a tab-separated history entry: checked first. */
+    memset(&g, 0, sizeof(g));
+    char longwho[SAGA_OPERATOR_WHO_MAX + 2];
+    memset(longwho, 'w', sizeof(longwho) - 1);
+    longwho[sizeof(longwho) - 1] = '\0';
+    cr_assert_eq(saga_operator_cancel(store, "c-run", "ops\tbob", on_request, &g), -EINVAL);
+    cr_assert_eq(saga_operator_retry(store, "c-run", "ops\nbob", on_request, &g), -EINVAL);
+    cr_assert_eq(saga_operator_cancel(store, "c-run", longwho, on_request, &g), -EINVAL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert_eq(g.calls, 0);
     CALL(g, saga_operator_cancel(store, "c-done", NULL, on_request, &g));
     cr_assert_eq(g.status, SAGA_ESTATE);
     cr_assert_str_eq(g.why, "the saga is completed: nothing to cancel");
