@@ -445,9 +445,9 @@ static int session_main(session_t *s, int argc, char **argv) {
         {"input", required_argument, NULL, 'i'},
         {"id", required_argument, NULL, 'I'},
         {"plugins", required_argument, NULL, 'p'},
-        {"store", required_argument, NULL, 'S'},
-        {"redis", required_argument, NULL, 'R'},
-        {"state-dir", required_argument, NULL, 'D'},
+        SAGA_CLI_OPTION_STORE,
+        SAGA_CLI_OPTION_REDIS,
+        SAGA_CLI_OPTION_STATE_DIR,
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -458,6 +458,8 @@ static int session_main(session_t *s, int argc, char **argv) {
     saga_cli_store_opts_t so = {0};
     int c, rc = SAGA_EXIT_ERROR;
     while ((c = getopt_long(argc, argv, s->resume ? "p:qh" : "i:p:qh", opts, NULL)) != -1) {
+        if (saga_cli_store_option(&so, c, optarg))
+            continue;
         switch (c) {
         case 'i': input_arg = optarg; break;
         case 'I': s->id = optarg; break;
@@ -465,9 +467,6 @@ static int session_main(session_t *s, int argc, char **argv) {
             if (saga_strv_push(&s->plugins, optarg) != 0)
                 return SAGA_EXIT_ERROR;
             break;
-        case 'S': so.kind = optarg; break;
-        case 'R': so.redis_url = optarg; break;
-        case 'D': so.state_dir = optarg; break;
         case 'j': s->json = true; break;
         case 'q': s->quiet = true; break;
         case 'h': usage(stdout); return SAGA_EXIT_OK;

@@ -10,6 +10,15 @@
 #include "store/store_memory.h"
 #include "store/store_redis.h"
 
+bool saga_cli_store_option(saga_cli_store_opts_t *so, int opt, const char *arg) {
+    switch (opt) {
+    case SAGA_CLI_OPT_REDIS: so->redis_url = arg; return true;
+    case SAGA_CLI_OPT_STATE_DIR: so->state_dir = arg; return true;
+    case SAGA_CLI_OPT_STORE: so->kind = arg; return true;
+    default: return false;
+    }
+}
+
 static void kick_closed(uv_handle_t *h) {
     saga_cli_store_t *cs = h->data;
     if (cs->store == NULL && cs->embedded == NULL && cs->closed != NULL)
@@ -67,7 +76,7 @@ static void open_redis(saga_cli_store_t *cs) {
     cs->store = saga_store_redis_new(cs->loop, &cs->url, &o, on_store_ready, cs);
     if (cs->store == NULL) {
         saga_cli_error("out of memory");
-        cs->ready(cs, -1, cs->data);
+        cs->ready(cs, -ENOMEM, cs->data);
     }
 }
 
@@ -82,7 +91,7 @@ static void on_embedded_ready(saga_embedded_redis_t *er, int status, const char 
     }
     if (saga_redis_url_parse(saga_embedded_redis_url(er), &cs->url, err, sizeof(err)) != 0) {
         saga_cli_error("embedded redis: %s", err);
-        cs->ready(cs, -1, cs->data);
+        cs->ready(cs, -EINVAL, cs->data);
         return;
     }
     cs->have_url = true;

@@ -8,6 +8,7 @@
 #ifndef SAGA_CLI_STORE_H
 #define SAGA_CLI_STORE_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -23,6 +24,21 @@ typedef struct saga_cli_store_opts_s {
     const char *state_dir;   /* --state-dir, default ./.saga */
     uint64_t retention_ms;   /* 0: default */
 } saga_cli_store_opts_t;
+
+/* The store's command-line options, as getopt_long() entries whose values
+ * saga_cli_store_option() recognises. A command lists the ones it takes:
+ *   struct option opts[] = {SAGA_CLI_OPTION_REDIS, SAGA_CLI_OPTION_STATE_DIR, ...}; */
+#define SAGA_CLI_OPT_REDIS     0x1001
+#define SAGA_CLI_OPT_STATE_DIR 0x1002
+#define SAGA_CLI_OPT_STORE     0x1003
+#define SAGA_CLI_OPTION_REDIS     {"redis", required_argument, NULL, SAGA_CLI_OPT_REDIS}
+#define SAGA_CLI_OPTION_STATE_DIR {"state-dir", required_argument, NULL, SAGA_CLI_OPT_STATE_DIR}
+#define SAGA_CLI_OPTION_STORE     {"store", required_argument, NULL, SAGA_CLI_OPT_STORE}
+
+/* Takes `arg` (kept as a pointer) into `so` when `opt`, a value returned
+ * by getopt_long(), is one of the store's options. Returns true when it
+ * was; false, and `so` unchanged, for any other option. */
+bool saga_cli_store_option(saga_cli_store_opts_t *so, int opt, const char *arg);
 
 typedef struct saga_cli_store_s saga_cli_store_t;
 

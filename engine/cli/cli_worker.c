@@ -92,12 +92,14 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* Loads every *.yaml of the directory into the worker; returns how many
- * definitions are served. Invalid files are reported and skipped. */
+ * definitions are served, or a negative errno (reported) when the
+ * directory cannot be read. Invalid files are reported and skipped. */
 static int load_defs(worker_cli_t *c) {
     DIR *d = opendir(c->defs_dir);
     if (d == NULL) {
-        saga_cli_error("--defs %s: %s", c->defs_dir, strerror(errno));
-        return -1;
+        int err = errno;
+        saga_cli_error("--defs %s: %s", c->defs_dir, strerror(err));
+        return -err;
     }
     saga_strv_t files = {NULL, 0};
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
@@ -162,20 +164,20 @@ static void on_store(saga_cli_store_t *cs, int status, void *data) {
               (unsigned long long)(c->wo.lease_ms ? c->wo.lease_ms : 10000));
 }
 
+/* Parses a duration flag's value. Returns 0, or -EINVAL / -ERANGE with the
+ * reason printed. */
 static int parse_duration_opt(const char *flag, const char *s, uint64_t *out) {
     int rc = saga_duration_parse(s, out);
-    if (rc != 0) {
+    if (rc != 0)
         saga_cli_error("%s: '%s' is %s", flag, s, rc == -ERANGE
                        ? "longer than 24h" : "not a duration (like 500ms, 10s, 1m)");
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 int saga_cli_worker(int argc, char **argv) {
     static const struct option opts[] = {
         {"defs", required_argument, NULL, 'd'},
-        {"redis", required_argument, NULL, 'R'},
+        SAGA_CLI_OPTION_REDIS,
         {"plugins", required_argument, NULL, 'p'},
         {"concurrency", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
@@ -190,9 +192,10 @@ int saga_cli_worker(int argc, char **argv) {
     saga_cli_store_opts_t so = {0};
     int opt, rc = SAGA_EXIT_USAGE;
     while ((opt = getopt_long(argc, argv, "p:h", opts, NULL)) != -1) {
+        if (saga_cli_store_option(&so, opt, optarg))
+            continue;
         switch (opt) {
         case 'd': c.defs_dir = optarg; break;
-        case 'R': so.redis_url = optarg; break;
         case 'p': saga_strv_push(&c.plugins, optarg); break;
         case 'c': {
             char *end;

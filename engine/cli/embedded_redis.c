@@ -2,8 +2,11 @@
  * embedded_redis.c -- see embedded_redis.h.
  *
  * Readiness is detected by connecting to the socket (uv_pipe_connect) every
- * few milliseconds; a server that exits early, or does not answer within
- * START_TIMEOUT_MS, is reported with the tail of its log file.
+ * few milliseconds and sending PING: the server accepts connections while
+ * it still loads its data, and answers -LOADING until it is done, which
+ * would fail the store's first connection. A server that exits early, or
+ * does not answer +PONG within START_TIMEOUT_MS, is reported with the tail
+ * of its log file.
  */
 #include "cli/embedded_redis.h"
 
@@ -39,7 +42,11 @@ struct saga_embedded_redis_s {
     pid_t adopted;        /* a server left by a previous process */
     uv_timer_t timer;
     uv_pipe_t probe;
-    bool probing;
+    bool probing;         /* the probe handle is open */
+    bool probe_ok;        /* it read +PONG */
+    uv_write_t probe_write;
+    char probe_buf[64];   /* the start of the answer */
+    size_t probe_len;
     uint64_t started;
     bool ready_sent;
     char start_error[600]; /* a failure found before the first poll */
@@ -122,14 +129,58 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int signo) {
 static void probe_closed(uv_handle_t *h) {
     saga_embedded_redis_t *er = h->data;
     er->probing = false;
+    if (er->probe_ok)
+        report(er, 0, NULL);
+}
+
+static void probe_end(saga_embedded_redis_t *er, bool ok) {
+    er->probe_ok = ok;
+    if (!uv_is_closing((uv_handle_t *)&er->probe))
+        uv_close((uv_handle_t *)&er->probe, probe_closed);
+}
+
+static void probe_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+    saga_embedded_redis_t *er = h->data;
+    (void)hint;
+    *buf = uv_buf_init(er->probe_buf + er->probe_len,
+                       (unsigned)(sizeof(er->probe_buf) - 1 - er->probe_len));
+}
+
+/* The answer to PING: +PONG once the data is loaded; -LOADING before (the
+ * next poll probes again). */
+static void on_probe_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+    saga_embedded_redis_t *er = st->data;
+    (void)buf;
+    if (n < 0) {
+        probe_end(er, false);
+        return;
+    }
+    er->probe_len += (size_t)n;
+    er->probe_buf[er->probe_len] = '\0';
+    if (strstr(er->probe_buf, "\r\n") != NULL || er->probe_len == sizeof(er->probe_buf) - 1)
+        probe_end(er, strncmp(er->probe_buf, "+PONG\r\n", 7) == 0);
+}
+
+static void on_probe_written(uv_write_t *req, int status) {
+    saga_embedded_redis_t *er = req->data;
+    if (status != 0)
+        probe_end(er, false);
 }
 
 static void on_probe(uv_connect_t *req, int status) {
     saga_embedded_redis_t *er = req->data;
     free(req);
-    uv_close((uv_handle_t *)&er->probe, probe_closed);
-    if (status == 0)
-        report(er, 0, NULL);
+    if (status != 0) {
+        probe_end(er, false);
+        return;
+    }
+    static char ping[] = "PING\r\n";
+    uv_buf_t b = uv_buf_init(ping, sizeof(ping) - 1);
+    er->probe_len = 0;
+    er->probe_write.data = er;
+    if (uv_read_start((uv_stream_t *)&er->probe, probe_alloc, on_probe_read) != 0 ||
+        uv_write(&er->probe_write, (uv_stream_t *)&er->probe, &b, 1, on_probe_written) != 0)
+        probe_end(er, false);
 }
 
 static void probe(saga_embedded_redis_t *er) {
@@ -142,6 +193,7 @@ static void probe(saga_embedded_redis_t *er) {
     uv_pipe_init(er->loop, &er->probe, 0);
     er->probe.data = er;
     er->probing = true;
+    er->probe_ok = false;
     uv_pipe_connect(req, &er->probe, er->sock, on_probe);
 }
 

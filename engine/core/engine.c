@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/engine_internal.h"
+#include "core/stored_def.h"
 #include "saga/errors.h"
 #include "util/log.h"
 
@@ -392,39 +393,25 @@ static void resume_build(resume_req_t *r, saga_engine_def_t *d) {
     resume_fail(r, 0, NULL); /* reports success and frees the request */
 }
 
-static void on_def_text(int status, const char *text, size_t len, void *data) {
+static void on_stored_def(int status, const char *why, saga_def_t *def,
+                          saga_diags_t *diags, void *data) {
     resume_req_t *r = data;
     char msg[1024];
-    if (status != 0) {
-        snprintf(msg, sizeof(msg), "saga %s: definition %s is not in the store: %s",
-                 r->id, r->hash, saga_strerror(status));
+    if (status != 0 && (status != SAGA_ECORRUPT || diags->count == 0)) {
+        /* Not readable, or not the text it is stored as. */
+        snprintf(msg, sizeof(msg), "saga %s: %s", r->id, why);
         resume_fail(r, status == SAGA_ENOTFOUND ? SAGA_ECORRUPT : status, msg);
         return;
     }
-    saga_diags_t diags;
-    saga_diags_init(&diags);
-    char source[96];
-    snprintf(source, sizeof(source), "sagadef:%s", r->hash);
-    saga_def_t *def = saga_def_load_buffer(source, text, len, &diags);
-    if (def != NULL && strcmp(def->hash, r->hash) != 0) {
-        snprintf(msg, sizeof(msg), "saga %s: stored definition %s hashes to %s "
-                 "with this engine", r->id, r->hash, def->hash);
-        saga_def_free(def);
-        saga_diags_close(&diags);
-        resume_fail(r, SAGA_ECORRUPT, msg);
-        return;
-    }
-    saga_engine_def_t *d = def ? saga_engine_register(r->e, def, &diags) : NULL;
+    saga_engine_def_t *d = def ? saga_engine_register(r->e, def, diags) : NULL;
     if (d == NULL) {
-        const saga_diag_t *first = diags.count ? &diags.items[0] : NULL;
+        const saga_diag_t *first = diags->count ? &diags->items[0] : NULL;
         snprintf(msg, sizeof(msg), "saga %s: definition %s cannot run here: %s%s",
                  r->id, r->hash, first ? first->message : "unknown error",
-                 diags.count > 1 ? " (and more)" : "");
-        saga_diags_close(&diags);
+                 diags->count > 1 ? " (and more)" : "");
         resume_fail(r, def ? -ENOENT : SAGA_ECORRUPT, msg);
         return;
     }
-    saga_diags_close(&diags);
     resume_build(r, d);
 }
 
@@ -488,7 +475,7 @@ static void on_record(int status, const saga_record_t *rec, void *data) {
         resume_build(r, d);
         return;
     }
-    int rc = r->e->store->ops->get_definition(r->e->store, r->hash, on_def_text, r);
+    int rc = saga_stored_def_load(r->e->store, r->hash, on_stored_def, r);
     if (rc != 0) {
         snprintf(msg, sizeof(msg), "saga %s: cannot read its definition: %s",
                  r->id, saga_strerror(rc));

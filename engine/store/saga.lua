@@ -397,6 +397,17 @@ local function saga_retry(keys, args)
   return {cur[3] or '', redis.call('HEXISTS', rec, 'fence')}
 end
 
+-- saga_state: where one saga stands, for `saga wait` (and anyone polling).
+--   KEYS: saga:{ID}
+-- Returns {state, reason}, each false when absent: no state means no record
+-- (yet). Whether a saga without a record was submitted is a separate read
+-- of saga:{idx}:submitted by the caller: a function touches the keys of one
+-- hash tag only (Redis Cluster).
+local function saga_state(keys, args)
+  local cur = redis.call('HMGET', keys[1], 'state', 'reason')
+  return {cur[1], cur[2]}
+end
+
 -- saga_library: which build of this library the server runs (the SHA-256
 -- of saga.lua, filled in when the engine is built). An engine compares it
 -- with its own on every connection and loads its library only when they
@@ -418,3 +429,5 @@ redis.register_function('saga_submit', saga_submit)
 redis.register_function('saga_intake_done', saga_intake_done)
 redis.register_function('saga_cancel', saga_cancel)
 redis.register_function('saga_retry', saga_retry)
+redis.register_function{function_name = 'saga_state', callback = saga_state,
+                        flags = {'no-writes'}}

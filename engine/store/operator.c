@@ -1,0 +1,809 @@
+/*
+ * operator.c -- see operator.h. Key names: keys.h; functions: saga.lua;
+ * both described in docs/redis-layout.md.
+ *
+ * Each operation is a small request object that lives from the call to its
+ * callback. Commands go out on the store's first connection; a follow-up
+ * command (a list's records, a cancel's wake-up) is sent from the reply
+ * callback of the previous one, on the connection that answered it, so
+ * nothing here holds a connection across loop turns.
+ */
+#include "store/operator.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "redis/redis_conn.h"
+#include "saga/errors.h"
+#include "store/keys.h"
+#include "store/redis_replies.h"
+#include "store/store_redis.h"
+#include "util/bytes.h"
+
+#define LIST_PAGE 200       /* ids read from the index per round trip */
+#define LIST_SCAN_MAX 1000  /* ids one call looks at, at most */
+#define WHY_MAX 512
+#define LOST "lost the connection to Redis"
+
+/* ---------------------------------------------------------------------- */
+/* Common                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* The store's connection when it can take a command now, else NULL with
+ * the code to return in *rc. */
+static saga_redis_t *conn_of(saga_store_t *s, int *rc) {
+    saga_redis_t *c = saga_store_redis_conn(s);
+    if (c == NULL) {
+        *rc = -ENOTSUP;
+        return NULL;
+    }
+    if (!saga_redis_ready(c)) {
+        *rc = SAGA_EUNAVAILABLE;
+        return NULL;
+    }
+    return c;
+}
+
+/* A send that failed: what the caller is told. */
+static int send_failed(int rc) {
+    return rc == -ENOTCONN || rc == -ECANCELED ? SAGA_EUNAVAILABLE : rc;
+}
+
+/* The status of a reply that is not the answer itself: 0 for an answer;
+ * SAGA_EUNAVAILABLE for none; a mapped code for an error reply, with the
+ * message in *why (saga.lua's errors read "SAGA<CODE> message": the
+ * message alone). */
+static int reply_status(const redisReply *r, const char **why) {
+    if (r == NULL) {
+        *why = LOST;
+        return SAGA_EUNAVAILABLE;
+    }
+    if (r->type != REDIS_REPLY_ERROR)
+        return 0;
+    const char *msg = r->str, *sp = strchr(msg, ' ');
+    *why = msg;
+    if (strncmp(msg, "SAGA", 4) != 0 || sp == NULL)
+        return SAGA_ESTORE;
+    *why = sp + 1;
+    size_t n = (size_t)(sp - msg) - 4;
+    if (n == 8 && strncmp(msg + 4, "NOTFOUND", 8) == 0)
+        return SAGA_ENOTFOUND;
+    if (n == 5 && strncmp(msg + 4, "STATE", 5) == 0)
+        return SAGA_ESTATE;
+    return SAGA_ESTORE;
+}
+
+static bool is_hash(const char *s, size_t len) {
+    if (len != SAGA_DEF_HASH_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* At most 40 bytes of untrusted text for a message, control characters as
+ * '?'. */
+static void quote(char *out, size_t outlen, const char *s, size_t len) {
+    size_t n = len < 40 ? len : 40, k = 0;
+    for (size_t i = 0; i < n && k + 1 < outlen; i++)
+        out[k++] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    if (len > n && k + 3 < outlen) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
+    out[k] = '\0';
+}
+
+/* ---------------------------------------------------------------------- */
+/* Definitions                                                             */
+/* ---------------------------------------------------------------------- */
+
+typedef struct defs_rq_s {
+    saga_operator_defs_cb cb;
+    void *data;
+} defs_rq_t;
+
+static void on_defs(saga_redis_t *c, redisReply *r, void *data) {
+    defs_rq_t *rq = data;
+    (void)c;
+    const char *why = NULL;
+    char buf[WHY_MAX];
+    saga_operator_def_t *defs = NULL;
+    size_t n = 0;
+    int status = reply_status(r, &why);
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0 ||
+                        !saga_redis_all_strings(r))) {
+        why = SAGA_KEY_DEFS ": expected a hash of saga names";
+        status = SAGA_ESTORE;
+    }
+    if (status == 0 && (defs = calloc(r->elements / 2 + 1, sizeof(*defs))) == NULL) {
+        why = "out of memory";
+        status = -ENOMEM;
+    }
+    for (size_t i = 0; status == 0 && i < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (!is_hash(v->str, (size_t)v->len)) {
+            char q[64], h[64];
+            quote(q, sizeof(q), k->str, (size_t)k->len);
+            quote(h, sizeof(h), v->str, (size_t)v->len);
+            snprintf(buf, sizeof(buf), SAGA_KEY_DEFS ": the hash of '%s' is '%s', not %d "
+                     "hex digits", q, h, SAGA_DEF_HASH_LEN);
+            why = buf;
+            status = SAGA_ECORRUPT;
+            break;
+        }
+        defs[n++] = (saga_operator_def_t){k->str, v->str};
+    }
+    rq->cb(status, status == 0 ? NULL : why, status == 0 ? defs : NULL,
+           status == 0 ? n : 0, rq->data);
+    free(defs);
+    free(rq);
+}
+
+int saga_operator_definitions(saga_store_t *s, saga_operator_defs_cb cb, void *data) {
+    int rc = 0;
+    saga_redis_t *c = conn_of(s, &rc);
+    if (c == NULL)
+        return rc;
+    defs_rq_t *rq = malloc(sizeof(*rq));
+    if (rq == NULL)
+        return -ENOMEM;
+    *rq = (defs_rq_t){cb, data};
+    const char *argv[] = {"HGETALL", SAGA_KEY_DEFS};
+    size_t len[] = {7, sizeof(SAGA_KEY_DEFS) - 1};
+    if ((rc = saga_redis_command_argv(c, on_defs, rq, 2, argv, len)) != 0) {
+        free(rq);
+        return send_failed(rc);
+    }
+    return 0;
+}
+
+typedef struct resolve_rq_s {
+    saga_operator_resolve_cb cb;
+    void *data;
+    char *name;
+} resolve_rq_t;
+
+static void on_resolve(saga_redis_t *c, redisReply *r, void *data) {
+    resolve_rq_t *rq = data;
+    (void)c;
+    const char *why = NULL;
+    char buf[WHY_MAX], q[64], h[64];
+    int status = reply_status(r, &why);
+    quote(q, sizeof(q), rq->name, strlen(rq->name));
+    if (status != 0) {
+        /* as is */
+    } else if (r->type == REDIS_REPLY_NIL) {
+        snprintf(buf, sizeof(buf), "no worker serves saga '%s'", q);
+        why = buf;
+        status = SAGA_ENOTFOUND;
+    } else if (r->type != REDIS_REPLY_STRING) {
+        why = SAGA_KEY_DEFS ": expected a definition hash";
+        status = SAGA_ESTORE;
+    } else if (!is_hash(r->str, (size_t)r->len)) {
+        quote(h, sizeof(h), r->str, (size_t)r->len);
+        snprintf(buf, sizeof(buf), SAGA_KEY_DEFS ": the hash of '%s' is '%s', not %d hex "
+                 "digits", q, h, SAGA_DEF_HASH_LEN);
+        why = buf;
+        status = SAGA_ECORRUPT;
+    }
+    rq->cb(status, status == 0 ? NULL : why, status == 0 ? r->str : NULL, rq->data);
+    free(rq->name);
+    free(rq);
+}
+
+int saga_operator_resolve(saga_store_t *s, const char *name, saga_operator_resolve_cb cb,
+                          void *data) {
+    if (name == NULL || name[0] == '\0')
+        return -EINVAL;
+    int rc = 0;
+    saga_redis_t *c = conn_of(s, &rc);
+    if (c == NULL)
+        return rc;
+    resolve_rq_t *rq = malloc(sizeof(*rq));
+    if (rq == NULL || (rq->name = strdup(name)) == NULL) {
+        free(rq);
+        return -ENOMEM;
+    }
+    rq->cb = cb;
+    rq->data = data;
+    const char *argv[] = {"HGET", SAGA_KEY_DEFS, name};
+    size_t len[] = {4, sizeof(SAGA_KEY_DEFS) - 1, strlen(name)};
+    if ((rc = saga_redis_command_argv(c, on_resolve, rq, 3, argv, len)) != 0) {
+        free(rq->name);
+        free(rq);
+        return send_failed(rc);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Submit                                                                  */
+/* ---------------------------------------------------------------------- */
+
+typedef struct submit_rq_s {
+    saga_operator_submit_cb cb;
+    void *data;
+} submit_rq_t;
+
+static void on_submit(saga_redis_t *c, redisReply *r, void *data) {
+    submit_rq_t *rq = data;
+    (void)c;
+    const char *why = NULL;
+    int status = reply_status(r, &why);
+    if (status == 0 && (r->type != REDIS_REPLY_INTEGER || (r->integer != 0 && r->integer != 1))) {
+        why = "saga_submit: expected 0 or 1";
+        status = SAGA_ESTORE;
+    }
+    rq->cb(status, status == 0 ? NULL : why, status == 0 && r->integer == 1, rq->data);
+    free(rq);
+}
+
+int saga_operator_submit(saga_store_t *s, const saga_operator_submit_t *req,
+                         saga_operator_submit_cb cb, void *data) {
+    if (req->id == NULL || !saga_id_valid(req->id) || req->name == NULL ||
+        req->name[0] == '\0' || req->hash == NULL || !is_hash(req->hash, strlen(req->hash)) ||
+        req->input == NULL)
+        return -EINVAL;
+    int rc = 0;
+    saga_redis_t *c = conn_of(s, &rc);
+    if (c == NULL)
+        return rc;
+    submit_rq_t *rq = malloc(sizeof(*rq));
+    if (rq == NULL)
+        return -ENOMEM;
+    *rq = (submit_rq_t){cb, data};
+    char retention[24];
+    size_t rlen = saga_fmt_u64(retention, req->retention_ms ? req->retention_ms
+                                                            : SAGA_DEFAULT_RETENTION_MS);
+    const char *argv[] = {"FCALL", "saga_submit", "2", SAGA_KEY_INTAKE, SAGA_KEY_SUBMITTED,
+                          req->id, req->name, req->hash, req->input, retention};
+    size_t len[] = {5, 11, 1, sizeof(SAGA_KEY_INTAKE) - 1, sizeof(SAGA_KEY_SUBMITTED) - 1,
+                    strlen(req->id), strlen(req->name), SAGA_DEF_HASH_LEN,
+                    strlen(req->input), rlen};
+    if ((rc = saga_redis_command_argv(c, on_submit, rq, 10, argv, len)) != 0) {
+        free(rq);
+        return send_failed(rc);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* State                                                                   */
+/* ---------------------------------------------------------------------- */
+
+typedef struct state_rq_s {
+    saga_operator_state_cb cb;
+    void *data;
+    char id[SAGA_ID_MAX + 1];
+} state_rq_t;
+
+static void state_done(state_rq_t *rq, int status, const char *why,
+                       const saga_operator_state_t *st) {
+    rq->cb(status, status == 0 ? NULL : why, status == 0 ? st : NULL, rq->data);
+    free(rq);
+}
+
+static void on_submitted(saga_redis_t *c, redisReply *r, void *data) {
+    state_rq_t *rq = data;
+    (void)c;
+    const char *why = NULL;
+    char buf[WHY_MAX];
+    int status = reply_status(r, &why);
+    saga_operator_state_t st = {false, SAGA_STATE_RUNNING, NULL, false};
+    if (status != 0) {
+        /* as is */
+    } else if (r->type == REDIS_REPLY_NIL) {
+        snprintf(buf, sizeof(buf), "no saga %s", rq->id);
+        why = buf;
+        status = SAGA_ENOTFOUND;
+    } else if (r->type == REDIS_REPLY_STRING) {
+        st.submitted = true;
+    } else {
+        why = SAGA_KEY_SUBMITTED ": expected a score";
+        status = SAGA_ESTORE;
+    }
+    state_done(rq, status, why, &st);
+}
+
+static void on_state(saga_redis_t *c, redisReply *r, void *data) {
+    state_rq_t *rq = data;
+    const char *why = NULL;
+    char buf[WHY_MAX];
+    int status = reply_status(r, &why);
+    saga_operator_state_t st = {false, SAGA_STATE_RUNNING, NULL, false};
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                        (r->element[0]->type != REDIS_REPLY_STRING &&
+                         r->element[0]->type != REDIS_REPLY_NIL) ||
+                        (r->element[1]->type != REDIS_REPLY_STRING &&
+                         r->element[1]->type != REDIS_REPLY_NIL))) {
+        why = "saga_state: expected {state, reason}";
+        status = SAGA_ESTORE;
+    }
+    if (status != 0) {
+        state_done(rq, status, why, NULL);
+        return;
+    }
+    const redisReply *state = r->element[0], *reason = r->element[1];
+    if (state->type == REDIS_REPLY_NIL) {
+        /* No record (yet): submitted, or nothing. The two reads are two
+         * commands (one hash tag per function, docs/redis-layout.md): a
+         * saga is in the submitted set before its record exists and stays
+         * there for the retention, so the answer is at worst one poll old. */
+        const char *argv[] = {"ZSCORE", SAGA_KEY_SUBMITTED, rq->id};
+        size_t len[] = {6, sizeof(SAGA_KEY_SUBMITTED) - 1, strlen(rq->id)};
+        int rc = saga_redis_command_argv(c, on_submitted, rq, 3, argv, len);
+        if (rc != 0)
+            state_done(rq, send_failed(rc), LOST, NULL);
+        return;
+    }
+    if (memchr(state->str, '\0', (size_t)state->len) != NULL ||
+        saga_state_parse(state->str, &st.state) != 0) {
+        char q[64];
+        quote(q, sizeof(q), state->str, (size_t)state->len);
+        snprintf(buf, sizeof(buf), "saga %s: field 'state' is '%s', not a state", rq->id, q);
+        state_done(rq, SAGA_ECORRUPT, buf, NULL);
+        return;
+    }
+    st.created = true;
+    if (reason->type == REDIS_REPLY_STRING && reason->len > 0)
+        st.reason = reason->str;
+    state_done(rq, 0, NULL, &st);
+}
+
+int saga_operator_state(saga_store_t *s, const char *id, saga_operator_state_cb cb,
+                        void *data) {
+    if (id == NULL || !saga_id_valid(id))
+        return -EINVAL;
+    int rc = 0;
+    saga_redis_t *c = conn_of(s, &rc);
+    if (c == NULL)
+        return rc;
+    state_rq_t *rq = malloc(sizeof(*rq));
+    if (rq == NULL)
+        return -ENOMEM;
+    rq->cb = cb;
+    rq->data = data;
+    snprintf(rq->id, sizeof(rq->id), "%s", id);
+    char key[SAGA_ID_MAX + 16];
+    int klen = snprintf(key, sizeof(key), SAGA_KEY_RECORD_FMT, id);
+    const char *argv[] = {"FCALL", "saga_state", "1", key};
+    size_t len[] = {5, 10, 1, (size_t)klen};
+    if ((rc = saga_redis_command_argv(c, on_state, rq, 4, argv, len)) != 0) {
+        free(rq);
+        return send_failed(rc);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* List                                                                    */
+/* ---------------------------------------------------------------------- */
+
+/* The cursor "u:N" / "f:N": the N-th entry of the unfinished part of the
+ * index (scores below 0, ascending: newest first) or of the finished part
+ * (scores from 0, descending: the last finished first). */
+typedef struct list_rq_s {
+    saga_operator_list_cb cb;
+    void *data;
+    bool has_state;
+    saga_state_t state;
+    char *saga;
+    size_t limit;
+    bool finished_part;
+    uint64_t offset;
+    size_t scanned;
+    saga_operator_item_t *items;
+    size_t n;
+    /* the page of ids in flight; records are decoded as they arrive (in
+     * order: one connection answers in order) */
+    char **ids;
+    size_t nids;
+    size_t sent;         /* records asked for */
+    size_t got;          /* records answered */
+    size_t taken;        /* ids consumed before the limit was reached */
+    int status;          /* the page's first failure */
+    char why[WHY_MAX];
+    char next[SAGA_OPERATOR_CURSOR_MAX + 1];
+} list_rq_t;
+
+static void item_free(saga_operator_item_t *it) {
+    free((char *)it->id);
+    free((char *)it->saga);
+    free((char *)it->reason);
+    free((char *)it->owner);
+}
+
+static void page_clear(list_rq_t *rq) {
+    for (size_t i = 0; i < rq->nids; i++)
+        free(rq->ids[i]);
+    free(rq->ids);
+    rq->ids = NULL;
+    rq->nids = rq->sent = rq->got = rq->taken = 0;
+}
+
+static void list_done(list_rq_t *rq, int status, const char *why) {
+    saga_operator_page_t page = {rq->items, rq->n, rq->next[0] ? rq->next : NULL};
+    rq->cb(status, status == 0 ? NULL : why, status == 0 ? &page : NULL, rq->data);
+    page_clear(rq);
+    for (size_t i = 0; i < rq->n; i++)
+        item_free(&rq->items[i]);
+    free(rq->items);
+    free(rq->saga);
+    free(rq);
+}
+
+/* Only sagas in a finished state can be in the finished part, and only
+ * unfinished ones in the other. */
+static bool part_wanted(const list_rq_t *rq, bool finished_part) {
+    return !rq->has_state || saga_state_terminal(rq->state) == finished_part;
+}
+
+static int list_fetch(list_rq_t *rq, saga_redis_t *c);
+
+static char *dup_str(const redisReply *r) {
+    return r->type == REDIS_REPLY_STRING && r->len > 0 ? saga_memdup(r->str, (size_t)r->len)
+                                                       : NULL;
+}
+
+/* Decodes the record of saga `id` (HMGET state saga created reason owner)
+ * and appends it when it passes the filters. Returns 0, or a status with
+ * the message in buf. */
+static int take_record(list_rq_t *rq, const char *id, const redisReply *r, char *buf,
+                       size_t buflen) {
+    const char *why = NULL;
+    int status = reply_status(r, &why);
+    if (status != 0) {
+        snprintf(buf, buflen, "saga %s: %s", id, why);
+        return status == SAGA_ESTORE ? SAGA_ECORRUPT : status; /* WRONGTYPE */
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+        snprintf(buf, buflen, "saga %s: expected the 5 fields asked for", id);
+        return SAGA_ESTORE;
+    }
+    for (size_t k = 0; k < 5; k++)
+        if (r->element[k]->type != REDIS_REPLY_STRING && r->element[k]->type != REDIS_REPLY_NIL) {
+            snprintf(buf, buflen, "saga %s: expected strings", id);
+            return SAGA_ESTORE;
+        }
+    const redisReply *state = r->element[0], *saga = r->element[1], *created = r->element[2];
+    if (state->type == REDIS_REPLY_NIL)
+        return 0; /* expired meanwhile: the index lags until the next gc */
+    saga_operator_item_t it = {NULL, NULL, SAGA_STATE_RUNNING, -1, NULL, NULL};
+    char q[64];
+    if (memchr(state->str, '\0', (size_t)state->len) != NULL ||
+        saga_state_parse(state->str, &it.state) != 0) {
+        quote(q, sizeof(q), state->str, (size_t)state->len);
+        snprintf(buf, buflen, "saga %s: field 'state' is '%s', not a state", id, q);
+        return SAGA_ECORRUPT;
+    }
+    if (created->type == REDIS_REPLY_STRING) {
+        uint64_t ms;
+        if (saga_parse_u64(created->str, (size_t)created->len, &ms) != 0 || ms > INT64_MAX) {
+            quote(q, sizeof(q), created->str, (size_t)created->len);
+            snprintf(buf, buflen, "saga %s: field 'created' is '%s', not Unix ms", id, q);
+            return SAGA_ECORRUPT;
+        }
+        it.created_ms = (int64_t)ms;
+    }
+    const char *name = saga->type == REDIS_REPLY_STRING ? saga->str : "";
+    if ((rq->has_state && it.state != rq->state) ||
+        (rq->saga != NULL && strcmp(name, rq->saga) != 0))
+        return 0;
+    const redisReply *reason = r->element[3], *owner = r->element[4];
+    it.id = strdup(id);
+    it.saga = saga_memdup(name, saga->type == REDIS_REPLY_STRING ? (size_t)saga->len : 0);
+    it.reason = dup_str(reason);
+    it.owner = dup_str(owner);
+    if (it.id == NULL || it.saga == NULL ||
+        (reason->type == REDIS_REPLY_STRING && reason->len > 0 && it.reason == NULL) ||
+        (owner->type == REDIS_REPLY_STRING && owner->len > 0 && it.owner == NULL)) {
+        item_free(&it);
+        snprintf(buf, buflen, "out of memory");
+        return -ENOMEM;
+    }
+    rq->items[rq->n++] = it;
+    return 0;
+}
+
+/* Every record of the page answered: move on, or answer. */
+static void page_done(list_rq_t *rq, saga_redis_t *c) {
+    if (rq->status != 0) {
+        list_done(rq, rq->status, rq->why);
+        return;
+    }
+    size_t taken = rq->n == rq->limit ? rq->taken : rq->nids;
+    bool part_over = taken == rq->nids && rq->nids < LIST_PAGE;
+    rq->offset += taken;
+    rq->scanned += taken;
+    page_clear(rq);
+    if (part_over) {
+        if (!rq->finished_part && part_wanted(rq, true)) {
+            rq->finished_part = true;
+            rq->offset = 0;
+        } else {
+            rq->next[0] = '\0';
+            list_done(rq, 0, NULL);
+            return;
+        }
+    }
+    snprintf(rq->next, sizeof(rq->next), "%c:%llu", rq->finished_part ? 'f' : 'u',
+             (unsigned long long)rq->offset);
+    if (rq->n == rq->limit || rq->scanned >= LIST_SCAN_MAX) {
+        list_done(rq, 0, NULL);
+        return;
+    }
+    int rc = list_fetch(rq, c);
+    if (rc != 0)
+        list_done(rq, send_failed(rc), LOST);
+}
+
+static void on_list_record(saga_redis_t *c, redisReply *r, void *data) {
+    list_rq_t *rq = data;
+    size_t i = rq->got++;
+    if (rq->status == 0 && rq->n < rq->limit) {
+        rq->status = take_record(rq, rq->ids[i], r, rq->why, sizeof(rq->why));
+        rq->taken = i + 1;
+    }
+    if (rq->got == rq->sent)
+        page_done(rq, c);
+}
+
+static void on_list_ids(saga_redis_t *c, redisReply *r, void *data) {
+    list_rq_t *rq = data;
+    const char *why = NULL;
+    char buf[WHY_MAX];
+    int status = reply_status(r, &why);
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !saga_redis_all_strings(r))) {
+        why = SAGA_KEY_SAGAS ": expected an array of ids";
+        status = SAGA_ESTORE;
+    }
+    for (size_t i = 0; status == 0 && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (memchr(e->str, '\0', (size_t)e->len) != NULL || !saga_id_valid(e->str)) {
+            char q[64];
+            quote(q, sizeof(q), e->str, (size_t)e->len);
+            snprintf(buf, sizeof(buf), SAGA_KEY_SAGAS " holds '%s', not a saga id", q);
+            why = buf;
+            status = SAGA_ECORRUPT;
+        }
+    }
+    if (status != 0) {
+        list_done(rq, status, why);
+        return;
+    }
+    size_t n = r->elements;
+    if (n == 0) {
+        page_done(rq, c);
+        return;
+    }
+    if ((rq->ids = calloc(n, sizeof(*rq->ids))) == NULL) {
+        list_done(rq, -ENOMEM, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++, rq->nids++)
+        if ((rq->ids[i] = strdup(r->element[i]->str)) == NULL) {
+            list_done(rq, -ENOMEM, "out of memory");
+            return;
+        }
+    for (size_t i = 0; i < n; i++, rq->sent++) {
+        char key[SAGA_ID_MAX + 16];
+        int klen = snprintf(key, sizeof(key), SAGA_KEY_RECORD_FMT, rq->ids[i]);
+        const char *argv[] = {"HMGET", key, "state", "saga", "created", "reason", "owner"};
+        size_t len[] = {5, (size_t)klen, 5, 4, 7, 6, 5};
+        int rc = saga_redis_command_argv(c, on_list_record, rq, 7, argv, len);
+        if (rc != 0) {
+            /* The connection went: those sent are answered (with NULL, which
+             * fails the page); with none sent nothing will call back. */
+            if (i == 0) {
+                list_done(rq, send_failed(rc), LOST);
+                return;
+            }
+            break;
+        }
+    }
+}
+
+/* Sends the index read for the current part and offset. */
+static int list_fetch(list_rq_t *rq, saga_redis_t *c) {
+    char off[24], count[24];
+    size_t ol = saga_fmt_u64(off, rq->offset), cl = saga_fmt_u64(count, LIST_PAGE);
+    const char *argv[] = {rq->finished_part ? "ZREVRANGEBYSCORE" : "ZRANGEBYSCORE",
+                          SAGA_KEY_SAGAS, rq->finished_part ? "+inf" : "-inf",
+                          rq->finished_part ? "0" : "(0", "LIMIT", off, count};
+    size_t len[] = {strlen(argv[0]), sizeof(SAGA_KEY_SAGAS) - 1, strlen(argv[2]),
+                    strlen(argv[3]), 5, ol, cl};
+    return saga_redis_command_argv(c, on_list_ids, rq, 7, argv, len);
+}
+
+static int parse_cursor(const char *cur, bool *finished, uint64_t *offset) {
+    size_t n = strlen(cur);
+    if (n < 3 || n > SAGA_OPERATOR_CURSOR_MAX || (cur[0] != 'u' && cur[0] != 'f') ||
+        cur[1] != ':' || saga_parse_u64(cur + 2, n - 2, offset) != 0)
+        return -EINVAL;
+    *finished = cur[0] == 'f';
+    return 0;
+}
+
+int saga_operator_list(saga_store_t *s, const saga_operator_list_query_t *q,
+                       saga_operator_list_cb cb, void *data) {
+    if (q->limit < 1 || q->limit > SAGA_OPERATOR_LIST_MAX)
+        return -EINVAL;
+    bool finished = q->state != NULL && saga_state_terminal(*q->state);
+    uint64_t offset = 0;
+    if (q->cursor != NULL && parse_cursor(q->cursor, &finished, &offset) != 0)
+        return -EINVAL;
+    int rc = 0;
+    saga_redis_t *c = conn_of(s, &rc);
+    if (c == NULL)
+        return rc;
+    list_rq_t *rq = calloc(1, sizeof(*rq));
+    if (rq == NULL)
+        return -ENOMEM;
+    rq->cb = cb;
+    rq->data = data;
+    rq->has_state = q->state != NULL;
+    rq->state = q->state ? *q->state : SAGA_STATE_RUNNING;
+    rq->limit = q->limit;
+    rq->finished_part = finished;
+    rq->offset = offset;
+    rq->items = calloc(q->limit, sizeof(*rq->items));
+    if (rq->items == NULL || (q->saga != NULL && (rq->saga = strdup(q->saga)) == NULL)) {
+        free(rq->items);
+        free(rq);
+        return -ENOMEM;
+    }
+    if ((rc = list_fetch(rq, c)) != 0) {
+        free(rq->items);
+        free(rq->saga);
+        free(rq);
+        return send_failed(rc);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Cancel, retry                                                           */
+/* ---------------------------------------------------------------------- */
+
+typedef struct request_rq_s {
+    saga_operator_request_cb cb;
+    void *data;
+    saga_operator_request_t res;
+    char *owner;
+    char id[SAGA_ID_MAX + 1];
+} request_rq_t;
+
+static void request_done(request_rq_t *rq, int status, const char *why) {
+    rq->cb(status, status == 0 ? NULL : why, status == 0 ? &rq->res : NULL, rq->data);
+    free(rq->owner);
+    free(rq);
+}
+
+static void on_woken(saga_redis_t *c, redisReply *r, void *data) {
+    request_rq_t *rq = data;
+    (void)c;
+    const char *why = NULL;
+    int status = reply_status(r, &why);
+    if (status == 0 && r->type != REDIS_REPLY_INTEGER) {
+        why = "the wake-up: expected an integer";
+        status = SAGA_ESTORE;
+    }
+    request_done(rq, status, why);
+}
+
+static void on_request(saga_redis_t *c, redisReply *r, void *data) {
+    request_rq_t *rq = data;
+    const char *why = NULL;
+    int status = reply_status(r, &why);
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                        r->element[0]->type != REDIS_REPLY_STRING ||
+                        r->element[1]->type != REDIS_REPLY_INTEGER ||
+                        (r->element[1]->integer != 0 && r->element[1]->integer != 1))) {
+        why = "unexpected answer from Redis";
+        status = SAGA_ESTORE;
+    }
+    if (status != 0) {
+        request_done(rq, status, why);
+        return;
+    }
+    const redisReply *owner = r->element[0];
+    if (owner->len > 0) {
+        if ((rq->owner = saga_memdup(owner->str, (size_t)owner->len)) == NULL) {
+            request_done(rq, -ENOMEM, "out of memory");
+            return;
+        }
+        rq->res.owner = rq->owner;
+    }
+    if (r->element[1]->integer == 0) {
+        rq->res.next = SAGA_OPERATOR_UNMANAGED; /* nobody to tell */
+        request_done(rq, 0, NULL);
+        return;
+    }
+    /* Its owner looks at its wake-up list a few times a second; a saga
+     * without one goes to the orphans any worker claims. */
+    char *key;
+    size_t klen;
+    if (owner->len > 0) {
+        rq->res.next = SAGA_OPERATOR_OWNER;
+        klen = sizeof(SAGA_KEY_WAKE) - 1 + (size_t)owner->len;
+        if ((key = malloc(klen + 1)) == NULL) {
+            request_done(rq, -ENOMEM, "out of memory");
+            return;
+        }
+        memcpy(key, SAGA_KEY_WAKE, sizeof(SAGA_KEY_WAKE) - 1);
+        memcpy(key + sizeof(SAGA_KEY_WAKE) - 1, owner->str, (size_t)owner->len + 1);
+    } else {
+        rq->res.next = SAGA_OPERATOR_ORPHAN;
+        klen = sizeof(SAGA_KEY_ORPHANS) - 1;
+        if ((key = strdup(SAGA_KEY_ORPHANS)) == NULL) {
+            request_done(rq, -ENOMEM, "out of memory");
+            return;
+        }
+    }
+    const char *argv[] = {rq->res.next == SAGA_OPERATOR_OWNER ? "RPUSH" : "SADD", key, rq->id};
+    size_t len[] = {strlen(argv[0]), klen, strlen(rq->id)};
+    int rc = saga_redis_command_argv(c, on_woken, rq, 3, argv, len);
+    free(key);
+    if (rc != 0) {
+        char buf[WHY_MAX];
+        snprintf(buf, sizeof(buf), "recorded, but the worker could not be told: %s",
+                 strerror(-rc));
+        request_done(rq, send_failed(rc), buf);
+    }
+}
+
+/* Who asked goes into a history entry, whose fields are tab-separated:
+ * printable text only, and short. */
+static bool who_valid(const char *who) {
+    size_t n = strlen(who);
+    if (n > SAGA_OPERATOR_WHO_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)who[i] < 0x20 || who[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static int request(saga_store_t *s, const char *fn, const char *id, const char *who,
+                   saga_operator_request_cb cb, void *data) {
+    if (id == NULL || !saga_id_valid(id) || (who != NULL && !who_valid(who)))
+        return -EINVAL;
+    int rc = 0;
+    saga_redis_t *c = conn_of(s, &rc);
+    if (c == NULL)
+        return rc;
+    request_rq_t *rq = calloc(1, sizeof(*rq));
+    if (rq == NULL)
+        return -ENOMEM;
+    rq->cb = cb;
+    rq->data = data;
+    snprintf(rq->id, sizeof(rq->id), "%s", id);
+    if (who == NULL || who[0] == '\0')
+        who = "operator";
+    char rec[SAGA_ID_MAX + 16], hist[SAGA_ID_MAX + 24];
+    int rl = snprintf(rec, sizeof(rec), SAGA_KEY_RECORD_FMT, id);
+    int hl = snprintf(hist, sizeof(hist), SAGA_KEY_HISTORY_FMT, id);
+    const char *argv[] = {"FCALL", fn, "2", rec, hist, who};
+    size_t len[] = {5, strlen(fn), 1, (size_t)rl, (size_t)hl, strlen(who)};
+    if ((rc = saga_redis_command_argv(c, on_request, rq, 6, argv, len)) != 0) {
+        free(rq);
+        return send_failed(rc);
+    }
+    return 0;
+}
+
+int saga_operator_cancel(saga_store_t *s, const char *id, const char *who,
+                         saga_operator_request_cb cb, void *data) {
+    return request(s, "saga_cancel", id, who, cb, data);
+}
+
+int saga_operator_retry(saga_store_t *s, const char *id, const char *who,
+                        saga_operator_request_cb cb, void *data) {
+    return request(s, "saga_retry", id, who, cb, data);
+}
