@@ -39,7 +39,7 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
 
 /* Registers a definition to serve (takes ownership of `def`): its handlers
  * are resolved and its name is published (name -> hash) in Redis. Returns 0
- * or -1 with positioned diagnostics appended. Before saga_worker_start(). */
+ * or -EINVAL with positioned diagnostics appended. Before saga_worker_start(). */
 int saga_worker_add_definition(saga_worker_t *w, saga_def_t *def,
                                saga_diags_t *diags);
 
