@@ -474,6 +474,12 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     saga_strmap_init(&w->unrunnable);
     saga_strmap_init(&w->dead);
     saga_strmap_init(&w->cursors);
+    /* The intake first, the engine last: a failure after the engine exists
+     * would leave its timers in the loop. The intake's connection is
+     * closed (not just freed) when the engine cannot be created. */
+    if (saga_intake_new(loop, store, opt->url, w->name, on_intake_event, w, &w->intake, err,
+                        errlen) != 0)
+        goto fail;
     saga_engine_options_t eo = {
         .store = store,
         .plugin_dirs = opt->plugin_dirs,
@@ -485,11 +491,6 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     };
     if ((w->engine = saga_engine_new(loop, &eo, err, errlen)) == NULL) /* err says why */
         goto fail;
-    if (saga_intake_new(loop, store, opt->url, w->name, on_intake_event, w, &w->intake, err,
-                        errlen) != 0) {
-        saga_engine_free(w->engine);
-        goto fail;
-    }
     uv_timer_init(loop, &w->hb_timer);
     uv_timer_init(loop, &w->scan_timer);
     uv_timer_init(loop, &w->intake_timer);

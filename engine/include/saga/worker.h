@@ -31,8 +31,12 @@ typedef struct saga_worker_options_s {
     const saga_redis_url_t *url;    /* for the intake connection */
 } saga_worker_options_t;
 
-/* Creates a worker on a ready Redis store (`store` is borrowed). Returns
- * NULL with the reason in `err`. */
+/* Creates a worker on a ready Redis store (`store` is borrowed and must
+ * outlive the worker). Nothing is sent to Redis yet. Returns NULL with the
+ * reason in `err` when an option is invalid (no Redis store, no intake URL
+ * or one without host or socket, a bad name), the engine cannot be created
+ * or memory is short; then whatever it had created is freed or closing
+ * (handles close on the loop's next run, as with any libuv handle). */
 saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
                                const saga_worker_options_t *opt, char *err,
                                size_t errlen);
@@ -46,13 +50,15 @@ int saga_worker_add_definition(saga_worker_t *w, saga_def_t *def,
 /* Starts serving: first heartbeat, then intake, claims and wake-ups. */
 int saga_worker_start(saga_worker_t *w);
 
-/* Stops: no new work; attempts in flight get `grace_ms`; results are
- * written; what the worker still owns is released; its lease is dropped.
- * `done` runs once everything of the worker is closed (the store stays). */
+/* Stops (a worker started or not): no new work; attempts in flight get
+ * `grace_ms`; results are written; what the worker still owns is released;
+ * its lease is dropped. `done` runs once, later, when every command the
+ * worker sent is answered and everything of it is closed (the store
+ * stays). A second call does nothing. */
 void saga_worker_stop(saga_worker_t *w, uint64_t grace_ms,
                       void (*done)(void *data), void *data);
 
-/* Frees a stopped worker. Accepts NULL. */
+/* Frees a worker after its stop's `done` ran. Accepts NULL. */
 void saga_worker_free(saga_worker_t *w);
 
 /* Sagas running in this worker now. */
