@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,8 @@
 #define INTAKE_BLOCK_MS 1000
 #define INTAKE_RETRY_MS 200
 #define INTAKE_READ_MAX 500
+
+enum { PUB_UNSENT, PUB_SENT, PUB_DONE };
 
 size_t saga__worker_capacity(const saga_worker_t *w) {
     size_t busy = saga_engine_active(w->engine) + w->loading + w->claiming.count;
@@ -371,19 +374,92 @@ void saga__worker_scan(uv_timer_t *t) {
 }
 
 /* ---------------------------------------------------------------------- */
-/* Start: lease, intake group                                              */
+/* Start: names, lease, intake group                                       */
 /* ---------------------------------------------------------------------- */
+
+/* Runs the start's callback once, with status and a message. */
+static void report_start(saga_worker_t *w, int status, const char *msg) {
+    saga_worker_started_cb cb = w->started_cb;
+    w->started_cb = NULL;
+    if (cb != NULL)
+        cb(w, status, msg, w->started_data);
+}
+
+static void start_failed(saga_worker_t *w, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void start_failed(saga_worker_t *w, int status, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    w->start_failed = true;
+    saga_error("worker %s: %s", w->name, msg);
+    report_start(w, status, msg);
+}
 
 static void on_group(int status, const char *why, void *data) {
     saga_worker_t *w = data;
+    w->grouping = false;
     saga__worker_answered(w);
-    if (status != 0 && status != SAGA_EUNAVAILABLE)
-        saga_error("worker %s: cannot create the intake group: %s", w->name, why);
     if (w->stopping)
         return;
+    if (status == SAGA_EUNAVAILABLE)
+        return; /* asked again after the next heartbeat */
+    if (status != 0) {
+        start_failed(w, status, "cannot create the intake group: %s", why);
+        return;
+    }
+    w->started = true;
     if (saga_intake_read_pending(w->intake, w->concurrency, on_old_requests, w) == 0)
         saga__worker_call(w);
     saga__worker_read_intake(w);
+    uv_timer_start(&w->scan_timer, saga__worker_scan, 0, w->scan_ms);
+    report_start(w, 0, NULL);
+}
+
+/* Serves once the lease is held, every name is published and the intake
+ * group exists. */
+static void maybe_begin(saga_worker_t *w) {
+    if (w->started || w->grouping || w->stopping || w->start_failed || !w->lease_ok ||
+        w->pubs_left > 0)
+        return;
+    if (saga_intake_create_group(w->intake, on_group, w) == 0) {
+        w->grouping = true;
+        saga__worker_call(w);
+    }
+}
+
+static void on_published(int status, const char *why, void *data) {
+    saga__pub_t *p = data;
+    saga_worker_t *w = p->w;
+    saga__worker_answered(w);
+    if (status == SAGA_EUNAVAILABLE) {
+        p->state = PUB_UNSENT; /* sent again with the next heartbeat */
+        return;
+    }
+    p->state = PUB_DONE;
+    w->pubs_left--;
+    if (status != 0) {
+        if (!w->start_failed && !w->stopping)
+            start_failed(w, status, "cannot publish saga %s (definition %.12s): %s", p->name,
+                         p->hash, why);
+        return;
+    }
+    maybe_begin(w);
+}
+
+static void publish(saga_worker_t *w) {
+    for (size_t i = 0; i < w->npubs; i++) {
+        saga__pub_t *p = w->pubs[i];
+        if (p->state != PUB_UNSENT)
+            continue;
+        if (saga_lease_publish_definition(w->store, p->name, p->hash, on_published, p) == 0) {
+            p->state = PUB_SENT;
+            saga__worker_call(w);
+        }
+    }
 }
 
 static void on_heartbeat(int status, bool expired, const char *why, void *data) {
@@ -399,12 +475,8 @@ static void on_heartbeat(int status, bool expired, const char *why, void *data) 
         saga_warn("worker %s: our lease had expired (paused or cut off for too long); "
                   "sagas taken over meanwhile are dropped at their next write",
                   w->name);
-    if (!w->started && !w->stopping) {
-        w->started = true;
-        if (saga_intake_create_group(w->intake, on_group, w) == 0)
-            saga__worker_call(w);
-        uv_timer_start(&w->scan_timer, saga__worker_scan, 0, w->scan_ms);
-    }
+    w->lease_ok = true;
+    maybe_begin(w);
 }
 
 static void heartbeat(saga_worker_t *w) {
@@ -414,13 +486,24 @@ static void heartbeat(saga_worker_t *w) {
 
 static void on_hb_timer(uv_timer_t *t) {
     saga_worker_t *w = t->data;
-    if (!w->stopping)
-        heartbeat(w);
+    if (w->stopping)
+        return;
+    if (w->pubs_left > 0 && !w->start_failed)
+        publish(w);
+    heartbeat(w);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Life cycle                                                              */
 /* ---------------------------------------------------------------------- */
+
+static void free_pubs(saga_worker_t *w) {
+    for (size_t i = 0; i < w->npubs; i++)
+        free(w->pubs[i]);
+    free(w->pubs);
+    w->pubs = NULL;
+    w->npubs = 0;
+}
 
 /* Frees every value of a map whose values own their keys (or are them). */
 static void free_map(saga_strmap_t *m) {
@@ -506,19 +589,52 @@ fail:
 }
 
 int saga_worker_add_definition(saga_worker_t *w, saga_def_t *def, saga_diags_t *diags) {
-    char name[SAGA_NAME_MAX + 1], hash[65];
-    snprintf(name, sizeof(name), "%s", def->name);
-    memcpy(hash, def->hash, 65);
-    if (saga_engine_register(w->engine, def, diags) == NULL)
+    if (w->start_called) {
+        saga_def_free(def);
+        return -EBUSY;
+    }
+    size_t n = strlen(def->name) + 1;
+    saga__pub_t *p = calloc(1, sizeof(*p) + n);
+    saga__pub_t **v = p ? realloc(w->pubs, (w->npubs + 1) * sizeof(*v)) : NULL;
+    if (v == NULL) {
+        free(p);
+        saga_def_free(def);
+        return -ENOMEM;
+    }
+    w->pubs = v;
+    p->w = w;
+    p->state = PUB_UNSENT;
+    memcpy(p->name, def->name, n);
+    memcpy(p->hash, def->hash, 65);
+    if (saga_engine_register(w->engine, def, diags) == NULL) {
+        free(p);
         return -EINVAL;
-    saga_lease_publish_definition(w->store, name, hash, NULL, NULL);
+    }
+    /* A name served twice: the last definition added wins, as it would in
+     * Redis (the hash is what the engine registered under). */
+    for (size_t i = 0; i < w->npubs; i++)
+        if (strcmp(w->pubs[i]->name, p->name) == 0) {
+            free(w->pubs[i]);
+            w->pubs[i] = p;
+            return 0;
+        }
+    w->pubs[w->npubs++] = p;
+    w->pubs_left++;
     return 0;
 }
 
-int saga_worker_start(saga_worker_t *w) {
+int saga_worker_start(saga_worker_t *w, saga_worker_started_cb started, void *data) {
+    if (w->stopping)
+        return SAGA_ECLOSING;
+    if (w->start_called)
+        return -EALREADY;
     int rc = saga_intake_connect(w->intake);
     if (rc != 0)
         return rc;
+    w->start_called = true;
+    w->started_cb = started;
+    w->started_data = data;
+    publish(w);
     heartbeat(w);
     uv_timer_start(&w->hb_timer, on_hb_timer, w->lease_ms / 3, w->lease_ms / 3);
     return 0;
@@ -573,6 +689,7 @@ static void on_engine_down(void *data) {
     if (saga_lease_deregister(w->store, w->name, on_deregistered, w) == 0)
         saga__worker_call(w);
     w->engine_down = true;
+    report_start(w, SAGA_ECLOSING, "the worker was stopped before it served");
     stop_step(w);
 }
 
@@ -592,6 +709,7 @@ void saga_worker_free(saga_worker_t *w) {
         return;
     saga_engine_free(w->engine);
     free_maps(w);
+    free_pubs(w);
     free(w->name);
     free(w);
 }

@@ -20,6 +20,14 @@
 #include "store/intake.h"
 #include "util/strmap.h"
 
+/* A definition's name to publish at start (name -> hash). */
+typedef struct saga__pub_s {
+    saga_worker_t *w;
+    int state;                /* PUB_UNSENT, PUB_SENT, PUB_DONE */
+    char hash[65];
+    char name[];
+} saga__pub_t;
+
 struct saga_worker_s {
     uv_loop_t *loop;
     saga_store_t *store;
@@ -39,18 +47,27 @@ struct saga_worker_s {
     saga_strmap_t dead;       /* name -> name: workers whose lease expired,
                                  as of the last scan */
     saga_strmap_t cursors;    /* set -> cursor_t: where SSCAN resumes */
+    saga__pub_t **pubs;       /* definitions' names to publish at start */
+    size_t npubs;
+    size_t pubs_left;         /* not yet published */
     size_t sweep_offset;      /* next page of the unfinished sagas to sweep */
     size_t batch_left;        /* claims of the current scan batches in flight */
     size_t loading;           /* requests waiting for a definition */
     size_t calls;             /* store calls in flight that call us back */
     bool sweeping;
     bool closing_handles;
+    bool start_called;
+    bool lease_ok;            /* a heartbeat was answered */
+    bool grouping;            /* the intake group's creation is in flight */
     bool engine_down;         /* the engine's shutdown completed */
+    bool start_failed;
     bool started;             /* serving: intake, claims, wake-ups */
     bool stopping;
     bool reading;
     bool scanning;
     int open_handles;
+    saga_worker_started_cb started_cb; /* until it ran */
+    void *started_data;
     void (*done)(void *);
     void *done_data;
 };
