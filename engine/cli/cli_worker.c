@@ -16,6 +16,7 @@
 #include "cli/cli.h"
 #include "cli/cli_store.h"
 #include "util/log.h"
+#include "saga/errors.h"
 #include "saga/worker.h"
 
 #define DEFAULT_GRACE_MS 30000
@@ -134,6 +135,21 @@ static int load_defs(worker_cli_t *c) {
     return served;
 }
 
+/* A worker that cannot serve (its names not published, no intake group)
+ * exits with an error rather than run half-way. */
+static void on_worker_started(saga_worker_t *w, int status, const char *msg, void *data) {
+    worker_cli_t *c = data;
+    if (status == 0) {
+        saga_info("worker %s: running (concurrency %zu, lease %llu ms)", c->name,
+                  c->wo.concurrency ? c->wo.concurrency : 1000,
+                  (unsigned long long)(c->wo.lease_ms ? c->wo.lease_ms : 10000));
+    } else if (status != SAGA_ECLOSING) {
+        saga_cli_error("worker %s: cannot serve: %s", c->name, msg);
+        c->exit_code = SAGA_EXIT_ERROR;
+        saga_worker_stop(w, 0, on_worker_stopped, c);
+    }
+}
+
 static void on_store(saga_cli_store_t *cs, int status, void *data) {
     worker_cli_t *c = data;
     char err[512];
@@ -158,10 +174,12 @@ static void on_store(saga_cli_store_t *cs, int status, void *data) {
         saga_worker_stop(c->worker, 0, on_worker_stopped, c);
         return;
     }
-    saga_worker_start(c->worker);
-    saga_info("worker %s: running (concurrency %zu, lease %llu ms)", c->name,
-              c->wo.concurrency ? c->wo.concurrency : 1000,
-              (unsigned long long)(c->wo.lease_ms ? c->wo.lease_ms : 10000));
+    int rc = saga_worker_start(c->worker, on_worker_started, c);
+    if (rc != 0) {
+        saga_cli_error("worker %s: cannot start: %s", c->name, saga_strerror(rc));
+        c->exit_code = SAGA_EXIT_ERROR;
+        saga_worker_stop(c->worker, 0, on_worker_stopped, c);
+    }
 }
 
 /* Parses a duration flag's value. Returns 0, or -EINVAL / -ERANGE with the

@@ -1,9 +1,12 @@
 /*
- * worker.c -- see worker.h.
+ * worker.c -- see worker.h: the life cycle (start, lease, stop), the
+ * intake of start requests, and what the engine reports. Claims, the sweep
+ * and takeover are in claim.c.
  *
- * Everything a worker says to Redis outside of saga transitions goes
- * through the store's connection, except the blocking XREADGROUP on the
- * intake stream, which has a connection of its own (a blocking command
+ * The worker speaks to Redis only through the store's operations
+ * (store/intake.h, store/lease.h). They go out on the store's first
+ * connection, in order, except the blocking read of new start requests,
+ * which the intake sends on a connection of its own (a blocking command
  * would stall the pipelined checkpoints behind it).
  *
  * Coordination commands are not resent after a lost connection: each one is
@@ -15,66 +18,40 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "saga/errors.h"
-#include "store/keys.h"
-#include "util/log.h"
-#include "redis/redis_conn.h"
-#include "store/store_redis.h"
-#include "util/strmap.h"
+#include "store/intake.h"
+#include "store/lease.h"
 #include "util/bytes.h"
+#include "util/log.h"
+#include "util/strmap.h"
+#include "worker/worker_internal.h"
 
 #define DEFAULT_CONCURRENCY 1000
 #define DEFAULT_LEASE_MS 10000
-#define INTAKE_BLOCK_MS "1000"
+#define INTAKE_BLOCK_MS 1000
 #define INTAKE_RETRY_MS 200
-#define KEY_MAX 256
+#define INTAKE_READ_MAX 500
 
-struct saga_worker_s {
-    uv_loop_t *loop;
-    saga_store_t *store;
-    saga_redis_t *conn;       /* the store's, borrowed */
-    saga_redis_t *intake;     /* ours: blocking reads */
-    saga_engine_t *engine;
-    char *name;
-    char owned_key[KEY_MAX];
-    char wake_key[KEY_MAX];
-    size_t concurrency;
-    uint64_t lease_ms;
-    uint64_t scan_ms;
-    uv_timer_t hb_timer;
-    uv_timer_t scan_timer;
-    uv_timer_t intake_timer;
-    saga_strmap_t owned;      /* id -> owned_t, sagas running here */
-    saga_strmap_t pending;    /* id -> pend_t, creations awaiting their ack */
-    saga_strmap_t claiming;   /* id -> claim_t, claims in flight */
-    saga_strmap_t unrunnable; /* hash -> hash, definitions we cannot run */
-    saga_strmap_t dead;       /* name -> name: workers whose lease expired,
-                                 as of the last scan */
-    size_t sweep_offset;      /* next page of the unfinished sagas to sweep */
-    saga_strmap_t cursors;    /* set key -> cursor_t: where SSCAN resumes */
-    size_t batch_left;        /* claims of the current scan batches in flight */
-    bool sweeping;
-    bool closing_handles;
-    size_t loading;           /* requests waiting for a definition */
-    bool started;
-    bool stopping;
-    bool reading;
-    bool scanning;
-    int open_handles;
-    size_t stop_waits;        /* releases and deregistration in flight */
-    void (*done)(void *);
-    void *done_data;
-};
+enum { PUB_UNSENT, PUB_SENT, PUB_DONE };
 
-static void read_intake(saga_worker_t *w);
-
-static size_t capacity(const saga_worker_t *w) {
+size_t saga__worker_capacity(const saga_worker_t *w) {
     size_t busy = saga_engine_active(w->engine) + w->loading + w->claiming.count;
     return busy >= w->concurrency ? 0 : w->concurrency - busy;
+}
+
+static void stop_step(saga_worker_t *w);
+
+void saga__worker_call(saga_worker_t *w) { w->calls++; }
+
+void saga__worker_answered(saga_worker_t *w) {
+    w->calls--;
+    if (w->stopping)
+        stop_step(w);
 }
 
 /* Map values embed their key, so a delete frees one block. */
@@ -84,11 +61,11 @@ typedef struct owned_s {
 } owned_t;
 
 typedef struct pend_s {
-    char entry[64];  /* the intake stream entry to acknowledge */
+    char entry[SAGA_INTAKE_ENTRY_MAX + 1]; /* the intake entry to acknowledge */
     char id[];
 } pend_t;
 
-static int own(saga_worker_t *w, const char *id, uint64_t fence) {
+int saga__worker_own(saga_worker_t *w, const char *id, uint64_t fence) {
     size_t n = strlen(id) + 1;
     owned_t *o = malloc(sizeof(*o) + n);
     if (o == NULL)
@@ -108,16 +85,13 @@ static void disown(saga_worker_t *w, const char *id) {
     free(saga_strmap_del(&w->owned, id));
 }
 
-
 /* ---------------------------------------------------------------------- */
 /* Definitions by hash                                                     */
 /* ---------------------------------------------------------------------- */
 
-typedef void (*def_cb)(saga_worker_t *w, saga_engine_def_t *d, void *data);
-
 typedef struct def_req_s {
     saga_worker_t *w;
-    def_cb cb;
+    saga__def_cb cb;
     void *data;
     char hash[65];
 } def_req_t;
@@ -148,11 +122,11 @@ static void on_def_text(int status, const char *text, size_t len, void *data) {
     }
     r->cb(w, d, r->data);
     free(r);
+    saga__worker_answered(w);
 }
 
-/* Finds or loads the definition with `hash`; `cb` gets NULL when this
- * worker cannot run it (unknown, invalid, a plugin or handler missing). */
-static void ensure_def(saga_worker_t *w, const char *hash, def_cb cb, void *data) {
+void saga__worker_ensure_def(saga_worker_t *w, const char *hash, saga__def_cb cb,
+                             void *data) {
     saga_engine_def_t *d = saga_engine_find(w->engine, hash);
     if (d != NULL || saga_strmap_get(&w->unrunnable, hash) != NULL || strlen(hash) != 64) {
         cb(w, d, data);
@@ -170,7 +144,9 @@ static void ensure_def(saga_worker_t *w, const char *hash, def_cb cb, void *data
     if (w->store->ops->get_definition(w->store, hash, on_def_text, r) != 0) {
         free(r);
         cb(w, NULL, data);
+        return;
     }
+    saga__worker_call(w);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -178,17 +154,15 @@ static void ensure_def(saga_worker_t *w, const char *hash, def_cb cb, void *data
 /* ---------------------------------------------------------------------- */
 
 typedef struct request_s {
-    char entry[64];
+    char entry[SAGA_INTAKE_ENTRY_MAX + 1];
     char id[SAGA_ID_MAX + 1];
     char hash[65];
     char *input;
 } request_t;
 
-/* One call: a crash cannot fall between the acknowledgement and the
- * deletion (saga.lua, saga_intake_done). */
+/* The request is done with: acknowledged and deleted in one call. */
 static void ack_entry(saga_worker_t *w, const char *entry) {
-    saga_redis_command(w->conn, NULL, NULL, "FCALL saga_intake_done 1 %s %s %s",
-                       SAGA_KEY_INTAKE, SAGA_INTAKE_GROUP, entry);
+    saga_intake_done(w->intake, entry, NULL, NULL);
 }
 
 static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
@@ -223,7 +197,7 @@ static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
             int rc = p ? saga_engine_start(w->engine, d, rq->id, input, NULL, err, sizeof(err))
                        : -ENOMEM;
             if (rc == 0) {
-                own(w, rq->id, 1); /* the first owner's fence */
+                saga__worker_own(w, rq->id, 1); /* the first owner's fence */
             } else {
                 if (p != NULL)
                     free(saga_strmap_del(&w->pending, rq->id));
@@ -233,8 +207,9 @@ static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
                     saga_error("worker %s: start request for saga %s refused: %s; "
                                "dropped", w->name, rq->id, err);
                     ack_entry(w, rq->entry);
-                } else if (rc != 0) {
-                    saga_error("worker %s: cannot start saga %s: %s", w->name, rq->id, err);
+                } else {
+                    saga_error("worker %s: cannot start saga %s: %s", w->name, rq->id,
+                               rc == -ENOMEM ? "out of memory" : err);
                 }
             }
         }
@@ -242,128 +217,91 @@ static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
     }
     free(rq->input);
     free(rq);
-    read_intake(w);
+    saga__worker_read_intake(w);
 }
 
-static const redisReply *field_of(const redisReply *fields, const char *name) {
-    for (size_t i = 0; i + 1 < fields->elements; i += 2)
-        if (fields->element[i]->type == REDIS_REPLY_STRING &&
-            strcmp(fields->element[i]->str, name) == 0 &&
-            fields->element[i + 1]->type == REDIS_REPLY_STRING)
-            return fields->element[i + 1];
-    return NULL;
-}
-
-/* Handles one stream entry [entry-id, [field, value...]]. */
-static void handle_entry(saga_worker_t *w, const redisReply *e) {
-    if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING ||
-        e->element[1]->type != REDIS_REPLY_ARRAY)
-        return; /* a deleted entry (nil) or garbage */
-    const char *entry = e->element[0]->str;
-    const redisReply *id = field_of(e->element[1], "id");
-    const redisReply *hash = field_of(e->element[1], "hash");
-    const redisReply *input = field_of(e->element[1], "input");
-    if (id == NULL || hash == NULL || input == NULL || id->len > SAGA_ID_MAX ||
-        hash->len != 64 || strlen(entry) >= 64) {
-        saga_error("worker %s: malformed start request %s; dropped", w->name, entry);
-        ack_entry(w, entry);
+/* Handles one start request read from the intake. */
+static void handle_request(saga_worker_t *w, const saga_intake_request_t *q) {
+    if (q->malformed != NULL) {
+        saga_error("worker %s: malformed start request %s (%s); dropped", w->name, q->entry,
+                   q->malformed);
+        ack_entry(w, q->entry);
         return;
     }
-    if (saga_strmap_get(&w->pending, id->str) != NULL)
+    if (saga_strmap_get(&w->pending, q->id) != NULL)
         return; /* being created already (delivered twice) */
     request_t *rq = calloc(1, sizeof(*rq));
-    if (rq == NULL || (rq->input = saga_memdup(input->str, (size_t)input->len)) == NULL) {
+    if (rq == NULL || (rq->input = saga_memdup(q->input, q->input_len)) == NULL) {
         free(rq);
         return;
     }
-    snprintf(rq->entry, sizeof(rq->entry), "%s", entry);
-    memcpy(rq->id, id->str, (size_t)id->len + 1);
-    memcpy(rq->hash, hash->str, 65);
+    snprintf(rq->entry, sizeof(rq->entry), "%s", q->entry);
+    snprintf(rq->id, sizeof(rq->id), "%s", q->id);
+    snprintf(rq->hash, sizeof(rq->hash), "%s", q->hash);
     w->loading++;
-    ensure_def(w, rq->hash, start_request, rq);
+    saga__worker_ensure_def(w, rq->hash, start_request, rq);
 }
 
-/* Entries of an XREADGROUP reply: [[stream, [entry...]]] (or nil). */
-static void handle_read(saga_worker_t *w, const redisReply *r) {
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
-        return;
-    for (size_t s = 0; s < r->elements; s++) {
-        const redisReply *st = r->element[s];
-        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
-            st->element[1]->type != REDIS_REPLY_ARRAY)
-            continue;
-        for (size_t i = 0; i < st->element[1]->elements; i++)
-            handle_entry(w, st->element[1]->element[i]);
-    }
+static void handle_requests(saga_worker_t *w, const saga_intake_request_t *reqs, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        handle_request(w, &reqs[i]);
 }
 
-static void on_intake_timer(uv_timer_t *t) { read_intake(t->data); }
+static void on_intake_timer(uv_timer_t *t) { saga__worker_read_intake(t->data); }
 
-static void on_intake(saga_redis_t *c, redisReply *r, void *data) {
+static void on_new_requests(int status, const saga_intake_request_t *reqs, size_t n,
+                            const char *why, void *data) {
     saga_worker_t *w = data;
-    (void)c;
     w->reading = false;
     if (w->stopping)
         return;
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        if (r != NULL)
-            saga_warn("worker %s: reading the intake: %s", w->name, r->str);
+    if (status != 0) {
+        if (status != SAGA_EUNAVAILABLE)
+            saga_warn("worker %s: reading the intake: %s", w->name, why);
         uv_timer_start(&w->intake_timer, on_intake_timer, INTAKE_RETRY_MS, 0);
         return;
     }
-    handle_read(w, r);
-    read_intake(w);
+    handle_requests(w, reqs, n);
+    saga__worker_read_intake(w);
 }
 
 /* Asks for as many start requests as there is room for, waiting up to a
  * second for new ones. */
-static void read_intake(saga_worker_t *w) {
-    if (!w->started || w->stopping || w->reading || !saga_redis_ready(w->intake))
+void saga__worker_read_intake(saga_worker_t *w) {
+    if (!w->started || w->stopping || w->reading || !saga_intake_ready(w->intake))
         return;
-    size_t room = capacity(w);
+    size_t room = saga__worker_capacity(w);
     if (room == 0)
         return; /* a finishing saga calls us again */
-    if (room > 500)
-        room = 500;
-    char count[24];
-    snprintf(count, sizeof(count), "%zu", room);
-    const char *argv[] = {"XREADGROUP", "GROUP", SAGA_INTAKE_GROUP, w->name, "COUNT",
-                          count, "BLOCK", INTAKE_BLOCK_MS, "STREAMS", SAGA_KEY_INTAKE, ">"};
-    size_t lens[11];
-    for (int i = 0; i < 11; i++)
-        lens[i] = strlen(argv[i]);
-    if (saga_redis_command_argv(w->intake, on_intake, w, 11, argv, lens) == 0)
+    if (room > INTAKE_READ_MAX)
+        room = INTAKE_READ_MAX;
+    /* Not counted in w->calls: closing the intake ends it (SAGA_ECLOSING). */
+    if (saga_intake_read_new(w->intake, room, INTAKE_BLOCK_MS, on_new_requests, w) == 0) {
         w->reading = true;
-    else
+    } else {
         uv_timer_start(&w->intake_timer, on_intake_timer, INTAKE_RETRY_MS, 0);
+    }
 }
 
-/* Our own unacknowledged requests (a previous life of this worker name). */
-static void on_own_pending(saga_redis_t *c, redisReply *r, void *data) {
-    (void)c;
-    handle_read(data, r);
-}
-
-static void on_group(saga_redis_t *c, redisReply *r, void *data) {
+/* Our own unacknowledged requests (a previous life of this worker name),
+ * and those that workers which died before acknowledging left behind. */
+static void on_old_requests(int status, const saga_intake_request_t *reqs, size_t n,
+                            const char *why, void *data) {
     saga_worker_t *w = data;
-    (void)c;
-    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0)
-        saga_error("worker %s: cannot create the intake group: %s", w->name, r->str);
-    /* (hiredis's formatter knows no %zu: numbers go through %llu.) */
-    saga_redis_command(w->conn, on_own_pending, w, "XREADGROUP GROUP %s %s COUNT %llu "
-                       "STREAMS %s 0", SAGA_INTAKE_GROUP, w->name,
-                       (unsigned long long)w->concurrency, SAGA_KEY_INTAKE);
-    read_intake(w);
+    saga__worker_answered(w);
+    if (status != 0 && status != SAGA_EUNAVAILABLE)
+        saga_warn("worker %s: reading unacknowledged start requests: %s", w->name, why);
+    if (status == 0 && !w->stopping)
+        handle_requests(w, reqs, n);
 }
 
-static void on_intake_event(saga_redis_t *r, saga_redis_event_t ev, const char *errstr,
+static void on_intake_event(saga_intake_t *in, saga_intake_event_t ev, const char *errstr,
                             void *data) {
     saga_worker_t *w = data;
-    (void)r;
-    if (ev == SAGA_REDIS_READY) {
-        read_intake(w);
-    } else if (ev == SAGA_REDIS_CONNECT_FAILED && !w->stopping) {
+    (void)in;
+    if (ev == SAGA_INTAKE_READY) {
+        saga__worker_read_intake(w);
+    } else if (ev == SAGA_INTAKE_CONNECT_FAILED && !w->stopping) {
         saga_warn("worker %s: intake connection: %s", w->name, errstr ? errstr : "failed");
     }
 }
@@ -384,8 +322,6 @@ static void on_created(saga_engine_t *e, const char *id, int status, void *data)
     free(p);
 }
 
-static void release(saga_worker_t *w, const char *id, uint64_t fence, bool to_orphans);
-
 static void on_finished(saga_engine_t *e, const char *id, saga_state_t state, int status,
                         void *data) {
     saga_worker_t *w = data;
@@ -398,470 +334,200 @@ static void on_finished(saga_engine_t *e, const char *id, saga_state_t state, in
         saga_warn("worker %s: saga %s dropped: %s", w->name, id, saga_strerror(status));
     } else if (state == SAGA_STATE_STUCK && fence != 0) {
         /* Parked for an operator: nobody owns it until `saga retry`. */
-        release(w, id, fence, false);
+        saga__worker_release(w, id, fence, false);
     }
     disown(w, id);
-    read_intake(w);
+    saga__worker_read_intake(w);
 }
 
 /* ---------------------------------------------------------------------- */
-/* Releasing                                                               */
+/* Scans                                                                   */
 /* ---------------------------------------------------------------------- */
 
-typedef struct release_s {
-    saga_worker_t *w;
-    bool to_orphans;
-    bool counted;
-    char id[SAGA_ID_MAX + 1];
-} release_t;
-
-static void stop_step(saga_worker_t *w);
-
-/* The last answer of a release: a stopping worker closes only after it. */
-static void on_release_listed(saga_redis_t *c, redisReply *r, void *data) {
-    release_t *rl = data;
-    saga_worker_t *w = rl->w;
-    (void)c;
-    (void)r;
-    if (rl->counted) {
-        w->stop_waits--;
-        stop_step(w);
-    }
-    free(rl);
-}
-
-static void on_released(saga_redis_t *c, redisReply *r, void *data) {
-    release_t *rl = data;
-    saga_worker_t *w = rl->w;
-    (void)c;
-    int rc = -1;
-    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
-        saga_warn("worker %s: releasing saga %s: %s", w->name, rl->id, r->str);
-    } else if (r != NULL && rl->to_orphans) {
-        rc = saga_redis_command(w->conn, on_release_listed, rl, "SMOVE %s %s %s",
-                                w->owned_key, SAGA_KEY_ORPHANS, rl->id);
-    } else if (r != NULL) {
-        rc = saga_redis_command(w->conn, on_release_listed, rl, "SREM %s %s", w->owned_key,
-                                rl->id);
-    }
-    if (rc != 0)
-        on_release_listed(c, NULL, rl);
-}
-
-/* Gives a saga up: unowned, and (to_orphans) listed for others to claim. */
-static void release(saga_worker_t *w, const char *id, uint64_t fence, bool to_orphans) {
-    release_t *rl = calloc(1, sizeof(*rl));
-    if (rl == NULL)
-        return;
-    rl->w = w;
-    rl->to_orphans = to_orphans;
-    rl->counted = w->stopping;
-    snprintf(rl->id, sizeof(rl->id), "%s", id);
-    char fs[24];
-    snprintf(fs, sizeof(fs), "%" PRIu64, fence);
-    if (saga_redis_command(w->conn, on_released, rl, "FCALL saga_release 2 "
-                           SAGA_KEY_RECORD_FMT " " SAGA_KEY_HISTORY_FMT " %s %s", id, id,
-                           w->name, fs) != 0) {
-        free(rl);
-        return;
-    }
-    if (rl->counted)
-        w->stop_waits++;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Claims                                                                  */
-/* ---------------------------------------------------------------------- */
-
-/* Where a candidate was found, which says who may take it. */
-typedef enum from_e {
-    FROM_DEAD,     /* the owned set of a worker whose lease expired */
-    FROM_ORPHANS,  /* released, retried or cancelled by an operator */
-    FROM_SWEEP     /* the slow sweep of the unfinished sagas */
-} from_t;
-
-typedef struct claim_s {
-    saga_worker_t *w;
-    from_t from;
-    bool batch;                      /* part of a scan batch (batch_left) */
-    char id[SAGA_ID_MAX + 1];
-    char from_set[KEY_MAX];          /* "" for the sweep */
-    char expected[SAGA_ID_MAX + 1];  /* owner expected in the record */
-    uint64_t fence;
-} claim_t;
-
-static void on_scan(uv_timer_t *t);
-
-static void claim_end(claim_t *cl) {
-    saga_worker_t *w = cl->w;
-    bool batch = cl->batch;
-    saga_strmap_del(&w->claiming, cl->id);
-    free(cl);
-    /* A finished batch asks for the next one at once: taking over a dead
-     * worker's sagas goes as fast as claims complete, not one batch per
-     * scan period. */
-    if (batch && --w->batch_left == 0 && !w->stopping)
-        uv_timer_start(&w->scan_timer, on_scan, 0, w->scan_ms);
-    read_intake(w);
-}
-
-static void on_claim_resumed(int status, const char *msg, void *data) {
-    claim_t *cl = data;
-    saga_worker_t *w = cl->w;
-    if (status == 0) {
-        own(w, cl->id, cl->fence);
-        saga_info("worker %s: took over saga %s (fence %" PRIu64 ")", w->name, cl->id, cl->fence);
-    } else if (status != SAGA_EEXIST) {
-        saga_error("worker %s: claimed saga %s but cannot resume it: %s", w->name, cl->id,
-                   msg ? msg : saga_strerror(status));
-    }
-    claim_end(cl);
-}
-
-static void resume_claimed(claim_t *cl) {
-    saga_worker_t *w = cl->w;
-    /* It is ours now: list it under our name. */
-    if (cl->from_set[0] != '\0')
-        saga_redis_command(w->conn, NULL, NULL, "SMOVE %s %s %s", cl->from_set, w->owned_key,
-                           cl->id);
-    else
-        saga_redis_command(w->conn, NULL, NULL, "SADD %s %s", w->owned_key, cl->id);
-    if (w->stopping ||
-        saga_engine_resume_fenced(w->engine, cl->id, cl->fence, on_claim_resumed, cl) != 0) {
-        /* Stopping: give it straight back. */
-        release(w, cl->id, cl->fence, true);
-        claim_end(cl);
-    }
-}
-
-static void on_claimed(saga_redis_t *c, redisReply *r, void *data) {
-    claim_t *cl = data;
-    (void)c;
-    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
-        /* Lost, taken by another worker first, or finished meanwhile. */
-        if (r != NULL && r->type == REDIS_REPLY_ERROR && cl->from_set[0] != '\0' &&
-            strncmp(r->str, "SAGAFINISHED", 12) == 0)
-            saga_redis_command(cl->w->conn, NULL, NULL, "SREM %s %s", cl->from_set, cl->id);
-        claim_end(cl);
-        return;
-    }
-    cl->fence = (uint64_t)r->integer;
-    resume_claimed(cl);
-}
-
-static void claim_with_def(saga_worker_t *w, saga_engine_def_t *d, void *data) {
-    claim_t *cl = data;
-    if (d == NULL || w->stopping) {
-        claim_end(cl); /* a worker never claims what it cannot run */
-        return;
-    }
-    if (saga_redis_command(w->conn, on_claimed, cl, "FCALL saga_claim 2 " SAGA_KEY_RECORD_FMT
-                           " " SAGA_KEY_HISTORY_FMT " %s %s", cl->id, cl->id, cl->expected,
-                           w->name) != 0)
-        claim_end(cl);
-}
-
-/* [owner, fence, state, def, cancel] of a candidate. */
-static void on_candidate(saga_redis_t *c, redisReply *r, void *data) {
-    claim_t *cl = data;
-    saga_worker_t *w = cl->w;
-    (void)c;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 5 || w->stopping) {
-        claim_end(cl);
-        return;
-    }
-    const redisReply *owner = r->element[0], *fence = r->element[1], *state = r->element[2],
-                     *def = r->element[3], *cancel = r->element[4];
-    if (state->type != REDIS_REPLY_STRING || def->type != REDIS_REPLY_STRING ||
-        fence->type != REDIS_REPLY_STRING ||
-        strcmp(state->str, "completed") == 0 || strcmp(state->str, "compensated") == 0) {
-        /* Gone, finished, or not a worker's saga: nothing to claim. */
-        if (cl->from_set[0] != '\0')
-            saga_redis_command(w->conn, NULL, NULL, "SREM %s %s", cl->from_set, cl->id);
-        claim_end(cl);
-        return;
-    }
-    const char *o = owner->type == REDIS_REPLY_STRING ? owner->str : "";
-    if (strcmp(o, w->name) == 0) {
-        /* Ours already (a claim whose answer was lost): resume it. */
-        if (saga_parse_u64(fence->str, (size_t)fence->len, &cl->fence) != 0) {
-            saga_error("worker %s: saga %s: its record's fence is not a number; left as it is",
-                       w->name, cl->id);
-            claim_end(cl);
-            return;
-        }
-        resume_claimed(cl);
-        return;
-    }
-    /* Only a saga whose owner is gone may be taken; a parked (stuck) saga
-     * nobody owns waits for an operator, unless one listed it. */
-    bool owner_dead = o[0] != '\0' && saga_strmap_get(&w->dead, o) != NULL;
-    bool parked = strcmp(state->str, "stuck") == 0 &&
-                  !(cancel->type == REDIS_REPLY_STRING && strcmp(cancel->str, "1") == 0);
-    bool take = owner_dead || (o[0] == '\0' && (cl->from != FROM_SWEEP || !parked));
-    if (!take) {
-        if (cl->from == FROM_ORPHANS && o[0] != '\0')
-            saga_redis_command(w->conn, NULL, NULL, "SREM %s %s", cl->from_set, cl->id);
-        claim_end(cl);
-        return;
-    }
-    snprintf(cl->expected, sizeof(cl->expected), "%s", o);
-    ensure_def(w, def->str, claim_with_def, cl);
-}
-
-/* Looks at one saga, found in `set` (or by the sweep: set ""), as
- * possibly ours to take. */
-static void candidate(saga_worker_t *w, const char *id, from_t from, const char *set) {
-    if (capacity(w) == 0 || saga_strmap_get(&w->owned, id) != NULL ||
-        saga_strmap_get(&w->claiming, id) != NULL || strlen(id) > SAGA_ID_MAX)
-        return;
-    claim_t *cl = calloc(1, sizeof(*cl));
-    if (cl == NULL)
-        return;
-    cl->w = w;
-    cl->from = from;
-    snprintf(cl->id, sizeof(cl->id), "%s", id);
-    if (saga_strmap_put(&w->claiming, cl->id, cl, NULL) != 0) {
-        free(cl);
-        return;
-    }
-    snprintf(cl->from_set, sizeof(cl->from_set), "%s", set);
-    if (from != FROM_SWEEP) {
-        cl->batch = true;
-        w->batch_left++;
-    }
-    if (saga_redis_command(w->conn, on_candidate, cl, "HMGET " SAGA_KEY_RECORD_FMT
-                           " owner fence state def cancel", id) != 0)
-        claim_end(cl);
-}
-
-/* Where the walk over one set (a dead worker's, or the orphans) stands. */
-typedef struct cursor_s {
-    char cursor[24];
-    char key[];
-} cursor_t;
-
-typedef struct set_scan_s {
-    saga_worker_t *w;
-    char set[KEY_MAX];
-    char worker[KEY_MAX];  /* the dead worker the set belongs to, or "" */
-} set_scan_t;
-
-static void on_set_size(saga_redis_t *c, redisReply *r, void *data) {
-    set_scan_t *ss = data;
-    (void)c;
-    /* A dead worker with nothing left: forget it. */
-    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0)
-        saga_redis_command(ss->w->conn, NULL, NULL, "ZREM %s %s", SAGA_KEY_WORKERS, ss->worker);
-    free(ss);
-}
-
-/* One SSCAN page: [cursor, [id...]]. A cursor walk, unlike random
- * sampling, never offers the same id twice in a pass. */
-static void on_set_members(saga_redis_t *c, redisReply *r, void *data) {
-    set_scan_t *ss = data;
-    saga_worker_t *w = ss->w;
-    (void)c;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
-        free(ss);
-        return;
-    }
-    cursor_t *cur = saga_strmap_get(&w->cursors, ss->set);
-    if (cur != NULL)
-        snprintf(cur->cursor, sizeof(cur->cursor), "%s", r->element[0]->str);
-    const redisReply *ids = r->element[1];
-    for (size_t i = 0; i < ids->elements; i++)
-        if (ids->element[i]->type == REDIS_REPLY_STRING)
-            candidate(w, ids->element[i]->str, ss->worker[0] ? FROM_DEAD : FROM_ORPHANS,
-                      ss->set);
-    bool pass_done = strcmp(r->element[0]->str, "0") == 0;
-    if (pass_done && ss->worker[0] != '\0' &&
-        saga_redis_command(w->conn, on_set_size, ss, "SCARD %s", ss->set) == 0)
-        return; /* ss freed by on_set_size */
-    free(ss);
-}
-
-static void scan_set(saga_worker_t *w, const char *set, const char *worker) {
-    cursor_t *cur = saga_strmap_get(&w->cursors, set);
-    if (cur == NULL) {
-        size_t n = strlen(set) + 1;
-        if ((cur = malloc(sizeof(*cur) + n)) == NULL)
-            return;
-        memcpy(cur->key, set, n);
-        strcpy(cur->cursor, "0");
-        if (saga_strmap_put(&w->cursors, cur->key, cur, NULL) != 0) {
-            free(cur);
-            return;
-        }
-    }
-    set_scan_t *ss = calloc(1, sizeof(*ss));
-    if (ss == NULL)
-        return;
-    ss->w = w;
-    snprintf(ss->set, sizeof(ss->set), "%s", set);
-    snprintf(ss->worker, sizeof(ss->worker), "%s", worker);
-    size_t room = capacity(w);
-    if (saga_redis_command(w->conn, on_set_members, ss, "SSCAN %s %s COUNT %llu", set,
-                           cur->cursor, (unsigned long long)(room > 1000 ? 1000 : room)) != 0)
-        free(ss);
-}
-
-static void on_dead(saga_redis_t *c, redisReply *r, void *data) {
+static void on_wake(int status, const char *const *ids, size_t n, const char *why,
+                    void *data) {
     saga_worker_t *w = data;
-    (void)c;
-    w->scanning = false;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || w->stopping)
-        return;
-    /* Remember who is dead: candidates found anywhere are checked against it. */
-    const char *k;
-    void *v;
-    for (size_t pos = 0; saga_strmap_next(&w->dead, &pos, &k, &v);)
-        free(v);
-    saga_strmap_close(&w->dead);
-    saga_strmap_init(&w->dead);
-    for (size_t i = 0; i < r->elements; i++) {
-        char *name = r->element[i]->type == REDIS_REPLY_STRING ? strdup(r->element[i]->str) : NULL;
-        if (name != NULL && saga_strmap_put(&w->dead, name, name, NULL) != 0)
-            free(name);
-    }
-    for (size_t i = 0; i < r->elements && capacity(w) > 0; i++) {
-        const redisReply *name = r->element[i];
-        if (name->type != REDIS_REPLY_STRING || strcmp(name->str, w->name) == 0)
-            continue;
-        char set[KEY_MAX];
-        snprintf(set, sizeof(set), SAGA_KEY_OWNED "%s", name->str);
-        scan_set(w, set, name->str);
-    }
-    if (capacity(w) > 0)
-        scan_set(w, SAGA_KEY_ORPHANS, "");
-}
-
-/* Start requests delivered to workers that died before acknowledging. */
-static void on_autoclaim(saga_redis_t *c, redisReply *r, void *data) {
-    saga_worker_t *w = data;
-    (void)c;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || w->stopping)
-        return;
-    const redisReply *entries = r->element[1];
-    if (entries->type != REDIS_REPLY_ARRAY)
-        return;
-    for (size_t i = 0; i < entries->elements; i++)
-        handle_entry(w, entries->element[i]);
-}
-
-/* The sweep reads the unfinished sagas of the index a page per scan, so that a saga
- * missing from every set (a crash between two of our commands, which
- * cannot be one atomic call across hash slots) is still found. */
-#define SWEEP_PAGE 100
-
-static void on_sweep_page(saga_redis_t *c, redisReply *r, void *data) {
-    saga_worker_t *w = data;
-    (void)c;
-    w->sweeping = false;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || w->stopping)
-        return;
-    w->sweep_offset = r->elements < SWEEP_PAGE ? 0 : w->sweep_offset + r->elements;
-    for (size_t i = 0; i < r->elements && capacity(w) > 0; i++)
-        if (r->element[i]->type == REDIS_REPLY_STRING)
-            candidate(w, r->element[i]->str, FROM_SWEEP, "");
-}
-
-static void sweep(saga_worker_t *w) {
-    if (w->sweeping || capacity(w) == 0)
-        return;
-    w->sweeping = true;
-    /* The unfinished sagas: the index's scores below 0 (keys.h). */
-    if (saga_redis_command(w->conn, on_sweep_page, w, "ZRANGEBYSCORE %s -inf (0 LIMIT %llu %d",
-                           SAGA_KEY_SAGAS, (unsigned long long)w->sweep_offset,
-                           SWEEP_PAGE) != 0)
-        w->sweeping = false;
-}
-
-static void on_wake(saga_redis_t *c, redisReply *r, void *data) {
-    saga_worker_t *w = data;
-    (void)c;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
-        return;
-    for (size_t i = 0; i < r->elements; i++) {
-        if (r->element[i]->type != REDIS_REPLY_STRING)
-            continue;
+    saga__worker_answered(w);
+    if (status != 0 && status != SAGA_EUNAVAILABLE)
+        saga_warn("worker %s: reading its wake list: %s", w->name, why);
+    for (size_t i = 0; status == 0 && !w->stopping && i < n; i++) {
         /* Only cancels wake a worker up today; the engine checks the saga. */
-        int rc = saga_engine_cancel(w->engine, r->element[i]->str);
-        if (rc == 0)
-            saga_info("worker %s: saga %s: cancel requested by an operator", w->name,
-                      r->element[i]->str);
+        if (saga_engine_cancel(w->engine, ids[i]) == 0)
+            saga_info("worker %s: saga %s: cancel requested by an operator", w->name, ids[i]);
     }
 }
 
-static void on_scan(uv_timer_t *t) {
+void saga__worker_scan(uv_timer_t *t) {
     saga_worker_t *w = t->data;
-    if (w->stopping || !saga_redis_ready(w->conn))
+    if (w->stopping)
         return;
-    saga_redis_command(w->conn, on_wake, w, "LPOP %s 100", w->wake_key);
-    if (capacity(w) == 0 || w->scanning)
+    if (saga_lease_wake_list(w->store, w->name, 100, on_wake, w) != 0)
+        return; /* not connected: the next scan */
+    saga__worker_call(w);
+    if (!saga__worker_takeover(w))
         return;
-    w->scanning = true;
-    if (saga_redis_command(w->conn, on_dead, w, "FCALL saga_dead_workers 1 %s",
-                           SAGA_KEY_WORKERS) != 0)
-        w->scanning = false;
-    sweep(w);
-    char idle[24];
-    snprintf(idle, sizeof(idle), "%" PRIu64, w->lease_ms);
-    saga_redis_command(w->conn, on_autoclaim, w, "XAUTOCLAIM %s %s %s %s 0-0 COUNT %llu",
-                       SAGA_KEY_INTAKE, SAGA_INTAKE_GROUP, w->name, idle,
-                       (unsigned long long)(capacity(w) > 100 ? 100 : capacity(w)));
+    /* Start requests delivered to workers that died before acknowledging. */
+    size_t room = saga__worker_capacity(w);
+    if (room > 0 && saga_intake_autoclaim(w->intake, w->lease_ms, room > 100 ? 100 : room,
+                                          on_old_requests, w) == 0)
+        saga__worker_call(w);
 }
 
 /* ---------------------------------------------------------------------- */
-/* Lease                                                                   */
+/* Start: names, lease, intake group                                       */
 /* ---------------------------------------------------------------------- */
 
-static void on_heartbeat(saga_redis_t *c, redisReply *r, void *data) {
+/* Runs the start's callback once, with status and a message. */
+static void report_start(saga_worker_t *w, int status, const char *msg) {
+    saga_worker_started_cb cb = w->started_cb;
+    w->started_cb = NULL;
+    if (cb != NULL)
+        cb(w, status, msg, w->started_data);
+}
+
+static void start_failed(saga_worker_t *w, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void start_failed(saga_worker_t *w, int status, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    w->start_failed = true;
+    saga_error("worker %s: %s", w->name, msg);
+    report_start(w, status, msg);
+}
+
+static void on_group(int status, const char *why, void *data) {
     saga_worker_t *w = data;
-    (void)c;
-    if (r == NULL)
+    w->grouping = false;
+    saga__worker_answered(w);
+    if (w->stopping)
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        saga_error("worker %s: heartbeat refused: %s", w->name, r->str);
+    if (status == SAGA_EUNAVAILABLE)
+        return; /* asked again after the next heartbeat */
+    if (status != 0) {
+        start_failed(w, status, "cannot create the intake group: %s", why);
         return;
     }
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer == 1)
+    w->started = true;
+    if (saga_intake_read_pending(w->intake, w->concurrency, on_old_requests, w) == 0)
+        saga__worker_call(w);
+    saga__worker_read_intake(w);
+    uv_timer_start(&w->scan_timer, saga__worker_scan, 0, w->scan_ms);
+    report_start(w, 0, NULL);
+}
+
+/* Serves once the lease is held, every name is published and the intake
+ * group exists. */
+static void maybe_begin(saga_worker_t *w) {
+    if (w->started || w->grouping || w->stopping || w->start_failed || !w->lease_ok ||
+        w->pubs_left > 0)
+        return;
+    if (saga_intake_create_group(w->intake, on_group, w) == 0) {
+        w->grouping = true;
+        saga__worker_call(w);
+    }
+}
+
+static void on_published(int status, const char *why, void *data) {
+    saga__pub_t *p = data;
+    saga_worker_t *w = p->w;
+    saga__worker_answered(w);
+    if (status == SAGA_EUNAVAILABLE) {
+        p->state = PUB_UNSENT; /* sent again with the next heartbeat */
+        return;
+    }
+    p->state = PUB_DONE;
+    w->pubs_left--;
+    if (status != 0) {
+        if (!w->start_failed && !w->stopping)
+            start_failed(w, status, "cannot publish saga %s (definition %.12s): %s", p->name,
+                         p->hash, why);
+        return;
+    }
+    maybe_begin(w);
+}
+
+static void publish(saga_worker_t *w) {
+    for (size_t i = 0; i < w->npubs; i++) {
+        saga__pub_t *p = w->pubs[i];
+        if (p->state != PUB_UNSENT)
+            continue;
+        if (saga_lease_publish_definition(w->store, p->name, p->hash, on_published, p) == 0) {
+            p->state = PUB_SENT;
+            saga__worker_call(w);
+        }
+    }
+}
+
+static void on_heartbeat(int status, bool expired, const char *why, void *data) {
+    saga_worker_t *w = data;
+    saga__worker_answered(w);
+    if (status == SAGA_EUNAVAILABLE)
+        return;
+    if (status != 0) {
+        saga_error("worker %s: heartbeat refused: %s", w->name, why);
+        return;
+    }
+    if (expired)
         saga_warn("worker %s: our lease had expired (paused or cut off for too long); "
                   "sagas taken over meanwhile are dropped at their next write",
                   w->name);
-    if (!w->started && !w->stopping) {
-        w->started = true;
-        saga_redis_command(w->conn, on_group, w, "XGROUP CREATE %s %s 0 MKSTREAM",
-                           SAGA_KEY_INTAKE, SAGA_INTAKE_GROUP);
-        uv_timer_start(&w->scan_timer, on_scan, 0, w->scan_ms);
-    }
+    w->lease_ok = true;
+    maybe_begin(w);
 }
 
 static void heartbeat(saga_worker_t *w) {
-    char lease[24];
-    snprintf(lease, sizeof(lease), "%" PRIu64, w->lease_ms);
-    saga_redis_command(w->conn, on_heartbeat, w, "FCALL saga_heartbeat 1 %s %s %s",
-                       SAGA_KEY_WORKERS, w->name, lease);
+    if (saga_lease_heartbeat(w->store, w->name, w->lease_ms, on_heartbeat, w) == 0)
+        saga__worker_call(w);
 }
 
 static void on_hb_timer(uv_timer_t *t) {
     saga_worker_t *w = t->data;
-    if (!w->stopping)
-        heartbeat(w);
+    if (w->stopping)
+        return;
+    if (w->pubs_left > 0 && !w->start_failed)
+        publish(w);
+    heartbeat(w);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Life cycle                                                              */
 /* ---------------------------------------------------------------------- */
 
+static void free_pubs(saga_worker_t *w) {
+    for (size_t i = 0; i < w->npubs; i++)
+        free(w->pubs[i]);
+    free(w->pubs);
+    w->pubs = NULL;
+    w->npubs = 0;
+}
+
+/* Frees every value of a map whose values own their keys (or are them). */
+static void free_map(saga_strmap_t *m) {
+    const char *k;
+    void *v;
+    for (size_t pos = 0; saga_strmap_next(m, &pos, &k, &v);)
+        free(v);
+    saga_strmap_close(m);
+}
+
+static void free_maps(saga_worker_t *w) {
+    free_map(&w->owned); /* values hold their keys */
+    free_map(&w->pending);
+    saga__worker_claims_free(w);
+    free_map(&w->unrunnable);
+    free_map(&w->dead);
+    free_map(&w->cursors);
+}
+
 saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
                                const saga_worker_options_t *opt, char *err,
                                size_t errlen) {
-    saga_redis_t *conn = saga_store_redis_conn(store);
-    if (conn == NULL) {
-        snprintf(err, errlen, "a worker needs a Redis store");
+    if (loop == NULL || store == NULL || opt == NULL) {
+        snprintf(err, errlen, "a worker needs a loop, a store and options");
         return NULL;
     }
     if (opt->name == NULL || opt->name[0] == '\0' || strlen(opt->name) > 128 ||
@@ -878,7 +544,6 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     }
     w->loop = loop;
     w->store = store;
-    w->conn = conn;
     w->concurrency = opt->concurrency ? opt->concurrency : DEFAULT_CONCURRENCY;
     w->lease_ms = opt->lease_ms ? opt->lease_ms : DEFAULT_LEASE_MS;
     w->scan_ms = opt->scan_ms ? opt->scan_ms : w->lease_ms / 8;
@@ -886,14 +551,18 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
         w->scan_ms = 500;
     if (w->scan_ms < 20)
         w->scan_ms = 20;
-    snprintf(w->owned_key, sizeof(w->owned_key), SAGA_KEY_OWNED "%s", w->name);
-    snprintf(w->wake_key, sizeof(w->wake_key), SAGA_KEY_WAKE "%s", w->name);
     saga_strmap_init(&w->owned);
     saga_strmap_init(&w->pending);
     saga_strmap_init(&w->claiming);
     saga_strmap_init(&w->unrunnable);
     saga_strmap_init(&w->dead);
     saga_strmap_init(&w->cursors);
+    /* The intake first, the engine last: a failure after the engine exists
+     * would leave its timers in the loop. The intake's connection is
+     * closed (not just freed) when the engine cannot be created. */
+    if (saga_intake_new(loop, store, opt->url, w->name, on_intake_event, w, &w->intake, err,
+                        errlen) != 0)
+        goto fail;
     saga_engine_options_t eo = {
         .store = store,
         .plugin_dirs = opt->plugin_dirs,
@@ -903,42 +572,69 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
         .owned = true,
         .data = w,
     };
-    w->engine = saga_engine_new(loop, &eo, err, errlen);
-    saga_redis_options_t io;
-    memset(&io, 0, sizeof(io));
-    io.retry_first_connect = true;
-    io.client_name = "saga-intake";
-    if (w->engine == NULL) { /* err says why */
-        saga_worker_free(w);
-        return NULL;
-    }
-    if ((w->intake = saga_redis_new(loop, opt->url, &io, on_intake_event, w)) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        saga_worker_free(w);
-        return NULL;
-    }
+    if ((w->engine = saga_engine_new(loop, &eo, err, errlen)) == NULL) /* err says why */
+        goto fail;
     uv_timer_init(loop, &w->hb_timer);
     uv_timer_init(loop, &w->scan_timer);
     uv_timer_init(loop, &w->intake_timer);
     w->hb_timer.data = w->scan_timer.data = w->intake_timer.data = w;
     w->open_handles = 3;
     return w;
+fail:
+    saga_intake_close(w->intake, NULL, NULL);
+    free_maps(w);
+    free(w->name);
+    free(w);
+    return NULL;
 }
 
 int saga_worker_add_definition(saga_worker_t *w, saga_def_t *def, saga_diags_t *diags) {
-    char name[SAGA_NAME_MAX + 1], hash[65];
-    snprintf(name, sizeof(name), "%s", def->name);
-    memcpy(hash, def->hash, 65);
-    if (saga_engine_register(w->engine, def, diags) == NULL)
-        return -1;
-    saga_redis_command(w->conn, NULL, NULL, "HSET %s %s %s", SAGA_KEY_DEFS, name, hash);
+    if (w->start_called) {
+        saga_def_free(def);
+        return -EBUSY;
+    }
+    size_t n = strlen(def->name) + 1;
+    saga__pub_t *p = calloc(1, sizeof(*p) + n);
+    saga__pub_t **v = p ? realloc(w->pubs, (w->npubs + 1) * sizeof(*v)) : NULL;
+    if (v == NULL) {
+        free(p);
+        saga_def_free(def);
+        return -ENOMEM;
+    }
+    w->pubs = v;
+    p->w = w;
+    p->state = PUB_UNSENT;
+    memcpy(p->name, def->name, n);
+    memcpy(p->hash, def->hash, 65);
+    if (saga_engine_register(w->engine, def, diags) == NULL) {
+        free(p);
+        return -EINVAL;
+    }
+    /* A name served twice: the last definition added wins, as it would in
+     * Redis (the hash is what the engine registered under). */
+    for (size_t i = 0; i < w->npubs; i++)
+        if (strcmp(w->pubs[i]->name, p->name) == 0) {
+            free(w->pubs[i]);
+            w->pubs[i] = p;
+            return 0;
+        }
+    w->pubs[w->npubs++] = p;
+    w->pubs_left++;
     return 0;
 }
 
-int saga_worker_start(saga_worker_t *w) {
-    int rc = saga_redis_start(w->intake);
+int saga_worker_start(saga_worker_t *w, saga_worker_started_cb started, void *data) {
+    if (w->stopping)
+        return SAGA_ECLOSING;
+    if (w->start_called)
+        return -EALREADY;
+    int rc = saga_intake_connect(w->intake);
     if (rc != 0)
         return rc;
+    w->start_called = true;
+    w->started_cb = started;
+    w->started_data = data;
+    publish(w);
     heartbeat(w);
     uv_timer_start(&w->hb_timer, on_hb_timer, w->lease_ms / 3, w->lease_ms / 3);
     return 0;
@@ -959,23 +655,23 @@ static void on_intake_closed(void *data) {
         w->done(w->done_data);
 }
 
-static void on_deregistered(saga_redis_t *c, redisReply *r, void *data) {
-    saga_worker_t *w = data;
-    (void)c;
-    (void)r;
-    w->stop_waits--;
-    stop_step(w);
-}
-
-/* Ends the stop once the releases are answered. */
+/* Ends the stop once every call is answered (releases, deregistration and
+ * whatever was in flight). */
 static void stop_step(saga_worker_t *w) {
-    if (w->stop_waits > 0 || w->closing_handles)
+    if (w->calls > 0 || w->closing_handles || !w->engine_down)
         return;
     w->closing_handles = true;
     uv_close((uv_handle_t *)&w->hb_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->scan_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->intake_timer, on_handle_closed);
-    saga_redis_close(w->intake, on_intake_closed, w);
+    saga_intake_close(w->intake, on_intake_closed, w);
+}
+
+static void on_deregistered(int status, const char *why, void *data) {
+    saga_worker_t *w = data;
+    if (status != 0 && status != SAGA_EUNAVAILABLE)
+        saga_warn("worker %s: dropping its lease: %s", w->name, why);
+    saga__worker_answered(w);
 }
 
 static void on_engine_down(void *data) {
@@ -985,15 +681,15 @@ static void on_engine_down(void *data) {
     void *v;
     size_t n = 0;
     for (size_t pos = 0; saga_strmap_next(&w->owned, &pos, &k, &v);) {
-        release(w, k, ((owned_t *)v)->fence, true);
+        saga__worker_release(w, k, ((owned_t *)v)->fence, true);
         n++;
     }
     if (n > 0)
         saga_info("worker %s: released %zu unfinished saga(s) to other workers", w->name, n);
-    w->stop_waits++;
-    if (saga_redis_command(w->conn, on_deregistered, w, "ZREM %s %s", SAGA_KEY_WORKERS,
-                           w->name) != 0)
-        w->stop_waits--;
+    if (saga_lease_deregister(w->store, w->name, on_deregistered, w) == 0)
+        saga__worker_call(w);
+    w->engine_down = true;
+    report_start(w, SAGA_ECLOSING, "the worker was stopped before it served");
     stop_step(w);
 }
 
@@ -1008,25 +704,12 @@ void saga_worker_stop(saga_worker_t *w, uint64_t grace_ms, void (*done)(void *),
     saga_engine_shutdown(w->engine, grace_ms, on_engine_down, w);
 }
 
-/* Frees every value of a map whose values own their keys (or are them). */
-static void free_map(saga_strmap_t *m) {
-    const char *k;
-    void *v;
-    for (size_t pos = 0; saga_strmap_next(m, &pos, &k, &v);)
-        free(v);
-    saga_strmap_close(m);
-}
-
 void saga_worker_free(saga_worker_t *w) {
     if (w == NULL)
         return;
     saga_engine_free(w->engine);
-    free_map(&w->owned); /* values hold their keys */
-    free_map(&w->pending);
-    free_map(&w->claiming);
-    free_map(&w->unrunnable);
-    free_map(&w->dead);
-    free_map(&w->cursors);
+    free_maps(w);
+    free_pubs(w);
     free(w->name);
     free(w);
 }

@@ -31,28 +31,52 @@ typedef struct saga_worker_options_s {
     const saga_redis_url_t *url;    /* for the intake connection */
 } saga_worker_options_t;
 
-/* Creates a worker on a ready Redis store (`store` is borrowed). Returns
- * NULL with the reason in `err`. */
+/* Creates a worker on a ready Redis store (`store` is borrowed and must
+ * outlive the worker). Nothing is sent to Redis yet. Returns NULL with the
+ * reason in `err` when an option is invalid (no Redis store, no intake URL
+ * or one without host or socket, a bad name), the engine cannot be created
+ * or memory is short; then whatever it had created is freed or closing
+ * (handles close on the loop's next run, as with any libuv handle). */
 saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
                                const saga_worker_options_t *opt, char *err,
                                size_t errlen);
 
-/* Registers a definition to serve (takes ownership of `def`): its handlers
- * are resolved and its name is published (name -> hash) in Redis. Returns 0
- * or -1 with positioned diagnostics appended. Before saga_worker_start(). */
+/* Registers a definition to serve (takes ownership of `def` in every
+ * case): its handlers are resolved here; its name is published (name ->
+ * hash, what `saga submit NAME` starts) by saga_worker_start(), which
+ * reports a failure to publish. Returns 0; -EINVAL with positioned
+ * diagnostics appended (a handler or plugin missing); -EBUSY after
+ * saga_worker_start(); -ENOMEM. */
 int saga_worker_add_definition(saga_worker_t *w, saga_def_t *def,
                                saga_diags_t *diags);
 
-/* Starts serving: first heartbeat, then intake, claims and wake-ups. */
-int saga_worker_start(saga_worker_t *w);
+/* The outcome of a start: status 0 once the worker serves (its
+ * definitions' names are published, its lease is held, the intake group
+ * exists); or the reason it does not, in `msg` (valid during the call):
+ * SAGA_ESTORE when Redis refused to publish a name or to create the intake
+ * group (the worker holds its lease but takes no work: stop it), or
+ * SAGA_ECLOSING when the worker was stopped first. While Redis cannot be
+ * reached the worker keeps trying, and the callback waits. */
+typedef void (*saga_worker_started_cb)(saga_worker_t *w, int status,
+                                       const char *msg, void *data);
 
-/* Stops: no new work; attempts in flight get `grace_ms`; results are
- * written; what the worker still owns is released; its lease is dropped.
- * `done` runs once everything of the worker is closed (the store stays). */
+/* Starts serving: publishes the definitions' names, takes the lease (first
+ * heartbeat), then the intake, claims and wake-ups. Returns 0 and runs
+ * `started` (may be NULL) once, later; or a negative code (-EALREADY:
+ * started before; SAGA_ECLOSING: stopping; the intake connection's code),
+ * and then `started` never runs. */
+int saga_worker_start(saga_worker_t *w, saga_worker_started_cb started,
+                      void *data);
+
+/* Stops (a worker started or not): no new work; attempts in flight get
+ * `grace_ms`; results are written; what the worker still owns is released;
+ * its lease is dropped. `done` runs once, later, when every command the
+ * worker sent is answered and everything of it is closed (the store
+ * stays). A second call does nothing. */
 void saga_worker_stop(saga_worker_t *w, uint64_t grace_ms,
                       void (*done)(void *data), void *data);
 
-/* Frees a stopped worker. Accepts NULL. */
+/* Frees a worker after its stop's `done` ran. Accepts NULL. */
 void saga_worker_free(saga_worker_t *w);
 
 /* Sagas running in this worker now. */

@@ -1,0 +1,436 @@
+/*
+ * intake.c -- see intake.h.
+ *
+ * The stream's replies are decoded strictly: a reply that is not the shape
+ * the command answers is SAGA_ESTORE naming what was wrong; a request whose
+ * fields are not what `saga submit` writes is delivered as malformed (its
+ * entry set), so that the worker acknowledges and drops it instead of
+ * meeting it again at every read.
+ */
+#include "store/intake.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis/redis_conn.h"
+#include "saga/errors.h"
+#include "saga/state.h"
+#include "store/call.h"
+#include "store/keys.h"
+#include "store/redis_replies.h"
+
+/* A stream entry id is "<ms>-<seq>": at most 41 characters. */
+#define ENTRY_MAX SAGA_INTAKE_ENTRY_MAX
+
+struct saga_intake_s {
+    saga_store_t *store;
+    saga_redis_t *conn;      /* the store's, borrowed */
+    saga_redis_t *blocking;  /* ours: XREADGROUP BLOCK */
+    char *consumer;
+    saga_intake_event_cb on_event;
+    void *data;
+    bool reading;            /* a blocking read is in flight */
+    bool closing;
+    saga_intake_requests_cb read_cb;
+    void *read_data;
+    void (*closed)(void *data);
+    void *closed_data;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Decoding                                                                */
+/* ---------------------------------------------------------------------- */
+
+/* The value of field `name` in a [field, value, ...] array of strings. */
+static const redisReply *field_of(const redisReply *fields, const char *name) {
+    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        if (strcmp(fields->element[i]->str, name) == 0)
+            return fields->element[i + 1];
+    return NULL;
+}
+
+static bool has_nul(const redisReply *s) { return memchr(s->str, '\0', (size_t)s->len) != NULL; }
+
+/* Fills `rq` from one entry's fields (`entry` already checked). */
+static void decode_request(const char *entry, const redisReply *fields,
+                           saga_intake_request_t *rq) {
+    *rq = (saga_intake_request_t){entry, NULL, NULL, NULL, 0, NULL};
+    if (fields->elements % 2 != 0 || !saga_redis_all_strings(fields)) {
+        rq->malformed = "its fields are not name/value strings";
+        return;
+    }
+    const redisReply *id = field_of(fields, "id"), *hash = field_of(fields, "hash"),
+                     *input = field_of(fields, "input");
+    if (id == NULL || hash == NULL || input == NULL)
+        rq->malformed = id == NULL ? "no field 'id'" : hash == NULL ? "no field 'hash'"
+                                                                    : "no field 'input'";
+    else if (id->len < 1 || id->len > SAGA_ID_MAX || has_nul(id))
+        rq->malformed = "its id is not 1 to 128 bytes of text";
+    else if (hash->len != 64 || has_nul(hash))
+        rq->malformed = "its hash is not 64 characters";
+    if (rq->malformed != NULL)
+        return;
+    rq->id = id->str;
+    rq->hash = hash->str;
+    rq->input = input->str;
+    rq->input_len = (size_t)input->len;
+}
+
+/* True for "<digits>-<digits>" of at most ENTRY_MAX characters. */
+static bool entry_id_ok(const redisReply *e) {
+    if (e->type != REDIS_REPLY_STRING || e->len < 3 || e->len > ENTRY_MAX)
+        return false;
+    const char *dash = memchr(e->str, '-', (size_t)e->len);
+    if (dash == NULL || dash == e->str || dash == e->str + e->len - 1)
+        return false;
+    for (const char *p = e->str; p < e->str + e->len; p++)
+        if (p != dash && (*p < '0' || *p > '9'))
+            return false;
+    return true;
+}
+
+/* Appends the requests of an array of stream entries to `out` (room for
+ * every entry). Returns 0, or SAGA_ESTORE with *why. */
+static int decode_entries(const redisReply *entries, saga_intake_request_t *out, size_t *n,
+                          const char **why) {
+    if (entries == NULL || entries->type != REDIS_REPLY_ARRAY) {
+        *why = "the entries are not an array";
+        return SAGA_ESTORE;
+    }
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            !entry_id_ok(e->element[0])) {
+            *why = "an entry is not [<ms>-<seq>, fields]";
+            return SAGA_ESTORE;
+        }
+        const redisReply *fields = e->element[1];
+        if (fields->type == REDIS_REPLY_NIL)
+            continue; /* deleted while pending: nothing to run */
+        if (fields->type != REDIS_REPLY_ARRAY) {
+            *why = "an entry's fields are not an array";
+            return SAGA_ESTORE;
+        }
+        decode_request(e->element[0]->str, fields, &out[(*n)++]);
+    }
+    return 0;
+}
+
+/* Entries held by a reply (an upper bound for the array to allocate). */
+static size_t entries_in(const redisReply *r, bool autoclaim) {
+    size_t n = 0;
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return 0;
+    if (autoclaim)
+        return r->elements >= 2 && r->element[1]->type == REDIS_REPLY_ARRAY
+                   ? r->element[1]->elements : 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_ARRAY && r->element[i]->elements == 2 &&
+            r->element[i]->element[1]->type == REDIS_REPLY_ARRAY)
+            n += r->element[i]->element[1]->elements;
+    return n;
+}
+
+/* Decodes the reply to XREADGROUP ([[stream, [entry...]]...], or nil when
+ * nothing came) or, `autoclaim`, to XAUTOCLAIM ([next, [entry...],
+ * [deleted...]]), and runs cb with the requests. */
+static void deliver(const redisReply *r, bool autoclaim, bool closing,
+                    saga_intake_requests_cb cb, void *data) {
+    const char *why = NULL;
+    int status = saga__call_status(r, &why);
+    if (status == SAGA_EUNAVAILABLE && closing) {
+        cb(SAGA_ECLOSING, NULL, 0, "the intake is closing", data);
+        return;
+    }
+    if (status != 0) {
+        cb(status, NULL, 0, why, data);
+        return;
+    }
+    if (!autoclaim && r->type == REDIS_REPLY_NIL) {
+        cb(0, NULL, 0, NULL, data);
+        return;
+    }
+    size_t cap = entries_in(r, autoclaim), n = 0;
+    saga_intake_request_t *reqs = calloc(cap ? cap : 1, sizeof(*reqs));
+    if (reqs == NULL) {
+        cb(-ENOMEM, NULL, 0, "out of memory", data);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        status = SAGA_ESTORE;
+        why = autoclaim ? "expected [next, entries, deleted]" : "expected [[stream, entries]...]";
+    } else if (autoclaim) {
+        if ((r->elements != 2 && r->elements != 3) || r->element[0]->type != REDIS_REPLY_STRING) {
+            status = SAGA_ESTORE;
+            why = "expected [next, entries, deleted]";
+        } else {
+            status = decode_entries(r->element[1], reqs, &n, &why);
+        }
+    } else {
+        for (size_t s = 0; s < r->elements && status == 0; s++) {
+            const redisReply *st = r->element[s];
+            if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
+                st->element[0]->type != REDIS_REPLY_STRING) {
+                status = SAGA_ESTORE;
+                why = "expected [[stream, entries]...]";
+            } else {
+                status = decode_entries(st->element[1], reqs, &n, &why);
+            }
+        }
+    }
+    if (status != 0)
+        cb(status, NULL, 0, why, data);
+    else
+        cb(0, reqs, n, NULL, data);
+    free(reqs);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Commands                                                                */
+/* ---------------------------------------------------------------------- */
+
+typedef struct call_s {
+    union {
+        saga_intake_requests_cb requests;
+        saga_intake_done_cb done;
+    } cb;
+    bool autoclaim;
+    void *data;
+} call_t;
+
+static call_t *call_new(void *data) {
+    call_t *c = calloc(1, sizeof(*c));
+    if (c != NULL)
+        c->data = data;
+    return c;
+}
+
+/* What a send returned: 0, or the call's status (c freed). */
+static int sent(call_t *c, int rc) {
+    if (rc != 0)
+        free(c);
+    return saga__call_send_status(rc);
+}
+
+static void on_requests(saga_redis_t *conn, redisReply *r, void *data) {
+    call_t *c = data;
+    (void)conn;
+    deliver(r, c->autoclaim, false, c->cb.requests, c->data);
+    free(c);
+}
+
+static void on_done(saga_redis_t *conn, redisReply *r, void *data) {
+    call_t *c = data;
+    (void)conn;
+    const char *why;
+    int status = saga__call_status(r, &why);
+    c->cb.done(status, why, c->data);
+    free(c);
+}
+
+static void on_group(saga_redis_t *conn, redisReply *r, void *data) {
+    call_t *c = data;
+    (void)conn;
+    const char *why;
+    int status = saga__call_status(r, &why);
+    if (status == SAGA_ESTORE && strncmp(why, "BUSYGROUP", 9) == 0)
+        status = 0, why = NULL; /* there already */
+    else if (status == 0 && (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0))
+        status = SAGA_ESTORE, why = "expected OK";
+    c->cb.done(status, why, c->data);
+    free(c);
+}
+
+int saga_intake_create_group(saga_intake_t *in, saga_intake_done_cb cb, void *data) {
+    if (in->closing)
+        return SAGA_ECLOSING;
+    call_t *c = call_new(data);
+    if (c == NULL)
+        return -ENOMEM;
+    c->cb.done = cb;
+    return sent(c, saga_redis_command(in->conn, on_group, c, "XGROUP CREATE %s %s 0 MKSTREAM",
+                                      SAGA_KEY_INTAKE, SAGA_INTAKE_GROUP));
+}
+
+int saga_intake_read_pending(saga_intake_t *in, size_t count, saga_intake_requests_cb cb,
+                             void *data) {
+    if (in->closing)
+        return SAGA_ECLOSING;
+    if (count == 0)
+        return -EINVAL;
+    call_t *c = call_new(data);
+    if (c == NULL)
+        return -ENOMEM;
+    c->cb.requests = cb;
+    /* (hiredis's formatter knows no %zu: numbers go through %llu.) */
+    return sent(c, saga_redis_command(in->conn, on_requests, c,
+                                      "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s 0",
+                                      SAGA_INTAKE_GROUP, in->consumer,
+                                      (unsigned long long)count, SAGA_KEY_INTAKE));
+}
+
+int saga_intake_autoclaim(saga_intake_t *in, uint64_t idle_ms, size_t count,
+                          saga_intake_requests_cb cb, void *data) {
+    if (in->closing)
+        return SAGA_ECLOSING;
+    if (count == 0)
+        return -EINVAL;
+    call_t *c = call_new(data);
+    if (c == NULL)
+        return -ENOMEM;
+    c->cb.requests = cb;
+    c->autoclaim = true;
+    return sent(c, saga_redis_command(in->conn, on_requests, c,
+                                      "XAUTOCLAIM %s %s %s %llu 0-0 COUNT %llu",
+                                      SAGA_KEY_INTAKE, SAGA_INTAKE_GROUP, in->consumer,
+                                      (unsigned long long)idle_ms,
+                                      (unsigned long long)count));
+}
+
+int saga_intake_done(saga_intake_t *in, const char *entry, saga_intake_done_cb cb,
+                     void *data) {
+    if (in->closing)
+        return SAGA_ECLOSING;
+    if (cb == NULL) /* nobody waits: no context to allocate */
+        return saga__call_send_status(saga_redis_command(
+            in->conn, NULL, NULL, "FCALL saga_intake_done 1 %s %s %s", SAGA_KEY_INTAKE,
+            SAGA_INTAKE_GROUP, entry));
+    call_t *c = call_new(data);
+    if (c == NULL)
+        return -ENOMEM;
+    c->cb.done = cb;
+    return sent(c, saga_redis_command(in->conn, on_done, c,
+                                      "FCALL saga_intake_done 1 %s %s %s", SAGA_KEY_INTAKE,
+                                      SAGA_INTAKE_GROUP, entry));
+}
+
+/* ---------------------------------------------------------------------- */
+/* The blocking read                                                       */
+/* ---------------------------------------------------------------------- */
+
+static void on_new(saga_redis_t *conn, redisReply *r, void *data) {
+    saga_intake_t *in = data;
+    (void)conn;
+    saga_intake_requests_cb cb = in->read_cb;
+    in->reading = false;
+    in->read_cb = NULL;
+    deliver(r, false, in->closing, cb, in->read_data);
+}
+
+int saga_intake_read_new(saga_intake_t *in, size_t count, uint64_t block_ms,
+                         saga_intake_requests_cb cb, void *data) {
+    if (in->closing)
+        return SAGA_ECLOSING;
+    if (count == 0)
+        return -EINVAL;
+    if (in->reading)
+        return -EBUSY;
+    if (!saga_redis_ready(in->blocking))
+        return SAGA_EUNAVAILABLE;
+    char counts[24], blocks[24];
+    snprintf(counts, sizeof(counts), "%zu", count);
+    snprintf(blocks, sizeof(blocks), "%" PRIu64, block_ms);
+    const char *argv[] = {"XREADGROUP", "GROUP", SAGA_INTAKE_GROUP, in->consumer, "COUNT",
+                          counts, "BLOCK", blocks, "STREAMS", SAGA_KEY_INTAKE, ">"};
+    size_t lens[11];
+    for (int i = 0; i < 11; i++)
+        lens[i] = strlen(argv[i]);
+    int rc = saga_redis_command_argv(in->blocking, on_new, in, 11, argv, lens);
+    if (rc != 0)
+        return saga__call_send_status(rc);
+    in->reading = true;
+    in->read_cb = cb;
+    in->read_data = data;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Life cycle                                                              */
+/* ---------------------------------------------------------------------- */
+
+static void on_blocking_event(saga_redis_t *r, saga_redis_event_t ev, const char *errstr,
+                              void *data) {
+    saga_intake_t *in = data;
+    (void)r;
+    if (in->closing || in->on_event == NULL)
+        return;
+    in->on_event(in, ev == SAGA_REDIS_READY  ? SAGA_INTAKE_READY
+                     : ev == SAGA_REDIS_LOST ? SAGA_INTAKE_LOST
+                                             : SAGA_INTAKE_CONNECT_FAILED,
+                 errstr, in->data);
+}
+
+int saga_intake_new(uv_loop_t *loop, saga_store_t *s, const saga_redis_url_t *url,
+                    const char *consumer, saga_intake_event_cb on_event, void *data,
+                    saga_intake_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    saga_redis_t *conn = saga__call_conn(s);
+    if (conn == NULL) {
+        snprintf(err, errlen, "the intake needs a Redis store");
+        return -EINVAL;
+    }
+    if (url == NULL || (url->transport == SAGA_REDIS_TCP
+                            ? url->host == NULL || url->host[0] == '\0'
+                            : url->path == NULL || url->path[0] == '\0')) {
+        snprintf(err, errlen, "the intake needs a Redis URL with a host or a socket");
+        return -EINVAL;
+    }
+    if (consumer == NULL || consumer[0] == '\0') {
+        snprintf(err, errlen, "the intake needs a consumer name");
+        return -EINVAL;
+    }
+    saga_intake_t *in = calloc(1, sizeof(*in));
+    if (in == NULL || (in->consumer = strdup(consumer)) == NULL) {
+        free(in);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    in->store = s;
+    in->conn = conn;
+    in->on_event = on_event;
+    in->data = data;
+    saga_redis_options_t io;
+    memset(&io, 0, sizeof(io));
+    io.retry_first_connect = true;
+    io.client_name = "saga-intake";
+    if ((in->blocking = saga_redis_new(loop, url, &io, on_blocking_event, in)) == NULL) {
+        free(in->consumer);
+        free(in);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    *out = in;
+    return 0;
+}
+
+int saga_intake_connect(saga_intake_t *in) {
+    if (in->closing)
+        return SAGA_ECLOSING;
+    return saga_redis_start(in->blocking);
+}
+
+bool saga_intake_ready(const saga_intake_t *in) {
+    return !in->closing && saga_redis_ready(in->blocking);
+}
+
+static void on_blocking_closed(void *data) {
+    saga_intake_t *in = data;
+    void (*closed)(void *) = in->closed;
+    void *closed_data = in->closed_data;
+    free(in->consumer);
+    free(in);
+    if (closed != NULL)
+        closed(closed_data);
+}
+
+void saga_intake_close(saga_intake_t *in, void (*closed)(void *data), void *data) {
+    if (in == NULL || in->closing)
+        return;
+    in->closing = true;
+    in->closed = closed;
+    in->closed_data = data;
+    saga_redis_close(in->blocking, on_blocking_closed, in);
+}

@@ -1,0 +1,450 @@
+/*
+ * lease.c -- see lease.h.
+ *
+ * Each operation is one command (a release is two, in sequence) whose
+ * reply is decoded strictly into C values before the caller sees it: a
+ * reply of another shape is SAGA_ESTORE saying what was expected, a record
+ * field that cannot be read is SAGA_ECORRUPT naming the field and quoting
+ * its value.
+ */
+#include "store/lease.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis/redis_conn.h"
+#include "saga/errors.h"
+#include "store/call.h"
+#include "store/keys.h"
+#include "store/redis_replies.h"
+#include "util/bytes.h"
+
+#define KEY_MAX 256
+
+typedef enum kind_e {
+    K_DONE,       /* any non-error reply */
+    K_INTEGER,    /* an integer reply */
+    K_HEARTBEAT,
+    K_NAMES,      /* an array of strings (nil: none) */
+    K_CLAIM,
+    K_RELEASE,    /* FCALL saga_release, then the set command */
+    K_CANDIDATE,
+    K_SCAN,
+    K_COUNT,
+} kind_t;
+
+typedef struct call_s {
+    kind_t kind;
+    union {
+        saga_lease_done_cb done;
+        saga_lease_heartbeat_cb heartbeat;
+        saga_lease_names_cb names;
+        saga_lease_claim_cb claim;
+        saga_lease_candidate_cb candidate;
+        saga_lease_scan_cb scan;
+        saga_lease_count_cb count;
+    } cb;
+    void *data;
+    saga_redis_t *conn;
+    /* A release: the set command that follows saga_release. */
+    bool to_orphans;
+    char id[SAGA_ID_MAX + 1];
+    char owned[KEY_MAX];
+} call_t;
+
+/* The key of the set of `owner` (NULL: the orphans) into buf. Returns 0 or
+ * -EINVAL when the name does not fit. */
+static int set_key(char *buf, size_t size, const char *owner) {
+    int n = owner != NULL ? snprintf(buf, size, SAGA_KEY_OWNED "%s", owner)
+                          : snprintf(buf, size, "%s", SAGA_KEY_ORPHANS);
+    return n < 0 || (size_t)n >= size || (owner != NULL && owner[0] == '\0') ? -EINVAL : 0;
+}
+
+static bool id_ok(const char *id) { return id != NULL && id[0] != '\0' && strlen(id) <= SAGA_ID_MAX; }
+
+static bool name_ok(const char *name) { return name != NULL && name[0] != '\0' && strlen(name) < 200; }
+
+/* ---------------------------------------------------------------------- */
+/* Replies                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* An array of strings (or nil: none) as a NULL-terminated vector of
+ * pointers into the reply. Returns 0, SAGA_ESTORE or -ENOMEM. */
+static int names_of(const redisReply *r, const char ***out, size_t *n, const char **why) {
+    *out = NULL;
+    *n = 0;
+    if (r->type == REDIS_REPLY_NIL)
+        return 0;
+    if (r->type != REDIS_REPLY_ARRAY || !saga_redis_all_strings(r)) {
+        *why = "expected an array of strings";
+        return SAGA_ESTORE;
+    }
+    const char **v = calloc(r->elements + 1, sizeof(*v));
+    if (v == NULL) {
+        *why = "out of memory";
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < r->elements; i++)
+        v[i] = r->element[i]->str;
+    *out = v;
+    *n = r->elements;
+    return 0;
+}
+
+static void finish_names(call_t *c, int status, const redisReply *r, const char *why) {
+    const char **v = NULL;
+    size_t n = 0;
+    if (status == 0)
+        status = names_of(r, &v, &n, &why);
+    c->cb.names(status, status == 0 ? v : NULL, n, status == 0 ? NULL : why, c->data);
+    free(v);
+}
+
+static void finish_heartbeat(call_t *c, int status, const redisReply *r, const char *why) {
+    bool expired = false;
+    if (status == 0) {
+        /* {now, 1 when the previous lease had expired else 0} */
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_INTEGER ||
+            r->element[1]->type != REDIS_REPLY_INTEGER ||
+            (r->element[1]->integer != 0 && r->element[1]->integer != 1)) {
+            status = SAGA_ESTORE;
+            why = "expected [now, 0 or 1]";
+        } else {
+            expired = r->element[1]->integer == 1;
+        }
+    }
+    c->cb.heartbeat(status, expired, status == 0 ? NULL : why, c->data);
+}
+
+static void finish_claim(call_t *c, int status, const redisReply *r, const char *why) {
+    uint64_t fence = 0;
+    if (status == 0) {
+        if (r->type != REDIS_REPLY_INTEGER || r->integer < 1) {
+            status = SAGA_ESTORE;
+            why = "expected the new fence (an integer from 1)";
+        } else {
+            fence = (uint64_t)r->integer;
+        }
+    }
+    c->cb.claim(status, fence, status == 0 ? NULL : why, c->data);
+}
+
+static void finish_count(call_t *c, int status, const redisReply *r, const char *why) {
+    uint64_t n = 0;
+    if (status == 0) {
+        if (r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
+            status = SAGA_ESTORE;
+            why = "expected a count";
+        } else {
+            n = (uint64_t)r->integer;
+        }
+    }
+    c->cb.count(status, n, status == 0 ? NULL : why, c->data);
+}
+
+static void finish_scan(call_t *c, int status, const redisReply *r, const char *why) {
+    const char **v = NULL;
+    size_t n = 0;
+    const char *next = NULL;
+    if (status == 0) {
+        /* [cursor, [id...]] */
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            status = SAGA_ESTORE;
+            why = "expected [cursor, [id...]]";
+        } else {
+            uint64_t cursor;
+            next = r->element[0]->str;
+            if (saga_parse_u64(next, (size_t)r->element[0]->len, &cursor) != 0 &&
+                strcmp(next, "0") != 0) {
+                status = SAGA_ESTORE;
+                why = "the cursor is not a number";
+            } else {
+                status = names_of(r->element[1], &v, &n, &why);
+            }
+        }
+    }
+    c->cb.scan(status, status == 0 ? next : NULL, status == 0 ? v : NULL, n,
+               status == 0 ? NULL : why, c->data);
+    free(v);
+}
+
+/* The candidate's fields [owner, fence, state, def, cancel]. */
+static int decode_candidate(const redisReply *r, saga_lease_candidate_t *cd, char *why,
+                            size_t whylen) {
+    memset(cd, 0, sizeof(*cd));
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+        snprintf(why, whylen, "expected [owner, fence, state, def, cancel]");
+        return SAGA_ESTORE;
+    }
+    for (size_t i = 0; i < 5; i++)
+        if (r->element[i]->type != REDIS_REPLY_STRING && r->element[i]->type != REDIS_REPLY_NIL) {
+            snprintf(why, whylen, "expected [owner, fence, state, def, cancel] as strings or nil");
+            return SAGA_ESTORE;
+        }
+    const redisReply *owner = r->element[0], *fence = r->element[1], *state = r->element[2],
+                     *def = r->element[3], *cancel = r->element[4];
+    if (state->type == REDIS_REPLY_NIL)
+        return 0; /* gone (or never created) */
+    cd->exists = true;
+    if (saga_state_parse(state->str, &cd->state) != 0) {
+        snprintf(why, whylen, "field 'state' is '%.40s', not a state", state->str);
+        return SAGA_ECORRUPT;
+    }
+    if (def->type != REDIS_REPLY_STRING || def->len != 64) {
+        snprintf(why, whylen, "field 'def' is '%.80s', not a definition hash",
+                 def->type == REDIS_REPLY_STRING ? def->str : "(missing)");
+        return SAGA_ECORRUPT;
+    }
+    cd->def = def->str;
+    cd->managed = fence->type == REDIS_REPLY_STRING;
+    if (cd->managed && saga_parse_u64(fence->str, (size_t)fence->len, &cd->fence) != 0) {
+        snprintf(why, whylen, "field 'fence' is '%.40s', not a number", fence->str);
+        return SAGA_ECORRUPT;
+    }
+    cd->owner = owner->type == REDIS_REPLY_STRING ? owner->str : "";
+    cd->cancel = cancel->type == REDIS_REPLY_STRING && strcmp(cancel->str, "1") == 0;
+    return 0;
+}
+
+static void finish_candidate(call_t *c, int status, const redisReply *r, const char *why) {
+    saga_lease_candidate_t cd;
+    char buf[200];
+    if (status == 0 && (status = decode_candidate(r, &cd, buf, sizeof(buf))) != 0)
+        why = buf;
+    c->cb.candidate(status, status == 0 ? &cd : NULL, status == 0 ? NULL : why, c->data);
+}
+
+static void on_reply(saga_redis_t *conn, redisReply *r, void *data);
+
+/* The answer to saga_release: 1 released, 0 gone; then the set command. */
+static bool release_then_unlist(call_t *c, int *status, const redisReply *r,
+                                const char **why) {
+    if (*status != 0)
+        return false;
+    if (r->type != REDIS_REPLY_INTEGER || (r->integer != 0 && r->integer != 1)) {
+        *status = SAGA_ESTORE;
+        *why = "expected 0 or 1";
+        return false;
+    }
+    c->kind = K_DONE;
+    int rc = c->to_orphans
+                 ? saga_redis_command(c->conn, on_reply, c, "SMOVE %s %s %s", c->owned,
+                                      SAGA_KEY_ORPHANS, c->id)
+                 : saga_redis_command(c->conn, on_reply, c, "SREM %s %s", c->owned, c->id);
+    if (rc == 0)
+        return true;
+    *status = saga__call_send_status(rc);
+    *why = "cannot send the set command";
+    return false;
+}
+
+static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
+    call_t *c = data;
+    (void)conn;
+    const char *why;
+    int status = saga__call_status(r, &why);
+    switch (c->kind) {
+    case K_RELEASE:
+        if (release_then_unlist(c, &status, r, &why))
+            return; /* c goes on */
+        if (c->cb.done != NULL)
+            c->cb.done(status, status == 0 ? NULL : why, c->data);
+        break;
+    case K_DONE:
+        if (c->cb.done != NULL)
+            c->cb.done(status, status == 0 ? NULL : why, c->data);
+        break;
+    case K_INTEGER:
+        if (status == 0 && r->type != REDIS_REPLY_INTEGER)
+            status = SAGA_ESTORE, why = "expected an integer";
+        if (c->cb.done != NULL)
+            c->cb.done(status, status == 0 ? NULL : why, c->data);
+        break;
+    case K_HEARTBEAT: finish_heartbeat(c, status, r, why); break;
+    case K_NAMES: finish_names(c, status, r, why); break;
+    case K_CLAIM: finish_claim(c, status, r, why); break;
+    case K_CANDIDATE: finish_candidate(c, status, r, why); break;
+    case K_SCAN: finish_scan(c, status, r, why); break;
+    case K_COUNT: finish_count(c, status, r, why); break;
+    }
+    free(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Sending                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* A call of `kind` on the store's connection; NULL with *rc set when the
+ * store is not a Redis store or memory is short. `cb` is any callback. */
+static call_t *call_new(saga_store_t *s, kind_t kind, void *data, int *rc) {
+    saga_redis_t *conn = saga__call_conn(s);
+    if (conn == NULL) {
+        *rc = -EINVAL;
+        return NULL;
+    }
+    call_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    c->kind = kind;
+    c->data = data;
+    c->conn = conn;
+    return c;
+}
+
+/* What a send returned: 0, or the call's status (c freed). */
+static int sent(call_t *c, int rc) {
+    if (rc != 0)
+        free(c);
+    return saga__call_send_status(rc);
+}
+
+#define CALL(kind, field, cbv)                 \
+    int rc = 0;                                \
+    call_t *c = call_new(s, kind, data, &rc);  \
+    if (c == NULL)                             \
+        return rc;                             \
+    c->cb.field = cbv
+
+int saga_lease_heartbeat(saga_store_t *s, const char *worker, uint64_t lease_ms,
+                         saga_lease_heartbeat_cb cb, void *data) {
+    if (!name_ok(worker) || lease_ms == 0 || cb == NULL)
+        return -EINVAL;
+    CALL(K_HEARTBEAT, heartbeat, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "FCALL saga_heartbeat 1 %s %s %llu",
+                                      SAGA_KEY_WORKERS, worker,
+                                      (unsigned long long)lease_ms));
+}
+
+int saga_lease_dead_workers(saga_store_t *s, saga_lease_names_cb cb, void *data) {
+    if (cb == NULL)
+        return -EINVAL;
+    CALL(K_NAMES, names, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "FCALL saga_dead_workers 1 %s",
+                                      SAGA_KEY_WORKERS));
+}
+
+int saga_lease_deregister(saga_store_t *s, const char *worker, saga_lease_done_cb cb,
+                          void *data) {
+    if (!name_ok(worker))
+        return -EINVAL;
+    CALL(K_INTEGER, done, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "ZREM %s %s", SAGA_KEY_WORKERS,
+                                      worker));
+}
+
+int saga_lease_claim(saga_store_t *s, const char *id, const char *expected,
+                     const char *worker, saga_lease_claim_cb cb, void *data) {
+    if (!id_ok(id) || expected == NULL || !name_ok(worker) || cb == NULL)
+        return -EINVAL;
+    CALL(K_CLAIM, claim, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c,
+                                      "FCALL saga_claim 2 " SAGA_KEY_RECORD_FMT
+                                      " " SAGA_KEY_HISTORY_FMT " %s %s",
+                                      id, id, expected, worker));
+}
+
+int saga_lease_release(saga_store_t *s, const char *id, const char *worker, uint64_t fence,
+                       bool to_orphans, saga_lease_done_cb cb, void *data) {
+    if (!id_ok(id) || !name_ok(worker))
+        return -EINVAL;
+    CALL(K_RELEASE, done, cb);
+    c->to_orphans = to_orphans;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    if (set_key(c->owned, sizeof(c->owned), worker) != 0) {
+        free(c);
+        return -EINVAL;
+    }
+    return sent(c, saga_redis_command(c->conn, on_reply, c,
+                                      "FCALL saga_release 2 " SAGA_KEY_RECORD_FMT
+                                      " " SAGA_KEY_HISTORY_FMT " %s %llu",
+                                      id, id, worker, (unsigned long long)fence));
+}
+
+int saga_lease_list_owned(saga_store_t *s, const char *id, const char *worker, bool listed,
+                          const char *from, saga_lease_done_cb cb, void *data) {
+    char to[KEY_MAX], src[KEY_MAX];
+    if (!id_ok(id) || !name_ok(worker) || set_key(to, sizeof(to), worker) != 0 ||
+        (listed && set_key(src, sizeof(src), from) != 0))
+        return -EINVAL;
+    CALL(K_INTEGER, done, cb);
+    return sent(c, listed ? saga_redis_command(c->conn, on_reply, c, "SMOVE %s %s %s", src, to,
+                                               id)
+                          : saga_redis_command(c->conn, on_reply, c, "SADD %s %s", to, id));
+}
+
+int saga_lease_unlist(saga_store_t *s, const char *owner, const char *id,
+                      saga_lease_done_cb cb, void *data) {
+    char set[KEY_MAX];
+    if (!id_ok(id) || set_key(set, sizeof(set), owner) != 0)
+        return -EINVAL;
+    CALL(K_INTEGER, done, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "SREM %s %s", set, id));
+}
+
+int saga_lease_candidate(saga_store_t *s, const char *id, saga_lease_candidate_cb cb,
+                         void *data) {
+    if (!id_ok(id) || cb == NULL)
+        return -EINVAL;
+    CALL(K_CANDIDATE, candidate, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c,
+                                      "HMGET " SAGA_KEY_RECORD_FMT
+                                      " owner fence state def cancel",
+                                      id));
+}
+
+int saga_lease_scan(saga_store_t *s, const char *owner, const char *cursor, size_t count,
+                    saga_lease_scan_cb cb, void *data) {
+    char set[KEY_MAX];
+    if (set_key(set, sizeof(set), owner) != 0 || cursor == NULL || cursor[0] == '\0' ||
+        count == 0 || cb == NULL)
+        return -EINVAL;
+    CALL(K_SCAN, scan, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "SSCAN %s %s COUNT %llu", set,
+                                      cursor, (unsigned long long)count));
+}
+
+int saga_lease_set_size(saga_store_t *s, const char *owner, saga_lease_count_cb cb,
+                        void *data) {
+    char set[KEY_MAX];
+    if (set_key(set, sizeof(set), owner) != 0 || cb == NULL)
+        return -EINVAL;
+    CALL(K_COUNT, count, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "SCARD %s", set));
+}
+
+int saga_lease_sweep(saga_store_t *s, uint64_t offset, size_t count, saga_lease_names_cb cb,
+                     void *data) {
+    if (count == 0 || cb == NULL)
+        return -EINVAL;
+    CALL(K_NAMES, names, cb);
+    /* The unfinished sagas: the index's scores below 0 (keys.h). */
+    return sent(c, saga_redis_command(c->conn, on_reply, c,
+                                      "ZRANGEBYSCORE %s -inf (0 LIMIT %llu %llu", SAGA_KEY_SAGAS,
+                                      (unsigned long long)offset, (unsigned long long)count));
+}
+
+int saga_lease_wake_list(saga_store_t *s, const char *worker, size_t count,
+                         saga_lease_names_cb cb, void *data) {
+    if (!name_ok(worker) || count == 0 || cb == NULL)
+        return -EINVAL;
+    CALL(K_NAMES, names, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "LPOP " SAGA_KEY_WAKE "%s %llu",
+                                      worker, (unsigned long long)count));
+}
+
+int saga_lease_publish_definition(saga_store_t *s, const char *name, const char *hash,
+                                  saga_lease_done_cb cb, void *data) {
+    if (name == NULL || name[0] == '\0' || hash == NULL || strlen(hash) != 64)
+        return -EINVAL;
+    CALL(K_INTEGER, done, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "HSET %s %s %s", SAGA_KEY_DEFS, name,
+                                      hash));
+}

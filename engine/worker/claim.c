@@ -1,0 +1,415 @@
+/*
+ * claim.c -- how a worker takes sagas over and gives them up: releases,
+ * claims of the sagas of dead workers and of the orphans, the sweep of the
+ * unfinished sagas that finds those missing from every set (worker.h,
+ * docs/operations.md). Through the store's lease operations
+ * (store/lease.h) only.
+ *
+ * A candidate is read (owner, fence, state, definition), checked (its
+ * owner dead, or nobody's; a definition this worker can run), claimed (the
+ * fence bumped: the old owner's writes are refused from then on), listed
+ * under our name and resumed.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "saga/errors.h"
+#include "store/lease.h"
+#include "util/log.h"
+#include "util/strmap.h"
+#include "worker/worker_internal.h"
+
+#define NAME_MAX_LEN 256
+#define SWEEP_PAGE 100
+#define SCAN_PAGE_MAX 1000
+
+/* ---------------------------------------------------------------------- */
+/* Releasing                                                               */
+/* ---------------------------------------------------------------------- */
+
+typedef struct release_s {
+    saga_worker_t *w;
+    char id[SAGA_ID_MAX + 1];
+} release_t;
+
+static void on_released(int status, const char *why, void *data) {
+    release_t *rl = data;
+    saga_worker_t *w = rl->w;
+    if (status != 0 && status != SAGA_EUNAVAILABLE)
+        saga_warn("worker %s: releasing saga %s: %s", w->name, rl->id, why);
+    free(rl);
+    saga__worker_answered(w);
+}
+
+void saga__worker_release(saga_worker_t *w, const char *id, uint64_t fence, bool to_orphans) {
+    release_t *rl = calloc(1, sizeof(*rl));
+    if (rl == NULL)
+        return;
+    rl->w = w;
+    snprintf(rl->id, sizeof(rl->id), "%s", id);
+    if (saga_lease_release(w->store, id, w->name, fence, to_orphans, on_released, rl) != 0) {
+        free(rl);
+        return;
+    }
+    saga__worker_call(w);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Claims                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Where a candidate was found, which says who may take it. */
+typedef enum from_e {
+    FROM_DEAD,     /* the owned set of a worker whose lease expired */
+    FROM_ORPHANS,  /* released, retried or cancelled by an operator */
+    FROM_SWEEP     /* the slow sweep of the unfinished sagas */
+} from_t;
+
+typedef struct claim_s {
+    saga_worker_t *w;
+    from_t from;
+    bool batch;                      /* part of a scan batch (batch_left) */
+    char id[SAGA_ID_MAX + 1];
+    char dead[NAME_MAX_LEN];         /* FROM_DEAD: whose set it was found in */
+    char expected[NAME_MAX_LEN];     /* owner expected in the record */
+    uint64_t fence;
+} claim_t;
+
+/* The set a candidate was found in, as lease.h names sets: a worker's
+ * name, or NULL for the orphans. */
+static const char *from_set(const claim_t *cl) {
+    return cl->from == FROM_DEAD ? cl->dead : NULL;
+}
+
+static void claim_end(claim_t *cl) {
+    saga_worker_t *w = cl->w;
+    bool batch = cl->batch;
+    saga_strmap_del(&w->claiming, cl->id);
+    free(cl);
+    /* A finished batch asks for the next one at once: taking over a dead
+     * worker's sagas goes as fast as claims complete, not one batch per
+     * scan period. */
+    if (batch && --w->batch_left == 0 && !w->stopping)
+        uv_timer_start(&w->scan_timer, saga__worker_scan, 0, w->scan_ms);
+    saga__worker_read_intake(w);
+}
+
+/* The saga was found somewhere it has nothing to do any more. */
+static void unlist(claim_t *cl) {
+    if (cl->from != FROM_SWEEP)
+        saga_lease_unlist(cl->w->store, from_set(cl), cl->id, NULL, NULL);
+}
+
+static void on_claim_resumed(int status, const char *msg, void *data) {
+    claim_t *cl = data;
+    saga_worker_t *w = cl->w;
+    if (status == 0) {
+        saga__worker_own(w, cl->id, cl->fence);
+        saga_info("worker %s: took over saga %s (fence %" PRIu64 ")", w->name, cl->id, cl->fence);
+    } else if (status != SAGA_EEXIST) {
+        saga_error("worker %s: claimed saga %s but cannot resume it: %s", w->name, cl->id,
+                   msg ? msg : saga_strerror(status));
+    }
+    claim_end(cl);
+}
+
+static void resume_claimed(claim_t *cl) {
+    saga_worker_t *w = cl->w;
+    /* It is ours now: list it under our name. */
+    saga_lease_list_owned(w->store, cl->id, w->name, cl->from != FROM_SWEEP, from_set(cl),
+                          NULL, NULL);
+    if (w->stopping ||
+        saga_engine_resume_fenced(w->engine, cl->id, cl->fence, on_claim_resumed, cl) != 0) {
+        /* Stopping: give it straight back. */
+        saga__worker_release(w, cl->id, cl->fence, true);
+        claim_end(cl);
+    }
+}
+
+static void on_claimed(int status, uint64_t fence, const char *why, void *data) {
+    claim_t *cl = data;
+    saga_worker_t *w = cl->w;
+    saga__worker_answered(w);
+    if (status != 0) {
+        /* Lost, taken by another worker first, or finished meanwhile. */
+        if (status == SAGA_ESTATE)
+            unlist(cl);
+        else if (status != SAGA_EFENCED && status != SAGA_EUNAVAILABLE &&
+                 status != SAGA_ENOTFOUND)
+            saga_warn("worker %s: claiming saga %s: %s", w->name, cl->id, why);
+        claim_end(cl);
+        return;
+    }
+    cl->fence = fence;
+    resume_claimed(cl);
+}
+
+static void claim_with_def(saga_worker_t *w, saga_engine_def_t *d, void *data) {
+    claim_t *cl = data;
+    if (d == NULL || w->stopping) {
+        claim_end(cl); /* a worker never claims what it cannot run */
+        return;
+    }
+    if (saga_lease_claim(w->store, cl->id, cl->expected, w->name, on_claimed, cl) != 0) {
+        claim_end(cl);
+        return;
+    }
+    saga__worker_call(w);
+}
+
+static void on_candidate(int status, const saga_lease_candidate_t *c, const char *why,
+                         void *data) {
+    claim_t *cl = data;
+    saga_worker_t *w = cl->w;
+    saga__worker_answered(w);
+    if (status != 0 || w->stopping) {
+        if (status == SAGA_ECORRUPT)
+            saga_error("worker %s: saga %s: %s; left as it is", w->name, cl->id, why);
+        else if (status != 0 && status != SAGA_EUNAVAILABLE)
+            saga_warn("worker %s: reading saga %s: %s", w->name, cl->id, why);
+        claim_end(cl);
+        return;
+    }
+    if (!c->exists || !c->managed || saga_state_terminal(c->state)) {
+        /* Gone, finished, or not a worker's saga: nothing to claim. */
+        unlist(cl);
+        claim_end(cl);
+        return;
+    }
+    if (strcmp(c->owner, w->name) == 0) {
+        /* Ours already (a claim whose answer was lost): resume it. */
+        cl->fence = c->fence;
+        resume_claimed(cl);
+        return;
+    }
+    /* Only a saga whose owner is gone may be taken; a parked (stuck) saga
+     * nobody owns waits for an operator, unless one listed it. */
+    const char *o = c->owner;
+    bool owner_dead = o[0] != '\0' && saga_strmap_get(&w->dead, o) != NULL;
+    bool parked = c->state == SAGA_STATE_STUCK && !c->cancel;
+    bool take = owner_dead || (o[0] == '\0' && (cl->from != FROM_SWEEP || !parked));
+    if (!take || strlen(o) >= sizeof(cl->expected)) {
+        if (cl->from == FROM_ORPHANS && o[0] != '\0')
+            unlist(cl);
+        claim_end(cl);
+        return;
+    }
+    snprintf(cl->expected, sizeof(cl->expected), "%s", o);
+    saga__worker_ensure_def(w, c->def, claim_with_def, cl);
+}
+
+/* Looks at one saga, found in the set of `dead` (FROM_DEAD), the orphans,
+ * or by the sweep, as possibly ours to take. */
+static void candidate(saga_worker_t *w, const char *id, from_t from, const char *dead) {
+    if (saga__worker_capacity(w) == 0 || saga_strmap_get(&w->owned, id) != NULL ||
+        saga_strmap_get(&w->claiming, id) != NULL || strlen(id) > SAGA_ID_MAX)
+        return;
+    claim_t *cl = calloc(1, sizeof(*cl));
+    if (cl == NULL)
+        return;
+    cl->w = w;
+    cl->from = from;
+    snprintf(cl->id, sizeof(cl->id), "%s", id);
+    if (from == FROM_DEAD)
+        snprintf(cl->dead, sizeof(cl->dead), "%s", dead);
+    if (saga_strmap_put(&w->claiming, cl->id, cl, NULL) != 0) {
+        free(cl);
+        return;
+    }
+    if (from != FROM_SWEEP) {
+        cl->batch = true;
+        w->batch_left++;
+    }
+    if (saga_lease_candidate(w->store, id, on_candidate, cl) != 0) {
+        claim_end(cl);
+        return;
+    }
+    saga__worker_call(w);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Sets: the dead workers' and the orphans                                 */
+/* ---------------------------------------------------------------------- */
+
+/* Where the walk over one set stands. Keyed by "w:" + the dead worker's
+ * name, or "orphans". */
+typedef struct cursor_s {
+    char cursor[24];
+    char key[];
+} cursor_t;
+
+typedef struct set_scan_s {
+    saga_worker_t *w;
+    bool orphans;
+    char worker[NAME_MAX_LEN];  /* the dead worker the set belongs to */
+    char key[NAME_MAX_LEN + 2]; /* its cursor's key */
+} set_scan_t;
+
+static const char *scan_owner(const set_scan_t *ss) { return ss->orphans ? NULL : ss->worker; }
+
+static void on_forgotten(int status, const char *why, void *data) {
+    saga_worker_t *w = data;
+    if (status != 0 && status != SAGA_EUNAVAILABLE)
+        saga_warn("worker %s: forgetting a dead worker: %s", w->name, why);
+    saga__worker_answered(w);
+}
+
+static void on_set_size(int status, uint64_t n, const char *why, void *data) {
+    set_scan_t *ss = data;
+    saga_worker_t *w = ss->w;
+    saga__worker_answered(w);
+    if (status != 0 && status != SAGA_EUNAVAILABLE)
+        saga_warn("worker %s: counting the sagas of %s: %s", w->name, ss->worker, why);
+    /* A dead worker with nothing left: forget it. */
+    if (status == 0 && n == 0 && !w->stopping &&
+        saga_lease_deregister(w->store, ss->worker, on_forgotten, w) == 0)
+        saga__worker_call(w);
+    free(ss);
+}
+
+/* One page of a set. A cursor walk, unlike random sampling, never offers
+ * the same id twice in a pass. */
+static void on_set_members(int status, const char *next, const char *const *ids, size_t n,
+                           const char *why, void *data) {
+    set_scan_t *ss = data;
+    saga_worker_t *w = ss->w;
+    saga__worker_answered(w);
+    if (status != 0 || w->stopping) {
+        if (status != 0 && status != SAGA_EUNAVAILABLE)
+            saga_warn("worker %s: scanning %s: %s", w->name,
+                      ss->orphans ? "the orphans" : ss->worker, why);
+        free(ss);
+        return;
+    }
+    cursor_t *cur = saga_strmap_get(&w->cursors, ss->key);
+    if (cur != NULL)
+        snprintf(cur->cursor, sizeof(cur->cursor), "%s", next);
+    for (size_t i = 0; i < n; i++)
+        candidate(w, ids[i], ss->orphans ? FROM_ORPHANS : FROM_DEAD, ss->worker);
+    bool pass_done = strcmp(next, "0") == 0;
+    if (pass_done && !ss->orphans &&
+        saga_lease_set_size(w->store, ss->worker, on_set_size, ss) == 0) {
+        saga__worker_call(w);
+        return; /* ss freed by on_set_size */
+    }
+    free(ss);
+}
+
+/* Reads the next page of the set of `worker` (NULL: the orphans). */
+static void scan_set(saga_worker_t *w, const char *worker) {
+    set_scan_t *ss = calloc(1, sizeof(*ss));
+    if (ss == NULL || (worker != NULL && strlen(worker) >= sizeof(ss->worker))) {
+        free(ss);
+        return;
+    }
+    ss->w = w;
+    ss->orphans = worker == NULL;
+    if (worker != NULL) {
+        snprintf(ss->worker, sizeof(ss->worker), "%s", worker);
+        snprintf(ss->key, sizeof(ss->key), "w:%s", worker);
+    } else {
+        snprintf(ss->key, sizeof(ss->key), "orphans");
+    }
+    cursor_t *cur = saga_strmap_get(&w->cursors, ss->key);
+    if (cur == NULL) {
+        size_t n = strlen(ss->key) + 1;
+        if ((cur = malloc(sizeof(*cur) + n)) == NULL) {
+            free(ss);
+            return;
+        }
+        memcpy(cur->key, ss->key, n);
+        strcpy(cur->cursor, "0");
+        if (saga_strmap_put(&w->cursors, cur->key, cur, NULL) != 0) {
+            free(cur);
+            free(ss);
+            return;
+        }
+    }
+    size_t room = saga__worker_capacity(w);
+    if (saga_lease_scan(w->store, scan_owner(ss), cur->cursor,
+                        room > SCAN_PAGE_MAX ? SCAN_PAGE_MAX : room, on_set_members, ss) != 0) {
+        free(ss);
+        return;
+    }
+    saga__worker_call(w);
+}
+
+static void on_dead(int status, const char *const *names, size_t n, const char *why,
+                    void *data) {
+    saga_worker_t *w = data;
+    w->scanning = false;
+    saga__worker_answered(w);
+    if (status != 0 && status != SAGA_EUNAVAILABLE)
+        saga_warn("worker %s: reading the dead workers: %s", w->name, why);
+    if (status != 0 || w->stopping)
+        return;
+    /* Remember who is dead: candidates found anywhere are checked against it. */
+    const char *k;
+    void *v;
+    for (size_t pos = 0; saga_strmap_next(&w->dead, &pos, &k, &v);)
+        free(v);
+    saga_strmap_close(&w->dead);
+    saga_strmap_init(&w->dead);
+    for (size_t i = 0; i < n; i++) {
+        char *name = strdup(names[i]);
+        if (name != NULL && saga_strmap_put(&w->dead, name, name, NULL) != 0)
+            free(name);
+    }
+    for (size_t i = 0; i < n && saga__worker_capacity(w) > 0; i++)
+        if (strcmp(names[i], w->name) != 0 && names[i][0] != '\0')
+            scan_set(w, names[i]);
+    if (saga__worker_capacity(w) > 0)
+        scan_set(w, NULL);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The sweep                                                               */
+/* ---------------------------------------------------------------------- */
+
+/* The sweep reads the unfinished sagas of the index a page per scan, so
+ * that a saga missing from every set (a crash between two of our commands,
+ * which cannot be one atomic call across hash slots) is still found. */
+static void on_sweep_page(int status, const char *const *ids, size_t n, const char *why,
+                          void *data) {
+    saga_worker_t *w = data;
+    w->sweeping = false;
+    saga__worker_answered(w);
+    if (status != 0 && status != SAGA_EUNAVAILABLE)
+        saga_warn("worker %s: sweeping the unfinished sagas: %s", w->name, why);
+    if (status != 0 || w->stopping)
+        return;
+    w->sweep_offset = n < SWEEP_PAGE ? 0 : w->sweep_offset + n;
+    for (size_t i = 0; i < n && saga__worker_capacity(w) > 0; i++)
+        candidate(w, ids[i], FROM_SWEEP, NULL);
+}
+
+static void sweep(saga_worker_t *w) {
+    if (w->sweeping || saga__worker_capacity(w) == 0)
+        return;
+    if (saga_lease_sweep(w->store, w->sweep_offset, SWEEP_PAGE, on_sweep_page, w) == 0) {
+        w->sweeping = true;
+        saga__worker_call(w);
+    }
+}
+
+bool saga__worker_takeover(saga_worker_t *w) {
+    if (saga__worker_capacity(w) == 0 || w->scanning)
+        return false;
+    if (saga_lease_dead_workers(w->store, on_dead, w) == 0) {
+        w->scanning = true;
+        saga__worker_call(w);
+    }
+    sweep(w);
+    return true;
+}
+
+void saga__worker_claims_free(saga_worker_t *w) {
+    const char *k;
+    void *v;
+    for (size_t pos = 0; saga_strmap_next(&w->claiming, &pos, &k, &v);)
+        free(v);
+    saga_strmap_close(&w->claiming);
+}

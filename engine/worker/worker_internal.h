@@ -1,0 +1,115 @@
+/*
+ * worker_internal.h -- what worker.c (intake, life cycle) and claim.c
+ * (claims, sweep, takeover, releases) share. Private to engine/worker/.
+ *
+ * Every store call whose callback gets the worker is counted in `calls`
+ * (saga__worker_call / saga__worker_answered): a stopping worker closes
+ * only once they are all answered, so that no answer reaches a freed worker.
+ */
+#ifndef SAGA_WORKER_INTERNAL_H
+#define SAGA_WORKER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "saga/engine.h"
+#include "saga/worker.h"
+#include "store/intake.h"
+#include "util/strmap.h"
+
+/* A definition's name to publish at start (name -> hash). */
+typedef struct saga__pub_s {
+    saga_worker_t *w;
+    int state;                /* PUB_UNSENT, PUB_SENT, PUB_DONE */
+    char hash[65];
+    char name[];
+} saga__pub_t;
+
+struct saga_worker_s {
+    uv_loop_t *loop;
+    saga_store_t *store;
+    saga_intake_t *intake;    /* ours: the intake stream and its blocking reads */
+    saga_engine_t *engine;
+    char *name;
+    size_t concurrency;
+    uint64_t lease_ms;
+    uint64_t scan_ms;
+    uv_timer_t hb_timer;
+    uv_timer_t scan_timer;
+    uv_timer_t intake_timer;
+    saga_strmap_t owned;      /* id -> owned_t, sagas running here */
+    saga_strmap_t pending;    /* id -> pend_t, creations awaiting their ack */
+    saga_strmap_t claiming;   /* id -> claim_t, claims in flight */
+    saga_strmap_t unrunnable; /* hash -> hash, definitions we cannot run */
+    saga_strmap_t dead;       /* name -> name: workers whose lease expired,
+                                 as of the last scan */
+    saga_strmap_t cursors;    /* set -> cursor_t: where SSCAN resumes */
+    saga__pub_t **pubs;       /* definitions' names to publish at start */
+    size_t npubs;
+    size_t pubs_left;         /* not yet published */
+    size_t sweep_offset;      /* next page of the unfinished sagas to sweep */
+    size_t batch_left;        /* claims of the current scan batches in flight */
+    size_t loading;           /* requests waiting for a definition */
+    size_t calls;             /* store calls in flight that call us back */
+    bool sweeping;
+    bool closing_handles;
+    bool start_called;
+    bool lease_ok;            /* a heartbeat was answered */
+    bool grouping;            /* the intake group's creation is in flight */
+    bool engine_down;         /* the engine's shutdown completed */
+    bool start_failed;
+    bool started;             /* serving: intake, claims, wake-ups */
+    bool stopping;
+    bool reading;
+    bool scanning;
+    int open_handles;
+    saga_worker_started_cb started_cb; /* until it ran */
+    void *started_data;
+    void (*done)(void *);
+    void *done_data;
+};
+
+/* Sagas this worker can take on now (running, loading and being claimed
+ * count against its concurrency). */
+size_t saga__worker_capacity(const saga_worker_t *w);
+
+/* Notes that saga `id` runs here under `fence`. Returns 0 or -ENOMEM. */
+int saga__worker_own(saga_worker_t *w, const char *id, uint64_t fence);
+
+/* Asks for as many start requests as there is room for. */
+void saga__worker_read_intake(saga_worker_t *w);
+
+/* The scan timer: wake-ups, takeover scans, the intake's autoclaim. */
+void saga__worker_scan(uv_timer_t *t);
+
+/* Counts a store call that will call the worker back, and its answer; the
+ * answer of the last one lets a stopping worker close. */
+void saga__worker_call(saga_worker_t *w);
+void saga__worker_answered(saga_worker_t *w);
+
+/* `cb` gets the registered definition with `hash`, loaded from the store if
+ * need be, or NULL when this worker cannot run it (unknown, invalid, a
+ * plugin or handler missing). It may run inside this call. */
+typedef void (*saga__def_cb)(saga_worker_t *w, saga_engine_def_t *d, void *data);
+void saga__worker_ensure_def(saga_worker_t *w, const char *hash, saga__def_cb cb,
+                             void *data);
+
+/* ---- claim.c ---- */
+
+/* Gives saga `id` up (see saga_lease_release): unowned, and (to_orphans)
+ * listed for others to claim. */
+void saga__worker_release(saga_worker_t *w, const char *id, uint64_t fence,
+                          bool to_orphans);
+
+/* One round of takeover: the dead workers' sets and the orphans, and a page
+ * of the sweep. Returns false when no round was begun (no room, or the
+ * last one is still being read). */
+bool saga__worker_takeover(saga_worker_t *w);
+
+/* Frees what claim.c keeps in the worker. */
+void saga__worker_claims_free(saga_worker_t *w);
+
+#endif

@@ -1,0 +1,778 @@
+/*
+ * test_worker_store.c -- the store's operations for workers (store/lease.h,
+ * store/intake.h) against a real redis-server: what each one sends, what
+ * it decodes, and how it fails (refused, malformed, unreachable, bad
+ * arguments, not a Redis store).
+ *
+ * Malformed replies come from the real server: keys of the wrong type,
+ * records edited by hand, and a stand-in `saga` function library whose
+ * functions answer replies of the wrong shape.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "redis_server.h"
+#include "saga/errors.h"
+#include "store/intake.h"
+#include "store/lease.h"
+#include "store/store_memory.h"
+#include "store/store_redis.h"
+
+static redis_server_t R;
+static uv_loop_t L;
+static uv_timer_t deadline;
+static bool expired;
+static saga_store_t *S;
+static saga_redis_url_t U;
+static int store_status = 1;
+static redisContext *C;
+
+static const char HASH[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/* ---------------------------------------------------------------------- */
+/* Fixture                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static void on_ready(saga_store_t *s, int status, const char *msg, void *data) {
+    (void)s;
+    (void)data;
+    store_status = status;
+    if (status != 0)
+        fprintf(stderr, "store: %s\n", msg);
+}
+
+static void on_deadline(uv_timer_t *t) {
+    (void)t;
+    expired = true;
+}
+
+/* Runs the loop until *n reaches `want`, for 5 s at most. */
+static void run_until(const int *n, int want) {
+    expired = false;
+    uv_timer_start(&deadline, on_deadline, 5000, 0);
+    while (*n < want && !expired)
+        uv_run(&L, UV_RUN_ONCE);
+    uv_timer_stop(&deadline);
+    cr_assert_geq(*n, want, "timed out waiting for a callback");
+}
+
+static void setup(void) {
+    signal(SIGPIPE, SIG_IGN);
+    cr_assert_eq(redis_server_start(&R, NULL), 0);
+    cr_assert_eq(uv_loop_init(&L), 0);
+    uv_timer_init(&L, &deadline);
+    char err[256];
+    cr_assert_eq(saga_redis_url_parse(R.url, &U, err, sizeof(err)), 0, "%s", err);
+    saga_store_redis_options_t o;
+    memset(&o, 0, sizeof(o));
+    o.conn.reconnect_max_ms = 100;
+    o.conn.command_timeout_ms = 2000;
+    store_status = 1;
+    S = saga_store_redis_new(&L, &U, &o, on_ready, NULL);
+    cr_assert_not_null(S);
+    expired = false;
+    uv_timer_start(&deadline, on_deadline, 5000, 0);
+    while (store_status == 1 && !expired)
+        uv_run(&L, UV_RUN_ONCE);
+    uv_timer_stop(&deadline);
+    cr_assert_eq(store_status, 0, "the store is ready");
+    C = redis_server_connect(&R);
+    cr_assert_not_null(C);
+}
+
+static int closed;
+static void on_closed(void *data) {
+    (void)data;
+    closed++;
+}
+
+static void on_handle_closed(uv_handle_t *h) { (void)h; }
+
+static bool finished;
+
+/* Ends a test: closes the store, runs the loop out and asserts that it
+ * closes with no handle left. (Criterion does not fail a test on an
+ * assertion in .fini: this runs in the test's body.) */
+static void finish(void) {
+    if (C != NULL)
+        redisFree(C);
+    C = NULL;
+    closed = 0;
+    S->ops->close(S, on_closed, NULL);
+    uv_close((uv_handle_t *)&deadline, on_handle_closed);
+    uv_run(&L, UV_RUN_DEFAULT);
+    finished = true;
+    cr_assert_eq(closed, 1);
+    cr_assert_eq(uv_loop_close(&L), 0, "no handle left in the loop");
+}
+
+static void teardown(void) {
+    if (!finished && C != NULL)
+        redisFree(C);
+    saga_redis_url_close(&U);
+    redis_server_stop(&R);
+}
+
+TestSuite(worker_store, .init = setup, .fini = teardown);
+
+/* A blocking command for set-up and assertions; the reply is freed by the
+ * next call. */
+static redisReply *cmd(const char *fmt, ...) {
+    static redisReply *last;
+    if (last != NULL)
+        freeReplyObject(last);
+    va_list ap;
+    va_start(ap, fmt);
+    last = redisvCommand(C, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(last, "redis: %s", C->errstr);
+    return last;
+}
+
+static long long cmd_int(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(C, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "an integer reply (%s)",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "?");
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A saga record as saga_write leaves it. */
+static void record(const char *id, const char *owner, const char *fence, const char *state) {
+    cmd("HSET saga:{%s} id %s seq 3 state %s def %s saga demo", id, id, state, HASH);
+    if (owner != NULL)
+        cmd("HSET saga:{%s} owner %s", id, owner);
+    if (fence != NULL)
+        cmd("HSET saga:{%s} fence %s", id, fence);
+}
+
+/* Replaces the `saga` library with functions that answer replies of the
+ * wrong shape (saga_gc stays harmless, so that the store does not reload
+ * the real library meanwhile). */
+static void load_bad_library(void) {
+    redisReply *r = cmd("FUNCTION LOAD REPLACE %s",
+        "#!lua name=saga\n"
+        "redis.register_function('saga_gc', function(k, a) return 0 end)\n"
+        "redis.register_function('saga_heartbeat', function(k, a) return {1, 7} end)\n"
+        "redis.register_function('saga_dead_workers', function(k, a) return {'a', 3} end)\n"
+        "redis.register_function('saga_claim', function(k, a) return 'fence' end)\n"
+        "redis.register_function('saga_release', function(k, a) return 5 end)\n"
+        "redis.register_function('saga_intake_done', function(k, a) "
+        "  return redis.error_reply('ERR refused') end)\n");
+    cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s", r->str);
+}
+
+/* ---------------------------------------------------------------------- */
+/* What the callbacks got                                                  */
+/* ---------------------------------------------------------------------- */
+
+static struct got_s {
+    int calls;
+    int status;
+    char why[256];
+    bool expired;
+    uint64_t u;              /* fence, count */
+    size_t n;
+    char names[8][160];
+    char next[32];
+    saga_lease_candidate_t cand;
+    char owner[160], def[80];
+    saga_intake_request_t reqs[8];
+    char req_text[8][4][160];
+} G;
+
+static void reset(void) { memset(&G, 0, sizeof(G)); }
+
+static void note(int status, const char *why) {
+    G.calls++;
+    G.status = status;
+    cr_assert((status == 0) == (why == NULL), "why is set exactly on failure (%d)", status);
+    if (why != NULL)
+        snprintf(G.why, sizeof(G.why), "%s", why);
+}
+
+static void on_done(int status, const char *why, void *data) {
+    (void)data;
+    note(status, why);
+}
+
+static void on_heartbeat(int status, bool exp, const char *why, void *data) {
+    (void)data;
+    note(status, why);
+    G.expired = exp;
+}
+
+static void on_names(int status, const char *const *names, size_t n, const char *why,
+                     void *data) {
+    (void)data;
+    note(status, why);
+    G.n = n;
+    for (size_t i = 0; i < n && i < 8; i++)
+        snprintf(G.names[i], sizeof(G.names[i]), "%s", names[i]);
+}
+
+static void on_claim(int status, uint64_t fence, const char *why, void *data) {
+    (void)data;
+    note(status, why);
+    G.u = fence;
+}
+
+static void on_count(int status, uint64_t n, const char *why, void *data) {
+    (void)data;
+    note(status, why);
+    G.u = n;
+}
+
+static void on_scan(int status, const char *next, const char *const *ids, size_t n,
+                    const char *why, void *data) {
+    on_names(status, ids, n, why, data);
+    if (next != NULL)
+        snprintf(G.next, sizeof(G.next), "%s", next);
+}
+
+static void on_candidate(int status, const saga_lease_candidate_t *c, const char *why,
+                         void *data) {
+    (void)data;
+    note(status, why);
+    cr_assert((status == 0) == (c != NULL));
+    if (c != NULL) {
+        G.cand = *c;
+        if (c->exists) {
+            snprintf(G.owner, sizeof(G.owner), "%s", c->owner);
+            snprintf(G.def, sizeof(G.def), "%s", c->def);
+        }
+    }
+}
+
+static void on_requests(int status, const saga_intake_request_t *reqs, size_t n,
+                        const char *why, void *data) {
+    (void)data;
+    note(status, why);
+    G.n = n;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        const char *f[4] = {reqs[i].entry, reqs[i].id, reqs[i].hash, reqs[i].malformed};
+        for (int j = 0; j < 4; j++)
+            snprintf(G.req_text[i][j], sizeof(G.req_text[i][j]), "%s", f[j] ? f[j] : "");
+        G.reqs[i] = reqs[i];
+        G.reqs[i].input = NULL; /* only valid during the callback */
+        if (reqs[i].input != NULL)
+            cr_assert_eq(strlen(reqs[i].input), reqs[i].input_len);
+    }
+}
+
+/* Runs one call that must succeed and waits for its callback, which must
+ * not have run inside the call. */
+#define CALL(expr)                                                           \
+    do {                                                                     \
+        reset();                                                             \
+        int rc_ = (expr);                                                    \
+        cr_assert_eq(rc_, 0, "%s returned %d", #expr, rc_);                  \
+        cr_assert_eq(G.calls, 0, "the callback ran inside the call");        \
+        run_until(&G.calls, 1);                                              \
+        cr_assert_eq(G.calls, 1);                                            \
+    } while (0)
+
+/* ---------------------------------------------------------------------- */
+/* Leases                                                                  */
+/* ---------------------------------------------------------------------- */
+
+Test(worker_store, heartbeat_renews_and_reports_an_expired_lease) {
+    CALL(saga_lease_heartbeat(S, "w1", 10000, on_heartbeat, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_not(G.expired, "a first lease had not expired");
+    redisReply *r = cmd("ZSCORE saga:{idx}:workers w1");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    long long until = strtoll(r->str, NULL, 10);
+    cr_assert(llabs(until - (now_ms() + 10000)) < 2000, "lease until now + 10 s: %lld", until);
+
+    cmd("ZADD saga:{idx}:workers %lld w1", now_ms() - 5000);
+    CALL(saga_lease_heartbeat(S, "w1", 10000, on_heartbeat, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert(G.expired, "the lease had expired before this renewal");
+    finish();
+}
+
+Test(worker_store, heartbeat_failures) {
+    cr_assert_eq(saga_lease_heartbeat(S, "", 1000, on_heartbeat, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_heartbeat(S, "w1", 0, on_heartbeat, NULL), -EINVAL);
+    cmd("SET saga:{idx}:workers not-a-zset");
+    CALL(saga_lease_heartbeat(S, "w1", 1000, on_heartbeat, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert(strstr(G.why, "WRONGTYPE") != NULL, "why: %s", G.why);
+    cmd("DEL saga:{idx}:workers");
+    load_bad_library();
+    CALL(saga_lease_heartbeat(S, "w1", 1000, on_heartbeat, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE, "a reply of the wrong shape is an error");
+    cr_assert_str_eq(G.why, "expected [now, 0 or 1]");
+    finish();
+}
+
+Test(worker_store, dead_workers_and_deregister) {
+    cmd("ZADD saga:{idx}:workers %lld gone %lld alive", now_ms() - 1000, now_ms() + 60000);
+    CALL(saga_lease_dead_workers(S, on_names, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.n, 1);
+    cr_assert_str_eq(G.names[0], "gone");
+
+    CALL(saga_lease_deregister(S, "gone", on_done, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(cmd("ZSCORE saga:{idx}:workers gone")->type, REDIS_REPLY_NIL);
+    cr_assert_eq(cmd("ZSCORE saga:{idx}:workers alive")->type, REDIS_REPLY_STRING);
+    CALL(saga_lease_dead_workers(S, on_names, NULL));
+    cr_assert_eq(G.n, 0);
+
+    cr_assert_eq(saga_lease_deregister(S, NULL, on_done, NULL), -EINVAL);
+    load_bad_library();
+    CALL(saga_lease_dead_workers(S, on_names, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert_str_eq(G.why, "expected an array of strings");
+    finish();
+}
+
+/* ---------------------------------------------------------------------- */
+/* Ownership                                                               */
+/* ---------------------------------------------------------------------- */
+
+Test(worker_store, claim_takes_over_from_the_expected_owner_only) {
+    record("s1", "dead", "4", "running");
+    CALL(saga_lease_claim(S, "s1", "other", "me", on_claim, NULL));
+    cr_assert_eq(G.status, SAGA_EFENCED, "owned by someone else than expected");
+    cr_assert(strstr(G.why, "owned by dead") != NULL, "why: %s", G.why);
+
+    CALL(saga_lease_claim(S, "s1", "dead", "me", on_claim, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.u, 5, "the fence is bumped");
+    cr_assert_str_eq(cmd("HGET saga:{s1} owner")->str, "me");
+    cr_assert_str_eq(cmd("HGET saga:{s1} fence")->str, "5");
+    cr_assert_eq(cmd_int("LLEN saga:{s1}:history"), 1, "the claim is in the history");
+
+    record("s2", "", "1", "completed");
+    CALL(saga_lease_claim(S, "s2", "", "me", on_claim, NULL));
+    cr_assert_eq(G.status, SAGA_ESTATE, "a finished saga");
+    record("s3", NULL, NULL, "running");
+    CALL(saga_lease_claim(S, "s3", "", "me", on_claim, NULL));
+    cr_assert_eq(G.status, SAGA_ESTATE, "a saga no worker runs");
+    CALL(saga_lease_claim(S, "nosuch", "", "me", on_claim, NULL));
+    cr_assert_eq(G.status, SAGA_ENOTFOUND);
+
+    cr_assert_eq(saga_lease_claim(S, "s1", NULL, "me", on_claim, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_claim(S, "", "", "me", on_claim, NULL), -EINVAL);
+    load_bad_library();
+    CALL(saga_lease_claim(S, "s1", "me", "you", on_claim, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert_eq(G.u, 0);
+    finish();
+}
+
+Test(worker_store, release_to_the_orphans_or_to_nobody) {
+    record("s1", "me", "3", "running");
+    cmd("SADD saga:{idx}:owned:me s1 s2");
+    CALL(saga_lease_release(S, "s1", "me", 3, true, on_done, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_str_eq(cmd("HGET saga:{s1} owner")->str, "", "unowned");
+    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:orphans s1"), 1, "listed for others");
+    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:owned:me s1"), 0);
+
+    record("s2", "me", "3", "stuck");
+    CALL(saga_lease_release(S, "s2", "me", 3, false, on_done, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:owned:me s2"), 0);
+    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:orphans s2"), 0, "parked: nobody's");
+
+    record("s3", "you", "9", "running");
+    cmd("SADD saga:{idx}:owned:me s3");
+    CALL(saga_lease_release(S, "s3", "me", 3, true, on_done, NULL));
+    cr_assert_eq(G.status, SAGA_EFENCED, "not ours any more");
+    cr_assert_str_eq(cmd("HGET saga:{s3} owner")->str, "you", "nothing changed");
+    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:owned:me s3"), 1, "nothing changed");
+
+    CALL(saga_lease_release(S, "gone", "me", 3, true, on_done, NULL));
+    cr_assert_eq(G.status, 0, "a saga that is gone is released");
+
+    /* Without a callback: sent all the same, before what follows. */
+    record("s4", "me", "1", "running");
+    cmd("SADD saga:{idx}:owned:me s4");
+    reset();
+    cr_assert_eq(saga_lease_release(S, "s4", "me", 1, true, NULL, NULL), 0);
+    CALL(saga_lease_set_size(S, NULL, on_count, NULL));
+    cr_assert_eq(G.u, 1, "s1 in the orphans");
+    CALL(saga_lease_set_size(S, NULL, on_count, NULL));
+    cr_assert_eq(G.u, 2, "then s4, released in the background");
+    finish();
+}
+
+Test(worker_store, release_failures) {
+    cmd("SET saga:{idx}:owned:me not-a-set");
+    record("s1", "me", "3", "running");
+    CALL(saga_lease_release(S, "s1", "me", 3, true, on_done, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE, "the set command's error");
+    cr_assert(strstr(G.why, "WRONGTYPE") != NULL, "why: %s", G.why);
+    load_bad_library();
+    CALL(saga_lease_release(S, "s1", "me", 3, true, on_done, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert_str_eq(G.why, "expected 0 or 1");
+    cr_assert_eq(saga_lease_release(S, "s1", "", 3, true, on_done, NULL), -EINVAL);
+    finish();
+}
+
+Test(worker_store, list_owned_and_unlist) {
+    cmd("SADD saga:{idx}:owned:dead s1");
+    cmd("SADD saga:{idx}:orphans s2");
+    CALL(saga_lease_list_owned(S, "s1", "me", true, "dead", on_done, NULL));
+    CALL(saga_lease_list_owned(S, "s2", "me", true, NULL, on_done, NULL));
+    CALL(saga_lease_list_owned(S, "s3", "me", false, NULL, on_done, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(cmd_int("SCARD saga:{idx}:owned:me"), 3);
+    cr_assert_eq(cmd_int("SCARD saga:{idx}:owned:dead"), 0);
+    cr_assert_eq(cmd_int("SCARD saga:{idx}:orphans"), 0);
+
+    CALL(saga_lease_unlist(S, "me", "s1", on_done, NULL));
+    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:owned:me s1"), 0);
+    cmd("SADD saga:{idx}:orphans s9");
+    CALL(saga_lease_unlist(S, NULL, "s9", on_done, NULL));
+    cr_assert_eq(cmd_int("SCARD saga:{idx}:orphans"), 0);
+
+    cmd("SET saga:{idx}:orphans x");
+    CALL(saga_lease_unlist(S, NULL, "s9", on_done, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert_eq(saga_lease_unlist(S, "", "s9", on_done, NULL), -EINVAL, "no worker ''");
+    cr_assert_eq(saga_lease_list_owned(S, "s1", "me", true, "", on_done, NULL), -EINVAL);
+    finish();
+}
+
+/* ---------------------------------------------------------------------- */
+/* Finding sagas                                                           */
+/* ---------------------------------------------------------------------- */
+
+Test(worker_store, candidate_decodes_the_record) {
+    record("s1", "w9", "12", "stuck");
+    cmd("HSET saga:{s1} cancel 1");
+    CALL(saga_lease_candidate(S, "s1", on_candidate, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert(G.cand.exists && G.cand.managed && G.cand.cancel);
+    cr_assert_str_eq(G.owner, "w9");
+    cr_assert_eq(G.cand.fence, 12);
+    cr_assert_eq(G.cand.state, SAGA_STATE_STUCK);
+    cr_assert_str_eq(G.def, HASH);
+
+    record("s2", NULL, NULL, "running");
+    CALL(saga_lease_candidate(S, "s2", on_candidate, NULL));
+    cr_assert(G.cand.exists && !G.cand.managed && !G.cand.cancel);
+    cr_assert_str_eq(G.owner, "", "nobody's");
+
+    CALL(saga_lease_candidate(S, "gone", on_candidate, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_not(G.cand.exists);
+    finish();
+}
+
+Test(worker_store, candidate_refuses_a_corrupt_record) {
+    record("s1", "w9", "twelve", "running");
+    CALL(saga_lease_candidate(S, "s1", on_candidate, NULL));
+    cr_assert_eq(G.status, SAGA_ECORRUPT);
+    cr_assert_str_eq(G.why, "field 'fence' is 'twelve', not a number");
+
+    record("s2", "w9", "1", "sleeping");
+    CALL(saga_lease_candidate(S, "s2", on_candidate, NULL));
+    cr_assert_eq(G.status, SAGA_ECORRUPT);
+    cr_assert_str_eq(G.why, "field 'state' is 'sleeping', not a state");
+
+    record("s3", "w9", "1", "running");
+    cmd("HSET saga:{s3} def short");
+    CALL(saga_lease_candidate(S, "s3", on_candidate, NULL));
+    cr_assert_eq(G.status, SAGA_ECORRUPT);
+    cr_assert_str_eq(G.why, "field 'def' is 'short', not a definition hash");
+
+    cmd("SET saga:{s4} not-a-hash");
+    CALL(saga_lease_candidate(S, "s4", on_candidate, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert(strstr(G.why, "WRONGTYPE") != NULL, "why: %s", G.why);
+    cr_assert_eq(saga_lease_candidate(S, "x", NULL, NULL), -EINVAL);
+    finish();
+}
+
+Test(worker_store, scan_walks_a_set_in_pages) {
+    for (int i = 0; i < 300; i++)
+        cmd("SADD saga:{idx}:owned:dead s%d", i);
+    size_t seen = 0;
+    char cursor[32] = "0";
+    int pages = 0;
+    do {
+        CALL(saga_lease_scan(S, "dead", cursor, 100, on_scan, NULL));
+        cr_assert_eq(G.status, 0);
+        seen += G.n;
+        snprintf(cursor, sizeof(cursor), "%s", G.next);
+        pages++;
+    } while (strcmp(cursor, "0") != 0 && pages < 50);
+    cr_assert_eq(strcmp(cursor, "0"), 0, "the pass completes");
+    cr_assert_geq(seen, 300, "every member is offered");
+    cr_assert_gt(pages, 1, "in pages");
+
+    cmd("SADD saga:{idx}:orphans o1");
+    CALL(saga_lease_scan(S, NULL, "0", 10, on_scan, NULL));
+    cr_assert_eq(G.n, 1);
+    cr_assert_str_eq(G.names[0], "o1");
+    cr_assert_str_eq(G.next, "0");
+
+    CALL(saga_lease_set_size(S, "dead", on_count, NULL));
+    cr_assert_eq(G.u, 300);
+    CALL(saga_lease_set_size(S, "nobody", on_count, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.u, 0);
+
+    cmd("SET saga:{idx}:orphans x");
+    CALL(saga_lease_scan(S, NULL, "0", 10, on_scan, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    CALL(saga_lease_set_size(S, NULL, on_count, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert_eq(saga_lease_scan(S, NULL, "", 10, on_scan, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_scan(S, NULL, "0", 0, on_scan, NULL), -EINVAL);
+    finish();
+}
+
+Test(worker_store, sweep_pages_through_the_unfinished) {
+    for (int i = 1; i <= 5; i++)
+        cmd("ZADD saga:{idx}:sagas %d u%d", -i * 1000, i); /* unfinished: -created */
+    cmd("ZADD saga:{idx}:sagas %lld done", now_ms() + 60000); /* finished: expiry */
+    CALL(saga_lease_sweep(S, 0, 3, on_names, NULL));
+    cr_assert_eq(G.n, 3);
+    cr_assert_str_eq(G.names[0], "u5", "newest first");
+    CALL(saga_lease_sweep(S, 3, 3, on_names, NULL));
+    cr_assert_eq(G.n, 2, "the end of the unfinished ones");
+    cr_assert_str_eq(G.names[1], "u1");
+    cmd("SET saga:{idx}:sagas x");
+    CALL(saga_lease_sweep(S, 0, 3, on_names, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    finish();
+}
+
+Test(worker_store, wake_list_and_definition_names) {
+    CALL(saga_lease_wake_list(S, "me", 100, on_names, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.n, 0, "an empty list");
+    cmd("RPUSH saga:{idx}:wake:me a b c");
+    CALL(saga_lease_wake_list(S, "me", 2, on_names, NULL));
+    cr_assert_eq(G.n, 2);
+    cr_assert_str_eq(G.names[0], "a");
+    cr_assert_eq(cmd_int("LLEN saga:{idx}:wake:me"), 1, "taken from the list");
+
+    CALL(saga_lease_publish_definition(S, "orders", HASH, on_done, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_str_eq(cmd("HGET saga:{idx}:defs orders")->str, HASH);
+    cr_assert_eq(saga_lease_publish_definition(S, "orders", "abc", on_done, NULL), -EINVAL);
+    cmd("SET saga:{idx}:defs x");
+    CALL(saga_lease_publish_definition(S, "orders", HASH, on_done, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert(strstr(G.why, "WRONGTYPE") != NULL, "why: %s", G.why);
+    finish();
+}
+
+Test(worker_store, not_a_redis_store_and_not_connected) {
+    saga_store_t *mem = saga_store_memory_new(&L, NULL);
+    cr_assert_eq(saga_lease_heartbeat(mem, "w", 1000, on_heartbeat, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_candidate(mem, "s", on_candidate, NULL), -EINVAL);
+    saga_intake_t *in = (saga_intake_t *)1;
+    char err[128];
+    cr_assert_eq(saga_intake_new(&L, mem, &U, "w", NULL, NULL, &in, err, sizeof(err)), -EINVAL);
+    cr_assert_null(in);
+    cr_assert_str_eq(err, "the intake needs a Redis store");
+    closed = 0;
+    mem->ops->close(mem, on_closed, NULL);
+    run_until(&closed, 1);
+
+    /* A command in flight when the server dies: no answer. */
+    reset();
+    cr_assert_eq(saga_lease_dead_workers(S, on_names, NULL), 0);
+    redis_server_kill(&R, SIGKILL);
+    run_until(&G.calls, 1);
+    cr_assert(G.status == SAGA_EUNAVAILABLE || G.status == 0, "status %d", G.status);
+    /* Not connected any more: refused at once, no callback. */
+    expired = false;
+    uv_timer_start(&deadline, on_deadline, 5000, 0);
+    int rc = 0;
+    while (!expired && (rc = saga_lease_heartbeat(S, "w", 1000, on_heartbeat, NULL)) == 0) {
+        run_until(&G.calls, G.calls + 1);
+        uv_run(&L, UV_RUN_NOWAIT);
+    }
+    uv_timer_stop(&deadline);
+    cr_assert_eq(rc, SAGA_EUNAVAILABLE);
+    redisFree(C);
+    C = NULL;
+    finish();
+}
+
+/* ---------------------------------------------------------------------- */
+/* The intake                                                              */
+/* ---------------------------------------------------------------------- */
+
+static int events[3];
+static void on_event(saga_intake_t *in, saga_intake_event_t ev, const char *errstr,
+                     void *data) {
+    (void)in;
+    (void)errstr;
+    (void)data;
+    events[ev]++;
+}
+
+static saga_intake_t *intake(const char *consumer) {
+    saga_intake_t *in = NULL;
+    char err[128];
+    cr_assert_eq(saga_intake_new(&L, S, &U, consumer, on_event, NULL, &in, err, sizeof(err)),
+                 0, "%s", err);
+    return in;
+}
+
+static void intake_close(saga_intake_t *in) {
+    closed = 0;
+    saga_intake_close(in, on_closed, NULL);
+    run_until(&closed, 1);
+}
+
+static void submit(const char *id, const char *hash, const char *input) {
+    redisReply *r = cmd("XADD saga:{idx}:intake * id %s name demo hash %s input %s ts 1", id,
+                        hash, input);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+}
+
+Test(worker_store, intake_new_refuses_bad_options) {
+    saga_intake_t *in = (saga_intake_t *)1;
+    char err[128];
+    cr_assert_eq(saga_intake_new(&L, S, NULL, "w", NULL, NULL, &in, err, sizeof(err)), -EINVAL);
+    cr_assert_null(in);
+    cr_assert_str_eq(err, "the intake needs a Redis URL with a host or a socket");
+    saga_redis_url_t bad = U;
+    bad.path = NULL;
+    cr_assert_eq(saga_intake_new(&L, S, &bad, "w", NULL, NULL, &in, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(saga_intake_new(&L, S, &U, "", NULL, NULL, &in, err, sizeof(err)), -EINVAL);
+    cr_assert_str_eq(err, "the intake needs a consumer name");
+    in = intake("w");
+    intake_close(in);
+    finish();
+}
+
+Test(worker_store, intake_group_read_ack) {
+    saga_intake_t *in = intake("w1");
+    CALL(saga_intake_create_group(in, on_done, NULL));
+    cr_assert_eq(G.status, 0);
+    CALL(saga_intake_create_group(in, on_done, NULL));
+    cr_assert_eq(G.status, 0, "a group that exists is fine");
+
+    memset(events, 0, sizeof(events));
+    cr_assert_eq(saga_intake_read_new(in, 10, 100, on_requests, NULL), SAGA_EUNAVAILABLE,
+                 "not connected yet");
+    cr_assert_eq(saga_intake_connect(in), 0);
+    run_until(&events[SAGA_INTAKE_READY], 1);
+    cr_assert(saga_intake_ready(in));
+
+    submit("s1", HASH, "{\"a\":1}");
+    submit("s2", "short", "{}");
+    cmd("XADD saga:{idx}:intake * id s3 hash %s", HASH);
+    CALL(saga_intake_read_new(in, 10, 1000, on_requests, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.n, 3);
+    cr_assert_str_eq(G.req_text[0][1], "s1");
+    cr_assert_str_eq(G.req_text[0][2], HASH);
+    cr_assert_eq(G.reqs[0].input_len, 7);
+    cr_assert_null(G.reqs[0].malformed);
+    cr_assert_str_eq(G.req_text[1][3], "its hash is not 64 characters");
+    cr_assert_str_eq(G.req_text[1][1], "", "a malformed request has no id");
+    cr_assert_str_eq(G.req_text[2][3], "no field 'input'");
+    char entry[64];
+    snprintf(entry, sizeof(entry), "%s", G.req_text[0][0]);
+
+    /* Nothing new: the read waits, then answers none. */
+    CALL(saga_intake_read_new(in, 10, 50, on_requests, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.n, 0);
+
+    /* Delivered, unacknowledged: read again as our own pending ones. */
+    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    cr_assert_eq(G.n, 3);
+    CALL(saga_intake_done(in, entry, on_done, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(cmd_int("XLEN saga:{idx}:intake"), 2, "deleted");
+    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    cr_assert_eq(G.n, 2, "acknowledged");
+
+    /* An entry deleted while pending is left out. */
+    cmd("XTRIM saga:{idx}:intake MAXLEN 0");
+    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.n, 0);
+    intake_close(in);
+    finish();
+}
+
+Test(worker_store, intake_autoclaim_takes_what_a_dead_consumer_left) {
+    saga_intake_t *a = intake("a"), *b = intake("b");
+    CALL(saga_intake_create_group(a, on_done, NULL));
+    submit("s1", HASH, "{}");
+    CALL(saga_intake_read_pending(a, 10, on_requests, NULL));
+    cr_assert_eq(G.n, 0, "nothing delivered to a yet");
+    redisReply *r = cmd("XREADGROUP GROUP workers a COUNT 10 STREAMS saga:{idx}:intake >");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    CALL(saga_intake_autoclaim(b, 60000, 10, on_requests, NULL));
+    cr_assert_eq(G.n, 0, "not idle long enough");
+    CALL(saga_intake_autoclaim(b, 0, 10, on_requests, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.n, 1);
+    cr_assert_str_eq(G.req_text[0][1], "s1");
+    CALL(saga_intake_read_pending(b, 10, on_requests, NULL));
+    cr_assert_eq(G.n, 1, "b's now");
+    intake_close(a);
+    intake_close(b);
+    finish();
+}
+
+Test(worker_store, intake_failures) {
+    saga_intake_t *in = intake("w1");
+    cr_assert_eq(saga_intake_read_pending(in, 0, on_requests, NULL), -EINVAL);
+    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE, "no group yet");
+    cr_assert(strstr(G.why, "NOGROUP") != NULL, "why: %s", G.why);
+
+    cmd("SET saga:{idx}:intake x");
+    CALL(saga_intake_create_group(in, on_done, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    CALL(saga_intake_autoclaim(in, 0, 10, on_requests, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    load_bad_library();
+    CALL(saga_intake_done(in, "1-0", on_done, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert_str_eq(G.why, "ERR refused");
+    cmd("DEL saga:{idx}:intake");
+
+    /* One blocking read at a time; closing ends it. */
+    CALL(saga_intake_create_group(in, on_done, NULL));
+    memset(events, 0, sizeof(events));
+    cr_assert_eq(saga_intake_connect(in), 0);
+    run_until(&events[SAGA_INTAKE_READY], 1);
+    reset();
+    cr_assert_eq(saga_intake_read_new(in, 10, 5000, on_requests, NULL), 0);
+    cr_assert_eq(saga_intake_read_new(in, 10, 5000, on_requests, NULL), -EBUSY);
+    closed = 0;
+    saga_intake_close(in, on_closed, NULL);
+    run_until(&closed, 1);
+    cr_assert_eq(G.calls, 1, "the read was answered");
+    cr_assert_eq(G.status, SAGA_ECLOSING);
+    finish();
+}
