@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/stored_def.h"
 #include "saga/errors.h"
 #include "store/intake.h"
 #include "store/lease.h"
@@ -96,26 +97,28 @@ typedef struct def_req_s {
     char hash[65];
 } def_req_t;
 
-static void on_def_text(int status, const char *text, size_t len, void *data) {
+static void on_stored_def(int status, const char *why, saga_def_t *def, saga_diags_t *diags,
+                          void *data) {
     def_req_t *r = data;
     saga_worker_t *w = r->w;
     saga_engine_def_t *d = NULL;
+    /* Only a definition that cannot run (its text does not load or hash,
+     * is not stored, or names handlers this worker lacks) is remembered as
+     * unrunnable; a store that failed this time is asked again next time. */
+    bool permanent = status == SAGA_ECORRUPT || status == SAGA_ENOTFOUND;
     if (status == 0 && !w->stopping) {
-        saga_diags_t diags;
-        saga_diags_init(&diags);
-        char source[96];
-        snprintf(source, sizeof(source), "sagadef:%s", r->hash);
-        saga_def_t *def = saga_def_load_buffer(source, text, len, &diags);
-        if (def != NULL)
-            d = saga_engine_register(w->engine, def, &diags);
-        if (d == NULL && diags.count > 0)
+        d = saga_engine_register(w->engine, def, diags); /* takes `def` */
+        def = NULL;
+        permanent = d == NULL && diags->count > 0;
+        if (d == NULL)
             saga_warn("worker %s: definition %.12s cannot run here: %s", w->name, r->hash,
-                      diags.items[0].message);
-        saga_diags_close(&diags);
+                      diags->count > 0 ? diags->items[0].message : "out of memory");
     } else if (status != 0) {
-        saga_warn("worker %s: definition %.12s: %s", w->name, r->hash, saga_strerror(status));
+        saga_warn("worker %s: definition %.12s: %s", w->name, r->hash,
+                  why != NULL ? why : saga_strerror(status));
     }
-    if (d == NULL && status != SAGA_ECLOSING && !w->stopping) {
+    saga_def_free(def);
+    if (d == NULL && permanent && !w->stopping) {
         char *h = strdup(r->hash);
         if (h != NULL && saga_strmap_put(&w->unrunnable, h, h, NULL) != 0)
             free(h);
@@ -141,7 +144,7 @@ void saga__worker_ensure_def(saga_worker_t *w, const char *hash, saga__def_cb cb
     r->cb = cb;
     r->data = data;
     memcpy(r->hash, hash, 65);
-    if (w->store->ops->get_definition(w->store, hash, on_def_text, r) != 0) {
+    if (saga_stored_def_load(w->store, hash, on_stored_def, r) != 0) {
         free(r);
         cb(w, NULL, data);
         return;
