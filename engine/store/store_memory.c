@@ -148,7 +148,7 @@ static void deliver_history(store_memory_t *m, mem_op_t *op) {
     saga_store_history_cb cb = op->cb.history;
     mem_saga_t *s = saga_strmap_get(&m->sagas, op->key);
     if (s == NULL) {
-        cb(SAGA_ENOTFOUND, NULL, 0, op->data);
+        cb(0, NULL, 0, op->data); /* none, as Redis answers (store.h) */
         return;
     }
     saga_history_entry_t *e = malloc((s->nhist + 1) * sizeof(*e));
@@ -317,6 +317,14 @@ static int append_event(mem_saga_t *s, const saga_event_t *ev, uint64_t seq,
     return 0;
 }
 
+/* The record's fencing token is its field "fence", as in Redis (written
+ * by the owner's create, bumped by a claim): empty or not a number is no
+ * fence (0). */
+static uint64_t fence_of(const saga_kv_t *kv) {
+    uint64_t v;
+    return saga_parse_u64(kv->val, kv->vlen, &v) == 0 ? v : 0;
+}
+
 static int mem_write(saga_store_t *base, const saga_store_write_t *w,
                      saga_store_write_cb cb, void *data) {
     store_memory_t *m = (store_memory_t *)base;
@@ -324,13 +332,12 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
         return SAGA_ECLOSING;
     mem_saga_t *s = saga_strmap_get(&m->sagas, w->id);
     int status = 0;
+    /* Nothing here is ever sent twice (no connection to lose), so a write
+     * whose seq the record already has is another writer's: a conflict,
+     * never "already applied" (store.h). */
     if (w->flags & SAGA_WRITE_CREATE) {
-        if (s != NULL) {
-            /* A resent create that was applied is fine; anything else
-             * is a second saga with the same id. */
-            status = s->seq == w->seq ? 0 : SAGA_EEXIST;
-            return enqueue(m, OP_WRITE, status, 0, (mem_cb_t){.write = cb}, data, NULL);
-        }
+        if (s != NULL)
+            return enqueue(m, OP_WRITE, SAGA_EEXIST, 0, (mem_cb_t){.write = cb}, data, NULL);
         if ((s = calloc(1, sizeof(*s))) == NULL || (s->id = strdup(w->id)) == NULL) {
             free(s);
             return -ENOMEM;
@@ -341,11 +348,8 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
         }
     } else if (s == NULL) {
         status = SAGA_ENOTFOUND;
-    } else if (w->fence != 0 && s->fence != 0 && w->fence != s->fence) {
-        status = SAGA_EFENCED;
-    } else if (s->seq == w->seq) {
-        status = 0; /* already applied */
-        return enqueue(m, OP_WRITE, status, 0, (mem_cb_t){.write = cb}, data, NULL);
+    } else if (s->fence != 0 && w->fence != s->fence) {
+        status = SAGA_EFENCED; /* 0 too: a writer without a lease */
     } else if (s->seq + 1 != w->seq) {
         status = SAGA_ECONFLICT;
     }
@@ -356,16 +360,17 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
     char seqbuf[24];
     saga_kv_t seqkv = {"seq", 3, seqbuf, saga_fmt_u64(seqbuf, w->seq)};
     status = set_field(s, &seqkv);
-    for (size_t i = 0; i < w->nfields && status == 0; i++)
+    for (size_t i = 0; i < w->nfields && status == 0; i++) {
         status = set_field(s, &w->fields[i]);
+        if (status == 0 && w->fields[i].klen == 5 && memcmp(w->fields[i].key, "fence", 5) == 0)
+            s->fence = fence_of(&w->fields[i]);
+    }
     if (m->opt.keep_history)
         for (size_t i = 0; i < w->nevents && status == 0; i++)
             status = append_event(s, &w->events[i], w->seq, w->worker, ts);
     if (status != 0)
         return status; /* out of memory half-way: not durable anyway */
     s->seq = w->seq;
-    if (w->fence != 0)
-        s->fence = w->fence;
     if (w->flags & SAGA_WRITE_TERMINAL) {
         s->terminal = true;
         if (!m->opt.keep_finished) {
