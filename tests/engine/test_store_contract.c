@@ -4,8 +4,10 @@
  * (store_memory.c) and the Redis store (store_redis.c) on a real
  * redis-server.
  *
- * Every test body is written once (CONTRACT below) and registered in two
- * suites, store_memory and store_redis, whose set-up opens that backend.
+ * Every test body is written once (CONTRACT below) and registered in three
+ * suites, whose set-up opens that backend: store_memory, store_redis, and
+ * store_redis_split (the Redis store as on Redis Cluster: the index of
+ * sagas kept by separate commands around the writes).
  * Every call goes through CALL(), which marks the time spent inside the
  * store's function: a callback that runs then fails the test (callbacks
  * never run from inside the call that registered them). Waits poll the
@@ -34,6 +36,7 @@ static uv_loop_t loop;
 static saga_store_t *S;
 static redis_server_t R;
 static bool redis;
+static bool split;       /* store_redis_split */
 static uv_timer_t deadline;
 static bool expired;
 static bool in_call;
@@ -91,6 +94,7 @@ static saga_store_t *open_redis(const char *url) {
     char err[256];
     cr_assert_eq(saga_redis_url_parse(url, &u, err, sizeof(err)), 0, "%s", err);
     saga_store_redis_options_t opt = {0};
+    opt.split_index = split;
     opt.conn.reconnect_min_ms = 10;
     opt.conn.reconnect_max_ms = 50;
     ready_calls = 0;
@@ -124,6 +128,11 @@ static void redis_setup(void) {
     S = open_redis(R.url);
 }
 
+static void redis_split_setup(void) {
+    split = true;
+    redis_setup();
+}
+
 static int closed_calls;
 static void on_closed(void *data) {
     (void)data;
@@ -150,12 +159,14 @@ static void teardown(void) {
 
 TestSuite(store_memory, .init = memory_setup, .fini = teardown, .timeout = 60);
 TestSuite(store_redis, .init = redis_setup, .fini = teardown, .timeout = 60);
+TestSuite(store_redis_split, .init = redis_split_setup, .fini = teardown, .timeout = 60);
 
-/* One body, registered in both suites. */
+/* One body, registered in every suite. */
 #define CONTRACT(name)                                                         \
     static void body_##name(void);                                             \
     Test(store_memory, name) { body_##name(); }                                \
     Test(store_redis, name) { body_##name(); }                                 \
+    Test(store_redis_split, name) { body_##name(); }                           \
     static void body_##name(void)
 
 /* ---------------------------------------------------------------------- */
@@ -795,7 +806,11 @@ static void proxy_stop(proxy_t *p) {
  * the store sends them again with the same token, saga_write recognises
  * them as applied, and they are acknowledged (0), not EEXIST/ECONFLICT,
  * and applied once. */
-Test(store_redis, a_resent_create_and_write_are_recognised_as_applied) {
+static void resend_body(void);
+Test(store_redis, a_resent_create_and_write_are_recognised_as_applied) { resend_body(); }
+Test(store_redis_split, a_resent_create_and_write_are_recognised_as_applied) { resend_body(); }
+
+static void resend_body(void) {
     static proxy_t p;
     proxy_start(&p);
     saga_store_t *direct = S;
