@@ -48,12 +48,23 @@ typedef struct mem_saga_s {
 typedef enum op_kind_e { OP_WRITE, OP_LOAD, OP_HISTORY, OP_PUTDEF, OP_GETDEF,
                          OP_LIST } op_kind_t;
 
+/* The caller's callback, by kind: ISO C converts no function pointer to
+ * void *, so each kind keeps its own type. */
+typedef union mem_cb_u {
+    saga_store_write_cb write;     /* OP_WRITE */
+    saga_store_load_cb load;       /* OP_LOAD */
+    saga_store_history_cb history; /* OP_HISTORY */
+    saga_store_done_cb done;       /* OP_PUTDEF */
+    saga_store_text_cb text;       /* OP_GETDEF */
+    saga_store_ids_cb ids;         /* OP_LIST */
+} mem_cb_t;
+
 typedef struct mem_op_s {
     struct mem_op_s *next;
     op_kind_t kind;
     int status;
     unsigned signals;
-    void *cb;
+    mem_cb_t cb;
     void *data;
     char key[]; /* saga id or definition hash */
 } mem_op_t;
@@ -90,7 +101,7 @@ static int64_t now_ms(void) {
 static void run_queue(uv_idle_t *h);
 
 static int enqueue(store_memory_t *m, op_kind_t kind, int status,
-                   unsigned signals, void *cb, void *data, const char *key) {
+                   unsigned signals, mem_cb_t cb, void *data, const char *key) {
     size_t klen = key ? strlen(key) + 1 : 1;
     mem_op_t *op = malloc(sizeof(*op) + klen);
     if (op == NULL)
@@ -113,7 +124,7 @@ static int enqueue(store_memory_t *m, op_kind_t kind, int status,
 }
 
 static void deliver_load(store_memory_t *m, mem_op_t *op) {
-    saga_store_load_cb cb = (saga_store_load_cb)op->cb;
+    saga_store_load_cb cb = op->cb.load;
     mem_saga_t *s = saga_strmap_get(&m->sagas, op->key);
     if (s == NULL) {
         cb(SAGA_ENOTFOUND, NULL, op->data);
@@ -134,10 +145,10 @@ static void deliver_load(store_memory_t *m, mem_op_t *op) {
 }
 
 static void deliver_history(store_memory_t *m, mem_op_t *op) {
-    saga_store_history_cb cb = (saga_store_history_cb)op->cb;
+    saga_store_history_cb cb = op->cb.history;
     mem_saga_t *s = saga_strmap_get(&m->sagas, op->key);
     if (s == NULL) {
-        cb(SAGA_ENOTFOUND, NULL, 0, op->data);
+        cb(0, NULL, 0, op->data); /* none, as Redis answers (store.h) */
         return;
     }
     saga_history_entry_t *e = malloc((s->nhist + 1) * sizeof(*e));
@@ -152,7 +163,7 @@ static void deliver_history(store_memory_t *m, mem_op_t *op) {
 }
 
 static void deliver_list(store_memory_t *m, mem_op_t *op) {
-    saga_store_ids_cb cb = (saga_store_ids_cb)op->cb;
+    saga_store_ids_cb cb = op->cb.ids;
     const char **ids = malloc((m->sagas.count + 1) * sizeof(*ids));
     size_t n = 0;
     if (ids == NULL) {
@@ -171,10 +182,10 @@ static void deliver_list(store_memory_t *m, mem_op_t *op) {
 static void deliver(store_memory_t *m, mem_op_t *op) {
     switch (op->kind) {
     case OP_WRITE:
-        ((saga_store_write_cb)op->cb)(op->status, op->signals, op->data);
+        op->cb.write(op->status, op->signals, op->data);
         break;
     case OP_PUTDEF:
-        ((saga_store_done_cb)op->cb)(op->status, op->data);
+        op->cb.done(op->status, op->data);
         break;
     case OP_LOAD:
         deliver_load(m, op);
@@ -184,8 +195,8 @@ static void deliver(store_memory_t *m, mem_op_t *op) {
         break;
     case OP_GETDEF: {
         mem_def_t *d = saga_strmap_get(&m->defs, op->key);
-        ((saga_store_text_cb)op->cb)(d ? 0 : SAGA_ENOTFOUND, d ? d->text : NULL,
-                                     d ? d->len : 0, op->data);
+        op->cb.text(d ? 0 : SAGA_ENOTFOUND, d ? d->text : NULL,
+                    d ? d->len : 0, op->data);
         break;
     }
     case OP_LIST:
@@ -306,6 +317,14 @@ static int append_event(mem_saga_t *s, const saga_event_t *ev, uint64_t seq,
     return 0;
 }
 
+/* The record's fencing token is its field "fence", as in Redis (written
+ * by the owner's create, bumped by a claim): empty or not a number is no
+ * fence (0). */
+static uint64_t fence_of(const saga_kv_t *kv) {
+    uint64_t v;
+    return saga_parse_u64(kv->val, kv->vlen, &v) == 0 ? v : 0;
+}
+
 static int mem_write(saga_store_t *base, const saga_store_write_t *w,
                      saga_store_write_cb cb, void *data) {
     store_memory_t *m = (store_memory_t *)base;
@@ -313,13 +332,12 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
         return SAGA_ECLOSING;
     mem_saga_t *s = saga_strmap_get(&m->sagas, w->id);
     int status = 0;
+    /* Nothing here is ever sent twice (no connection to lose), so a write
+     * whose seq the record already has is another writer's: a conflict,
+     * never "already applied" (store.h). */
     if (w->flags & SAGA_WRITE_CREATE) {
-        if (s != NULL) {
-            /* A resent create that was applied is fine; anything else
-             * is a second saga with the same id. */
-            status = s->seq == w->seq ? 0 : SAGA_EEXIST;
-            return enqueue(m, OP_WRITE, status, 0, (void *)cb, data, NULL);
-        }
+        if (s != NULL)
+            return enqueue(m, OP_WRITE, SAGA_EEXIST, 0, (mem_cb_t){.write = cb}, data, NULL);
         if ((s = calloc(1, sizeof(*s))) == NULL || (s->id = strdup(w->id)) == NULL) {
             free(s);
             return -ENOMEM;
@@ -330,31 +348,29 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
         }
     } else if (s == NULL) {
         status = SAGA_ENOTFOUND;
-    } else if (w->fence != 0 && s->fence != 0 && w->fence != s->fence) {
-        status = SAGA_EFENCED;
-    } else if (s->seq == w->seq) {
-        status = 0; /* already applied */
-        return enqueue(m, OP_WRITE, status, 0, (void *)cb, data, NULL);
+    } else if (s->fence != 0 && w->fence != s->fence) {
+        status = SAGA_EFENCED; /* 0 too: a writer without a lease */
     } else if (s->seq + 1 != w->seq) {
         status = SAGA_ECONFLICT;
     }
     if (status != 0)
-        return enqueue(m, OP_WRITE, status, 0, (void *)cb, data, NULL);
+        return enqueue(m, OP_WRITE, status, 0, (mem_cb_t){.write = cb}, data, NULL);
 
     int64_t ts = now_ms();
     char seqbuf[24];
     saga_kv_t seqkv = {"seq", 3, seqbuf, saga_fmt_u64(seqbuf, w->seq)};
     status = set_field(s, &seqkv);
-    for (size_t i = 0; i < w->nfields && status == 0; i++)
+    for (size_t i = 0; i < w->nfields && status == 0; i++) {
         status = set_field(s, &w->fields[i]);
+        if (status == 0 && w->fields[i].klen == 5 && memcmp(w->fields[i].key, "fence", 5) == 0)
+            s->fence = fence_of(&w->fields[i]);
+    }
     if (m->opt.keep_history)
         for (size_t i = 0; i < w->nevents && status == 0; i++)
             status = append_event(s, &w->events[i], w->seq, w->worker, ts);
     if (status != 0)
         return status; /* out of memory half-way: not durable anyway */
     s->seq = w->seq;
-    if (w->fence != 0)
-        s->fence = w->fence;
     if (w->flags & SAGA_WRITE_TERMINAL) {
         s->terminal = true;
         if (!m->opt.keep_finished) {
@@ -362,20 +378,20 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
             saga_free_rec(s);
         }
     }
-    return enqueue(m, OP_WRITE, 0, 0, (void *)cb, data, NULL);
+    return enqueue(m, OP_WRITE, 0, 0, (mem_cb_t){.write = cb}, data, NULL);
 }
 
 static int mem_load(saga_store_t *base, const char *id, saga_store_load_cb cb,
                     void *data) {
     store_memory_t *m = (store_memory_t *)base;
-    return m->closing ? SAGA_ECLOSING : enqueue(m, OP_LOAD, 0, 0, (void *)cb, data, id);
+    return m->closing ? SAGA_ECLOSING : enqueue(m, OP_LOAD, 0, 0, (mem_cb_t){.load = cb}, data, id);
 }
 
 static int mem_history(saga_store_t *base, const char *id,
                        saga_store_history_cb cb, void *data) {
     store_memory_t *m = (store_memory_t *)base;
     return m->closing ? SAGA_ECLOSING
-                      : enqueue(m, OP_HISTORY, 0, 0, (void *)cb, data, id);
+                      : enqueue(m, OP_HISTORY, 0, 0, (mem_cb_t){.history = cb}, data, id);
 }
 
 static int mem_put_definition(saga_store_t *base, const char *hash,
@@ -401,20 +417,20 @@ static int mem_put_definition(saga_store_t *base, const char *hash,
             return -ENOMEM;
         }
     }
-    return enqueue(m, OP_PUTDEF, 0, 0, (void *)cb, data, NULL);
+    return enqueue(m, OP_PUTDEF, 0, 0, (mem_cb_t){.done = cb}, data, NULL);
 }
 
 static int mem_get_definition(saga_store_t *base, const char *hash,
                               saga_store_text_cb cb, void *data) {
     store_memory_t *m = (store_memory_t *)base;
     return m->closing ? SAGA_ECLOSING
-                      : enqueue(m, OP_GETDEF, 0, 0, (void *)cb, data, hash);
+                      : enqueue(m, OP_GETDEF, 0, 0, (mem_cb_t){.text = cb}, data, hash);
 }
 
 static int mem_list_unfinished(saga_store_t *base, saga_store_ids_cb cb,
                                void *data) {
     store_memory_t *m = (store_memory_t *)base;
-    return m->closing ? SAGA_ECLOSING : enqueue(m, OP_LIST, 0, 0, (void *)cb, data, NULL);
+    return m->closing ? SAGA_ECLOSING : enqueue(m, OP_LIST, 0, 0, (mem_cb_t){.ids = cb}, data, NULL);
 }
 
 static void mem_free_all(store_memory_t *m) {

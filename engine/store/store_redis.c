@@ -68,13 +68,24 @@ typedef enum rq_kind_e {
 
 struct lane_s;
 
+/* The caller's callback, by request kind: ISO C converts no function
+ * pointer to void *, so each kind keeps its own type. */
+typedef union rq_cb_u {
+    saga_store_write_cb write;   /* RQ_WRITE */
+    saga_store_load_cb load;     /* RQ_LOAD */
+    saga_store_history_cb history; /* RQ_HISTORY */
+    saga_store_done_cb done;     /* RQ_PUTDEF (NULL: lanes but the first) */
+    saga_store_text_cb text;     /* RQ_GETDEF */
+    saga_store_ids_cb ids;       /* RQ_LIST */
+} rq_cb_t;
+
 typedef struct rq_s {
     struct rq_s *prev;
     struct rq_s *next;
     struct lane_s *lane;
     rq_kind_t kind;
     bool sent;
-    void *cb;
+    rq_cb_t cb;                  /* RQ_INDEX: none */
     void *data;
     const saga_store_write_t *w; /* RQ_WRITE; valid until cb */
     char wtok[17];
@@ -164,7 +175,7 @@ static void unlink_rq(lane_t *ln, rq_t *rq) {
 }
 
 static rq_t *rq_new(lane_t *ln, rq_kind_t kind, const char *key,
-                    void *cb, void *data) {
+                    rq_cb_t cb, void *data) {
     size_t kl = key ? strlen(key) : 0;
     rq_t *rq = calloc(1, sizeof(*rq) + kl + 1);
     if (rq == NULL)
@@ -213,7 +224,7 @@ static int bad_reply(const rq_t *rq, const char *what) {
 }
 
 static void finish_load(rq_t *rq, int status, const redisReply *r) {
-    saga_store_load_cb cb = (saga_store_load_cb)rq->cb;
+    saga_store_load_cb cb = rq->cb.load;
     saga_record_t rec = {NULL, 0, NULL};
     const char *why = NULL;
     if (status == 0) {
@@ -226,7 +237,7 @@ static void finish_load(rq_t *rq, int status, const redisReply *r) {
 }
 
 static void finish_history(rq_t *rq, int status, const redisReply *r) {
-    saga_store_history_cb cb = (saga_store_history_cb)rq->cb;
+    saga_store_history_cb cb = rq->cb.history;
     saga_redis_history_t h = {NULL, 0, NULL};
     char why[160];
     if (status == 0) {
@@ -239,7 +250,7 @@ static void finish_history(rq_t *rq, int status, const redisReply *r) {
 }
 
 static void finish_list(rq_t *rq, int status, const redisReply *r) {
-    saga_store_ids_cb cb = (saga_store_ids_cb)rq->cb;
+    saga_store_ids_cb cb = rq->cb.ids;
     if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !saga_redis_all_strings(r)))
         status = bad_reply(rq, "expected an array of ids");
     if (status != 0) {
@@ -269,7 +280,7 @@ static void finish(rq_t *rq, int status, const redisReply *r) {
             else if (r->integer == 1)
                 signals = SAGA_SIGNAL_CANCEL;
         }
-        ((saga_store_write_cb)rq->cb)(status, signals, rq->data);
+        rq->cb.write(status, signals, rq->data);
         break;
     }
     case RQ_INDEX:
@@ -278,14 +289,14 @@ static void finish(rq_t *rq, int status, const redisReply *r) {
                        rq->key, saga_strerror(status));
         break;
     case RQ_PUTDEF:
-        if (rq->cb)
-            ((saga_store_done_cb)rq->cb)(status, rq->data);
+        if (rq->cb.done != NULL)
+            rq->cb.done(status, rq->data);
         else if (status != 0 && status != SAGA_ECLOSING)
             saga_error("redis store: storing definition %s failed: %s", rq->key,
                        saga_strerror(status));
         break;
     case RQ_GETDEF: {
-        saga_store_text_cb cb = (saga_store_text_cb)rq->cb;
+        saga_store_text_cb cb = rq->cb.text;
         if (status == 0 && r->type == REDIS_REPLY_NIL)
             status = SAGA_ENOTFOUND;
         else if (status == 0 && r->type != REDIS_REPLY_STRING)
@@ -981,7 +992,7 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
         (w->worker != NULL && strlen(w->worker) >= KEY_MAX_OWNED - sizeof(KEY_OWNED)))
         return -EINVAL;
     lane_t *ln = lane_of(st, w->id);
-    rq_t *rq = rq_new(ln, RQ_WRITE, w->id, (void *)cb, data);
+    rq_t *rq = rq_new(ln, RQ_WRITE, w->id, (rq_cb_t){.write = cb}, data);
     rq_t *ix = NULL;
     if (rq == NULL)
         return -ENOMEM;
@@ -990,7 +1001,7 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     rq->score = now; /* the write's time: `updated`, history, index scores */
     if (st->opt.split_index && (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL))) {
-        if ((ix = rq_new(ln, RQ_INDEX, w->id, NULL, NULL)) == NULL) {
+        if ((ix = rq_new(ln, RQ_INDEX, w->id, (rq_cb_t){.done = NULL}, NULL)) == NULL) {
             rq_free(rq);
             return -ENOMEM;
         }
@@ -1088,7 +1099,7 @@ static int history_entry(const saga_store_write_t *w, int64_t now, char **out,
 
 /* A saga's load and history go through its lane, behind its writes; the
  * rest (definitions, the list of unfinished sagas) through lane 0. */
-static int simple(store_redis_t *st, rq_kind_t kind, const char *key, void *cb,
+static int simple(store_redis_t *st, rq_kind_t kind, const char *key, rq_cb_t cb,
                   void *data) {
     int rc = refuse(st);
     if (rc != 0)
@@ -1102,21 +1113,21 @@ static int simple(store_redis_t *st, rq_kind_t kind, const char *key, void *cb,
 }
 
 static int rs_load(saga_store_t *s, const char *id, saga_store_load_cb cb, void *data) {
-    return simple((store_redis_t *)s, RQ_LOAD, id, (void *)cb, data);
+    return simple((store_redis_t *)s, RQ_LOAD, id, (rq_cb_t){.load = cb}, data);
 }
 
 static int rs_history(saga_store_t *s, const char *id, saga_store_history_cb cb,
                       void *data) {
-    return simple((store_redis_t *)s, RQ_HISTORY, id, (void *)cb, data);
+    return simple((store_redis_t *)s, RQ_HISTORY, id, (rq_cb_t){.history = cb}, data);
 }
 
 static int rs_get_definition(saga_store_t *s, const char *hash,
                              saga_store_text_cb cb, void *data) {
-    return simple((store_redis_t *)s, RQ_GETDEF, hash, (void *)cb, data);
+    return simple((store_redis_t *)s, RQ_GETDEF, hash, (rq_cb_t){.text = cb}, data);
 }
 
 static int rs_list_unfinished(saga_store_t *s, saga_store_ids_cb cb, void *data) {
-    return simple((store_redis_t *)s, RQ_LIST, "(active)", (void *)cb, data);
+    return simple((store_redis_t *)s, RQ_LIST, "(active)", (rq_cb_t){.ids = cb}, data);
 }
 
 /* A definition must be stored before any saga that uses it: its text is
@@ -1130,8 +1141,8 @@ static int rs_put_definition(saga_store_t *s, const char *hash, const char *text
         return rc;
     rq_t *rqs[LANES_MAX] = {NULL};
     for (unsigned i = 0; i < st->nlanes; i++) {
-        rq_t *rq = rq_new(&st->lanes[i], RQ_PUTDEF, hash, i == 0 ? (void *)cb : NULL,
-                          i == 0 ? data : NULL);
+        rq_t *rq = rq_new(&st->lanes[i], RQ_PUTDEF, hash,
+                          (rq_cb_t){.done = i == 0 ? cb : NULL}, i == 0 ? data : NULL);
         rqs[i] = rq;
         if (rq == NULL || (rq->text = malloc(len + 1)) == NULL) {
             for (unsigned j = 0; j <= i; j++)

@@ -2,9 +2,8 @@
  * test_cli.c -- the `saga` command as users run it: a real process, its
  * exit status, stdout and stderr.
  */
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +15,8 @@
 #include <jansson.h>
 
 #include "redis_server.h"
-
-extern char **environ;
+#include "saga_proc.h"
+#include "test_poll.h"
 
 static char tmp[256];
 
@@ -41,19 +40,6 @@ typedef struct run_s {
     char *err;
 } run_t;
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    return s;
-}
-
 static void write_file(const char *name, const char *text) {
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", tmp, name);
@@ -66,45 +52,26 @@ static void write_file(const char *name, const char *text) {
 /* Runs `saga ARGS...` in the temp dir; NULL-terminated. `pid_out`: start it
  * in the background instead and return at once. */
 static run_t saga_run(pid_t *pid_out, ...) {
-    char bin[512], out[512], err[512];
-    snprintf(bin, sizeof(bin), "%s/bin/saga", getenv("SAGA_BUILD_DIR"));
+    char out[512], err[512];
     snprintf(out, sizeof(out), "%s/stdout", tmp);
     snprintf(err, sizeof(err), "%s/stderr", tmp);
-    const char *argv[32] = {bin};
-    int n = 1;
+    const char *argv[32];
+    int n = 0;
     va_list ap;
     va_start(ap, pid_out);
     for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 31;)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    char *cwd = getcwd(NULL, 0);
-    cr_assert_eq(chdir(tmp), 0);
-    pid_t pid;
-    int rc = posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ);
-    cr_assert_eq(chdir(cwd), 0);
-    free(cwd);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert_eq(rc, 0, "spawn %s", bin);
+    saga_proc_io_t io = {.out = out, .err = err, .cwd = tmp};
     run_t r = {0, NULL, NULL};
     if (pid_out != NULL) {
-        *pid_out = pid;
+        *pid_out = saga_proc_spawn(argv, &io);
         return r;
     }
-    int st;
-    waitpid(pid, &st, 0);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    r.out = slurp(out);
-    r.err = slurp(err);
-    /* The children are sanitized in the ASan build; their reports land in
-     * their stderr, which CTest never sees. */
-    cr_assert(strstr(r.err, "ERROR: AddressSanitizer") == NULL &&
-              strstr(r.err, "ERROR: LeakSanitizer") == NULL &&
-              strstr(r.err, "runtime error:") == NULL, "sanitizer report:\n%s", r.err);
+    r.status = saga_proc_run(argv, &io);
+    r.out = saga_proc_slurp(out);
+    r.err = saga_proc_slurp(err);
     return r;
 }
 
@@ -272,10 +239,21 @@ Test(cli, embedded_store_resumes_under_the_definition_it_started_with) {
     /* Wait until b is running (its attempt recorded), then kill -9. */
     char errpath[512];
     snprintf(errpath, sizeof(errpath), "%s/stderr", tmp);
-    for (int i = 0; i < 200; i++) {
-        usleep(25000);
-        char *e = slurp(errpath);
+    /* Every 25 ms, the cadence this test always had. Killed up to 50 ms
+     * later, the second resume below often met its fresh embedded
+     * redis-server still loading the AOF and failed ("server not ready:
+     * LOADING"): embedded_redis.c calls a server ready once its socket
+     * accepts, before it loaded its data (a defect of its own, reported
+     * with issue 16; not hidden here, only not made more likely). */
+    test_poll_t p = test_poll_every(10000, 25);
+    for (;;) {
+        char *e = saga_proc_slurp(errpath);
         bool started = strstr(e, "b                    action       #1  started") != NULL;
+        if (!started && !test_poll_next(&p)) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            cr_assert_fail("step b did not start within 10 s; the run's stderr:\n%s", e);
+        }
         free(e);
         if (started)
             break;
@@ -302,7 +280,7 @@ Test(cli, embedded_store_resumes_under_the_definition_it_started_with) {
     run_free(&r);
     /* Nothing left: a second resume finds nothing, and the server is gone. */
     r = saga_run(NULL, "resume", NULL);
-    cr_assert_eq(r.status, 0);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     ASSERT_CONTAINS(r.err, "nothing to resume");
     run_free(&r);
     char sock[512];

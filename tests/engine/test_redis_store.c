@@ -16,6 +16,7 @@
 #include "harness.h"
 #include "history_reader.h"
 #include "util/log.h"
+#include "redis_cmd.h"
 #include "redis_server.h"
 #include "store/store_redis.h"
 
@@ -35,7 +36,9 @@ static void teardown(void) {
 
 TestSuite(redis_store, .init = setup, .fini = teardown);
 
-/* A blocking command for assertions. */
+/* A blocking command for assertions, on a connection opened again after
+ * the server restarted. */
+static redisReply *cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static redisReply *cmd(const char *fmt, ...) {
     static redisContext *c;
     if (c == NULL || c->err) {
@@ -46,9 +49,8 @@ static redisReply *cmd(const char *fmt, ...) {
     }
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
+    redisReply *r = redis_vcmd(c, fmt, ap);
     va_end(ap);
-    cr_assert_not_null(r, "redis: %s", c->errstr);
     return r;
 }
 
@@ -798,7 +800,34 @@ Test(redis_store, gc_deletes_the_keys_only_when_told) {
     freeReplyObject(r);
 }
 
-static void stop_on_timer(uv_timer_t *t) { uv_stop(t->loop); }
+/* The value of `key=` in an INFO line, or 0. */
+static long long info_field(const char *line, const char *key) {
+    const char *p = strstr(line, key);
+    return p != NULL ? atoll(p + strlen(key)) : 0;
+}
+
+/* FCALLs the server ran or refused (INFO commandstats). */
+static long long fcalls(void) {
+    redisReply *r = cmd("INFO commandstats");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    const char *line = strstr(r->str, "cmdstat_fcall:");
+    long long n = line ? info_field(line, "calls=") + info_field(line, "rejected_calls=") : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+static long long gc_calls_wanted;
+static bool gc_wait_expired;
+
+static void check_gc_calls(uv_timer_t *t) {
+    if (fcalls() >= gc_calls_wanted)
+        uv_stop(t->loop);
+}
+
+static void gc_wait_deadline(uv_timer_t *t) {
+    gc_wait_expired = true;
+    uv_stop(t->loop);
+}
 
 /* A GC that keeps failing (here: the function library deleted behind the
  * store's back) says so once, not once a second. */
@@ -808,13 +837,23 @@ Test(redis_store, a_failing_gc_warns_once) {
     cr_assert_not_null(log);
     saga_log_set_output(log);
     freeReplyObject(cmd("FUNCTION DELETE saga"));
-    uv_timer_t stop;
-    uv_timer_init(&T.loop, &stop);
-    uv_timer_start(&stop, stop_on_timer, 3500, 0); /* three GC ticks */
+    /* Until the store called saga_gc three times (a tick a second), polled
+     * every 50 ms; nothing else calls a function meanwhile. */
+    long long before = fcalls();
+    gc_calls_wanted = before + 3;
+    gc_wait_expired = false;
+    uv_timer_t poll, deadline;
+    uv_timer_init(&T.loop, &poll);
+    uv_timer_init(&T.loop, &deadline);
+    uv_timer_start(&poll, check_gc_calls, 50, 50);
+    uv_timer_start(&deadline, gc_wait_deadline, 10000, 0);
     uv_run(&T.loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&stop, NULL);
+    uv_close((uv_handle_t *)&poll, NULL);
+    uv_close((uv_handle_t *)&deadline, NULL);
     uv_run(&T.loop, UV_RUN_NOWAIT);
     saga_log_set_output(stderr);
+    cr_assert(!gc_wait_expired, "the store called saga_gc %lld times in 10 s, not 3",
+              fcalls() - before);
     rewind(log);
     char line[1024];
     int warnings = 0;

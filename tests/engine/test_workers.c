@@ -3,9 +3,8 @@
  * takeover after kill -9, fencing of a frozen worker, SIGTERM drain, and the
  * operator commands.
  */
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +17,10 @@
 #include <hiredis/hiredis.h>
 
 #include "history_reader.h"
+#include "redis_cmd.h"
 #include "redis_server.h"
-
-extern char **environ;
+#include "saga_proc.h"
+#include "test_poll.h"
 
 static redis_server_t R;
 static redisContext *rc;
@@ -103,14 +103,16 @@ static void teardown(void) {
 
 TestSuite(workers, .init = setup, .fini = teardown);
 
+static redisReply *cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static redisReply *cmd(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
+    redisReply *r = redis_vcmd(rc, fmt, ap);
     va_end(ap);
-    cr_assert_not_null(r, "redis: %s", rc->errstr);
     return r;
 }
+
+static void dump_leftovers(void);
 
 static long long now_ms(void) {
     struct timespec ts;
@@ -118,69 +120,51 @@ static long long now_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Starts worker `i` named w<i>. */
+/* True when worker `name` holds a lease. */
+static bool registered(const char *name) {
+    redisReply *r = cmd("ZSCORE saga:{idx}:workers %s", name);
+    bool up = r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
+    return up;
+}
+
+/* Starts worker `i` named w<i> and waits until it holds a lease. */
 static void start_worker(int i, const char *lease, const char *concurrency) {
-    char bin[512], log[700], name[16], defs[600];
-    snprintf(bin, sizeof(bin), "%s/bin/saga", getenv("SAGA_BUILD_DIR"));
+    char log[700], name[16], defs[600];
     snprintf(log, sizeof(log), "%s/w%d.log", dir, i);
     snprintf(name, sizeof(name), "w%d", i);
     snprintf(defs, sizeof(defs), "%s/defs", dir);
-    const char *argv[] = {bin, "worker", "--redis", R.url, "--defs", defs, "--name", name,
+    const char *argv[] = {"worker", "--redis", R.url, "--defs", defs, "--name", name,
                           "--lease", lease, "--concurrency", concurrency, "--grace", "5s", NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    cr_assert_eq(posix_spawn(&workers[i], bin, &fa, NULL, (char *const *)argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    /* Ready once it holds a lease. */
-    for (int k = 0; k < 200; k++) {
-        redisReply *r = cmd("ZSCORE saga:{idx}:workers %s", name);
-        bool up = r->type == REDIS_REPLY_STRING;
-        freeReplyObject(r);
-        if (up)
-            return;
-        usleep(20000);
-    }
-    cr_assert_fail("worker %s did not register", name);
-}
-
-/* Fails the test when a child's output holds a sanitizer report (in the
- * ASan/UBSan build the children are sanitized too, and their reports go to
- * their logs, which CTest never sees). */
-static void assert_clean_log(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    char line[1024];
-    while (fgets(line, sizeof(line), f) != NULL)
-        cr_assert(strstr(line, "ERROR: AddressSanitizer") == NULL &&
-                  strstr(line, "ERROR: LeakSanitizer") == NULL &&
-                  strstr(line, "runtime error:") == NULL,
-                  "sanitizer report in %s: %s", path, line);
-    fclose(f);
+    saga_proc_io_t io = {.out = log, .err = log, .append = true};
+    workers[i] = saga_proc_spawn(argv, &io);
+    test_poll_t p = test_poll_start(10000);
+    while (!registered(name))
+        if (!test_poll_next(&p)) {
+            dump_leftovers();
+            cr_assert_fail("worker %s did not register within 10 s (what was left: above)",
+                           name);
+        }
 }
 
 static int stop_worker(int i, int sig) {
     kill(workers[i], sig);
-    int st;
-    waitpid(workers[i], &st, 0);
+    int status = saga_proc_wait(workers[i]);
     workers[i] = 0;
     char log[700];
     snprintf(log, sizeof(log), "%s/w%d.log", dir, i);
-    assert_clean_log(log);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    saga_proc_assert_clean(log);
+    return status;
 }
 
-/* Runs `saga ARGS...` (NULL-terminated) to its end; returns its exit code
- * and its stdout in `out` (caller frees). */
+/* Runs `saga ARGS... --redis URL` (ARGS NULL-terminated) to its end;
+ * returns its exit code and its stdout in `out` (caller frees). */
 static int saga_cmd(char **out, ...) {
-    char bin[512], path[700], errpath[700];
-    snprintf(bin, sizeof(bin), "%s/bin/saga", getenv("SAGA_BUILD_DIR"));
+    char path[700], errpath[700];
     snprintf(path, sizeof(path), "%s/cmd.out", dir);
     snprintf(errpath, sizeof(errpath), "%s/cmd.err", dir);
-    const char *argv[32] = {bin};
-    int n = 1;
+    const char *argv[32];
+    int n = 0;
     va_list ap;
     va_start(ap, out);
     for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 28;)
@@ -189,38 +173,18 @@ static int saga_cmd(char **out, ...) {
     argv[n++] = "--redis";
     argv[n++] = R.url;
     argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid;
-    cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    int st;
-    waitpid(pid, &st, 0);
-    assert_clean_log(errpath);
-    if (out != NULL) {
-        FILE *f = fopen(path, "r");
-        char buf[8192] = "";
-        size_t got = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-        buf[got] = '\0';
-        if (f)
-            fclose(f);
-        *out = strdup(buf);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    saga_proc_io_t io = {.out = path, .err = errpath};
+    int status = saga_proc_run(argv, &io);
+    if (out != NULL)
+        *out = saga_proc_slurp(path);
+    return status;
 }
 
 /* The stderr of the last saga_cmd() (caller frees). */
 static char *read_cmd_err(void) {
-    char path[700], buf[4096];
+    char path[700];
     snprintf(path, sizeof(path), "%s/cmd.err", dir);
-    FILE *f = fopen(path, "r");
-    size_t got = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    buf[got] = '\0';
-    if (f)
-        fclose(f);
-    return strdup(buf);
+    return saga_proc_slurp(path);
 }
 
 /* Enqueues start requests straight into Redis, as `saga submit` does. */
@@ -325,19 +289,81 @@ static void dump_leftovers(void) {
 /* Waits until no saga is unfinished and no request waits; fails after
  * `secs`, saying what was left. */
 static void wait_all_done(int secs) {
-    for (int k = 0; k < secs * 20; k++) {
-        redisReply *a = cmd("ZCOUNT saga:{idx}:sagas -inf (0");
-        redisReply *q = cmd("XLEN saga:{idx}:intake");
-        long long left = a->integer + q->integer;
-        freeReplyObject(a);
-        freeReplyObject(q);
-        if (left == 0)
-            return;
-        usleep(50000);
-    }
-    dump_leftovers();
-    cr_assert_fail("sagas still unfinished after %d s (what was left: above)", secs);
+    test_poll_t p = test_poll_start(secs * 1000L);
+    while (redis_cmd_int(rc, "ZCOUNT saga:{idx}:sagas -inf (0") +
+           redis_cmd_int(rc, "XLEN saga:{idx}:intake") > 0)
+        if (!test_poll_next(&p)) {
+            dump_leftovers();
+            cr_assert_fail("sagas still unfinished after %d s (what was left: above)", secs);
+        }
 }
+
+/* Sagas that worker `name` owns now. */
+static long long owned_by(const char *name) {
+    return redis_cmd_int(rc, "SCARD saga:{idx}:owned:%s", name);
+}
+
+/* True when field `field` of saga `id` starts with `prefix`. */
+static bool field_starts(const char *id, const char *field, const char *prefix) {
+    redisReply *r = cmd("HGET saga:{%s} %s", id, field);
+    bool yes = r->type == REDIS_REPLY_STRING && strncmp(r->str, prefix, strlen(prefix)) == 0;
+    freeReplyObject(r);
+    return yes;
+}
+
+/* How many of the sagas <prefix>-0..n-1 started step b. */
+static int in_step_b(const char *prefix, int n) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "%s-%d", prefix, i);
+        k += field_starts(id, "act:b", "running") || field_starts(id, "act:b", "succeeded");
+    }
+    return k;
+}
+
+/* True when saga `id`'s owner released it (owner empty). */
+static bool released(const char *id) {
+    redisReply *r = cmd("HGET saga:{%s} owner", id);
+    bool yes = r->type == REDIS_REPLY_STRING && r->len == 0;
+    freeReplyObject(r);
+    return yes;
+}
+
+/* Saga `id`'s creation time (ms, the worker's clock), 0 while it has no
+ * record. */
+static long long created_of(const char *id) {
+    redisReply *r = cmd("HGET saga:{%s} created", id);
+    long long ms = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+    return ms;
+}
+
+/* Waits until saga `id` exists and the clock has passed its creation
+ * millisecond, so that a saga created next has a later one. */
+static void wait_created_in_the_past(const char *id) {
+    test_poll_t p = test_poll_start(10000);
+    long long c;
+    while ((c = created_of(id)) == 0 || now_ms() <= c)
+        if (!test_poll_next(&p)) {
+            dump_leftovers();
+            cr_assert_fail("saga %s %s after 10 s (what was left: above)", id,
+                           c == 0 ? "was not created" : "is created in the future");
+        }
+}
+
+/* Polls until `cond` holds, for at most `secs`; then fails with `what`
+ * and what was left. */
+#define WAIT_UNTIL(cond, secs, ...)                                            \
+    do {                                                                       \
+        test_poll_t p_ = test_poll_start((secs) * 1000L);                      \
+        while (!(cond))                                                        \
+            if (!test_poll_next(&p_)) {                                        \
+                dump_leftovers();                                              \
+                cr_assert_fail(__VA_ARGS__);                                   \
+            }                                                                  \
+    } while (0)
+
 
 /* Checks one saga's history: no event by a worker after that worker's
  * ownership was taken (saga.claimed "from W"), no step finished twice.
@@ -390,7 +416,9 @@ Test(workers, three_workers_two_thousand_sagas_one_killed) {
     submit_many("ok", "ok", 1000, 300);
     submit_many("fails", "fl", 600, 250);
     submit_many("retried", "fk", 400, 200);
-    usleep(600000);
+    /* Killed mid-run: once it owns sagas in flight. */
+    WAIT_UNTIL(owned_by("w1") >= 100, 30, "w1 owns %lld sagas after 30 s, not 100 "
+               "(what was left: above)", owned_by("w1"));
     long long killed_at = redis_now();
     stop_worker(1, SIGKILL);
     wait_all_done(90);
@@ -427,20 +455,14 @@ Test(workers, a_frozen_worker_is_fenced_and_the_saga_finishes_once) {
                           "{\"ms\": 2500}", NULL), 0);
     free(out);
     /* Wait until w0 runs step b, then freeze it past its lease. */
-    for (int k = 0; k < 100; k++) {
-        redisReply *r = cmd("HGET saga:{frozen-1} act:b");
-        bool running = r->type == REDIS_REPLY_STRING && strncmp(r->str, "running", 7) == 0;
-        freeReplyObject(r);
-        if (running)
-            break;
-        usleep(20000);
-    }
+    WAIT_UNTIL(field_starts("frozen-1", "act:b", "running"), 10,
+               "w0 did not start step b of frozen-1 within 10 s (what was left: above)");
     kill(workers[0], SIGSTOP);
     start_worker(1, "1s", "10");
-    usleep(1800000); /* w0's lease expires, w1 claims frozen-1 and calls b again */
-    redisReply *o = cmd("HGET saga:{frozen-1} owner");
-    cr_assert_str_eq(o->str, "w1", "the saga was taken over");
-    freeReplyObject(o);
+    /* w0's lease expires, w1 claims frozen-1 (its fence bumped) and calls b
+     * again. */
+    WAIT_UNTIL(field_starts("frozen-1", "owner", "w1"), 10,
+               "w1 did not take frozen-1 over within 10 s (what was left: above)");
     kill(workers[0], SIGCONT); /* w0's sleep ends: its write must be refused */
     wait_all_done(20);
     char st[32];
@@ -453,14 +475,9 @@ Test(workers, a_frozen_worker_is_fenced_and_the_saga_finishes_once) {
 Test(workers, sigterm_drains_and_hands_over_at_once) {
     start_worker(0, "30s", "100");
     submit_many("long", "dr", 20, 600);
-    for (int k = 0; k < 100; k++) { /* every saga in step b */
-        redisReply *r = cmd("SCARD saga:{idx}:owned:w0");
-        long long n = r->integer;
-        freeReplyObject(r);
-        if (n == 20)
-            break;
-        usleep(20000);
-    }
+    /* Every saga in step b (600 ms). */
+    WAIT_UNTIL(in_step_b("dr", 20) == 20, 10, "%d of 20 sagas reached step b in 10 s "
+               "(what was left: above)", in_step_b("dr", 20));
     start_worker(1, "30s", "100");
     long long t0 = now_ms();
     cr_assert_eq(stop_worker(0, SIGTERM), 0, "a drained worker exits 0");
@@ -492,7 +509,9 @@ Test(workers, cancel_compensates_a_running_saga) {
     char *out = NULL;
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "cx-1", "--input", "{\"ms\": 1500}", NULL), 0);
     free(out);
-    usleep(300000);
+    /* Cancelled while b runs (1.5 s): c never starts. */
+    WAIT_UNTIL(field_starts("cx-1", "act:b", "running"), 10,
+               "w0 did not start step b of cx-1 within 10 s (what was left: above)");
     cr_assert_eq(saga_cmd(&out, "cancel", "cx-1", NULL), 0);
     cr_assert(strstr(out, "cancel requested") != NULL, "%s", out);
     free(out);
@@ -518,14 +537,8 @@ Test(workers, stuck_then_retry_completes) {
     cr_assert_eq(saga_cmd(&out, "wait", "st-1", "--timeout", "10s", NULL), 4, "stuck");
     free(out);
     /* Its owner releases it once nothing is in flight. */
-    for (int k = 0; k < 100; k++) {
-        redisReply *r = cmd("HGET saga:{st-1} owner");
-        bool released = r->type == REDIS_REPLY_STRING && r->len == 0;
-        freeReplyObject(r);
-        if (released)
-            break;
-        usleep(20000);
-    }
+    WAIT_UNTIL(released("st-1"), 10, "w0 did not release st-1 within 10 s "
+               "(what was left: above)");
     /* Parked and released, it is still the workers' to resume. */
     cr_assert_eq(saga_cmd(&out, "resume", "st-1", NULL), 1);
     free(out);
@@ -589,8 +602,9 @@ Test(workers, requests_and_sagas_survive_a_restart_of_every_worker) {
     submit_many("long", "rs", 30, 400);
     start_worker(0, "1s", "50");
     start_worker(1, "1s", "50");
-    usleep(500000);
-    /* Every worker dies at once, mid-run. */
+    /* Every worker dies at once, mid-run: every saga in step b (400 ms). */
+    WAIT_UNTIL(in_step_b("rs", 30) == 30, 20, "%d of 30 sagas reached step b in 20 s "
+               "(what was left: above)", in_step_b("rs", 30));
     stop_worker(0, SIGKILL);
     stop_worker(1, SIGKILL);
     start_worker(2, "1s", "50");
@@ -619,7 +633,7 @@ Test(workers, list_shows_unfinished_newest_first_then_the_last_finished) {
     const char *ids[] = {"ls-run2", "ls-run1", "ls-fin1", "ls-fin2"};
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin1", "--input", "{\"ms\": 400}", NULL), 0);
     free(out);
-    usleep(20000); /* distinct creation times, in ms */
+    wait_created_in_the_past("ls-fin1"); /* distinct creation times, in ms */
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin2", "--input", "{\"ms\": 1}", NULL), 0);
     free(out);
     cr_assert_eq(saga_cmd(&out, "wait", "ls-fin2", "--timeout", "10s", NULL), 0);
@@ -631,10 +645,9 @@ Test(workers, list_shows_unfinished_newest_first_then_the_last_finished) {
         snprintf(id, sizeof(id), "ls-run%d", i);
         cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", id, "--input", "{\"ms\": 20000}", NULL), 0);
         free(out);
-        for (int k = 0; k < 200 && strcmp(state_of(id, st, sizeof(st)), "running") != 0; k++)
-            usleep(10000);
-        cr_assert_str_eq(st, "running");
-        usleep(20000); /* distinct creation times */
+        WAIT_UNTIL(strcmp(state_of(id, st, sizeof(st)), "running") == 0, 10,
+                   "%s is '%s' after 10 s, not running (what was left: above)", id, st);
+        wait_created_in_the_past(id); /* distinct creation times */
     }
     long pos[4];
     cr_assert_eq(saga_cmd(&out, "list", NULL), 0);
@@ -665,17 +678,9 @@ Test(workers, saga_resume_leaves_the_workers_sagas_to_them) {
     char *out = NULL, *err;
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "rw-1", "--input", "{\"ms\": 4000}", NULL), 0);
     free(out);
-    for (int k = 0; k < 250; k++) { /* until w0 runs it and b sleeps: no write for 4 s */
-        redisReply *r = cmd("HMGET saga:{rw-1} owner act:b");
-        bool sleeping = r->element[0]->type == REDIS_REPLY_STRING &&
-                        strcmp(r->element[0]->str, "w0") == 0 &&
-                        r->element[1]->type == REDIS_REPLY_STRING &&
-                        strncmp(r->element[1]->str, "running", 7) == 0;
-        freeReplyObject(r);
-        if (sleeping)
-            break;
-        usleep(20000);
-    }
+    /* Until w0 runs it and b sleeps: no write for 4 s. */
+    WAIT_UNTIL(field_starts("rw-1", "owner", "w0") && field_starts("rw-1", "act:b", "running"),
+               10, "w0 did not start step b of rw-1 within 10 s (what was left: above)");
     redisReply *before = cmd("HMGET saga:{rw-1} seq fence owner");
     cr_assert_eq(before->element[2]->type, REDIS_REPLY_STRING, "w0 took the saga");
 

@@ -7,7 +7,9 @@
  * acknowledged (write-ahead), and keeps at most one write per saga in flight,
  * so a write's `seq` (the record's transition counter after the write)
  * orders them and lets a store recognise a write it already applied when it
- * has to resend it after a lost connection.
+ * has to resend it after a lost connection. Only the store's own resends
+ * are recognised: a write the caller makes twice is two writes, and the
+ * second is refused (SAGA_ECONFLICT; SAGA_EEXIST for a create).
  *
  * Writes of different sagas are independent and may be pipelined.
  *
@@ -55,7 +57,11 @@ typedef struct saga_history_entry_s {
 typedef struct saga_store_write_s {
     const char *id;
     uint64_t seq;        /* the record's seq after this write (create: 1) */
-    uint64_t fence;      /* owner's fencing token; 0: no ownership check */
+    /* The writer's fencing token (0: it holds none). A record whose field
+     * "fence" holds a token (its owner's create writes it, a takeover bumps
+     * it) accepts only writes carrying that token, others get SAGA_EFENCED;
+     * a record without one (empty or absent) accepts any. */
+    uint64_t fence;
     unsigned flags;      /* SAGA_WRITE_* */
     const char *worker;  /* recorded with the events */
     const saga_kv_t *fields;
@@ -83,6 +89,9 @@ typedef struct saga_record_s {
  * SAGA_ENOTFOUND / a negative code with rec == NULL. */
 typedef void (*saga_store_load_cb)(int status, const saga_record_t *rec,
                                    void *data);
+/* status 0 with the saga's entries in order (valid until the callback
+ * returns). A saga the store does not hold has none (status 0, n 0): a
+ * store need not tell it from one whose history was not kept. */
 typedef void (*saga_store_history_cb)(int status,
                                       const saga_history_entry_t *entries,
                                       size_t n, void *data);
@@ -111,7 +120,9 @@ typedef struct saga_store_ops_s {
     /* Ids of every saga that is not finished (running, compensating, stuck). */
     int (*list_unfinished)(saga_store_t *s, saga_store_ids_cb cb, void *data);
     /* Stops the store; `closed` runs once every handle is closed, and then
-     * the store is freed. Outstanding callbacks run first with an error. */
+     * the store is freed. Outstanding callbacks run first, each once: with
+     * their result when the store has it (the memory store), else with an
+     * error (SAGA_ECLOSING: a write's outcome is then unknown). */
     void (*close)(saga_store_t *s, void (*closed)(void *data), void *data);
 } saga_store_ops_t;
 
