@@ -17,12 +17,12 @@
 
 #include <h2o.h>
 
+#include "http/http_route.h"
 #include "util/log.h"
 
 #define DEFAULT_MAX_BODY (1024u * 1024u)
 #define DEFAULT_MAX_CONNECTIONS 4096u
 #define DEFAULT_REQUEST_TIMEOUT_MS 10000u
-#define MAX_PARAMS 4
 #define MAX_CODES 24 /* distinct status codes counted per route */
 #define ADDRESS_MAX 300
 
@@ -91,7 +91,7 @@ struct saga_http_req_s {
     h2o_req_t *req;
     size_t route;
     uint64_t start_ns;
-    char *params[MAX_PARAMS];
+    char *params[SAGA_HTTP_MAX_PARAMS];
     size_t nparams;
     void (*gone)(void *);
     void *gone_data;
@@ -370,114 +370,30 @@ const char *saga_http_req_header(saga_http_req_t *r, const char *name) {
     return s;
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes [s, s+n) ('+' is a space) into a NUL-terminated pool
- * string; NULL when malformed or holding a NUL. */
-static char *decode_component(h2o_mem_pool_t *pool, const char *s, size_t n) {
-    char *out = h2o_mem_alloc_pool(pool, n + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
-                return NULL;
-            c = (char)(hi * 16 + lo);
-            if (c == '\0')
-                return NULL;
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return out;
-}
-
 const char *saga_http_req_query(saga_http_req_t *r, const char *name, bool *bad) {
     h2o_req_t *req = r->req;
     if (req->query_at == SIZE_MAX)
         return NULL;
     const char *q = req->path.base + req->query_at + 1;
-    const char *end = req->path.base + req->path.len;
-    size_t nl = strlen(name);
-    while (q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *e = amp != NULL ? amp : end;
-        const char *eq = memchr(q, '=', (size_t)(e - q));
-        const char *ke = eq != NULL ? eq : e;
-        char *key = decode_component(&req->pool, q, (size_t)(ke - q));
-        if (key == NULL) {
-            *bad = true;
-            return NULL;
-        }
-        if (strlen(key) == nl && memcmp(key, name, nl) == 0) {
-            const char *vs = eq != NULL ? eq + 1 : e;
-            char *v = decode_component(&req->pool, vs, (size_t)(e - vs));
-            if (v == NULL)
-                *bad = true;
-            return v;
-        }
-        q = amp != NULL ? amp + 1 : end;
+    size_t qlen = req->path.len - req->query_at - 1;
+    char *out = h2o_mem_alloc_pool(&req->pool, qlen + 1);
+    int rc = saga_http_query_get(q, qlen, name, out, qlen + 1);
+    if (rc == -ENOENT)
+        return NULL;
+    if (rc != 0) {
+        *bad = true;
+        return NULL;
     }
-    return NULL;
+    return out;
 }
 
 static void req_dispose(void *p) {
     saga_http_req_t *r = p;
-    for (size_t i = 0; i < r->nparams; i++)
-        free(r->params[i]);
     if (!r->responded && r->gone != NULL) {
         void (*gone)(void *) = r->gone;
         r->gone = NULL;
         gone(r->gone_data);
     }
-}
-
-/* Matches `path` against a route pattern; fills the parameters. */
-static bool match(const char *pattern, const char *path, size_t plen, saga_http_req_t *r) {
-    const char *p = pattern, *s = path, *end = path + plen;
-    size_t np = 0;
-    while (*p != '\0' && s < end) {
-        if (*p != '/' || *s != '/')
-            return false;
-        p++;
-        s++;
-        const char *pe = strchr(p, '/');
-        if (pe == NULL)
-            pe = p + strlen(p);
-        const char *se = memchr(s, '/', (size_t)(end - s));
-        if (se == NULL)
-            se = end;
-        if (*p == '{') {
-            if (se == s || np == MAX_PARAMS)
-                return false;
-            if (r != NULL) {
-                r->params[np] = malloc((size_t)(se - s) + 1);
-                if (r->params[np] == NULL)
-                    return false;
-                memcpy(r->params[np], s, (size_t)(se - s));
-                r->params[np][se - s] = '\0';
-                r->nparams = np + 1;
-            }
-            np++;
-        } else if ((size_t)(pe - p) != (size_t)(se - s) || memcmp(p, s, (size_t)(se - s)) != 0) {
-            return false;
-        }
-        p = pe;
-        s = se;
-    }
-    return *p == '\0' && s == end;
 }
 
 static bool method_is(const h2o_req_t *req, const char *m) {
@@ -515,15 +431,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     bool path_known = false;
     const saga_http_route_t *rt = NULL;
     for (size_t i = 0; i < s->nroutes; i++) {
-        if (!match(s->routes[i].path, path, plen, NULL))
+        saga_http_params_t pm;
+        if (!saga_http_path_match(s->routes[i].path, path, plen, &pm))
             continue;
         path_known = true;
         if (!method_is(req, s->routes[i].method))
             continue;
-        if (!match(s->routes[i].path, path, plen, r)) {
-            saga_http_respond_error(r, 500, "internal", "out of memory");
-            return 0;
+        for (size_t k = 0; k < pm.n; k++) {
+            r->params[k] = h2o_mem_alloc_pool(&req->pool, pm.len[k] + 1);
+            memcpy(r->params[k], pm.s[k], pm.len[k]);
+            r->params[k][pm.len[k]] = '\0';
         }
+        r->nparams = pm.n;
         r->route = i;
         rt = &s->routes[i];
         break;
@@ -532,7 +451,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         if (path_known) {
             char allow[64] = "";
             for (size_t i = 0; i < s->nroutes; i++) {
-                if (match(s->routes[i].path, path, plen, NULL) &&
+                if (saga_http_path_match(s->routes[i].path, path, plen, NULL) &&
                     strstr(allow, s->routes[i].method) == NULL &&
                     strlen(allow) + strlen(s->routes[i].method) + 3 < sizeof(allow)) {
                     if (allow[0] != '\0')
