@@ -82,7 +82,7 @@ struct saga_http_server_s {
     uv_timer_t grace;
     bool grace_init;
     int closing;
-    void (*done)(void *);
+    void (*done)(bool clean, void *);
     void *done_data;
 };
 
@@ -608,12 +608,12 @@ static void on_closed_free(uv_handle_t *h) {
     saga_http_server_t *s = h->data;
     if (--s->closing > 0)
         return;
-    void (*done)(void *) = s->done;
+    void (*done)(bool, void *) = s->done;
     void *data = s->done_data;
     free(s->metrics);
     free(s);
     if (done != NULL)
-        done(data);
+        done(true, data);
 }
 
 static void release(saga_http_server_t *s) {
@@ -639,24 +639,24 @@ static void release(saga_http_server_t *s) {
         uv_close((uv_handle_t *)&s->grace, on_closed_free);
     }
     if (--s->closing == 0) {
-        /* nothing to close: finish on a later turn is not needed */
-        void (*done)(void *) = s->done;
+        void (*done)(bool, void *) = s->done;
         void *data = s->done_data;
         free(s->metrics);
         free(s);
         if (done != NULL)
-            done(data);
+            done(true, data);
     }
 }
 
-saga_http_server_t *saga_http_server_new(uv_loop_t *loop, const saga_http_server_options_t *opt,
-                                         const saga_http_route_t *routes, size_t n, char *err,
-                                         size_t errlen) {
+int saga_http_server_new(uv_loop_t *loop, const saga_http_server_options_t *opt,
+                         const saga_http_route_t *routes, size_t n, saga_http_server_t **out,
+                         char *err, size_t errlen) {
+    *out = NULL;
     saga_http_server_t *s = calloc(1, sizeof(*s));
     if (s == NULL || (s->metrics = calloc(n + 1, sizeof(*s->metrics))) == NULL) {
         free(s);
         snprintf(err, errlen, "out of memory");
-        return NULL;
+        return -ENOMEM;
     }
     s->loop = loop;
     s->routes = routes;
@@ -676,16 +676,18 @@ saga_http_server_t *saga_http_server_new(uv_loop_t *loop, const saga_http_server
     h->srv = s;
     h->super.on_req = on_req;
 
-    if (listen_on(s, opt->listen, opt->tokens == NULL, err, errlen) != 0) {
+    int rc = listen_on(s, opt->listen, opt->tokens == NULL, err, errlen);
+    if (rc != 0) {
         s->done = NULL;
         release(s);
-        return NULL;
+        return rc;
     }
     h2o_context_init(&s->ctx, loop, &s->config);
     s->ctx_ready = true;
     s->accept_ctx.ctx = &s->ctx;
     s->accept_ctx.hosts = s->config.hosts;
-    return s;
+    *out = s;
+    return 0;
 }
 
 const char *saga_http_server_address(const saga_http_server_t *s) { return s->address; }
@@ -703,15 +705,15 @@ static void on_grace(uv_timer_t *t) {
     saga_warn("http: %zu connection(s) still open after the grace period; closing", s->conns);
     /* h2o 2.2 offers no way to cut a connection from outside: what is left
      * is idle keep-alive or stuck clients; the process is about to exit. */
-    void (*done)(void *) = s->done;
+    void (*done)(bool, void *) = s->done;
     void *data = s->done_data;
     s->done = NULL;
     if (done != NULL)
-        done(data);
+        done(false, data);
 }
 
-void saga_http_server_stop(saga_http_server_t *s, uint64_t grace_ms, void (*done)(void *),
-                           void *data) {
+void saga_http_server_stop(saga_http_server_t *s, uint64_t grace_ms,
+                           void (*done)(bool clean, void *), void *data) {
     /* The listener stays open until the end (closing it here would race
      * with release()): while stopping, on_accept closes what it accepts. */
     s->stopping = true;

@@ -60,14 +60,15 @@ typedef struct saga_http_server_options_s {
                                     loopback or a unix socket is allowed) */
 } saga_http_server_options_t;
 
-/* Creates a server on `loop` and starts listening. `routes` (n of them) is
- * copied by reference: it must outlive the server. Returns NULL with the
- * reason in `err` (a bad or refused --listen value, a bind error, no
- * memory); nothing is left on the loop then. */
-saga_http_server_t *saga_http_server_new(uv_loop_t *loop,
-                                         const saga_http_server_options_t *opt,
-                                         const saga_http_route_t *routes, size_t n,
-                                         char *err, size_t errlen);
+/* Creates a server on `loop` and starts listening; *out gets it. `routes`
+ * (n of them) is kept by reference: it must outlive the server. Returns 0,
+ * or with the reason in `err`: -EINVAL (a malformed --listen value),
+ * -EPERM (not loopback and no tokens), -ENOMEM, or libuv's bind/listen
+ * error. On error *out is NULL and what was opened is closing (run the
+ * loop to finish closing it). */
+int saga_http_server_new(uv_loop_t *loop, const saga_http_server_options_t *opt,
+                         const saga_http_route_t *routes, size_t n,
+                         saga_http_server_t **out, char *err, size_t errlen);
 
 /* Where the server listens, as a URL ("http://127.0.0.1:8080",
  * "unix:/path"): the real port when 0 was asked for. */
@@ -76,11 +77,14 @@ const char *saga_http_server_address(const saga_http_server_t *s);
 /* Connections open now. */
 size_t saga_http_server_connections(const saga_http_server_t *s);
 
-/* Stops listening and asks every connection to close after its current
- * request; `done` runs once every connection is gone (or after `grace_ms`,
- * when the rest are cut), then the server is freed. */
+/* Stops taking connections and asks every connection to close after its
+ * current request. `done` runs once: with clean = true when every
+ * connection is gone and the server is freed; with clean = false when
+ * `grace_ms` passed first: h2o 2.2 cannot cut a connection from outside, so
+ * the server is left as it is (its handles stay on the loop) for the
+ * process to exit. */
 void saga_http_server_stop(saga_http_server_t *s, uint64_t grace_ms,
-                           void (*done)(void *data), void *data);
+                           void (*done)(bool clean, void *data), void *data);
 
 /* Appends the server's own metrics (requests by route and code, latency
  * histograms, open connections) in Prometheus text format. Returns 0 or

@@ -114,7 +114,9 @@ typedef struct srv_s {
 
 static srv_t S;
 
-static void on_stopped(void *data) {}
+static void on_stopped(bool clean, void *data) {
+    cr_assert(clean, "every connection closed within the grace period");
+}
 
 static void on_stop(uv_async_t *a) {
     srv_t *s = a->data;
@@ -130,7 +132,7 @@ static void *run(void *arg) {
     srv_t *s = arg;
     uv_loop_init(&s->loop);
     routes[3].data = &s->loop;
-    s->http = saga_http_server_new(&s->loop, &s->opt, routes, 4, s->err, sizeof(s->err));
+    saga_http_server_new(&s->loop, &s->opt, routes, 4, &s->http, s->err, sizeof(s->err));
     if (s->http != NULL)
         snprintf(s->address, sizeof(s->address), "%s", saga_http_server_address(s->http));
     uv_async_init(&s->loop, &s->stop, on_stop);
@@ -351,14 +353,17 @@ Test(http_server, listen_values_refused_with_reasons) {
     uv_loop_init(&loop);
     char err[512];
     saga_http_server_options_t o = {.listen = "0.0.0.0:0"};
-    cr_assert_null(saga_http_server_new(&loop, &o, routes, 1, err, sizeof(err)));
+    saga_http_server_t *srv;
+    cr_assert_eq(saga_http_server_new(&loop, &o, routes, 1, &srv, err, sizeof(err)), -EPERM);
+    cr_assert_null(srv);
     cr_assert(strstr(err, "without --token-file") != NULL, "%s", err);
     const char *bad[] = {"8080", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:80a",
                          "example.com:80", "[::1:80", "unix:", "[zz]:1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         o.listen = bad[i];
         err[0] = '\0';
-        cr_assert_null(saga_http_server_new(&loop, &o, routes, 1, err, sizeof(err)), "%s", bad[i]);
+        cr_assert_eq(saga_http_server_new(&loop, &o, routes, 1, &srv, err, sizeof(err)), -EINVAL,
+                     "%s", bad[i]);
         cr_assert(strstr(err, bad[i]) != NULL, "the error names the value: %s", err);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
