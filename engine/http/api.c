@@ -26,6 +26,7 @@
 #include "http/api_body.h"
 #include "saga/errors.h"
 #include "saga/state.h"
+#include "store/gauges.h"
 #include "store/operator.h"
 #include "util/log.h"
 #include "util/strmap.h"
@@ -60,6 +61,9 @@ struct saga_api_s {
     bool tick_running;
     bool stopping;
     saga_http_route_t routes[13];
+    saga_gauges_t gauges;  /* the last reading, for a second */
+    uint64_t gauges_at_ms;
+    bool have_gauges;
     void (*done)(void *);
     void *done_data;
 };
@@ -542,8 +546,11 @@ static void h_readyz(saga_http_req_t *r, void *data) {
     }
 }
 
-static void h_metrics(saga_http_req_t *r, void *data) {
-    saga_api_t *api = data;
+#define GAUGES_TTL_MS 1000u
+
+/* The metrics text: the server's, the long-polls, and the store's gauges
+ * (g NULL: Redis could not be read, saga_store_up 0). */
+static void metrics_answer(saga_api_t *api, saga_http_req_t *r, const saga_gauges_t *g) {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -556,8 +563,40 @@ static void h_metrics(saga_http_req_t *r, void *data) {
     fprintf(f,
             "# HELP saga_http_long_polls Requests waiting for a saga to settle.\n"
             "# TYPE saga_http_long_polls gauge\n"
-            "saga_http_long_polls %zu\n",
-            api->nwaiters);
+            "saga_http_long_polls %zu\n"
+            "# HELP saga_store_up Whether Redis answered this scrape's reading.\n"
+            "# TYPE saga_store_up gauge\n"
+            "saga_store_up %d\n",
+            api->nwaiters, g != NULL);
+    if (g != NULL) {
+        fprintf(f,
+                "# HELP saga_sagas Unfinished sagas by state, read from their records.\n"
+                "# TYPE saga_sagas gauge\n"
+                "saga_sagas{state=\"running\"} %llu\n"
+                "saga_sagas{state=\"compensating\"} %llu\n"
+                "saga_sagas{state=\"stuck\"} %llu\n"
+                "# HELP saga_sagas_states_partial 1 when more sagas are unfinished than one "
+                "reading looks at (%d): saga_sagas then counts the newest of them.\n"
+                "# TYPE saga_sagas_states_partial gauge\n"
+                "saga_sagas_states_partial %d\n"
+                "# HELP saga_sagas_unfinished Sagas running, compensating or stuck.\n"
+                "# TYPE saga_sagas_unfinished gauge\n"
+                "saga_sagas_unfinished %llu\n"
+                "# HELP saga_sagas_finished_retained Finished sagas still retained.\n"
+                "# TYPE saga_sagas_finished_retained gauge\n"
+                "saga_sagas_finished_retained %llu\n"
+                "# HELP saga_workers_live Workers whose lease is live.\n"
+                "# TYPE saga_workers_live gauge\n"
+                "saga_workers_live %llu\n"
+                "# HELP saga_intake_backlog Start requests submitted and not yet handled by a "
+                "worker.\n"
+                "# TYPE saga_intake_backlog gauge\n"
+                "saga_intake_backlog %llu\n",
+                (unsigned long long)g->running, (unsigned long long)g->compensating,
+                (unsigned long long)g->stuck, SAGA_GAUGES_SCAN_MAX, g->partial,
+                (unsigned long long)g->unfinished, (unsigned long long)g->finished,
+                (unsigned long long)g->workers, (unsigned long long)g->intake_backlog);
+    }
     if (fclose(f) != 0 || text == NULL) {
         free(text);
         saga_http_respond_error(r, 500, "internal", "out of memory");
@@ -565,6 +604,38 @@ static void h_metrics(saga_http_req_t *r, void *data) {
     }
     saga_http_respond_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
+}
+
+static void on_gauges(int status, const char *why, const saga_gauges_t *g, void *data) {
+    op_t *op = data;
+    saga_api_t *api = op->api;
+    if (status == 0) {
+        api->gauges = *g;
+        api->gauges_at_ms = now_ms(api);
+        api->have_gauges = true;
+    } else {
+        saga_warn("http: /metrics: the store's gauges cannot be read: %s",
+                  why ? why : saga_strerror(status));
+    }
+    if (op->r != NULL)
+        metrics_answer(api, op->r, status == 0 ? g : NULL);
+    op_free(op);
+}
+
+static void h_metrics(saga_http_req_t *r, void *data) {
+    saga_api_t *api = data;
+    if (api->have_gauges && now_ms(api) - api->gauges_at_ms < GAUGES_TTL_MS) {
+        metrics_answer(api, r, &api->gauges);
+        return;
+    }
+    op_t *op = op_new(api, r);
+    if (op == NULL)
+        return;
+    int rc = saga_store_gauges(api->store, on_gauges, op);
+    if (rc != 0) {
+        metrics_answer(api, r, NULL);
+        op_free(op);
+    }
 }
 
 /* ---- POST /v1/sagas ---- */
