@@ -203,8 +203,8 @@ static void on_store(saga_cli_store_t *cs, int status, void *data) {
 int saga_cli_serve(int argc, char **argv) {
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'L'},
-        {"redis", required_argument, NULL, 'R'},
-        {"state-dir", required_argument, NULL, 'S'},
+        SAGA_CLI_OPTION_REDIS,
+        SAGA_CLI_OPTION_STATE_DIR,
         {"token-file", required_argument, NULL, 'T'},
         {"max-body", required_argument, NULL, 'B'},
         {"max-connections", required_argument, NULL, 'C'},
@@ -217,10 +217,10 @@ int saga_cli_serve(int argc, char **argv) {
     const char *token_file = NULL;
     int opt, rc = SAGA_EXIT_USAGE;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (saga_cli_store_option(&so, opt, optarg))
+            continue;
         switch (opt) {
         case 'L': c.ho.listen = optarg; break;
-        case 'R': so.redis_url = optarg; break;
-        case 'S': so.state_dir = optarg; break;
         case 'T': token_file = optarg; break;
         case 'B': {
             int prc = parse_size(optarg, &c.ho.max_body);

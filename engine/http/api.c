@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/stored_def.h"
 #include "core/summary.h"
 #include "http/api_body.h"
 #include "saga/errors.h"
@@ -176,37 +177,28 @@ typedef void (*def_cb)(op_t *op, int status, const saga_def_t *def);
 typedef struct def_fetch_s {
     op_t *op;
     def_cb cb;
-    char hash[SAGA_DEF_HASH_LEN + 1];
 } def_fetch_t;
 
-static void on_def_text(int status, const char *text, size_t len, void *data) {
+static void on_stored_def(int status, const char *why, saga_def_t *nd, saga_diags_t *diags,
+                          void *data) {
     def_fetch_t *f = data;
     saga_api_t *api = f->op->api;
-    const saga_def_t *def = saga_strmap_get(&api->defs, f->hash);
-    if (def == NULL && status == 0) {
-        saga_diags_t d;
-        saga_diags_init(&d);
-        saga_def_t *nd = saga_def_load_buffer("stored", text, len, &d);
-        saga_diags_close(&d);
-        if (nd == NULL) {
-            saga_warn("http: the stored definition %.12s does not load", f->hash);
-            status = SAGA_ECORRUPT;
-        } else if (strcmp(nd->hash, f->hash) != 0) {
-            saga_warn("http: the definition stored under %.12s hashes to %.12s", f->hash,
-                      nd->hash);
-            saga_def_free(nd);
-            status = SAGA_ECORRUPT;
-        } else if (saga_strmap_put(&api->defs, nd->hash, nd, NULL) != 0) {
-            saga_def_free(nd);
-            status = -ENOMEM;
-        } else {
-            def = nd;
-        }
+    const saga_def_t *def = NULL;
+    if (status != 0) {
+        if (status == SAGA_ECORRUPT)
+            saga_warn("http: a stored definition cannot be used: %s", why ? why : "corrupt");
+    } else if ((def = saga_strmap_get(&api->defs, nd->hash)) != NULL) {
+        saga_def_free(nd); /* another request parsed it meanwhile */
+    } else if (saga_strmap_put(&api->defs, nd->hash, nd, NULL) != 0) {
+        saga_def_free(nd);
+        status = -ENOMEM;
+    } else {
+        def = nd;
     }
     op_t *op = f->op;
     def_cb cb = f->cb;
     free(f);
-    cb(op, def != NULL ? 0 : (status != 0 ? status : SAGA_ENOTFOUND), def);
+    cb(op, def != NULL ? 0 : status, def);
 }
 
 /* Runs cb with the parsed definition of `hash` (now when known). */
@@ -224,8 +216,7 @@ static void with_def(op_t *op, const char *hash, def_cb cb) {
     }
     f->op = op;
     f->cb = cb;
-    snprintf(f->hash, sizeof(f->hash), "%s", hash);
-    int rc = api->store->ops->get_definition(api->store, f->hash, on_def_text, f);
+    int rc = saga_stored_def_load(api->store, hash, on_stored_def, f);
     if (rc != 0) {
         free(f);
         cb(op, rc, NULL);
