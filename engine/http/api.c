@@ -29,6 +29,7 @@
 #include "saga/state.h"
 #include "store/gauges.h"
 #include "store/operator.h"
+#include "store/store_redis.h"
 #include "util/log.h"
 #include "util/strmap.h"
 
@@ -110,6 +111,16 @@ static void answer_call_failed(saga_http_req_t *r, int rc, const char *what) {
         saga_http_respond_error(r, 500, "internal", "%s: out of memory", what);
     else
         saga_http_respond_error(r, 500, "store_error", "%s: %s", what, saga_strerror(rc));
+}
+
+/* True (with 503 answered) when Redis is away: a request sent now would
+ * wait in the store until it is back, and the API answers at once instead. */
+static bool store_away(saga_api_t *api, saga_http_req_t *r) {
+    if (saga_store_redis_available(api->store))
+        return false;
+    saga_http_respond_error(r, 503, "store_unavailable",
+                            "Redis is unreachable right now; try again");
+    return true;
 }
 
 /* An id from the path: valid, or a 400 answered. */
@@ -526,6 +537,11 @@ static void on_ready_state(int status, const char *why, const saga_operator_stat
 /* Ready when Redis answers a call of the function library. */
 static void h_readyz(saga_http_req_t *r, void *data) {
     saga_api_t *api = data;
+    if (!saga_store_redis_available(api->store)) {
+        saga_http_respond_error(r, 503, "store_unavailable",
+                                "Redis: not connected, or its function library is not loaded");
+        return;
+    }
     op_t *op = op_new(api, r);
     if (op == NULL)
         return;
@@ -712,6 +728,8 @@ static void on_resolved(int status, const char *why, const char *hash, void *dat
 
 static void h_submit(saga_http_req_t *r, void *data) {
     saga_api_t *api = data;
+    if (store_away(api, r))
+        return;
     size_t len;
     const char *body = saga_http_req_body(r, &len);
     saga_api_submit_t sub;
@@ -751,6 +769,8 @@ static void h_submit(saga_http_req_t *r, void *data) {
 
 static void h_status(saga_http_req_t *r, void *data) {
     saga_api_t *api = data;
+    if (store_away(api, r))
+        return;
     const char *id = path_id(r);
     if (id == NULL)
         return;
@@ -808,6 +828,8 @@ static void on_list(int status, const char *why, const saga_operator_page_t *pag
 
 static void h_list(saga_http_req_t *r, void *data) {
     saga_api_t *api = data;
+    if (store_away(api, r))
+        return;
     bool bad = false;
     const char *state = saga_http_req_query(r, "state", &bad);
     const char *saga = saga_http_req_query(r, "saga", &bad);
@@ -877,6 +899,8 @@ static void on_history(int status, const saga_history_entry_t *h, size_t n, void
 
 static void h_history(saga_http_req_t *r, void *data) {
     saga_api_t *api = data;
+    if (store_away(api, r))
+        return;
     const char *id = path_id(r);
     if (id == NULL)
         return;
@@ -941,6 +965,8 @@ static void on_request(int status, const char *why, const saga_operator_request_
 }
 
 static void operator_request(saga_http_req_t *r, saga_api_t *api, const char *kind) {
+    if (store_away(api, r))
+        return;
     const char *id = path_id(r);
     if (id == NULL)
         return;
@@ -1072,6 +1098,8 @@ static void on_definitions(int status, const char *why, const saga_operator_def_
 
 static void h_definitions(saga_http_req_t *r, void *data) {
     saga_api_t *api = data;
+    if (store_away(api, r))
+        return;
     op_t *op = op_new(api, r);
     if (op == NULL)
         return;
@@ -1111,6 +1139,8 @@ static void on_definition_resolved(int status, const char *why, const char *hash
 
 static void h_definition(saga_http_req_t *r, void *data) {
     saga_api_t *api = data;
+    if (store_away(api, r))
+        return;
     const char *name = saga_http_req_param(r, 0);
     if (name == NULL || strlen(name) > 128) {
         saga_http_respond_error(r, 400, "invalid_name", "a saga name is 1 to 128 bytes");
