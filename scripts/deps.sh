@@ -7,6 +7,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
       libyaml-dev libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libjemalloc-dev
+      libh2o-dev
       libcriterion-dev redis-server redis-tools curl)
 [ "${1:-}" = "--fuzz" ] && pkgs+=(clang libclang-rt-14-dev)
 

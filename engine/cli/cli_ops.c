@@ -216,24 +216,6 @@ static void print_status_text(const json_t *s) {
     }
 }
 
-/* Adds "current" (steps with an attempt running or waiting) and "updated". */
-static void decorate(json_t *s, const saga_record_t *rec) {
-    json_t *cur = json_array();
-    size_t i;
-    json_t *st;
-    json_array_foreach(json_object_get(s, "steps"), i, st) {
-        const char *status = json_string_value(json_object_get(st, "status"));
-        if (strcmp(status, "running") == 0 || strcmp(status, "waiting") == 0 ||
-            strcmp(status, "compensating") == 0)
-            json_array_append_new(cur, json_pack("{s:O, s:s}", "step",
-                                                 json_object_get(st, "name"), "status", status));
-    }
-    json_object_set_new(s, "current", cur);
-    char ts[40];
-    if (saga_summary_time_field(rec, "updated", ts, sizeof(ts)) == 0)
-        json_object_set_new(s, "updated", json_string(ts));
-}
-
 static void status_free(status_t *st) {
     saga_record_free(&st->rec);
     free(st);
@@ -248,8 +230,7 @@ static void on_status_def(int status, const char *why, saga_def_t *def, saga_dia
     (void)status;
     (void)why;
     (void)diags;
-    json_t *s = saga_summary_build(&st->rec, def, NULL, 0);
-    decorate(s, &st->rec);
+    json_t *s = saga_summary_status(&st->rec, def);
     saga_def_free(def);
     if (o->json)
         print_json(s);

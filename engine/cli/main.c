@@ -25,6 +25,7 @@ static const command_t commands[] = {
     {"history", saga_cli_history, "show a saga's transitions"},
     {"cancel", saga_cli_cancel, "compensate a running saga"},
     {"retry", saga_cli_retry, "try a stuck saga's failed step again"},
+    {"serve", saga_cli_serve, "the HTTP API, metrics and health checks"},
 };
 
 static void usage(FILE *out) {

@@ -1,48 +1,20 @@
 /*
- * summary.h -- a saga's state as users see it: built from its stored record,
- * its definition and its history; printed as JSON or as text.
+ * summary.h -- summaries and histories as the CLI prints them as text.
+ * The JSON they come from: core/summary.h.
  */
 #ifndef SAGA_SUMMARY_H
 #define SAGA_SUMMARY_H
 
-#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
 
-#include "saga/definition.h"
-#include "saga/store.h"
-
-/* Builds the summary object:
- *   {id, saga, definition, state, reason, stuck_in, created, owner,
- *    steps: [{name, status, attempts, output, error,
- *             action: {status, attempts, error, retry_at},
- *             compensation: {status, attempts, error, retry_at} | null}],
- *    history: [{ts, seq, type, step, phase, attempt, detail, worker}]}
- * `def` may be NULL (steps are then listed from the record as found, at
- * most SAGA_DEF_MAX_STEPS); `hist` may be NULL (no "history" key). A phase
- * field that cannot be read shows as status "malformed", with an error
- * that names the field. Returns a new reference or NULL when out of
- * memory. */
-json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
-                           const saga_history_entry_t *hist, size_t nhist);
+#include "core/summary.h"
 
 /* Prints the summary as readable text. */
 void saga_summary_print_text(const json_t *summary, FILE *out);
 
-/* Writes Unix ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC) into buf (40 bytes). */
-void saga_iso_time(int64_t ms, char *buf, size_t len);
-
-/* The record field `key` (Unix ms, e.g. "created", "updated") as
- * saga_iso_time() writes it. Returns 0, or -EINVAL when the field is absent or
- * not a canonical decimal number (buf is then unchanged). */
-int saga_summary_time_field(const saga_record_t *rec, const char *key, char *buf,
-                            size_t len);
-
 /* The history as `saga history` shows it: one line per event. */
 void saga_history_print_text(const saga_history_entry_t *h, size_t n, FILE *out);
-
-/* One history entry as JSON (used by `saga history`). */
-json_t *saga_summary_history_entry(const saga_history_entry_t *h);
 
 #endif

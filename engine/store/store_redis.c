@@ -1316,6 +1316,18 @@ saga_redis_t *saga_store_redis_conn(saga_store_t *s) {
     return s->ops == &redis_ops ? main_conn((store_redis_t *)s) : NULL;
 }
 
+bool saga_store_redis_available(saga_store_t *s) {
+    if (s->ops != &redis_ops)
+        return false;
+    const store_redis_t *st = (const store_redis_t *)s;
+    for (unsigned i = 0; i < st->nlanes; i++) {
+        const lane_t *ln = &st->lanes[i];
+        if (ln->conn == NULL || !saga_redis_ready(ln->conn) || !ln->lib_ok)
+            return false;
+    }
+    return true;
+}
+
 void saga_store_redis_stats(saga_store_t *s, saga_store_redis_stats_t *out) {
     if (s->ops == &redis_ops)
         *out = ((store_redis_t *)s)->stats;

@@ -61,6 +61,13 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
  * operator commands). NULL for a store that is not a Redis store. */
 saga_redis_t *saga_store_redis_conn(saga_store_t *s);
 
+/* True when every connection of the store is up and runs saga's function
+ * library: a request made now is sent at once, not held until Redis is
+ * back (requests made while it is away wait; see the top of this file).
+ * What a caller that must answer "unavailable" at once asks first. False
+ * for a store that is not a Redis store. */
+bool saga_store_redis_available(saga_store_t *s);
+
 /* Counters for benchmarks: commands sent (resends included) and replies. */
 typedef struct saga_store_redis_stats_s {
     uint64_t commands;

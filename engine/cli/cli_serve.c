@@ -1,0 +1,291 @@
+/*
+ * cli_serve.c -- `saga serve`: the HTTP API, metrics and health checks
+ * (docs/api.md) on one loop, against the shared Redis.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "cli/cli.h"
+#include "cli/cli_store.h"
+#include "http/api.h"
+#include "http/http_auth.h"
+#include "http/http_server.h"
+#include "util/log.h"
+
+#define DEFAULT_GRACE_MS 10000u
+#define MAX_BODY_LIMIT (64u * 1024u * 1024u)
+
+typedef struct serve_s {
+    uv_loop_t loop;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    uv_timer_t drain;         /* waits for the API's last store answers */
+    bool drain_init;
+    saga_cli_store_t cs;
+    saga_api_t *api;
+    saga_http_server_t *http;
+    saga_http_server_options_t ho;
+    saga_http_tokens_t *tokens;
+    int signals;
+    int exit_code;
+    bool http_left;           /* grace ran out with connections open */
+} serve_t;
+
+static void usage(FILE *out) {
+    fputs("usage: saga serve --listen HOST:PORT|unix:PATH [OPTIONS]\n"
+          "\n"
+          "Serves the HTTP API (/v1: submit, status with long-polls, list, history,\n"
+          "cancel, retry, definitions), /metrics, /healthz and /readyz until SIGTERM\n"
+          "or SIGINT. See docs/api.md.\n"
+          "\n"
+          "      --listen ADDR         HOST:PORT (an IP address, [v6] or localhost;\n"
+          "                            port 0: any free port) or unix:PATH (required)\n"
+          "      --redis URL           the shared Redis (default env SAGA_REDIS_URL,\n"
+          "                            else the private server of --state-dir)\n"
+          "      --state-dir DIR       the private Redis's directory (default ./.saga)\n"
+          "      --token-file FILE     bearer tokens, one per line: TOKEN or TOKEN read;\n"
+          "                            without it, only loopback or a unix socket\n"
+          "      --max-body SIZE       largest request body: bytes, or with KiB/MiB\n"
+          "                            (default 1MiB)\n"
+          "      --max-connections N   open connections at most (default 4096)\n"
+          "  -h, --help                show this help\n"
+          "\n"
+          "The first line on stdout is the address it listens on. A first SIGTERM or\n"
+          "SIGINT stops taking connections, answers long-polls with the current state\n"
+          "and the requests in flight, then exits 0; a second one exits at once.\n",
+          out);
+}
+
+static int parse_size(const char *s, size_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || s[0] == '-')
+        return -EINVAL;
+    unsigned long long mul = 1;
+    if (strcmp(end, "KiB") == 0)
+        mul = 1024;
+    else if (strcmp(end, "MiB") == 0)
+        mul = 1024 * 1024;
+    else if (*end != '\0')
+        return -EINVAL;
+    if (v == 0 || v > MAX_BODY_LIMIT / mul)
+        return -ERANGE;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
+/* Thousands of long-polls need as many descriptors: raise the soft limit
+ * to the hard one. */
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h) { (void)h; }
+
+static void on_store_closed(void *data) {
+    serve_t *c = data;
+    if (c->http_left) {
+        uv_stop(&c->loop); /* the server's handles stay: exit without them */
+        return;
+    }
+    uv_close((uv_handle_t *)&c->sigint, on_handle_closed);
+    uv_close((uv_handle_t *)&c->sigterm, on_handle_closed);
+    if (c->drain_init)
+        uv_close((uv_handle_t *)&c->drain, on_handle_closed);
+}
+
+static void on_api_freed(void *data) {
+    serve_t *c = data;
+    c->api = NULL;
+    saga_cli_store_close(&c->cs, on_store_closed, c);
+}
+
+/* Everything the API waits on has answered: free it, then the store. */
+static void finish(serve_t *c) {
+    if (c->drain_init)
+        uv_timer_stop(&c->drain);
+    saga_api_free(c->api, on_api_freed, c);
+}
+
+static void on_drain(uv_timer_t *t) {
+    serve_t *c = t->data;
+    if (saga_api_pending(c->api) == 0)
+        finish(c);
+}
+
+static void on_http_stopped(bool clean, void *data) {
+    serve_t *c = data;
+    if (!clean) {
+        saga_warn("serve: %zu connection(s) still open after %u ms; exiting anyway",
+                  saga_http_server_connections(c->http), DEFAULT_GRACE_MS);
+        c->http_left = true;
+    }
+    c->http = NULL;
+    if (c->api == NULL) {
+        saga_cli_store_close(&c->cs, on_store_closed, c);
+        return;
+    }
+    if (saga_api_pending(c->api) == 0) {
+        finish(c);
+        return;
+    }
+    /* store calls in flight answer on their own (or fail when the store
+     * closes): look again shortly */
+    if (uv_timer_init(&c->loop, &c->drain) == 0) {
+        c->drain_init = true;
+        c->drain.data = c;
+        uv_timer_start(&c->drain, on_drain, 10, 10);
+    } else {
+        finish(c);
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    serve_t *c = h->data;
+    if (++c->signals > 1) {
+        fprintf(stderr, "saga serve: %s again: exiting now\n", strsignal(signum));
+        _exit(SAGA_EXIT_INTERRUPTED);
+    }
+    saga_info("serve: %s: stopping", strsignal(signum));
+    if (c->api != NULL)
+        saga_api_stop(c->api);
+    if (c->http != NULL)
+        saga_http_server_stop(c->http, DEFAULT_GRACE_MS, on_http_stopped, c);
+    else if (c->api == NULL)
+        saga_cli_store_close(&c->cs, on_store_closed, c);
+}
+
+static void on_store(saga_cli_store_t *cs, int status, void *data) {
+    serve_t *c = data;
+    if (status != 0) {
+        c->exit_code = SAGA_EXIT_ERROR;
+        saga_cli_store_close(cs, on_store_closed, c);
+        return;
+    }
+    saga_api_options_t ao = {.store = cs->store, .who = "http"};
+    c->api = saga_api_new(&c->loop, &ao);
+    if (c->api == NULL) {
+        saga_cli_error("serve: out of memory");
+        c->exit_code = SAGA_EXIT_ERROR;
+        saga_cli_store_close(cs, on_store_closed, c);
+        return;
+    }
+    size_t n;
+    const saga_http_route_t *routes = saga_api_routes(c->api, &n);
+    char err[512];
+    int rc = saga_http_server_new(&c->loop, &c->ho, routes, n, &c->http, err, sizeof(err));
+    if (rc != 0) {
+        saga_cli_error("serve: %s", err);
+        c->exit_code = rc == -EINVAL || rc == -EPERM ? SAGA_EXIT_USAGE : SAGA_EXIT_ERROR;
+        saga_api_free(c->api, on_api_freed, c);
+        return;
+    }
+    saga_api_set_server(c->api, c->http);
+    printf("%s\n", saga_http_server_address(c->http));
+    fflush(stdout);
+    saga_info("serve: listening on %s (%s)", saga_http_server_address(c->http),
+              c->tokens != NULL ? "bearer tokens required" : "no authentication: loopback only");
+}
+
+int saga_cli_serve(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'L'},
+        SAGA_CLI_OPTION_REDIS,
+        SAGA_CLI_OPTION_STATE_DIR,
+        {"token-file", required_argument, NULL, 'T'},
+        {"max-body", required_argument, NULL, 'B'},
+        {"max-connections", required_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    serve_t c;
+    memset(&c, 0, sizeof(c));
+    saga_cli_store_opts_t so = {0};
+    const char *token_file = NULL;
+    int opt, rc = SAGA_EXIT_USAGE;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (saga_cli_store_option(&so, opt, optarg))
+            continue;
+        switch (opt) {
+        case 'L': c.ho.listen = optarg; break;
+        case 'T': token_file = optarg; break;
+        case 'B': {
+            int prc = parse_size(optarg, &c.ho.max_body);
+            if (prc != 0) {
+                saga_cli_error("--max-body: '%s' is %s", optarg,
+                               prc == -ERANGE ? "out of range (1 byte to 64MiB)"
+                                              : "not a size (like 65536, 512KiB, 1MiB)");
+                goto out;
+            }
+            break;
+        }
+        case 'C': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || v < 1 || v > 1000000) {
+                saga_cli_error("--max-connections: expected 1..1000000, got '%s'", optarg);
+                goto out;
+            }
+            c.ho.max_connections = (size_t)v;
+            break;
+        }
+        case 'h': usage(stdout); rc = SAGA_EXIT_OK; goto out;
+        default: usage(stderr); goto out;
+        }
+    }
+    if (optind != argc) {
+        saga_cli_error("serve: unexpected argument '%s'", argv[optind]);
+        usage(stderr);
+        goto out;
+    }
+    if (c.ho.listen == NULL) {
+        saga_cli_error("serve: --listen HOST:PORT or unix:PATH is required");
+        usage(stderr);
+        goto out;
+    }
+    if (token_file != NULL) {
+        char err[512];
+        c.tokens = saga_http_tokens_load(token_file, err, sizeof(err));
+        if (c.tokens == NULL) {
+            fprintf(stderr, "%s\n", err);
+            goto out;
+        }
+        c.ho.tokens = c.tokens;
+    }
+    raise_fd_limit();
+    uv_loop_init(&c.loop);
+    uv_signal_init(&c.loop, &c.sigint);
+    uv_signal_init(&c.loop, &c.sigterm);
+    c.sigint.data = c.sigterm.data = &c;
+    uv_signal_start(&c.sigint, on_signal, SIGINT);
+    uv_signal_start(&c.sigterm, on_signal, SIGTERM);
+    rc = saga_cli_store_open(&c.cs, &c.loop, &so, on_store, &c);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&c.sigint, on_handle_closed);
+        uv_close((uv_handle_t *)&c.sigterm, on_handle_closed);
+        uv_run(&c.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c.loop);
+        goto out;
+    }
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    if (!c.http_left && uv_loop_close(&c.loop) != 0)
+        saga_error("internal: a libuv handle was left open at exit");
+    rc = c.exit_code;
+out:
+    saga_http_tokens_free(c.tokens);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/*
+ * api.h -- the /v1 API of `saga serve` (docs/api.md): start sagas
+ * idempotently, read their state (with long-polls), list them, read their
+ * history, cancel and retry them, read the served definitions; and the
+ * health checks. Every route is a handler of http_server.h; every Redis
+ * operation goes through the store (store/operator.h, saga/store.h).
+ */
+#ifndef SAGA_HTTP_API_H
+#define SAGA_HTTP_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <uv.h>
+
+#include "http/http_server.h"
+#include "saga/store.h"
+
+typedef struct saga_api_s saga_api_t;
+
+typedef struct saga_api_options_s {
+    saga_store_t *store;     /* a Redis store, ready; borrowed */
+    const char *who;         /* recorded as the author of cancel/retry
+                                requests; default "http" */
+    uint64_t retention_ms;   /* how long a submitted id is remembered; 0: 7 days */
+} saga_api_options_t;
+
+/* Creates the API on `loop`. Returns NULL when out of memory. */
+saga_api_t *saga_api_new(uv_loop_t *loop, const saga_api_options_t *opt);
+
+/* The routes to give saga_http_server_new(); valid while the API lives. */
+const saga_http_route_t *saga_api_routes(saga_api_t *api, size_t *n);
+
+/* Lets the /metrics route append the server's own metrics. */
+void saga_api_set_server(saga_api_t *api, saga_http_server_t *server);
+
+/* Stops: long-polls are answered now with the saga's current state; new
+ * requests are still answered (the server decides when to stop taking
+ * them). Requests in flight in the store finish on their own. */
+void saga_api_stop(saga_api_t *api);
+
+/* Requests the API is waiting on (store calls and long-polls). */
+size_t saga_api_pending(const saga_api_t *api);
+
+/* Frees the API once nothing is pending (saga_api_pending() == 0), after
+ * the server stopped. `done` runs when its handles are closed. */
+void saga_api_free(saga_api_t *api, void (*done)(void *data), void *data);
+
+#endif

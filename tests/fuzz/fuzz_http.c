@@ -1,0 +1,87 @@
+/*
+ * fuzz_http.c -- libFuzzer target for what `saga serve` does with a
+ * request before any handler runs: matching the path against every route
+ * pattern of the API, reading query parameters, and parsing the body of a
+ * submit (engine/http/http_route.c, api_body.c). HTTP itself is parsed by
+ * h2o.
+ *
+ * Input: the first byte picks what the rest is: 0 a path, 1 a query
+ * string, 2 a submit body (the Idempotency-Key taken from its last line
+ * when it starts with "K:").
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/api_body.h"
+#include "http/http_route.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const patterns[] = {
+    "/healthz", "/readyz", "/metrics", "/v1/sagas", "/v1/sagas/{id}",
+    "/v1/sagas/{id}/history", "/v1/sagas/{id}/cancel", "/v1/sagas/{id}/retry",
+    "/v1/definitions", "/v1/definitions/{name}", "/v1/openapi.json", "/{a}/{b}/{c}/{d}",
+};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size == 0)
+        return 0;
+    const char *s = (const char *)data + 1;
+    size_t n = size - 1;
+    switch (data[0] % 3) {
+    case 0:
+        for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++) {
+            saga_http_params_t p;
+            if (saga_http_path_match(patterns[i], s, n, &p)) {
+                for (size_t k = 0; k < p.n; k++) {
+                    if (p.len[k] == 0 || p.s[k] < s || p.s[k] + p.len[k] > s + n ||
+                        memchr(p.s[k], '/', p.len[k]) != NULL)
+                        abort(); /* a parameter is one non-empty segment of the path */
+                }
+            }
+        }
+        break;
+    case 1: {
+        static const char *const names[] = {"state", "saga", "limit", "cursor", "wait", ""};
+        char out[64];
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            int rc = saga_http_query_get(s, n, names[i], out, sizeof(out));
+            if (rc == 0 && strlen(out) >= sizeof(out))
+                abort();
+        }
+        break;
+    }
+    default: {
+        char key[160];
+        const char *k = NULL;
+        const char *nl = memchr(s, '\n', n);
+        const char *last = s;
+        while (nl != NULL && (size_t)(nl + 1 - s) < n) {
+            last = nl + 1;
+            nl = memchr(last, '\n', n - (size_t)(last - s));
+        }
+        size_t ll = n - (size_t)(last - s);
+        if (last != s && ll > 2 && ll < sizeof(key) + 2 && memcmp(last, "K:", 2) == 0) {
+            memcpy(key, last + 2, ll - 2);
+            key[ll - 2] = '\0';
+            if (strlen(key) == ll - 2)
+                k = key;
+            n = (size_t)(last - s);
+        }
+        saga_api_submit_t sub;
+        saga_api_problem_t p;
+        if (saga_api_submit_parse(s, n, k, &sub, &p) == 0) {
+            if (sub.saga[0] == '\0' || !json_is_object(sub.input) ||
+                (sub.id[0] != '\0' && !saga_id_valid(sub.id)))
+                abort();
+            saga_api_submit_clear(&sub);
+        } else if (p.status != 400 && p.status != 422 && p.status != 500) {
+            abort();
+        }
+        break;
+    }
+    }
+    return 0;
+}

@@ -1,0 +1,638 @@
+/*
+ * test_serve.c -- `saga serve` end to end: a real redis-server, a real
+ * `saga worker` and a real `saga serve` (this build's binary), libcurl as
+ * the client on the port serve chose. Every route and error code of
+ * docs/api.md, auth, idempotent submit, long-polls, Redis restarted under
+ * requests, SIGTERM with long-polls open.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "redis_server.h"
+#include "saga_proc.h"
+#include "test_poll.h"
+
+#define FULL_TOKEN "test-full-token-0123456789"
+#define READ_TOKEN "test-read-token-0123456789"
+
+static redis_server_t R;
+static char dir[512];
+static char api[300];      /* http://127.0.0.1:PORT */
+static pid_t worker_pid, serve_pid;
+static char serve_out[600], serve_err[600], worker_log[600];
+
+/* ---------------------------------------------------------------------- */
+/* Set-up                                                                  */
+/* ---------------------------------------------------------------------- */
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+}
+
+static void write_defs(void) {
+    char path[700];
+    snprintf(path, sizeof(path), "%s/defs", dir);
+    mkdir(path, 0700);
+    /* slow: 600 ms, so that a long-poll waits for it */
+    snprintf(path, sizeof(path), "%s/defs/slow.yaml", dir);
+    write_file(path, "saga: slow\n"
+                     "input:\n  required: [n]\n"
+                     "steps:\n"
+                     "  - name: nap\n"
+                     "    action: {handler: demo.sleep, with: {ms: 600}}\n"
+                     "    compensation: {handler: demo.noop}\n");
+    /* stuck: forward recovery whose step fails for good */
+    snprintf(path, sizeof(path), "%s/defs/stuck.yaml", dir);
+    write_file(path, "saga: stuck\n"
+                     "recovery: forward\n"
+                     "steps:\n"
+                     "  - name: boom\n"
+                     "    action: {handler: demo.fail, with: {message: no luck}}\n");
+    /* long: a saga that runs for a while, to cancel */
+    snprintf(path, sizeof(path), "%s/defs/long.yaml", dir);
+    write_file(path, "saga: long\n"
+                     "steps:\n"
+                     "  - name: wait\n"
+                     "    action: {handler: demo.sleep, with: {ms: 20000}}\n"
+                     "    compensation: {handler: demo.noop}\n"
+                     "    timeout: 30s\n");
+}
+
+static void start_worker(void) {
+    char defs[700];
+    snprintf(defs, sizeof(defs), "%s/defs", dir);
+    snprintf(worker_log, sizeof(worker_log), "%s/worker.log", dir);
+    const char *args[] = {"worker", "--redis", R.url, "--defs", defs, "--name", "w1",
+                          "--lease", "2s", "--grace", "1s", NULL};
+    saga_proc_io_t io = {.out = worker_log, .err = worker_log};
+    worker_pid = saga_proc_spawn(args, &io);
+}
+
+/* Starts serve with `extra` arguments; reads the address it prints. */
+static void start_serve(const char *const *extra) {
+    snprintf(serve_out, sizeof(serve_out), "%s/serve.out", dir);
+    snprintf(serve_err, sizeof(serve_err), "%s/serve.err", dir);
+    const char *args[16] = {"serve", "--redis", R.url, "--listen", "127.0.0.1:0"};
+    int n = 5;
+    for (; extra != NULL && *extra != NULL; extra++)
+        args[n++] = *extra;
+    args[n] = NULL;
+    saga_proc_io_t io = {.out = serve_out, .err = serve_err};
+    serve_pid = saga_proc_spawn(args, &io);
+    test_poll_t p = test_poll_start(10000);
+    for (;;) {
+        char *out = saga_proc_slurp(serve_out);
+        char *nl = strchr(out, '\n');
+        if (nl != NULL) {
+            *nl = '\0';
+            snprintf(api, sizeof(api), "%s", out);
+            free(out);
+            break;
+        }
+        free(out);
+        if (!test_poll_next(&p)) {
+            char *err = saga_proc_slurp(serve_err);
+            cr_assert_fail("serve printed no address within 10 s; stderr: %s", err);
+        }
+    }
+    cr_assert(strncmp(api, "http://127.0.0.1:", 17) == 0, "address %s", api);
+}
+
+static void setup(void) {
+    cr_assert_eq(redis_server_start(&R, NULL), 0);
+    snprintf(dir, sizeof(dir), "%s/work", R.dir);
+    mkdir(dir, 0700);
+    write_defs();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    start_worker();
+}
+
+static int stop_proc(pid_t *pid) {
+    if (*pid <= 0)
+        return 0;
+    kill(*pid, SIGTERM);
+    int st = saga_proc_wait(*pid);
+    *pid = 0;
+    return st;
+}
+
+static void teardown(void) {
+    int s = stop_proc(&serve_pid);
+    stop_proc(&worker_pid);
+    saga_proc_assert_clean(serve_err);
+    saga_proc_assert_clean(worker_log);
+    cr_expect_eq(s, 0, "serve exits 0 on SIGTERM");
+    redis_server_stop(&R);
+    curl_global_cleanup();
+}
+
+/* ---------------------------------------------------------------------- */
+/* The client                                                              */
+/* ---------------------------------------------------------------------- */
+
+typedef struct resp_s {
+    long status;
+    char *body;
+    size_t len;
+    char headers[4096];
+    size_t hlen;
+    json_t *json;
+    double secs;
+} resp_t;
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
+    resp_t *r = ud;
+    size_t k = sz * n;
+    char *nb = realloc(r->body, r->len + k + 1);
+    cr_assert_not_null(nb);
+    r->body = nb;
+    memcpy(r->body + r->len, p, k);
+    r->len += k;
+    r->body[r->len] = '\0';
+    return k;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
+    resp_t *r = ud;
+    size_t k = sz * n, room = sizeof(r->headers) - 1 - r->hlen;
+    memcpy(r->headers + r->hlen, p, k < room ? k : room);
+    r->hlen += k < room ? k : room;
+    r->headers[r->hlen] = '\0';
+    return k;
+}
+
+static void resp_free(resp_t *r) {
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+/* One request; `auth` is a token or NULL; `hdr` one more header or NULL. */
+static CURLcode call(const char *method, const char *path, const char *body, const char *auth,
+                     const char *hdr, resp_t *out) {
+    memset(out, 0, sizeof(*out));
+    CURL *c = curl_easy_init();
+    char url[1024];
+    snprintf(url, sizeof(url), "%s%s", api, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body != NULL)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    char a[300];
+    if (auth != NULL) {
+        snprintf(a, sizeof(a), "Authorization: Bearer %s", auth);
+        h = curl_slist_append(h, a);
+    }
+    if (hdr != NULL)
+        h = curl_slist_append(h, hdr);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 70000L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &out->secs);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (out->body != NULL)
+        out->json = json_loads(out->body, 0, NULL);
+    return rc;
+}
+
+static const char *jstr(const json_t *o, const char *k) {
+    return json_string_value(json_object_get(o, k));
+}
+
+static void expect(resp_t *r, long status, const char *code) {
+    cr_assert_eq(r->status, status, "status %ld (want %ld): %s", r->status, status,
+                 r->body ? r->body : "");
+    if (code != NULL) {
+        cr_assert_not_null(r->json, "not JSON: %s", r->body ? r->body : "");
+        json_t *e = json_object_get(r->json, "error");
+        cr_assert_str_eq(jstr(e, "code"), code, "%s", r->body);
+        cr_assert_not_null(jstr(e, "message"));
+    }
+}
+
+static void do_call(const char *method, const char *path, const char *body, resp_t *r) {
+    cr_assert_eq(call(method, path, body, NULL, NULL, r), CURLE_OK, "%s %s", method, path);
+}
+
+/* Waits until the worker serves the definitions (the API knows them). */
+static void wait_served(void) {
+    test_poll_t p = test_poll_start(15000);
+    for (;;) {
+        resp_t r;
+        do_call("GET", "/v1/definitions/slow", NULL, &r);
+        bool ok = r.status == 200;
+        resp_free(&r);
+        if (ok)
+            return;
+        if (!test_poll_next(&p)) {
+            char *log = saga_proc_slurp(worker_log);
+            cr_assert_fail("the worker did not publish its definitions; log: %s", log);
+        }
+    }
+}
+
+/* Polls GET /v1/sagas/ID until its state is `state`. */
+static void wait_state(const char *id, const char *state) {
+    char path[200];
+    snprintf(path, sizeof(path), "/v1/sagas/%s", id);
+    test_poll_t p = test_poll_start(20000);
+    for (;;) {
+        resp_t r;
+        do_call("GET", path, NULL, &r);
+        bool ok = r.status == 200 && r.json != NULL && strcmp(jstr(r.json, "state"), state) == 0;
+        char last[300];
+        snprintf(last, sizeof(last), "%ld %s", r.status, r.body ? r.body : "");
+        resp_free(&r);
+        if (ok)
+            return;
+        if (!test_poll_next(&p))
+            cr_assert_fail("saga %s not %s after 20 s; last: %.200s", id, state, last);
+    }
+}
+
+TestSuite(serve, .init = setup, .fini = teardown, .timeout = 240);
+
+/* ---------------------------------------------------------------------- */
+/* Tests                                                                   */
+/* ---------------------------------------------------------------------- */
+
+Test(serve, submit_idempotent_status_history_and_list) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"slow\",\"input\":{\"n\":1},\"id\":\"s-1\"}", &r);
+    expect(&r, 201, NULL);
+    cr_assert(strstr(r.headers, "location: /v1/sagas/s-1") != NULL, "%s", r.headers);
+    cr_assert_str_eq(jstr(r.json, "id"), "s-1");
+    cr_assert_str_eq(jstr(r.json, "state"), "submitted");
+    resp_free(&r);
+
+    /* the same id again (from the header this time): 200, nothing enqueued */
+    cr_assert_eq(call("POST", "/v1/sagas", "{\"saga\":\"slow\",\"input\":{\"n\":1}}", NULL,
+                      "Idempotency-Key: s-1", &r), CURLE_OK);
+    expect(&r, 200, NULL);
+    cr_assert_str_eq(jstr(r.json, "id"), "s-1");
+    resp_free(&r);
+
+    wait_state("s-1", "completed");
+    do_call("GET", "/v1/sagas/s-1", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert(json_is_true(json_object_get(r.json, "finished")));
+    cr_assert_str_eq(jstr(r.json, "saga"), "slow");
+    cr_assert_eq(json_array_size(json_object_get(r.json, "steps")), 1);
+    resp_free(&r);
+
+    do_call("GET", "/v1/sagas/s-1/history", NULL, &r);
+    expect(&r, 200, NULL);
+    json_t *tr = json_object_get(r.json, "transitions");
+    cr_assert_gt(json_array_size(tr), 2);
+    cr_assert_str_eq(jstr(json_array_get(tr, 0), "type"), "saga.created");
+    size_t created = 0, i;
+    json_t *e;
+    json_array_foreach(tr, i, e) created += strcmp(jstr(e, "type"), "saga.created") == 0;
+    cr_assert_eq(created, 1, "one saga for two POSTs with one id");
+    resp_free(&r);
+
+    /* a few more, then page through them two at a time */
+    for (int k = 2; k <= 5; k++) {
+        char body[100];
+        snprintf(body, sizeof(body), "{\"saga\":\"slow\",\"input\":{\"n\":%d},\"id\":\"s-%d\"}", k, k);
+        do_call("POST", "/v1/sagas", body, &r);
+        expect(&r, 201, NULL);
+        resp_free(&r);
+    }
+    for (int k = 2; k <= 5; k++) {
+        char id[16];
+        snprintf(id, sizeof(id), "s-%d", k);
+        wait_state(id, "completed");
+    }
+    char path[400] = "/v1/sagas?saga=slow&limit=2";
+    size_t seen = 0;
+    for (int pages = 0; pages < 20; pages++) {
+        do_call("GET", path, NULL, &r);
+        expect(&r, 200, NULL);
+        seen += json_array_size(json_object_get(r.json, "sagas"));
+        const char *next = jstr(r.json, "next");
+        if (next == NULL) {
+            resp_free(&r);
+            break;
+        }
+        char *esc = curl_easy_escape(NULL, next, 0);
+        snprintf(path, sizeof(path), "/v1/sagas?saga=slow&limit=2&cursor=%s", esc);
+        curl_free(esc);
+        resp_free(&r);
+    }
+    cr_assert_eq(seen, 5, "every saga once across the pages");
+    do_call("GET", "/v1/sagas?state=completed&limit=10", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "sagas")), 5);
+    resp_free(&r);
+}
+
+Test(serve, every_refusal_has_its_code) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\": \"slow\",\n \"input\": {,}}", &r);
+    expect(&r, 400, "malformed_json");
+    cr_assert(strstr(jstr(json_object_get(r.json, "error"), "message"), "2:") != NULL, "%s", r.body);
+    resp_free(&r);
+    do_call("POST", "/v1/sagas", "{\"saga\": 5}", &r);
+    expect(&r, 400, "invalid_field");
+    resp_free(&r);
+    do_call("POST", "/v1/sagas", "{\"saga\": \"nobody\"}", &r);
+    expect(&r, 404, "unknown_saga");
+    resp_free(&r);
+    do_call("POST", "/v1/sagas", "{\"saga\": \"slow\", \"input\": {}}", &r);
+    expect(&r, 422, "invalid_input");
+    cr_assert(strstr(r.body, "'n'") != NULL, "names the missing key: %s", r.body);
+    resp_free(&r);
+    do_call("POST", "/v1/sagas", "{\"saga\": \"slow\", \"input\": [1]}", &r);
+    expect(&r, 422, "invalid_input");
+    resp_free(&r);
+    char *big = malloc(2 * 1024 * 1024 + 1);
+    memset(big, ' ', 2 * 1024 * 1024);
+    big[2 * 1024 * 1024] = '\0';
+    do_call("POST", "/v1/sagas", big, &r);
+    cr_assert_eq(r.status, 413);
+    resp_free(&r);
+    free(big);
+
+    do_call("GET", "/v1/sagas/none-such", NULL, &r);
+    expect(&r, 404, "not_found");
+    resp_free(&r);
+    do_call("GET", "/v1/sagas/bad%20id", NULL, &r);
+    expect(&r, 400, "invalid_id");
+    resp_free(&r);
+    do_call("GET", "/v1/sagas/x?wait=2h", NULL, &r);
+    expect(&r, 400, "invalid_wait");
+    resp_free(&r);
+    do_call("GET", "/v1/sagas?state=sleeping", NULL, &r);
+    expect(&r, 400, "invalid_state");
+    resp_free(&r);
+    do_call("GET", "/v1/sagas?limit=0", NULL, &r);
+    expect(&r, 400, "invalid_limit");
+    resp_free(&r);
+    do_call("GET", "/v1/sagas?cursor=not-a-cursor", NULL, &r);
+    expect(&r, 400, "invalid_cursor");
+    resp_free(&r);
+    do_call("GET", "/v1/sagas/none-such/history", NULL, &r);
+    expect(&r, 404, "not_found");
+    resp_free(&r);
+    do_call("POST", "/v1/sagas/none-such/cancel", NULL, &r);
+    expect(&r, 404, "not_found");
+    resp_free(&r);
+    do_call("POST", "/v1/sagas/none-such/retry", NULL, &r);
+    expect(&r, 404, "not_found");
+    resp_free(&r);
+    do_call("GET", "/v1/definitions/nobody", NULL, &r);
+    expect(&r, 404, "unknown_saga");
+    resp_free(&r);
+    do_call("DELETE", "/v1/sagas", NULL, &r);
+    expect(&r, 405, "method_not_allowed");
+    resp_free(&r);
+    do_call("GET", "/v2/nothing", NULL, &r);
+    expect(&r, 404, "not_found");
+    resp_free(&r);
+}
+
+Test(serve, cancel_retry_definitions_health) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"l-1\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    wait_state("l-1", "running");
+    do_call("POST", "/v1/sagas/l-1/retry", NULL, &r);
+    expect(&r, 409, "not_stuck");
+    resp_free(&r);
+    do_call("POST", "/v1/sagas/l-1/cancel", NULL, &r);
+    expect(&r, 202, NULL);
+    cr_assert_str_eq(jstr(r.json, "id"), "l-1");
+    cr_assert(json_is_true(json_object_get(r.json, "cancel_requested")));
+    resp_free(&r);
+    wait_state("l-1", "compensated");
+    do_call("POST", "/v1/sagas/l-1/cancel", NULL, &r);
+    expect(&r, 409, "not_cancellable");
+    resp_free(&r);
+
+    do_call("POST", "/v1/sagas", "{\"saga\":\"stuck\",\"id\":\"k-1\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    wait_state("k-1", "stuck");
+    do_call("POST", "/v1/sagas/k-1/retry", NULL, &r);
+    expect(&r, 202, NULL);
+    resp_free(&r);
+
+    do_call("GET", "/v1/definitions", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "definitions")), 3);
+    resp_free(&r);
+    do_call("GET", "/v1/definitions/slow", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_str_eq(jstr(r.json, "recovery"), "backward");
+    cr_assert(strstr(jstr(r.json, "yaml"), "demo.sleep") != NULL);
+    cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "steps"), 0), "action"),
+                     "demo.sleep");
+    resp_free(&r);
+
+    do_call("GET", "/healthz", NULL, &r);
+    expect(&r, 200, NULL);
+    resp_free(&r);
+    do_call("GET", "/readyz", NULL, &r);
+    expect(&r, 200, NULL);
+    resp_free(&r);
+    do_call("GET", "/metrics", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert(strstr(r.body, "saga_workers_live 1\n") != NULL, "%s", r.body);
+    cr_assert(strstr(r.body, "saga_store_up 1\n") != NULL, "%s", r.body);
+    cr_assert(strstr(r.body, "saga_http_requests_total{route=\"/v1/sagas/{id}/cancel\",code=\"202\"} 1\n") != NULL,
+              "%s", r.body);
+    resp_free(&r);
+}
+
+Test(serve, long_poll_answers_when_the_saga_finishes) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"slow\",\"input\":{\"n\":1},\"id\":\"w-1\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    do_call("GET", "/v1/sagas/w-1?wait=50s", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_str_eq(jstr(r.json, "state"), "completed", "%s", r.body);
+    cr_assert(json_is_true(json_object_get(r.json, "finished")));
+    /* the saga takes 0.6 s: the answer came when it finished, well before 50 s */
+    cr_assert_lt(r.secs, 20.0, "answered after %.1f s", r.secs);
+    resp_free(&r);
+    /* a wait on a saga that does not settle ends with its current state */
+    do_call("POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"w-2\"}", &r);
+    resp_free(&r);
+    do_call("GET", "/v1/sagas/w-2?wait=1s", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert(!json_is_true(json_object_get(r.json, "finished")), "%s", r.body);
+    resp_free(&r);
+}
+
+Test(serve, tokens_none_wrong_read_full) {
+    char tokens[700];
+    snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
+    write_file(tokens, "# test tokens\n" FULL_TOKEN "\n" READ_TOKEN " read\n");
+    const char *extra[] = {"--token-file", tokens, NULL};
+    start_serve(extra);
+    resp_t r;
+    cr_assert_eq(call("GET", "/healthz", NULL, NULL, NULL, &r), CURLE_OK);
+    expect(&r, 200, NULL);
+    resp_free(&r);
+    cr_assert_eq(call("GET", "/v1/sagas", NULL, NULL, NULL, &r), CURLE_OK);
+    expect(&r, 401, "unauthorized");
+    cr_assert(strstr(r.headers, "www-authenticate: Bearer") != NULL, "%s", r.headers);
+    resp_free(&r);
+    cr_assert_eq(call("GET", "/metrics", NULL, NULL, NULL, &r), CURLE_OK);
+    expect(&r, 401, "unauthorized");
+    resp_free(&r);
+    cr_assert_eq(call("GET", "/v1/sagas", NULL, "wrong-token-0123456789", NULL, &r), CURLE_OK);
+    expect(&r, 401, "unauthorized");
+    resp_free(&r);
+    cr_assert_eq(call("GET", "/v1/sagas", NULL, READ_TOKEN, NULL, &r), CURLE_OK);
+    expect(&r, 200, NULL);
+    resp_free(&r);
+    cr_assert_eq(call("POST", "/v1/sagas", "{\"saga\":\"slow\",\"input\":{\"n\":1}}", READ_TOKEN,
+                      NULL, &r), CURLE_OK);
+    expect(&r, 403, "forbidden");
+    resp_free(&r);
+    test_poll_t p = test_poll_start(15000);
+    for (;;) {
+        cr_assert_eq(call("POST", "/v1/sagas", "{\"saga\":\"slow\",\"input\":{\"n\":1}}", FULL_TOKEN,
+                          NULL, &r), CURLE_OK);
+        long st = r.status;
+        resp_free(&r);
+        if (st == 201)
+            break;
+        cr_assert_eq(st, 404, "only unknown_saga while the worker starts");
+        cr_assert(test_poll_next(&p), "the worker never served 'slow'");
+    }
+    char *err = saga_proc_slurp(serve_err);
+    cr_assert(strstr(err, FULL_TOKEN) == NULL && strstr(err, READ_TOKEN) == NULL,
+              "a token in the log: %s", err);
+    free(err);
+}
+
+Test(serve, no_token_file_means_loopback_only) {
+    snprintf(serve_err, sizeof(serve_err), "%s/serve0.err", dir);
+    char out[700];
+    snprintf(out, sizeof(out), "%s/serve0.out", dir);
+    const char *args[] = {"serve", "--redis", R.url, "--listen", "0.0.0.0:0", NULL};
+    saga_proc_io_t io = {.out = out, .err = serve_err};
+    cr_assert_eq(saga_proc_run(args, &io), 2);
+    char *err = saga_proc_slurp(serve_err);
+    cr_assert(strstr(err, "--token-file") != NULL, "%s", err);
+    free(err);
+    const char *bad[] = {"serve", "--redis", R.url, "--listen", "127.0.0.1:0", "--max-body", "0",
+                         NULL};
+    cr_assert_eq(saga_proc_run(bad, &io), 2);
+    const char *none[] = {"serve", "--redis", R.url, NULL};
+    cr_assert_eq(saga_proc_run(none, &io), 2);
+}
+
+Test(serve, redis_restarted_under_requests) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    redis_server_kill(&R, SIGKILL);
+    /* at once, not after a hang */
+    test_poll_t p = test_poll_start(10000);
+    for (;;) {
+        do_call("GET", "/v1/sagas/any", NULL, &r);
+        long st = r.status;
+        resp_free(&r);
+        if (st == 503)
+            break;
+        cr_assert(test_poll_next(&p), "no 503 while Redis is down (got %ld)", st);
+    }
+    do_call("POST", "/v1/sagas", "{\"saga\":\"slow\",\"input\":{\"n\":1}}", &r);
+    expect(&r, 503, "store_unavailable");
+    cr_assert_lt(r.secs, 5.0);
+    resp_free(&r);
+    do_call("GET", "/readyz", NULL, &r);
+    expect(&r, 503, "store_unavailable");
+    resp_free(&r);
+    do_call("GET", "/healthz", NULL, &r);
+    expect(&r, 200, NULL);
+    resp_free(&r);
+    cr_assert_eq(redis_server_restart(&R), 0);
+    p = test_poll_start(20000);
+    for (;;) {
+        do_call("GET", "/readyz", NULL, &r);
+        long st = r.status;
+        resp_free(&r);
+        if (st == 200)
+            break;
+        cr_assert(test_poll_next(&p), "not ready again after Redis came back");
+    }
+    do_call("GET", "/v1/sagas?limit=5", NULL, &r);
+    expect(&r, 200, NULL);
+    resp_free(&r);
+}
+
+Test(serve, sigterm_answers_open_long_polls) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"t-1\"}", &r);
+    resp_free(&r);
+    wait_state("t-1", "running");
+    /* two long-polls from child processes, then SIGTERM to serve */
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        cr_assert_geq(kids[k], 0);
+        if (kids[k] == 0) {
+            resp_t kr;
+            CURLcode rc = call("GET", "/v1/sagas/t-1?wait=60s", NULL, NULL, NULL, &kr);
+            _exit(rc == CURLE_OK && kr.status == 200 && kr.json != NULL &&
+                          strcmp(jstr(kr.json, "state"), "running") == 0
+                      ? 0
+                      : 1);
+        }
+    }
+    /* both are waiting once the gauge says so */
+    test_poll_t p = test_poll_start(10000);
+    for (;;) {
+        do_call("GET", "/metrics", NULL, &r);
+        bool both = strstr(r.body, "saga_http_long_polls 2\n") != NULL;
+        resp_free(&r);
+        if (both)
+            break;
+        cr_assert(test_poll_next(&p), "the long-polls never arrived");
+    }
+    cr_assert_eq(stop_proc(&serve_pid), 0, "serve exits 0");
+    for (int k = 0; k < 2; k++) {
+        int st;
+        cr_assert_eq(waitpid(kids[k], &st, 0), kids[k]);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "long-poll %d got the current state at SIGTERM", k);
+    }
+}
