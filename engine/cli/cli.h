@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include <jansson.h>
+#include <uv.h>
 
 #define SAGA_EXIT_OK 0
 #define SAGA_EXIT_ERROR 1
@@ -46,6 +47,14 @@ typedef struct saga_strv_s {
 
 int saga_strv_push(saga_strv_t *s, const char *str);
 void saga_strv_free(saga_strv_t *s);
+
+/* A long-running command's stop signals (SIGINT, SIGTERM) on `loop`, both
+ * calling `cb` with `data` in the handle's data. */
+void saga_cli_signals_start(uv_loop_t *loop, uv_signal_t *sigint, uv_signal_t *sigterm,
+                            uv_signal_cb cb, void *data);
+
+/* Closes both (no callback needed: they are the caller's). */
+void saga_cli_signals_close(uv_signal_t *sigint, uv_signal_t *sigterm);
 
 /* Prints "saga: error: ..." on stderr. */
 void saga_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,6 +1,7 @@
 /* cli_common.c -- helpers shared by the commands (see cli.h). */
 #include <errno.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,4 +71,18 @@ void saga_strv_free(saga_strv_t *s) {
     free(s->v);
     s->v = NULL;
     s->n = 0;
+}
+
+void saga_cli_signals_start(uv_loop_t *loop, uv_signal_t *sigint, uv_signal_t *sigterm,
+                            uv_signal_cb cb, void *data) {
+    uv_signal_init(loop, sigint);
+    uv_signal_init(loop, sigterm);
+    sigint->data = sigterm->data = data;
+    uv_signal_start(sigint, cb, SIGINT);
+    uv_signal_start(sigterm, cb, SIGTERM);
+}
+
+void saga_cli_signals_close(uv_signal_t *sigint, uv_signal_t *sigterm) {
+    uv_close((uv_handle_t *)sigint, NULL);
+    uv_close((uv_handle_t *)sigterm, NULL);
 }

@@ -110,13 +110,10 @@ static void on_progress(const saga_progress_t *p, void *data) {
 /* Ending                                                                  */
 /* ---------------------------------------------------------------------- */
 
-static void on_signal_closed(uv_handle_t *h) { (void)h; }
-
 static void on_store_closed(void *data) {
     session_t *s = data;
     if (s->signals_on) {
-        uv_close((uv_handle_t *)&s->sigint, on_signal_closed);
-        uv_close((uv_handle_t *)&s->sigterm, on_signal_closed);
+        saga_cli_signals_close(&s->sigint, &s->sigterm);
         s->signals_on = false;
     }
 }
@@ -327,11 +324,7 @@ static void begin(session_t *s) {
         stop(s);
         return;
     }
-    uv_signal_init(&s->loop, &s->sigint);
-    uv_signal_init(&s->loop, &s->sigterm);
-    s->sigint.data = s->sigterm.data = s;
-    uv_signal_start(&s->sigint, on_signal, SIGINT);
-    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    saga_cli_signals_start(&s->loop, &s->sigint, &s->sigterm, on_signal, s);
     s->signals_on = true;
 
     if (!s->resume) {

@@ -93,7 +93,6 @@ static void raise_fd_limit(void) {
     }
 }
 
-static void on_handle_closed(uv_handle_t *h) { (void)h; }
 
 static void on_store_closed(void *data) {
     serve_t *c = data;
@@ -101,10 +100,9 @@ static void on_store_closed(void *data) {
         uv_stop(&c->loop); /* the server's handles stay: exit without them */
         return;
     }
-    uv_close((uv_handle_t *)&c->sigint, on_handle_closed);
-    uv_close((uv_handle_t *)&c->sigterm, on_handle_closed);
+    saga_cli_signals_close(&c->sigint, &c->sigterm);
     if (c->drain_init)
-        uv_close((uv_handle_t *)&c->drain, on_handle_closed);
+        uv_close((uv_handle_t *)&c->drain, NULL);
 }
 
 static void on_api_freed(void *data) {
@@ -268,15 +266,10 @@ int saga_cli_serve(int argc, char **argv) {
     }
     raise_fd_limit();
     uv_loop_init(&c.loop);
-    uv_signal_init(&c.loop, &c.sigint);
-    uv_signal_init(&c.loop, &c.sigterm);
-    c.sigint.data = c.sigterm.data = &c;
-    uv_signal_start(&c.sigint, on_signal, SIGINT);
-    uv_signal_start(&c.sigterm, on_signal, SIGTERM);
+    saga_cli_signals_start(&c.loop, &c.sigint, &c.sigterm, on_signal, &c);
     rc = saga_cli_store_open(&c.cs, &c.loop, &so, on_store, &c);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&c.sigint, on_handle_closed);
-        uv_close((uv_handle_t *)&c.sigterm, on_handle_closed);
+        saga_cli_signals_close(&c.sigint, &c.sigterm);
         uv_run(&c.loop, UV_RUN_DEFAULT);
         uv_loop_close(&c.loop);
         goto out;

@@ -59,12 +59,10 @@ static void usage(FILE *out) {
           "other workers; a second one exits at once.\n", out);
 }
 
-static void on_signal_closed(uv_handle_t *h) { (void)h; }
 
 static void on_store_closed(void *data) {
     worker_cli_t *c = data;
-    uv_close((uv_handle_t *)&c->sigint, on_signal_closed);
-    uv_close((uv_handle_t *)&c->sigterm, on_signal_closed);
+    saga_cli_signals_close(&c->sigint, &c->sigterm);
 }
 
 static void on_worker_stopped(void *data) {
@@ -261,15 +259,10 @@ int saga_cli_worker(int argc, char **argv) {
     c.wo.name = c.name;
     c.wo.plugin_dirs = (const char *const *)c.plugins.v;
     uv_loop_init(&c.loop);
-    uv_signal_init(&c.loop, &c.sigint);
-    uv_signal_init(&c.loop, &c.sigterm);
-    c.sigint.data = c.sigterm.data = &c;
-    uv_signal_start(&c.sigint, on_signal, SIGINT);
-    uv_signal_start(&c.sigterm, on_signal, SIGTERM);
+    saga_cli_signals_start(&c.loop, &c.sigint, &c.sigterm, on_signal, &c);
     rc = saga_cli_store_open(&c.cs, &c.loop, &so, on_store, &c);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&c.sigint, on_signal_closed);
-        uv_close((uv_handle_t *)&c.sigterm, on_signal_closed);
+        saga_cli_signals_close(&c.sigint, &c.sigterm);
         uv_run(&c.loop, UV_RUN_DEFAULT);
         uv_loop_close(&c.loop);
         goto out;

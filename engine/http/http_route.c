@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "util/bytes.h"
+
 bool saga_http_path_match(const char *pattern, const char *path, size_t len,
                           saga_http_params_t *out) {
     const char *p = pattern, *s = path, *end = path + len;
@@ -43,16 +45,6 @@ bool saga_http_path_match(const char *pattern, const char *path, size_t len,
     return true;
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes s[0..n) into out (outlen bytes, NUL-terminated). Returns the
  * decoded length, -EINVAL or -ENOSPC. */
 static long decode(const char *s, size_t n, char *out, size_t outlen) {
@@ -61,7 +53,7 @@ static long decode(const char *s, size_t n, char *out, size_t outlen) {
         char c = s[i];
         if (c == '%') {
             int hi, lo;
-            if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
+            if (i + 2 >= n || (hi = saga_hex_value((unsigned char)s[i + 1])) < 0 || (lo = saga_hex_value((unsigned char)s[i + 2])) < 0)
                 return -EINVAL;
             c = (char)(hi * 16 + lo);
             if (c == '\0')

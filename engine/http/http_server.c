@@ -604,16 +604,20 @@ uv_fail:
     return rc;
 }
 
-static void on_closed_free(uv_handle_t *h) {
-    saga_http_server_t *s = h->data;
-    if (--s->closing > 0)
-        return;
+/* Frees the server, then tells its owner (clean: every handle closed). */
+static void server_free(saga_http_server_t *s) {
     void (*done)(bool, void *) = s->done;
     void *data = s->done_data;
     free(s->metrics);
     free(s);
     if (done != NULL)
         done(true, data);
+}
+
+static void on_closed_free(uv_handle_t *h) {
+    saga_http_server_t *s = h->data;
+    if (--s->closing == 0)
+        server_free(s);
 }
 
 static void release(saga_http_server_t *s) {
@@ -638,14 +642,8 @@ static void release(saga_http_server_t *s) {
         s->grace.data = s;
         uv_close((uv_handle_t *)&s->grace, on_closed_free);
     }
-    if (--s->closing == 0) {
-        void (*done)(bool, void *) = s->done;
-        void *data = s->done_data;
-        free(s->metrics);
-        free(s);
-        if (done != NULL)
-            done(true, data);
-    }
+    if (--s->closing == 0)
+        server_free(s);
 }
 
 int saga_http_server_new(uv_loop_t *loop, const saga_http_server_options_t *opt,

@@ -29,6 +29,8 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "util/bytes.h"
+
 #define DEFAULT_PORT 6379
 #define MAX_DB (1 << 20)
 #define MAX_URL_LEN 4096
@@ -58,16 +60,6 @@ static char *dup_range(const char *s, size_t n)
     return p;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Percent-decodes s[0..n) into a new string. Returns 0, -EINVAL for a
  * malformed escape or an encoded NUL, -ENOMEM. */
@@ -89,8 +81,8 @@ static int pct_decode(const char *s, size_t n, char **out)
             free(p);
             return -EINVAL;
         }
-        h = hexval((unsigned char)s[i + 1]);
-        l = hexval((unsigned char)s[i + 2]);
+        h = saga_hex_value((unsigned char)s[i + 1]);
+        l = saga_hex_value((unsigned char)s[i + 2]);
         if (h < 0 || l < 0 || (h == 0 && l == 0)) {
             free(p);
             return -EINVAL;

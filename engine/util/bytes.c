@@ -42,3 +42,13 @@ char *saga_memdup(const char *s, size_t n) {
     }
     return d;
 }
+
+int saga_hex_value(int c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -21,4 +21,7 @@ int saga_parse_u64(const char *s, size_t len, uint64_t *out);
  * out of memory. Caller frees. */
 char *saga_memdup(const char *s, size_t n);
 
+/* The value of the hexadecimal digit c (0-9, a-f, A-F), or -1. */
+int saga_hex_value(int c);
+
 #endif

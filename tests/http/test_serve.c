@@ -62,7 +62,15 @@ static void write_defs(void) {
                      "steps:\n"
                      "  - name: boom\n"
                      "    action: {handler: demo.fail, with: {message: no luck}}\n");
-    /* long: a saga that runs for a while, to cancel */
+    /* brief: runs 3 s, to cancel while it runs (a cancelled saga compensates
+     * once its action in flight has finished) */
+    snprintf(path, sizeof(path), "%s/defs/brief.yaml", dir);
+    write_file(path, "saga: brief\n"
+                     "steps:\n"
+                     "  - name: wait\n"
+                     "    action: {handler: demo.sleep, with: {ms: 3000}}\n"
+                     "    compensation: {handler: demo.noop}\n");
+    /* long: a saga that runs for a while, for long-polls that must wait */
     snprintf(path, sizeof(path), "%s/defs/long.yaml", dir);
     write_file(path, "saga: long\n"
                      "steps:\n"
@@ -421,7 +429,7 @@ Test(serve, cancel_retry_definitions_health) {
     start_serve(NULL);
     wait_served();
     resp_t r;
-    do_call("POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"l-1\"}", &r);
+    do_call("POST", "/v1/sagas", "{\"saga\":\"brief\",\"id\":\"l-1\"}", &r);
     expect(&r, 201, NULL);
     resp_free(&r);
     wait_state("l-1", "running");
@@ -448,7 +456,7 @@ Test(serve, cancel_retry_definitions_health) {
 
     do_call("GET", "/v1/definitions", NULL, &r);
     expect(&r, 200, NULL);
-    cr_assert_eq(json_array_size(json_object_get(r.json, "definitions")), 3);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "definitions")), 4);
     resp_free(&r);
     do_call("GET", "/v1/definitions/slow", NULL, &r);
     expect(&r, 200, NULL);
