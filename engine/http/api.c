@@ -25,6 +25,7 @@
 #include "core/stored_def.h"
 #include "core/summary.h"
 #include "http/api_body.h"
+#include "openapi_json.h"
 #include "saga/errors.h"
 #include "saga/state.h"
 #include "store/gauges.h"
@@ -645,6 +646,15 @@ static void h_metrics(saga_http_req_t *r, void *data) {
     }
 }
 
+static void h_openapi(saga_http_req_t *r, void *data) {
+    saga_http_respond_text(r, 200, "application/json", openapi_json, sizeof(openapi_json) - 1);
+}
+
+const char *saga_api_openapi(size_t *len) {
+    *len = sizeof(openapi_json) - 1;
+    return openapi_json;
+}
+
 /* ---- POST /v1/sagas ---- */
 
 static void on_submit(int status, const char *why, bool fresh, void *data) {
@@ -1189,13 +1199,14 @@ saga_api_t *saga_api_new(uv_loop_t *loop, const saga_api_options_t *opt) {
         {"POST", "/v1/sagas/{id}/retry", SAGA_HTTP_WRITE, h_retry, api},
         {"GET", "/v1/definitions", SAGA_HTTP_READ, h_definitions, api},
         {"GET", "/v1/definitions/{name}", SAGA_HTTP_READ, h_definition, api},
+        {"GET", "/v1/openapi.json", SAGA_HTTP_READ, h_openapi, api},
     };
     memcpy(api->routes, routes, sizeof(routes));
     return api;
 }
 
 const saga_http_route_t *saga_api_routes(saga_api_t *api, size_t *n) {
-    *n = 11;
+    *n = 12;
     return api->routes;
 }
 

@@ -32,6 +32,10 @@ saga_api_t *saga_api_new(uv_loop_t *loop, const saga_api_options_t *opt);
 /* The routes to give saga_http_server_new(); valid while the API lives. */
 const saga_http_route_t *saga_api_routes(saga_api_t *api, size_t *n);
 
+/* The OpenAPI 3.1 document of the routes (docs/openapi.json, compiled in),
+ * `len` bytes, static. */
+const char *saga_api_openapi(size_t *len);
+
 /* Lets the /metrics route append the server's own metrics. */
 void saga_api_set_server(saga_api_t *api, saga_http_server_t *server);
 

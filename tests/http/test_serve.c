@@ -466,6 +466,10 @@ Test(serve, cancel_retry_definitions_health) {
                      "demo.sleep");
     resp_free(&r);
 
+    do_call("GET", "/v1/openapi.json", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_str_eq(jstr(r.json, "openapi"), "3.1.0");
+    resp_free(&r);
     do_call("GET", "/healthz", NULL, &r);
     expect(&r, 200, NULL);
     resp_free(&r);
