@@ -30,9 +30,16 @@
 
 static redis_server_t R;
 static char dir[512];
-static char addr[300];     /* http://127.0.0.1:PORT of the worker's metrics */
-static pid_t worker_pid, serve_pid;
-static char worker_out[600], worker_err[600];
+/* A worker process and where its metrics are. */
+typedef struct wk_s {
+    pid_t pid;
+    char name[16];
+    char out[600], err[600];
+    char addr[300];        /* http://127.0.0.1:PORT of its metrics */
+} wk_t;
+
+static wk_t W[2];          /* w1 (every test), w2 (takeover) */
+static pid_t serve_pid;
 
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -70,6 +77,14 @@ static void write_defs(void) {
                      "    compensation: {handler: demo.noop}\n"
                      "    timeout: 100ms\n"
                      "    retry: {max_attempts: 1}\n");
+    /* Long enough for a takeover while its attempt is in flight. */
+    snprintf(path, sizeof(path), "%s/defs/long.yaml", dir);
+    write_file(path, "saga: long\n"
+                     "steps:\n"
+                     "  - name: nap\n"
+                     "    action: {handler: demo.sleep, with: {ms: 3000}}\n"
+                     "    compensation: {handler: demo.noop}\n"
+                     "    timeout: 30s\n");
     /* Forward recovery that cannot go forward: stuck. */
     snprintf(path, sizeof(path), "%s/defs/stuck.yaml", dir);
     write_file(path, "saga: stuck\n"
@@ -99,36 +114,43 @@ static void read_first_line(const char *path, const char *errpath, char *out, si
     }
 }
 
-/* Starts the worker with --metrics 127.0.0.1:0 and `extra` arguments. */
-static void start_worker(const char *const *extra) {
+/* Starts worker `name` with --metrics 127.0.0.1:0 and `extra` arguments;
+ * returns once it serves. */
+static void start_worker_as(wk_t *k, const char *name, const char *const *extra) {
     char defs[700];
     snprintf(defs, sizeof(defs), "%s/defs", dir);
-    snprintf(worker_out, sizeof(worker_out), "%s/worker.out", dir);
-    snprintf(worker_err, sizeof(worker_err), "%s/worker.err", dir);
-    const char *args[24] = {"worker", "--redis", R.url, "--defs", defs, "--name", "w1",
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    snprintf(k->out, sizeof(k->out), "%s/%s.out", dir, name);
+    snprintf(k->err, sizeof(k->err), "%s/%s.err", dir, name);
+    const char *args[24] = {"worker", "--redis", R.url, "--defs", defs, "--name", name,
                             "--lease", "2s", "--grace", "1s", "--metrics", "127.0.0.1:0"};
     int n = 13;
     for (; extra != NULL && *extra != NULL; extra++)
         args[n++] = *extra;
     args[n] = NULL;
-    saga_proc_io_t io = {.out = worker_out, .err = worker_err};
-    worker_pid = saga_proc_spawn(args, &io);
-    read_first_line(worker_out, worker_err, addr, sizeof(addr));
-    cr_assert(strncmp(addr, "http://127.0.0.1:", 17) == 0, "address %s", addr);
+    saga_proc_io_t io = {.out = k->out, .err = k->err};
+    k->pid = saga_proc_spawn(args, &io);
+    read_first_line(k->out, k->err, k->addr, sizeof(k->addr));
+    cr_assert(strncmp(k->addr, "http://127.0.0.1:", 17) == 0 ||
+              strncmp(k->addr, "unix:/", 6) == 0, "address %s", k->addr);
     /* Submits find the sagas once the worker has published them. */
+    char running[64];
+    snprintf(running, sizeof(running), "worker %s: running", name);
     test_poll_t p = test_poll_start(15000);
     for (;;) {
-        char *log = saga_proc_slurp(worker_err);
-        bool running = strstr(log, "worker w1: running") != NULL;
-        if (running) {
+        char *log = saga_proc_slurp(k->err);
+        bool ok = strstr(log, running) != NULL;
+        if (ok) {
             free(log);
             return;
         }
         if (!test_poll_next(&p))
-            cr_assert_fail("the worker is not running after 15 s: %s", log);
+            cr_assert_fail("worker %s is not running after 15 s: %s", name, log);
         free(log);
     }
 }
+
+static void start_worker(const char *const *extra) { start_worker_as(&W[0], "w1", extra); }
 
 static void setup(void) {
     signal(SIGPIPE, SIG_IGN);
@@ -152,9 +174,13 @@ static int stop_proc(pid_t *pid) {
 
 static void teardown(void) {
     int s = stop_proc(&serve_pid);
-    int w = stop_proc(&worker_pid);
-    saga_proc_assert_clean(worker_err);
-    cr_expect_eq(w, 0, "the worker exits 0 on SIGTERM");
+    for (int i = 0; i < 2; i++) {
+        if (W[i].pid > 0)
+            kill(W[i].pid, SIGCONT); /* a test may have stopped it */
+        int w = stop_proc(&W[i].pid);
+        saga_proc_assert_clean(W[i].err);
+        cr_expect_eq(w, 0, "worker %s exits 0 on SIGTERM", W[i].name);
+    }
     cr_expect_eq(s, 0, "serve exits 0 on SIGTERM");
     redis_server_stop(&R);
     curl_global_cleanup();
@@ -184,12 +210,18 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
     return k;
 }
 
-/* GET base + path, with a bearer token or none. */
+/* GET base + path, with a bearer token or none; base "unix:PATH" goes
+ * through that socket. */
 static void get(const char *base, const char *path, const char *token, resp_t *out) {
     memset(out, 0, sizeof(*out));
     CURL *c = curl_easy_init();
     char url[1024], a[300];
-    snprintf(url, sizeof(url), "%s%s", base, path);
+    if (strncmp(base, "unix:", 5) == 0) {
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, base + 5);
+        snprintf(url, sizeof(url), "http://localhost%s", path);
+    } else {
+        snprintf(url, sizeof(url), "%s%s", base, path);
+    }
     curl_easy_setopt(c, CURLOPT_URL, url);
     struct curl_slist *h = NULL;
     if (token != NULL) {
@@ -222,22 +254,26 @@ static double sample(const char *text, const char *series) {
     return -1;
 }
 
-/* Polls the worker's /metrics until `series` reaches `want`; returns the
+/* Polls worker k's /metrics until `series` reaches `want`; returns the
  * last text (caller frees). */
-static char *wait_sample(const char *series, double want) {
+static char *wait_sample_of(const wk_t *k, const char *series, double want) {
     test_poll_t p = test_poll_start(20000);
     for (;;) {
         resp_t r;
-        get(addr, "/metrics", NULL, &r);
+        get(k->addr, "/metrics", NULL, &r);
         if (r.status == 200 && sample(r.body, series) >= want)
             return r.body;
         if (!test_poll_next(&p)) {
-            char *err = saga_proc_slurp(worker_err);
-            cr_assert_fail("%s did not reach %g within 20 s; metrics:\n%s\nworker log:\n%s",
-                           series, want, r.body, err);
+            char *err = saga_proc_slurp(k->err);
+            cr_assert_fail("%s: %s did not reach %g within 20 s; metrics:\n%s\nlog:\n%s",
+                           k->name, series, want, r.body, err);
         }
         free(r.body);
     }
+}
+
+static char *wait_sample(const char *series, double want) {
+    return wait_sample_of(&W[0], series, want);
 }
 
 static void submit(const char *saga) {
@@ -277,7 +313,7 @@ static void promtool_check(const char *what, const char *text) {
 Test(worker_metrics, counts_what_the_worker_did_and_passes_promtool) {
     start_worker(NULL);
     resp_t r;
-    get(addr, "/healthz", NULL, &r);
+    get(W[0].addr, "/healthz", NULL, &r);
     cr_assert_eq(r.status, 200, "/healthz: %ld %s", r.status, r.body);
     free(r.body);
 
@@ -364,17 +400,17 @@ Test(worker_metrics, a_token_file_guards_metrics_but_not_healthz) {
     const char *extra[] = {"--metrics-token-file", tokens, NULL};
     start_worker(extra);
     resp_t r;
-    get(addr, "/metrics", NULL, &r);
+    get(W[0].addr, "/metrics", NULL, &r);
     cr_assert_eq(r.status, 401, "no token: %ld %s", r.status, r.body);
     free(r.body);
-    get(addr, "/metrics", "wrong-token-0123456789", &r);
+    get(W[0].addr, "/metrics", "wrong-token-0123456789", &r);
     cr_assert_eq(r.status, 401, "a wrong token: %ld", r.status);
     free(r.body);
-    get(addr, "/metrics", READ_TOKEN, &r);
+    get(W[0].addr, "/metrics", READ_TOKEN, &r);
     cr_assert_eq(r.status, 200, "a read token: %ld %s", r.status, r.body);
     cr_assert_not_null(strstr(r.body, "# TYPE saga_worker_sagas_in_flight gauge"), "%s", r.body);
     free(r.body);
-    get(addr, "/healthz", NULL, &r);
+    get(W[0].addr, "/healthz", NULL, &r);
     cr_assert_eq(r.status, 200, "/healthz is open: %ld", r.status);
     free(r.body);
 }
@@ -395,4 +431,46 @@ Test(worker_metrics, without_a_token_file_only_loopback_is_taken) {
                            "--metrics", "not-an-address", NULL};
     st = saga_proc_run(args2, &io);
     cr_assert_eq(st, 2, "a malformed address is a usage error: %d", st);
+}
+
+/* w1 pauses (SIGSTOP, as a long GC-like pause or a cut-off would) with an
+ * attempt in flight; its lease runs out and w2 takes the saga over and
+ * finishes it; w1, continued, finds its next write fenced and drops the
+ * saga. */
+Test(worker_metrics, a_takeover_and_the_fenced_write_of_the_worker_taken_for_dead) {
+    start_worker(NULL);
+    submit("long");
+    free(wait_sample("saga_worker_sagas_started_total{saga=\"long\"}", 1));
+    cr_assert_eq(kill(W[0].pid, SIGSTOP), 0);
+    start_worker_as(&W[1], "w2", NULL);
+    free(wait_sample_of(&W[1], "saga_worker_takeovers_total", 1));
+    char *t = wait_sample_of(
+        &W[1], "saga_worker_sagas_finished_total{saga=\"long\",state=\"completed\"}", 1);
+    cr_assert_eq(sample(t, "saga_worker_sagas_started_total{saga=\"long\"}"), -1,
+                 "w2 did not create it: %s", t);
+    cr_assert_eq(sample(t, "saga_worker_step_attempts_total{saga=\"long\",step=\"nap\","
+                           "phase=\"action\",outcome=\"ok\"}"), 1, "%s", t);
+    promtool_check("w2", t);
+    free(t);
+    cr_assert_eq(kill(W[0].pid, SIGCONT), 0);
+    free(wait_sample("saga_worker_fenced_writes_total", 1));
+    t = wait_sample("saga_worker_sagas_finished_total{saga=\"long\",state=\"lost\"}", 1);
+    cr_assert_eq(sample(t, "saga_worker_sagas_finished_total{saga=\"long\",state=\"completed\"}"),
+                 -1, "w1 did not complete it: %s", t);
+    cr_assert_eq(sample(t, "saga_worker_takeovers_total"), 0, "%s", t);
+    promtool_check("w1", t);
+    free(t);
+}
+
+Test(worker_metrics, metrics_on_a_unix_socket) {
+    char sock[700];
+    snprintf(sock, sizeof(sock), "unix:%s/metrics.sock", dir);
+    const char *extra[] = {"--metrics", sock, NULL};
+    start_worker(extra);
+    cr_assert_str_eq(W[0].addr, sock, "the address printed is the socket's");
+    submit("quick");
+    char *t = wait_sample("saga_worker_sagas_finished_total{saga=\"quick\",state=\"completed\"}",
+                          1);
+    promtool_check("the worker (unix socket)", t);
+    free(t);
 }
