@@ -3,12 +3,20 @@
 # saga needs and this machine lacks. Does nothing when all is there.
 #
 #   scripts/deps.sh [--fuzz]     --fuzz adds clang and its fuzzer runtime
+#
+# `prometheus` is there for its promtool (tests/http/test_worker_metrics.c
+# runs `promtool check metrics`); its server is never started: its postinst
+# runs `invoke-rc.d prometheus start`, which in a container without systemd
+# would start the daemon from /etc/init.d (or fail the install when it
+# cannot start), so the install runs under a policy-rc.d that denies every
+# start (exit 101), and on a host run by systemd the unit it enables is
+# disabled again.
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
       libyaml-dev libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libjemalloc-dev
       libh2o-dev
-      libcriterion-dev redis-server redis-tools curl)
+      libcriterion-dev redis-server redis-tools curl prometheus)
 [ "${1:-}" = "--fuzz" ] && pkgs+=(clang libclang-rt-14-dev)
 
 missing=()
@@ -27,6 +35,19 @@ if [ "$(id -u)" -ne 0 ]; then
     sudo=sudo
 fi
 echo "deps.sh: installing ${missing[*]}" >&2
+
+# No service starts during the install (see the top); a policy-rc.d that
+# is there already (Docker images have one) is left as it is.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# deps.sh: no service starts while saga installs its packages\nexit 101\n' |
+        $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable prometheus.service >/dev/null 2>&1 || true
+fi

@@ -15,11 +15,14 @@
 
 #include "cli/cli.h"
 #include "cli/cli_store.h"
+#include "http/http_auth.h"
+#include "http/http_server.h"
 #include "util/log.h"
 #include "saga/errors.h"
 #include "saga/worker.h"
 
 #define DEFAULT_GRACE_MS 30000
+#define METRICS_GRACE_MS 2000u /* for scrapes in flight when the worker stopped */
 
 typedef struct worker_cli_s {
     uv_loop_t loop;
@@ -33,6 +36,10 @@ typedef struct worker_cli_s {
     int signals;
     int exit_code;
     saga_strv_t plugins;
+    saga_http_server_t *http;     /* --metrics */
+    saga_http_server_options_t ho;
+    saga_http_tokens_t *tokens;   /* --metrics-token-file */
+    bool http_left;               /* its grace ran out with connections open */
     char name[160];
 } worker_cli_t;
 
@@ -52,6 +59,12 @@ static void usage(FILE *out) {
           "                          (default HOST:PID)\n"
           "      --lease DURATION    ownership lease, renewed every third (default 10s)\n"
           "      --grace DURATION    on SIGTERM, time for attempts in flight (default 30s)\n"
+          "      --metrics ADDR      serve /metrics (Prometheus) and /healthz on HOST:PORT\n"
+          "                          (port 0: any free port) or unix:PATH; the first line\n"
+          "                          on stdout is the address (docs/operations.md)\n"
+          "      --metrics-token-file FILE  bearer tokens for /metrics, one per line:\n"
+          "                          TOKEN or TOKEN read; without it, --metrics takes\n"
+          "                          only loopback or a unix socket\n"
           "  -h, --help              show this help\n"
           "\n"
           "A first SIGTERM/SIGINT stops taking work, lets attempts in flight finish\n"
@@ -62,13 +75,91 @@ static void usage(FILE *out) {
 
 static void on_store_closed(void *data) {
     worker_cli_t *c = data;
+    if (c->http_left) {
+        uv_stop(&c->loop); /* the server's handles stay: exit without them */
+        return;
+    }
     saga_cli_signals_close(&c->sigint, &c->sigterm);
+}
+
+static void on_http_stopped(bool clean, void *data) {
+    worker_cli_t *c = data;
+    if (!clean) {
+        saga_warn("worker %s: %zu metrics connection(s) still open after %u ms; exiting "
+                  "anyway", c->name, saga_http_server_connections(c->http), METRICS_GRACE_MS);
+        c->http_left = true;
+    }
+    c->http = NULL;
+    saga_cli_store_close(&c->cs, on_store_closed, c);
+}
+
+/* The end: the metrics server (served until the worker stopped), then
+ * the store. */
+static void finish(worker_cli_t *c) {
+    if (c->http != NULL)
+        saga_http_server_stop(c->http, METRICS_GRACE_MS, on_http_stopped, c);
+    else
+        saga_cli_store_close(&c->cs, on_store_closed, c);
 }
 
 static void on_worker_stopped(void *data) {
     worker_cli_t *c = data;
     saga_info("worker %s: stopped", c->name);
-    saga_cli_store_close(&c->cs, on_store_closed, c);
+    finish(c);
+}
+
+/* ---- --metrics: GET /metrics and /healthz ---- */
+
+static void h_healthz(saga_http_req_t *r, void *data) {
+    (void)data;
+    saga_http_respond_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void h_metrics(saga_http_req_t *r, void *data) {
+    worker_cli_t *c = data;
+    if (c->worker == NULL) {
+        saga_http_respond_error(r, 503, "starting", "the worker is not running yet");
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL) {
+        saga_http_respond_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    int rc = saga_worker_metrics(c->worker, f);
+    if (fclose(f) != 0 || rc != 0) {
+        free(text);
+        saga_http_respond_error(r, 500, "internal", "cannot write the metrics: %s",
+                                saga_strerror(rc != 0 ? rc : -ENOMEM));
+        return;
+    }
+    saga_http_respond_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+/* Kept by reference by the server: static, with the CLI state as data. */
+static saga_http_route_t metrics_routes[2];
+
+/* Starts the metrics server before anything else, so that a bad address
+ * is a usage error at once. Returns 0 or the exit code. */
+static int start_metrics(worker_cli_t *c) {
+    metrics_routes[0] = (saga_http_route_t){"GET", "/healthz", SAGA_HTTP_OPEN, h_healthz, c};
+    metrics_routes[1] = (saga_http_route_t){"GET", "/metrics", SAGA_HTTP_READ, h_metrics, c};
+    char err[512];
+    int rc = saga_http_server_new(&c->loop, &c->ho, metrics_routes, 2, &c->http, err,
+                                  sizeof(err));
+    if (rc != 0) {
+        saga_cli_error("worker: --metrics: %s", err);
+        return rc == -EINVAL || rc == -EPERM ? SAGA_EXIT_USAGE : SAGA_EXIT_ERROR;
+    }
+    printf("%s\n", saga_http_server_address(c->http));
+    fflush(stdout);
+    saga_info("worker %s: metrics on %s/metrics (%s)", c->name,
+              saga_http_server_address(c->http),
+              c->tokens != NULL ? "bearer tokens required" : "no authentication: loopback only");
+    return 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -83,7 +174,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     if (c->worker != NULL)
         saga_worker_stop(c->worker, c->grace_ms, on_worker_stopped, c);
     else
-        saga_cli_store_close(&c->cs, on_store_closed, c);
+        finish(c);
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -153,7 +244,7 @@ static void on_store(saga_cli_store_t *cs, int status, void *data) {
     char err[512];
     if (status != 0) {
         c->exit_code = SAGA_EXIT_ERROR;
-        saga_cli_store_close(cs, on_store_closed, c);
+        finish(c);
         return;
     }
     c->wo.url = &cs->url;
@@ -161,7 +252,7 @@ static void on_store(saga_cli_store_t *cs, int status, void *data) {
     if (c->worker == NULL) {
         saga_cli_error("%s", err);
         c->exit_code = SAGA_EXIT_ERROR;
-        saga_cli_store_close(cs, on_store_closed, c);
+        finish(c);
         return;
     }
     int served = load_defs(c);
@@ -199,6 +290,8 @@ int saga_cli_worker(int argc, char **argv) {
         {"name", required_argument, NULL, 'n'},
         {"lease", required_argument, NULL, 'l'},
         {"grace", required_argument, NULL, 'g'},
+        {"metrics", required_argument, NULL, 'M'},
+        {"metrics-token-file", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -206,6 +299,7 @@ int saga_cli_worker(int argc, char **argv) {
     memset(&c, 0, sizeof(c));
     c.grace_ms = DEFAULT_GRACE_MS;
     saga_cli_store_opts_t so = {0};
+    const char *token_file = NULL;
     int opt, rc = SAGA_EXIT_USAGE;
     while ((opt = getopt_long(argc, argv, "p:h", opts, NULL)) != -1) {
         if (saga_cli_store_option(&so, opt, optarg))
@@ -236,6 +330,8 @@ int saga_cli_worker(int argc, char **argv) {
             if (parse_duration_opt("--grace", optarg, &c.grace_ms) != 0)
                 goto out;
             break;
+        case 'M': c.ho.listen = optarg; break;
+        case 'T': token_file = optarg; break;
         case 'h': usage(stdout); rc = SAGA_EXIT_OK; goto out;
         default: usage(stderr); goto out;
         }
@@ -251,6 +347,19 @@ int saga_cli_worker(int argc, char **argv) {
                        "share one Redis");
         goto out;
     }
+    if (token_file != NULL && c.ho.listen == NULL) {
+        saga_cli_error("worker: --metrics-token-file needs --metrics");
+        goto out;
+    }
+    if (token_file != NULL) {
+        char err[512];
+        c.tokens = saga_http_tokens_load(token_file, err, sizeof(err));
+        if (c.tokens == NULL) {
+            fprintf(stderr, "%s\n", err);
+            goto out;
+        }
+        c.ho.tokens = c.tokens;
+    }
     if (c.name[0] == '\0') {
         char host[128] = "localhost";
         gethostname(host, sizeof(host) - 1);
@@ -259,20 +368,28 @@ int saga_cli_worker(int argc, char **argv) {
     c.wo.name = c.name;
     c.wo.plugin_dirs = (const char *const *)c.plugins.v;
     uv_loop_init(&c.loop);
+    if (c.ho.listen != NULL && (rc = start_metrics(&c)) != 0) {
+        uv_run(&c.loop, UV_RUN_DEFAULT); /* what the server opened closes */
+        uv_loop_close(&c.loop);
+        goto out;
+    }
     saga_cli_signals_start(&c.loop, &c.sigint, &c.sigterm, on_signal, &c);
     rc = saga_cli_store_open(&c.cs, &c.loop, &so, on_store, &c);
     if (rc != 0) {
         saga_cli_signals_close(&c.sigint, &c.sigterm);
+        if (c.http != NULL)
+            saga_http_server_stop(c.http, 0, NULL, NULL);
         uv_run(&c.loop, UV_RUN_DEFAULT);
         uv_loop_close(&c.loop);
         goto out;
     }
     uv_run(&c.loop, UV_RUN_DEFAULT);
     saga_worker_free(c.worker);
-    if (uv_loop_close(&c.loop) != 0)
+    if (!c.http_left && uv_loop_close(&c.loop) != 0)
         saga_error("internal: a libuv handle was left open at exit");
     rc = c.exit_code;
 out:
+    saga_http_tokens_free(c.tokens);
     saga_strv_free(&c.plugins);
     return rc;
 }

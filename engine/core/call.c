@@ -221,8 +221,10 @@ static void on_timeout(saga_deadline_t *d) {
     char msg[96];
     snprintf(msg, sizeof(msg), "timed out after %llu ms", (unsigned long long)timeout);
     saga__inst_hold(inst);
+    inst->timing_out = true; /* for the progress report (metrics) */
     saga__inst_on_result(inst, step, phase, SAGA_OUTCOME_TECHNICAL, msg,
                          strlen(msg), 0, false, elapsed);
+    inst->timing_out = false;
     saga__inst_unhold(inst);
 }
 

@@ -95,6 +95,7 @@ struct saga_inst_s {
     bool resumed;             /* came from the store */
     bool finished;            /* on_finished reported; free when unheld */
     bool lost;                /* the store refused us: stop everything */
+    bool timing_out;          /* the result being handled is a timeout's */
     int lost_status;          /* why it was lost (a negative code) */
     bool quiet;               /* do not report (failure returned instead) */
     saga__wbuf_t *pending;    /* decided since the last write; NULL: nothing

@@ -318,6 +318,7 @@ static void progress(saga_inst_t *inst, saga_progress_kind_t kind,
         .will_retry = will_retry,
         .retry_in_ms = retry_in,
         .state = inst->state,
+        .timed_out = kind == SAGA_PROGRESS_CALL_FAILED && inst->timing_out,
     };
     saga__engine_progress(inst->engine, &p);
 }

@@ -933,10 +933,12 @@ static void on_conn_event(saga_redis_t *conn, saga_redis_event_t ev,
                 start_checks(st);
             return;
         }
-        if (ln->was_ready)
+        if (ln->was_ready) {
+            st->stats.reconnects++;
             saga_info("redis %s: connected again; resending %s",
                       saga_redis_display(ln->conn),
                       ln->head ? "pending transitions" : "nothing");
+        }
         ln->was_ready = true;
         ln->lib_ok = false;
         check_library(ln, on_lane_library, ln);

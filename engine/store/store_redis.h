@@ -68,12 +68,14 @@ saga_redis_t *saga_store_redis_conn(saga_store_t *s);
  * for a store that is not a Redis store. */
 bool saga_store_redis_available(saga_store_t *s);
 
-/* Counters for benchmarks: commands sent (resends included) and replies. */
+/* Counters for benchmarks and metrics: commands sent (resends included),
+ * replies, reconnects. */
 typedef struct saga_store_redis_stats_s {
     uint64_t commands;
     uint64_t writes;
     uint64_t resent;
     uint64_t gc_removed;  /* finished sagas whose retention ran out, removed */
+    uint64_t reconnects;  /* a connection that had been up came up again */
     unsigned connections;
 } saga_store_redis_stats_t;
 

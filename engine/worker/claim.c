@@ -75,6 +75,7 @@ typedef struct claim_s {
     char id[SAGA_ID_MAX + 1];
     char dead[NAME_MAX_LEN];         /* FROM_DEAD: whose set it was found in */
     char expected[NAME_MAX_LEN];     /* owner expected in the record */
+    char hash[65];                   /* its definition's */
     uint64_t fence;
 } claim_t;
 
@@ -107,7 +108,9 @@ static void on_claim_resumed(int status, const char *msg, void *data) {
     claim_t *cl = data;
     saga_worker_t *w = cl->w;
     if (status == 0) {
-        saga__worker_own(w, cl->id, cl->fence);
+        const saga_def_t *def = saga_engine_lookup(w->engine, cl->hash);
+        saga__worker_own(w, cl->id, def ? def->name : NULL, cl->fence, true);
+        saga__worker_metrics_takeover(w);
         saga_info("worker %s: took over saga %s (fence %" PRIu64 ")", w->name, cl->id, cl->fence);
     } else if (status != SAGA_EEXIST) {
         saga_error("worker %s: claimed saga %s but cannot resume it: %s", w->name, cl->id,
@@ -179,6 +182,7 @@ static void on_candidate(int status, const saga_lease_candidate_t *c, const char
         claim_end(cl);
         return;
     }
+    snprintf(cl->hash, sizeof(cl->hash), "%s", c->def);
     if (strcmp(c->owner, w->name) == 0) {
         /* Ours already (a claim whose answer was lost): resume it. */
         cl->fence = c->fence;

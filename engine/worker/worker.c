@@ -27,6 +27,7 @@
 #include "saga/errors.h"
 #include "store/intake.h"
 #include "store/lease.h"
+#include "store/store_timed.h"
 #include "util/bytes.h"
 #include "util/log.h"
 #include "util/strmap.h"
@@ -55,24 +56,23 @@ void saga__worker_answered(saga_worker_t *w) {
         stop_step(w);
 }
 
-/* Map values embed their key, so a delete frees one block. */
-typedef struct owned_s {
-    uint64_t fence;
-    char id[];
-} owned_t;
-
 typedef struct pend_s {
     char entry[SAGA_INTAKE_ENTRY_MAX + 1]; /* the intake entry to acknowledge */
     char id[];
 } pend_t;
 
-int saga__worker_own(saga_worker_t *w, const char *id, uint64_t fence) {
+int saga__worker_own(saga_worker_t *w, const char *id, const char *saga, uint64_t fence,
+                     bool live) {
     size_t n = strlen(id) + 1;
-    owned_t *o = malloc(sizeof(*o) + n);
+    size_t sn = strlen(saga ? saga : "") + 1;
+    saga__owned_t *o = malloc(sizeof(*o) + n + sn);
     if (o == NULL)
         return -ENOMEM;
     o->fence = fence;
+    o->live = live;
     memcpy(o->id, id, n);
+    memcpy(o->id + n, saga ? saga : "", sn);
+    o->saga = o->id + n;
     void *old = NULL;
     if (saga_strmap_put(&w->owned, o->id, o, &old) != 0) {
         free(o);
@@ -200,7 +200,8 @@ static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
             int rc = p ? saga_engine_start(w->engine, d, rq->id, input, NULL, err, sizeof(err))
                        : -ENOMEM;
             if (rc == 0) {
-                saga__worker_own(w, rq->id, 1); /* the first owner's fence */
+                /* The first owner's fence; live once the creation is durable. */
+                saga__worker_own(w, rq->id, saga_engine_def(d)->name, 1, false);
             } else {
                 if (p != NULL)
                     free(saga_strmap_del(&w->pending, rq->id));
@@ -316,6 +317,13 @@ static void on_intake_event(saga_intake_t *in, saga_intake_event_t ev, const cha
 static void on_created(saga_engine_t *e, const char *id, int status, void *data) {
     saga_worker_t *w = data;
     (void)e;
+    if (status == 0) {
+        saga__owned_t *o = saga_strmap_get(&w->owned, id);
+        if (o != NULL && !o->live) {
+            o->live = true;
+            saga__worker_metrics_started(w, o->saga);
+        }
+    }
     pend_t *p = saga_strmap_del(&w->pending, id);
     if (p == NULL)
         return;
@@ -329,8 +337,12 @@ static void on_finished(saga_engine_t *e, const char *id, saga_state_t state, in
                         void *data) {
     saga_worker_t *w = data;
     (void)e;
-    owned_t *o = saga_strmap_get(&w->owned, id);
+    saga__owned_t *o = saga_strmap_get(&w->owned, id);
     uint64_t fence = o ? o->fence : 0;
+    /* Counted once per saga that existed under this worker: a creation
+     * refused (a duplicate id included) never started here. */
+    if (o != NULL && o->live)
+        saga__worker_metrics_finished(w, o->saga, status != 0 ? "lost" : saga_state_name(state));
     if (status == SAGA_EEXIST) {
         /* Submitted twice: the first one runs (or ran) somewhere. */
     } else if (status != 0) {
@@ -563,11 +575,17 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     /* The intake first, the engine last: a failure after the engine exists
      * would leave its timers in the loop. The intake's connection is
      * closed (not just freed) when the engine cannot be created. */
+    if (saga__worker_metrics_init(w) != 0 ||
+        (w->timed = saga_store_timed_new(store, saga__worker_metrics_write, w)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (saga_intake_new(loop, store, opt->url, w->name, on_intake_event, w, &w->intake, err,
                         errlen) != 0)
         goto fail;
     saga_engine_options_t eo = {
-        .store = store,
+        .store = w->timed,
+        .on_progress = saga__worker_metrics_progress,
         .plugin_dirs = opt->plugin_dirs,
         .worker = w->name,
         .on_finished = on_finished,
@@ -586,6 +604,8 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
 fail:
     saga_intake_close(w->intake, NULL, NULL);
     free_maps(w);
+    saga_store_timed_free(w->timed);
+    saga__worker_metrics_free(w);
     free(w->name);
     free(w);
     return NULL;
@@ -684,7 +704,7 @@ static void on_engine_down(void *data) {
     void *v;
     size_t n = 0;
     for (size_t pos = 0; saga_strmap_next(&w->owned, &pos, &k, &v);) {
-        saga__worker_release(w, k, ((owned_t *)v)->fence, true);
+        saga__worker_release(w, k, ((saga__owned_t *)v)->fence, true);
         n++;
     }
     if (n > 0)
@@ -713,6 +733,8 @@ void saga_worker_free(saga_worker_t *w) {
     saga_engine_free(w->engine);
     free_maps(w);
     free_pubs(w);
+    saga_store_timed_free(w->timed);
+    saga__worker_metrics_free(w);
     free(w->name);
     free(w);
 }

@@ -18,6 +18,7 @@
 #include "saga/engine.h"
 #include "saga/worker.h"
 #include "store/intake.h"
+#include "util/metrics.h"
 #include "util/strmap.h"
 
 /* A definition's name to publish at start (name -> hash). */
@@ -27,6 +28,9 @@ typedef struct saga__pub_s {
     char hash[65];
     char name[];
 } saga__pub_t;
+
+/* The worker's metrics (worker_metrics.c). */
+typedef struct saga__worker_metrics_s saga__worker_metrics_t;
 
 struct saga_worker_s {
     uv_loop_t *loop;
@@ -70,14 +74,29 @@ struct saga_worker_s {
     void *started_data;
     void (*done)(void *);
     void *done_data;
+    saga_store_t *timed;      /* the engine's store: `store` with its writes
+                                 timed (store/store_timed.h) */
+    saga__worker_metrics_t *m;
 };
 
 /* Sagas this worker can take on now (running, loading and being claimed
  * count against its concurrency). */
 size_t saga__worker_capacity(const saga_worker_t *w);
 
-/* Notes that saga `id` runs here under `fence`. Returns 0 or -ENOMEM. */
-int saga__worker_own(saga_worker_t *w, const char *id, uint64_t fence);
+/* A saga running here: map values embed their key (and the saga's name),
+ * so a delete frees one block. */
+typedef struct saga__owned_s {
+    uint64_t fence;
+    bool live;                /* exists in the store under us: created here
+                                 durably, or taken over (metrics count it) */
+    const char *saga;         /* its definition's name, in the block */
+    char id[];
+} saga__owned_t;
+
+/* Notes that saga `id` (of definition `saga`, may be NULL) runs here under
+ * `fence`; `live` as above. Returns 0 or -ENOMEM. */
+int saga__worker_own(saga_worker_t *w, const char *id, const char *saga, uint64_t fence,
+                     bool live);
 
 /* Asks for as many start requests as there is room for. */
 void saga__worker_read_intake(saga_worker_t *w);
@@ -96,6 +115,25 @@ void saga__worker_answered(saga_worker_t *w);
 typedef void (*saga__def_cb)(saga_worker_t *w, saga_engine_def_t *d, void *data);
 void saga__worker_ensure_def(saga_worker_t *w, const char *hash, saga__def_cb cb,
                              void *data);
+
+/* ---- worker_metrics.c ---- */
+
+/* Creates the worker's registry and families into w->m. Returns 0 or
+ * -ENOMEM (w->m NULL). */
+int saga__worker_metrics_init(saga_worker_t *w);
+
+/* Frees w->m. Accepts a worker without. */
+void saga__worker_metrics_free(saga_worker_t *w);
+
+/* What the engine reports (its on_progress), and the worker's own events.
+ * Each does nothing when w->m is NULL. */
+void saga__worker_metrics_progress(const saga_progress_t *p, void *data);
+void saga__worker_metrics_started(saga_worker_t *w, const char *saga);
+void saga__worker_metrics_finished(saga_worker_t *w, const char *saga, const char *state);
+void saga__worker_metrics_takeover(saga_worker_t *w);
+
+/* The timed store's hook: a checkpoint write acknowledged. */
+void saga__worker_metrics_write(int status, uint64_t elapsed_ns, void *data);
 
 /* ---- claim.c ---- */
 

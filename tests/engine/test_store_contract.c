@@ -4,10 +4,12 @@
  * (store_memory.c) and the Redis store (store_redis.c) on a real
  * redis-server.
  *
- * Every test body is written once (CONTRACT below) and registered in three
- * suites, whose set-up opens that backend: store_memory, store_redis, and
+ * Every test body is written once (CONTRACT below) and registered in four
+ * suites, whose set-up opens that backend: store_memory, store_redis,
  * store_redis_split (the Redis store as on Redis Cluster: the index of
- * sagas kept by separate commands around the writes).
+ * sagas kept by separate commands around the writes), and store_timed (the
+ * timing decorator, store_timed.c, over a memory store: it must keep the
+ * contract of the store it wraps).
  * Every call goes through CALL(), which marks the time spent inside the
  * store's function: a callback that runs then fails the test (callbacks
  * never run from inside the call that registered them). Waits poll the
@@ -29,6 +31,7 @@
 #include "saga/store.h"
 #include "store/store_memory.h"
 #include "store/store_redis.h"
+#include "store/store_timed.h"
 
 #define DEADLINE_MS 10000
 
@@ -121,6 +124,24 @@ static void memory_setup(void) {
     cr_assert_not_null(S);
 }
 
+/* What the timed store's hook saw. */
+static int timed_hooks;
+static int timed_last_status;
+static uint64_t timed_last_ns;
+static void on_timed(int status, uint64_t elapsed_ns, void *data) {
+    (void)data;
+    timed_hooks++;
+    timed_last_status = status;
+    timed_last_ns = elapsed_ns;
+}
+
+static void timed_setup(void) {
+    memory_setup();
+    timed_hooks = 0;
+    S = saga_store_timed_new(S, on_timed, NULL);
+    cr_assert_not_null(S);
+}
+
 static void redis_setup(void) {
     common_setup();
     redis = true;
@@ -169,6 +190,7 @@ static void teardown(void) {
 TestSuite(store_memory, .init = memory_setup, .fini = teardown, .timeout = 60);
 TestSuite(store_redis, .init = redis_setup, .fini = teardown, .timeout = 60);
 TestSuite(store_redis_split, .init = redis_split_setup, .fini = teardown, .timeout = 60);
+TestSuite(store_timed, .init = timed_setup, .fini = teardown, .timeout = 60);
 
 /* One body, registered in every suite. */
 #define CONTRACT(name)                                                         \
@@ -176,6 +198,7 @@ TestSuite(store_redis_split, .init = redis_split_setup, .fini = teardown, .timeo
     Test(store_memory, name) { body_##name(); }                                \
     Test(store_redis, name) { body_##name(); }                                 \
     Test(store_redis_split, name) { body_##name(); }                           \
+    Test(store_timed, name) { body_##name(); }                                 \
     static void body_##name(void)
 
 /* ---------------------------------------------------------------------- */
@@ -868,4 +891,35 @@ CONTRACT(a_call_that_fails_never_runs_its_callback) {
     cr_assert_eq(write1("after-1", 1, 0, SAGA_WRITE_CREATE, "state", "running"), 0);
     cr_assert_eq(r.calls, rc != 0 ? 0 : 1, "call returned %d, its callback ran %d times",
                  rc, r.calls);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The timed store's own part: its hook                                    */
+/* ---------------------------------------------------------------------- */
+
+Test(store_timed, the_hook_sees_every_answered_write_with_its_status_before_the_caller) {
+    cr_assert_eq(write1("t-1", 1, 0, SAGA_WRITE_CREATE, "input", "{}"), 0);
+    cr_assert_eq(timed_hooks, 1, "one hook per write: %d", timed_hooks);
+    cr_assert_eq(timed_last_status, 0);
+    cr_assert(timed_last_ns > 0 && timed_last_ns < 10000000000ull,
+              "elapsed %llu ns", (unsigned long long)timed_last_ns);
+    cr_assert_eq(write1("t-1", 1, 0, SAGA_WRITE_CREATE, "input", "{}"), SAGA_EEXIST);
+    cr_assert_eq(timed_hooks, 2);
+    cr_assert_eq(timed_last_status, SAGA_EEXIST, "the hook gets the refusal");
+    cr_assert(saga_store_timed_inner(S) != NULL);
+    cr_assert_null(saga_store_timed_inner(saga_store_timed_inner(S)),
+                   "a memory store is not a timed one");
+}
+
+Test(store_timed, freeing_the_decorator_with_a_write_in_flight_passes_the_answer_on) {
+    saga_store_t *inner = saga_store_timed_inner(S);
+    saga_kv_t f[] = {kv("input", "{}")};
+    saga_store_write_t w = {"t-2", 1, 0, SAGA_WRITE_CREATE, "w", f, 1, NULL, 0};
+    wres_t r = {0};
+    cr_assert_eq(S->ops->write(S, &w, on_write, &r), 0);
+    saga_store_timed_free(S); /* freed once the write is answered */
+    S = inner;
+    run_until(&r.calls, 1, "the write's answer");
+    cr_assert_eq(r.status, 0);
+    cr_assert_eq(timed_hooks, 0, "no hook after the decorator was freed");
 }

@@ -53,6 +53,8 @@ typedef struct saga_progress_s {
     bool will_retry;
     uint64_t retry_in_ms;
     saga_state_t state;      /* STATE: the new state */
+    bool timed_out;          /* CALL_FAILED: the attempt timed out (outcome
+                                TECHNICAL); false for other failures */
 } saga_progress_t;
 
 typedef struct saga_engine_options_s {

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <uv.h>
 
@@ -81,5 +82,13 @@ void saga_worker_free(saga_worker_t *w);
 
 /* Sagas running in this worker now. */
 size_t saga_worker_active(const saga_worker_t *w);
+
+/* Writes the worker's metrics in the Prometheus text format (0.0.4):
+ * sagas started, finished (by saga and final state, `lost` included), in
+ * flight; step attempts (by saga, step, phase, outcome) and their
+ * durations; checkpoint-write latency; takeovers, fenced writes, Redis
+ * reconnects (docs/operations.md, "Metrics"). Loop thread only. Returns 0,
+ * -EIO when `out` failed, or -ENOMEM when the worker has no metrics. */
+int saga_worker_metrics(saga_worker_t *w, FILE *out);
 
 #endif
