@@ -303,6 +303,10 @@ void saga_http_respond_text(saga_http_req_t *r, int status, const char *content_
                    strlen(content_type));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
                    H2O_STRLIT("no-store"));
+    /* A known length keeps the connection alive: without one, h2o 2.2
+     * chunks a 200 and closes the connection after any other status
+     * (lib/handler/chunked.c), so every 201 or 404 cost a new connection. */
+    req->res.content_length = len;
     double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
     count_request(r->srv, r->route, status, secs);
     h2o_send_inline(req, body, len);

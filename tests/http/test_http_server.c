@@ -291,6 +291,37 @@ Test(http_server, routes_params_and_json_errors) {
     free(S.metrics);
 }
 
+/* Every answer keeps the connection (h2o closes one after a non-200 whose
+ * length it does not know): a 404 then a 201 on one connection. */
+Test(http_server, connections_are_kept_alive_after_any_status) {
+    start("127.0.0.1:0", false, 0);
+    CURL *c = curl_easy_init();
+    char url[512];
+    resp_t r;
+    memset(&r, 0, sizeof(r));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    const char *paths[] = {"/nothing", "/v1/items", "/v1/items/a", "/v1/items"};
+    const char *methods[] = {"GET", "POST", "DELETE", "POST"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(url, sizeof(url), "%s%s", S.address, paths[i]);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        if (strcmp(methods[i], "POST") == 0)
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
+        else
+            curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, methods[i]);
+        r.len = 0;
+        cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+        long connects = -1;
+        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects);
+        cr_assert_eq(connects, i == 0 ? 1 : 0, "request %d opened %ld connection(s)", i, connects);
+    }
+    curl_easy_cleanup(c);
+    stop();
+    free(S.metrics);
+}
+
 Test(http_server, bearer_tokens_full_read_and_none) {
     start("127.0.0.1:0", true, 0);
     resp_t r;
