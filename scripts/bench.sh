@@ -6,7 +6,7 @@
 # the raw figures (one JSON object per run) in bench/results.jsonl.
 # docs/benchmarks.md says what each figure means.
 #
-#   bash scripts/bench.sh               everything (about 10-15 minutes)
+#   bash scripts/bench.sh               everything (about 15 minutes)
 #   SAGA_BENCH_QUICK=1 bash scripts/bench.sh   short runs (a smoke test)
 #   SAGA_BENCH_KEEP=1 ...               keep the temp dir (logs, AOF files)
 #   SAGA_BENCH_REPS=N ...               runs per throughput/latency point (default 3; QUICK: 1)
@@ -22,23 +22,7 @@ COMMAND="bash scripts/bench.sh"
 # ------------------------------------------------------------------------
 # Dependencies and build
 # ------------------------------------------------------------------------
-bash scripts/deps.sh
-extra=()
-for p in gnuplot-nox jq; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-        extra+=("$p")
-done
-if [ ${#extra[@]} -gt 0 ]; then
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || { echo "bench.sh: need root (or sudo) to install: ${extra[*]}" >&2; exit 1; }
-        sudo=sudo
-    fi
-    echo "bench.sh: installing ${extra[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        "${extra[@]}" >/dev/null
-fi
+bash scripts/deps.sh --bench
 
 echo "== build (Release, $BUILD)" >&2
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSAGA_TESTS=OFF >/dev/null
@@ -509,5 +493,12 @@ jq -rs \
    --arg best_e "$BEST_EVERYSEC" --arg best_a "$BEST_ALWAYS" \
    --arg quick "$QUICK" \
    -f "$ROOT/bench/results.jq" "$RAW" >"$OUT/RESULTS.md"
+# ------------------------------------------------------------------------
+# The HTTP API (saga serve, issue 17): its section of RESULTS.md
+# ------------------------------------------------------------------------
+log "the HTTP API (bench/api_bench.sh)"
+API_SECS=10
+[ "$QUICK" = 1 ] && API_SECS=3
+SAGA_API_BENCH_SECONDS=$API_SECS bash "$ROOT/bench/api_bench.sh" "$BUILD" >>"$OUT/RESULTS.md"
 log "wrote bench/RESULTS.md, bench/throughput.png, bench/results.jsonl"
 sed -n '/^## Targets/,/^## /p' "$OUT/RESULTS.md" | sed '$d' >&2

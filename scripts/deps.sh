@@ -2,7 +2,10 @@
 # Installs, from Debian's packages, whatever building, testing and running
 # saga needs and this machine lacks. Does nothing when all is there.
 #
-#   scripts/deps.sh [--fuzz]     --fuzz adds clang and its fuzzer runtime
+#   scripts/deps.sh [--tests] [--bench] [--fuzz]
+#     --tests   what only the test suite needs (prometheus, for promtool)
+#     --bench   what only the benchmarks need (wrk, jq, gnuplot-nox)
+#     --fuzz    clang and its fuzzer runtime
 #
 # `prometheus` is there for its promtool (tests/http/test_worker_metrics.c
 # runs `promtool check metrics`); its server is never started: its postinst
@@ -16,8 +19,15 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libyaml-dev libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libjemalloc-dev
       libh2o-dev
-      libcriterion-dev redis-server redis-tools curl prometheus)
-[ "${1:-}" = "--fuzz" ] && pkgs+=(clang libclang-rt-14-dev)
+      libcriterion-dev redis-server redis-tools curl)
+for arg in "$@"; do
+    case $arg in
+    --tests) pkgs+=(prometheus) ;;
+    --bench) pkgs+=(wrk jq gnuplot-nox) ;;
+    --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    *) echo "deps.sh: unknown option '$arg' (--tests, --bench, --fuzz)" >&2; exit 2 ;;
+    esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do

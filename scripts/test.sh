@@ -8,7 +8,7 @@
 #   SAGA_SKIP_ASAN=1 scripts/test.sh   the normal run only
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh --tests
 
 jobs=$(nproc 2>/dev/null || echo 2)
 logs=$(mktemp -d)
