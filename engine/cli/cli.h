@@ -56,6 +56,10 @@ void saga_cli_signals_start(uv_loop_t *loop, uv_signal_t *sigint, uv_signal_t *s
 /* Closes both (no callback needed: they are the caller's). */
 void saga_cli_signals_close(uv_signal_t *sigint, uv_signal_t *sigterm);
 
+/* Reads a bearer token file (--token-file, --metrics-token-file). Returns
+ * the tokens, or NULL with "FILE:LINE: error: ..." printed on stderr. */
+struct saga_http_tokens_s *saga_cli_tokens_load(const char *path);
+
 /* Prints "saga: error: ..." on stderr. */
 void saga_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "http/http_auth.h"
 
 #define INPUT_MAX_BYTES (16u * 1024u * 1024u)
 
@@ -85,4 +86,12 @@ void saga_cli_signals_start(uv_loop_t *loop, uv_signal_t *sigint, uv_signal_t *s
 void saga_cli_signals_close(uv_signal_t *sigint, uv_signal_t *sigterm) {
     uv_close((uv_handle_t *)sigint, NULL);
     uv_close((uv_handle_t *)sigterm, NULL);
+}
+
+struct saga_http_tokens_s *saga_cli_tokens_load(const char *path) {
+    char err[512];
+    saga_http_tokens_t *t = saga_http_tokens_load(path, err, sizeof(err));
+    if (t == NULL)
+        fprintf(stderr, "%s\n", err);
+    return t;
 }

@@ -255,15 +255,8 @@ int saga_cli_serve(int argc, char **argv) {
         usage(stderr);
         goto out;
     }
-    if (token_file != NULL) {
-        char err[512];
-        c.tokens = saga_http_tokens_load(token_file, err, sizeof(err));
-        if (c.tokens == NULL) {
-            fprintf(stderr, "%s\n", err);
-            goto out;
-        }
-        c.ho.tokens = c.tokens;
-    }
+    if (token_file != NULL && (c.ho.tokens = c.tokens = saga_cli_tokens_load(token_file)) == NULL)
+        goto out;
     raise_fd_limit();
     uv_loop_init(&c.loop);
     saga_cli_signals_start(&c.loop, &c.sigint, &c.sigterm, on_signal, &c);

@@ -351,15 +351,8 @@ int saga_cli_worker(int argc, char **argv) {
         saga_cli_error("worker: --metrics-token-file needs --metrics");
         goto out;
     }
-    if (token_file != NULL) {
-        char err[512];
-        c.tokens = saga_http_tokens_load(token_file, err, sizeof(err));
-        if (c.tokens == NULL) {
-            fprintf(stderr, "%s\n", err);
-            goto out;
-        }
-        c.ho.tokens = c.tokens;
-    }
+    if (token_file != NULL && (c.ho.tokens = c.tokens = saga_cli_tokens_load(token_file)) == NULL)
+        goto out;
     if (c.name[0] == '\0') {
         char host[128] = "localhost";
         gethostname(host, sizeof(host) - 1);

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "http_client.h"
 #include "redis_server.h"
 #include "saga_proc.h"
 #include "test_poll.h"
@@ -36,20 +37,13 @@ static char serve_out[600], serve_err[600], worker_log[600];
 /* Set-up                                                                  */
 /* ---------------------------------------------------------------------- */
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
-}
-
 static void write_defs(void) {
     char path[700];
     snprintf(path, sizeof(path), "%s/defs", dir);
     mkdir(path, 0700);
     /* slow: 600 ms, so that a long-poll waits for it */
     snprintf(path, sizeof(path), "%s/defs/slow.yaml", dir);
-    write_file(path, "saga: slow\n"
+    saga_proc_write_file(path, "saga: slow\n"
                      "input:\n  required: [n]\n"
                      "steps:\n"
                      "  - name: nap\n"
@@ -57,7 +51,7 @@ static void write_defs(void) {
                      "    compensation: {handler: demo.noop}\n");
     /* stuck: forward recovery whose step fails for good */
     snprintf(path, sizeof(path), "%s/defs/stuck.yaml", dir);
-    write_file(path, "saga: stuck\n"
+    saga_proc_write_file(path, "saga: stuck\n"
                      "recovery: forward\n"
                      "steps:\n"
                      "  - name: boom\n"
@@ -65,14 +59,14 @@ static void write_defs(void) {
     /* brief: runs 3 s, to cancel while it runs (a cancelled saga compensates
      * once its action in flight has finished) */
     snprintf(path, sizeof(path), "%s/defs/brief.yaml", dir);
-    write_file(path, "saga: brief\n"
+    saga_proc_write_file(path, "saga: brief\n"
                      "steps:\n"
                      "  - name: wait\n"
                      "    action: {handler: demo.sleep, with: {ms: 3000}}\n"
                      "    compensation: {handler: demo.noop}\n");
     /* long: a saga that runs for a while, for long-polls that must wait */
     snprintf(path, sizeof(path), "%s/defs/long.yaml", dir);
-    write_file(path, "saga: long\n"
+    saga_proc_write_file(path, "saga: long\n"
                      "steps:\n"
                      "  - name: wait\n"
                      "    action: {handler: demo.sleep, with: {ms: 20000}}\n"
@@ -101,22 +95,7 @@ static void start_serve(const char *const *extra) {
     args[n] = NULL;
     saga_proc_io_t io = {.out = serve_out, .err = serve_err};
     serve_pid = saga_proc_spawn(args, &io);
-    test_poll_t p = test_poll_start(10000);
-    for (;;) {
-        char *out = saga_proc_slurp(serve_out);
-        char *nl = strchr(out, '\n');
-        if (nl != NULL) {
-            *nl = '\0';
-            snprintf(api, sizeof(api), "%s", out);
-            free(out);
-            break;
-        }
-        free(out);
-        if (!test_poll_next(&p)) {
-            char *err = saga_proc_slurp(serve_err);
-            cr_assert_fail("serve printed no address within 10 s; stderr: %s", err);
-        }
-    }
+    saga_proc_first_line(serve_out, serve_err, api, sizeof(api), 10000);
     cr_assert(strncmp(api, "http://127.0.0.1:", 17) == 0, "address %s", api);
 }
 
@@ -129,18 +108,9 @@ static void setup(void) {
     start_worker();
 }
 
-static int stop_proc(pid_t *pid) {
-    if (*pid <= 0)
-        return 0;
-    kill(*pid, SIGTERM);
-    int st = saga_proc_wait(*pid);
-    *pid = 0;
-    return st;
-}
-
 static void teardown(void) {
-    int s = stop_proc(&serve_pid);
-    stop_proc(&worker_pid);
+    int s = saga_proc_stop(&serve_pid);
+    saga_proc_stop(&worker_pid);
     saga_proc_assert_clean(serve_err);
     saga_proc_assert_clean(worker_log);
     cr_expect_eq(s, 0, "serve exits 0 on SIGTERM");
@@ -152,76 +122,23 @@ static void teardown(void) {
 /* The client                                                              */
 /* ---------------------------------------------------------------------- */
 
-typedef struct resp_s {
-    long status;
-    char *body;
-    size_t len;
-    char headers[4096];
-    size_t hlen;
-    json_t *json;
-    double secs;
-} resp_t;
+typedef http_resp_t resp_t;
 
-static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
-    resp_t *r = ud;
-    size_t k = sz * n;
-    char *nb = realloc(r->body, r->len + k + 1);
-    cr_assert_not_null(nb);
-    r->body = nb;
-    memcpy(r->body + r->len, p, k);
-    r->len += k;
-    r->body[r->len] = '\0';
-    return k;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
-    resp_t *r = ud;
-    size_t k = sz * n, room = sizeof(r->headers) - 1 - r->hlen;
-    memcpy(r->headers + r->hlen, p, k < room ? k : room);
-    r->hlen += k < room ? k : room;
-    r->headers[r->hlen] = '\0';
-    return k;
-}
-
-static void resp_free(resp_t *r) {
-    free(r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof(*r));
-}
+static void resp_free(resp_t *r) { http_resp_free(r); }
 
 /* One request; `auth` is a token or NULL; `hdr` one more header or NULL. */
 static CURLcode call(const char *method, const char *path, const char *body, const char *auth,
                      const char *hdr, resp_t *out) {
-    memset(out, 0, sizeof(*out));
-    CURL *c = curl_easy_init();
-    char url[1024];
-    snprintf(url, sizeof(url), "%s%s", api, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body != NULL)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
     char a[300];
+    const char *headers[3] = {NULL, NULL, NULL};
+    size_t n = 0;
     if (auth != NULL) {
         snprintf(a, sizeof(a), "Authorization: Bearer %s", auth);
-        h = curl_slist_append(h, a);
+        headers[n++] = a;
     }
     if (hdr != NULL)
-        h = curl_slist_append(h, hdr);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 70000L);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &out->secs);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (out->body != NULL)
-        out->json = json_loads(out->body, 0, NULL);
-    return rc;
+        headers[n++] = hdr;
+    return http_call(api, method, path, body, headers, 70000L, out);
 }
 
 static const char *jstr(const json_t *o, const char *k) {
@@ -520,7 +437,7 @@ Test(serve, long_poll_answers_when_the_saga_finishes) {
 Test(serve, tokens_none_wrong_read_full) {
     char tokens[700];
     snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
-    write_file(tokens, "# test tokens\n" FULL_TOKEN "\n" READ_TOKEN " read\n");
+    saga_proc_write_file(tokens, "# test tokens\n" FULL_TOKEN "\n" READ_TOKEN " read\n");
     const char *extra[] = {"--token-file", tokens, NULL};
     start_serve(extra);
     resp_t r;
@@ -649,7 +566,7 @@ Test(serve, sigterm_answers_open_long_polls) {
             break;
         cr_assert(test_poll_next(&p), "the long-polls never arrived");
     }
-    cr_assert_eq(stop_proc(&serve_pid), 0, "serve exits 0");
+    cr_assert_eq(saga_proc_stop(&serve_pid), 0, "serve exits 0");
     for (int k = 0; k < 2; k++) {
         int st;
         cr_assert_eq(waitpid(kids[k], &st, 0), kids[k]);

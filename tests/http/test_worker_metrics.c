@@ -21,6 +21,7 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 
+#include "http_client.h"
 #include "redis_server.h"
 #include "saga_proc.h"
 #include "test_poll.h"
@@ -41,26 +42,19 @@ typedef struct wk_s {
 static wk_t W[2];          /* w1 (every test), w2 (takeover) */
 static pid_t serve_pid;
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
-}
-
 static void write_defs(void) {
     char path[700];
     snprintf(path, sizeof(path), "%s/defs", dir);
     mkdir(path, 0700);
     snprintf(path, sizeof(path), "%s/defs/quick.yaml", dir);
-    write_file(path, "saga: quick\n"
+    saga_proc_write_file(path, "saga: quick\n"
                      "steps:\n"
                      "  - name: one\n"
                      "    action: {handler: demo.noop}\n"
                      "    compensation: {handler: demo.noop}\n");
     /* Business failure of `two`: `one` is compensated. */
     snprintf(path, sizeof(path), "%s/defs/refused.yaml", dir);
-    write_file(path, "saga: refused\n"
+    saga_proc_write_file(path, "saga: refused\n"
                      "steps:\n"
                      "  - name: one\n"
                      "    action: {handler: demo.noop}\n"
@@ -70,7 +64,7 @@ static void write_defs(void) {
                      "    compensation: {handler: demo.noop}\n");
     /* A step that times out, once: compensated. */
     snprintf(path, sizeof(path), "%s/defs/late.yaml", dir);
-    write_file(path, "saga: late\n"
+    saga_proc_write_file(path, "saga: late\n"
                      "steps:\n"
                      "  - name: nap\n"
                      "    action: {handler: demo.sleep, with: {ms: 5000}}\n"
@@ -79,7 +73,7 @@ static void write_defs(void) {
                      "    retry: {max_attempts: 1}\n");
     /* Long enough for a takeover while its attempt is in flight. */
     snprintf(path, sizeof(path), "%s/defs/long.yaml", dir);
-    write_file(path, "saga: long\n"
+    saga_proc_write_file(path, "saga: long\n"
                      "steps:\n"
                      "  - name: nap\n"
                      "    action: {handler: demo.sleep, with: {ms: 3000}}\n"
@@ -87,31 +81,11 @@ static void write_defs(void) {
                      "    timeout: 30s\n");
     /* Forward recovery that cannot go forward: stuck. */
     snprintf(path, sizeof(path), "%s/defs/stuck.yaml", dir);
-    write_file(path, "saga: stuck\n"
+    saga_proc_write_file(path, "saga: stuck\n"
                      "recovery: forward\n"
                      "steps:\n"
                      "  - name: boom\n"
                      "    action: {handler: demo.fail, with: {message: no luck}}\n");
-}
-
-/* The first line of `path` once it is there, into `out`. */
-static void read_first_line(const char *path, const char *errpath, char *out, size_t n) {
-    test_poll_t p = test_poll_start(10000);
-    for (;;) {
-        char *text = saga_proc_slurp(path);
-        char *nl = strchr(text, '\n');
-        if (nl != NULL) {
-            *nl = '\0';
-            snprintf(out, n, "%s", text);
-            free(text);
-            return;
-        }
-        free(text);
-        if (!test_poll_next(&p)) {
-            char *err = saga_proc_slurp(errpath);
-            cr_assert_fail("no address printed within 10 s; stderr: %s", err);
-        }
-    }
 }
 
 /* Starts worker `name` with --metrics 127.0.0.1:0 and `extra` arguments;
@@ -130,7 +104,7 @@ static void start_worker_as(wk_t *k, const char *name, const char *const *extra)
     args[n] = NULL;
     saga_proc_io_t io = {.out = k->out, .err = k->err};
     k->pid = saga_proc_spawn(args, &io);
-    read_first_line(k->out, k->err, k->addr, sizeof(k->addr));
+    saga_proc_first_line(k->out, k->err, k->addr, sizeof(k->addr), 10000);
     cr_assert(strncmp(k->addr, "http://127.0.0.1:", 17) == 0 ||
               strncmp(k->addr, "unix:/", 6) == 0, "address %s", k->addr);
     /* Submits find the sagas once the worker has published them. */
@@ -163,21 +137,12 @@ static void setup(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static int stop_proc(pid_t *pid) {
-    if (*pid <= 0)
-        return 0;
-    kill(*pid, SIGTERM);
-    int st = saga_proc_wait(*pid);
-    *pid = 0;
-    return st;
-}
-
 static void teardown(void) {
-    int s = stop_proc(&serve_pid);
+    int s = saga_proc_stop(&serve_pid);
     for (int i = 0; i < 2; i++) {
         if (W[i].pid > 0)
             kill(W[i].pid, SIGCONT); /* a test may have stopped it */
-        int w = stop_proc(&W[i].pid);
+        int w = saga_proc_stop(&W[i].pid);
         saga_proc_assert_clean(W[i].err);
         cr_expect_eq(w, 0, "worker %s exits 0 on SIGTERM", W[i].name);
     }
@@ -192,53 +157,19 @@ TestSuite(worker_metrics, .init = setup, .fini = teardown, .timeout = 120);
 /* The client                                                              */
 /* ---------------------------------------------------------------------- */
 
-typedef struct resp_s {
-    long status;
-    char *body;
-    size_t len;
-} resp_t;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
-    resp_t *r = ud;
-    size_t k = sz * n;
-    char *nb = realloc(r->body, r->len + k + 1);
-    cr_assert_not_null(nb);
-    r->body = nb;
-    memcpy(r->body + r->len, p, k);
-    r->len += k;
-    r->body[r->len] = '\0';
-    return k;
-}
+typedef http_resp_t resp_t;
 
 /* GET base + path, with a bearer token or none; base "unix:PATH" goes
  * through that socket. */
 static void get(const char *base, const char *path, const char *token, resp_t *out) {
-    memset(out, 0, sizeof(*out));
-    CURL *c = curl_easy_init();
-    char url[1024], a[300];
-    if (strncmp(base, "unix:", 5) == 0) {
-        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, base + 5);
-        snprintf(url, sizeof(url), "http://localhost%s", path);
-    } else {
-        snprintf(url, sizeof(url), "%s%s", base, path);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    struct curl_slist *h = NULL;
+    char a[300];
+    const char *headers[2] = {NULL, NULL};
     if (token != NULL) {
         snprintf(a, sizeof(a), "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, a);
+        headers[0] = a;
     }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    cr_assert_eq(rc, CURLE_OK, "GET %s: %s", url, curl_easy_strerror(rc));
-    if (out->body == NULL)
-        out->body = calloc(1, 1);
+    CURLcode rc = http_call(base, "GET", path, NULL, headers, 10000L, out);
+    cr_assert_eq(rc, CURLE_OK, "GET %s%s: %s", base, path, curl_easy_strerror(rc));
 }
 
 /* The value of the sample line that begins with `series` + " ", or -1. */
@@ -261,14 +192,16 @@ static char *wait_sample_of(const wk_t *k, const char *series, double want) {
     for (;;) {
         resp_t r;
         get(k->addr, "/metrics", NULL, &r);
-        if (r.status == 200 && sample(r.body, series) >= want)
+        if (r.status == 200 && sample(r.body, series) >= want) {
+            json_decref(r.json); /* the text is the caller's */
             return r.body;
+        }
         if (!test_poll_next(&p)) {
             char *err = saga_proc_slurp(k->err);
             cr_assert_fail("%s: %s did not reach %g within 20 s; metrics:\n%s\nlog:\n%s",
                            k->name, series, want, r.body, err);
         }
-        free(r.body);
+        http_resp_free(&r);
     }
 }
 
@@ -296,7 +229,7 @@ static void promtool_check(const char *what, const char *text) {
     char in[700], out[700], cmd[2000];
     snprintf(in, sizeof(in), "%s/metrics.txt", dir);
     snprintf(out, sizeof(out), "%s/promtool.out", dir);
-    write_file(in, text);
+    saga_proc_write_file(in, text);
     snprintf(cmd, sizeof(cmd), PROMTOOL " check metrics < '%s' > '%s' 2>&1", in, out);
     int st = system(cmd);
     char *said = saga_proc_slurp(out);
@@ -315,7 +248,7 @@ Test(worker_metrics, counts_what_the_worker_did_and_passes_promtool) {
     resp_t r;
     get(W[0].addr, "/healthz", NULL, &r);
     cr_assert_eq(r.status, 200, "/healthz: %ld %s", r.status, r.body);
-    free(r.body);
+    http_resp_free(&r);
 
     submit("quick");
     submit("quick");
@@ -376,43 +309,43 @@ Test(worker_metrics, serve_metrics_pass_promtool_too) {
     const char *args[] = {"serve", "--redis", R.url, "--listen", "127.0.0.1:0", NULL};
     saga_proc_io_t io = {.out = out, .err = err};
     serve_pid = saga_proc_spawn(args, &io);
-    read_first_line(out, err, api, sizeof(api));
+    saga_proc_first_line(out, err, api, sizeof(api), 10000);
     submit("quick");
     char *t = wait_sample("saga_worker_sagas_finished_total{saga=\"quick\",state=\"completed\"}",
                           1);
     free(t);
     resp_t r;
     get(api, "/v1/sagas?limit=5", NULL, &r); /* a request of each kind in its histogram */
-    free(r.body);
+    http_resp_free(&r);
     get(api, "/metrics", NULL, &r);
     cr_assert_eq(r.status, 200, "serve /metrics: %ld %s", r.status, r.body);
     cr_assert_not_null(strstr(r.body, "saga_http_request_duration_seconds_bucket"), "%s",
                        r.body);
     promtool_check("saga serve", r.body);
-    free(r.body);
+    http_resp_free(&r);
     saga_proc_assert_clean(err);
 }
 
 Test(worker_metrics, a_token_file_guards_metrics_but_not_healthz) {
     char tokens[700];
     snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
-    write_file(tokens, READ_TOKEN " read\n");
+    saga_proc_write_file(tokens, READ_TOKEN " read\n");
     const char *extra[] = {"--metrics-token-file", tokens, NULL};
     start_worker(extra);
     resp_t r;
     get(W[0].addr, "/metrics", NULL, &r);
     cr_assert_eq(r.status, 401, "no token: %ld %s", r.status, r.body);
-    free(r.body);
+    http_resp_free(&r);
     get(W[0].addr, "/metrics", "wrong-token-0123456789", &r);
     cr_assert_eq(r.status, 401, "a wrong token: %ld", r.status);
-    free(r.body);
+    http_resp_free(&r);
     get(W[0].addr, "/metrics", READ_TOKEN, &r);
     cr_assert_eq(r.status, 200, "a read token: %ld %s", r.status, r.body);
     cr_assert_not_null(strstr(r.body, "# TYPE saga_worker_sagas_in_flight gauge"), "%s", r.body);
-    free(r.body);
+    http_resp_free(&r);
     get(W[0].addr, "/healthz", NULL, &r);
     cr_assert_eq(r.status, 200, "/healthz is open: %ld", r.status);
-    free(r.body);
+    http_resp_free(&r);
 }
 
 Test(worker_metrics, without_a_token_file_only_loopback_is_taken) {

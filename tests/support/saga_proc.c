@@ -3,7 +3,9 @@
  */
 #include "saga_proc.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,8 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+
+#include "test_poll.h"
 
 extern char **environ;
 
@@ -96,4 +100,40 @@ char *saga_proc_slurp(const char *path) {
     s[got] = '\0';
     fclose(f);
     return s;
+}
+
+int saga_proc_stop(pid_t *pid) {
+    if (*pid <= 0)
+        return 0;
+    kill(*pid, SIGTERM);
+    int st = saga_proc_wait(*pid);
+    *pid = 0;
+    return st;
+}
+
+void saga_proc_first_line(const char *path, const char *err_path, char *line, size_t n,
+                          long timeout_ms) {
+    test_poll_t p = test_poll_start(timeout_ms);
+    for (;;) {
+        char *text = saga_proc_slurp(path);
+        char *nl = strchr(text, '\n');
+        if (nl != NULL) {
+            *nl = '\0';
+            snprintf(line, n, "%s", text);
+            free(text);
+            return;
+        }
+        free(text);
+        if (!test_poll_next(&p)) {
+            char *err = saga_proc_slurp(err_path);
+            cr_assert_fail("%s: no first line within %ld ms; stderr: %s", path, timeout_ms, err);
+        }
+    }
+}
+
+void saga_proc_write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
 }

@@ -9,6 +9,7 @@
 #define SAGA_TEST_SAGA_PROC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 /* Where a child's output goes and where it runs. */
@@ -40,5 +41,19 @@ void saga_proc_assert_clean(const char *path);
 /* The whole content of the file at `path`, NUL-terminated (caller frees);
  * "" when it does not exist. */
 char *saga_proc_slurp(const char *path);
+
+/* Sends SIGTERM to *pid (when > 0), waits for it, sets *pid to 0 and
+ * returns its exit status as saga_proc_wait(); 0 when there was none. */
+int saga_proc_stop(pid_t *pid);
+
+/* Waits (at most `timeout_ms`) for the first line of the file at `path`
+ * (what `saga serve` and `saga worker --metrics` print first: the address
+ * they listen on) and copies it, without its newline, into `line`. Fails
+ * the test with the process's stderr (`err_path`) when none comes. */
+void saga_proc_first_line(const char *path, const char *err_path, char *line, size_t n,
+                          long timeout_ms);
+
+/* Writes `text` to the file at `path` (a definition, a token file). */
+void saga_proc_write_file(const char *path, const char *text);
 
 #endif
