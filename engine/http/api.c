@@ -150,6 +150,7 @@ typedef struct op_s {
     int status;
     const char *kind;            /* "cancel" / "retry" */
     struct defs_walk_s *walk;    /* GET /v1/definitions */
+    json_t *workers;             /* GET /v1/definitions/{name}: who serves it */
 } op_t;
 
 static void op_gone(void *data) {
@@ -175,6 +176,7 @@ static void op_free(op_t *op) {
         saga_http_req_on_gone(op->r, NULL, NULL);
     op->api->pending--;
     json_decref(op->input);
+    json_decref(op->workers);
     if (op->have_rec)
         saga_record_free(&op->rec);
     free(op);
@@ -999,8 +1001,19 @@ static void h_retry(saga_http_req_t *r, void *data) { operator_request(r, data, 
 
 /* ---- GET /v1/definitions, /v1/definitions/{name} ---- */
 
-static json_t *def_json(const char *name, const char *hash, const saga_def_t *def, bool text) {
-    json_t *o = json_pack("{s:s, s:s}", "name", name, "hash", hash);
+/* The live workers serving a definition, as a JSON array. */
+static json_t *workers_json(const saga_operator_def_t *d) {
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < d->nworkers; i++)
+        json_array_append_new(a, json_string(d->workers[i]));
+    return a;
+}
+
+/* `workers` (an array of names) is taken in every case. */
+static json_t *def_json(const char *name, const char *hash, json_t *workers,
+                        const saga_def_t *def, bool text) {
+    json_t *o = json_pack("{s:s, s:s, s:o}", "name", name, "hash", hash, "workers",
+                          workers != NULL ? workers : json_array());
     if (o == NULL || def == NULL)
         return o;
     json_object_set_new(o, "recovery",
@@ -1034,7 +1047,8 @@ static json_t *def_json(const char *name, const char *hash, const saga_def_t *de
  * one after the other. */
 typedef struct defs_walk_s {
     op_t *op;
-    saga_operator_def_t *defs; /* copies */
+    saga_operator_def_t *defs; /* copies (name, hash; workers unset) */
+    json_t **workers;          /* workers[i]: who serves defs[i] */
     size_t n, next;
     json_t *out;
 } defs_walk_t;
@@ -1043,8 +1057,10 @@ static void defs_walk_free(defs_walk_t *w) {
     for (size_t i = 0; i < w->n; i++) {
         free((char *)w->defs[i].name);
         free((char *)w->defs[i].hash);
+        json_decref(w->workers[i]);
     }
     free(w->defs);
+    free(w->workers);
     json_decref(w->out);
     free(w);
 }
@@ -1054,7 +1070,10 @@ static void defs_step(defs_walk_t *w);
 static void defs_got(op_t *op, int status, const saga_def_t *def) {
     defs_walk_t *w = op->walk;
     const saga_operator_def_t *d = &w->defs[w->next - 1];
-    json_array_append_new(w->out, def_json(d->name, d->hash, status == 0 ? def : NULL, false));
+    json_t *workers = w->workers[w->next - 1];
+    w->workers[w->next - 1] = NULL;
+    json_array_append_new(w->out,
+                          def_json(d->name, d->hash, workers, status == 0 ? def : NULL, false));
     defs_step(w);
 }
 
@@ -1083,6 +1102,7 @@ static void on_definitions(int status, const char *why, const saga_operator_def_
     }
     defs_walk_t *w = calloc(1, sizeof(*w));
     if (w == NULL || (n > 0 && (w->defs = calloc(n, sizeof(*w->defs))) == NULL) ||
+        (n > 0 && (w->workers = calloc(n, sizeof(*w->workers))) == NULL) ||
         (w->out = json_array()) == NULL) {
         if (w != NULL)
             defs_walk_free(w);
@@ -1094,8 +1114,9 @@ static void on_definitions(int status, const char *why, const saga_operator_def_
     for (size_t i = 0; i < n; i++) {
         w->defs[i].name = strdup(defs[i].name);
         w->defs[i].hash = strdup(defs[i].hash);
+        w->workers[i] = workers_json(&defs[i]);
         w->n = i + 1;
-        if (w->defs[i].name == NULL || w->defs[i].hash == NULL) {
+        if (w->defs[i].name == NULL || w->defs[i].hash == NULL || w->workers[i] == NULL) {
             defs_walk_free(w);
             saga_http_respond_error(op->r, 500, "internal", "out of memory");
             op_free(op);
@@ -1124,13 +1145,17 @@ static void definition_got(op_t *op, int status, const saga_def_t *def) {
     if (op->r != NULL) {
         if (status != 0)
             answer_store_error(op->r, status, "the definition cannot be read", op->name);
-        else
-            saga_http_respond_json(op->r, 200, def_json(op->name, op->hash, def, true));
+        else {
+            json_t *workers = op->workers;
+            op->workers = NULL;
+            saga_http_respond_json(op->r, 200, def_json(op->name, op->hash, workers, def, true));
+        }
     }
     op_free(op);
 }
 
-static void on_definition_resolved(int status, const char *why, const char *hash, void *data) {
+static void on_definition_resolved(int status, const char *why,
+                                   const saga_operator_def_t *defs, size_t n, void *data) {
     op_t *op = data;
     if (op->r == NULL || status != 0) {
         if (op->r != NULL) {
@@ -1143,7 +1168,13 @@ static void on_definition_resolved(int status, const char *why, const char *hash
         op_free(op);
         return;
     }
-    snprintf(op->hash, sizeof(op->hash), "%s", hash);
+    (void)n; /* 1 on status 0 */
+    snprintf(op->hash, sizeof(op->hash), "%s", defs[0].hash);
+    if ((op->workers = workers_json(&defs[0])) == NULL) {
+        saga_http_respond_error(op->r, 500, "internal", "out of memory");
+        op_free(op);
+        return;
+    }
     with_def(op, op->hash, definition_got);
 }
 
@@ -1160,7 +1191,7 @@ static void h_definition(saga_http_req_t *r, void *data) {
     if (op == NULL)
         return;
     snprintf(op->name, sizeof(op->name), "%s", name);
-    int rc = saga_operator_resolve(api->store, op->name, on_definition_resolved, op);
+    int rc = saga_operator_definition(api->store, op->name, on_definition_resolved, op);
     if (rc != 0) {
         answer_call_failed(r, rc, name);
         op_free(op);

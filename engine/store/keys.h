@@ -22,6 +22,7 @@
 #define SAGA_KEY_WORKERS     "saga:{idx}:workers"   /* zset: worker -> lease expiry */
 #define SAGA_KEY_ORPHANS     "saga:{idx}:orphans"   /* set: released sagas to claim */
 #define SAGA_KEY_DEFS        "saga:{idx}:defs"      /* hash: saga name -> current hash */
+#define SAGA_KEY_SERVING     "saga:{idx}:serving"   /* hash: worker -> names it serves */
 #define SAGA_KEY_INTAKE      "saga:{idx}:intake"    /* stream: start requests */
 #define SAGA_KEY_SUBMITTED   "saga:{idx}:submitted" /* zset: submitted ids (dedup) */
 #define SAGA_INTAKE_GROUP    "workers"

@@ -104,20 +104,24 @@ static void finish_names(call_t *c, int status, const redisReply *r, const char 
 }
 
 static void finish_heartbeat(call_t *c, int status, const redisReply *r, const char *why) {
-    bool expired = false;
+    bool expired = false, unlisted = false;
     if (status == 0) {
-        /* {now, 1 when the previous lease had expired else 0} */
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        /* {now, 1 when the previous lease had expired else 0, 1 when the
+         * worker serves nothing on record else 0} */
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
             r->element[0]->type != REDIS_REPLY_INTEGER ||
             r->element[1]->type != REDIS_REPLY_INTEGER ||
-            (r->element[1]->integer != 0 && r->element[1]->integer != 1)) {
+            r->element[2]->type != REDIS_REPLY_INTEGER ||
+            (r->element[1]->integer != 0 && r->element[1]->integer != 1) ||
+            (r->element[2]->integer != 0 && r->element[2]->integer != 1)) {
             status = SAGA_ESTORE;
-            why = "expected [now, 0 or 1]";
+            why = "expected [now, 0 or 1, 0 or 1]";
         } else {
             expired = r->element[1]->integer == 1;
+            unlisted = r->element[2]->integer == 1;
         }
     }
-    c->cb.heartbeat(status, expired, status == 0 ? NULL : why, c->data);
+    c->cb.heartbeat(status, expired, unlisted, status == 0 ? NULL : why, c->data);
 }
 
 static void finish_claim(call_t *c, int status, const redisReply *r, const char *why) {
@@ -318,8 +322,8 @@ int saga_lease_heartbeat(saga_store_t *s, const char *worker, uint64_t lease_ms,
     if (!name_ok(worker) || lease_ms == 0 || cb == NULL)
         return -EINVAL;
     CALL(K_HEARTBEAT, heartbeat, cb);
-    return sent(c, saga_redis_command(c->conn, on_reply, c, "FCALL saga_heartbeat 1 %s %s %llu",
-                                      SAGA_KEY_WORKERS, worker,
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "FCALL saga_heartbeat 2 %s %s %s %llu",
+                                      SAGA_KEY_WORKERS, SAGA_KEY_SERVING, worker,
                                       (unsigned long long)lease_ms));
 }
 
@@ -336,8 +340,8 @@ int saga_lease_deregister(saga_store_t *s, const char *worker, saga_lease_done_c
     if (!name_ok(worker))
         return -EINVAL;
     CALL(K_INTEGER, done, cb);
-    return sent(c, saga_redis_command(c->conn, on_reply, c, "ZREM %s %s", SAGA_KEY_WORKERS,
-                                      worker));
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "FCALL saga_deregister 2 %s %s %s",
+                                      SAGA_KEY_WORKERS, SAGA_KEY_SERVING, worker));
 }
 
 int saga_lease_claim(saga_store_t *s, const char *id, const char *expected,
@@ -440,11 +444,12 @@ int saga_lease_wake_list(saga_store_t *s, const char *worker, size_t count,
                                       worker, (unsigned long long)count));
 }
 
-int saga_lease_publish_definition(saga_store_t *s, const char *name, const char *hash,
-                                  saga_lease_done_cb cb, void *data) {
-    if (name == NULL || name[0] == '\0' || hash == NULL || strlen(hash) != 64)
+int saga_lease_publish_definition(saga_store_t *s, const char *worker, const char *name,
+                                  const char *hash, saga_lease_done_cb cb, void *data) {
+    if (!name_ok(worker) || name == NULL || name[0] == '\0' || strchr(name, '\n') != NULL ||
+        hash == NULL || strlen(hash) != 64)
         return -EINVAL;
     CALL(K_INTEGER, done, cb);
-    return sent(c, saga_redis_command(c->conn, on_reply, c, "HSET %s %s %s", SAGA_KEY_DEFS, name,
-                                      hash));
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "FCALL saga_publish 2 %s %s %s %s %s",
+                                      SAGA_KEY_DEFS, SAGA_KEY_SERVING, name, hash, worker));
 }

@@ -49,9 +49,13 @@ typedef void (*saga_lease_names_cb)(int status, const char *const *names, size_t
 /* ---- Leases ----------------------------------------------------------- */
 
 /* status 0 with `expired` true when the lease had expired before this
- * renewal (others may have taken the worker's sagas over meanwhile). */
-typedef void (*saga_lease_heartbeat_cb)(int status, bool expired, const char *why,
-                                        void *data);
+ * renewal (others may have taken the worker's sagas over meanwhile), and
+ * `unlisted` true when nothing records the worker as serving a saga: it
+ * published nothing yet, or others forgot it while its lease had lapsed
+ * (saga_lease_deregister(), which deletes what it serves): a running
+ * worker then publishes its names again. */
+typedef void (*saga_lease_heartbeat_cb)(int status, bool expired, bool unlisted,
+                                        const char *why, void *data);
 
 /* Renews the lease of `worker` for `lease_ms` from now (server time):
  * FCALL saga_heartbeat. */
@@ -61,8 +65,9 @@ int saga_lease_heartbeat(saga_store_t *s, const char *worker, uint64_t lease_ms,
 /* The workers whose lease expired (server time): FCALL saga_dead_workers. */
 int saga_lease_dead_workers(saga_store_t *s, saga_lease_names_cb cb, void *data);
 
-/* Removes `worker` from the index of workers (a stopping worker, or a dead
- * one whose owned set is empty). `cb` may be NULL. */
+/* Removes `worker` from the index of workers and from the record of who
+ * serves which saga (a stopping worker, or a dead one whose owned set is
+ * empty): FCALL saga_deregister. `cb` may be NULL. */
 int saga_lease_deregister(saga_store_t *s, const char *worker, saga_lease_done_cb cb,
                           void *data);
 
@@ -158,8 +163,11 @@ int saga_lease_wake_list(saga_store_t *s, const char *worker, size_t count,
                          saga_lease_names_cb cb, void *data);
 
 /* Publishes that saga `name` is now served under definition `hash` (what
- * `saga submit NAME` starts). */
-int saga_lease_publish_definition(saga_store_t *s, const char *name, const char *hash,
-                                  saga_lease_done_cb cb, void *data);
+ * `saga submit NAME` starts) and that `worker` serves it (listed by
+ * saga_operator_definitions() while its lease runs, until
+ * saga_lease_deregister()): FCALL saga_publish. -EINVAL for a name with a
+ * newline. Publishing a name twice is harmless. */
+int saga_lease_publish_definition(saga_store_t *s, const char *worker, const char *name,
+                                  const char *hash, saga_lease_done_cb cb, void *data);
 
 #endif

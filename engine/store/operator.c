@@ -106,7 +106,72 @@ static void quote(char *out, size_t outlen, const char *s, size_t len) {
 typedef struct defs_rq_s {
     saga_operator_defs_cb cb;
     void *data;
+    char *name; /* the one name asked for, or NULL for all */
 } defs_rq_t;
+
+/* Whether `r` has saga_serving's shape, [name, hash, [worker...]] per
+ * name; *nw counts the workers. */
+static bool serving_shape(const redisReply *r, size_t *nw) {
+    *nw = 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 3 != 0)
+        return false;
+    for (size_t i = 0; i < r->elements; i += 3) {
+        const redisReply *ws = r->element[i + 2];
+        if (r->element[i]->type != REDIS_REPLY_STRING ||
+            r->element[i + 1]->type != REDIS_REPLY_STRING || ws->type != REDIS_REPLY_ARRAY ||
+            !saga_redis_all_strings(ws))
+            return false;
+        *nw += ws->elements;
+    }
+    return true;
+}
+
+/* saga_serving's answer into defs (pointers into the reply) and one
+ * vector holding every worker list. Returns 0, SAGA_ESTORE, SAGA_ECORRUPT
+ * or -ENOMEM with *why set. */
+static int decode_serving(const redisReply *r, saga_operator_def_t **out, size_t *nout,
+                          const char ***wv, const char **why, char *buf, size_t buflen) {
+    *out = NULL;
+    *wv = NULL;
+    *nout = 0;
+    size_t nw;
+    if (!serving_shape(r, &nw)) {
+        *why = "saga_serving: expected [name, hash, [worker...]] per name";
+        return SAGA_ESTORE;
+    }
+    saga_operator_def_t *defs = calloc(r->elements / 3 + 1, sizeof(*defs));
+    const char **v = calloc(nw + 1, sizeof(*v));
+    if (defs == NULL || v == NULL) {
+        free(defs);
+        free(v);
+        *why = "out of memory";
+        return -ENOMEM;
+    }
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < r->elements; i += 3) {
+        const redisReply *name = r->element[i], *hash = r->element[i + 1],
+                         *ws = r->element[i + 2];
+        if (!is_hash(hash->str, (size_t)hash->len)) {
+            char q[64], h[64];
+            quote(q, sizeof(q), name->str, (size_t)name->len);
+            quote(h, sizeof(h), hash->str, (size_t)hash->len);
+            snprintf(buf, buflen, SAGA_KEY_DEFS ": the hash of '%s' is '%s', not %d hex digits",
+                     q, h, SAGA_DEF_HASH_LEN);
+            *why = buf;
+            free(defs);
+            free(v);
+            return SAGA_ECORRUPT;
+        }
+        defs[n] = (saga_operator_def_t){name->str, hash->str, v + k, ws->elements};
+        for (size_t j = 0; j < ws->elements; j++)
+            v[k++] = ws->element[j]->str;
+        n++;
+    }
+    *out = defs;
+    *nout = n;
+    *wv = v;
+    return 0;
+}
 
 static void on_defs(saga_redis_t *c, redisReply *r, void *data) {
     defs_rq_t *rq = data;
@@ -114,53 +179,65 @@ static void on_defs(saga_redis_t *c, redisReply *r, void *data) {
     const char *why = NULL;
     char buf[WHY_MAX];
     saga_operator_def_t *defs = NULL;
+    const char **workers = NULL;
     size_t n = 0;
     int status = reply_status(r, &why);
-    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0 ||
-                        !saga_redis_all_strings(r))) {
-        why = SAGA_KEY_DEFS ": expected a hash of saga names";
-        status = SAGA_ESTORE;
-    }
-    if (status == 0 && (defs = calloc(r->elements / 2 + 1, sizeof(*defs))) == NULL) {
-        why = "out of memory";
-        status = -ENOMEM;
-    }
-    for (size_t i = 0; status == 0 && i < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (!is_hash(v->str, (size_t)v->len)) {
-            char q[64], h[64];
-            quote(q, sizeof(q), k->str, (size_t)k->len);
-            quote(h, sizeof(h), v->str, (size_t)v->len);
-            snprintf(buf, sizeof(buf), SAGA_KEY_DEFS ": the hash of '%s' is '%s', not %d "
-                     "hex digits", q, h, SAGA_DEF_HASH_LEN);
-            why = buf;
-            status = SAGA_ECORRUPT;
-            break;
-        }
-        defs[n++] = (saga_operator_def_t){k->str, v->str};
+    if (status == 0)
+        status = decode_serving(r, &defs, &n, &workers, &why, buf, sizeof(buf));
+    if (status == 0 && rq->name != NULL && n != 1) {
+        char q[64];
+        quote(q, sizeof(q), rq->name, strlen(rq->name));
+        if (n == 0)
+            snprintf(buf, sizeof(buf), "no worker serves saga '%s'", q);
+        else
+            snprintf(buf, sizeof(buf), "saga_serving: %zu names for '%s'", n, q);
+        why = buf;
+        status = n == 0 ? SAGA_ENOTFOUND : SAGA_ESTORE;
     }
     rq->cb(status, status == 0 ? NULL : why, status == 0 ? defs : NULL,
            status == 0 ? n : 0, rq->data);
     free(defs);
+    free(workers);
+    free(rq->name);
     free(rq);
 }
 
-int saga_operator_definitions(saga_store_t *s, saga_operator_defs_cb cb, void *data) {
+/* FCALL saga_serving over every name, or `name` alone. */
+static int serving(saga_store_t *s, const char *name, saga_operator_defs_cb cb, void *data) {
     int rc = 0;
     saga_redis_t *c = conn_of(s, &rc);
     if (c == NULL)
         return rc;
-    defs_rq_t *rq = malloc(sizeof(*rq));
-    if (rq == NULL)
+    defs_rq_t *rq = calloc(1, sizeof(*rq));
+    if (rq == NULL || (name != NULL && (rq->name = strdup(name)) == NULL)) {
+        free(rq);
         return -ENOMEM;
-    *rq = (defs_rq_t){cb, data};
-    const char *argv[] = {"HGETALL", SAGA_KEY_DEFS};
-    size_t len[] = {7, sizeof(SAGA_KEY_DEFS) - 1};
-    if ((rc = saga_redis_command_argv(c, on_defs, rq, 2, argv, len)) != 0) {
+    }
+    rq->cb = cb;
+    rq->data = data;
+    const char *argv[] = {"FCALL", "saga_serving", "3", SAGA_KEY_DEFS, SAGA_KEY_WORKERS,
+                          SAGA_KEY_SERVING, name};
+    size_t len[] = {5, 12, 1, sizeof(SAGA_KEY_DEFS) - 1, sizeof(SAGA_KEY_WORKERS) - 1,
+                    sizeof(SAGA_KEY_SERVING) - 1, name != NULL ? strlen(name) : 0};
+    if ((rc = saga_redis_command_argv(c, on_defs, rq, name != NULL ? 7 : 6, argv, len)) != 0) {
+        free(rq->name);
         free(rq);
         return send_failed(rc);
     }
     return 0;
+}
+
+int saga_operator_definitions(saga_store_t *s, saga_operator_defs_cb cb, void *data) {
+    if (cb == NULL)
+        return -EINVAL;
+    return serving(s, NULL, cb, data);
+}
+
+int saga_operator_definition(saga_store_t *s, const char *name, saga_operator_defs_cb cb,
+                             void *data) {
+    if (name == NULL || name[0] == '\0' || cb == NULL)
+        return -EINVAL;
+    return serving(s, name, cb, data);
 }
 
 typedef struct resolve_rq_s {

@@ -45,19 +45,29 @@
 
 #define SAGA_DEF_HASH_LEN 64 /* hex SHA-256 of a definition's text */
 
-/* A served definition: the current hash of a saga name. */
+/* A served definition: the current hash of a saga name, and the live
+ * workers that serve it (those whose lease runs, by the server's clock; a
+ * dead worker nobody has forgotten yet is not one), sorted by name. */
 typedef struct saga_operator_def_s {
     const char *name;
-    const char *hash;  /* SAGA_DEF_HASH_LEN hex digits */
+    const char *hash;                /* SAGA_DEF_HASH_LEN hex digits */
+    const char *const *workers;      /* workers[0..nworkers) */
+    size_t nworkers;                 /* 0: no live worker serves it now */
 } saga_operator_def_t;
 
 typedef void (*saga_operator_defs_cb)(int status, const char *why,
                                       const saga_operator_def_t *defs, size_t n,
                                       void *data);
 
-/* Every saga name some worker serves, with its current definition hash,
- * in no particular order. SAGA_ECORRUPT when a hash is not 64 hex digits. */
+/* Every saga name some worker published, with its current definition hash
+ * and the live workers that serve it, sorted by name (one call: FCALL
+ * saga_serving). SAGA_ECORRUPT when a hash is not 64 hex digits. */
 int saga_operator_definitions(saga_store_t *s, saga_operator_defs_cb cb, void *data);
+
+/* The same for saga `name` alone: n is 1 on status 0. SAGA_ENOTFOUND when
+ * no worker ever published it. */
+int saga_operator_definition(saga_store_t *s, const char *name, saga_operator_defs_cb cb,
+                             void *data);
 
 typedef void (*saga_operator_resolve_cb)(int status, const char *why,
                                          const char *hash, void *data);

@@ -221,9 +221,13 @@ end
 -- ------------------------------------------------------------------------
 
 -- saga_heartbeat: renews the lease of worker ARGV[1] for ARGV[2] ms.
---   KEYS: saga:{idx}:workers
+--   KEYS: saga:{idx}:workers, saga:{idx}:serving
 -- Returns {now, 1 when the previous lease had already expired (others may
--- have taken our sagas over) else 0}.
+-- have taken our sagas over) else 0, 1 when nothing records the worker as
+-- serving a saga (another worker forgot it while its lease had lapsed,
+-- which deletes what it serves: saga_deregister; or it published nothing
+-- yet) else 0}. Called with the first key alone (a build from before
+-- saga:{idx}:serving), it answers the first two values only.
 local function saga_heartbeat(keys, args)
   local name, lease = args[1], tonumber(args[2])
   if not (name and lease) then
@@ -231,14 +235,117 @@ local function saga_heartbeat(keys, args)
   end
   local now = now_ms()
   local prev = tonumber(redis.call('ZSCORE', keys[1], name))
+  local listed = keys[2] and redis.call('HEXISTS', keys[2], name)
   redis.call('ZADD', keys[1], now + lease, name)
-  return {now, (prev and prev < now) and 1 or 0}
+  local expired = (prev and prev < now) and 1 or 0
+  if not listed then
+    return {now, expired}
+  end
+  return {now, expired, 1 - listed}
 end
 
 -- saga_dead_workers: the workers whose lease expired (server time).
 --   KEYS: saga:{idx}:workers
 local function saga_dead_workers(keys, args)
   return redis.call('ZRANGEBYSCORE', keys[1], '-inf', '(' .. now_ms())
+end
+
+-- ------------------------------------------------------------------------
+-- Which workers serve which saga names.
+--
+-- saga:{idx}:defs maps a saga name to the hash of its current definition
+-- (what a submit of that name starts); saga:{idx}:serving maps a worker to
+-- the names it serves, one per line. A worker's entry is written with each
+-- name it publishes and deleted with its lease (saga_deregister: a worker
+-- that stops, or a dead one that another worker forgets). Only a worker
+-- whose lease runs is said to serve: a dead one not yet forgotten is not.
+-- ------------------------------------------------------------------------
+
+-- saga_publish: saga name ARGV[1] is now served under definition ARGV[2],
+-- by worker ARGV[3] among others.
+--   KEYS: saga:{idx}:defs, saga:{idx}:serving
+local function saga_publish(keys, args)
+  local name, hash, worker = args[1], args[2], args[3]
+  if not (name and hash and worker) or name == '' or worker == '' or
+     string.find(name, '\n', 1, true) then
+    return err('BADARGS', 'saga_publish: malformed arguments')
+  end
+  local cur = redis.call('HGET', keys[2], worker) -- a key of another type fails here
+  redis.call('HSET', keys[1], name, hash)
+  if not cur then
+    redis.call('HSET', keys[2], worker, name)
+    return 1
+  end
+  for n in string.gmatch(cur, '[^\n]+') do
+    if n == name then
+      return 1
+    end
+  end
+  redis.call('HSET', keys[2], worker, cur .. '\n' .. name)
+  return 1
+end
+
+-- saga_deregister: removes worker ARGV[1]'s lease and what it serves.
+--   KEYS: saga:{idx}:workers, saga:{idx}:serving
+-- Returns 1 when it held a lease, else 0.
+local function saga_deregister(keys, args)
+  local worker = args[1]
+  if not worker or worker == '' then
+    return err('BADARGS', 'saga_deregister: malformed arguments')
+  end
+  redis.call('HDEL', keys[2], worker)
+  return redis.call('ZREM', keys[1], worker)
+end
+
+-- saga_serving: the served names, each with its definition's hash and the
+-- workers (sorted) whose lease runs (server time) that serve it; with
+-- ARGV[1], that name only (an empty array when it is not served).
+--   KEYS: saga:{idx}:defs, saga:{idx}:workers, saga:{idx}:serving
+-- Returns {name, hash, {worker...}} flattened: 3 entries per name, names
+-- sorted.
+local function saga_serving(keys, args)
+  local only = args[1]
+  local defs = {}
+  if only then
+    local h = redis.call('HGET', keys[1], only)
+    if not h then
+      return {}
+    end
+    defs[only] = h
+  else
+    local all = redis.call('HGETALL', keys[1])
+    for i = 1, #all, 2 do
+      defs[all[i]] = all[i + 1]
+    end
+  end
+  local by, now = {}, now_ms()
+  local serving = redis.call('HGETALL', keys[3])
+  for i = 1, #serving, 2 do
+    local w = serving[i]
+    local expiry = tonumber(redis.call('ZSCORE', keys[2], w))
+    if expiry and expiry >= now then
+      for n in string.gmatch(serving[i + 1], '[^\n]+') do
+        if defs[n] then
+          by[n] = by[n] or {}
+          table.insert(by[n], w)
+        end
+      end
+    end
+  end
+  local names = {}
+  for n in pairs(defs) do
+    table.insert(names, n)
+  end
+  table.sort(names)
+  local out = {}
+  for _, n in ipairs(names) do
+    local ws = by[n] or {}
+    table.sort(ws)
+    out[#out + 1] = n
+    out[#out + 1] = defs[n]
+    out[#out + 1] = ws
+  end
+  return out
 end
 
 -- saga_claim: takes a saga over from an owner known to be gone.
@@ -424,6 +531,10 @@ redis.register_function('saga_migrate', saga_migrate)
 redis.register_function('saga_heartbeat', saga_heartbeat)
 redis.register_function('saga_dead_workers', saga_dead_workers)
 redis.register_function('saga_claim', saga_claim)
+redis.register_function('saga_publish', saga_publish)
+redis.register_function('saga_deregister', saga_deregister)
+redis.register_function{function_name = 'saga_serving', callback = saga_serving,
+                        flags = {'no-writes'}}
 redis.register_function('saga_release', saga_release)
 redis.register_function('saga_submit', saga_submit)
 redis.register_function('saga_intake_done', saga_intake_done)

@@ -470,14 +470,32 @@ static void publish(saga_worker_t *w) {
         saga__pub_t *p = w->pubs[i];
         if (p->state != PUB_UNSENT)
             continue;
-        if (saga_lease_publish_definition(w->store, p->name, p->hash, on_published, p) == 0) {
+        if (saga_lease_publish_definition(w->store, w->name, p->name, p->hash,
+                                          on_published, p) == 0) {
             p->state = PUB_SENT;
             saga__worker_call(w);
         }
     }
 }
 
-static void on_heartbeat(int status, bool expired, const char *why, void *data) {
+/* Nothing records us as serving a saga (others forgot us while our lease
+ * had lapsed, and what we serve with us): publish every name again. */
+static void republish(saga_worker_t *w) {
+    size_t n = 0;
+    for (size_t i = 0; i < w->npubs; i++)
+        if (w->pubs[i]->state == PUB_DONE) {
+            w->pubs[i]->state = PUB_UNSENT;
+            w->pubs_left++;
+            n++;
+        }
+    if (n > 0)
+        saga_warn("worker %s: others had forgotten us (our lease had lapsed): publishing "
+                  "the %zu saga(s) we serve again", w->name, n);
+    publish(w);
+}
+
+static void on_heartbeat(int status, bool expired, bool unlisted, const char *why,
+                         void *data) {
     saga_worker_t *w = data;
     saga__worker_answered(w);
     if (status == SAGA_EUNAVAILABLE)
@@ -490,6 +508,8 @@ static void on_heartbeat(int status, bool expired, const char *why, void *data) 
         saga_warn("worker %s: our lease had expired (paused or cut off for too long); "
                   "sagas taken over meanwhile are dropped at their next write",
                   w->name);
+    if (unlisted && w->lease_ok && !w->start_failed && !w->stopping)
+        republish(w);
     w->lease_ok = true;
     maybe_begin(w);
 }

@@ -19,6 +19,7 @@
 #include "redis/redis_url.h"
 #include "redis_server.h"
 #include "saga/errors.h"
+#include "store/lease.h"
 #include "store/operator.h"
 #include "store/store_memory.h"
 #include "store/store_redis.h"
@@ -192,12 +193,47 @@ static void on_defs(int status, const char *why, const saga_operator_def_t *d, s
     got_t *g = data;
     got_status(g, status, why);
     g->names[0] = '\0';
+    if (status != 0)
+        cr_assert_null(d);
+    /* name=hash4[w1,w2]; per definition */
     for (size_t i = 0; i < n; i++) {
         strcat(g->names, d[i].name);
         strcat(g->names, "=");
         strncat(g->names, d[i].hash, 4);
-        strcat(g->names, ";");
+        strcat(g->names, "[");
+        for (size_t k = 0; k < d[i].nworkers; k++) {
+            if (k > 0)
+                strcat(g->names, ",");
+            strcat(g->names, d[i].workers[k]);
+        }
+        strcat(g->names, "];");
     }
+}
+
+static void on_lease(int status, const char *why, void *data) {
+    got_t *g = data;
+    got_status(g, status, why);
+}
+
+static void on_heartbeat(int status, bool expired, bool unlisted, const char *why,
+                         void *data) {
+    (void)expired;
+    (void)unlisted;
+    on_lease(status, why, data);
+}
+
+static void on_pause(uv_timer_t *t) { *(int *)t->data = 1; }
+
+/* Lets the loop run for `ms` between two checks of a poll. */
+static void pause_ms(uint64_t ms) {
+    uv_timer_t t;
+    int done = 0;
+    uv_timer_init(&loop, &t);
+    t.data = &done;
+    uv_timer_start(&t, on_pause, ms, 0);
+    run_until(&done);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
 }
 
 static void on_submit(int status, const char *why, bool fresh, void *data) {
@@ -274,7 +310,7 @@ Test(operator, submit_new_then_dup_and_names_resolved) {
 
     CALL(g, saga_operator_definitions(store, on_defs, &g));
     cr_assert_eq(g.status, 0);
-    cr_assert(strstr(g.names, "order=aaaa;") && strstr(g.names, "pay=0123;"), "%s", g.names);
+    cr_assert_str_eq(g.names, "order=aaaa[];pay=0123[];", "sorted; no worker serves them");
 
     saga_operator_submit_t req = {"sub-1", "order", HASH_A, "{\"n\":1}", 0};
     CALL(g, saga_operator_submit(store, &req, on_submit, &g));
@@ -306,6 +342,65 @@ Test(operator, submit_new_then_dup_and_names_resolved) {
     cr_assert_eq(saga_operator_resolve(store, "", on_resolve, &g), -EINVAL);
     uv_run(&loop, UV_RUN_NOWAIT);
     cr_assert_eq(g.calls, 0);
+    close_store();
+}
+
+/* Who serves a saga: the workers that published its name, while their
+ * lease runs. One stops (gone at once), one dies without a word (listed
+ * until its lease expires, then not, though nobody forgot it yet). */
+Test(operator, definitions_list_the_live_workers_serving_each_name) {
+    static got_t g;
+    CALL(g, saga_lease_publish_definition(store, "w1", "order", HASH_A, on_lease, &g));
+    CALL(g, saga_lease_publish_definition(store, "w1", "pay", HASH_B, on_lease, &g));
+    CALL(g, saga_lease_publish_definition(store, "w2", "order", HASH_A, on_lease, &g));
+    CALL(g, saga_lease_publish_definition(store, "w3", "order", HASH_A, on_lease, &g));
+    CALL(g, saga_lease_publish_definition(store, "w3", "ship", HASH_B, on_lease, &g));
+    /* published, never heartbeating: never live */
+    CALL(g, saga_lease_publish_definition(store, "w4", "pay", HASH_B, on_lease, &g));
+    CALL(g, saga_lease_heartbeat(store, "w1", 60000, on_heartbeat, &g));
+    CALL(g, saga_lease_heartbeat(store, "w2", 60000, on_heartbeat, &g));
+    CALL(g, saga_lease_heartbeat(store, "w3", 3000, on_heartbeat, &g));
+    cr_assert_eq(g.status, 0, "%s", g.why);
+
+    CALL(g, saga_operator_definitions(store, on_defs, &g));
+    cr_assert_eq(g.status, 0, "%s", g.why);
+    cr_assert_str_eq(g.names, "order=aaaa[w1,w2,w3];pay=0123[w1];ship=0123[w3];");
+    CALL(g, saga_operator_definition(store, "order", on_defs, &g));
+    cr_assert_str_eq(g.names, "order=aaaa[w1,w2,w3];");
+
+    /* w2 stops: gone at once, lease and all */
+    CALL(g, saga_lease_deregister(store, "w2", on_lease, &g));
+    cr_assert_eq(g.status, 0, "%s", g.why);
+    cr_assert_eq(cmd_int("HEXISTS saga:{idx}:serving %s", "w2"), 0);
+    CALL(g, saga_operator_definitions(store, on_defs, &g));
+    cr_assert_str_eq(g.names, "order=aaaa[w1,w3];pay=0123[w1];ship=0123[w3];");
+
+    /* w3 dies: no more heartbeats, nobody deregisters it */
+    uint64_t deadline = uv_hrtime() + 15000000000ull;
+    for (;;) {
+        CALL(g, saga_operator_definitions(store, on_defs, &g));
+        cr_assert_eq(g.status, 0, "%s", g.why);
+        if (strstr(g.names, "w3") == NULL)
+            break;
+        cr_assert(uv_hrtime() < deadline, "w3 still listed 15 s after its lease: %s", g.names);
+        pause_ms(50);
+    }
+    cr_assert_str_eq(g.names, "order=aaaa[w1];pay=0123[w1];ship=0123[];");
+    cr_assert_eq(cmd_int("HEXISTS saga:{idx}:serving %s", "w3"), 1, "nobody forgot it yet");
+    CALL(g, saga_operator_definition(store, "ship", on_defs, &g));
+    cr_assert_str_eq(g.names, "ship=0123[];");
+
+    /* a live worker forgets it: its traces are gone */
+    CALL(g, saga_lease_deregister(store, "w3", on_lease, &g));
+    cr_assert_eq(cmd_int("HEXISTS saga:{idx}:serving %s", "w3"), 0);
+    redisReply *r = cmd("ZSCORE saga:{idx}:workers w3");
+    cr_assert_eq(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+
+    CALL(g, saga_operator_definition(store, "nosuch", on_defs, &g));
+    cr_assert_eq(g.status, SAGA_ENOTFOUND);
+    cr_assert_str_eq(g.why, "no worker serves saga 'nosuch'");
+    cr_assert_eq(saga_operator_definition(store, "", on_defs, &g), -EINVAL);
     close_store();
 }
 

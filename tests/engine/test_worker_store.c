@@ -189,7 +189,7 @@ static struct got_s {
     int calls;
     int status;
     char why[256];
-    bool expired;
+    bool expired, unlisted;
     uint64_t u;              /* fence, count */
     size_t n;
     char names[8][160];
@@ -215,10 +215,11 @@ static void on_done(int status, const char *why, void *data) {
     note(status, why);
 }
 
-static void on_heartbeat(int status, bool exp, const char *why, void *data) {
+static void on_heartbeat(int status, bool exp, bool unlisted, const char *why, void *data) {
     (void)data;
     note(status, why);
     G.expired = exp;
+    G.unlisted = unlisted;
 }
 
 static void on_names(int status, const char *const *names, size_t n, const char *why,
@@ -299,6 +300,7 @@ Test(worker_store, heartbeat_renews_and_reports_an_expired_lease) {
     CALL(saga_lease_heartbeat(S, "w1", 10000, on_heartbeat, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_not(G.expired, "a first lease had not expired");
+    cr_assert(G.unlisted, "w1 published nothing yet");
     redisReply *r = cmd("ZSCORE saga:{idx}:workers w1");
     cr_assert_eq(r->type, REDIS_REPLY_STRING);
     long long until = strtoll(r->str, NULL, 10);
@@ -308,6 +310,18 @@ Test(worker_store, heartbeat_renews_and_reports_an_expired_lease) {
     CALL(saga_lease_heartbeat(S, "w1", 10000, on_heartbeat, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert(G.expired, "the lease had expired before this renewal");
+    CALL(saga_lease_publish_definition(S, "w1", "orders", HASH, on_done, NULL));
+    CALL(saga_lease_heartbeat(S, "w1", 10000, on_heartbeat, NULL));
+    cr_assert_not(G.expired, "renewed in time");
+    cr_assert_not(G.unlisted, "w1 serves orders");
+
+    /* Forgotten by others (its lease had lapsed): the next heartbeat says
+     * so, for the worker to publish its names again. */
+    CALL(saga_lease_deregister(S, "w1", on_done, NULL));
+    CALL(saga_lease_heartbeat(S, "w1", 10000, on_heartbeat, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_not(G.expired);
+    cr_assert(G.unlisted, "what w1 served went with its lease");
     finish();
 }
 
@@ -322,7 +336,7 @@ Test(worker_store, heartbeat_failures) {
     load_bad_library();
     CALL(saga_lease_heartbeat(S, "w1", 1000, on_heartbeat, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE, "a reply of the wrong shape is an error");
-    cr_assert_str_eq(G.why, "expected [now, 0 or 1]");
+    cr_assert_str_eq(G.why, "expected [now, 0 or 1, 0 or 1]");
     finish();
 }
 
@@ -333,9 +347,14 @@ Test(worker_store, dead_workers_and_deregister) {
     cr_assert_eq(G.n, 1);
     cr_assert_str_eq(G.names[0], "gone");
 
+    CALL(saga_lease_publish_definition(S, "gone", "orders", HASH, on_done, NULL));
+    CALL(saga_lease_publish_definition(S, "alive", "orders", HASH, on_done, NULL));
     CALL(saga_lease_deregister(S, "gone", on_done, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(cmd("ZSCORE saga:{idx}:workers gone")->type, REDIS_REPLY_NIL);
+    cr_assert_eq(cmd("HGET saga:{idx}:serving gone")->type, REDIS_REPLY_NIL,
+                 "what it served went with it");
+    cr_assert_str_eq(cmd("HGET saga:{idx}:serving alive")->str, "orders");
     cr_assert_eq(cmd("ZSCORE saga:{idx}:workers alive")->type, REDIS_REPLY_STRING);
     CALL(saga_lease_dead_workers(S, on_names, NULL));
     cr_assert_eq(G.n, 0);
@@ -575,12 +594,19 @@ Test(worker_store, wake_list_and_definition_names) {
     cr_assert_str_eq(G.names[0], "a");
     cr_assert_eq(cmd_int("LLEN saga:{idx}:wake:me"), 1, "taken from the list");
 
-    CALL(saga_lease_publish_definition(S, "orders", HASH, on_done, NULL));
+    CALL(saga_lease_publish_definition(S, "me", "orders", HASH, on_done, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_str_eq(cmd("HGET saga:{idx}:defs orders")->str, HASH);
-    cr_assert_eq(saga_lease_publish_definition(S, "orders", "abc", on_done, NULL), -EINVAL);
+    cr_assert_str_eq(cmd("HGET saga:{idx}:serving me")->str, "orders");
+    CALL(saga_lease_publish_definition(S, "me", "pay", HASH, on_done, NULL));
+    CALL(saga_lease_publish_definition(S, "me", "orders", HASH, on_done, NULL));
+    cr_assert_eq(G.status, 0, "publishing twice is harmless");
+    cr_assert_str_eq(cmd("HGET saga:{idx}:serving me")->str, "orders\npay");
+    cr_assert_eq(saga_lease_publish_definition(S, "me", "orders", "abc", on_done, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_publish_definition(S, "", "orders", HASH, on_done, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_publish_definition(S, "me", "a\nb", HASH, on_done, NULL), -EINVAL);
     cmd("SET saga:{idx}:defs x");
-    CALL(saga_lease_publish_definition(S, "orders", HASH, on_done, NULL));
+    CALL(saga_lease_publish_definition(S, "me", "orders", HASH, on_done, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert(strstr(G.why, "WRONGTYPE") != NULL, "why: %s", G.why);
     finish();

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "http_client.h"
+#include "redis_cmd.h"
 #include "redis_server.h"
 #include "saga_proc.h"
 #include "test_poll.h"
@@ -382,15 +383,46 @@ Test(serve, cancel_retry_definitions_health) {
 
     do_call("GET", "/v1/definitions", NULL, &r);
     expect(&r, 200, NULL);
-    cr_assert_eq(json_array_size(json_object_get(r.json, "definitions")), 4);
+    json_t *defs = json_object_get(r.json, "definitions");
+    cr_assert_eq(json_array_size(defs), 4);
+    for (size_t i = 0; i < 4; i++) {
+        /* every one served by the running worker, and by it alone */
+        json_t *ws = json_object_get(json_array_get(defs, i), "workers");
+        cr_assert_eq(json_array_size(ws), 1, "%s", r.body);
+        cr_assert_str_eq(json_string_value(json_array_get(ws, 0)), "w1");
+    }
     resp_free(&r);
     do_call("GET", "/v1/definitions/slow", NULL, &r);
     expect(&r, 200, NULL);
+    json_t *ws = json_object_get(r.json, "workers");
+    cr_assert_eq(json_array_size(ws), 1, "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_array_get(ws, 0)), "w1");
     cr_assert_str_eq(jstr(r.json, "recovery"), "backward");
     cr_assert(strstr(jstr(r.json, "yaml"), "demo.sleep") != NULL);
     cr_assert_str_eq(jstr(json_array_get(json_object_get(r.json, "steps"), 0), "action"),
                      "demo.sleep");
     resp_free(&r);
+
+    /* Another worker forgets w1, as it forgets a dead one (lease lapsed,
+     * nothing left to take over): w1's next heartbeat finds no lease, and
+     * it publishes what it serves again. */
+    redisContext *rc = redis_server_connect(&R);
+    cr_assert_not_null(rc);
+    redisReply *fr = redis_cmd(rc, "FCALL saga_deregister 2 saga:{idx}:workers "
+                                   "saga:{idx}:serving w1");
+    cr_assert_eq(fr->type, REDIS_REPLY_INTEGER, "%s", fr->type == REDIS_REPLY_ERROR ? fr->str : "");
+    freeReplyObject(fr);
+    redisFree(rc);
+    test_poll_t fp = test_poll_start(10000);
+    for (;;) {
+        do_call("GET", "/v1/definitions/slow", NULL, &r);
+        expect(&r, 200, NULL);
+        bool back = json_array_size(json_object_get(r.json, "workers")) == 1;
+        resp_free(&r);
+        if (back)
+            break;
+        cr_assert(test_poll_next(&fp), "w1 never said again that it serves 'slow'");
+    }
 
     do_call("GET", "/v1/openapi.json", NULL, &r);
     expect(&r, 200, NULL);
