@@ -715,16 +715,19 @@ static void submit_def(op_t *op, int status, const saga_def_t *def) {
     }
 }
 
-static void on_resolved(int status, const char *why, const char *hash, void *data) {
+/* The name's current definition and its live workers: a name no live
+ * worker serves is refused (a start request would wait for nobody). */
+static void on_submit_definition(int status, const char *why, const saga_operator_def_t *defs,
+                                 size_t n, void *data) {
     op_t *op = data;
     if (op->r == NULL) {
         op_free(op);
         return;
     }
-    if (status == SAGA_ENOTFOUND) {
+    if (status == SAGA_ENOTFOUND || (status == 0 && (n == 0 || defs[0].nworkers == 0))) {
         saga_http_respond_error(op->r, 404, "unknown_saga",
-                                "no worker serves a saga named '%s' (GET /v1/definitions lists "
-                                "the served ones)", op->name);
+                                "no live worker serves a saga named '%s' (GET /v1/definitions "
+                                "lists the served ones)", op->name);
         op_free(op);
         return;
     }
@@ -733,8 +736,8 @@ static void on_resolved(int status, const char *why, const char *hash, void *dat
         op_free(op);
         return;
     }
-    snprintf(op->hash, sizeof(op->hash), "%s", hash);
-    name_remember(op->api, op->name, hash);
+    snprintf(op->hash, sizeof(op->hash), "%s", defs[0].hash);
+    name_remember(op->api, op->name, op->hash);
     with_def(op, op->hash, submit_def);
 }
 
@@ -770,7 +773,7 @@ static void h_submit(saga_http_req_t *r, void *data) {
         with_def(op, op->hash, submit_def);
         return;
     }
-    int rc = saga_operator_resolve(api->store, op->name, on_resolved, op);
+    int rc = saga_operator_definition(api->store, op->name, on_submit_definition, op);
     if (rc != 0) {
         answer_call_failed(r, rc, "submit");
         op_free(op);

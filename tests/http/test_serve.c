@@ -443,6 +443,32 @@ Test(serve, cancel_retry_definitions_health) {
     resp_free(&r);
 }
 
+/* A name whose workers are all gone is refused (within the second the API
+ * remembers a name), not enqueued for nobody. */
+Test(serve, submit_refused_once_no_live_worker_serves_the_saga) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"slow\",\"input\":{\"n\":1}}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    cr_assert_eq(saga_proc_stop(&worker_pid), 0, "the worker stops cleanly");
+    test_poll_t p = test_poll_start(10000);
+    for (;;) {
+        do_call("POST", "/v1/sagas", "{\"saga\":\"slow\",\"input\":{\"n\":1}}", &r);
+        long st = r.status;
+        if (st == 404) {
+            expect(&r, 404, "unknown_saga");
+            cr_assert(strstr(r.body, "no live worker") != NULL, "%s", r.body);
+            resp_free(&r);
+            break;
+        }
+        resp_free(&r);
+        cr_assert_eq(st, 201, "accepted until the API notices (at most a second)");
+        cr_assert(test_poll_next(&p), "a saga nobody serves is still accepted");
+    }
+}
+
 Test(serve, long_poll_answers_when_the_saga_finishes) {
     start_serve(NULL);
     wait_served();
