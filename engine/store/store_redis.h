@@ -57,8 +57,9 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
                                    const saga_store_redis_options_t *opt,
                                    saga_store_ready_cb ready, void *data);
 
-/* The store's connection, for commands outside the store interface (the
- * operator commands). NULL for a store that is not a Redis store. */
+/* The store's connection, for the other modules of engine/store/ (operator,
+ * intake, lease, gauges): no layer above the store sends a command. NULL
+ * for a store that is not a Redis store. */
 saga_redis_t *saga_store_redis_conn(saga_store_t *s);
 
 /* True when every connection of the store is up and runs saga's function
