@@ -10,7 +10,8 @@
  *
  * Long-polls (GET /v1/sagas/{id}?wait=...) wait in one list checked by one
  * timer: each waiting saga's state is read (saga_state, one cheap call per
- * saga) at growing intervals, 100 ms doubling up to 1 s, and the request
+ * saga, shared by its waiters due in the same tick) at growing intervals,
+ * 100 ms doubling up to 1 s, and the request
  * is answered as soon as the saga is completed, compensated or stuck, or
  * when its wait ends. The cost is a timer entry and one read per second at
  * most per waiting saga; no thread, no per-request timer.
@@ -437,10 +438,52 @@ static void on_waiter_state(int status, const char *why, const saga_operator_sta
     tick_arm(w->api);
 }
 
+/* One state read shared by the waiters of one saga that are due in the
+ * same tick. */
+typedef struct probe_s {
+    waiter_t **w;
+    size_t n, cap;
+} probe_t;
+
+static void on_probe_state(int status, const char *why, const saga_operator_state_t *st,
+                           void *data) {
+    probe_t *p = data;
+    for (size_t i = 0; i < p->n; i++)
+        on_waiter_state(status, why, st, p->w[i]);
+    free(p->w);
+    free(p);
+}
+
+static int probe_add(saga_strmap_t *probes, waiter_t *w) {
+    probe_t *p = saga_strmap_get(probes, w->id);
+    if (p == NULL) {
+        if ((p = calloc(1, sizeof(*p))) == NULL)
+            return -ENOMEM;
+        if (saga_strmap_put(probes, w->id, p, NULL) != 0) {
+            free(p);
+            return -ENOMEM;
+        }
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 4;
+        waiter_t **nw = realloc(p->w, cap * sizeof(*nw));
+        if (nw == NULL)
+            return -ENOMEM;
+        p->w = nw;
+        p->cap = cap;
+    }
+    p->w[p->n++] = w;
+    return 0;
+}
+
 static void on_tick(uv_timer_t *t) {
     saga_api_t *api = t->data;
     api->tick_running = false;
     uint64_t now = now_ms(api);
+    /* id -> the due waiters of that saga; keys are the waiters' ids, which
+     * live at least until their probe answers */
+    saga_strmap_t probes;
+    saga_strmap_init(&probes);
     waiter_t *next;
     for (waiter_t *w = api->waiters; w != NULL; w = next) {
         next = w->next;
@@ -451,12 +494,27 @@ static void on_tick(uv_timer_t *t) {
             waiter_answer(w);
             continue;
         }
+        if (probe_add(&probes, w) != 0) {
+            w->next_ms = now + w->interval_ms; /* out of memory: try later */
+            continue;
+        }
         w->checking = true;
-        if (saga_operator_state(api->store, w->id, on_waiter_state, w) != 0) {
-            w->checking = false;
-            w->next_ms = now + w->interval_ms; /* Redis away: try later */
+    }
+    size_t pos = 0;
+    const char *id;
+    void *v;
+    while (saga_strmap_next(&probes, &pos, &id, &v)) {
+        probe_t *p = v;
+        if (saga_operator_state(api->store, id, on_probe_state, p) != 0) {
+            for (size_t i = 0; i < p->n; i++) {
+                p->w[i]->checking = false;
+                p->w[i]->next_ms = now + p->w[i]->interval_ms; /* Redis away: try later */
+            }
+            free(p->w);
+            free(p);
         }
     }
+    saga_strmap_close(&probes);
     tick_arm(api);
 }
 
