@@ -16,116 +16,21 @@
 #include <uv.h>
 
 #include "redis_server.h"
+#include "store_fixture.h"
 #include "saga/errors.h"
 #include "saga/worker.h"
 #include "store/store_memory.h"
 #include "store/store_redis.h"
-
-static redis_server_t R;
-static uv_loop_t L;
-static uv_timer_t deadline;
-static bool expired;
-static saga_store_t *S;
-static saga_redis_url_t U;
-static int store_status = 1;
-static redisContext *C;
 
 static const char *const DEF =
     "saga: orders\n"
     "steps:\n"
     "  - {name: a, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n";
 
-static void on_ready(saga_store_t *s, int status, const char *msg, void *data) {
-    (void)s;
-    (void)data;
-    store_status = status;
-    if (status != 0)
-        fprintf(stderr, "store: %s\n", msg);
-}
+static void setup(void) { fixture_setup(0); }
 
-static void on_deadline(uv_timer_t *t) {
-    (void)t;
-    expired = true;
-}
+TestSuite(worker_new, .init = setup, .fini = fixture_teardown);
 
-/* Runs the loop until *n reaches `want`, for 5 s at most. */
-static void run_until(const int *n, int want) {
-    expired = false;
-    uv_timer_start(&deadline, on_deadline, 5000, 0);
-    while (*n < want && !expired)
-        uv_run(&L, UV_RUN_ONCE);
-    uv_timer_stop(&deadline);
-    cr_assert_geq(*n, want, "timed out waiting for a callback");
-}
-
-static void setup(void) {
-    signal(SIGPIPE, SIG_IGN);
-    cr_assert_eq(redis_server_start(&R, NULL), 0);
-    cr_assert_eq(uv_loop_init(&L), 0);
-    uv_timer_init(&L, &deadline);
-    char err[256];
-    cr_assert_eq(saga_redis_url_parse(R.url, &U, err, sizeof(err)), 0, "%s", err);
-    saga_store_redis_options_t o;
-    memset(&o, 0, sizeof(o));
-    o.conn.reconnect_max_ms = 100;
-    S = saga_store_redis_new(&L, &U, &o, on_ready, NULL);
-    cr_assert_not_null(S);
-    expired = false;
-    uv_timer_start(&deadline, on_deadline, 5000, 0);
-    while (store_status == 1 && !expired)
-        uv_run(&L, UV_RUN_ONCE);
-    uv_timer_stop(&deadline);
-    cr_assert_eq(store_status, 0, "the store is ready");
-    C = redis_server_connect(&R);
-    cr_assert_not_null(C);
-}
-
-static int closed;
-static void on_closed(void *data) {
-    (void)data;
-    closed++;
-}
-
-static void on_handle_closed(uv_handle_t *h) { (void)h; }
-
-static bool finished;
-
-/* Ends a test: closes the store, runs the loop out and asserts that it
- * closes with no handle left. (Criterion does not fail a test on an
- * assertion in .fini: this runs in the test's body.) */
-static void finish(void) {
-    if (C != NULL)
-        redisFree(C);
-    C = NULL;
-    closed = 0;
-    S->ops->close(S, on_closed, NULL);
-    uv_close((uv_handle_t *)&deadline, on_handle_closed);
-    uv_run(&L, UV_RUN_DEFAULT);
-    finished = true;
-    cr_assert_eq(closed, 1);
-    cr_assert_eq(uv_loop_close(&L), 0, "no handle left in the loop");
-}
-
-static void teardown(void) {
-    if (!finished && C != NULL)
-        redisFree(C);
-    saga_redis_url_close(&U);
-    redis_server_stop(&R);
-}
-
-TestSuite(worker_new, .init = setup, .fini = teardown);
-
-static redisReply *cmd(const char *fmt, ...) {
-    static redisReply *last;
-    if (last != NULL)
-        freeReplyObject(last);
-    va_list ap;
-    va_start(ap, fmt);
-    last = redisvCommand(C, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(last, "redis: %s", C->errstr);
-    return last;
-}
 
 static saga_worker_options_t options(const char *name) {
     saga_worker_options_t o;
@@ -192,7 +97,7 @@ Test(worker_new, refuses_bad_options_and_leaves_nothing_behind) {
     refused(mem, &o, "needs a Redis store");
     mem->ops->close(mem, on_closed, NULL);
     run_until(&closed, 1);
-    finish();
+    fixture_finish();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -257,7 +162,7 @@ Test(worker_new, start_publishes_the_names_then_serves) {
     stop(w);
     cr_assert_eq(G.started, 1, "the start was reported once");
     cr_assert_eq(cmd("ZSCORE saga:{idx}:workers w1")->type, REDIS_REPLY_NIL, "lease dropped");
-    finish();
+    fixture_finish();
 }
 
 Test(worker_new, a_name_it_cannot_publish_fails_the_start) {
@@ -275,7 +180,7 @@ Test(worker_new, a_name_it_cannot_publish_fails_the_start) {
     cr_assert_eq(cmd("EXISTS saga:{idx}:intake")->integer, 0, "it takes no work");
     stop(w);
     cr_assert_eq(G.started, 1);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_new, add_definition_refuses_what_it_cannot_run) {
@@ -290,7 +195,7 @@ Test(worker_new, add_definition_refuses_what_it_cannot_run) {
     saga_diags_close(&diags);
     stop(w);
     cr_assert_eq(G.started, 0, "never started: no start callback");
-    finish();
+    fixture_finish();
 }
 
 Test(worker_new, stopped_before_it_serves) {
@@ -302,7 +207,7 @@ Test(worker_new, stopped_before_it_serves) {
     cr_assert_eq(G.started, 1);
     cr_assert_eq(G.status, SAGA_ECLOSING);
     saga_worker_free(w);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_new, an_unreachable_intake_is_retried_and_the_worker_stops_cleanly) {
@@ -320,5 +225,5 @@ Test(worker_new, an_unreachable_intake_is_retried_and_the_worker_stops_cleanly) 
     run_until(&G.started, 1);
     cr_assert_eq(G.status, 0, "leased and serving claims: %s", G.msg);
     stop(w);
-    finish();
+    fixture_finish();
 }

@@ -20,135 +20,19 @@
 #include <uv.h>
 
 #include "redis_server.h"
+#include "store_fixture.h"
 #include "saga/errors.h"
 #include "store/intake.h"
 #include "store/lease.h"
 #include "store/store_memory.h"
 #include "store/store_redis.h"
 
-static redis_server_t R;
-static uv_loop_t L;
-static uv_timer_t deadline;
-static bool expired;
-static saga_store_t *S;
-static saga_redis_url_t U;
-static int store_status = 1;
-static redisContext *C;
-
 static const char HASH[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-/* ---------------------------------------------------------------------- */
-/* Fixture                                                                 */
-/* ---------------------------------------------------------------------- */
+static void setup(void) { fixture_setup(2000); }
 
-static void on_ready(saga_store_t *s, int status, const char *msg, void *data) {
-    (void)s;
-    (void)data;
-    store_status = status;
-    if (status != 0)
-        fprintf(stderr, "store: %s\n", msg);
-}
+TestSuite(worker_store, .init = setup, .fini = fixture_teardown);
 
-static void on_deadline(uv_timer_t *t) {
-    (void)t;
-    expired = true;
-}
-
-/* Runs the loop until *n reaches `want`, for 5 s at most. */
-static void run_until(const int *n, int want) {
-    expired = false;
-    uv_timer_start(&deadline, on_deadline, 5000, 0);
-    while (*n < want && !expired)
-        uv_run(&L, UV_RUN_ONCE);
-    uv_timer_stop(&deadline);
-    cr_assert_geq(*n, want, "timed out waiting for a callback");
-}
-
-static void setup(void) {
-    signal(SIGPIPE, SIG_IGN);
-    cr_assert_eq(redis_server_start(&R, NULL), 0);
-    cr_assert_eq(uv_loop_init(&L), 0);
-    uv_timer_init(&L, &deadline);
-    char err[256];
-    cr_assert_eq(saga_redis_url_parse(R.url, &U, err, sizeof(err)), 0, "%s", err);
-    saga_store_redis_options_t o;
-    memset(&o, 0, sizeof(o));
-    o.conn.reconnect_max_ms = 100;
-    o.conn.command_timeout_ms = 2000;
-    store_status = 1;
-    S = saga_store_redis_new(&L, &U, &o, on_ready, NULL);
-    cr_assert_not_null(S);
-    expired = false;
-    uv_timer_start(&deadline, on_deadline, 5000, 0);
-    while (store_status == 1 && !expired)
-        uv_run(&L, UV_RUN_ONCE);
-    uv_timer_stop(&deadline);
-    cr_assert_eq(store_status, 0, "the store is ready");
-    C = redis_server_connect(&R);
-    cr_assert_not_null(C);
-}
-
-static int closed;
-static void on_closed(void *data) {
-    (void)data;
-    closed++;
-}
-
-static void on_handle_closed(uv_handle_t *h) { (void)h; }
-
-static bool finished;
-
-/* Ends a test: closes the store, runs the loop out and asserts that it
- * closes with no handle left. (Criterion does not fail a test on an
- * assertion in .fini: this runs in the test's body.) */
-static void finish(void) {
-    if (C != NULL)
-        redisFree(C);
-    C = NULL;
-    closed = 0;
-    S->ops->close(S, on_closed, NULL);
-    uv_close((uv_handle_t *)&deadline, on_handle_closed);
-    uv_run(&L, UV_RUN_DEFAULT);
-    finished = true;
-    cr_assert_eq(closed, 1);
-    cr_assert_eq(uv_loop_close(&L), 0, "no handle left in the loop");
-}
-
-static void teardown(void) {
-    if (!finished && C != NULL)
-        redisFree(C);
-    saga_redis_url_close(&U);
-    redis_server_stop(&R);
-}
-
-TestSuite(worker_store, .init = setup, .fini = teardown);
-
-/* A blocking command for set-up and assertions; the reply is freed by the
- * next call. */
-static redisReply *cmd(const char *fmt, ...) {
-    static redisReply *last;
-    if (last != NULL)
-        freeReplyObject(last);
-    va_list ap;
-    va_start(ap, fmt);
-    last = redisvCommand(C, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(last, "redis: %s", C->errstr);
-    return last;
-}
-
-static long long cmd_int(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(C, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r);
-    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "an integer reply (%s)",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "?");
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
 
 static long long now_ms(void) {
     struct timespec ts;
@@ -322,7 +206,7 @@ Test(worker_store, heartbeat_renews_and_reports_an_expired_lease) {
     cr_assert_eq(G.status, 0);
     cr_assert_not(G.expired);
     cr_assert(G.unlisted, "what w1 served went with its lease");
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, heartbeat_failures) {
@@ -337,7 +221,7 @@ Test(worker_store, heartbeat_failures) {
     CALL(saga_lease_heartbeat(S, "w1", 1000, on_heartbeat, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE, "a reply of the wrong shape is an error");
     cr_assert_str_eq(G.why, "expected [now, 0 or 1, 0 or 1]");
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, dead_workers_and_deregister) {
@@ -364,7 +248,7 @@ Test(worker_store, dead_workers_and_deregister) {
     CALL(saga_lease_dead_workers(S, on_names, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert_str_eq(G.why, "expected an array of strings");
-    finish();
+    fixture_finish();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -399,7 +283,7 @@ Test(worker_store, claim_takes_over_from_the_expected_owner_only) {
     CALL(saga_lease_claim(S, "s1", "me", "you", on_claim, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert_eq(G.u, 0);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, release_to_the_orphans_or_to_nobody) {
@@ -436,7 +320,7 @@ Test(worker_store, release_to_the_orphans_or_to_nobody) {
     cr_assert_eq(G.u, 1, "s1 in the orphans");
     CALL(saga_lease_set_size(S, NULL, on_count, NULL));
     cr_assert_eq(G.u, 2, "then s4, released in the background");
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, release_failures) {
@@ -450,7 +334,7 @@ Test(worker_store, release_failures) {
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert_str_eq(G.why, "expected 0 or 1");
     cr_assert_eq(saga_lease_release(S, "s1", "", 3, true, on_done, NULL), -EINVAL);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, list_owned_and_unlist) {
@@ -475,7 +359,7 @@ Test(worker_store, list_owned_and_unlist) {
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert_eq(saga_lease_unlist(S, "", "s9", on_done, NULL), -EINVAL, "no worker ''");
     cr_assert_eq(saga_lease_list_owned(S, "s1", "me", true, "", on_done, NULL), -EINVAL);
-    finish();
+    fixture_finish();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -501,7 +385,7 @@ Test(worker_store, candidate_decodes_the_record) {
     CALL(saga_lease_candidate(S, "gone", on_candidate, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_not(G.cand.exists);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, candidate_refuses_a_corrupt_record) {
@@ -526,7 +410,7 @@ Test(worker_store, candidate_refuses_a_corrupt_record) {
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert(strstr(G.why, "WRONGTYPE") != NULL, "why: %s", G.why);
     cr_assert_eq(saga_lease_candidate(S, "x", NULL, NULL), -EINVAL);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, scan_walks_a_set_in_pages) {
@@ -565,7 +449,7 @@ Test(worker_store, scan_walks_a_set_in_pages) {
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert_eq(saga_lease_scan(S, NULL, "", 10, on_scan, NULL), -EINVAL);
     cr_assert_eq(saga_lease_scan(S, NULL, "0", 0, on_scan, NULL), -EINVAL);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, sweep_pages_through_the_unfinished) {
@@ -581,7 +465,7 @@ Test(worker_store, sweep_pages_through_the_unfinished) {
     cmd("SET saga:{idx}:sagas x");
     CALL(saga_lease_sweep(S, 0, 3, on_names, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, wake_list_and_definition_names) {
@@ -609,7 +493,7 @@ Test(worker_store, wake_list_and_definition_names) {
     CALL(saga_lease_publish_definition(S, "me", "orders", HASH, on_done, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert(strstr(G.why, "WRONGTYPE") != NULL, "why: %s", G.why);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, not_a_redis_store_and_not_connected) {
@@ -632,18 +516,17 @@ Test(worker_store, not_a_redis_store_and_not_connected) {
     run_until(&G.calls, 1);
     cr_assert(G.status == SAGA_EUNAVAILABLE || G.status == 0, "status %d", G.status);
     /* Not connected any more: refused at once, no callback. */
-    expired = false;
-    uv_timer_start(&deadline, on_deadline, 5000, 0);
+    fixture_deadline_start(5000);
     int rc = 0;
-    while (!expired && (rc = saga_lease_heartbeat(S, "w", 1000, on_heartbeat, NULL)) == 0) {
+    while (!fixture_expired() && (rc = saga_lease_heartbeat(S, "w", 1000, on_heartbeat, NULL)) == 0) {
         run_until(&G.calls, G.calls + 1);
         uv_run(&L, UV_RUN_NOWAIT);
     }
-    uv_timer_stop(&deadline);
+    fixture_deadline_stop();
     cr_assert_eq(rc, SAGA_EUNAVAILABLE);
     redisFree(C);
     C = NULL;
-    finish();
+    fixture_finish();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -692,7 +575,7 @@ Test(worker_store, intake_new_refuses_bad_options) {
     cr_assert_str_eq(err, "the intake needs a consumer name");
     in = intake("w");
     intake_close(in);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, intake_group_read_ack) {
@@ -745,7 +628,7 @@ Test(worker_store, intake_group_read_ack) {
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.n, 0);
     intake_close(in);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, intake_autoclaim_takes_what_a_dead_consumer_left) {
@@ -766,7 +649,7 @@ Test(worker_store, intake_autoclaim_takes_what_a_dead_consumer_left) {
     cr_assert_eq(G.n, 1, "b's now");
     intake_close(a);
     intake_close(b);
-    finish();
+    fixture_finish();
 }
 
 Test(worker_store, intake_failures) {
@@ -800,5 +683,5 @@ Test(worker_store, intake_failures) {
     run_until(&closed, 1);
     cr_assert_eq(G.calls, 1, "the read was answered");
     cr_assert_eq(G.status, SAGA_ECLOSING);
-    finish();
+    fixture_finish();
 }

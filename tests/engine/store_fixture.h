@@ -1,0 +1,57 @@
+/*
+ * store_fixture.h -- test harness for suites of the store's operations: a
+ * real redis-server, a loop, and a ready Redis store on it, plus a blocking
+ * client for set-up and assertions. One fixture per test process (Criterion
+ * runs each test in its own), hence the short global names.
+ */
+#ifndef SAGA_TEST_STORE_FIXTURE_H
+#define SAGA_TEST_STORE_FIXTURE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "redis/redis_url.h"
+#include "redis_server.h"
+#include "saga/store.h"
+
+extern redis_server_t R;  /* the server */
+extern uv_loop_t L;       /* the loop the store runs on */
+extern saga_store_t *S;   /* the Redis store, ready after fixture_setup() */
+extern saga_redis_url_t U;
+extern redisContext *C;   /* a blocking client on the server */
+extern int closed;        /* counted by on_closed() */
+
+/* Starts the server and the store (command timeout `command_timeout_ms`,
+ * 0: the store's default) and waits until the store is ready. */
+void fixture_setup(uint64_t command_timeout_ms);
+
+/* Ends a test in its body (Criterion does not fail a test on an assertion
+ * in .fini): closes the store, runs the loop out, asserts that it closes
+ * with no handle left. */
+void fixture_finish(void);
+
+/* The suite's .fini: frees what fixture_finish() did not reach. */
+void fixture_teardown(void);
+
+/* Runs the loop until *n reaches `want`, for 5 s at most. */
+void run_until(const int *n, int want);
+
+/* A deadline of `ms` on the loop, for loops of a test's own. */
+void fixture_deadline_start(uint64_t ms);
+bool fixture_expired(void);
+void fixture_deadline_stop(void);
+
+/* A store's close callback that counts in `closed`. */
+void on_closed(void *data);
+
+/* A blocking command for set-up and assertions; the reply is freed by the
+ * next call. */
+redisReply *cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A command whose reply must be an integer; returns it. */
+long long cmd_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
