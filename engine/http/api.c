@@ -183,6 +183,20 @@ static void op_free(op_t *op) {
     free(op);
 }
 
+/* The op of a request on the saga named by the path: NULL (with the answer
+ * given) when Redis is away, the id is not an id, or memory is short. */
+static op_t *op_for_saga(saga_api_t *api, saga_http_req_t *r) {
+    if (store_away(api, r))
+        return NULL;
+    const char *id = path_id(r);
+    if (id == NULL)
+        return NULL;
+    op_t *op = op_new(api, r);
+    if (op != NULL)
+        snprintf(op->id, sizeof(op->id), "%s", id);
+    return op;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Definitions by hash, names by time                                      */
 /* ---------------------------------------------------------------------- */
@@ -972,18 +986,12 @@ static void on_history(int status, const saga_history_entry_t *h, size_t n, void
 
 static void h_history(saga_http_req_t *r, void *data) {
     saga_api_t *api = data;
-    if (store_away(api, r))
-        return;
-    const char *id = path_id(r);
-    if (id == NULL)
-        return;
-    op_t *op = op_new(api, r);
+    op_t *op = op_for_saga(api, r);
     if (op == NULL)
         return;
-    snprintf(op->id, sizeof(op->id), "%s", id);
     int rc = api->store->ops->history(api->store, op->id, on_history, op);
     if (rc != 0) {
-        answer_call_failed(r, rc, id);
+        answer_call_failed(r, rc, op->id);
         op_free(op);
     }
 }
@@ -1038,15 +1046,9 @@ static void on_request(int status, const char *why, const saga_operator_request_
 }
 
 static void operator_request(saga_http_req_t *r, saga_api_t *api, const char *kind) {
-    if (store_away(api, r))
-        return;
-    const char *id = path_id(r);
-    if (id == NULL)
-        return;
-    op_t *op = op_new(api, r);
+    op_t *op = op_for_saga(api, r);
     if (op == NULL)
         return;
-    snprintf(op->id, sizeof(op->id), "%s", id);
     op->kind = kind;
     int rc = strcmp(kind, "cancel") == 0
                  ? saga_operator_cancel(api->store, op->id, api->who, on_request, op)
