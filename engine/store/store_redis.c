@@ -85,6 +85,8 @@ typedef struct rq_s {
     struct lane_s *lane;
     rq_kind_t kind;
     bool sent;
+    bool lost;                   /* its connection was lost: the next send
+                                    is a resend (stats.resent) */
     rq_cb_t cb;                  /* RQ_INDEX: none */
     void *data;
     const saga_store_write_t *w; /* RQ_WRITE; valid until cb */
@@ -351,8 +353,10 @@ static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
         finish(rq, SAGA_ECLOSING, NULL);
         return;
     }
-    if (r == NULL)
+    if (r == NULL) {
+        rq->lost = true;
         return; /* connection lost: stays queued, resent when READY */
+    }
     int status = 0;
     if (r->type == REDIS_REPLY_ERROR) {
         if (classify_error(r, &status)) {
@@ -608,6 +612,10 @@ static int send_rq(lane_t *ln, rq_t *rq) {
         rq->sent = true;
         ln->unsent--;
         st->stats.commands++;
+        if (rq->lost) {
+            st->stats.resent++;
+            rq->lost = false;
+        }
     }
     return rc;
 oom:

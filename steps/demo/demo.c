@@ -12,6 +12,7 @@
  * dropped once the key succeeds, so memory stays bounded by the number of
  * keys currently failing.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,7 +193,7 @@ static void c_sleep(void *state, saga_call_t *call) {
 static int demo_init(const saga_host_t *host, struct uv_loop_s *loop, void **state) {
     demo_t *d = calloc(1, sizeof(*d));
     if (d == NULL)
-        return -12; /* ENOMEM */
+        return -ENOMEM;
     d->host = host;
     d->loop = loop;
     *state = d;

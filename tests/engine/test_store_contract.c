@@ -864,6 +864,10 @@ static void resend_body(void) {
     cr_assert_eq(write1("resend-1", 2, 0, 0, "state", "compensating"), 0,
                  "a resent write is acknowledged");
     cr_assert_eq(p->cuts, 2, "the write's reply was cut");
+    saga_store_redis_stats_t stats;
+    saga_store_redis_stats(S, &stats);
+    cr_assert_geq(stats.resent, 2, "the store counted its resends (%llu)",
+                  (unsigned long long)stats.resent);
     cr_assert_str_eq(field_of("resend-1", "seq"), "2");
     cr_assert_str_eq(field_of("resend-1", "state"), "compensating");
     hres_t h;
