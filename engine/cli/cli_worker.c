@@ -360,6 +360,7 @@ int saga_cli_worker(int argc, char **argv) {
     }
     c.wo.name = c.name;
     c.wo.plugin_dirs = (const char *const *)c.plugins.v;
+    c.wo.metrics = c.ho.listen != NULL;
     uv_loop_init(&c.loop);
     if (c.ho.listen != NULL && (rc = start_metrics(&c)) != 0) {
         uv_run(&c.loop, UV_RUN_DEFAULT); /* what the server opened closes */

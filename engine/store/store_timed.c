@@ -9,6 +9,8 @@
 
 #include <uv.h>
 
+typedef struct write_ctx_s write_ctx_t;
+
 typedef struct timed_s {
     saga_store_t base;
     saga_store_t *inner;
@@ -18,14 +20,26 @@ typedef struct timed_s {
     bool freed;           /* saga_store_timed_free() was called */
     void (*closed)(void *data);
     void *closed_data;
+    write_ctx_t *spare;   /* contexts of answered writes, for the next ones:
+                             no allocation per write in the steady state */
 } timed_t;
 
-typedef struct write_ctx_s {
+struct write_ctx_s {
     timed_t *t;
     uint64_t start_ns;
     saga_store_write_cb cb;
     void *data;
-} write_ctx_t;
+    write_ctx_t *next;    /* in t->spare */
+};
+
+static void timed_release(timed_t *t) {
+    while (t->spare != NULL) {
+        write_ctx_t *c = t->spare;
+        t->spare = c->next;
+        free(c);
+    }
+    free(t);
+}
 
 static void on_write(int status, unsigned signals, void *data) {
     write_ctx_t *w = data;
@@ -33,21 +47,24 @@ static void on_write(int status, unsigned signals, void *data) {
     saga_store_write_cb cb = w->cb;
     void *cb_data = w->data;
     uint64_t elapsed = uv_hrtime() - w->start_ns;
-    free(w);
+    w->next = t->spare;
+    t->spare = w;
     t->in_flight--;
     if (!t->freed && t->hook != NULL)
         t->hook(status, elapsed, t->data);
     bool last = t->freed && t->in_flight == 0;
     cb(status, signals, cb_data);
     if (last)
-        free(t);
+        timed_release(t);
 }
 
 static int t_write(saga_store_t *s, const saga_store_write_t *w, saga_store_write_cb cb,
                    void *data) {
     timed_t *t = (timed_t *)s;
-    write_ctx_t *c = malloc(sizeof(*c));
-    if (c == NULL)
+    write_ctx_t *c = t->spare;
+    if (c != NULL)
+        t->spare = c->next;
+    else if ((c = malloc(sizeof(*c))) == NULL)
         return -ENOMEM;
     c->t = t;
     c->cb = cb;
@@ -55,7 +72,8 @@ static int t_write(saga_store_t *s, const saga_store_write_t *w, saga_store_writ
     c->start_ns = uv_hrtime();
     int rc = t->inner->ops->write(t->inner, w, on_write, c);
     if (rc != 0) {
-        free(c); /* no callback will run */
+        c->next = t->spare; /* no callback will run */
+        t->spare = c;
         return rc;
     }
     t->in_flight++;
@@ -94,7 +112,7 @@ static void on_inner_closed(void *data) {
     timed_t *t = data;
     void (*closed)(void *) = t->closed;
     void *closed_data = t->closed_data;
-    free(t);
+    timed_release(t);
     if (closed != NULL)
         closed(closed_data);
 }
@@ -140,5 +158,5 @@ void saga_store_timed_free(saga_store_t *s) {
     timed_t *t = (timed_t *)s;
     t->freed = true;
     if (t->in_flight == 0)
-        free(t);
+        timed_release(t);
 }

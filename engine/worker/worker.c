@@ -595,8 +595,11 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     /* The intake first, the engine last: a failure after the engine exists
      * would leave its timers in the loop. The intake's connection is
      * closed (not just freed) when the engine cannot be created. */
-    if (saga__worker_metrics_init(w) != 0 ||
-        (w->timed = saga_store_timed_new(store, saga__worker_metrics_write, w)) == NULL) {
+    /* With metrics, the engine writes through a store that times each write
+     * and the engine reports each attempt; without, neither runs. */
+    if (opt->metrics &&
+        (saga__worker_metrics_init(w) != 0 ||
+         (w->timed = saga_store_timed_new(store, saga__worker_metrics_write, w)) == NULL)) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -604,8 +607,8 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
                         errlen) != 0)
         goto fail;
     saga_engine_options_t eo = {
-        .store = w->timed,
-        .on_progress = saga__worker_metrics_progress,
+        .store = w->timed != NULL ? w->timed : store,
+        .on_progress = opt->metrics ? saga__worker_metrics_progress : NULL,
         .plugin_dirs = opt->plugin_dirs,
         .worker = w->name,
         .on_finished = on_finished,

@@ -122,7 +122,7 @@ void saga__worker_metrics_progress(const saga_progress_t *p, void *data) {
                           : p->timed_out                          ? "timeout"
                           : p->outcome == SAGA_OUTCOME_BUSINESS   ? "business"
                                                                   : "technical";
-    const char *phase = p->phase == SAGA_PHASE_ACTION ? "action" : "compensation";
+    const char *phase = saga_phase_name(p->phase);
     const char *step = p->step ? p->step : "";
     const char *saga = p->saga_name ? p->saga_name : "";
     const char *av[] = {saga, step, phase, outcome};
@@ -160,7 +160,7 @@ void saga__worker_metrics_write(int status, uint64_t elapsed_ns, void *data) {
 int saga_worker_metrics(saga_worker_t *w, FILE *out) {
     saga__worker_metrics_t *m = w->m;
     if (m == NULL)
-        return -ENOMEM;
+        return -ENOTSUP;
     saga_store_redis_stats_t st;
     saga_store_redis_stats(w->store, &st);
     if (st.reconnects > m->reconnects_seen) {

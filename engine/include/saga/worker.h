@@ -11,6 +11,7 @@
 #ifndef SAGA_WORKER_H
 #define SAGA_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +31,9 @@ typedef struct saga_worker_options_s {
     uint64_t scan_ms;               /* claim/wake-up scan period; 0: lease/8, <= 500 */
     const char *const *plugin_dirs; /* NULL-terminated, or NULL */
     const saga_redis_url_t *url;    /* for the intake connection */
+    bool metrics;                   /* count for saga_worker_metrics() (saga
+                                       worker --metrics); off, the saga path
+                                       pays nothing for it */
 } saga_worker_options_t;
 
 /* Creates a worker on a ready Redis store (`store` is borrowed and must
@@ -88,7 +92,8 @@ size_t saga_worker_active(const saga_worker_t *w);
  * flight; step attempts (by saga, step, phase, outcome) and their
  * durations; checkpoint-write latency; takeovers, fenced writes, Redis
  * reconnects (docs/operations.md, "Metrics"). Loop thread only. Returns 0,
- * -EIO when `out` failed, or -ENOMEM when the worker has no metrics. */
+ * -EIO when `out` failed, or -ENOTSUP when the worker was created without
+ * `metrics`. */
 int saga_worker_metrics(saga_worker_t *w, FILE *out);
 
 #endif
