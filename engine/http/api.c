@@ -183,6 +183,20 @@ static void op_free(op_t *op) {
     free(op);
 }
 
+/* Ends an op with the answer to a store status that is not success. */
+static void op_fail(op_t *op, int status, const char *why, const char *what) {
+    if (op->r != NULL)
+        answer_store_error(op->r, status, why, what);
+    op_free(op);
+}
+
+/* Ends an op whose store call returned an error at once. */
+static void op_call_failed(op_t *op, int rc, const char *what) {
+    if (op->r != NULL)
+        answer_call_failed(op->r, rc, what);
+    op_free(op);
+}
+
 /* The op of a request on the saga named by the path: NULL (with the answer
  * given) when Redis is away, the id is not an id, or memory is short. */
 static op_t *op_for_saga(saga_api_t *api, saga_http_req_t *r) {
@@ -313,14 +327,12 @@ static void on_status_record(int status, const saga_record_t *rec, void *data) {
         /* no record: submitted and waiting for a worker, or unknown */
         int rc = saga_operator_state(op->api->store, op->id, on_submitted_state, op);
         if (rc != 0) {
-            answer_call_failed(op->r, rc, op->id);
-            op_free(op);
+            op_call_failed(op, rc, op->id);
         }
         return;
     }
     if (status != 0) {
-        answer_store_error(op->r, status, NULL, op->id);
-        op_free(op);
+        op_fail(op, status, NULL, op->id);
         return;
     }
     if (saga_record_copy(&op->rec, rec) != 0) {
@@ -369,8 +381,7 @@ static void answer_status(op_t *op, int http) {
     op->status = http;
     int rc = op->api->store->ops->load(op->api->store, op->id, on_status_record, op);
     if (rc != 0) {
-        answer_call_failed(op->r, rc, op->id);
-        op_free(op);
+        op_call_failed(op, rc, op->id);
     }
 }
 
@@ -738,8 +749,7 @@ static void on_submit(int status, const char *why, bool fresh, void *data) {
         return;
     }
     if (status != 0) {
-        answer_store_error(op->r, status, why, "submit");
-        op_free(op);
+        op_fail(op, status, why, "submit");
         return;
     }
     if (fresh) {
@@ -761,8 +771,7 @@ static void submit_def(op_t *op, int status, const saga_def_t *def) {
         return;
     }
     if (status != 0) {
-        answer_store_error(op->r, status, "the definition cannot be read", op->name);
-        op_free(op);
+        op_fail(op, status, "the definition cannot be read", op->name);
         return;
     }
     char err[512];
@@ -782,8 +791,7 @@ static void submit_def(op_t *op, int status, const saga_def_t *def) {
     int rc = saga_operator_submit(op->api->store, &req, on_submit, op);
     free(input);
     if (rc != 0) {
-        answer_call_failed(op->r, rc, "submit");
-        op_free(op);
+        op_call_failed(op, rc, "submit");
     }
 }
 
@@ -804,8 +812,7 @@ static void on_submit_definition(int status, const char *why, const saga_operato
         return;
     }
     if (status != 0) {
-        answer_store_error(op->r, status, why, "submit");
-        op_free(op);
+        op_fail(op, status, why, "submit");
         return;
     }
     snprintf(op->hash, sizeof(op->hash), "%s", defs[0].hash);
@@ -847,8 +854,7 @@ static void h_submit(saga_http_req_t *r, void *data) {
     }
     int rc = saga_operator_definition(api->store, op->name, on_submit_definition, op);
     if (rc != 0) {
-        answer_call_failed(r, rc, "submit");
-        op_free(op);
+        op_call_failed(op, rc, "submit");
     }
 }
 
@@ -959,8 +965,7 @@ static void h_list(saga_http_req_t *r, void *data) {
                                 "cursor must be a `next` value of an earlier page");
         op_free(op);
     } else if (rc != 0) {
-        answer_call_failed(r, rc, "list");
-        op_free(op);
+        op_call_failed(op, rc, "list");
     }
 }
 
@@ -991,8 +996,7 @@ static void h_history(saga_http_req_t *r, void *data) {
         return;
     int rc = api->store->ops->history(api->store, op->id, on_history, op);
     if (rc != 0) {
-        answer_call_failed(r, rc, op->id);
-        op_free(op);
+        op_call_failed(op, rc, op->id);
     }
 }
 
@@ -1036,8 +1040,7 @@ static void on_request(int status, const char *why, const saga_operator_request_
         return;
     }
     if (status != 0) {
-        answer_store_error(op->r, status, why, op->kind);
-        op_free(op);
+        op_fail(op, status, why, op->kind);
         return;
     }
     int rc = saga_operator_state(op->api->store, op->id, on_request_state, op);
@@ -1054,8 +1057,7 @@ static void operator_request(saga_http_req_t *r, saga_api_t *api, const char *ki
                  ? saga_operator_cancel(api->store, op->id, api->who, on_request, op)
                  : saga_operator_retry(api->store, op->id, api->who, on_request, op);
     if (rc != 0) {
-        answer_call_failed(r, rc, kind);
-        op_free(op);
+        op_call_failed(op, rc, kind);
     }
 }
 
@@ -1158,9 +1160,7 @@ static void on_definitions(int status, const char *why, const saga_operator_def_
                            size_t n, void *data) {
     op_t *op = data;
     if (op->r == NULL || status != 0) {
-        if (op->r != NULL)
-            answer_store_error(op->r, status, why, "definitions");
-        op_free(op);
+        op_fail(op, status, why, "definitions");
         return;
     }
     defs_walk_t *w = calloc(1, sizeof(*w));
@@ -1199,8 +1199,7 @@ static void h_definitions(saga_http_req_t *r, void *data) {
         return;
     int rc = saga_operator_definitions(api->store, on_definitions, op);
     if (rc != 0) {
-        answer_call_failed(r, rc, "definitions");
-        op_free(op);
+        op_call_failed(op, rc, "definitions");
     }
 }
 
@@ -1256,8 +1255,7 @@ static void h_definition(saga_http_req_t *r, void *data) {
     snprintf(op->name, sizeof(op->name), "%s", name);
     int rc = saga_operator_definition(api->store, op->name, on_definition_resolved, op);
     if (rc != 0) {
-        answer_call_failed(r, rc, name);
-        op_free(op);
+        op_call_failed(op, rc, name);
     }
 }
 
