@@ -125,7 +125,7 @@ static void shutdown_and_drain(sd_t *s, uint64_t grace_ms) {
 Test(shutdown, plugins_close_only_after_abandoned_calls_complete, .timeout = 30) {
     sd_init(&S);
     saga_engine_def_t *d = define(&S,
-        "saga: stubborn\n"
+        "saga: lingering\n"
         "steps:\n"
         "  - {name: a, action: {handler: testkit.late, with: {ms: 1800}}, timeout: 60s,\n"
         "     compensation: none}\n");
