@@ -550,28 +550,11 @@ static void tick_arm(saga_api_t *api) {
     uv_timer_start(&api->tick, on_tick, TICK_MS, 0);
 }
 
-/* "500ms", "2s", "1m" (at most WAIT_MAX_MS). Returns 0 or -EINVAL. */
+/* A wait as definitions write durations ("500ms", "2s", "1m"), at most
+ * WAIT_MAX_MS. Returns 0 or -EINVAL. */
 static int parse_wait(const char *s, uint64_t *out) {
-    uint64_t v = 0;
-    size_t i = 0;
-    for (; s[i] >= '0' && s[i] <= '9'; i++) {
-        v = v * 10 + (uint64_t)(s[i] - '0');
-        if (v > WAIT_MAX_MS)
-            return -EINVAL;
-    }
-    if (i == 0)
-        return -EINVAL;
-    const char *u = s + i;
     uint64_t ms;
-    if (strcmp(u, "ms") == 0)
-        ms = v;
-    else if (strcmp(u, "s") == 0 || *u == '\0')
-        ms = v * 1000;
-    else if (strcmp(u, "m") == 0)
-        ms = v * 60000;
-    else
-        return -EINVAL;
-    if (ms > WAIT_MAX_MS)
+    if (saga_duration_parse(s, &ms) != 0 || ms > WAIT_MAX_MS)
         return -EINVAL;
     *out = ms;
     return 0;
