@@ -9,10 +9,10 @@ const STATES = ['running', 'compensating', 'stuck', 'completed', 'compensated'];
 
 function sagaRows(sagas) {
   return sagas.map((sg) => h('tr', {'data-id': sg.id},
-    h('td', null, link(sg.id, 'sagas', sg.id)),
+    h('td', {class: 'nowrap'}, link(sg.id, 'sagas', sg.id)),
     h('td', null, sg.saga ? link(sg.saga, 'definitions', sg.saga) : ''),
     h('td', null, badge(sg.state)),
-    h('td', null, when(sg.created)),
+    h('td', {class: 'nowrap'}, when(sg.created)),
     h('td', {class: 'reason'}, sg.reason ?? ''),
     h('td', null, sg.owner ?? '')));
 }

@@ -182,6 +182,8 @@ try {
     for (const id of ['slow-1', 'trip-1', 'order-xss', 'restock-1'])
       assert.equal(await page.locator(`tr[data-id="${id}"]`).count(), 1, id);
     assert.match(await page.locator('tr[data-id="restock-1"]').innerText(), /stuck/);
+    assert.equal(await page.locator('tr[data-id="order-xss"] td.reason').innerText(),
+                 `step 'ship' failed: business: ${XSS_ERROR}`);
     assert.match(await page.locator('tr[data-id="trip-1"]').innerText(), /completed/);
     await shot('overview.png');
   });
