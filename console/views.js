@@ -172,8 +172,9 @@ export async function definitionPage(ctx) {
                 h('p', null, h('a', {href: '/definitions'}, 'All definitions'))]);
     return;
   }
-  const rows = d.steps.map((st) => h('tr', null,
-    h('td', null, st.name), h('td', null, st.after.join(', ')),
+  const steps = d.steps ?? []; /* absent when the stored definition cannot be read */
+  const rows = steps.map((st) => h('tr', null,
+    h('td', null, st.name), h('td', null, (st.after ?? []).join(', ')),
     h('td', null, h('code', null, st.action)),
     h('td', null, st.compensation ? h('code', null, st.compensation) : 'none')));
   ctx.render([
@@ -187,7 +188,7 @@ export async function definitionPage(ctx) {
       h('dt', null, 'Live workers'), h('dd', null, d.workers.join(', ') || 'none')),
     h('p', null, h('a', {href: '/sagas?saga=' + seg(d.name)}, 'Sagas of this definition')),
     h('h2', null, 'Graph'),
-    h('div', {class: 'graph-box'}, graph(d.steps, `Steps of ${d.name}`)),
+    h('div', {class: 'graph-box'}, graph(steps, `Steps of ${d.name}`)),
     h('h2', null, 'Steps'),
     table('Steps', ['Step', 'After', 'Action', 'Compensation'], rows),
     h('h2', null, 'YAML'),

@@ -700,8 +700,8 @@ static void on_gauges(int status, const char *why, const saga_gauges_t *g, void 
         api->gauges_at_ms = now_ms(api);
         api->have_gauges = true;
     } else {
-        saga_warn("http: /metrics: the store's gauges cannot be read: %s",
-                  why ? why : saga_strerror(status));
+        saga_warn("http: %s: the store's gauges cannot be read: %s",
+                  op->kind != NULL ? "/v1/stats" : "/metrics", why ? why : saga_strerror(status));
     }
     if (op->kind != NULL && strcmp(op->kind, "stats") == 0) {
         if (status != 0) {

@@ -92,6 +92,7 @@ const browser = await chromium.launch({
   executablePath: process.env.SAGA_CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox'], /* CI runs as root */
 });
+console.log(`node ${process.version}, chromium ${browser.version()}`);
 const problems = []; /* page errors, unexpected console errors, dialogs */
 let context, page;
 
