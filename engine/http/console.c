@@ -24,8 +24,7 @@ const saga_console_file_t *saga_console_file(const char *name) {
     return NULL;
 }
 
-/* True when an If-None-Match header names `etag` (or is "*"). */
-static bool etag_matches(const char *inm, const char *etag) {
+bool saga_console_etag_match(const char *inm, const char *etag) {
     if (inm == NULL)
         return false;
     size_t el = strlen(etag);
@@ -53,7 +52,7 @@ static void send_file(saga_http_req_t *r, const saga_console_file_t *f) {
     saga_http_req_add_header(r, "referrer-policy", "no-referrer");
     saga_http_req_add_header(r, "cache-control", "no-cache");
     saga_http_req_add_header(r, "etag", etag);
-    if (etag_matches(saga_http_req_header(r, "if-none-match"), etag)) {
+    if (saga_console_etag_match(saga_http_req_header(r, "if-none-match"), etag)) {
         saga_http_respond_text(r, 304, f->type, "", 0);
         return;
     }

@@ -11,6 +11,7 @@
 #ifndef SAGA_HTTP_CONSOLE_H
 #define SAGA_HTTP_CONSOLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "http/http_server.h"
@@ -34,6 +35,11 @@ typedef struct saga_console_file_s {
  * static, valid for the life of the program; every one is GET and OPEN
  * (no token: the files hold no data). */
 const saga_http_route_t *saga_console_routes(size_t *n);
+
+/* True when the If-None-Match header value `inm` (NUL-terminated,
+ * untrusted; NULL: no header) names `etag` ("\"hex\"", quotes included),
+ * weak or strong, or is "*". Pure: fuzzed with the routing helpers. */
+bool saga_console_etag_match(const char *inm, const char *etag);
 
 /* The compiled-in file `name` ("index.html", "app.js"), or NULL. */
 const saga_console_file_t *saga_console_file(const char *name);

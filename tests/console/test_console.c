@@ -21,10 +21,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "http/console.h"
 #include "http_client.h"
 #include "redis_server.h"
 #include "saga_proc.h"
@@ -290,6 +293,54 @@ Test(console, every_page_route_answers_the_page_for_deep_links) {
     cr_assert_eq(http_call(api, "GET", "/v1/stats", NULL, NULL, 30000L, &r), CURLE_OK);
     cr_expect_eq(r.status, 401);
     http_resp_free(&r);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Without servers                                                         */
+/* ---------------------------------------------------------------------- */
+
+/* Every file of console/ is compiled in, byte for byte (a file added there
+ * and not to SAGA_CONSOLE_FILES would be missing from the binary). */
+Test(console_files, every_file_of_console_dir_is_compiled_in) {
+    const char *src = getenv("SAGA_SOURCE_DIR");
+    cr_assert_not_null(src);
+    char path[700];
+    snprintf(path, sizeof(path), "%s/console", src);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d, "%s: %s", path, strerror(errno));
+    int files = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        const saga_console_file_t *f = saga_console_file(e->d_name);
+        cr_assert_not_null(f, "console/%s is not compiled in: add it to SAGA_CONSOLE_FILES",
+                           e->d_name);
+        snprintf(path, sizeof(path), "%s/console/%s", src, e->d_name);
+        char *text = saga_proc_slurp(path);
+        cr_expect_eq(strlen(text), f->len, "console/%s", e->d_name);
+        cr_expect(memcmp(text, f->data, f->len) == 0, "console/%s differs", e->d_name);
+        free(text);
+        files++;
+    }
+    closedir(d);
+    cr_expect_geq(files, 8);
+    cr_expect_null(saga_console_file("../CMakeLists.txt"));
+}
+
+Test(console_files, if_none_match_lists_weak_tags_and_star) {
+    const char *etag = "\"abc\"";
+    cr_expect(saga_console_etag_match("\"abc\"", etag));
+    cr_expect(saga_console_etag_match("W/\"abc\"", etag));
+    cr_expect(saga_console_etag_match("\"x\", \"abc\"", etag));
+    cr_expect(saga_console_etag_match("\"x\",W/\"abc\" ", etag));
+    cr_expect(saga_console_etag_match("*", etag));
+    cr_expect_not(saga_console_etag_match(NULL, etag));
+    cr_expect_not(saga_console_etag_match("", etag));
+    cr_expect_not(saga_console_etag_match("\"abcd\"", etag));
+    cr_expect_not(saga_console_etag_match("\"ab\"", etag));
+    cr_expect_not(saga_console_etag_match("abc", etag));
+    cr_expect_not(saga_console_etag_match("\"x\" \"abc", etag));
 }
 
 /* ---------------------------------------------------------------------- */
