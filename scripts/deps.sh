@@ -3,7 +3,9 @@
 # saga needs and this machine lacks. Does nothing when all is there.
 #
 #   scripts/deps.sh [--tests] [--bench] [--fuzz]
-#     --tests   what only the test suite needs (prometheus, for promtool)
+#     --tests   what only the test suite needs (prometheus, for promtool;
+#               chromium, node and npm for the console's browser tests, and
+#               then `npm ci` in tests/console: playwright-core, pinned)
 #     --bench   what only the benchmarks need (wrk, jq, gnuplot-nox)
 #     --fuzz    clang and its fuzzer runtime
 #
@@ -22,19 +24,39 @@ pkgs=(build-essential cmake pkg-config
       libcriterion-dev redis-server redis-tools curl)
 for arg in "$@"; do
     case $arg in
-    --tests) pkgs+=(prometheus) ;;
+    --tests) pkgs+=(prometheus chromium); tests=1 ;;
     --bench) pkgs+=(wrk jq gnuplot-nox) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     *) echo "deps.sh: unknown option '$arg' (--tests, --bench, --fuzz)" >&2; exit 2 ;;
     esac
 done
 
+# The console's browser tests (tests/console) drive Debian's chromium with
+# playwright-core from npm. Node and npm by command, not by package: a
+# nodejs from elsewhere (NodeSource's carries its own npm and conflicts
+# with Debian's npm package) serves as well as Debian's 18.x.
+if [ "${tests:-0}" = 1 ]; then
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
+# playwright-core exactly as tests/console/package-lock.json pins it (no
+# browser download: the tests use /usr/bin/chromium); skipped when the
+# installed tree already matches.
+console_modules() {
+    [ "${tests:-0}" = 1 ] || return 0
+    local dir
+    dir="$(cd "$(dirname "$0")/.." && pwd)/tests/console"
+    (cd "$dir" && npm ls --silent >/dev/null 2>&1) && return 0
+    echo "deps.sh: npm ci in tests/console (playwright-core)" >&2
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+}
+
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
         missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+[ ${#missing[@]} -eq 0 ] && { console_modules; exit 0; }
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -61,3 +83,4 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recomme
 if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
     $sudo systemctl disable prometheus.service >/dev/null 2>&1 || true
 fi
+console_modules

@@ -6,7 +6,7 @@
 #   fuzz_record      what is read from Redis    seeds tests/fuzz/record-seeds/
 #                    (records, history entries, summaries)
 #   fuzz_http        saga serve's routing,      seeds tests/fuzz/http-seeds/
-#                    queries and submit bodies
+#                    queries, submit bodies and the console's If-None-Match
 #
 #   scripts/fuzz.sh [SECONDS [TARGET...]]   SECONDS per target, default 300;
 #                                           TARGET: definition, record, http (all)

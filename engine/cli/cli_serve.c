@@ -1,7 +1,9 @@
 /*
  * cli_serve.c -- `saga serve`: the HTTP API, metrics and health checks
- * (docs/api.md) on one loop, against the shared Redis.
+ * (docs/api.md) and the console (docs/console.md) on one loop, against the
+ * shared Redis.
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -16,12 +18,15 @@
 #include "cli/cli.h"
 #include "cli/cli_store.h"
 #include "http/api.h"
+#include "http/console.h"
 #include "http/http_auth.h"
 #include "http/http_server.h"
 #include "util/log.h"
 
 #define DEFAULT_GRACE_MS 10000u
 #define MAX_BODY_LIMIT (64u * 1024u * 1024u)
+
+#define SERVE_ROUTES_MAX 64
 
 typedef struct serve_s {
     uv_loop_t loop;
@@ -37,6 +42,7 @@ typedef struct serve_s {
     int signals;
     int exit_code;
     bool http_left;           /* grace ran out with connections open */
+    saga_http_route_t routes[SERVE_ROUTES_MAX]; /* the API's, then the console's */
 } serve_t;
 
 static void usage(FILE *out) {
@@ -181,10 +187,18 @@ static void on_store(saga_cli_store_t *cs, int status, void *data) {
         saga_cli_store_close(cs, on_store_closed, c);
         return;
     }
-    size_t n;
-    const saga_http_route_t *routes = saga_api_routes(c->api, &n);
+    /* The /v1 API and the console (docs/console.md) on one server. */
+    size_t na, nc;
+    const saga_http_route_t *api_routes = saga_api_routes(c->api, &na);
+    const saga_http_route_t *console_routes = saga_console_routes(&nc);
+    size_t n = 0;
+    for (size_t i = 0; i < na && n < SERVE_ROUTES_MAX; i++)
+        c->routes[n++] = api_routes[i];
+    for (size_t i = 0; i < nc && n < SERVE_ROUTES_MAX; i++)
+        c->routes[n++] = console_routes[i];
+    assert(n == na + nc);
     char err[512];
-    int rc = saga_http_server_new(&c->loop, &c->ho, routes, n, &c->http, err, sizeof(err));
+    int rc = saga_http_server_new(&c->loop, &c->ho, c->routes, n, &c->http, err, sizeof(err));
     if (rc != 0) {
         saga_cli_error("serve: %s", err);
         c->exit_code = rc == -EINVAL || rc == -EPERM ? SAGA_EXIT_USAGE : SAGA_EXIT_ERROR;

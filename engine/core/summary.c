@@ -5,12 +5,14 @@
 #include "core/summary.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/checkpoint.h"
+#include "saga/state.h"
 #include "util/bytes.h"
 
 static json_t *str_or_null(const char *s, size_t len) {
@@ -115,10 +117,26 @@ static const char *step_status(const saga_ckpt_phase_t *a, const saga_ckpt_phase
     return saga_ckpt_status_name(SAGA_PHASE_ACTION, a->status);
 }
 
-static json_t *step_json(const saga_record_t *rec, const char *name) {
+/* The arguments a call was given: its `with` rendered as the engine renders
+ * it (from the start input and the outputs the record holds), into the
+ * phase object `o`. Null when it cannot be rendered (a reference to an
+ * output the record lacks). */
+static void phase_input(json_t *o, const saga_call_def_t *call, const saga_render_ctx_t *ctx) {
+    char err[256];
+    json_t *v = saga_template_render(call->with, ctx, err, sizeof(err));
+    json_object_set_new(o, "input", v != NULL ? v : json_null());
+}
+
+/* One step; `sd` and `ctx` are NULL when the definition is unknown. */
+static json_t *step_json(const saga_record_t *rec, const char *name, const saga_def_t *def,
+                         const saga_step_def_t *sd, const saga_render_ctx_t *ctx) {
     saga_ckpt_phase_t a, c;
     json_t *act = phase_json(rec, "act:", "err:", name, SAGA_PHASE_ACTION, &a);
     json_t *comp = phase_json(rec, "comp:", "cerr:", name, SAGA_PHASE_COMPENSATION, &c);
+    if (sd != NULL && act != NULL && a.status != ST_MALFORMED)
+        phase_input(act, &sd->action, ctx);
+    if (sd != NULL && comp != NULL && c.status != ST_MALFORMED && sd->has_compensation)
+        phase_input(comp, &sd->compensation, ctx);
     if (act == NULL) {
         act = json_object();
         json_object_set_new(act, "status", json_string("pending"));
@@ -140,7 +158,59 @@ static json_t *step_json(const saga_record_t *rec, const char *name) {
     json_object_set(s, "error", err ? err : json_null());
     json_object_set_new(s, "action", act);
     json_object_set_new(s, "compensation", comp ? comp : json_null());
+    if (sd != NULL) {
+        json_t *after = json_array();
+        for (size_t k = 0; k < sd->n_after; k++)
+            json_array_append_new(after, json_string(def->steps[sd->after[k]].name));
+        json_object_set_new(s, "after", after);
+    }
     return s;
+}
+
+/* The start input and each step's output, parsed from the record, for
+ * rendering the steps' arguments. */
+typedef struct render_data_s {
+    json_t *input;
+    json_t **outputs;
+    char id[SAGA_ID_MAX + 1];
+    saga_render_ctx_t ctx;
+} render_data_t;
+
+static int render_data_init(render_data_t *d, const saga_record_t *rec, const saga_def_t *def) {
+    memset(d, 0, sizeof(*d));
+    size_t len;
+    const char *v = saga_record_get(rec, "input", &len);
+    d->input = v != NULL ? json_loadb(v, len, JSON_DECODE_ANY, NULL) : NULL;
+    if (d->input == NULL)
+        d->input = json_object();
+    d->outputs = calloc(def->n_steps > 0 ? def->n_steps : 1, sizeof(*d->outputs));
+    if (d->input == NULL || d->outputs == NULL) {
+        json_decref(d->input);
+        free(d->outputs);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < def->n_steps; i++) {
+        char key[SAGA_NAME_MAX + 16];
+        snprintf(key, sizeof(key), "out:%s", def->steps[i].name);
+        v = saga_record_get(rec, key, &len);
+        d->outputs[i] = v != NULL ? json_loadb(v, len, JSON_DECODE_ANY, NULL) : NULL;
+    }
+    /* the record's values are not NUL-terminated: the id is copied */
+    const char *id = saga_record_get(rec, "id", &len);
+    snprintf(d->id, sizeof(d->id), "%.*s", id != NULL && len < sizeof(d->id) ? (int)len : 0,
+             id != NULL ? id : "");
+    d->ctx.input = d->input;
+    d->ctx.saga_id = d->id;
+    d->ctx.saga_name = def->name;
+    d->ctx.outputs = (const json_t *const *)d->outputs;
+    return 0;
+}
+
+static void render_data_close(render_data_t *d, const saga_def_t *def) {
+    for (size_t i = 0; i < def->n_steps; i++)
+        json_decref(d->outputs[i]);
+    free(d->outputs);
+    json_decref(d->input);
 }
 
 json_t *saga_summary_history_entry(const saga_history_entry_t *h) {
@@ -170,15 +240,34 @@ json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
     size_t len;
     const char *reason = saga_record_get(rec, "reason", &len);
     json_object_set_new(o, "reason", reason && len ? json_stringn(reason, len) : json_null());
+    /* what a stuck saga was doing (running or compensating): the record
+     * keeps the field after a retry, so it is shown only while stuck */
+    size_t slen;
+    const char *state = saga_record_get(rec, "state", &slen);
+    const char *stuck_in = saga_record_get(rec, "stuck_in", &len);
+    bool stuck = state != NULL && slen == 5 && memcmp(state, "stuck", 5) == 0;
+    json_object_set_new(o, "stuck_in",
+                        stuck && stuck_in && len ? json_stringn(stuck_in, len) : json_null());
     char ts[40];
     if (saga_summary_time_field(rec, "created", ts, sizeof(ts)) == 0)
         json_object_set_new(o, "created", json_string(ts));
     const char *owner = saga_record_get(rec, "owner", &len);
     json_object_set_new(o, "owner", owner && len ? json_stringn(owner, len) : json_null());
+    size_t ilen;
+    const char *input = saga_record_get(rec, "input", &ilen);
+    json_t *iv = input != NULL ? json_loadb(input, ilen, JSON_DECODE_ANY, NULL) : NULL;
+    json_object_set_new(o, "input", iv != NULL ? iv : json_null());
     json_t *steps = json_array();
-    if (def != NULL) {
+    render_data_t rd;
+    if (def != NULL && render_data_init(&rd, rec, def) == 0) {
         for (size_t i = 0; i < def->n_steps; i++)
-            json_array_append_new(steps, step_json(rec, def->steps[i].name));
+            json_array_append_new(steps, step_json(rec, def->steps[i].name, def, &def->steps[i],
+                                                   &rd.ctx));
+        render_data_close(&rd, def);
+    } else if (def != NULL) {
+        json_decref(steps);
+        json_decref(o);
+        return NULL;
     } else {
         /* Each step looks its fields up in the record: at most as many as a
          * definition may have, so that a record stuffed with act: fields
@@ -188,7 +277,7 @@ json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
             if (kv->klen > 4 && memcmp(kv->key, "act:", 4) == 0) {
                 char name[SAGA_NAME_MAX + 1];
                 snprintf(name, sizeof(name), "%.*s", (int)(kv->klen - 4), kv->key + 4);
-                json_array_append_new(steps, step_json(rec, name));
+                json_array_append_new(steps, step_json(rec, name, NULL, NULL, NULL));
             }
         }
     }

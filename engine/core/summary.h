@@ -14,13 +14,18 @@
 #include "saga/store.h"
 
 /* Builds the summary object:
- *   {id, saga, definition, state, reason, stuck_in, created, owner,
- *    steps: [{name, status, attempts, output, error,
- *             action: {status, attempts, error, retry_at},
- *             compensation: {status, attempts, error, retry_at} | null}],
+ *   {id, saga, definition, state, reason, stuck_in, created, owner, input,
+ *    steps: [{name, status, attempts, output, error, after,
+ *             action: {status, attempts, error, retry_at, input},
+ *             compensation: {status, attempts, error, retry_at, input} | null}],
  *    history: [{ts, seq, type, step, phase, attempt, detail, worker}]}
- * `def` may be NULL (steps are then listed from the record as found, at
- * most SAGA_DEF_MAX_STEPS); `hist` may be NULL (no "history" key). A phase
+ * `input` is the start input. With `def`, each step names the steps it
+ * runs `after` (the graph) and each phase that started its `input`: its
+ * `with` rendered from the start input and the outputs the record holds,
+ * as the engine renders it (null when it cannot be). `def` may be NULL
+ * (steps are then listed from the record as found, at most
+ * SAGA_DEF_MAX_STEPS, without `after` and `input`); `hist` may be NULL (no
+ * "history" key). A phase
  * field that cannot be read shows as status "malformed", with an error
  * that names the field. Returns a new reference or NULL when out of
  * memory. */

@@ -64,7 +64,7 @@ struct saga_api_s {
     uv_timer_t tick;
     bool tick_running;
     bool stopping;
-    saga_http_route_t routes[13];
+    saga_http_route_t routes[14];
     saga_gauges_t gauges;  /* the last reading, for a second */
     uint64_t gauges_at_ms;
     bool have_gauges;
@@ -682,6 +682,16 @@ static void metrics_answer(saga_api_t *api, saga_http_req_t *r, const saga_gauge
     free(text);
 }
 
+/* GET /v1/stats: the gauges of /metrics as JSON (the console's overview). */
+static json_t *stats_json(const saga_gauges_t *g) {
+    return json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:b}, s:I, s:I}", "sagas", "running",
+                     (json_int_t)g->running, "compensating", (json_int_t)g->compensating,
+                     "stuck", (json_int_t)g->stuck, "unfinished", (json_int_t)g->unfinished,
+                     "finished", (json_int_t)g->finished, "partial", g->partial,
+                     "workers_live", (json_int_t)g->workers, "intake_backlog",
+                     (json_int_t)g->intake_backlog);
+}
+
 static void on_gauges(int status, const char *why, const saga_gauges_t *g, void *data) {
     op_t *op = data;
     saga_api_t *api = op->api;
@@ -690,11 +700,19 @@ static void on_gauges(int status, const char *why, const saga_gauges_t *g, void 
         api->gauges_at_ms = now_ms(api);
         api->have_gauges = true;
     } else {
-        saga_warn("http: /metrics: the store's gauges cannot be read: %s",
-                  why ? why : saga_strerror(status));
+        saga_warn("http: %s: the store's gauges cannot be read: %s",
+                  op->kind != NULL ? "/v1/stats" : "/metrics", why ? why : saga_strerror(status));
     }
-    if (op->r != NULL)
+    if (op->kind != NULL && strcmp(op->kind, "stats") == 0) {
+        if (status != 0) {
+            op_fail(op, status, why, "stats");
+            return;
+        }
+        if (op->r != NULL)
+            saga_http_respond_json(op->r, 200, stats_json(g));
+    } else if (op->r != NULL) {
         metrics_answer(api, op->r, status == 0 ? g : NULL);
+    }
     op_free(op);
 }
 
@@ -712,6 +730,23 @@ static void h_metrics(saga_http_req_t *r, void *data) {
         metrics_answer(api, r, NULL);
         op_free(op);
     }
+}
+
+static void h_stats(saga_http_req_t *r, void *data) {
+    saga_api_t *api = data;
+    if (api->have_gauges && now_ms(api) - api->gauges_at_ms < GAUGES_TTL_MS) {
+        saga_http_respond_json(r, 200, stats_json(&api->gauges));
+        return;
+    }
+    if (store_away(api, r))
+        return;
+    op_t *op = op_new(api, r);
+    if (op == NULL)
+        return;
+    op->kind = "stats";
+    int rc = saga_store_gauges(api->store, on_gauges, op);
+    if (rc != 0)
+        op_call_failed(op, rc, "stats");
 }
 
 static void h_openapi(saga_http_req_t *r, void *data) {
@@ -1275,13 +1310,14 @@ saga_api_t *saga_api_new(uv_loop_t *loop, const saga_api_options_t *opt) {
         {"GET", "/v1/definitions", SAGA_HTTP_READ, h_definitions, api},
         {"GET", "/v1/definitions/{name}", SAGA_HTTP_READ, h_definition, api},
         {"GET", "/v1/openapi.json", SAGA_HTTP_READ, h_openapi, api},
+        {"GET", "/v1/stats", SAGA_HTTP_READ, h_stats, api},
     };
     memcpy(api->routes, routes, sizeof(routes));
     return api;
 }
 
 const saga_http_route_t *saga_api_routes(saga_api_t *api, size_t *n) {
-    *n = 12;
+    *n = 13;
     return api->routes;
 }
 

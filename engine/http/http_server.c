@@ -258,6 +258,7 @@ static const char *reason_phrase(int status) {
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -301,8 +302,11 @@ void saga_http_respond_text(saga_http_req_t *r, int status, const char *content_
     req->res.reason = reason_phrase(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                    strlen(content_type));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-                   H2O_STRLIT("no-store"));
+    /* API answers are never cached; a handler that says otherwise (the
+     * console's files) added its own Cache-Control. */
+    if (h2o_find_header(&req->res.headers, H2O_TOKEN_CACHE_CONTROL, -1) < 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                       H2O_STRLIT("no-store"));
     /* A known length keeps the connection alive: without one, h2o 2.2
      * chunks a 200 and closes the connection after any other status
      * (lib/handler/chunked.c), so every 201 or 404 cost a new connection. */

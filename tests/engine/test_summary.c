@@ -101,6 +101,78 @@ Test(summary, a_malformed_phase_is_shown_as_such) {
     rec_free(&r);
 }
 
+/* docs/api.md promised `stuck_in` in the status document and it was never
+ * there: the console needs it to know whether a stuck saga can be
+ * cancelled. The record keeps the field after a retry: shown only while
+ * the saga is stuck. */
+Test(summary, stuck_in_is_shown_while_stuck) {
+    rec_t r;
+    rec_build(&r, (const char *const[]){"state", "stuck", "stuck_in", "compensating", NULL});
+    json_t *s = saga_summary_build(&r.rec, NULL, NULL, 0);
+    cr_assert_str_eq(str(s, "stuck_in"), "compensating");
+    json_decref(s);
+    rec_free(&r);
+    rec_build(&r, (const char *const[]){"state", "running", "stuck_in", "running", NULL});
+    s = saga_summary_build(&r.rec, NULL, NULL, 0);
+    cr_assert(json_is_null(json_object_get(s, "stuck_in")));
+    json_decref(s);
+    rec_free(&r);
+}
+
+/* With its definition, each step names the steps it runs after (the
+ * console's graph) and each phase that started the arguments it was
+ * given, rendered from the start input and the stored outputs. */
+Test(summary, steps_carry_their_graph_and_rendered_inputs) {
+    static const char yaml[] =
+        "saga: trip\n"
+        "steps:\n"
+        "  - name: a\n"
+        "    action: {handler: demo.echo, with: {x: \"${input.x}\"}}\n"
+        "    compensation: {handler: demo.echo, with: {undo: \"${steps.a.output.x}\"}}\n"
+        "  - name: b\n"
+        "    after: []\n"
+        "    action: {handler: demo.noop}\n"
+        "    compensation: none\n"
+        "  - name: c\n"
+        "    after: [a, b]\n"
+        "    action: {handler: demo.echo, with: {from_a: \"${steps.a.output.x}\", n: 2}}\n"
+        "    compensation: none\n";
+    saga_diags_t diags;
+    saga_diags_init(&diags);
+    saga_def_t *def = saga_def_load_buffer("trip.yaml", yaml, sizeof(yaml) - 1, &diags);
+    cr_assert_not_null(def);
+    saga_diags_close(&diags);
+    rec_t r;
+    rec_build(&r, (const char *const[]){"id", "t-1", "state", "compensating",
+                                         "input", "{\"x\": \"<b>7</b>\"}",
+                                         "act:a", "succeeded 1 0 0", "out:a", "{\"x\": \"<b>7</b>\"}",
+                                         "comp:a", "running 1 0 0",
+                                         "act:c", "failed 1 0 0", NULL});
+    json_t *s = saga_summary_build(&r.rec, def, NULL, 0);
+    cr_assert_str_eq(str(json_object_get(s, "input"), "x"), "<b>7</b>");
+    json_t *steps = json_object_get(s, "steps");
+    json_t *a = json_array_get(steps, 0), *b = json_array_get(steps, 1),
+           *c = json_array_get(steps, 2);
+    cr_assert_eq(json_array_size(json_object_get(a, "after")), 0);
+    cr_assert_eq(json_array_size(json_object_get(b, "after")), 0);
+    json_t *ca = json_object_get(c, "after");
+    cr_assert_eq(json_array_size(ca), 2);
+    cr_assert_str_eq(json_string_value(json_array_get(ca, 0)), "a");
+    cr_assert_str_eq(json_string_value(json_array_get(ca, 1)), "b");
+    json_t *ain = json_object_get(json_object_get(a, "action"), "input");
+    cr_assert_str_eq(str(ain, "x"), "<b>7</b>");
+    json_t *cin = json_object_get(json_object_get(a, "compensation"), "input");
+    cr_assert_str_eq(str(cin, "undo"), "<b>7</b>");
+    json_t *cc = json_object_get(json_object_get(c, "action"), "input");
+    cr_assert_str_eq(str(cc, "from_a"), "<b>7</b>");
+    cr_assert_eq(json_integer_value(json_object_get(cc, "n")), 2);
+    /* b never started: no input */
+    cr_assert_null(json_object_get(json_object_get(b, "action"), "input"));
+    json_decref(s);
+    rec_free(&r);
+    saga_def_free(def);
+}
+
 /* Without its definition a record's steps are its act: fields; each one
  * looks its fields up, so their number is capped (no valid saga has
  * more): a record stuffed with them costs linear time. */

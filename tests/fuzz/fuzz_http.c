@@ -7,7 +7,8 @@
  *
  * Input: the first byte picks what the rest is: 0 a path, 1 a query
  * string, 2 a submit body (the Idempotency-Key taken from its last line
- * when it starts with "K:").
+ * when it starts with "K:"), 3 an If-None-Match header for the console's
+ * files (engine/http/console.c).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "http/api_body.h"
+#include "http/console.h"
 #include "http/http_route.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -22,7 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *const patterns[] = {
     "/healthz", "/readyz", "/metrics", "/v1/sagas", "/v1/sagas/{id}",
     "/v1/sagas/{id}/history", "/v1/sagas/{id}/cancel", "/v1/sagas/{id}/retry",
-    "/v1/definitions", "/v1/definitions/{name}", "/v1/openapi.json", "/{a}/{b}/{c}/{d}",
+    "/v1/definitions", "/v1/definitions/{name}", "/v1/openapi.json", "/v1/stats",
+    "/{a}/{b}/{c}/{d}", "/", "/sagas", "/sagas/{id}", "/definitions", "/definitions/{name}",
+    "/assets/{file}",
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -30,6 +34,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     const char *s = (const char *)data + 1;
     size_t n = size - 1;
+    if (data[0] == 3) {
+        /* the header as the server hands it over: NUL-terminated */
+        char *inm = malloc(n + 1);
+        if (inm == NULL)
+            return 0;
+        memcpy(inm, s, n);
+        inm[n] = '\0';
+        static const char etag[] = "\"0123456789abcdef0123456789abcdef\"";
+        bool m = saga_console_etag_match(inm, etag);
+        if (strncmp(inm, etag, sizeof(etag) - 1) == 0 && strlen(inm) == sizeof(etag) - 1 && !m)
+            abort(); /* the exact ETag must match */
+        free(inm);
+        return 0;
+    }
     switch (data[0] % 3) {
     case 0:
         for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++) {

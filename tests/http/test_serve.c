@@ -632,3 +632,68 @@ Test(serve, sigterm_answers_open_long_polls) {
                   "long-poll %d got the current state at SIGTERM", k);
     }
 }
+
+/* GET /v1/stats: the gauges of /metrics as JSON (the console's overview),
+ * and what the status document says of a stuck saga and its graph. */
+Test(serve, stats_count_sagas_by_state_workers_and_backlog) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("GET", "/v1/stats", NULL, &r);
+    expect(&r, 200, NULL);
+    json_t *sg = json_object_get(r.json, "sagas");
+    cr_assert_eq(json_integer_value(json_object_get(sg, "unfinished")), 0, "%s", r.body);
+    cr_assert(json_is_false(json_object_get(sg, "partial")), "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "workers_live")), 1, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "intake_backlog")), 0, "%s", r.body);
+    resp_free(&r);
+
+    do_call("POST", "/v1/sagas", "{\"saga\":\"stuck\",\"id\":\"st-1\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    do_call("POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"st-2\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    do_call("POST", "/v1/sagas", "{\"saga\":\"slow\",\"id\":\"st-3\",\"input\":{\"n\":1}}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    wait_state("st-1", "stuck");
+    wait_state("st-2", "running");
+    wait_state("st-3", "completed");
+    /* the counts are read at most once a second: poll */
+    test_poll_t p = test_poll_start(10000);
+    for (;;) {
+        do_call("GET", "/v1/stats", NULL, &r);
+        expect(&r, 200, NULL);
+        sg = json_object_get(r.json, "sagas");
+        bool ok = json_integer_value(json_object_get(sg, "stuck")) == 1 &&
+                  json_integer_value(json_object_get(sg, "running")) == 1 &&
+                  json_integer_value(json_object_get(sg, "compensating")) == 0 &&
+                  json_integer_value(json_object_get(sg, "unfinished")) == 2 &&
+                  json_integer_value(json_object_get(sg, "finished")) == 1;
+        char last[400];
+        snprintf(last, sizeof(last), "%s", r.body);
+        resp_free(&r);
+        if (ok)
+            break;
+        if (!test_poll_next(&p))
+            cr_assert_fail("/v1/stats never counted 1 stuck, 1 running, 1 finished: %s", last);
+    }
+
+    /* a stuck saga says what it was doing; steps carry the graph and the
+     * arguments they were given */
+    do_call("GET", "/v1/sagas/st-1", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_str_eq(jstr(r.json, "stuck_in"), "running", "%s", r.body);
+    json_t *step = json_array_get(json_object_get(r.json, "steps"), 0);
+    cr_assert(json_is_array(json_object_get(step, "after")), "%s", r.body);
+    json_t *in = json_object_get(json_object_get(step, "action"), "input");
+    cr_assert_str_eq(jstr(in, "message"), "no luck", "%s", r.body);
+    resp_free(&r);
+    do_call("GET", "/v1/sagas/st-3", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.json, "input"), "n")), 1,
+                 "%s", r.body);
+    cr_assert(json_is_null(json_object_get(r.json, "stuck_in")), "%s", r.body);
+    resp_free(&r);
+}
