@@ -22,7 +22,7 @@ typedef struct th_s {
     const saga_def_t *def;     /* the last definition registered */
     size_t started;
     size_t finished;
-    size_t by_state[5];        /* finished sagas per final state */
+    size_t by_state[SAGA_STATE_COUNT];        /* finished sagas per final state */
     size_t lost;               /* on_finished with status < 0 */
     size_t summaries_pending;
     bool keep_summaries;       /* read every finished saga back */

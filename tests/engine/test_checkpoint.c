@@ -211,7 +211,7 @@ Test(checkpoint, a_malformed_phase_names_its_field_and_the_format) {
  * the saga back into its stuck_in state. */
 Test(checkpoint, stuck_in_is_running_or_compensating) {
     ASSERT_REFUSED("stuck_in", "completed", 0,
-                   "saga t-1: field 'stuck_in' is 'completed', not 'running' or 'compensating'");
+                   "saga t-1: field 'stuck_in' is 'completed', not 'running', 'compensating' or 'confirming'");
 }
 
 /* A compensation recorded as started for a step that has none made a

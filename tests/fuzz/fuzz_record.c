@@ -220,7 +220,7 @@ static void decode_instance(const saga_record_t *rec) {
         check(strchr(err, '\'') != NULL, "the error names the field");
         check(no_control_chars(err), "the error is one printable line");
     } else {
-        check(inst->state <= SAGA_STATE_STUCK, "state in range");
+        check(inst->state < SAGA_STATE_COUNT, "state in range");
         check(field_is(rec, "state", saga_state_name(inst->state)), "state is exact");
         check(inst->stuck_in == SAGA_STATE_RUNNING || inst->stuck_in == SAGA_STATE_COMPENSATING,
               "stuck_in is running or compensating");
