@@ -67,8 +67,10 @@ static void on_finished(saga_engine_t *e, const char *id, saga_state_t state,
 }
 
 static void on_progress(const saga_progress_t *p, void *data) {
-    (void)p;
-    ((th_t *)data)->progress_events++;
+    th_t *t = data;
+    t->progress_events++;
+    if (t->progress_hook != NULL)
+        t->progress_hook(t, p);
 }
 
 static void on_store_closed(void *data) { (void)data; }
