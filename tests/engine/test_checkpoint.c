@@ -311,3 +311,15 @@ static void check_nomem(const char *field) {
 Test(checkpoint, out_of_memory_copying_the_reason) { check_nomem("reason"); }
 Test(checkpoint, out_of_memory_copying_an_action_error) { check_nomem("err:b"); }
 Test(checkpoint, out_of_memory_copying_a_compensation_error) { check_nomem("cerr:a"); }
+
+/* A TCC state, Confirm or pivot mark in the record of a saga whose
+ * definition has none would make a resume run a phase that does not
+ * exist: refused, naming the field. */
+Test(checkpoint, tcc_and_pivot_fields_need_a_definition_that_has_them) {
+    ASSERT_REFUSED("state", "confirming", 0,
+                   "saga t-1: its state is confirming, but its definition is not a TCC saga");
+    ASSERT_REFUSED("conf:a", "running 1 0 0", 0,
+                   "saga t-1: field 'conf:a' is set, but step 'a' has no Confirm (not a TCC saga)");
+    ASSERT_REFUSED("pivoted", "1", 0,
+                   "saga t-1: field 'pivoted' is set, but its definition has no pivot step");
+}
