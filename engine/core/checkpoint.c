@@ -166,8 +166,7 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
         CORRUPT("saga %s: field 'stuck_in' is '%s', not 'running', 'compensating' or "
                 "'confirming'", inst->id, shown(q, v, len));
     bool tcc = def->mode == SAGA_MODE_TCC;
-    if (!tcc && (inst->state == SAGA_STATE_CONFIRMING ||
-                 (inst->state == SAGA_STATE_STUCK && inst->stuck_in == SAGA_STATE_CONFIRMING)))
+    if (!tcc && (inst->state == SAGA_STATE_CONFIRMING || inst->stuck_in == SAGA_STATE_CONFIRMING))
         CORRUPT("saga %s: its state is confirming, but its definition is not a TCC saga",
                 inst->id);
     if ((v = saga_record_get(rec, "pivoted", &len)) != NULL && len == 1 && v[0] == '1') {

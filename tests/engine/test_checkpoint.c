@@ -323,3 +323,8 @@ Test(checkpoint, tcc_and_pivot_fields_need_a_definition_that_has_them) {
     ASSERT_REFUSED("pivoted", "1", 0,
                    "saga t-1: field 'pivoted' is set, but its definition has no pivot step");
 }
+
+Test(checkpoint, stuck_in_confirming_needs_a_tcc_definition) {
+    ASSERT_REFUSED("stuck_in", "confirming", 0,
+                   "saga t-1: its state is confirming, but its definition is not a TCC saga");
+}
