@@ -397,7 +397,6 @@ static void serve_tcc(const request_t *rq, const char *svc, const char *act,
         json_decref(in);
         return;
     }
-    json_decref(in);
     if (phase == 1) { /* Confirm */
         if (st == NULL || strcmp(st, states[account][2]) == 0) {
             tcc_answer(rs, 409, resv, st ? "cancelled: cannot confirm" : "nothing tried");
@@ -412,6 +411,7 @@ static void serve_tcc(const request_t *rq, const char *svc, const char *act,
             json_object_set_new(resv, "state", json_string(states[account][1]));
             tcc_answer(rs, 200, resv, NULL);
         }
+        json_decref(in);
         return;
     }
     /* Cancel */
@@ -435,6 +435,7 @@ static void serve_tcc(const request_t *rq, const char *svc, const char *act,
         json_object_set_new(resv, "state", json_string(states[account][2]));
         tcc_answer(rs, 200, resv, NULL);
     }
+    json_decref(in); /* `order` points into it */
 }
 
 /* POST /<svc>/<action>, POST /<svc>/<action>/cancel, GET and DELETE
