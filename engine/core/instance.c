@@ -494,12 +494,16 @@ static bool comp_done(const saga__step_t *s) {
 /* A cancel asked of a saga that can no longer be cancelled (its TCC
  * decision or its pivot is durable; the store refuses new ones, but one
  * accepted just before arrives with the write that made it so) is logged
- * once and otherwise ignored. */
+ * once and withdrawn. */
 static void ignore_cancel(saga_inst_t *inst, const char *why) {
     if (inst->cancel_ignored)
         return;
     inst->cancel_ignored = true;
     emit(inst, "saga.cancel_ignored", SIZE_MAX, SAGA_PHASE_ACTION, false, 0, why);
+    /* The request is withdrawn in the record too: workers claim a parked
+     * saga that an operator asked to cancel, and this one never will be. */
+    if (inst->pending != NULL && wb_kv(inst->pending, "cancel", "0", 1) != 0)
+        lose(inst, -ENOMEM);
 }
 
 /* Acts on a cancel request; true when the saga began to compensate. */

@@ -578,6 +578,12 @@ BOTH(cancel_while_the_pivot_runs_waits_for_it) {
     long ignored = first_event(s, "saga.cancel_ignored", NULL);
     cr_assert_geq(ignored, 0);
     cr_assert_gt(ignored, first_event(s, "saga.pivoted", NULL));
+    if (redis) {
+        /* Withdrawn: no worker would claim the saga to act on it. */
+        redisReply *r = redis_q("HGET saga:{%s} cancel", id);
+        cr_assert_str_eq(r->str, "0");
+        freeReplyObject(r);
+    }
 }
 
 /* ---------------------------------------------------------------------- */
