@@ -685,3 +685,60 @@ Test(tcc, memory_store_forgets_an_expired_saga) {
         ;
     cr_assert_eq(uv_loop_close(&loop), 0);
 }
+
+/* A Cancel that fails for good leaves the TCC saga stuck while
+ * cancelling; the Confirms never run. */
+BOTH(a_cancel_that_fails_for_good_leaves_the_saga_stuck) {
+    init(redis);
+    saga_engine_def_t *d = th_define(&T,
+        "saga: tcc_cancel_fails\n"
+        "mode: tcc\n"
+        "steps:\n"
+        "  - name: a\n"
+        "    try: {handler: demo.echo}\n"
+        "    confirm: {handler: demo.noop}\n"
+        "    cancel: {handler: demo.fail, with: {message: ledger closed}}\n"
+        "  - name: b\n"
+        "    try: {handler: demo.fail, with: {message: no stock}}\n"
+        "    confirm: {handler: demo.noop}\n"
+        "    cancel: {handler: demo.noop}\n");
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, NULL));
+    th_run_until(&T, 1);
+    json_t *s = th_summary(&T, id);
+    cr_assert_str_eq(state_of(s), "stuck");
+    const char *reason = json_string_value(json_object_get(s, "reason"));
+    cr_assert(reason && strstr(reason, "cancel of step 'a' failed"), "reason: %s", reason);
+    cr_assert_str_eq(json_string_value(json_object_get(th_step(s, "a"), "status")),
+                     "cancel_failed");
+    ASSERT_ORDER(s, "step.succeeded", "cancel", "b");
+    ASSERT_ORDER(s, "step.started", "confirm", "");
+    if (redis) {
+        redisReply *r = redis_q("HGET saga:{%s} stuck_in", id);
+        cr_assert_str_eq(r->str, "compensating");
+        freeReplyObject(r);
+    }
+}
+
+/* On Redis Cluster the index is updated by a command of its own and the
+ * record expires by its TTL: both carry the outcome's retention. */
+Test(tcc, retention_with_a_split_index) {
+    signal(SIGPIPE, SIG_IGN);
+    cr_assert_eq(redis_server_start(&R, NULL), 0);
+    redis_up = true;
+    th_init_redis_split(&T, R.url);
+    saga_engine_def_t *d = th_define(&T,
+        "saga: kept_split\n"
+        "retention: {completed: 2d}\n"
+        "steps:\n  - {name: a, action: {handler: demo.echo}, compensation: none}\n");
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, NULL));
+    th_run_until(&T, 1);
+    long long want = now_ms() + 2 * 86400000LL;
+    long long at = expiry_of(true, id);
+    cr_assert(llabs(at - want) < 5000, "index score %lld, want ~%lld", at, want);
+    redisReply *r = redis_q("PTTL saga:{%s}", id);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+    cr_assert(llabs(r->integer - 2 * 86400000LL) < 5000, "record TTL %lld", r->integer);
+    freeReplyObject(r);
+}
