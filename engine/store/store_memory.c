@@ -419,8 +419,9 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
         if (!m->opt.keep_finished) {
             saga_strmap_del(&m->sagas, s->id);
             saga_free_rec(s);
+        } else {
+            gc(m, ts); /* only finished sagas kept can be due */
         }
-        gc(m, ts);
     }
     return enqueue(m, OP_WRITE, 0, 0, (mem_cb_t){.write = cb}, data, NULL);
 }
