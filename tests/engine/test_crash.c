@@ -12,7 +12,9 @@
  *
  * The second test does the same with TCC sagas, killed while they try,
  * confirm or cancel: a saga resumed after its decision to confirm only ever
- * confirms, one resumed while cancelling only cancels.
+ * confirms, one resumed while cancelling only cancels. The third with sagas
+ * that have a pivot: one resumed after the pivot succeeded only goes
+ * forward, one whose pivot failed compensates what came before it.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -112,7 +114,29 @@ static const char *const TCC_FMT =
     "    confirm: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
     "    cancel: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n";
 
-static void child_main(int iter, unsigned seed, bool tcc) {
+/* A saga with a pivot (s3); the pivot itself fails in the second
+ * definition. */
+static const char *const PIVOT_FMT =
+    "saga: %s\n"
+    "steps:\n"
+    "  - name: s1\n"
+    "    action: {handler: demo.echo, with: {v: \"${saga.id}/s1\"}}\n"
+    "    compensation: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "  - name: s2\n"
+    "    action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "    compensation: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "  - name: s3\n"
+    "    pivot: true\n"
+    "    action: {handler: %s, with: {ms: \"${input.ms}\", message: \"card declined\"}}\n"
+    "    compensation: none\n"
+    "  - name: s4\n"
+    "    action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n"
+    "  - name: s5\n"
+    "    action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}\n";
+
+enum { KIND_SAGA, KIND_TCC, KIND_PIVOT };
+
+static void child_main(int iter, unsigned seed, int kind) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -136,8 +160,11 @@ static void child_main(int iter, unsigned seed, bool tcc) {
     saga_engine_def_t *defs[2];
     for (int k = 0; k < 2; k++) {
         char yaml[4096];
-        if (tcc)
+        if (kind == KIND_TCC)
             snprintf(yaml, sizeof(yaml), TCC_FMT, k ? "tcc_fail" : "tcc_ok",
+                     k ? "demo.fail" : "demo.sleep");
+        else if (kind == KIND_PIVOT)
+            snprintf(yaml, sizeof(yaml), PIVOT_FMT, k ? "pivot_fail" : "pivot_ok",
                      k ? "demo.fail" : "demo.sleep");
         else
             snprintf(yaml, sizeof(yaml), DEF_FMT, k ? "crash_fail" : "crash_ok",
@@ -269,7 +296,7 @@ Test(crash, kill_minus_nine_at_random_moments_then_resume) {
         pid_t pid = fork();
         cr_assert_neq(pid, -1);
         if (pid == 0)
-            child_main(iter, seed, false);
+            child_main(iter, seed, KIND_SAGA);
         usleep(delay_ms * 1000);
         kill(pid, SIGKILL);
         int wst;
@@ -394,7 +421,7 @@ Test(crash, tcc_kill_minus_nine_while_confirming_and_cancelling) {
         pid_t pid = fork();
         cr_assert_neq(pid, -1);
         if (pid == 0)
-            child_main(iter, seed, true);
+            child_main(iter, seed, KIND_TCC);
         usleep(delay_ms * 1000);
         kill(pid, SIGKILL);
         int wst;
@@ -423,5 +450,112 @@ Test(crash, tcc_kill_minus_nine_while_confirming_and_cancelling) {
             interrupted_confirming, interrupted_cancelling);
     cr_assert_gt(interrupted_confirming, 0, "no kill landed while confirming");
     cr_assert_gt(interrupted_cancelling, 0, "no kill landed while cancelling");
+    redisFree(rc);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Pivot: killed before and after the pivot succeeded                      */
+/* ---------------------------------------------------------------------- */
+
+static size_t interrupted_before_pivot, interrupted_after_pivot;
+
+/* Checks one pivot saga from Redis; false when it was never created. */
+static bool check_pivot(const char *id, bool fails) {
+    redisReply *st = cmd("HMGET saga:{%s} state pivoted", id);
+    if (st->element[0]->type == REDIS_REPLY_NIL) {
+        freeReplyObject(st);
+        return false;
+    }
+    checked++;
+    cr_assert_str_eq(st->element[0]->str, fails ? "compensated" : "completed", "saga %s", id);
+    if (fails)
+        cr_assert_eq(st->element[1]->type, REDIS_REPLY_NIL, "saga %s: not pivoted", id);
+    else
+        cr_assert_str_eq(st->element[1]->str, "1", "saga %s: pivoted", id);
+    freeReplyObject(st);
+
+    hist_ev_t *ev;
+    size_t nev = hist_read(rc, id, &ev);
+    int done[5][2] = {{0}};
+    char undone[64] = "";
+    bool pivoted = false, compensating = false;
+    for (size_t i = 0; i < nev; i++) {
+        const char *type = ev[i].type, *step = ev[i].step, *phase = ev[i].phase;
+        if (strcmp(type, "saga.resumed") == 0)
+            ++*(pivoted ? &interrupted_after_pivot : &interrupted_before_pivot);
+        if (strcmp(type, "saga.pivoted") == 0) {
+            cr_assert(!pivoted && !compensating, "saga %s: pivoted twice or late", id);
+            pivoted = true;
+        }
+        if (strcmp(type, "saga.compensating") == 0) {
+            cr_assert(!pivoted, "saga %s: compensating after the pivot", id);
+            compensating = true;
+        }
+        if (step[0] != 's')
+            continue;
+        int k = step[1] - '1', c = strcmp(phase, "compensation") == 0;
+        cr_assert(k >= 0 && k < 5);
+        if (strcmp(type, "step.started") == 0)
+            cr_assert(k < 3 || pivoted, "saga %s: s%d started before the pivot succeeded", id,
+                      k + 1);
+        if (strcmp(type, "step.succeeded") == 0) {
+            done[k][c]++;
+            if (c)
+                snprintf(undone + strlen(undone), sizeof(undone) - strlen(undone), "%s%.8s",
+                         undone[0] ? "," : "", step);
+        }
+    }
+    free(ev);
+    for (int k = 0; k < 5; k++)
+        for (int c = 0; c < 2; c++)
+            cr_assert_leq(done[k][c], 1, "saga %s: s%d finished twice", id, k + 1);
+    if (fails) {
+        cr_assert_str_eq(undone, "s2,s1", "saga %s: compensations", id);
+    } else {
+        cr_assert_str_eq(undone, "", "saga %s: nothing compensated", id);
+        for (int k = 0; k < 5; k++)
+            cr_assert_eq(done[k][0], 1, "saga %s: s%d done once", id, k + 1);
+    }
+    return true;
+}
+
+Test(crash, pivot_kill_minus_nine_before_and_after_the_pivot) {
+    rc = redis_server_connect(&R);
+    cr_assert_not_null(rc);
+    for (int iter = 0; iter < ITERATIONS; iter++) {
+        unsigned seed = 9191u + (unsigned)iter;
+        srand(seed);
+        unsigned delay_ms = 5 + (unsigned)(rand() % 160);
+        pid_t pid = fork();
+        cr_assert_neq(pid, -1);
+        if (pid == 0)
+            child_main(iter, seed, KIND_PIVOT);
+        usleep(delay_ms * 1000);
+        kill(pid, SIGKILL);
+        int wst;
+        waitpid(pid, &wst, 0);
+
+        th_init_redis(&T, R.url);
+        T.keep_summaries = false;
+        resume_done = false;
+        cr_assert_eq(saga_engine_resume_all(T.engine, on_resumed_all, NULL), 0);
+        while (!resume_done)
+            uv_run(&T.loop, UV_RUN_ONCE);
+        th_run_until(&T, resumed_n);
+        cr_assert_eq(T.lost, 0);
+        th_free(&T);
+        for (int j = 0; j < SAGAS; j++) {
+            char id[64];
+            snprintf(id, sizeof(id), "it%d-%d", iter, j);
+            check_pivot(id, j % 2 == 1);
+        }
+        redisReply *left = cmd("ZCOUNT saga:{idx}:sagas -inf (0");
+        cr_assert_eq(left->integer, 0, "iteration %d: unfinished sagas left", iter);
+        freeReplyObject(left);
+    }
+    fprintf(stderr, "crash (pivot): %zu sagas checked; interrupted before the pivot: %zu, "
+            "after it: %zu\n", checked, interrupted_before_pivot, interrupted_after_pivot);
+    cr_assert_gt(interrupted_before_pivot, 0, "no kill landed before the pivot");
+    cr_assert_gt(interrupted_after_pivot, 0, "no kill landed after the pivot");
     redisFree(rc);
 }
