@@ -26,16 +26,27 @@
 static const char *const TOP_KEYS[] = {
     "saga", "version", "description", "mode", "recovery", "retention",
     "defaults", "input", "steps", NULL};
-/* `defaults` and a step accept the keys of both modes here; the keys of the
- * other mode are refused with a message of their own (wrong_mode_key). */
+/* `defaults` and a step take the keys of their mode; the keys of the
+ * other mode are refused with a message of their own (wrong_mode_keys). */
 static const char *const DEFAULTS_KEYS[] = {
-    "timeout", "retry", "compensation_retry", "confirm_retry", "cancel_retry",
-    NULL};
+    "timeout", "retry", "compensation_retry", NULL};
+static const char *const TCC_DEFAULTS_KEYS[] = {
+    "timeout", "retry", "confirm_retry", "cancel_retry", NULL};
 static const char *const INPUT_KEYS[] = {"required", NULL};
 static const char *const STEP_KEYS[] = {
-    "name", "action", "compensation", "pivot", "try", "confirm", "cancel",
-    "after", "timeout", "retry", "compensation_retry", "confirm_retry",
-    "cancel_retry", NULL};
+    "name", "action", "compensation", "pivot", "after", "timeout", "retry",
+    "compensation_retry", NULL};
+static const char *const TCC_STEP_KEYS[] = {
+    "name", "try", "confirm", "cancel", "after", "timeout", "retry",
+    "confirm_retry", "cancel_retry", NULL};
+/* The keys of one mode that the other refuses (wrong_mode_keys). */
+static const char *const SAGA_ONLY_KEYS[] = {
+    "action", "compensation", "compensation_retry", "pivot", NULL};
+static const char *const TCC_ONLY_KEYS[] = {
+    "try", "confirm", "cancel", "confirm_retry", "cancel_retry", NULL};
+/* The same among the keys of `defaults`: policies only. */
+static const char *const SAGA_ONLY_DEFAULTS[] = {"compensation_retry", NULL};
+static const char *const TCC_ONLY_DEFAULTS[] = {"confirm_retry", "cancel_retry", NULL};
 static const char *const CALL_KEYS[] = {"handler", "with", NULL};
 static const char *const RECOVERIES[] = {"backward", "forward", NULL};
 static const char *const MODES[] = {"saga", "tcc", NULL};
@@ -123,15 +134,17 @@ static char *dup_text(const saga__node_t *n)
 /* Top level                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void wrong_mode_keys(builder_t *b, const saga__node_t *map);
+static void wrong_mode_keys(builder_t *b, const saga__node_t *map,
+                            const char *const *keys);
 
 static void build_defaults(builder_t *b, const saga__node_t *node)
 {
     if (!saga__expect_mapping(b->rep, node, "'defaults'"))
         return;
-    saga__check_keys(b->rep, node, DEFAULTS_KEYS);
-    wrong_mode_keys(b, node);
     bool tcc = b->def->mode == SAGA_MODE_TCC;
+    saga__check_keys_except(b->rep, node, tcc ? TCC_DEFAULTS_KEYS : DEFAULTS_KEYS,
+                            tcc ? SAGA_ONLY_DEFAULTS : TCC_ONLY_DEFAULTS);
+    wrong_mode_keys(b, node, tcc ? SAGA_ONLY_DEFAULTS : TCC_ONLY_DEFAULTS);
     const saga__node_t *v;
     if ((v = saga__node_get(node, "timeout")) != NULL)
         b->has_default_timeout =
@@ -149,14 +162,19 @@ static void build_defaults(builder_t *b, const saga__node_t *node)
             b->rep, v, "'confirm_retry'", &b->default_confirm_retry);
 }
 
-/* Reports each key of `map` that belongs to the other mode, with a hint. */
-static void wrong_mode_keys(builder_t *b, const saga__node_t *map)
+/* Reports each key of `map` that belongs to the other mode and is among
+ * `keys` (the ones such a mapping would take there), with a hint. */
+static void wrong_mode_keys(builder_t *b, const saga__node_t *map,
+                            const char *const *keys)
 {
     bool tcc = b->def->mode == SAGA_MODE_TCC;
     const mode_key_t *refused = tcc ? SAGA_ONLY : TCC_ONLY;
     for (size_t i = 0; i < map->n; i++) {
         const saga__node_t *k = saga__node_key(map, i);
-        for (const mode_key_t *r = refused; r->key != NULL; r++) {
+        bool relevant = false;
+        for (const char *const *a = keys; *a != NULL && !relevant; a++)
+            relevant = strlen(*a) == k->len && memcmp(*a, k->text, k->len) == 0;
+        for (const mode_key_t *r = refused; relevant && r->key != NULL; r++) {
             if (strlen(r->key) != k->len || memcmp(r->key, k->text, k->len) != 0)
                 continue;
             if (tcc)
@@ -342,8 +360,9 @@ static void build_step(builder_t *b, size_t i, const saga__node_t *node)
     src->node = node;
     if (!saga__expect_mapping(b->rep, node, "each step"))
         return;
-    saga__check_keys(b->rep, node, STEP_KEYS);
-    wrong_mode_keys(b, node);
+    saga__check_keys_except(b->rep, node, tcc ? TCC_STEP_KEYS : STEP_KEYS,
+                            tcc ? SAGA_ONLY_KEYS : TCC_ONLY_KEYS);
+    wrong_mode_keys(b, node, tcc ? SAGA_ONLY_KEYS : TCC_ONLY_KEYS);
 
     const saga__node_t *v;
     if ((v = saga__node_get(node, "name")) == NULL)

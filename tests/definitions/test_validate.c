@@ -737,3 +737,20 @@ Test(validate, bad_retention)
     expect_error("saga: s\nretention: {completed: 1h1d}\nsteps:\n" STEP("a"), 2, 24,
                  "must be a duration");
 }
+
+Test(validate, unknown_keys_are_judged_by_the_mode)
+{
+    /* A TCC step suggests among its own keys... */
+    expect_error("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a") "    confrim_retry: {}\n", 8, 5,
+                 "unknown key 'confrim_retry' (did you mean 'confirm_retry'?)");
+    expect_error("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a") "    owner: me\n", 8, 5,
+                 "unknown key 'owner' (expected 'name', 'try', 'confirm', 'cancel', 'after', "
+                 "'timeout', 'retry', 'confirm_retry' or 'cancel_retry')");
+    /* ...and a key no `defaults` takes is unknown in either mode. */
+    expect_error("saga: s\nmode: tcc\ndefaults: {action: 1}\nsteps:\n" TCC_STEP("a"), 3, 12,
+                 "unknown key 'action'");
+    expect_error("saga: s\ndefaults: {confirm_retry: {}}\nsteps:\n" STEP("a"), 2, 12,
+                 "'confirm_retry' is not allowed in a saga");
+    expect_error_count("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a") "    action: {handler: demo.noop}\n",
+                       1);
+}
