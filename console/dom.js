@@ -45,7 +45,8 @@ export function token(word) {
 const MARKS = {
   submitted: '…', running: '▶', confirming: '▶', compensating: '↺', completed: '✓',
   compensated: '↶', stuck: '⚠', pending: '○', waiting: '⏱', succeeded: '✓', failed: '✗',
-  compensation_failed: '✗', malformed: '?', cancelled: '✗',
+  compensation_failed: '✗', malformed: '?', cancelled: '↶', confirmed: '✓', cancelling: '↺',
+  confirm_failed: '✗', cancel_failed: '✗',
 };
 
 /** A state or status as a badge: a mark, the word, and a colour class. */

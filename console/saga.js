@@ -11,10 +11,23 @@ const FINISHED = new Set(['completed', 'compensated']);
 
 /* What the API accepts (docs/api.md; saga.lua's saga_cancel and saga_retry). */
 function cancelAllowed(doc) {
-  if (doc.state === 'running' || doc.state === 'confirming') return [true, ''];
+  if (doc.state === 'confirming' || (doc.state === 'stuck' && doc.stuck_in === 'confirming'))
+    return [false, 'every Try succeeded and the decision to confirm is written'];
+  if (doc.pivoted) return [false, `its pivot step ${doc.pivot} succeeded: it only goes forward`];
+  if (doc.state === 'running') return [true, ''];
   if (doc.state === 'stuck' && doc.stuck_in !== 'compensating') return [true, ''];
   if (doc.state === 'stuck') return [false, 'it is stuck while compensating: retry it instead'];
   return [false, `it is ${doc.state}`];
+}
+
+/* A step's phases by role: what it does (a saga's action, a TCC Try), what
+ * undoes it (compensation, Cancel) and a TCC step's Confirm. */
+function phases(st) {
+  return {does: st.action ?? st.try, undo: st.compensation ?? st.cancel, confirm: st.confirm};
+}
+
+function phaseCell(label, ph) {
+  return ph ? h('div', null, label, badge(ph.status), ` ${ph.attempts} attempt(s)`) : null;
 }
 
 function retryAllowed(doc) {
@@ -28,19 +41,23 @@ function details(key, summary, value) {
 function stepRows(doc) {
   return doc.steps.map((st) => {
     const io = [];
-    if (st.action?.input !== undefined && st.action.input !== null)
-      io.push(details(`in:${st.name}`, 'Input', st.action.input));
+    const {does, undo, confirm} = phases(st);
+    const tcc = st.try !== undefined;
+    if (does?.input !== undefined && does.input !== null)
+      io.push(details(`in:${st.name}`, tcc ? 'Try input' : 'Input', does.input));
     if (st.output !== null && st.output !== undefined)
       io.push(details(`out:${st.name}`, 'Output', st.output));
-    if (st.compensation?.input !== undefined && st.compensation.input !== null)
-      io.push(details(`cin:${st.name}`, 'Compensation input', st.compensation.input));
-    const comp = st.compensation
-      ? [badge(st.compensation.status), ` ${st.compensation.attempts} attempt(s)`] : '';
+    if (confirm?.input !== undefined && confirm.input !== null)
+      io.push(details(`fin:${st.name}`, 'Confirm input', confirm.input));
+    if (undo?.input !== undefined && undo.input !== null)
+      io.push(details(`cin:${st.name}`, tcc ? 'Cancel input' : 'Compensation input', undo.input));
+    const comp = tcc ? [phaseCell('confirm ', confirm), phaseCell('cancel ', undo)]
+                     : (undo ? [badge(undo.status), ` ${undo.attempts} attempt(s)`] : '');
     return h('tr', {'data-step': st.name},
       h('td', null, st.name),
       h('td', null, badge(st.status)),
       h('td', null, String(st.attempts ?? 0),
-        st.action?.retry_at ? h('div', {class: 'meta'}, `next try ${when(st.action.retry_at)}`)
+        does?.retry_at ? h('div', {class: 'meta'}, `next try ${when(does.retry_at)}`)
                             : null),
       h('td', null, comp),
       h('td', {class: 'error-cell'}, st.error ? h('span', {class: 'error'}, st.error) : ''),
@@ -50,7 +67,8 @@ function stepRows(doc) {
 
 function eventClass(type, phase) {
   if (/fail|error|stuck|given_up/.test(type)) return 'ev-bad';
-  if (/compensat|cancel/.test(type) || phase === 'compensation') return 'ev-comp';
+  if (/compensat|cancel/.test(type) || phase === 'compensation' || phase === 'cancel')
+    return 'ev-comp';
   if (/succeed|complete|ok/.test(type)) return 'ev-good';
   return '';
 }
@@ -67,7 +85,8 @@ function retryNote(transitions, k, doc) {
     return h('div', {class: 'meta'}, `retried after ${ms} ms (attempt ${next.attempt})`);
   }
   const st = (doc.steps ?? []).find((x) => x.name === t.step);
-  const ph = t.phase === 'compensation' ? st?.compensation : st?.action;
+  const ph = st ? (t.phase === 'compensation' || t.phase === 'cancel' ? phases(st).undo
+                   : t.phase === 'confirm' ? st.confirm : phases(st).does) : null;
   return ph?.retry_at ? h('div', {class: 'meta'}, `next attempt at ${clock(ph.retry_at)}`) : null;
 }
 
@@ -97,8 +116,9 @@ export async function sagaPage(ctx) {
     const text = kind === 'cancel'
       ? `Cancel saga ${id}? No new step starts; the steps that started are compensated, ` +
         'newest first.'
-      : `Retry saga ${id}? Its failed ${doc.stuck_in === 'compensating' ? 'compensations'
-                                                                         : 'steps'} ` +
+      : `Retry saga ${id}? Its failed ${doc.stuck_in === 'compensating'
+        ? (doc.mode === 'tcc' ? 'Cancels' : 'compensations')
+        : doc.stuck_in === 'confirming' ? 'Confirms' : 'steps'} ` +
         'are tried again with a fresh attempt budget.';
     if (!await ctx.confirm(kind === 'cancel' ? 'Cancel this saga?' : 'Retry this saga?', text, yes,
                            'Keep it as it is')) return;
@@ -166,7 +186,8 @@ export async function sagaPage(ctx) {
                       h('div', {class: 'graph-box'},
                         graph(steps.map((st) => ({name: st.name, after: st.after ?? [],
                                                   status: st.status})), `Steps of saga ${doc.id}`)),
-                      table('Steps', ['Step', 'Status', 'Attempts', 'Compensation', 'Error',
+                      table('Steps', ['Step', 'Status', 'Attempts',
+                                      doc.mode === 'tcc' ? 'Confirm / Cancel' : 'Compensation', 'Error',
                                       'Input / output'], stepRows(doc))]
                    : h('p', {class: 'meta'}, 'Waiting for a worker to start it.'),
       h('h2', null, 'Timeline'),

@@ -175,8 +175,10 @@ export async function definitionPage(ctx) {
   const steps = d.steps ?? []; /* absent when the stored definition cannot be read */
   const rows = steps.map((st) => h('tr', null,
     h('td', null, st.name), h('td', null, (st.after ?? []).join(', ')),
-    h('td', null, h('code', null, st.action)),
-    h('td', null, st.compensation ? h('code', null, st.compensation) : 'none')));
+    h('td', null, h('code', null, st.action ?? st.try),
+      st.confirm ? [h('br'), 'confirm: ', h('code', null, st.confirm)] : null),
+    h('td', null, (st.compensation ?? st.cancel) ? h('code', null, st.compensation ?? st.cancel)
+                                                 : 'none')));
   ctx.render([
     h('h1', null, 'Definition ', h('span', {class: 'ident'}, d.name)),
     d.description ? h('p', null, d.description) : null,
@@ -190,7 +192,8 @@ export async function definitionPage(ctx) {
     h('h2', null, 'Graph'),
     h('div', {class: 'graph-box'}, graph(steps, `Steps of ${d.name}`)),
     h('h2', null, 'Steps'),
-    table('Steps', ['Step', 'After', 'Action', 'Compensation'], rows),
+    table('Steps', d.mode === 'tcc' ? ['Step', 'After', 'Try / Confirm', 'Cancel']
+                                 : ['Step', 'After', 'Action', 'Compensation'], rows),
     h('h2', null, 'YAML'),
     h('pre', {class: 'yaml'}, d.yaml ?? ''),
   ]);

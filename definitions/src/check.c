@@ -41,15 +41,28 @@ static const char *join_choices(char *buf, size_t size,
     return buf;
 }
 
+/* True when the key node `k` is in the NULL-terminated list (NULL: no). */
+static bool listed(const saga__node_t *k, const char *const *list)
+{
+    for (const char *const *a = list; a != NULL && *a != NULL; a++)
+        if (strlen(*a) == k->len && memcmp(*a, k->text, k->len) == 0)
+            return true;
+    return false;
+}
+
 void saga__check_keys(saga__report_t *rep, const saga__node_t *map,
                       const char *const *allowed)
 {
+    saga__check_keys_except(rep, map, allowed, NULL);
+}
+
+void saga__check_keys_except(saga__report_t *rep, const saga__node_t *map,
+                             const char *const *allowed,
+                             const char *const *skipped)
+{
     for (size_t i = 0; i < map->n; i++) {
         const saga__node_t *k = saga__node_key(map, i);
-        bool known = false;
-        for (const char *const *a = allowed; *a != NULL && !known; a++)
-            known = strlen(*a) == k->len && memcmp(*a, k->text, k->len) == 0;
-        if (known)
+        if (listed(k, allowed) || listed(k, skipped))
             continue;
 
         char q[SAGA__QUOTE_SIZE], list[512];

@@ -26,6 +26,12 @@ bool saga__is_identifier(const char *s, size_t len);
 void saga__check_keys(saga__report_t *rep, const saga__node_t *map,
                       const char *const *allowed);
 
+/* The same, except that the keys in the NULL-terminated list `skipped`
+ * (reported elsewhere, with a message of their own) are not reported. */
+void saga__check_keys_except(saga__report_t *rep, const saga__node_t *map,
+                             const char *const *allowed,
+                             const char *const *skipped);
+
 /* Reports "missing required key 'KEY'" at the mapping's position. */
 void saga__missing_key(saga__report_t *rep, const saga__node_t *map,
                        const char *key);

@@ -17,11 +17,13 @@ typedef struct unit_s {
 
 /* Largest first: the order the parts of a combined duration must follow. */
 static const unit_t UNITS[] = {
-    {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1},
+    {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1},
 };
 #define N_UNITS (sizeof(UNITS) / sizeof(UNITS[0]))
 
-int saga__duration_parse(const char *text, size_t len, uint64_t *ms)
+/* Parses with the units from UNITS[first] down, up to `max` ms. */
+static int parse_units(const char *text, size_t len, size_t first, uint64_t max,
+                       uint64_t *ms)
 {
     if (len == 1 && text[0] == '0') {
         *ms = 0;
@@ -31,14 +33,14 @@ int saga__duration_parse(const char *text, size_t len, uint64_t *ms)
         return -EINVAL;
 
     uint64_t total = 0;
-    size_t i = 0, next_unit = 0;
+    size_t i = 0, next_unit = first;
     bool too_large = false;
     while (i < len) {
         /* The number: digits only, no sign, no fraction. */
         uint64_t v = 0;
         size_t digits = 0;
         while (i < len && text[i] >= '0' && text[i] <= '9') {
-            if (v <= SAGA__DURATION_MAX_MS)
+            if (v <= max)
                 v = v * 10 + (uint64_t)(text[i] - '0');
             else
                 too_large = true;
@@ -63,17 +65,30 @@ int saga__duration_parse(const char *text, size_t len, uint64_t *ms)
         i += ulen;
         next_unit = u + 1;
 
-        /* v <= 10 * SAGA__DURATION_MAX_MS + 9, so this cannot wrap. */
-        total += v * UNITS[u].ms;
-        if (total > SAGA__DURATION_MAX_MS)
+        /* v <= 10 * max + 9: compare before multiplying (no wrap). */
+        if (v > max / UNITS[u].ms)
+            too_large = true;
+        else
+            total += v * UNITS[u].ms;
+        if (total > max)
             too_large = true;
         if (too_large)
-            total = SAGA__DURATION_MAX_MS + 1;
+            total = max + 1;
     }
     if (too_large)
         return -ERANGE;
     *ms = total;
     return 0;
+}
+
+int saga__duration_parse(const char *text, size_t len, uint64_t *ms)
+{
+    return parse_units(text, len, 1, SAGA__DURATION_MAX_MS, ms);
+}
+
+int saga__retention_parse(const char *text, size_t len, uint64_t *ms)
+{
+    return parse_units(text, len, 0, SAGA_RETENTION_MAX_MS, ms);
 }
 
 const char *saga__duration_format(uint64_t ms, char *buf, size_t size)
@@ -84,7 +99,7 @@ const char *saga__duration_format(uint64_t ms, char *buf, size_t size)
         snprintf(buf, size, "0s");
         return buf;
     }
-    for (size_t u = 0; u < N_UNITS && o < size; u++) {
+    for (size_t u = 1; u < N_UNITS && o < size; u++) {
         uint64_t n = ms / UNITS[u].ms;
         if (n == 0)
             continue;

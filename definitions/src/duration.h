@@ -18,6 +18,10 @@
  * SAGA__DURATION_MAX_MS; *ms is set only on success. */
 int saga__duration_parse(const char *text, size_t len, uint64_t *ms);
 
+/* The same for a retention (`retention:` of a definition): the unit `d`
+ * (days) comes first, and the limit is SAGA_RETENTION_MAX_MS (ten years). */
+int saga__retention_parse(const char *text, size_t len, uint64_t *ms);
+
 /* Writes `ms` in the shortest exact form ("1m30s", "250ms", "0s") into
  * `buf` (32 bytes always suffice). Returns `buf`. Cannot fail. */
 const char *saga__duration_format(uint64_t ms, char *buf, size_t size);

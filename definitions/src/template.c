@@ -108,7 +108,7 @@ static void check_ref(compiler_t *c, saga__expr_t *e, saga_pos_t pos)
         return;
     }
     e->step_index = target->index;
-    if (!s->check_order)
+    if (!s->check_order || s->any_step)
         return;
     if (s->compensation && target->index == s->self)
         return;

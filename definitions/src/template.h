@@ -28,6 +28,8 @@ typedef struct saga__tpl_scope_s {
     bool compensation;              /* the call is a compensation */
     bool check_order;               /* the graph is valid: check that each
                                        referenced step is an ancestor */
+    bool any_step;                  /* a TCC Confirm: every step's Try has
+                                       succeeded, any output may be used */
 } saga__tpl_scope_t;
 
 /* Compiles the `with` node (NULL when absent: the template is JSON null).

@@ -46,10 +46,19 @@ int saga_cli_validate(int argc, char **argv) {
             saga_diags_print(&diags, stderr);
             rc = SAGA_EXIT_ERROR;
         } else if (!quiet) {
-            printf("%s: ok (saga %s, %zu steps, %s recovery, hash %.12s)\n",
-                   argv[i], def->name, def->n_steps,
-                   def->recovery == SAGA_RECOVERY_BACKWARD ? "backward" : "forward",
-                   def->hash);
+            /* What kind of transaction it is: TCC, or a saga's recovery
+             * (and its pivot). */
+            char kind[SAGA_NAME_MAX + 64];
+            if (def->mode == SAGA_MODE_TCC)
+                snprintf(kind, sizeof(kind), "tcc");
+            else if (def->pivot != SIZE_MAX)
+                snprintf(kind, sizeof(kind), "backward recovery, pivot %s",
+                         def->steps[def->pivot].name);
+            else
+                snprintf(kind, sizeof(kind), "%s recovery",
+                         def->recovery == SAGA_RECOVERY_BACKWARD ? "backward" : "forward");
+            printf("%s: ok (saga %s, %zu steps, %s, hash %.12s)\n", argv[i], def->name,
+                   def->n_steps, kind, def->hash);
         }
         saga_def_free(def);
         saga_diags_close(&diags);

@@ -50,6 +50,13 @@ void saga_summary_print_text(const json_t *s, FILE *out) {
     saga_text_puts(out, jstr(s, "id"));
     fputs(": ", out);
     saga_text_puts(out, jstr(s, "state"));
+    if (strcmp(jstr(s, "mode"), "tcc") == 0)
+        fputs(" (tcc)", out);
+    if (json_is_true(json_object_get(s, "pivoted"))) {
+        fputs(" (past its pivot ", out);
+        saga_text_puts(out, jstr(s, "pivot"));
+        fputc(')', out);
+    }
     fputc('\n', out);
     const char *reason = jstr(s, "reason");
     if (reason[0] != '\0') {
@@ -64,10 +71,15 @@ void saga_summary_print_text(const json_t *s, FILE *out) {
         saga_text_pad(out, jstr(st, "name"), 24);
         fprintf(out, " %-20s attempts %lld", jstr(st, "status"),
                 (long long)json_integer_value(json_object_get(st, "attempts")));
-        json_t *comp = json_object_get(st, "compensation");
-        if (json_is_object(comp))
-            fprintf(out, ", compensation %s (%lld)", jstr(comp, "status"),
-                    (long long)json_integer_value(json_object_get(comp, "attempts")));
+        /* A saga's step: its compensation; a TCC step: its try, confirm
+         * and cancel, each once it has a record. */
+        static const char *const phases[] = {"compensation", "try", "confirm", "cancel"};
+        for (size_t k = 0; k < sizeof(phases) / sizeof(phases[0]); k++) {
+            json_t *ph = json_object_get(st, phases[k]);
+            if (json_is_object(ph))
+                fprintf(out, ", %s %s (%lld)", phases[k], jstr(ph, "status"),
+                        (long long)json_integer_value(json_object_get(ph, "attempts")));
+        }
         const char *err = jstr(st, "error");
         if (err[0] != '\0') {
             fprintf(out, "\n  %-24s error: ", "");

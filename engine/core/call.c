@@ -302,11 +302,13 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
     saga_engine_t *e = inst->engine;
     saga_engine_def_t *d = inst->edef;
     const saga_step_def_t *sd = &d->def->steps[i];
-    const saga__handler_ref_t *ref = phase == SAGA_PHASE_ACTION ? &d->action[i] : &d->comp[i];
-    const saga_call_def_t *cd = phase == SAGA_PHASE_ACTION ? &sd->action : &sd->compensation;
+    bool fwd = saga__phase_fwd(phase), undo = saga__phase_undo(phase);
+    const saga__handler_ref_t *ref = fwd ? &d->action[i] : undo ? &d->comp[i] : &d->conf[i];
+    const saga_call_def_t *cd = fwd ? &sd->action : undo ? &sd->compensation : &sd->confirm;
     const char *pname = saga_phase_name(phase);
-    uint32_t attempt = phase == SAGA_PHASE_ACTION ? inst->steps[i].act.attempts
-                                                  : inst->steps[i].comp.attempts;
+    uint32_t attempt = fwd    ? inst->steps[i].act.attempts
+                       : undo ? inst->steps[i].comp.attempts
+                              : inst->steps[i].conf.attempts;
 
     size_t idlen = strlen(inst->id);
     size_t keylen = idlen + 1 + strlen(sd->name) + 1 + strlen(pname);

@@ -14,6 +14,12 @@
  *   out:NAME   the action's output (JSON)
  *   err:NAME   the action's last error
  *   cerr:NAME  the compensation's last error
+ *   conf:NAME  a TCC step's Confirm, as act:NAME (its Try is act:NAME, its
+ *              Cancel comp:NAME)
+ *   ferr:NAME  the Confirm's last error
+ *
+ * and "pivoted" ("1") once a pivot step's action succeeded, written with
+ * that result: the store refuses a cancel from then on.
  *
  * Everything read back is checked: a record this engine cannot decode is
  * refused with the field named, never half-used.
@@ -36,6 +42,10 @@ static const char *const status_names[] = {"pending", "running", "waiting",
 const char *saga_ckpt_status_name(saga_phase_t phase, uint8_t status) {
     if (phase == SAGA_PHASE_COMPENSATION && status == SAGA_CKPT_SUCCEEDED)
         return "compensated";
+    if (phase == SAGA_PHASE_CANCEL && status == SAGA_CKPT_SUCCEEDED)
+        return "cancelled";
+    if (phase == SAGA_PHASE_CONFIRM && status == SAGA_CKPT_SUCCEEDED)
+        return "confirmed";
     return status <= SAGA_CKPT_SKIPPED ? status_names[status] : "?";
 }
 
@@ -151,9 +161,20 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
     inst->stuck_in = SAGA_STATE_RUNNING;
     if ((v = saga_record_get(rec, "stuck_in", &len)) != NULL &&
         (state_parse(v, len, &inst->stuck_in) != 0 ||
-         (inst->stuck_in != SAGA_STATE_RUNNING && inst->stuck_in != SAGA_STATE_COMPENSATING)))
-        CORRUPT("saga %s: field 'stuck_in' is '%s', not 'running' or 'compensating'",
-                inst->id, shown(q, v, len));
+         (inst->stuck_in != SAGA_STATE_RUNNING && inst->stuck_in != SAGA_STATE_COMPENSATING &&
+          inst->stuck_in != SAGA_STATE_CONFIRMING)))
+        CORRUPT("saga %s: field 'stuck_in' is '%s', not 'running', 'compensating' or "
+                "'confirming'", inst->id, shown(q, v, len));
+    bool tcc = def->mode == SAGA_MODE_TCC;
+    if (!tcc && (inst->state == SAGA_STATE_CONFIRMING || inst->stuck_in == SAGA_STATE_CONFIRMING))
+        CORRUPT("saga %s: its state is confirming, but its definition is not a TCC saga",
+                inst->id);
+    if ((v = saga_record_get(rec, "pivoted", &len)) != NULL && len == 1 && v[0] == '1') {
+        if (def->pivot == SIZE_MAX)
+            CORRUPT("saga %s: field 'pivoted' is set, but its definition has no pivot step",
+                    inst->id);
+        inst->pivoted = true;
+    }
     if ((v = saga_record_get(rec, "reason", &len)) != NULL &&
         (inst->reason = saga_memdup(v, len)) == NULL)
         NOMEM();
@@ -206,6 +227,18 @@ int saga__ckpt_decode(saga_inst_t *inst, const saga_record_t *rec, char *err,
             NOMEM();
         if ((v = saga_record_get(rec, field(fname, sizeof(fname), "cerr:", name), &len)) != NULL &&
             (s->cerror = saga_memdup(v, len)) == NULL)
+            NOMEM();
+        if ((v = saga_record_get(rec, field(fname, sizeof(fname), "conf:", name), &len)) != NULL) {
+            if (!tcc)
+                CORRUPT("saga %s: field '%s' is set, but step '%s' has no Confirm (not a "
+                        "TCC saga)", inst->id, fname, name);
+            if (saga_ckpt_phase_parse(v, len, &s->conf) != 0 ||
+                s->conf.status == SAGA_CKPT_SKIPPED)
+                CORRUPT("saga %s: field '%s' is '%s', not '" PHASE_FORMAT "'", inst->id,
+                        fname, shown(q, v, len));
+        }
+        if ((v = saga_record_get(rec, field(fname, sizeof(fname), "ferr:", name), &len)) != NULL &&
+            (s->ferror = saga_memdup(v, len)) == NULL)
             NOMEM();
         if (s->act.status == SAGA_CKPT_SKIPPED)
             CORRUPT("saga %s: field 'act:%s' is 'skipped': an action cannot be", inst->id, name);

@@ -111,6 +111,7 @@ static void engine_def_free(saga_engine_def_t *d) {
     saga_def_free(d->def);
     free(d->action);
     free(d->comp);
+    free(d->conf);
     free(d->keys);
     free(d);
 }
@@ -226,9 +227,12 @@ saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
     }
     if ((d = calloc(1, sizeof(*d))) == NULL ||
         (d->action = calloc(def->n_steps + 1, sizeof(*d->action))) == NULL ||
-        (d->comp = calloc(def->n_steps + 1, sizeof(*d->comp))) == NULL) {
-        if (d != NULL)
+        (d->comp = calloc(def->n_steps + 1, sizeof(*d->comp))) == NULL ||
+        (d->conf = calloc(def->n_steps + 1, sizeof(*d->conf))) == NULL) {
+        if (d != NULL) {
             free(d->action);
+            free(d->comp);
+        }
         free(d);
         saga_diags_add(diags, def->source, 0, 0, "out of memory");
         saga_def_free(def);
@@ -248,6 +252,8 @@ saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
         snprintf(k->out, sizeof(k->out), "out:%s", n);
         snprintf(k->err, sizeof(k->err), "err:%s", n);
         snprintf(k->cerr, sizeof(k->cerr), "cerr:%s", n);
+        snprintf(k->conf, sizeof(k->conf), "conf:%s", n);
+        snprintf(k->ferr, sizeof(k->ferr), "ferr:%s", n);
     }
     bool ok = true;
     for (size_t i = 0; i < def->n_steps; i++) {
@@ -255,6 +261,8 @@ saga_engine_def_t *saga_engine_register(saga_engine_t *e, saga_def_t *def,
         ok &= resolve(e, def, &sd->action, &d->action[i], diags);
         if (sd->has_compensation)
             ok &= resolve(e, def, &sd->compensation, &d->comp[i], diags);
+        if (def->mode == SAGA_MODE_TCC)
+            ok &= resolve(e, def, &sd->confirm, &d->conf[i], diags);
     }
     if (!ok || saga_strmap_put(&e->defs, def->hash, d, NULL) != 0) {
         if (ok)
@@ -582,7 +590,10 @@ int saga_engine_cancel(saga_engine_t *e, const char *id) {
     saga_inst_t *inst = saga_strmap_get(&e->sagas, id);
     if (inst == NULL)
         return SAGA_ENOTFOUND;
+    /* One loop: checked and requested with nothing in between, as the
+     * store's saga_cancel does for sagas of other processes. */
     if (saga_state_terminal(inst->state) || inst->state == SAGA_STATE_COMPENSATING ||
+        inst->state == SAGA_STATE_CONFIRMING || inst->pivoted ||
         (inst->state == SAGA_STATE_STUCK && inst->stuck_in != SAGA_STATE_RUNNING))
         return SAGA_ESTATE;
     saga__inst_request_cancel(inst);

@@ -23,18 +23,33 @@
 #define SAGA__DIRTY_COMP 0x02u
 #define SAGA__DIRTY_ERR  0x08u /* action error */
 #define SAGA__DIRTY_CERR 0x10u /* compensation error */
+#define SAGA__DIRTY_CONF 0x20u /* a TCC step's Confirm */
+#define SAGA__DIRTY_FERR 0x40u /* Confirm error */
 
 /* Effects: what to do once the write carrying the decision is durable. */
 #define SAGA__FX_CALL_ACT   0x01u
 #define SAGA__FX_CALL_COMP  0x02u
 #define SAGA__FX_TIMER      0x04u
+#define SAGA__FX_CALL_CONF  0x08u
 
 typedef struct saga_inst_s saga_inst_t;
 
+/* A step's phases as the engine keeps them: a saga's action and a TCC
+ * step's Try share the action's checkpoint ("act:NAME"), a compensation and
+ * a Cancel the compensation's ("comp:NAME"); a Confirm has its own
+ * ("conf:NAME"). */
+static inline bool saga__phase_fwd(saga_phase_t p) {
+    return p == SAGA_PHASE_ACTION || p == SAGA_PHASE_TRY;
+}
+static inline bool saga__phase_undo(saga_phase_t p) {
+    return p == SAGA_PHASE_COMPENSATION || p == SAGA_PHASE_CANCEL;
+}
+
 typedef struct saga__step_s {
     saga_inst_t *inst;
-    saga_ckpt_phase_t act;
-    saga_ckpt_phase_t comp;
+    saga_ckpt_phase_t act;  /* the action; a TCC step's Try */
+    saga_ckpt_phase_t comp; /* the compensation; a TCC step's Cancel */
+    saga_ckpt_phase_t conf; /* a TCC step's Confirm */
     uint8_t dirty;
     uint8_t fx_pending;  /* decided, not yet in a write */
     uint8_t fx_inflight; /* in the write in flight */
@@ -42,6 +57,7 @@ typedef struct saga__step_s {
     json_t *output;      /* the action's output, NULL when none */
     char *error;         /* last action error */
     char *cerror;        /* last compensation error */
+    char *ferror;        /* last Confirm error */
     char *input;         /* rendered input of the attempt about to be
                             called (NULL: constant, or not rendered yet) */
     saga_call_t *call;   /* the attempt in flight, NULL when none */
@@ -82,7 +98,8 @@ struct saga_inst_s {
     char *reason;             /* why it is compensating / stuck */
     bool reason_dirty;        /* differs from the reason the record holds */
     saga_state_t state;
-    saga_state_t stuck_in;    /* running or compensating, when stuck */
+    saga_state_t stuck_in;    /* running, compensating or confirming, when
+                                 stuck */
     uint64_t seq;             /* seq of the last acknowledged write */
     uint64_t fence;
     int64_t created_ms;
@@ -92,6 +109,9 @@ struct saga_inst_s {
     bool writing;             /* a write is in flight */
     bool state_dirty;         /* saga-level fields changed */
     bool cancel_requested;
+    bool cancel_ignored;      /* a cancel that came too late was logged */
+    bool pivoted;             /* the pivot's action succeeded (durable with
+                                 it: field "pivoted"): forward from here */
     bool resumed;             /* came from the store */
     bool finished;            /* on_finished reported; free when unheld */
     bool lost;                /* the store refused us: stop everything */
@@ -128,6 +148,8 @@ typedef struct saga__step_keys_s {
     char out[SAGA_NAME_MAX + 8];
     char err[SAGA_NAME_MAX + 8];
     char cerr[SAGA_NAME_MAX + 8];
+    char conf[SAGA_NAME_MAX + 8];
+    char ferr[SAGA_NAME_MAX + 8];
 } saga__step_keys_t;
 
 struct saga_engine_def_s {
@@ -135,6 +157,7 @@ struct saga_engine_def_s {
     saga__step_keys_t *keys;      /* by step index */
     saga__handler_ref_t *action;  /* by step index */
     saga__handler_ref_t *comp;    /* by step index; h NULL when none */
+    saga__handler_ref_t *conf;    /* by step index; TCC sagas only */
     uint32_t refs;                /* the engine's map + every user */
     /* The definition's text in the store: SAGA__TEXT_STORED, _STORING (a
      * put_definition in flight), or the negative code it failed with. No

@@ -221,6 +221,7 @@ void saga__inst_free(saga_inst_t *inst) {
         json_decref(s->output);
         free(s->error);
         free(s->cerror);
+        free(s->ferror);
         free(s->input);
     }
     json_decref(inst->input);
@@ -335,16 +336,71 @@ static void set_state(saga_inst_t *inst, saga_state_t st, const char *reason) {
     inst->reason = reason ? strdup(reason) : NULL;
     inst->state_dirty = true;
     /* Event types must outlive the write: static strings. */
-    static const char *const types[] = {"saga.running", "saga.compensating",
-                                        "saga.completed", "saga.compensated",
-                                        "saga.stuck"};
+    static const char *const types[SAGA_STATE_COUNT] = {
+        "saga.running", "saga.compensating", "saga.completed",
+        "saga.compensated", "saga.stuck", "saga.confirming"};
     emit(inst, types[st], SIZE_MAX, SAGA_PHASE_ACTION, false, 0, reason);
     progress(inst, SAGA_PROGRESS_STATE, SIZE_MAX, SAGA_PHASE_ACTION, 0,
              SAGA_OUTCOME_OK, reason, 0, false, 0);
 }
 
+/* ---- A step's phases --------------------------------------------------
+ * A saga's steps have an action and a compensation; a TCC saga's a Try (in
+ * the action's place), a Cancel (in the compensation's) and a Confirm. These
+ * helpers give each phase's checkpoint, error, dirty bits, effect, call,
+ * policy, and the saga state in which it runs. */
+
+static bool is_tcc(const saga_inst_t *inst) {
+    return def_of(inst)->mode == SAGA_MODE_TCC;
+}
+
+/* The phase that does a step's work: action, or a TCC step's Try. */
+static saga_phase_t fwd_phase(const saga_inst_t *inst) {
+    return is_tcc(inst) ? SAGA_PHASE_TRY : SAGA_PHASE_ACTION;
+}
+
+/* The phase that undoes it: compensation, or a TCC step's Cancel. */
+static saga_phase_t undo_phase(const saga_inst_t *inst) {
+    return is_tcc(inst) ? SAGA_PHASE_CANCEL : SAGA_PHASE_COMPENSATION;
+}
+
 static saga_ckpt_phase_t *phase_of(saga__step_t *s, saga_phase_t phase) {
-    return phase == SAGA_PHASE_ACTION ? &s->act : &s->comp;
+    return saga__phase_fwd(phase) ? &s->act : saga__phase_undo(phase) ? &s->comp : &s->conf;
+}
+
+static char **error_of(saga__step_t *s, saga_phase_t phase) {
+    return saga__phase_fwd(phase) ? &s->error : saga__phase_undo(phase) ? &s->cerror : &s->ferror;
+}
+
+static uint8_t dirty_bit(saga_phase_t phase) {
+    return saga__phase_fwd(phase) ? SAGA__DIRTY_ACT
+           : saga__phase_undo(phase) ? SAGA__DIRTY_COMP : SAGA__DIRTY_CONF;
+}
+
+static uint8_t error_bit(saga_phase_t phase) {
+    return saga__phase_fwd(phase) ? SAGA__DIRTY_ERR
+           : saga__phase_undo(phase) ? SAGA__DIRTY_CERR : SAGA__DIRTY_FERR;
+}
+
+static uint8_t call_fx(saga_phase_t phase) {
+    return saga__phase_fwd(phase) ? SAGA__FX_CALL_ACT
+           : saga__phase_undo(phase) ? SAGA__FX_CALL_COMP : SAGA__FX_CALL_CONF;
+}
+
+static const saga_call_def_t *call_def(const saga_step_def_t *sd, saga_phase_t phase) {
+    return saga__phase_fwd(phase) ? &sd->action
+           : saga__phase_undo(phase) ? &sd->compensation : &sd->confirm;
+}
+
+static const saga_retry_policy_t *policy_of(const saga_step_def_t *sd, saga_phase_t phase) {
+    return saga__phase_fwd(phase) ? &sd->retry
+           : saga__phase_undo(phase) ? &sd->compensation_retry : &sd->confirm_retry;
+}
+
+/* The saga state in which a phase's attempts run (and may be retried). */
+static saga_state_t live_state(saga_phase_t phase) {
+    return saga__phase_fwd(phase) ? SAGA_STATE_RUNNING
+           : saga__phase_undo(phase) ? SAGA_STATE_COMPENSATING : SAGA_STATE_CONFIRMING;
 }
 
 char *saga__inst_render(saga_inst_t *inst, const saga_call_def_t *cd,
@@ -382,19 +438,19 @@ static void start_attempt(saga_inst_t *inst, size_t i, saga_phase_t phase) {
     saga__step_t *s = &inst->steps[i];
     saga_ckpt_phase_t *p = phase_of(s, phase);
     const saga_step_def_t *sd = &def_of(inst)->steps[i];
-    const saga_call_def_t *cd = phase == SAGA_PHASE_ACTION ? &sd->action : &sd->compensation;
+    const saga_call_def_t *cd = call_def(sd, phase);
     if (!saga_template_is_constant(cd->with)) {
         char err[512];
         free(s->input);
         if ((s->input = saga__inst_render(inst, cd, err, sizeof(err))) == NULL) {
             char msg[600];
             snprintf(msg, sizeof(msg), "cannot render `with`: %s", err);
-            char **slot = phase == SAGA_PHASE_ACTION ? &s->error : &s->cerror;
+            char **slot = error_of(s, phase);
             free(*slot);
             *slot = strdup(msg);
-            s->dirty |= phase == SAGA_PHASE_ACTION ? SAGA__DIRTY_ERR : SAGA__DIRTY_CERR;
+            s->dirty |= error_bit(phase);
             p->status = SAGA_CKPT_FAILED;
-            s->dirty |= phase == SAGA_PHASE_ACTION ? SAGA__DIRTY_ACT : SAGA__DIRTY_COMP;
+            s->dirty |= dirty_bit(phase);
             char detail[640];
             snprintf(detail, sizeof(detail), "business: %s", msg);
             emit(inst, "step.failed", i, phase, true, p->attempts, detail);
@@ -407,8 +463,8 @@ static void start_attempt(saga_inst_t *inst, size_t i, saga_phase_t phase) {
     p->status = SAGA_CKPT_RUNNING;
     p->attempts++;
     p->retry_at = 0;
-    s->dirty |= phase == SAGA_PHASE_ACTION ? SAGA__DIRTY_ACT : SAGA__DIRTY_COMP;
-    s->fx_pending |= phase == SAGA_PHASE_ACTION ? SAGA__FX_CALL_ACT : SAGA__FX_CALL_COMP;
+    s->dirty |= dirty_bit(phase);
+    s->fx_pending |= call_fx(phase);
     emit(inst, "step.started", i, phase, true, p->attempts, NULL);
 }
 
@@ -425,7 +481,7 @@ static void enter_compensating(saga_inst_t *inst, const char *reason) {
             s->act.status = SAGA_CKPT_FAILED;
             s->act.retry_at = 0;
             s->dirty |= SAGA__DIRTY_ACT;
-            emit(inst, "step.abandoned", i, SAGA_PHASE_ACTION, true,
+            emit(inst, "step.abandoned", i, fwd_phase(inst), true,
                  s->act.attempts, "retry given up: the saga is compensating");
         }
     }
@@ -433,6 +489,46 @@ static void enter_compensating(saga_inst_t *inst, const char *reason) {
 
 static bool comp_done(const saga__step_t *s) {
     return s->comp.status == SAGA_CKPT_SUCCEEDED || s->comp.status == SAGA_CKPT_SKIPPED;
+}
+
+/* A cancel asked of a saga that can no longer be cancelled (its TCC
+ * decision or its pivot is durable; the store refuses new ones, but one
+ * accepted just before arrives with the write that made it so) is logged
+ * once and withdrawn. */
+static void ignore_cancel(saga_inst_t *inst, const char *why) {
+    if (inst->cancel_ignored)
+        return;
+    inst->cancel_ignored = true;
+    emit(inst, "saga.cancel_ignored", SIZE_MAX, SAGA_PHASE_ACTION, false, 0, why);
+    /* The request is withdrawn in the record too: workers claim a parked
+     * saga that an operator asked to cancel, and this one never will be. */
+    if (inst->pending != NULL && wb_kv(inst->pending, "cancel", "0", 1) != 0)
+        lose(inst, -ENOMEM);
+}
+
+/* Acts on a cancel request; true when the saga began to compensate. */
+static bool handle_cancel(saga_inst_t *inst) {
+    const saga_def_t *def = def_of(inst);
+    saga_state_t st = inst->state == SAGA_STATE_STUCK ? inst->stuck_in : inst->state;
+    if (st == SAGA_STATE_CONFIRMING) {
+        ignore_cancel(inst, "too late: every Try succeeded and the decision to "
+                            "confirm is written");
+        return false;
+    }
+    if (st != SAGA_STATE_RUNNING)
+        return false;
+    if (inst->pivoted) {
+        ignore_cancel(inst, "too late: the pivot step succeeded, the saga only "
+                            "goes forward");
+        return false;
+    }
+    /* The pivot's action in flight decides: if it succeeds the saga goes
+     * forward (and the cancel is too late), if it fails it compensates. */
+    if (def->pivot != SIZE_MAX &&
+        inst->steps[def->pivot].act.status == SAGA_CKPT_RUNNING)
+        return false;
+    enter_compensating(inst, "cancelled by operator");
+    return true;
 }
 
 /* Runs the recovery policy to a fixed point: starts what may start,
@@ -443,13 +539,8 @@ static void advance(saga_inst_t *inst) {
     const saga_def_t *def = def_of(inst);
     bool may_start = !inst->engine->closing;
     for (;;) {
-        if (inst->cancel_requested &&
-            (inst->state == SAGA_STATE_RUNNING ||
-             (inst->state == SAGA_STATE_STUCK &&
-              inst->stuck_in == SAGA_STATE_RUNNING))) {
-            enter_compensating(inst, "cancelled by operator");
+        if (inst->cancel_requested && handle_cancel(inst))
             continue;
-        }
         if (inst->state == SAGA_STATE_RUNNING) {
             bool all_done = true;
             for (size_t k = 0; k < def->n_steps; k++) {
@@ -463,7 +554,34 @@ static void advance(saga_inst_t *inst) {
                 for (size_t j = 0; j < def->steps[i].n_after && ready; j++)
                     ready = inst->steps[def->steps[i].after[j]].act.status == SAGA_CKPT_SUCCEEDED;
                 if (ready)
-                    start_attempt(inst, i, SAGA_PHASE_ACTION);
+                    start_attempt(inst, i, fwd_phase(inst));
+            }
+            if (!all_done)
+                return;
+            if (!is_tcc(inst)) {
+                set_state(inst, SAGA_STATE_COMPLETED, NULL);
+                return;
+            }
+            /* TCC: the decision. It goes out in the write that records the
+             * first Confirms as started, so it is durable before any
+             * Confirm is called (write-ahead). */
+            set_state(inst, SAGA_STATE_CONFIRMING, NULL);
+            continue;
+        }
+        if (inst->state == SAGA_STATE_CONFIRMING) {
+            bool all_done = true;
+            for (size_t k = 0; k < def->n_steps; k++) {
+                size_t i = def->topo_order[k];
+                saga__step_t *s = &inst->steps[i];
+                if (s->conf.status != SAGA_CKPT_SUCCEEDED)
+                    all_done = false;
+                if (s->conf.status != SAGA_CKPT_PENDING || !may_start)
+                    continue;
+                bool ready = true;
+                for (size_t j = 0; j < def->steps[i].n_after && ready; j++)
+                    ready = inst->steps[def->steps[i].after[j]].conf.status == SAGA_CKPT_SUCCEEDED;
+                if (ready)
+                    start_attempt(inst, i, SAGA_PHASE_CONFIRM);
             }
             if (all_done)
                 set_state(inst, SAGA_STATE_COMPLETED, NULL);
@@ -502,7 +620,7 @@ static void advance(saga_inst_t *inst) {
                          false, 0);
                 changed = true;
             } else if (may_start) {
-                start_attempt(inst, i, SAGA_PHASE_COMPENSATION);
+                start_attempt(inst, i, undo_phase(inst));
             }
         }
         if (all_done) {
@@ -545,7 +663,8 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
     json_t *out = NULL;
     char why[256];
 
-    if (outcome == SAGA_OUTCOME_OK && phase == SAGA_PHASE_ACTION) {
+    bool fwd = saga__phase_fwd(phase);
+    if (outcome == SAGA_OUTCOME_OK && fwd) {
         json_error_t jerr;
         if (len > e->max_output) {
             snprintf(why, sizeof(why), "handler output of %zu bytes exceeds "
@@ -565,8 +684,8 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
 
     if (outcome == SAGA_OUTCOME_OK) {
         p->status = SAGA_CKPT_SUCCEEDED;
-        s->dirty |= phase == SAGA_PHASE_ACTION ? SAGA__DIRTY_ACT : SAGA__DIRTY_COMP;
-        if (phase == SAGA_PHASE_ACTION) {
+        s->dirty |= dirty_bit(phase);
+        if (fwd) {
             json_decref(s->output);
             s->output = out;
             /* Recorded as the handler gave it (valid JSON): no re-encoding. */
@@ -578,6 +697,17 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
             }
         }
         emit(inst, "step.succeeded", i, phase, true, p->attempts, NULL);
+        if (fwd && def->pivot == i && inst->state == SAGA_STATE_RUNNING) {
+            /* Durable in the same write as the pivot's result: from here
+             * the saga goes forward only, and the store refuses a cancel. */
+            inst->pivoted = true;
+            if (wb_kv(inst->pending, "pivoted", "1", 1) != 0) {
+                lose(inst, -ENOMEM);
+                return;
+            }
+            emit(inst, "saga.pivoted", i, phase, true, p->attempts,
+                 "the pivot step succeeded: from now on the saga only goes forward");
+        }
         progress(inst, SAGA_PROGRESS_CALL_SUCCEEDED, i, phase, p->attempts,
                  outcome, NULL, elapsed_ms, false, 0);
         advance(inst);
@@ -586,15 +716,13 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
     }
 
     char *msg = message_dup(data, len);
-    char **slot = phase == SAGA_PHASE_ACTION ? &s->error : &s->cerror;
+    char **slot = error_of(s, phase);
     free(*slot);
     *slot = msg;
-    s->dirty |= phase == SAGA_PHASE_ACTION ? SAGA__DIRTY_ERR : SAGA__DIRTY_CERR;
+    s->dirty |= error_bit(phase);
 
-    const saga_retry_policy_t *pol =
-        phase == SAGA_PHASE_ACTION ? &sd->retry : &sd->compensation_retry;
-    saga_state_t live = phase == SAGA_PHASE_ACTION ? SAGA_STATE_RUNNING
-                                                   : SAGA_STATE_COMPENSATING;
+    const saga_retry_policy_t *pol = policy_of(sd, phase);
+    saga_state_t live = live_state(phase);
     bool retry = outcome == SAGA_OUTCOME_TECHNICAL &&
                  p->attempts - p->base < pol->max_attempts && inst->state == live;
     const char *kind = outcome == SAGA_OUTCOME_TECHNICAL ? "technical" : "business";
@@ -612,7 +740,7 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
         p->status = SAGA_CKPT_WAITING;
         p->retry_at = saga__now_ms() + (int64_t)delay;
         s->fx_pending |= SAGA__FX_TIMER;
-        s->dirty |= phase == SAGA_PHASE_ACTION ? SAGA__DIRTY_ACT : SAGA__DIRTY_COMP;
+        s->dirty |= dirty_bit(phase);
         emit(inst, "step.retrying", i, phase, true, p->attempts, detail);
         progress(inst, SAGA_PROGRESS_CALL_FAILED, i, phase, p->attempts,
                  outcome, msg, elapsed_ms, true, delay);
@@ -622,7 +750,7 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
     }
 
     p->status = SAGA_CKPT_FAILED;
-    s->dirty |= phase == SAGA_PHASE_ACTION ? SAGA__DIRTY_ACT : SAGA__DIRTY_COMP;
+    s->dirty |= dirty_bit(phase);
     if (outcome == SAGA_OUTCOME_TECHNICAL && inst->state == live)
         snprintf(detail, sizeof(detail), "technical: %s (attempt %" PRIu32 " of %" PRIu32 ")",
                  msg ? msg : "", p->attempts - p->base, pol->max_attempts);
@@ -640,15 +768,22 @@ static void fail_for_good(saga_inst_t *inst, size_t i, saga_phase_t phase,
                           const char *detail) {
     const saga_step_def_t *sd = &def_of(inst)->steps[i];
     char reason[MESSAGE_MAX + 128];
-    if (phase == SAGA_PHASE_ACTION && inst->state == SAGA_STATE_RUNNING) {
+    if (saga__phase_fwd(phase) && inst->state == SAGA_STATE_RUNNING) {
         snprintf(reason, sizeof(reason), "step '%s' failed: %s", sd->name, detail);
-        if (def_of(inst)->recovery == SAGA_RECOVERY_BACKWARD)
+        /* A TCC saga's failed Try cancels; a backward saga compensates
+         * until its pivot succeeded, and goes forward after it. */
+        if (is_tcc(inst) ||
+            (def_of(inst)->recovery == SAGA_RECOVERY_BACKWARD && !inst->pivoted))
             enter_compensating(inst, reason);
         else
             set_state(inst, SAGA_STATE_STUCK, reason);
-    } else if (phase == SAGA_PHASE_COMPENSATION &&
-               inst->state == SAGA_STATE_COMPENSATING) {
-        snprintf(reason, sizeof(reason), "compensation of step '%s' failed: %s",
+    } else if (saga__phase_undo(phase) && inst->state == SAGA_STATE_COMPENSATING) {
+        snprintf(reason, sizeof(reason), "%s of step '%s' failed: %s",
+                 is_tcc(inst) ? "cancel" : "compensation", sd->name, detail);
+        set_state(inst, SAGA_STATE_STUCK, reason);
+    } else if (phase == SAGA_PHASE_CONFIRM && inst->state == SAGA_STATE_CONFIRMING) {
+        /* Never cancelled after the decision: an operator retries it. */
+        snprintf(reason, sizeof(reason), "confirm of step '%s' failed: %s",
                  sd->name, detail);
         set_state(inst, SAGA_STATE_STUCK, reason);
     }
@@ -731,6 +866,10 @@ static int build_fields(saga_inst_t *inst, saga__wbuf_t *b, uint64_t seq) {
             rc |= wb_kv(b, keys[i].err, s->error, strlen(s->error));
         if ((s->dirty & SAGA__DIRTY_CERR) && s->cerror != NULL)
             rc |= wb_kv(b, keys[i].cerr, s->cerror, strlen(s->cerror));
+        if (s->dirty & SAGA__DIRTY_CONF)
+            rc |= wb_kv(b, keys[i].conf, ph, saga_ckpt_phase_format(ph, sizeof(ph), &s->conf));
+        if ((s->dirty & SAGA__DIRTY_FERR) && s->ferror != NULL)
+            rc |= wb_kv(b, keys[i].ferr, s->ferror, strlen(s->ferror));
         s->dirty = 0;
         s->fx_inflight |= s->fx_pending;
         s->fx_pending = 0;
@@ -782,6 +921,12 @@ static void flush(saga_inst_t *inst) {
     b->w.worker = e->worker;
     b->w.flags = (inst->created ? 0 : SAGA_WRITE_CREATE) |
                  (saga_state_terminal(inst->state) ? SAGA_WRITE_TERMINAL : 0);
+    /* The definition's retention of this outcome (0: the store's). */
+    b->w.retention_ms = inst->state == SAGA_STATE_COMPLETED
+                            ? def_of(inst)->retention_completed_ms
+                        : inst->state == SAGA_STATE_COMPENSATED
+                            ? def_of(inst)->retention_compensated_ms
+                            : 0;
     inst->inflight = b;
     inst->writing = true;
     rc = e->store->ops->write(e->store, &b->w, on_written, inst);
@@ -812,8 +957,9 @@ static void run_effects(saga_inst_t *inst) {
         if (fx == 0 || e->closing)
             continue; /* draining: the record says what a resume must do */
         if (fx & SAGA__FX_TIMER) {
-            const saga_ckpt_phase_t *p =
-                s->comp.status == SAGA_CKPT_WAITING ? &s->comp : &s->act;
+            const saga_ckpt_phase_t *p = s->comp.status == SAGA_CKPT_WAITING   ? &s->comp
+                                         : s->conf.status == SAGA_CKPT_WAITING ? &s->conf
+                                                                               : &s->act;
             if (p->status == SAGA_CKPT_WAITING) {
                 int64_t delay = p->retry_at - now;
                 if (saga_deadline_arm(&e->timers, &s->wait,
@@ -825,10 +971,13 @@ static void run_effects(saga_inst_t *inst) {
             }
         }
         if ((fx & SAGA__FX_CALL_ACT) && s->act.status == SAGA_CKPT_RUNNING && s->call == NULL)
-            saga__call_start(inst, i, SAGA_PHASE_ACTION);
+            saga__call_start(inst, i, fwd_phase(inst));
         if ((fx & SAGA__FX_CALL_COMP) && s->comp.status == SAGA_CKPT_RUNNING && s->call == NULL &&
             !inst->lost)
-            saga__call_start(inst, i, SAGA_PHASE_COMPENSATION);
+            saga__call_start(inst, i, undo_phase(inst));
+        if ((fx & SAGA__FX_CALL_CONF) && s->conf.status == SAGA_CKPT_RUNNING && s->call == NULL &&
+            !inst->lost)
+            saga__call_start(inst, i, SAGA_PHASE_CONFIRM);
     }
 }
 
@@ -874,10 +1023,13 @@ static void on_retry_due(saga_deadline_t *d) {
     if (inst->lost || inst->finished || inst->engine->closing)
         return;
     if (s->act.status == SAGA_CKPT_WAITING && inst->state == SAGA_STATE_RUNNING)
-        start_attempt(inst, i, SAGA_PHASE_ACTION);
+        start_attempt(inst, i, fwd_phase(inst));
     else if (s->comp.status == SAGA_CKPT_WAITING &&
              inst->state == SAGA_STATE_COMPENSATING)
-        start_attempt(inst, i, SAGA_PHASE_COMPENSATION);
+        start_attempt(inst, i, undo_phase(inst));
+    else if (s->conf.status == SAGA_CKPT_WAITING &&
+             inst->state == SAGA_STATE_CONFIRMING)
+        start_attempt(inst, i, SAGA_PHASE_CONFIRM);
     flush(inst);
 }
 
@@ -937,7 +1089,10 @@ int saga__inst_continue(saga_inst_t *inst) {
             s->fx_pending |= SAGA__FX_CALL_ACT;
         if (s->comp.status == SAGA_CKPT_RUNNING)
             s->fx_pending |= SAGA__FX_CALL_COMP;
-        if (s->act.status == SAGA_CKPT_WAITING || s->comp.status == SAGA_CKPT_WAITING)
+        if (s->conf.status == SAGA_CKPT_RUNNING)
+            s->fx_pending |= SAGA__FX_CALL_CONF;
+        if (s->act.status == SAGA_CKPT_WAITING || s->comp.status == SAGA_CKPT_WAITING ||
+            s->conf.status == SAGA_CKPT_WAITING)
             s->fx_pending |= SAGA__FX_TIMER;
     }
     emit(inst, "saga.resumed", SIZE_MAX, SAGA_PHASE_ACTION, false, 0,

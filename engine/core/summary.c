@@ -117,6 +117,14 @@ static const char *step_status(const saga_ckpt_phase_t *a, const saga_ckpt_phase
     return saga_ckpt_status_name(SAGA_PHASE_ACTION, a->status);
 }
 
+static json_t *pending_phase(void) {
+    json_t *o = json_object();
+    json_object_set_new(o, "status", json_string("pending"));
+    json_object_set_new(o, "attempts", json_integer(0));
+    json_object_set_new(o, "error", json_null());
+    return o;
+}
+
 /* The arguments a call was given: its `with` rendered as the engine renders
  * it (from the start input and the outputs the record holds), into the
  * phase object `o`. Null when it cannot be rendered (a reference to an
@@ -125,6 +133,77 @@ static void phase_input(json_t *o, const saga_call_def_t *call, const saga_rende
     char err[256];
     json_t *v = saga_template_render(call->with, ctx, err, sizeof(err));
     json_object_set_new(o, "input", v != NULL ? v : json_null());
+}
+
+/* The one-word status of a TCC step: its Cancel's, else its Confirm's,
+ * else its Try's ("succeeded": tried, not confirmed yet). */
+static const char *tcc_status(const saga_ckpt_phase_t *t, const saga_ckpt_phase_t *f,
+                              bool has_conf, const saga_ckpt_phase_t *c, bool has_cancel) {
+    if (t->status == ST_MALFORMED || (has_conf && f->status == ST_MALFORMED) ||
+        (has_cancel && c->status == ST_MALFORMED))
+        return "malformed";
+    const saga_ckpt_phase_t *p = has_cancel ? c : has_conf ? f : NULL;
+    if (p != NULL) {
+        bool cancel = has_cancel;
+        switch (p->status) {
+        case SAGA_CKPT_SUCCEEDED: return cancel ? "cancelled" : "confirmed";
+        case SAGA_CKPT_RUNNING:
+        case SAGA_CKPT_WAITING: return cancel ? "cancelling" : "confirming";
+        case SAGA_CKPT_FAILED: return cancel ? "cancel_failed" : "confirm_failed";
+        default: break;
+        }
+    }
+    return saga_ckpt_status_name(SAGA_PHASE_TRY, t->status);
+}
+
+/* The names of the steps `sd` runs after: the step graph. */
+static json_t *after_json(const saga_def_t *def, const saga_step_def_t *sd) {
+    json_t *after = json_array();
+    for (size_t k = 0; k < sd->n_after; k++)
+        json_array_append_new(after, json_string(def->steps[sd->after[k]].name));
+    return after;
+}
+
+/* A step of a TCC saga: its phases as "try", "confirm" and "cancel"; `def`,
+ * `sd` and `ctx` as for step_json(), never NULL. */
+static json_t *tcc_step_json(const saga_record_t *rec, const char *name, const saga_def_t *def,
+                             const saga_step_def_t *sd, const saga_render_ctx_t *ctx) {
+    saga_ckpt_phase_t t, f, c;
+    json_t *tr = phase_json(rec, "act:", "err:", name, SAGA_PHASE_TRY, &t);
+    json_t *conf = phase_json(rec, "conf:", "ferr:", name, SAGA_PHASE_CONFIRM, &f);
+    json_t *cancel = phase_json(rec, "comp:", "cerr:", name, SAGA_PHASE_CANCEL, &c);
+    if (tr != NULL && t.status != ST_MALFORMED)
+        phase_input(tr, &sd->action, ctx);
+    if (conf != NULL && f.status != ST_MALFORMED)
+        phase_input(conf, &sd->confirm, ctx);
+    if (cancel != NULL && c.status != ST_MALFORMED && sd->has_compensation)
+        phase_input(cancel, &sd->compensation, ctx);
+    if (tr == NULL)
+        tr = pending_phase();
+    json_t *s = json_object();
+    json_object_set_new(s, "name", json_string(name));
+    json_object_set_new(s, "status",
+                        json_string(tcc_status(&t, &f, conf != NULL, &c, cancel != NULL)));
+    json_object_set_new(s, "attempts", json_integer(t.attempts));
+    size_t len;
+    char key[SAGA_NAME_MAX + 16];
+    snprintf(key, sizeof(key), "out:%s", name);
+    const char *out = saga_record_get(rec, key, &len);
+    json_t *outv = out ? json_loadb(out, len, JSON_DECODE_ANY, NULL) : NULL;
+    json_object_set_new(s, "output", outv ? outv : json_null());
+    json_t *failed = tr;
+    if (cancel != NULL && (c.status == SAGA_CKPT_FAILED || c.status == ST_MALFORMED))
+        failed = cancel;
+    else if (conf != NULL && (f.status == SAGA_CKPT_FAILED || f.status == ST_MALFORMED ||
+                              f.status == SAGA_CKPT_WAITING))
+        failed = conf;
+    json_t *err = json_object_get(failed, "error");
+    json_object_set(s, "error", err ? err : json_null());
+    json_object_set_new(s, "try", tr);
+    json_object_set_new(s, "confirm", conf ? conf : json_null());
+    json_object_set_new(s, "cancel", cancel ? cancel : json_null());
+    json_object_set_new(s, "after", after_json(def, sd));
+    return s;
 }
 
 /* One step; `sd` and `ctx` are NULL when the definition is unknown. */
@@ -137,12 +216,8 @@ static json_t *step_json(const saga_record_t *rec, const char *name, const saga_
         phase_input(act, &sd->action, ctx);
     if (sd != NULL && comp != NULL && c.status != ST_MALFORMED && sd->has_compensation)
         phase_input(comp, &sd->compensation, ctx);
-    if (act == NULL) {
-        act = json_object();
-        json_object_set_new(act, "status", json_string("pending"));
-        json_object_set_new(act, "attempts", json_integer(0));
-        json_object_set_new(act, "error", json_null());
-    }
+    if (act == NULL)
+        act = pending_phase();
     json_t *s = json_object();
     json_object_set_new(s, "name", json_string(name));
     json_object_set_new(s, "status", json_string(step_status(&a, &c, comp != NULL)));
@@ -158,12 +233,8 @@ static json_t *step_json(const saga_record_t *rec, const char *name, const saga_
     json_object_set(s, "error", err ? err : json_null());
     json_object_set_new(s, "action", act);
     json_object_set_new(s, "compensation", comp ? comp : json_null());
-    if (sd != NULL) {
-        json_t *after = json_array();
-        for (size_t k = 0; k < sd->n_after; k++)
-            json_array_append_new(after, json_string(def->steps[sd->after[k]].name));
-        json_object_set_new(s, "after", after);
-    }
+    if (sd != NULL)
+        json_object_set_new(s, "after", after_json(def, sd));
     return s;
 }
 
@@ -240,7 +311,7 @@ json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
     size_t len;
     const char *reason = saga_record_get(rec, "reason", &len);
     json_object_set_new(o, "reason", reason && len ? json_stringn(reason, len) : json_null());
-    /* what a stuck saga was doing (running or compensating): the record
+    /* what a stuck saga was doing (running, confirming or compensating): the record
      * keeps the field after a retry, so it is shown only while stuck */
     size_t slen;
     const char *state = saga_record_get(rec, "state", &slen);
@@ -257,12 +328,21 @@ json_t *saga_summary_build(const saga_record_t *rec, const saga_def_t *def,
     const char *input = saga_record_get(rec, "input", &ilen);
     json_t *iv = input != NULL ? json_loadb(input, ilen, JSON_DECODE_ANY, NULL) : NULL;
     json_object_set_new(o, "input", iv != NULL ? iv : json_null());
+    bool tcc = def != NULL && def->mode == SAGA_MODE_TCC;
+    json_object_set_new(o, "mode", json_string(tcc ? "tcc" : "saga"));
+    if (def != NULL && def->pivot != SIZE_MAX) {
+        const char *pv = saga_record_get(rec, "pivoted", &len);
+        json_object_set_new(o, "pivot", json_string(def->steps[def->pivot].name));
+        json_object_set_new(o, "pivoted", json_boolean(pv != NULL && len == 1 && pv[0] == '1'));
+    }
     json_t *steps = json_array();
     render_data_t rd;
     if (def != NULL && render_data_init(&rd, rec, def) == 0) {
-        for (size_t i = 0; i < def->n_steps; i++)
-            json_array_append_new(steps, step_json(rec, def->steps[i].name, def, &def->steps[i],
-                                                   &rd.ctx));
+        for (size_t i = 0; i < def->n_steps; i++) {
+            const saga_step_def_t *sd = &def->steps[i];
+            json_array_append_new(steps, tcc ? tcc_step_json(rec, sd->name, def, sd, &rd.ctx)
+                                             : step_json(rec, sd->name, def, sd, &rd.ctx));
+        }
         render_data_close(&rd, def);
     } else if (def != NULL) {
         json_decref(steps);
@@ -301,7 +381,9 @@ json_t *saga_summary_status(const saga_record_t *rec, const saga_def_t *def) {
     json_array_foreach(json_object_get(s, "steps"), i, st) {
         const char *status = json_string_value(json_object_get(st, "status"));
         if (status != NULL && (strcmp(status, "running") == 0 || strcmp(status, "waiting") == 0 ||
-                               strcmp(status, "compensating") == 0))
+                               strcmp(status, "compensating") == 0 ||
+                               strcmp(status, "confirming") == 0 ||
+                               strcmp(status, "cancelling") == 0))
             json_array_append_new(cur, json_pack("{s:O, s:s}", "step",
                                                  json_object_get(st, "name"), "status", status));
     }

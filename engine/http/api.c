@@ -1115,11 +1115,19 @@ static json_t *def_json(const char *name, const char *hash, json_t *workers,
         json_t *after = json_array();
         for (size_t k = 0; k < sd->n_after; k++)
             json_array_append_new(after, json_string(def->steps[sd->after[k]].name));
-        json_array_append_new(
-            steps, json_pack("{s:s, s:o, s:s, s:s?}", "name", sd->name, "after", after, "action",
-                             sd->action.handler, "compensation",
-                             sd->has_compensation ? sd->compensation.handler : NULL));
+        if (def->mode == SAGA_MODE_TCC) /* its phases by their names */
+            json_array_append_new(
+                steps, json_pack("{s:s, s:o, s:s, s:s, s:s}", "name", sd->name, "after", after,
+                                 "try", sd->action.handler, "confirm", sd->confirm.handler,
+                                 "cancel", sd->compensation.handler));
+        else
+            json_array_append_new(
+                steps, json_pack("{s:s, s:o, s:s, s:s?, s:b}", "name", sd->name, "after", after,
+                                 "action", sd->action.handler, "compensation",
+                                 sd->has_compensation ? sd->compensation.handler : NULL,
+                                 "pivot", sd->pivot));
     }
+    json_object_set_new(o, "mode", json_string(def->mode == SAGA_MODE_TCC ? "tcc" : "saga"));
     json_object_set_new(o, "steps", steps);
     if (text)
         json_object_set_new(o, "yaml", json_stringn(def->text, def->text_len));

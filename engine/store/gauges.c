@@ -97,8 +97,8 @@ static void on_state(saga_redis_t *c, redisReply *r, void *data) {
     if (r == NULL) {
         fail(rq, SAGA_EUNAVAILABLE, "lost the connection to Redis");
     } else if (r->type == REDIS_REPLY_STRING) {
-        if (strcmp(r->str, "running") == 0)
-            rq->g.running++;
+        if (strcmp(r->str, "running") == 0 || strcmp(r->str, "confirming") == 0)
+            rq->g.running++; /* a TCC saga's Confirm phase runs too */
         else if (strcmp(r->str, "compensating") == 0)
             rq->g.compensating++;
         else if (strcmp(r->str, "stuck") == 0)

@@ -439,7 +439,8 @@ end
 -- Both return {owner ('' when none), 1 when workers manage the saga (it
 -- has a fence) else 0}, so the caller knows whom to wake.
 local function saga_cancel(keys, args)
-  local cur = redis.call('HMGET', keys[1], 'state', 'stuck_in', 'owner', 'seq', 'cancel')
+  local cur = redis.call('HMGET', keys[1], 'state', 'stuck_in', 'owner', 'seq', 'cancel',
+                         'pivoted')
   if not cur[4] then
     return err('NOTFOUND', 'no such saga')
   end
@@ -449,6 +450,17 @@ local function saga_cancel(keys, args)
   end
   if st == 'compensating' or (st == 'stuck' and cur[2] == 'compensating') then
     return err('STATE', 'the saga is compensating already')
+  end
+  -- Checked here, in the call that writes the request: the engine writes
+  -- 'confirming' and 'pivoted' before acting on them, so no cancel can slip
+  -- in between a check and the decision.
+  if st == 'confirming' or (st == 'stuck' and cur[2] == 'confirming') then
+    return err('STATE', 'the saga is confirming: every Try succeeded and the decision ' ..
+               'to confirm is written; a TCC saga cannot be cancelled any more')
+  end
+  if cur[6] == '1' then
+    return err('STATE', 'the saga passed its pivot step: it can only go forward, ' ..
+               'not be cancelled')
   end
   local managed = redis.call('HEXISTS', keys[1], 'fence')
   if cur[5] == '1' then
@@ -480,7 +492,10 @@ local function saga_retry(keys, args)
     return err('STATE', 'the saga is still being parked by ' .. cur[3] ..
                ' (calls in flight); try again in a moment')
   end
-  local prefix = (cur[2] == 'compensating') and 'comp:' or 'act:'
+  -- The phase it was stuck in: its failed compensations (a TCC saga's
+  -- Cancels), Confirms, or actions (Trys are never stuck: they cancel).
+  local prefix = (cur[2] == 'compensating') and 'comp:' or
+                 (cur[2] == 'confirming') and 'conf:' or 'act:'
   local all = redis.call('HGETALL', rec)
   local now = now_ms()
   local reset = {}

@@ -9,15 +9,15 @@
 
 #include "util/rng.h"
 
-static const char *const state_names[] = {"running", "compensating", "completed",
-                                          "compensated", "stuck"};
+static const char *const state_names[SAGA_STATE_COUNT] = {
+    "running", "compensating", "completed", "compensated", "stuck", "confirming"};
 
 const char *saga_state_name(saga_state_t s) {
-    return (unsigned)s <= SAGA_STATE_STUCK ? state_names[s] : "unknown";
+    return (unsigned)s < SAGA_STATE_COUNT ? state_names[s] : "unknown";
 }
 
 int saga_state_parse(const char *name, saga_state_t *out) {
-    for (int i = 0; i <= SAGA_STATE_STUCK; i++) {
+    for (int i = 0; i < SAGA_STATE_COUNT; i++) {
         if (strcmp(name, state_names[i]) == 0) {
             *out = (saga_state_t)i;
             return 0;

@@ -40,6 +40,7 @@ typedef struct mem_saga_s {
     uint64_t seq;
     uint64_t fence;
     bool terminal;
+    int64_t expire_at;   /* terminal: when its retention runs out (ms) */
     mem_hist_t *hist;
     size_t nhist;
     size_t caphist;
@@ -84,6 +85,7 @@ typedef struct store_memory_s {
     mem_op_t *head;
     mem_op_t *tail;
     bool closing;
+    int64_t next_gc;     /* when expired sagas are swept next (ms) */
     void (*closed)(void *);
     void *closed_data;
 } store_memory_t;
@@ -92,6 +94,45 @@ static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void saga_free_rec(struct mem_saga_s *s);
+
+/* The saga `id` when the store holds it and its retention has not run out;
+ * an expired one is removed here (as saga_gc removes it from Redis). */
+static mem_saga_t *live_saga(store_memory_t *m, const char *id, int64_t now) {
+    mem_saga_t *s = saga_strmap_get(&m->sagas, id);
+    if (s != NULL && s->terminal && s->expire_at <= now) {
+        saga_strmap_del(&m->sagas, s->id);
+        saga_free_rec(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Removes every finished saga whose retention ran out, at most once a
+ * second (a walk over all of them): what saga_gc does in Redis. */
+static void gc(store_memory_t *m, int64_t now) {
+    if (now < m->next_gc)
+        return;
+    m->next_gc = now + 1000;
+    /* Collected first: deleting from the map moves entries under a walk. */
+    size_t n = 0, k = 0;
+    const char *key;
+    void *v;
+    for (size_t pos = 0; saga_strmap_next(&m->sagas, &pos, &key, &v);)
+        n += ((mem_saga_t *)v)->terminal && ((mem_saga_t *)v)->expire_at <= now;
+    mem_saga_t **doomed = n > 0 ? malloc(n * sizeof(*doomed)) : NULL;
+    if (doomed == NULL)
+        return; /* nothing due, or no memory: the next sweep does it */
+    for (size_t pos = 0; k < n && saga_strmap_next(&m->sagas, &pos, &key, &v);)
+        if (((mem_saga_t *)v)->terminal && ((mem_saga_t *)v)->expire_at <= now)
+            doomed[k++] = v;
+    for (size_t i = 0; i < k; i++) {
+        saga_strmap_del(&m->sagas, doomed[i]->id);
+        saga_free_rec(doomed[i]);
+    }
+    free(doomed);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -125,7 +166,7 @@ static int enqueue(store_memory_t *m, op_kind_t kind, int status,
 
 static void deliver_load(store_memory_t *m, mem_op_t *op) {
     saga_store_load_cb cb = op->cb.load;
-    mem_saga_t *s = saga_strmap_get(&m->sagas, op->key);
+    mem_saga_t *s = live_saga(m, op->key, now_ms());
     if (s == NULL) {
         cb(SAGA_ENOTFOUND, NULL, op->data);
         return;
@@ -146,7 +187,7 @@ static void deliver_load(store_memory_t *m, mem_op_t *op) {
 
 static void deliver_history(store_memory_t *m, mem_op_t *op) {
     saga_store_history_cb cb = op->cb.history;
-    mem_saga_t *s = saga_strmap_get(&m->sagas, op->key);
+    mem_saga_t *s = live_saga(m, op->key, now_ms());
     if (s == NULL) {
         cb(0, NULL, 0, op->data); /* none, as Redis answers (store.h) */
         return;
@@ -330,7 +371,8 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
     store_memory_t *m = (store_memory_t *)base;
     if (m->closing)
         return SAGA_ECLOSING;
-    mem_saga_t *s = saga_strmap_get(&m->sagas, w->id);
+    int64_t ts = now_ms();
+    mem_saga_t *s = live_saga(m, w->id, ts);
     int status = 0;
     /* Nothing here is ever sent twice (no connection to lose), so a write
      * whose seq the record already has is another writer's: a conflict,
@@ -356,7 +398,6 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
     if (status != 0)
         return enqueue(m, OP_WRITE, status, 0, (mem_cb_t){.write = cb}, data, NULL);
 
-    int64_t ts = now_ms();
     char seqbuf[24];
     saga_kv_t seqkv = {"seq", 3, seqbuf, saga_fmt_u64(seqbuf, w->seq)};
     status = set_field(s, &seqkv);
@@ -373,9 +414,13 @@ static int mem_write(saga_store_t *base, const saga_store_write_t *w,
     s->seq = w->seq;
     if (w->flags & SAGA_WRITE_TERMINAL) {
         s->terminal = true;
+        uint64_t keep = w->retention_ms != 0 ? w->retention_ms : m->opt.retention_ms;
+        s->expire_at = ts + (int64_t)keep;
         if (!m->opt.keep_finished) {
             saga_strmap_del(&m->sagas, s->id);
             saga_free_rec(s);
+        } else {
+            gc(m, ts); /* only finished sagas kept can be due */
         }
     }
     return enqueue(m, OP_WRITE, 0, 0, (mem_cb_t){.write = cb}, data, NULL);
@@ -474,6 +519,18 @@ static void mem_close(saga_store_t *base, void (*closed)(void *), void *data) {
     uv_close((uv_handle_t *)&m->idle, mem_idle_closed);
 }
 
+int saga_store_memory_expiry(saga_store_t *base, const char *id,
+                             int64_t *expire_at) {
+    store_memory_t *m = (store_memory_t *)base;
+    mem_saga_t *s = live_saga(m, id, now_ms());
+    if (s == NULL)
+        return SAGA_ENOTFOUND;
+    if (!s->terminal)
+        return SAGA_ESTATE;
+    *expire_at = s->expire_at;
+    return 0;
+}
+
 static const saga_store_ops_t memory_ops = {
     .name = "memory",
     .write = mem_write,
@@ -493,6 +550,8 @@ saga_store_t *saga_store_memory_new(uv_loop_t *loop,
     m->base.ops = &memory_ops;
     if (opt != NULL)
         m->opt = *opt;
+    if (m->opt.retention_ms == 0)
+        m->opt.retention_ms = SAGA_DEFAULT_RETENTION_MS;
     saga_strmap_init(&m->sagas);
     saga_strmap_init(&m->defs);
     uv_idle_init(loop, &m->idle);

@@ -556,7 +556,10 @@ static int send_rq(lane_t *ln, rq_t *rq) {
         flags[2] = w->seq % 1000 == 0 ? 'r' : '-';
         a.nums_len += 3;
         arg(&a, flags, 3);
-        arg_str(&a, st->retention);
+        if (w->retention_ms != 0)
+            arg_u64(&a, w->retention_ms); /* the definition's, by outcome */
+        else
+            arg_str(&a, st->retention);
         arg_u64(&a, w->nfields);
         for (size_t i = 0; i < w->nfields; i++) {
             arg(&a, w->fields[i].key, w->fields[i].klen);
@@ -1020,7 +1023,8 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
             ix->score = now;
         } else {
             ix->op = "finished";
-            ix->score = now + (int64_t)st->opt.retention_ms;
+            ix->score = now + (int64_t)(w->retention_ms != 0 ? w->retention_ms
+                                                             : st->opt.retention_ms);
         }
         /* An owned saga (fenced) is listed in its owner's set too. */
         if (w->fence != 0 && w->worker != NULL) {

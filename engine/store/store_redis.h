@@ -24,8 +24,6 @@
 #include "redis/redis_url.h"
 #include "saga/store.h"
 
-#define SAGA_DEFAULT_RETENTION_MS (7ull * 24 * 3600 * 1000)
-
 typedef struct saga_store_redis_options_s {
     uint64_t retention_ms;          /* finished sagas kept; 0: 7 days */
     saga_redis_options_t conn;      /* connection options */

@@ -9,7 +9,7 @@
  * fenced ones. Reconnects and sagas in flight are read at scrape time.
  *
  * Label values come from bounded sets: the served and claimed
- * definitions' saga and step names, the two phases, the outcomes and final
+ * definitions' saga and step names, the five phases, the outcomes and final
  * states; the registry caps each family anyway (util/metrics.h).
  */
 #include <errno.h>

@@ -8,6 +8,12 @@
  * twice, and can be told to refuse, delay, fail with Retry-After or send a
  * huge body. Everything is in memory. Endpoints and knobs: docs/steps.md.
  *
+ * Two services keep real state for TCC sagas (definitions/examples/
+ * tcc-order.yaml): `account` (balances; POST /account/freeze, /deduct,
+ * /unfreeze) and `stock` (POST /stock/hold, /commit, /release), each
+ * reservation keyed by its order; GET /_tcc shows balances, frozen amounts,
+ * stock held and every reservation.
+ *
  *   saga-sample-service [--port N] [--refuse SERVICE[/ACTION]=STATUS]...
  *                       [--verbose]
  *
@@ -43,7 +49,12 @@
 #define MAX_REFUSE 32
 
 static const char *const services[] = {"order", "inventory", "payment",
-                                       "flight", "hotel", "tickets", NULL};
+                                       "flight", "hotel", "tickets",
+                                       "account", "stock", NULL};
+
+/* What an account and an item start with when first named. */
+#define TCC_BALANCE 1000
+#define TCC_STOCK 100
 
 typedef struct refuse_s {
     char service[64];
@@ -60,6 +71,9 @@ static struct {
     json_t *calls;     /* array of recorded requests */
     json_t *idem;      /* Idempotency-Key -> stored answer */
     json_t *records;   /* id -> record */
+    json_t *accounts;  /* TCC: account -> {balance, frozen} */
+    json_t *items;     /* TCC: sku -> {available, held} */
+    json_t *reserved;  /* TCC: "<service>:<order>" -> reservation */
     uint64_t seq;      /* request sequence number */
     uint64_t next_id;
     uint64_t conn_seq;
@@ -282,12 +296,167 @@ static const char *record_of_step(const request_t *rq, const char *service) {
     return NULL;
 }
 
+/* ------------------------------------------------------------------------ */
+/* TCC services with real state                                             */
+/* ------------------------------------------------------------------------ */
+
+/* An integer field of the JSON counter object `o`. */
+static json_int_t count_of(json_t *o, const char *key) {
+    return json_integer_value(json_object_get(o, key));
+}
+
+static void count_add(json_t *o, const char *key, json_int_t d) {
+    json_object_set_new(o, key, json_integer(count_of(o, key) + d));
+}
+
+/* The account or item `name`, created with its starting amount. */
+static json_t *holding(bool account, const char *name) {
+    json_t *all = account ? S.accounts : S.items;
+    json_t *h = json_object_get(all, name);
+    if (h == NULL) {
+        h = account ? json_pack("{s:i, s:i}", "balance", TCC_BALANCE, "frozen", 0)
+                    : json_pack("{s:i, s:i}", "available", TCC_STOCK, "held", 0);
+        json_object_set_new(all, name, h);
+    }
+    return h;
+}
+
+static void tcc_answer(response_t *rs, int status, json_t *resv, const char *note) {
+    json_t *b = resv ? json_deep_copy(resv) : json_object();
+    if (note != NULL)
+        json_object_set_new(b, status < 300 ? "note" : "error", json_string(note));
+    set_json(rs, status, b);
+}
+
+/* POST /account/{freeze,deduct,unfreeze} and /stock/{hold,commit,release}:
+ * Try, Confirm and Cancel of one reservation per order. Each is idempotent
+ * by the reservation's state as well as by Idempotency-Key: a Confirm of a
+ * confirmed one or a Cancel of a cancelled one changes nothing; a Cancel
+ * that comes before its Try leaves a mark that refuses the late Try; a
+ * Cancel after a Confirm (or a Confirm after a Cancel) is refused (409). */
+static void serve_tcc(const request_t *rq, const char *svc, const char *act,
+                      response_t *rs) {
+    bool account = strcmp(svc, "account") == 0;
+    static const char *const acts[2][3] = {{"hold", "commit", "release"},
+                                           {"freeze", "deduct", "unfreeze"}};
+    static const char *const states[2][3] = {{"held", "committed", "released"},
+                                             {"frozen", "deducted", "unfrozen"}};
+    int phase = -1;
+    for (int k = 0; k < 3; k++)
+        if (strcmp(act, acts[account][k]) == 0)
+            phase = k;
+    if (strcmp(rq->method, "POST") != 0 || phase < 0) {
+        set_json(rs, 404, error_body(404, "no such endpoint"));
+        return;
+    }
+    const char *what = account ? "account" : "sku";
+    const char *qty = account ? "amount" : "qty";
+    const char *held = account ? "frozen" : "held";
+    json_t *in = parsed_body(rq);
+    const char *order = json_string_value(json_object_get(in, "order"));
+    if (order == NULL || order[0] == '\0') {
+        set_json(rs, 400, error_body(400, "body needs \"order\" (a string)"));
+        json_decref(in);
+        return;
+    }
+    char key[512];
+    snprintf(key, sizeof(key), "%s:%s", svc, order);
+    json_t *resv = json_object_get(S.reserved, key);
+    const char *st = resv ? json_string_value(json_object_get(resv, "state")) : NULL;
+
+    if (phase == 0) { /* Try */
+        const char *name = json_string_value(json_object_get(in, what));
+        json_t *n = json_object_get(in, qty);
+        if (st != NULL && strcmp(st, states[account][2]) == 0) {
+            tcc_answer(rs, 409, resv, "cancelled before it was tried: refused");
+        } else if (st != NULL) {
+            tcc_answer(rs, 200, resv, "tried already");
+        } else if (name == NULL || !json_is_integer(n) || json_integer_value(n) <= 0) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "body needs \"%s\" (a string) and \"%s\" (> 0)", what,
+                     qty);
+            set_json(rs, 400, error_body(400, msg));
+        } else {
+            json_t *h = holding(account, name);
+            json_int_t want = json_integer_value(n);
+            json_int_t free_now = account ? count_of(h, "balance") - count_of(h, "frozen")
+                                          : count_of(h, "available");
+            if (free_now < want) {
+                tcc_answer(rs, 409, NULL, account ? "insufficient funds" : "out of stock");
+            } else {
+                count_add(h, held, want);
+                if (!account)
+                    count_add(h, "available", -want);
+                resv = json_pack("{s:s, s:s, s:s, s:s, s:I}", "service", svc, "order", order,
+                                 "state", states[account][0], what, name, qty,
+                                 (json_int_t)want);
+                json_object_set_new(S.reserved, key, resv);
+                tcc_answer(rs, 200, resv, NULL);
+            }
+        }
+        json_decref(in);
+        return;
+    }
+    if (phase == 1) { /* Confirm */
+        if (st == NULL || strcmp(st, states[account][2]) == 0) {
+            tcc_answer(rs, 409, resv, st ? "cancelled: cannot confirm" : "nothing tried");
+        } else if (strcmp(st, states[account][1]) == 0) {
+            tcc_answer(rs, 200, resv, "confirmed already");
+        } else {
+            json_t *h = holding(account, json_string_value(json_object_get(resv, what)));
+            json_int_t n = count_of(resv, qty);
+            count_add(h, held, -n);
+            if (account)
+                count_add(h, "balance", -n);
+            json_object_set_new(resv, "state", json_string(states[account][1]));
+            tcc_answer(rs, 200, resv, NULL);
+        }
+        json_decref(in);
+        return;
+    }
+    /* Cancel */
+    if (st == NULL) {
+        /* The Try never arrived (or not yet): remember the cancel, so that
+         * a Try arriving late is refused instead of hanging for ever. */
+        resv = json_pack("{s:s, s:s, s:s, s:i}", "service", svc, "order", order, "state",
+                         states[account][2], qty, 0);
+        json_object_set_new(S.reserved, key, resv);
+        tcc_answer(rs, 200, resv, "nothing was tried: cancel recorded");
+    } else if (strcmp(st, states[account][1]) == 0) {
+        tcc_answer(rs, 409, resv, "confirmed: cannot cancel");
+    } else if (strcmp(st, states[account][2]) == 0) {
+        tcc_answer(rs, 200, resv, "cancelled already");
+    } else {
+        json_t *h = holding(account, json_string_value(json_object_get(resv, what)));
+        json_int_t n = count_of(resv, qty);
+        count_add(h, held, -n);
+        if (!account)
+            count_add(h, "available", n);
+        json_object_set_new(resv, "state", json_string(states[account][2]));
+        tcc_answer(rs, 200, resv, NULL);
+    }
+    json_decref(in); /* `order` points into it */
+}
+
 /* POST /<svc>/<action>, POST /<svc>/<action>/cancel, GET and DELETE
  * /<svc>/<id>. `seg` holds the path's segments. */
 static void serve_service(const request_t *rq, char **seg, size_t nseg,
                           response_t *rs) {
     const char *svc = seg[0];
     bool post = strcmp(rq->method, "POST") == 0;
+    if (strcmp(svc, "account") == 0 || strcmp(svc, "stock") == 0) {
+        int st = nseg == 2 ? refused(svc, seg[1]) : 0;
+        if (st) {
+            json_t *b = json_pack("{s:i, s:s, s:s, s:s}", "status", st, "error",
+                                  "refused", "service", svc, "action", seg[1]);
+            set_json(rs, st, b);
+        } else if (nseg == 2) {
+            serve_tcc(rq, svc, seg[1], rs);
+        } else {
+            set_json(rs, 404, error_body(404, "no such endpoint"));
+        }
+        return;
+    }
     if (post && nseg == 2) {
         int st = refused(svc, seg[1]);
         if (st) {
@@ -478,11 +647,17 @@ static void serve(conn_t *c, const request_t *rq, response_t *rs) {
             set_json(rs, 200, json_pack("{s:O, s:I}", "records", S.records,
                                         "idempotency_keys",
                                         (json_int_t)json_object_size(S.idem)));
+        } else if (strcmp(rq->path, "/_tcc") == 0 && get) {
+            set_json(rs, 200, json_pack("{s:O, s:O, s:O}", "accounts", S.accounts,
+                                        "stock", S.items, "reservations", S.reserved));
         } else if (strcmp(rq->path, "/_reset") == 0 &&
                    strcmp(rq->method, "POST") == 0) {
             json_array_clear(S.calls);
             json_object_clear(S.idem);
             json_object_clear(S.records);
+            json_object_clear(S.accounts);
+            json_object_clear(S.items);
+            json_object_clear(S.reserved);
             set_json(rs, 200, json_pack("{s:b}", "reset", 1));
         } else {
             set_json(rs, 404, error_body(404, "no such admin endpoint"));
@@ -981,6 +1156,9 @@ int main(int argc, char **argv) {
     S.calls = json_array();
     S.idem = json_object();
     S.records = json_object();
+    S.accounts = json_object();
+    S.items = json_object();
+    S.reserved = json_object();
     struct sockaddr_in addr;
     uv_ip4_addr("127.0.0.1", (int)port, &addr);
     uv_tcp_init(S.loop, &S.server);
@@ -1008,5 +1186,8 @@ int main(int argc, char **argv) {
     json_decref(S.calls);
     json_decref(S.idem);
     json_decref(S.records);
+    json_decref(S.accounts);
+    json_decref(S.items);
+    json_decref(S.reserved);
     return rc == 0 ? 0 : 1;
 }

@@ -87,3 +87,18 @@ Test(duration, format_is_shortest_exact_form)
     cr_assert_str_eq(saga__duration_format(3600000, buf, sizeof(buf)), "1h");
     cr_assert_str_eq(saga__duration_format(3661001, buf, sizeof(buf)), "1h1m1s1ms");
 }
+
+Test(duration, retention_takes_days_up_to_ten_years)
+{
+    uint64_t ms = 0;
+    cr_assert_eq(saga__retention_parse("30d", 3, &ms), 0);
+    cr_assert_eq(ms, 30 * 86400000ull);
+    cr_assert_eq(saga__retention_parse("1d12h", 5, &ms), 0);
+    cr_assert_eq(ms, 36 * 3600000ull);
+    cr_assert_eq(saga__retention_parse("3650d", 5, &ms), 0);
+    cr_assert_eq(saga__retention_parse("3651d", 5, &ms), -ERANGE);
+    cr_assert_eq(saga__retention_parse("99999999999999999999d", 21, &ms), -ERANGE);
+    cr_assert_eq(saga__retention_parse("1h1d", 4, &ms), -EINVAL);
+    /* Days are for retentions only. */
+    cr_assert_eq(saga__duration_parse("1d", 2, &ms), -EINVAL);
+}

@@ -199,3 +199,25 @@ Test(hash, the_buffer_need_not_be_nul_terminated)
     saga_diags_close(&d);
     free(copy);
 }
+
+Test(hash, mode_pivot_and_retention_change_the_hash)
+{
+    char base[65], other[65];
+    hash_of("saga: s\nsteps:\n  - name: a\n    action: {handler: demo.noop}\n"
+            "    compensation: none\n", base);
+    hash_of("saga: s\nretention: {completed: 1d}\nsteps:\n  - name: a\n"
+            "    action: {handler: demo.noop}\n    compensation: none\n", other);
+    cr_assert_str_neq(base, other);
+    hash_of("saga: s\nsteps:\n  - name: a\n    pivot: true\n"
+            "    action: {handler: demo.noop}\n    compensation: none\n", other);
+    cr_assert_str_neq(base, other);
+    hash_of("saga: s\nmode: saga\nsteps:\n  - name: a\n    action: {handler: demo.noop}\n"
+            "    compensation: none\n", other);
+    cr_assert_str_neq(base, other); /* the text differs: written is hashed */
+    char tcc[65], tcc2[65];
+    hash_of("saga: s\nmode: tcc\nsteps:\n  - name: a\n    try: {handler: demo.noop}\n"
+            "    confirm: {handler: demo.noop}\n    cancel: {handler: demo.noop}\n", tcc);
+    hash_of("saga: s\nmode: tcc\nsteps:\n  - name: a\n    try: {handler: demo.noop}\n"
+            "    confirm: {handler: demo.echo}\n    cancel: {handler: demo.noop}\n", tcc2);
+    cr_assert_str_neq(tcc, tcc2);
+}

@@ -124,7 +124,7 @@ Test(validate, unknown_top_level_key_without_suggestion_lists_the_keys)
 {
     expect_error("saga: s\nowner: me\nsteps:\n" STEP("a"), 2, 1,
                  "unknown key 'owner' (expected 'saga', 'version', 'description', "
-                 "'recovery', 'defaults', 'input' or 'steps')");
+                 "'mode', 'recovery', 'retention', 'defaults', 'input' or 'steps')");
 }
 
 Test(validate, missing_saga_and_steps)
@@ -505,4 +505,252 @@ Test(validate, every_error_is_reported_in_one_load)
     expect_error(y, 6, 14, "'timeout' must be a duration");
     expect_error(y, 10, 13, "'after' names unknown step 'x'");
     expect_error_count(y, 6);
+}
+
+/* ------------------------------------------------------------------------ */
+/* TCC sagas (mode: tcc)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A TCC step that is valid on its own, written at lines N..N+3. */
+#define TCC_STEP(name) \
+    "  - name: " name "\n" \
+    "    try: {handler: demo.echo}\n" \
+    "    confirm: {handler: demo.noop}\n" \
+    "    cancel: {handler: demo.noop}\n"
+
+Test(validate, tcc_mode_fills_the_three_phases)
+{
+    const char *y =
+        "saga: order\n"                                             /* 1 */
+        "mode: tcc\n"                                               /* 2 */
+        "defaults:\n"                                               /* 3 */
+        "  cancel_retry: {max_attempts: 7}\n"                       /* 4 */
+        "steps:\n"                                                  /* 5 */
+        "  - name: account\n"                                       /* 6 */
+        "    try: {handler: demo.echo, with: {n: 1}}\n"             /* 7 */
+        "    confirm: {handler: demo.echo, with: '${steps.stock.output}'}\n"
+        "    cancel: {handler: demo.noop, with: '${steps.account.output}'}\n"
+        "    confirm_retry: {max_attempts: 9}\n"                    /* 10 */
+        "  - name: stock\n"
+        "    after: []\n"
+        "    try: {handler: demo.echo}\n"
+        "    confirm: {handler: demo.noop}\n"
+        "    cancel: {handler: demo.noop}\n";
+    saga_def_t *def = load_ok(y);
+    cr_assert_eq(def->mode, SAGA_MODE_TCC);
+    cr_assert_eq(def->pivot, SIZE_MAX);
+    const saga_step_def_t *a = &def->steps[0];
+    cr_assert_str_eq(a->action.handler, "demo.echo");
+    cr_assert_str_eq(a->confirm.handler, "demo.echo");
+    cr_assert_eq(a->confirm.pos.line, 8);
+    cr_assert(a->has_compensation);
+    cr_assert_str_eq(a->compensation.handler, "demo.noop");
+    cr_assert_eq(a->confirm_retry.max_attempts, 9);
+    cr_assert_eq(a->compensation_retry.max_attempts, 7);
+    cr_assert_eq(a->retry.max_attempts, SAGA_DEFAULT_ACTION_ATTEMPTS);
+    /* A Confirm must not give up: its default budget is (nearly) endless. */
+    cr_assert_eq(def->steps[1].confirm_retry.max_attempts, SAGA_DEFAULT_CONFIRM_ATTEMPTS);
+    cr_assert_eq(def->steps[1].n_after, 0);
+    saga_def_free(def);
+}
+
+Test(validate, mode_is_saga_or_tcc)
+{
+    saga_def_t *def = load_ok("saga: s\nmode: saga\nsteps:\n" STEP("a"));
+    cr_assert_eq(def->mode, SAGA_MODE_SAGA);
+    saga_def_free(def);
+    expect_error("saga: s\nmode: tc\nsteps:\n" TCC_STEP("a"), 2, 7,
+                 "'mode' must be 'saga' or 'tcc', found 'tc' (did you mean 'tcc'?)");
+}
+
+Test(validate, tcc_refuses_saga_keys_with_a_hint)
+{
+    expect_error("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a")
+                 "    action: {handler: demo.noop}\n", 8, 5,
+                 "'action' is not allowed in a TCC saga (mode: tcc): a TCC step has "
+                 "'try', 'confirm' and 'cancel'; write 'try'");
+    expect_error("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a")
+                 "    compensation: none\n", 8, 5,
+                 "'compensation' is not allowed in a TCC saga (mode: tcc): a TCC step "
+                 "is undone by its 'cancel'; write 'cancel'");
+    expect_error("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a")
+                 "    pivot: true\n", 8, 5,
+                 "'pivot' is not allowed in a TCC saga (mode: tcc)");
+    expect_error("saga: s\nmode: tcc\nrecovery: forward\nsteps:\n" TCC_STEP("a"), 3, 1,
+                 "'recovery' is not allowed in a TCC saga (mode: tcc)");
+    expect_error("saga: s\nmode: tcc\ndefaults:\n  compensation_retry: {}\nsteps:\n"
+                 TCC_STEP("a"), 4, 3, "write 'cancel_retry'");
+}
+
+Test(validate, tcc_needs_every_phase)
+{
+    expect_error("saga: s\nmode: tcc\nsteps:\n"
+                 "  - name: pay\n"
+                 "    try: {handler: demo.noop}\n"
+                 "    cancel: {handler: demo.noop}\n", 4, 5,
+                 "step 'pay' has no 'confirm': in a TCC saga (mode: tcc) every step "
+                 "has 'try', 'confirm' and 'cancel'");
+    expect_error("saga: s\nmode: tcc\nsteps:\n"
+                 "  - name: pay\n"
+                 "    try: {handler: demo.noop}\n"
+                 "    confirm: {handler: demo.noop}\n", 4, 5, "step 'pay' has no 'cancel'");
+    expect_error("saga: s\nmode: tcc\nsteps:\n"
+                 "  - name: pay\n"
+                 "    confirm: {handler: demo.noop}\n"
+                 "    cancel: {handler: demo.noop}\n", 4, 5, "step 'pay' has no 'try'");
+    expect_error("saga: s\nmode: tcc\nsteps:\n"
+                 "  - name: pay\n"
+                 "    try: {handler: demo.noop}\n"
+                 "    confirm: none\n"
+                 "    cancel: {handler: demo.noop}\n", 6, 14,
+                 "'confirm' must be a mapping, found a string ('none')");
+}
+
+Test(validate, tcc_keys_are_refused_in_a_saga)
+{
+    expect_error("saga: s\nsteps:\n" STEP("a") "    try: {handler: demo.noop}\n", 6, 5,
+                 "'try' is not allowed in a saga: 'try' is a phase of TCC sagas: add "
+                 "`mode: tcc` at the top, or write 'action'");
+    expect_error("saga: s\nsteps:\n" STEP("a") "    confirm: {handler: demo.noop}\n", 6, 5,
+                 "'confirm' is not allowed in a saga");
+    expect_error("saga: s\nsteps:\n" STEP("a") "    cancel_retry: {}\n", 6, 5,
+                 "or write 'compensation_retry'");
+}
+
+Test(validate, tcc_templates_confirm_sees_every_try_output)
+{
+    /* A Try may use only its ancestors' outputs, a Confirm any. */
+    expect_error("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a")
+                 "  - name: b\n    after: []\n"
+                 "    try: {handler: demo.noop, with: '${steps.a.output}'}\n"
+                 "    confirm: {handler: demo.noop, with: '${steps.a.output}'}\n"
+                 "    cancel: {handler: demo.noop}\n", 10, 37,
+                 "step 'a' is not guaranteed to finish before step 'b'");
+    expect_error_count("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a")
+                       "  - name: b\n    after: []\n"
+                       "    try: {handler: demo.noop, with: '${steps.a.output}'}\n"
+                       "    confirm: {handler: demo.noop, with: '${steps.a.output}'}\n"
+                       "    cancel: {handler: demo.noop}\n", 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pivot steps                                                               */
+/* ------------------------------------------------------------------------ */
+
+Test(validate, a_pivot_with_steps_before_and_after)
+{
+    saga_def_t *def = load_ok("saga: s\nsteps:\n"
+                              "  - name: reserve\n"
+                              "    action: {handler: demo.noop}\n"
+                              "    compensation: {handler: demo.noop}\n"
+                              "  - name: charge\n"
+                              "    pivot: true\n"
+                              "    action: {handler: demo.noop}\n"
+                              "    compensation: none\n"
+                              "  - name: ship\n"
+                              "    action: {handler: demo.noop}\n"
+                              "  - name: mail\n"
+                              "    after: [charge]\n"
+                              "    action: {handler: demo.noop}\n"
+                              "    compensation: none\n");
+    cr_assert_eq(def->pivot, 1);
+    cr_assert(def->steps[1].pivot);
+    cr_assert_not(def->steps[0].pivot);
+    cr_assert_not(def->steps[2].has_compensation);
+    cr_assert_not(def->steps[3].has_compensation);
+    saga_def_free(def);
+}
+
+Test(validate, pivot_false_is_no_pivot)
+{
+    saga_def_t *def = load_ok("saga: s\nsteps:\n" STEP("a") "    pivot: false\n");
+    cr_assert_eq(def->pivot, SIZE_MAX);
+    saga_def_free(def);
+    expect_error("saga: s\nsteps:\n" STEP("a") "    pivot: yes please\n", 6, 12,
+                 "'pivot' must be true or false, found a string ('yes please')");
+}
+
+Test(validate, at_most_one_pivot)
+{
+    expect_error("saga: s\nsteps:\n" STEP("a") "    pivot: true\n" STEP("b")
+                 "    pivot: true\n", 10, 12,
+                 "step 'b' is a second pivot (the first is 'a' at line 3): a saga has at most one");
+}
+
+Test(validate, a_pivot_needs_backward_recovery)
+{
+    expect_error("saga: s\nrecovery: forward\nsteps:\n" STEP("a") "    pivot: true\n", 7, 12,
+                 "step 'a' cannot be a pivot in a saga with `recovery: forward`");
+}
+
+Test(validate, every_step_runs_before_or_after_the_pivot)
+{
+    expect_error("saga: s\nsteps:\n" STEP("a") STEP("p") "    pivot: true\n"
+                 STEP("beside") "    after: [a]\n", 10, 5,
+                 "step 'beside' runs beside the pivot step 'p' (neither before nor after "
+                 "it); list 'p' in the 'after' of 'beside', or 'beside' in the 'after' of 'p'");
+}
+
+Test(validate, steps_after_the_pivot_take_no_compensation)
+{
+    expect_error("saga: s\nsteps:\n" STEP("p") "    pivot: true\n"
+                 "  - name: ship\n"
+                 "    action: {handler: demo.noop}\n"
+                 "    compensation: {handler: demo.noop}\n", 9, 5,
+                 "step 'ship' comes after the pivot step 'p', so it is never compensated");
+    /* Before the pivot, a compensation (or none) is still required. */
+    expect_error("saga: s\nsteps:\n"
+                 "  - name: a\n    action: {handler: demo.noop}\n"
+                 STEP("p") "    pivot: true\n", 3, 5, "step 'a' has no compensation");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Retention                                                                 */
+/* ------------------------------------------------------------------------ */
+
+Test(validate, retention_by_outcome)
+{
+    saga_def_t *def = load_ok("saga: s\nretention: {completed: 1d, compensated: 30d12h}\n"
+                              "steps:\n" STEP("a"));
+    cr_assert_eq(def->retention_completed_ms, 86400000ull);
+    cr_assert_eq(def->retention_compensated_ms, 30 * 86400000ull + 12 * 3600000ull);
+    saga_def_free(def);
+    def = load_ok("saga: s\nretention: {compensated: 2h}\nsteps:\n" STEP("a"));
+    cr_assert_eq(def->retention_completed_ms, 0);
+    cr_assert_eq(def->retention_compensated_ms, 2 * 3600000ull);
+    saga_def_free(def);
+}
+
+Test(validate, bad_retention)
+{
+    expect_error("saga: s\nretention: 1d\nsteps:\n" STEP("a"), 2, 12,
+                 "'retention' must be a mapping");
+    expect_error("saga: s\nretention: {complete: 1d}\nsteps:\n" STEP("a"), 2, 13,
+                 "unknown key 'complete' (did you mean 'completed'?)");
+    expect_error("saga: s\nretention: {completed: 7}\nsteps:\n" STEP("a"), 2, 24,
+                 "'retention' of completed sagas must be a duration such as '30d', '12h' "
+                 "or '1d12h', found an integer (7) (add a unit)");
+    expect_error("saga: s\nretention: {compensated: 3651d}\nsteps:\n" STEP("a"), 2, 26,
+                 "longer than the 3650d limit");
+    expect_error("saga: s\nretention: {completed: 0}\nsteps:\n" STEP("a"), 2, 24,
+                 "must be more than 0");
+    expect_error("saga: s\nretention: {completed: 1h1d}\nsteps:\n" STEP("a"), 2, 24,
+                 "must be a duration");
+}
+
+Test(validate, unknown_keys_are_judged_by_the_mode)
+{
+    /* A TCC step suggests among its own keys... */
+    expect_error("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a") "    confrim_retry: {}\n", 8, 5,
+                 "unknown key 'confrim_retry' (did you mean 'confirm_retry'?)");
+    expect_error("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a") "    owner: me\n", 8, 5,
+                 "unknown key 'owner' (expected 'name', 'try', 'confirm', 'cancel', 'after', "
+                 "'timeout', 'retry', 'confirm_retry' or 'cancel_retry')");
+    /* ...and a key no `defaults` takes is unknown in either mode. */
+    expect_error("saga: s\nmode: tcc\ndefaults: {action: 1}\nsteps:\n" TCC_STEP("a"), 3, 12,
+                 "unknown key 'action'");
+    expect_error("saga: s\ndefaults: {confirm_retry: {}}\nsteps:\n" STEP("a"), 2, 12,
+                 "'confirm_retry' is not allowed in a saga");
+    expect_error_count("saga: s\nmode: tcc\nsteps:\n" TCC_STEP("a") "    action: {handler: demo.noop}\n",
+                       1);
 }

@@ -28,6 +28,19 @@ static void on_history(int status, const saga_history_entry_t *h, size_t n, void
             json_array_append_new(arr, saga_summary_history_entry(&h[i]));
         json_object_set_new(f->summary, "history", arr);
     }
+    /* A saga that finished twice (stuck, then retried) keeps its last
+     * summary; the map holds our copy of the key: free both. */
+    if (saga_strmap_get(&t->summaries, f->id) != NULL) {
+        const char *k;
+        void *v;
+        for (size_t pos = 0; saga_strmap_next(&t->summaries, &pos, &k, &v);)
+            if (strcmp(k, f->id) == 0) {
+                saga_strmap_del(&t->summaries, f->id);
+                json_decref(v);
+                free((char *)k);
+                break;
+            }
+    }
     char *key = strdup(f->id);
     saga_strmap_put(&t->summaries, key, f->summary, NULL);
     free(f);
@@ -67,8 +80,10 @@ static void on_finished(saga_engine_t *e, const char *id, saga_state_t state,
 }
 
 static void on_progress(const saga_progress_t *p, void *data) {
-    (void)p;
-    ((th_t *)data)->progress_events++;
+    th_t *t = data;
+    t->progress_events++;
+    if (t->progress_hook != NULL)
+        t->progress_hook(t, p);
 }
 
 static void on_store_closed(void *data) { (void)data; }

@@ -22,7 +22,7 @@ typedef struct th_s {
     const saga_def_t *def;     /* the last definition registered */
     size_t started;
     size_t finished;
-    size_t by_state[5];        /* finished sagas per final state */
+    size_t by_state[SAGA_STATE_COUNT];        /* finished sagas per final state */
     size_t lost;               /* on_finished with status < 0 */
     size_t summaries_pending;
     bool keep_summaries;       /* read every finished saga back */
@@ -34,6 +34,10 @@ typedef struct th_s {
     int store_status;          /* th_init_redis: the ready status */
     bool store_ready;
     bool phase_only;           /* th_run_phase(): keep the store open */
+    /* Called with every progress report when set (from inside the engine:
+     * defer anything that re-enters it). */
+    void (*progress_hook)(struct th_s *t, const saga_progress_t *p);
+    void *hook_data;
 } th_t;
 
 /* A loop, a memory store (or `store` when not NULL: the harness then does

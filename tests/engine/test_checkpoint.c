@@ -211,7 +211,7 @@ Test(checkpoint, a_malformed_phase_names_its_field_and_the_format) {
  * the saga back into its stuck_in state. */
 Test(checkpoint, stuck_in_is_running_or_compensating) {
     ASSERT_REFUSED("stuck_in", "completed", 0,
-                   "saga t-1: field 'stuck_in' is 'completed', not 'running' or 'compensating'");
+                   "saga t-1: field 'stuck_in' is 'completed', not 'running', 'compensating' or 'confirming'");
 }
 
 /* A compensation recorded as started for a step that has none made a
@@ -311,3 +311,20 @@ static void check_nomem(const char *field) {
 Test(checkpoint, out_of_memory_copying_the_reason) { check_nomem("reason"); }
 Test(checkpoint, out_of_memory_copying_an_action_error) { check_nomem("err:b"); }
 Test(checkpoint, out_of_memory_copying_a_compensation_error) { check_nomem("cerr:a"); }
+
+/* A TCC state, Confirm or pivot mark in the record of a saga whose
+ * definition has none would make a resume run a phase that does not
+ * exist: refused, naming the field. */
+Test(checkpoint, tcc_and_pivot_fields_need_a_definition_that_has_them) {
+    ASSERT_REFUSED("state", "confirming", 0,
+                   "saga t-1: its state is confirming, but its definition is not a TCC saga");
+    ASSERT_REFUSED("conf:a", "running 1 0 0", 0,
+                   "saga t-1: field 'conf:a' is set, but step 'a' has no Confirm (not a TCC saga)");
+    ASSERT_REFUSED("pivoted", "1", 0,
+                   "saga t-1: field 'pivoted' is set, but its definition has no pivot step");
+}
+
+Test(checkpoint, stuck_in_confirming_needs_a_tcc_definition) {
+    ASSERT_REFUSED("stuck_in", "confirming", 0,
+                   "saga t-1: its state is confirming, but its definition is not a TCC saga");
+}

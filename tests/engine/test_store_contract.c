@@ -243,7 +243,7 @@ static int write1(const char *id, uint64_t seq, uint64_t fence, unsigned flags,
                   const char *field, const char *value) {
     saga_kv_t f = kv(field, value);
     saga_event_t ev = event("test.write", value);
-    saga_store_write_t w = {id, seq, fence, flags, "tester", &f, 1, &ev, 1};
+    saga_store_write_t w = {id, seq, fence, flags, "tester", &f, 1, &ev, 1, 0};
     return write_w(&w);
 }
 
@@ -411,7 +411,7 @@ CONTRACT(a_create_and_writes_in_sequence_are_loaded_and_listed_in_history) {
         event("saga.created", NULL),
         {"step.started", "pay", "action", 1, "first\ttry\n", 10},
     };
-    saga_store_write_t w1 = {"seq-1", 1, 0, SAGA_WRITE_CREATE, "w-a", f1, 2, e1, 2};
+    saga_store_write_t w1 = {"seq-1", 1, 0, SAGA_WRITE_CREATE, "w-a", f1, 2, e1, 2, 0};
     cr_assert_eq(write_w(&w1), 0);
     cr_assert_eq(write1("seq-1", 2, 0, 0, "state", "compensating"), 0);
     cr_assert_eq(write1("seq-1", 3, 0, 0, "act:pay", "succeeded"), 0);
@@ -471,12 +471,12 @@ CONTRACT(a_write_made_twice_by_the_caller_is_a_conflict) {
     cr_assert_eq(write1("twice-1", 1, 0, SAGA_WRITE_CREATE, "state", "running"), 0);
     saga_kv_t f = kv("act:a", "succeeded");
     saga_event_t ev = event("step.succeeded", NULL);
-    saga_store_write_t w = {"twice-1", 2, 0, 0, "one", &f, 1, &ev, 1};
+    saga_store_write_t w = {"twice-1", 2, 0, 0, "one", &f, 1, &ev, 1, 0};
     cr_assert_eq(write_w(&w), 0);
     /* Another writer at the same seq, with other fields: it must learn
      * that its write was not applied. */
     saga_kv_t g = kv("act:a", "failed");
-    saga_store_write_t w2 = {"twice-1", 2, 0, 0, "two", &g, 1, &ev, 1};
+    saga_store_write_t w2 = {"twice-1", 2, 0, 0, "two", &g, 1, &ev, 1, 0};
     cr_assert_eq(write_w(&w2), SAGA_ECONFLICT);
     cr_assert_eq(write_w(&w), SAGA_ECONFLICT);
     cr_assert_str_eq(field_of("twice-1", "act:a"), "succeeded");
@@ -505,7 +505,7 @@ CONTRACT(a_write_to_no_record_is_not_found) {
 CONTRACT(a_write_with_another_fence_is_refused) {
     saga_kv_t f[] = {kv("owner", "w1"), kv("fence", "4")};
     saga_event_t ev = event("saga.created", NULL);
-    saga_store_write_t w = {"fenced-1", 1, 4, SAGA_WRITE_CREATE, "w1", f, 2, &ev, 1};
+    saga_store_write_t w = {"fenced-1", 1, 4, SAGA_WRITE_CREATE, "w1", f, 2, &ev, 1, 0};
     cr_assert_eq(write_w(&w), 0);
     cr_assert_eq(write1("fenced-1", 2, 3, 0, "state", "old owner"), SAGA_EFENCED);
     cr_assert_eq(write1("fenced-1", 2, 5, 0, "state", "new owner?"), SAGA_EFENCED);
@@ -592,9 +592,9 @@ CONTRACT(list_unfinished_names_every_saga_not_finished) {
  * runs exactly once. */
 CONTRACT(callbacks_never_run_inside_the_call) {
     static saga_event_t ev = {"saga.created", NULL, NULL, 0, NULL, 0};
-    static saga_store_write_t ok = {"cb-1", 1, 0, SAGA_WRITE_CREATE, "t", NULL, 0, &ev, 1};
-    static saga_store_write_t dup = {"cb-1", 1, 0, SAGA_WRITE_CREATE, "t", NULL, 0, &ev, 1};
-    static saga_store_write_t none = {"cb-none", 5, 0, 0, "t", NULL, 0, &ev, 1};
+    static saga_store_write_t ok = {"cb-1", 1, 0, SAGA_WRITE_CREATE, "t", NULL, 0, &ev, 1, 0};
+    static saga_store_write_t dup = {"cb-1", 1, 0, SAGA_WRITE_CREATE, "t", NULL, 0, &ev, 1, 0};
+    static saga_store_write_t none = {"cb-none", 5, 0, 0, "t", NULL, 0, &ev, 1, 0};
     wres_t w[3] = {{0}}, d = {0};
     lres_t l[2] = {{0}};
     hres_t *h = calloc(2, sizeof(*h));
@@ -670,7 +670,7 @@ CONTRACT(close_runs_every_outstanding_callback_first) {
     order_closed = order_seen = 0;
     for (int i = 0; i < N; i++) {
         f[i] = kv("state", "next");
-        w[i] = (saga_store_write_t){"cl-1", 2 + (uint64_t)i, 0, 0, "t", &f[i], 1, &ev, 1};
+        w[i] = (saga_store_write_t){"cl-1", 2 + (uint64_t)i, 0, 0, "t", &f[i], 1, &ev, 1, 0};
         cr_assert_eq(CALL(S->ops->write(S, &w[i], on_write_before_close, &r[i])), 0);
     }
     cr_assert_eq(CALL(S->ops->load(S, "cl-1", on_load, &l)), 0);
@@ -887,7 +887,7 @@ CONTRACT(a_call_that_fails_never_runs_its_callback) {
     static char id[SAGA_ID_MAX + 2];
     memset(id, 'x', SAGA_ID_MAX + 1);
     static saga_event_t ev = {"saga.created", NULL, NULL, 0, NULL, 0};
-    static saga_store_write_t w = {id, 1, 0, SAGA_WRITE_CREATE, "t", NULL, 0, &ev, 1};
+    static saga_store_write_t w = {id, 1, 0, SAGA_WRITE_CREATE, "t", NULL, 0, &ev, 1, 0};
     wres_t r = {0};
     int rc = CALL(S->ops->write(S, &w, on_write, &r));
     if (redis)
@@ -918,7 +918,7 @@ Test(store_timed, the_hook_sees_every_answered_write_with_its_status_before_the_
 Test(store_timed, freeing_the_decorator_with_a_write_in_flight_passes_the_answer_on) {
     saga_store_t *inner = saga_store_timed_inner(S);
     saga_kv_t f[] = {kv("input", "{}")};
-    saga_store_write_t w = {"t-2", 1, 0, SAGA_WRITE_CREATE, "w", f, 1, NULL, 0};
+    saga_store_write_t w = {"t-2", 1, 0, SAGA_WRITE_CREATE, "w", f, 1, NULL, 0, 0};
     wres_t r = {0};
     cr_assert_eq(S->ops->write(S, &w, on_write, &r), 0);
     saga_store_timed_free(S); /* freed once the write is answered */

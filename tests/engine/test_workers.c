@@ -85,6 +85,17 @@ static void setup(void) {
         "  - {name: a, action: {handler: demo.echo, with: {v: 1}}, compensation: {handler: demo.noop}}\n"
         "  - {name: b, action: {handler: demo.sleep, with: {ms: \"${input.ms}\"}}, compensation: {handler: demo.noop}}\n"
         "  - {name: c, action: {handler: demo.echo, with: {v: 3}}, compensation: {handler: demo.noop}}\n");
+    /* TCC: the Confirm of b fails three times, its budget is two. */
+    write_def("tccstuck",
+        "saga: tccstuck\n"
+        "mode: tcc\n"
+        "steps:\n"
+        "  - {name: a, try: {handler: demo.echo}, confirm: {handler: demo.noop}, cancel: {handler: demo.noop}}\n"
+        "  - name: b\n"
+        "    try: {handler: demo.echo}\n"
+        "    confirm: {handler: demo.flaky, with: {failures: 3}}\n"
+        "    confirm_retry: {max_attempts: 2, initial_delay: 5ms}\n"
+        "    cancel: {handler: demo.noop}\n");
     write_def("broken", "saga: broken\nsteps: [\n");
     memset(workers, 0, sizeof(workers));
 }
@@ -555,6 +566,39 @@ Test(workers, stuck_then_retry_completes) {
     cr_assert(strncmp(r->str, "succeeded 4 2", 13) == 0, "b: %s", r->str);
     freeReplyObject(r);
     cr_assert_eq(saga_cmd(&out, "retry", "st-1", NULL), 1, "only a stuck saga can be retried");
+    free(out);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+}
+
+/* A TCC saga stuck in its Confirms: `saga cancel` is refused with the
+ * reason (exit 1), `saga retry` retries the failed Confirm and completes it;
+ * no Cancel ever ran. */
+Test(workers, tcc_stuck_confirming_refuses_cancel_and_retry_completes) {
+    start_worker(0, "2s", "10");
+    char *out = NULL;
+    cr_assert_eq(saga_cmd(&out, "submit", "tccstuck", "--id", "tcc-1", NULL), 0);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "tcc-1", "--timeout", "10s", NULL), 4, "stuck");
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "cancel", "tcc-1", NULL), 1);
+    free(out);
+    char *err = read_cmd_err();
+    cr_assert(strstr(err, "cancel tcc-1: the saga is confirming") != NULL, "%s", err);
+    free(err);
+    WAIT_UNTIL(released("tcc-1"), 10, "w0 did not release tcc-1 within 10 s "
+               "(what was left: above)");
+    cr_assert_eq(saga_cmd(&out, "retry", "tcc-1", NULL), 0);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "tcc-1", "--timeout", "10s", NULL), 0,
+                 "completed after retry");
+    free(out);
+    redisReply *r = cmd("HMGET saga:{tcc-1} conf:b comp:a comp:b cancel");
+    cr_assert(strncmp(r->element[0]->str, "succeeded 4 2", 13) == 0, "b: %s", r->element[0]->str);
+    for (int k = 1; k < 4; k++)
+        cr_assert_eq(r->element[k]->type, REDIS_REPLY_NIL, "never cancelled");
+    freeReplyObject(r);
+    cr_assert_eq(saga_cmd(&out, "status", "tcc-1", NULL), 0);
+    cr_assert(strstr(out, "confirm confirmed (4)") != NULL, "%s", out);
     free(out);
     cr_assert_eq(stop_worker(0, SIGTERM), 0);
 }

@@ -220,10 +220,13 @@ static void decode_instance(const saga_record_t *rec) {
         check(strchr(err, '\'') != NULL, "the error names the field");
         check(no_control_chars(err), "the error is one printable line");
     } else {
-        check(inst->state <= SAGA_STATE_STUCK, "state in range");
+        check(inst->state < SAGA_STATE_COUNT, "state in range");
         check(field_is(rec, "state", saga_state_name(inst->state)), "state is exact");
-        check(inst->stuck_in == SAGA_STATE_RUNNING || inst->stuck_in == SAGA_STATE_COMPENSATING,
-              "stuck_in is running or compensating");
+        check(inst->stuck_in == SAGA_STATE_RUNNING || inst->stuck_in == SAGA_STATE_COMPENSATING ||
+                  (inst->stuck_in == SAGA_STATE_CONFIRMING && def->mode == SAGA_MODE_TCC),
+              "stuck_in is running or compensating (or confirming, in a TCC saga)");
+        check(inst->state != SAGA_STATE_CONFIRMING || def->mode == SAGA_MODE_TCC,
+              "only a TCC saga confirms");
         check(inst->input != NULL, "input");
         char num[24];
         saga_fmt_u64(num, inst->seq);

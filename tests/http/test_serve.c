@@ -65,6 +65,15 @@ static void write_defs(void) {
                      "  - name: wait\n"
                      "    action: {handler: demo.sleep, with: {ms: 3000}}\n"
                      "    compensation: {handler: demo.noop}\n");
+    /* confirming: a TCC saga whose Confirm takes 3 s, to cancel too late */
+    snprintf(path, sizeof(path), "%s/defs/confirming.yaml", dir);
+    saga_proc_write_file(path, "saga: confirming\n"
+                     "mode: tcc\n"
+                     "steps:\n"
+                     "  - name: hold\n"
+                     "    try: {handler: demo.echo}\n"
+                     "    confirm: {handler: demo.sleep, with: {ms: 3000}}\n"
+                     "    cancel: {handler: demo.noop}\n");
     /* long: a saga that runs for a while, for long-polls that must wait */
     snprintf(path, sizeof(path), "%s/defs/long.yaml", dir);
     saga_proc_write_file(path, "saga: long\n"
@@ -343,6 +352,38 @@ Test(serve, every_refusal_has_its_code) {
     resp_free(&r);
 }
 
+/* Once a TCC saga's decision to confirm is written, the store refuses a
+ * cancel: 409 not_cancellable, saying why. */
+Test(serve, cancel_of_a_confirming_tcc_saga_is_409) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"confirming\",\"id\":\"tcc-1\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    wait_state("tcc-1", "confirming");
+    do_call("GET", "/v1/sagas/tcc-1", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_str_eq(jstr(r.json, "mode"), "tcc");
+    json_t *step = json_array_get(json_object_get(r.json, "steps"), 0);
+    cr_assert_str_eq(jstr(json_object_get(step, "confirm"), "status"), "running", "%s", r.body);
+    cr_assert_str_eq(jstr(json_object_get(step, "try"), "status"), "succeeded");
+    resp_free(&r);
+    do_call("GET", "/v1/definitions/confirming", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_str_eq(jstr(r.json, "mode"), "tcc");
+    step = json_array_get(json_object_get(r.json, "steps"), 0);
+    cr_assert_str_eq(jstr(step, "try"), "demo.echo");
+    cr_assert_str_eq(jstr(step, "confirm"), "demo.sleep");
+    cr_assert_str_eq(jstr(step, "cancel"), "demo.noop");
+    resp_free(&r);
+    do_call("POST", "/v1/sagas/tcc-1/cancel", NULL, &r);
+    expect(&r, 409, "not_cancellable");
+    cr_assert(strstr(r.body, "confirming") != NULL, "%s", r.body);
+    resp_free(&r);
+    wait_state("tcc-1", "completed");
+}
+
 Test(serve, cancel_retry_definitions_health) {
     start_serve(NULL);
     wait_served();
@@ -384,8 +425,8 @@ Test(serve, cancel_retry_definitions_health) {
     do_call("GET", "/v1/definitions", NULL, &r);
     expect(&r, 200, NULL);
     json_t *defs = json_object_get(r.json, "definitions");
-    cr_assert_eq(json_array_size(defs), 4);
-    for (size_t i = 0; i < 4; i++) {
+    cr_assert_eq(json_array_size(defs), 5);
+    for (size_t i = 0; i < 5; i++) {
         /* every one served by the running worker, and by it alone */
         json_t *ws = json_object_get(json_array_get(defs, i), "workers");
         cr_assert_eq(json_array_size(ws), 1, "%s", r.body);

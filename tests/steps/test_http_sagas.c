@@ -106,3 +106,150 @@ Test(http_sagas, a_thousand_concurrent_sagas_over_http) {
     cr_assert_eq(json_array_size(calls), 2000, "two calls per saga");
     json_decref(calls);
 }
+
+/* ---------------------------------------------------------------------- */
+/* The TCC example (tcc-order.yaml) against the sample service's balances  */
+/* ---------------------------------------------------------------------- */
+
+/* How many calls the service received on `path` in `phase`. */
+static int calls_to(json_t *calls, const char *path, const char *phase) {
+    int n = 0;
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        const char *p = json_string_value(json_object_get(c, "path"));
+        const char *ph = json_string_value(json_object_get(c, "saga_phase"));
+        n += p && ph && strcmp(p, path) == 0 && strcmp(ph, phase) == 0;
+    }
+    return n;
+}
+
+static json_int_t tcc_count(json_t *tcc, const char *kind, const char *name, const char *key) {
+    json_t *h = json_object_get(json_object_get(tcc, kind), name);
+    cr_assert_not_null(h, "%s %s is known to the service", kind, name);
+    return json_integer_value(json_object_get(h, key));
+}
+
+static const char *run_tcc_order(void) {
+    th_init(&T, NULL);
+    saga_engine_def_t *d = th_define(&T, example("tcc-order.yaml"));
+    char input[512];
+    snprintf(input, sizeof(input), "{\"base\": \"%s\", \"order\": \"O-42\", \"account\": "
+             "\"acct-7\", \"amount\": 300, \"sku\": \"book-1\", \"qty\": 2}", S.base);
+    static char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, input));
+    th_run_until(&T, 1);
+    return id;
+}
+
+/* Both Trys succeed: the amount is deducted exactly once and the items
+ * committed; nothing stays frozen or held; no Cancel was sent. */
+Test(http_sagas, tcc_order_confirms_deducting_exactly_once) {
+    service_start(&S, NULL);
+    service_up = true;
+    const char *id = run_tcc_order();
+    json_t *s = th_summary(&T, id);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
+    json_t *tcc = service_get(&S, "/_tcc");
+    cr_assert_eq(tcc_count(tcc, "accounts", "acct-7", "balance"), 700);
+    cr_assert_eq(tcc_count(tcc, "accounts", "acct-7", "frozen"), 0);
+    cr_assert_eq(tcc_count(tcc, "stock", "book-1", "available"), 98);
+    cr_assert_eq(tcc_count(tcc, "stock", "book-1", "held"), 0);
+    json_t *r = json_object_get(json_object_get(tcc, "reservations"), "account:O-42");
+    cr_assert_str_eq(json_string_value(json_object_get(r, "state")), "deducted");
+    json_decref(tcc);
+    json_t *calls = service_get(&S, "/_calls");
+    cr_assert_eq(calls_to(calls, "/account/freeze", "try"), 1);
+    cr_assert_eq(calls_to(calls, "/stock/hold", "try"), 1);
+    cr_assert_eq(calls_to(calls, "/account/deduct", "confirm"), 1);
+    cr_assert_eq(calls_to(calls, "/stock/commit", "confirm"), 1);
+    cr_assert_eq(calls_to(calls, "/account/unfreeze", "cancel"), 0);
+    cr_assert_eq(calls_to(calls, "/stock/release", "cancel"), 0);
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        char want[256];
+        snprintf(want, sizeof(want), "%s/%s/%s", id,
+                 json_string_value(json_object_get(c, "saga_step")),
+                 json_string_value(json_object_get(c, "saga_phase")));
+        cr_assert_str_eq(json_string_value(json_object_get(c, "idempotency_key")), want);
+    }
+    json_decref(calls);
+}
+
+/* The stock refuses its hold: the frozen amount returns to zero (and the
+ * balance is untouched); no Confirm was sent. */
+Test(http_sagas, tcc_order_cancels_returning_frozen_amounts_to_zero) {
+    static const char *const refuse[] = {"--refuse", "stock/hold=409", NULL};
+    service_start(&S, refuse);
+    service_up = true;
+    const char *id = run_tcc_order();
+    json_t *s = th_summary(&T, id);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "compensated");
+    json_t *tcc = service_get(&S, "/_tcc");
+    cr_assert_eq(tcc_count(tcc, "accounts", "acct-7", "frozen"), 0);
+    cr_assert_eq(tcc_count(tcc, "accounts", "acct-7", "balance"), 1000);
+    json_t *r = json_object_get(json_object_get(tcc, "reservations"), "account:O-42");
+    cr_assert_str_eq(json_string_value(json_object_get(r, "state")), "unfrozen");
+    /* The refused hold is cancelled too (its Try started): nothing to
+     * release, and a late hold would now be refused. */
+    r = json_object_get(json_object_get(tcc, "reservations"), "stock:O-42");
+    cr_assert_str_eq(json_string_value(json_object_get(r, "state")), "released");
+    json_decref(tcc);
+    json_t *calls = service_get(&S, "/_calls");
+    cr_assert_eq(calls_to(calls, "/account/unfreeze", "cancel"), 1);
+    cr_assert_eq(calls_to(calls, "/stock/release", "cancel"), 1);
+    cr_assert_eq(calls_to(calls, "/account/deduct", "confirm"), 0);
+    cr_assert_eq(calls_to(calls, "/stock/commit", "confirm"), 0);
+    json_decref(calls);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The pivot example (pivot-order.yaml)                                    */
+/* ---------------------------------------------------------------------- */
+
+static json_t *run_pivot_order(const char *const *args) {
+    service_start(&S, args);
+    service_up = true;
+    th_init(&T, NULL);
+    saga_engine_def_t *d = th_define(&T, example("pivot-order.yaml"));
+    char input[512];
+    snprintf(input, sizeof(input), "{\"base_url\": \"%s\", \"order_id\": \"O-7\", "
+             "\"amount\": 990}", S.base);
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, input));
+    th_run_until(&T, 1);
+    return th_summary(&T, id);
+}
+
+/* The charge is refused: before the pivot, the saga compensates. */
+Test(http_sagas, pivot_order_refused_charge_compensates) {
+    static const char *const refuse[] = {"--refuse", "payment=402", NULL};
+    json_t *s = run_pivot_order(refuse);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "compensated");
+    json_t *calls = service_get(&S, "/_calls");
+    cr_assert_eq(calls_to(calls, "/inventory/reserve/cancel", "compensation"), 1);
+    cr_assert_eq(calls_to(calls, "/order/ship", "action"), 0);
+    json_decref(calls);
+}
+
+/* Shipping is refused after the charge: the saga is stuck for an operator,
+ * and nothing is compensated (the stock stays reserved for the paid
+ * order). */
+Test(http_sagas, pivot_order_failure_after_the_charge_is_stuck_not_compensated) {
+    static const char *const refuse[] = {"--refuse", "order/ship=409", NULL};
+    json_t *s = run_pivot_order(refuse);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "stuck");
+    cr_assert(json_is_true(json_object_get(s, "pivoted")));
+    json_t *calls = service_get(&S, "/_calls");
+    cr_assert_eq(calls_to(calls, "/payment/charge", "action"), 1);
+    cr_assert_eq(calls_to(calls, "/order/ship", "action"), 1, "a 409 is not retried");
+    cr_assert_eq(calls_to(calls, "/inventory/reserve/cancel", "compensation"), 0);
+    cr_assert_eq(calls_to(calls, "/order/notify", "action"), 0);
+    json_decref(calls);
+}
+
+Test(http_sagas, pivot_order_completes) {
+    json_t *s = run_pivot_order(NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
+}

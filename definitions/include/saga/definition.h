@@ -76,6 +76,12 @@ typedef enum saga_recovery_e {
     SAGA_RECOVERY_FORWARD = 1   /* retry until done, else stuck */
 } saga_recovery_t;
 
+/* What kind of transaction a definition describes. */
+typedef enum saga_mode_e {
+    SAGA_MODE_SAGA = 0, /* default: actions, compensations, a recovery */
+    SAGA_MODE_TCC = 1   /* Try-Confirm-Cancel: every step has three phases */
+} saga_mode_t;
+
 typedef enum saga_backoff_e {
     SAGA_BACKOFF_FIXED = 0,
     SAGA_BACKOFF_EXPONENTIAL = 1
@@ -108,6 +114,11 @@ typedef struct saga_retry_policy_s {
 #define SAGA_DEFAULT_INITIAL_DELAY_MS      100u
 #define SAGA_DEFAULT_MULTIPLIER            2.0
 #define SAGA_DEFAULT_MAX_DELAY_MS          30000u
+/* A Confirm must not give up: a million attempts at the capped delay are
+ * about a year of retries. */
+#define SAGA_DEFAULT_CONFIRM_ATTEMPTS      1000000u
+/* The longest `retention` accepted: ten years. */
+#define SAGA_RETENTION_MAX_MS              (3650ull * 24 * 60 * 60 * 1000)
 
 /* A position in the definition's text, 1-based. */
 typedef struct saga_pos_s {
@@ -119,7 +130,8 @@ typedef struct saga_pos_s {
  * ${...} expressions. Opaque; see the template functions below. */
 typedef struct saga_template_s saga_template_t;
 
-/* One handler call: an action or a compensation. */
+/* One handler call: an action or a compensation (in a TCC saga: a Try, a
+ * Confirm or a Cancel). */
 typedef struct saga_call_def_s {
     char *handler;            /* "plugin.handler", as written */
     char *plugin;             /* the part before the first '.' */
@@ -128,14 +140,24 @@ typedef struct saga_call_def_s {
     saga_pos_t pos;           /* position of the handler's value */
 } saga_call_def_t;
 
+/* In a TCC saga (mode: tcc) a step's `try` is held as its action, its
+ * `cancel` as its compensation (has_compensation is always true) and its
+ * `confirm` in `confirm`; the policies likewise: `retry` (the Try),
+ * `compensation_retry` (the Cancel, from `cancel_retry`), `confirm_retry`.
+ * The engine runs the Trys as a backward saga runs its actions and the
+ * Cancels as it runs compensations; the Confirms are a phase of their own. */
 typedef struct saga_step_def_s {
     char *name;
     size_t index;                 /* position in the steps list */
     saga_pos_t pos;               /* position of the step's mapping */
-    saga_call_def_t action;
+    saga_call_def_t action;       /* the action; a TCC step's Try */
     bool has_compensation;        /* false for `compensation: none` (and for
-                                     a forward saga's step that has none) */
-    saga_call_def_t compensation; /* valid only when has_compensation */
+                                     a forward saga's step that has none, and
+                                     a step after the pivot) */
+    saga_call_def_t compensation; /* valid only when has_compensation; a TCC
+                                     step's Cancel */
+    saga_call_def_t confirm;      /* a TCC step's Confirm; else unset */
+    bool pivot;                   /* `pivot: true` (def->pivot is its index) */
     size_t *after;                /* direct predecessors (step indexes) */
     size_t n_after;
     size_t *dependents;           /* direct successors (step indexes) */
@@ -143,13 +165,18 @@ typedef struct saga_step_def_s {
     uint64_t timeout_ms;          /* per attempt, actions and compensations */
     saga_retry_policy_t retry;              /* for the action */
     saga_retry_policy_t compensation_retry; /* for the compensation */
+    saga_retry_policy_t confirm_retry;      /* for a TCC step's Confirm */
 } saga_step_def_t;
 
 typedef struct saga_def_s {
     char *name;
     int64_t version;          /* 0 when absent */
     char *description;        /* NULL when absent */
-    saga_recovery_t recovery;
+    saga_mode_t mode;
+    saga_recovery_t recovery; /* a TCC saga's is BACKWARD (its Trys) */
+    size_t pivot;             /* the pivot step's index; SIZE_MAX: none */
+    uint64_t retention_completed_ms;   /* `retention`; 0: the store's */
+    uint64_t retention_compensated_ms; /* default (7 days) */
     char **required_inputs;   /* top-level keys the start input must have */
     size_t n_required_inputs;
     saga_step_def_t *steps;   /* in list order */

@@ -148,7 +148,9 @@ int saga_engine_resume_all(saga_engine_t *e, saga_engine_resume_all_cb done,
 
 /* Asks a saga running here to turn to backward recovery. Returns 0,
  * SAGA_ENOTFOUND (not running here) or SAGA_ESTATE (already finished or
- * compensating). */
+ * compensating, or no longer cancellable: a TCC saga that is confirming, a
+ * saga whose pivot step succeeded). A cancel asked while the pivot's action
+ * is in flight waits for its outcome. */
 int saga_engine_cancel(saga_engine_t *e, const char *id);
 
 /* Number of sagas this engine is running now. */

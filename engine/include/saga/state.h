@@ -15,8 +15,12 @@ typedef enum saga_state_e {
     SAGA_STATE_COMPENSATING = 1,
     SAGA_STATE_COMPLETED = 2,
     SAGA_STATE_COMPENSATED = 3,
-    SAGA_STATE_STUCK = 4
+    SAGA_STATE_STUCK = 4,
+    SAGA_STATE_CONFIRMING = 5 /* TCC: every Try succeeded, the decision to
+                                 confirm is durable; only Confirms run */
 } saga_state_t;
+
+#define SAGA_STATE_COUNT 6
 
 /* "running", "compensating", ... */
 const char *saga_state_name(saga_state_t s);

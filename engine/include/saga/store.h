@@ -37,7 +37,8 @@ typedef struct saga_kv_s {
 typedef struct saga_event_s {
     const char *type;    /* "saga.created", "step.started", ... */
     const char *step;    /* step name or NULL */
-    const char *phase;   /* "action" | "compensation" | NULL */
+    const char *phase;   /* "action" | "compensation" | "try" | "confirm" |
+                            "cancel" | NULL */
     uint32_t attempt;    /* 0 when not relevant */
     const char *detail;  /* message, reason, outcome; may be NULL */
     size_t detail_len;
@@ -50,6 +51,9 @@ typedef struct saga_history_entry_s {
     saga_event_t ev;
     const char *worker;  /* who wrote it, or "" */
 } saga_history_entry_t;
+
+/* How long a store keeps a finished saga unless told otherwise. */
+#define SAGA_DEFAULT_RETENTION_MS (7ull * 24 * 3600 * 1000)
 
 #define SAGA_WRITE_CREATE   0x1u /* the record must not exist yet */
 #define SAGA_WRITE_TERMINAL 0x2u /* the saga is finished: start retention */
@@ -68,6 +72,9 @@ typedef struct saga_store_write_s {
     size_t nfields;
     const saga_event_t *events;
     size_t nevents;
+    /* With SAGA_WRITE_TERMINAL: how long the finished saga is kept (its
+     * definition's `retention` of this outcome); 0: the store's default. */
+    uint64_t retention_ms;
 } saga_store_write_t;
 
 /* Signals a store may return with an acknowledged write. */

@@ -53,16 +53,31 @@ struct uv_loop_s; /* libuv's uv_loop_t; include <uv.h> to use it */
  * timeout): a late completion is accepted, logged and ignored. */
 typedef struct saga_call_s saga_call_t;
 
+/* The phases of a saga's step (action, compensation) and of a TCC saga's
+ * step (try, confirm, cancel; `mode: tcc`). The TCC values were added
+ * within ABI version 1: they reach only handlers named in a TCC saga, and
+ * a plugin that does not know them may treat them as it treats an action
+ * (the idempotency key and X-Saga-Phase still tell them apart). */
 typedef enum saga_phase_e {
     SAGA_PHASE_ACTION = 0,
-    SAGA_PHASE_COMPENSATION = 1
+    SAGA_PHASE_COMPENSATION = 1,
+    SAGA_PHASE_TRY = 2,
+    SAGA_PHASE_CONFIRM = 3,
+    SAGA_PHASE_CANCEL = 4
 } saga_phase_t;
 
 /* The phase's name as records, history, logs and the X-Saga-Phase header
- * spell it: "action" or "compensation". A header-only helper: plugins and
- * the engine share the one spelling without linking anything. */
+ * spell it: "action", "compensation", "try", "confirm" or "cancel". A
+ * header-only helper: plugins and the engine share the one spelling
+ * without linking anything. */
 static inline const char *saga_phase_name(saga_phase_t phase) {
-    return phase == SAGA_PHASE_COMPENSATION ? "compensation" : "action";
+    switch (phase) {
+    case SAGA_PHASE_COMPENSATION: return "compensation";
+    case SAGA_PHASE_TRY: return "try";
+    case SAGA_PHASE_CONFIRM: return "confirm";
+    case SAGA_PHASE_CANCEL: return "cancel";
+    default: return "action";
+    }
 }
 
 typedef enum saga_outcome_e {
@@ -91,7 +106,7 @@ typedef struct saga_call_info_s {
     uint32_t attempt;            /* 1 for the first attempt */
     uint64_t timeout_ms;         /* this attempt's budget */
     int64_t deadline_ms;         /* Unix time (ms) when the attempt times out */
-    const char *idempotency_key; /* "<saga-id>/<step>/<action|compensation>",
+    const char *idempotency_key; /* "<saga-id>/<step>/<phase name>",
                                     the same across retries and resumes */
     struct uv_loop_s *loop;      /* the engine's loop (non-blocking handlers) */
 } saga_call_info_t;
