@@ -3,7 +3,8 @@
 # saga needs and this machine lacks. Does nothing when all is there.
 #
 #   scripts/deps.sh [--tests] [--bench] [--fuzz]
-#     --tests   what only the test suite needs (prometheus, for promtool)
+#     --tests   what only the test suite needs (prometheus, for promtool;
+#               postgresql, the server the outbox relay's tests start)
 #     --bench   what only the benchmarks need (wrk, jq, gnuplot-nox)
 #     --fuzz    clang and its fuzzer runtime
 #
@@ -13,16 +14,18 @@
 # would start the daemon from /etc/init.d (or fail the install when it
 # cannot start), so the install runs under a policy-rc.d that denies every
 # start (exit 101), and on a host run by systemd the unit it enables is
-# disabled again.
+# disabled again. `postgresql` is the same: its postinst would create and
+# start a cluster service; the tests start their own servers (initdb in a
+# temp dir, as the `postgres` user the package creates).
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
       libyaml-dev libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libjemalloc-dev
-      libh2o-dev
+      libh2o-dev libpq-dev
       libcriterion-dev redis-server redis-tools curl)
 for arg in "$@"; do
     case $arg in
-    --tests) pkgs+=(prometheus) ;;
+    --tests) pkgs+=(prometheus postgresql) ;;
     --bench) pkgs+=(wrk jq gnuplot-nox) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     *) echo "deps.sh: unknown option '$arg' (--tests, --bench, --fuzz)" >&2; exit 2 ;;
@@ -60,4 +63,7 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recomme
     "${missing[@]}" >/dev/null
 if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
     $sudo systemctl disable prometheus.service >/dev/null 2>&1 || true
+fi
+if [[ " ${missing[*]} " == *" postgresql "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable postgresql.service >/dev/null 2>&1 || true
 fi

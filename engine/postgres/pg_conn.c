@@ -1,0 +1,584 @@
+/*
+ * pg_conn.c -- one asynchronous PostgreSQL connection on a libuv loop (see
+ * pg_conn.h).
+ *
+ * States: IDLE (not started), CONNECTING (PQconnectPoll steps, under the
+ * connect timeout), READY (queries flow), WAITING (the backoff before the
+ * next attempt), CLOSED.
+ *
+ * The socket: libpq may replace its socket between two PQconnectPoll
+ * steps (another host, an SSL retry), and libuv must never watch a
+ * descriptor that was closed under it. So the poll handle is stopped
+ * before every PQconnectPoll call (which takes the descriptor out of
+ * epoll while it is still open), and afterwards a socket with another
+ * number gets a new handle (the old one is closed first). Once connected
+ * the socket does not change. A connection is torn down in the same
+ * order: the handle is closed, then PQfinish closes the socket.
+ */
+#include "postgres/pg_conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "saga/errors.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_QUERY_TIMEOUT_MS 30000
+#define DEFAULT_RECONNECT_MIN_MS 100
+#define DEFAULT_RECONNECT_MAX_MS 5000
+
+typedef enum { ST_IDLE, ST_CONNECTING, ST_READY, ST_WAITING, ST_CLOSED } state_t;
+
+typedef struct query_s {
+    struct query_s *next;
+    char *sql;
+    int nparams;
+    char **params;
+    saga_pg_result_cb cb;
+    void *data;
+} query_t;
+
+struct saga_pg_s {
+    uv_loop_t *loop;
+    char *conninfo;
+    char *appname;
+    char display[256];
+    saga_pg_options_t opt;
+    saga_pg_event_cb on_event;
+    saga_pg_notify_cb on_notify;
+    void *data;
+
+    state_t state;
+    PGconn *conn;
+    uv_poll_t *poll;     /* watches poll_fd; NULL when none */
+    int poll_fd;
+    uv_timer_t timer;    /* connect timeout, reconnect delay */
+    uv_timer_t qtimer;   /* the query in flight's timeout */
+    uv_timer_t kick;     /* sends a query queued by saga_pg_query() from the
+                            loop, so that a failure to send never answers
+                            it inside that call */
+    uint64_t backoff_ms;
+
+    query_t *head, *tail; /* the queue; head is in flight when `inflight` */
+    bool inflight;
+    PGresult *last;       /* the in-flight query's result so far */
+
+    int handles;          /* open libuv handles */
+    bool closing;
+    void (*closed)(void *);
+    void *closed_data;
+};
+
+static void connect_attempt(saga_pg_t *pg);
+static void send_next(saga_pg_t *pg);
+
+static void on_reconnect_timer(uv_timer_t *t) { connect_attempt(t->data); }
+
+static void on_kick(uv_timer_t *t) { send_next(t->data); }
+
+/* ---------------------------------------------------------------------- */
+/* Handles                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static void maybe_free(saga_pg_t *pg) {
+    if (!pg->closing || pg->handles > 0)
+        return;
+    void (*closed)(void *) = pg->closed;
+    void *data = pg->closed_data;
+    free(pg->conninfo);
+    free(pg->appname);
+    free(pg);
+    if (closed != NULL)
+        closed(data);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+    saga_pg_t *pg = h->data;
+    if (h->type == UV_POLL)
+        free(h);
+    pg->handles--;
+    maybe_free(pg);
+}
+
+static void poll_drop(saga_pg_t *pg) {
+    if (pg->poll == NULL)
+        return;
+    uv_close((uv_handle_t *)pg->poll, on_handle_closed);
+    pg->poll = NULL;
+    pg->poll_fd = -1;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Watches libpq's current socket for `events`. Returns 0 or a negative
+ * libuv code. */
+static int watch(saga_pg_t *pg, int events) {
+    int fd = PQsocket(pg->conn);
+    if (fd < 0)
+        return UV_EBADF;
+    if (pg->poll != NULL && pg->poll_fd != fd)
+        poll_drop(pg);
+    if (pg->poll == NULL) {
+        uv_poll_t *p = malloc(sizeof(*p));
+        if (p == NULL)
+            return UV_ENOMEM;
+        int rc = uv_poll_init(pg->loop, p, fd);
+        if (rc != 0) {
+            free(p);
+            return rc;
+        }
+        p->data = pg;
+        pg->handles++;
+        pg->poll = p;
+        pg->poll_fd = fd;
+    }
+    return uv_poll_start(pg->poll, events, on_poll);
+}
+
+/* Closes the connection (the handle first, then the socket). */
+static void teardown(saga_pg_t *pg) {
+    poll_drop(pg);
+    if (pg->last != NULL) {
+        PQclear(pg->last);
+        pg->last = NULL;
+    }
+    if (pg->conn != NULL) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+    }
+    uv_timer_stop(&pg->qtimer);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Queries                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static void query_free(query_t *q) {
+    if (q == NULL)
+        return;
+    for (int i = 0; i < q->nparams; i++)
+        free(q->params[i]);
+    free(q->params);
+    free(q->sql);
+    free(q);
+}
+
+static query_t *pop(saga_pg_t *pg) {
+    query_t *q = pg->head;
+    if (q != NULL) {
+        pg->head = q->next;
+        if (pg->head == NULL)
+            pg->tail = NULL;
+    }
+    pg->inflight = false;
+    return q;
+}
+
+/* Answers every queued query with `status` (the queue is emptied first:
+ * a callback may queue again, which is refused in the states this runs
+ * in). */
+static void fail_all(saga_pg_t *pg, int status, const char *why) {
+    query_t *q = pg->head;
+    pg->head = pg->tail = NULL;
+    pg->inflight = false;
+    while (q != NULL) {
+        query_t *next = q->next;
+        q->cb(pg, status, NULL, why, q->data);
+        query_free(q);
+        q = next;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Connection life                                                         */
+/* ---------------------------------------------------------------------- */
+
+static void schedule_reconnect(saga_pg_t *pg) {
+    pg->state = ST_WAITING;
+    uint64_t d = pg->backoff_ms;
+    pg->backoff_ms = d * 2 > pg->opt.reconnect_max_ms ? pg->opt.reconnect_max_ms : d * 2;
+    uv_timer_start(&pg->timer, on_reconnect_timer, d, 0);
+}
+
+/* A ready connection broke: answer what was asked, report, reconnect. */
+static void lost(saga_pg_t *pg, const char *why) {
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", why != NULL && why[0] ? why : "connection lost");
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    teardown(pg);
+    schedule_reconnect(pg);
+    fail_all(pg, SAGA_EUNAVAILABLE, msg);
+    if (!pg->closing)
+        pg->on_event(pg, SAGA_PG_LOST, msg, pg->data);
+}
+
+static void connect_failed(saga_pg_t *pg, const char *why) {
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", why != NULL && why[0] ? why : "cannot connect");
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    uv_timer_stop(&pg->timer);
+    teardown(pg);
+    schedule_reconnect(pg);
+    pg->on_event(pg, SAGA_PG_CONNECT_FAILED, msg, pg->data);
+}
+
+static void on_connect_timeout(uv_timer_t *t) {
+    saga_pg_t *pg = t->data;
+    if (pg->state != ST_CONNECTING)
+        return;
+    char msg[96];
+    snprintf(msg, sizeof(msg), "no connection within %llu ms",
+             (unsigned long long)pg->opt.connect_timeout_ms);
+    connect_failed(pg, msg);
+}
+
+static void connected(saga_pg_t *pg) {
+    uv_timer_stop(&pg->timer);
+    if (PQsetnonblocking(pg->conn, 1) != 0) {
+        connect_failed(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    int rc = watch(pg, UV_READABLE);
+    if (rc != 0) {
+        connect_failed(pg, uv_strerror(rc));
+        return;
+    }
+    pg->state = ST_READY;
+    pg->backoff_ms = pg->opt.reconnect_min_ms;
+    pg->on_event(pg, SAGA_PG_READY, NULL, pg->data);
+}
+
+/* One PQconnectPoll step, then wait for what libpq asked for. */
+static void connect_step(saga_pg_t *pg) {
+    if (pg->poll != NULL)
+        uv_poll_stop(pg->poll); /* the socket may be closed inside PQconnectPoll */
+    PostgresPollingStatusType st = PQconnectPoll(pg->conn);
+    int rc;
+    switch (st) {
+    case PGRES_POLLING_OK:
+        connected(pg);
+        return;
+    case PGRES_POLLING_READING:
+        rc = watch(pg, UV_READABLE);
+        break;
+    case PGRES_POLLING_WRITING:
+        rc = watch(pg, UV_WRITABLE);
+        break;
+    default:
+        connect_failed(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    if (rc != 0)
+        connect_failed(pg, uv_strerror(rc));
+}
+
+static void connect_attempt(saga_pg_t *pg) {
+    if (pg->closing)
+        return;
+    const char *kw[] = {"fallback_application_name", "dbname", NULL};
+    const char *val[] = {pg->appname, pg->conninfo, NULL};
+    int first = pg->appname != NULL ? 0 : 1;
+    pg->conn = PQconnectStartParams(kw + first, val + first, 1);
+    pg->state = ST_CONNECTING;
+    uv_timer_start(&pg->timer, on_connect_timeout, pg->opt.connect_timeout_ms, 0);
+    if (pg->conn == NULL) {
+        connect_failed(pg, "out of memory");
+        return;
+    }
+    if (PQstatus(pg->conn) == CONNECTION_BAD) {
+        connect_failed(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    /* PQconnectStart's state asks for a writable socket first */
+    int rc = watch(pg, UV_WRITABLE);
+    if (rc != 0)
+        connect_failed(pg, uv_strerror(rc));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reading and writing                                                     */
+/* ---------------------------------------------------------------------- */
+
+static void on_query_timeout(uv_timer_t *t) {
+    saga_pg_t *pg = t->data;
+    if (pg->state != ST_READY || !pg->inflight)
+        return;
+    char msg[96];
+    snprintf(msg, sizeof(msg), "no answer to a query within %llu ms",
+             (unsigned long long)pg->opt.query_timeout_ms);
+    lost(pg, msg);
+}
+
+/* Writes what libpq has buffered; watches for writable while some is
+ * left. Returns false when the connection was lost. */
+static bool flush(saga_pg_t *pg) {
+    int r = PQflush(pg->conn);
+    if (r < 0) {
+        lost(pg, PQerrorMessage(pg->conn));
+        return false;
+    }
+    int rc = watch(pg, r == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+    if (rc != 0) {
+        lost(pg, uv_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+static void send_next(saga_pg_t *pg) {
+    if (pg->closing || pg->state != ST_READY || pg->inflight || pg->head == NULL)
+        return;
+    query_t *q = pg->head;
+    int ok = q->nparams > 0
+             ? PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL,
+                                 (const char *const *)q->params, NULL, NULL, 0)
+             : PQsendQuery(pg->conn, q->sql);
+    if (!ok) {
+        lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    pg->inflight = true;
+    uv_timer_start(&pg->qtimer, on_query_timeout, pg->opt.query_timeout_ms, 0);
+    flush(pg);
+}
+
+/* The in-flight query's results are all in: answer it, send the next. */
+static void finish_query(saga_pg_t *pg) {
+    uv_timer_stop(&pg->qtimer);
+    query_t *q = pop(pg);
+    PGresult *res = pg->last;
+    pg->last = NULL;
+    int status = 0;
+    const char *why = NULL;
+    ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (res == NULL) {
+        status = SAGA_ESTORE;
+        why = "the server sent no result";
+    } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+        status = SAGA_ESTORE;
+        why = PQresultErrorMessage(res);
+        if (why == NULL || why[0] == '\0')
+            why = PQresStatus(st);
+    }
+    q->cb(pg, status, res, why, q->data);
+    PQclear(res);
+    query_free(q);
+    if (!pg->closing)
+        send_next(pg);
+}
+
+/* Reads what arrived: notifications, then the in-flight query's results. */
+static void read_input(saga_pg_t *pg) {
+    if (!PQconsumeInput(pg->conn)) {
+        lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    PGnotify *n;
+    while (pg->state == ST_READY && (n = PQnotifies(pg->conn)) != NULL) {
+        if (pg->on_notify != NULL && !pg->closing)
+            pg->on_notify(pg, n->relname, n->extra ? n->extra : "", pg->data);
+        PQfreemem(n);
+    }
+    while (pg->state == ST_READY && !pg->closing && pg->inflight && !PQisBusy(pg->conn)) {
+        PGresult *res = PQgetResult(pg->conn);
+        if (res == NULL) {
+            finish_query(pg);
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            PQclear(res);
+            lost(pg, "COPY is not supported on this connection");
+            return;
+        }
+        /* Several statements: the first error is the answer (the server
+         * runs nothing after it); else the last result. */
+        if (pg->last != NULL && PQresultStatus(pg->last) == PGRES_FATAL_ERROR) {
+            PQclear(res);
+        } else {
+            PQclear(pg->last);
+            pg->last = res;
+        }
+    }
+    if (pg->state == ST_READY && !pg->closing && PQstatus(pg->conn) == CONNECTION_BAD)
+        lost(pg, PQerrorMessage(pg->conn));
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+    saga_pg_t *pg = h->data;
+    if (pg->closing || h != pg->poll)
+        return;
+    if (pg->state == ST_CONNECTING) {
+        connect_step(pg);
+        return;
+    }
+    if (pg->state != ST_READY)
+        return;
+    if (status < 0) {
+        /* an error on the socket: let libpq read it and say what it was */
+        if (PQconsumeInput(pg->conn) && PQstatus(pg->conn) != CONNECTION_BAD)
+            lost(pg, uv_strerror(status));
+        else
+            lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    if ((events & UV_WRITABLE) && !flush(pg))
+        return;
+    if (events & UV_READABLE)
+        read_input(pg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Public                                                                  */
+/* ---------------------------------------------------------------------- */
+
+int saga_pg_conninfo_check(const char *conninfo, char *err, size_t errlen) {
+    char *msg = NULL;
+    if (conninfo == NULL) {
+        snprintf(err, errlen, "no connection string");
+        return -EINVAL;
+    }
+    PQconninfoOption *o = PQconninfoParse(conninfo, &msg);
+    if (o == NULL) {
+        size_t n;
+        snprintf(err, errlen, "%s", msg != NULL ? msg : "out of memory");
+        n = strlen(err);
+        while (n > 0 && err[n - 1] == '\n')
+            err[--n] = '\0';
+        PQfreemem(msg);
+        return msg != NULL ? -EINVAL : -ENOMEM;
+    }
+    PQconninfoFree(o);
+    return 0;
+}
+
+/* "host=H port=P dbname=D user=U" with what the conninfo says. */
+static void make_display(saga_pg_t *pg) {
+    PQconninfoOption *o = PQconninfoParse(pg->conninfo, NULL);
+    size_t off = 0;
+    pg->display[0] = '\0';
+    for (PQconninfoOption *p = o; p != NULL && p->keyword != NULL; p++) {
+        if (p->val == NULL || p->val[0] == '\0')
+            continue;
+        if (strcmp(p->keyword, "host") && strcmp(p->keyword, "hostaddr") &&
+            strcmp(p->keyword, "port") && strcmp(p->keyword, "dbname") &&
+            strcmp(p->keyword, "user"))
+            continue;
+        if (off < sizeof(pg->display))
+            off += (size_t)snprintf(pg->display + off, sizeof(pg->display) - off, "%s%s=%s",
+                                    off ? " " : "", p->keyword, p->val);
+    }
+    if (pg->display[0] == '\0')
+        snprintf(pg->display, sizeof(pg->display), "(libpq defaults)");
+    PQconninfoFree(o);
+}
+
+saga_pg_t *saga_pg_new(uv_loop_t *loop, const char *conninfo, const saga_pg_options_t *opt,
+                       saga_pg_event_cb on_event, saga_pg_notify_cb on_notify, void *data) {
+    saga_pg_t *pg = calloc(1, sizeof(*pg));
+    if (pg == NULL)
+        return NULL;
+    if (opt != NULL)
+        pg->opt = *opt;
+    pg->conninfo = strdup(conninfo != NULL ? conninfo : "");
+    pg->appname = pg->opt.application_name ? strdup(pg->opt.application_name) : NULL;
+    if (pg->conninfo == NULL || (pg->opt.application_name && pg->appname == NULL)) {
+        free(pg->conninfo);
+        free(pg->appname);
+        free(pg);
+        return NULL;
+    }
+    pg->opt.application_name = NULL;
+    if (pg->opt.connect_timeout_ms == 0)
+        pg->opt.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    if (pg->opt.query_timeout_ms == 0)
+        pg->opt.query_timeout_ms = DEFAULT_QUERY_TIMEOUT_MS;
+    if (pg->opt.reconnect_min_ms == 0)
+        pg->opt.reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
+    if (pg->opt.reconnect_max_ms == 0)
+        pg->opt.reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
+    if (pg->opt.reconnect_max_ms < pg->opt.reconnect_min_ms)
+        pg->opt.reconnect_max_ms = pg->opt.reconnect_min_ms;
+    pg->backoff_ms = pg->opt.reconnect_min_ms;
+    pg->loop = loop;
+    pg->on_event = on_event;
+    pg->on_notify = on_notify;
+    pg->data = data;
+    pg->poll_fd = -1;
+    make_display(pg);
+    uv_timer_init(loop, &pg->timer);
+    uv_timer_init(loop, &pg->qtimer);
+    uv_timer_init(loop, &pg->kick);
+    pg->timer.data = pg->qtimer.data = pg->kick.data = pg;
+    pg->handles = 3;
+    return pg;
+}
+
+int saga_pg_start(saga_pg_t *pg) {
+    if (pg->closing)
+        return -ECANCELED;
+    if (pg->state != ST_IDLE)
+        return -EALREADY;
+    pg->state = ST_WAITING;
+    /* the first attempt from the loop: no event inside this call */
+    uv_timer_start(&pg->timer, on_reconnect_timer, 0, 0);
+    return 0;
+}
+
+bool saga_pg_ready(const saga_pg_t *pg) { return pg->state == ST_READY && !pg->closing; }
+
+const char *saga_pg_display(const saga_pg_t *pg) { return pg->display; }
+
+int saga_pg_query(saga_pg_t *pg, const char *sql, int nparams, const char *const *params,
+                  saga_pg_result_cb cb, void *data) {
+    if (pg->closing)
+        return -ECANCELED;
+    if (sql == NULL || cb == NULL || nparams < 0 || (nparams > 0 && params == NULL))
+        return -EINVAL;
+    if (pg->state != ST_READY)
+        return -ENOTCONN;
+    query_t *q = calloc(1, sizeof(*q));
+    if (q == NULL || (q->sql = strdup(sql)) == NULL)
+        goto nomem;
+    if (nparams > 0) {
+        if ((q->params = calloc((size_t)nparams, sizeof(char *))) == NULL)
+            goto nomem;
+        q->nparams = nparams;
+        for (int i = 0; i < nparams; i++)
+            if (params[i] != NULL && (q->params[i] = strdup(params[i])) == NULL)
+                goto nomem;
+    }
+    q->cb = cb;
+    q->data = data;
+    if (pg->tail != NULL)
+        pg->tail->next = q;
+    else
+        pg->head = q;
+    pg->tail = q;
+    if (!pg->inflight)
+        uv_timer_start(&pg->kick, on_kick, 0, 0);
+    return 0;
+nomem:
+    query_free(q);
+    return -ENOMEM;
+}
+
+void saga_pg_close(saga_pg_t *pg, void (*closed)(void *data), void *data) {
+    if (pg == NULL || pg->closing)
+        return;
+    pg->closing = true;
+    pg->closed = closed;
+    pg->closed_data = data;
+    pg->state = ST_CLOSED;
+    teardown(pg);
+    fail_all(pg, SAGA_ECLOSING, "the connection is closing");
+    uv_close((uv_handle_t *)&pg->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&pg->qtimer, on_handle_closed);
+    uv_close((uv_handle_t *)&pg->kick, on_handle_closed);
+}
