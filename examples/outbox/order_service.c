@@ -13,11 +13,14 @@
  *   charge   the saga's second step: refuses (a business failure) orders of
  *            more than 5 items, so that `reserve` gets compensated.
  *
- *   saga-example-orders --db CONNINFO setup
- *   saga-example-orders --db CONNINFO order ID ITEM QTY
- *   saga-example-orders --db CONNINFO reserve|release|charge
+ *   saga-example-orders [--db CONNINFO] setup
+ *   saga-example-orders [--db CONNINFO] order ID ITEM QTY
+ *   saga-example-orders [--db CONNINFO] reserve|release|charge
  *       (ORDER_ID, ITEM, QTY and SAGA_IDEMPOTENCY_KEY from the environment,
  *        as exec.run sets them)
+ *
+ * Without --db, the connection string is $ORDERS_DB (the worker's own
+ * environment reaches the handlers exec.run starts).
  *
  * Exit codes: 0 done (or skipped by the barrier: success), 2 a business
  * refusal (not enough stock, over the limit), 1 anything else (exec.run
@@ -142,30 +145,37 @@ static int cmd_charge(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4 || strcmp(argv[1], "--db") != 0) {
-        fprintf(stderr, "usage: saga-example-orders --db CONNINFO "
-                        "setup | order ID ITEM QTY | reserve | release | charge\n");
+    const char *conninfo = getenv("ORDERS_DB");
+    if (argc >= 3 && strcmp(argv[1], "--db") == 0) {
+        conninfo = argv[2];
+        argv += 2;
+        argc -= 2;
+    }
+    if (argc < 2 || conninfo == NULL) {
+        fprintf(stderr, "usage: saga-example-orders [--db CONNINFO] "
+                        "setup | order ID ITEM QTY | reserve | release | charge\n"
+                        "(without --db: $ORDERS_DB)\n");
         return 1;
     }
-    db = PQconnectdb(argv[2]);
+    db = PQconnectdb(conninfo);
     if (PQstatus(db) != CONNECTION_OK)
         die("connect");
-    const char *cmd = argv[3];
+    const char *cmd = argv[1];
     int rc;
-    if (strcmp(cmd, "setup") == 0 && argc == 4) {
+    if (strcmp(cmd, "setup") == 0 && argc == 2) {
         PQclear(PQexec(db, "SET client_min_messages = warning"));
         PGresult *r = PQexec(db, setup_sql);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             die("setup");
         PQclear(r);
         rc = 0;
-    } else if (strcmp(cmd, "order") == 0 && argc == 7) {
-        rc = cmd_order(argv[4], argv[5], argv[6]);
-    } else if (strcmp(cmd, "reserve") == 0 && argc == 4) {
+    } else if (strcmp(cmd, "order") == 0 && argc == 5) {
+        rc = cmd_order(argv[2], argv[3], argv[4]);
+    } else if (strcmp(cmd, "reserve") == 0 && argc == 2) {
         rc = cmd_reserve();
-    } else if (strcmp(cmd, "release") == 0 && argc == 4) {
+    } else if (strcmp(cmd, "release") == 0 && argc == 2) {
         rc = cmd_release();
-    } else if (strcmp(cmd, "charge") == 0 && argc == 4) {
+    } else if (strcmp(cmd, "charge") == 0 && argc == 2) {
         rc = cmd_charge();
     } else {
         fprintf(stderr, "saga-example-orders: unknown command or wrong arguments: %s\n", cmd);

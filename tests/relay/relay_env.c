@@ -46,7 +46,7 @@ void env_worker_restart(void) {
     start_worker();
 }
 
-void env_setup(const char *const *extra_defs) {
+void env_setup(const char *const *extra_defs, void (*before_worker)(void)) {
     cr_assert_eq(redis_server_start(&R, NULL), 0, "redis-server");
     cr_assert_eq(postgres_server_start(&P), 0, "postgres");
     snprintf(env_dir, sizeof(env_dir), "%s/work", R.dir);
@@ -77,7 +77,21 @@ void env_setup(const char *const *extra_defs) {
     free(ddl);
 
     snprintf(worker_log, sizeof(worker_log), "%s/worker.log", env_dir);
+    if (before_worker != NULL)
+        before_worker();
     start_worker();
+    /* the worker published the names it serves: a relay that starts now
+     * knows them (a row of a name no worker ever served is refused) */
+    test_poll_t p = test_poll_start(30000);
+    for (;;) {
+        char *log = saga_proc_slurp(worker_log);
+        bool running = strstr(log, "worker w1: running") != NULL;
+        if (!running && !test_poll_next(&p))
+            cr_assert_fail("the worker did not start: %s", log);
+        free(log);
+        if (running)
+            break;
+    }
 }
 
 pid_t env_relay(const char *log, const char *const *extra) {

@@ -22,8 +22,10 @@ extern char env_dir[512];   /* a work directory for logs and definitions */
 
 /* Starts Redis and PostgreSQL, applies the DDL, writes the definitions
  * `noop` (input required: [n]; one demo.noop step) plus `extra_defs`
- * (NULL-terminated pairs: file name, YAML text), starts a worker. */
-void env_setup(const char *const *extra_defs);
+ * (NULL-terminated pairs: file name, YAML text), runs `before_worker`
+ * (when not NULL: what needs the servers, e.g. the worker's environment),
+ * starts a worker. */
+void env_setup(const char *const *extra_defs, void (*before_worker)(void));
 
 /* Stops every relay started with env_relay (SIGTERM: each must exit 0),
  * the worker and the servers; checks the logs for sanitizer reports. */

@@ -24,7 +24,7 @@
 #define ERRORED "SELECT count(*) FROM saga_outbox WHERE error IS NOT NULL"
 #define PENDING "SELECT count(*) FROM saga_outbox WHERE delivered_at IS NULL AND error IS NULL"
 
-static void setup(void) { env_setup(NULL); }
+static void setup(void) { env_setup(NULL, NULL); }
 
 static void teardown(void) { env_teardown(); }
 
