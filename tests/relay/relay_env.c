@@ -41,13 +41,12 @@ static void start_worker(void) {
     worker_pid = saga_proc_spawn(args, &io);
 }
 
-void env_worker_restart(void) {
-    saga_proc_stop(&worker_pid);
-    start_worker();
-}
-
 void env_setup(const char *const *extra_defs, void (*before_worker)(void)) {
-    cr_assert_eq(redis_server_start(&R, NULL), 0, "redis-server");
+    /* Redis keeps its data across a restart (as in production): the names
+     * workers published survive it, and a row is never judged against an
+     * empty registry */
+    const char *redis_args[] = {"--appendonly", "yes", NULL};
+    cr_assert_eq(redis_server_start(&R, redis_args), 0, "redis-server");
     cr_assert_eq(postgres_server_start(&P), 0, "postgres");
     snprintf(env_dir, sizeof(env_dir), "%s/work", R.dir);
     mkdir(env_dir, 0700);
@@ -156,11 +155,23 @@ void env_insert_noop(PGconn *c, const char *prefix, int from, int to) {
     env_exec(c, sql);
 }
 
+/* Prints the end of every relay's log and the worker's, to explain a
+ * failed wait. */
+static void dump_logs(void) {
+    for (size_t i = 0; i <= nrelays; i++) {
+        const char *path = i < nrelays ? relay_logs[i] : worker_log;
+        char *text = saga_proc_slurp(path);
+        size_t n = strlen(text);
+        fprintf(stderr, "---- %s (end):\n%s\n", path, n > 3000 ? text + n - 3000 : text);
+        free(text);
+    }
+}
+
 void env_wait_count(PGconn *c, const char *sql, long want, long timeout_ms, const char *what) {
     test_poll_t p = test_poll_start(timeout_ms);
     long got;
     while ((got = env_long(c, sql)) != want)
-        if (!test_poll_next(&p))
+        if (!test_poll_next(&p) && (dump_logs(), true))
             cr_assert_fail("%s: %ld, not %ld, after %ld ms (%s)", what, got, want, timeout_ms,
                            sql);
 }
@@ -198,7 +209,7 @@ json_t *env_wait_completed(size_t n, long timeout_ms) {
             return l;
         size_t total = json_array_size(l);
         json_decref(l);
-        if (!test_poll_next(&p))
+        if (!test_poll_next(&p) && (dump_logs(), true))
             cr_assert_fail("%zu sagas (%zu completed), not %zu completed, after %ld ms", total,
                            done, n, timeout_ms);
     }

@@ -42,9 +42,6 @@ int env_relay_stop(pid_t pid);
 /* Forgets a relay the test ended itself (kill -9). */
 void env_relay_forget(pid_t pid);
 
-/* SIGTERMs the worker and starts it again (after Redis came back). */
-void env_worker_restart(void);
-
 /* A blocking connection to P (fails the test when it cannot). */
 PGconn *env_db(void);
 

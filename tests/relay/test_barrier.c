@@ -298,7 +298,9 @@ Test(barrier, compensation_racing_its_action) {
     cr_assert_str_eq(v, "f");
     free(v);
     /* duplicate compensations */
-    cr_assert_str_eq(barrier_sync(db, "c5/reserve/action"), "t");
+    v = barrier_sync(db, "c5/reserve/action");
+    cr_assert_str_eq(v, "t");
+    free(v);
     v = interleave("c5/reserve/compensation", "t", true, "c5/reserve/compensation");
     cr_assert_str_eq(v, "f");
     free(v);
