@@ -24,6 +24,7 @@
  * a backoff. A wake-up during a batch runs another batch after it.
  */
 #include "relay/relay.h"
+#include "relay/relay_row.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -229,24 +230,6 @@ static void batch_free(batch_t *b) {
     free(b);
 }
 
-/* Prints at most `n` bytes of `s` into `out` with control characters and
- * quotes escaped, for messages that quote a row's value. */
-static void quote(char *out, size_t n, const char *s) {
-    size_t o = 0;
-    for (; *s != '\0' && o + 5 < n; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f || c == '\'' || c == '\\')
-            o += (size_t)snprintf(out + o, n - o, "\\x%02x", c);
-        else
-            out[o++] = (char)c;
-    }
-    if (*s != '\0' && o + 4 <= n) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o < n ? o : n - 1] = '\0';
-}
-
 static void refuse(row_t *row, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void refuse(row_t *row, const char *fmt, ...) {
@@ -276,40 +259,13 @@ static void transient(batch_t *b, row_t *row, const char *why) {
 
 /* A row as read: checks what can be checked without the store. */
 static void row_check(row_t *row, const char *size_text) {
-    char q[200];
-    if (!saga_id_valid(row->id)) {
-        quote(q, sizeof(q), row->id);
-        refuse(row, "id '%s' is not a saga id (1 to %d letters, digits, '.', '_', ':' or '-')",
-               q, SAGA_ID_MAX);
-        return;
-    }
-    if (row->saga[0] == '\0') {
-        refuse(row, "saga is empty: it must name the saga to start");
-        return;
-    }
-    if (strlen(row->saga) > SAGA_NAME_MAX) {
-        quote(q, sizeof(q), row->saga);
-        refuse(row, "saga '%s' is longer than %u bytes: not a saga name", q, SAGA_NAME_MAX);
-        return;
-    }
-    if (row->input == NULL) {
-        refuse(row, "input is %s bytes of JSON, over the limit of %u", size_text,
-               SAGA_RELAY_INPUT_MAX);
-        return;
-    }
-    json_error_t e;
-    row->json = json_loads(row->input, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
-    if (row->json == NULL) {
-        refuse(row, "input is not JSON this engine reads: %s (line %d, column %d)", e.text,
-               e.line, e.column);
-        return;
-    }
-    if (!json_is_object(row->json)) {
-        static const char *const kinds[] = {"an object", "an array", "a string", "a number",
-                                            "a number", "true", "false", "null"};
-        int t = json_typeof(row->json);
-        refuse(row, "input is %s, not a JSON object", t >= 0 && t <= 7 ? kinds[t] : "?");
-    }
+    char err[SAGA_RELAY_ERROR_MAX + 1];
+    int rc = saga_relay_row_check(row->id, row->saga, row->input, size_text, &row->json, err,
+                                  sizeof(err));
+    if (rc == -EINVAL)
+        refuse(row, "%s", err);
+    else if (rc != 0)
+        transient(row->b, row, "out of memory");
 }
 
 static void batch_done_if(batch_t *b);
@@ -340,7 +296,7 @@ static void submit_rows(batch_t *b) {
             continue;
         bname_t *bn = saga_strmap_get(&b->names, row->saga);
         char q[200];
-        quote(q, sizeof(q), row->saga);
+        saga_relay_quote(q, sizeof(q), row->saga);
         if (bn == NULL) {
             transient(b, row, "out of memory");
             continue;
@@ -560,7 +516,7 @@ static void on_commit(saga_pg_t *pg, int status, const PGresult *res, const char
         } else if (row->outcome == R_REFUSED) {
             refused++;
             char q[200];
-            quote(q, sizeof(q), row->id);
+            saga_relay_quote(q, sizeof(q), row->id);
             saga_warn("%s: row '%s' refused: %s", name_of(r), q, row->error);
         }
     }
