@@ -5,7 +5,8 @@
 #   scripts/deps.sh [--tests] [--bench] [--fuzz]
 #     --tests   what only the test suite needs (prometheus, for promtool;
 #               postgresql, the server the outbox relay's tests start)
-#     --bench   what only the benchmarks need (wrk, jq, gnuplot-nox)
+#     --bench   what only the benchmarks need (wrk, jq, gnuplot-nox;
+#               postgresql, for the outbox relay's)
 #     --fuzz    clang and its fuzzer runtime
 #
 # `prometheus` is there for its promtool (tests/http/test_worker_metrics.c
@@ -26,7 +27,7 @@ pkgs=(build-essential cmake pkg-config
 for arg in "$@"; do
     case $arg in
     --tests) pkgs+=(prometheus postgresql) ;;
-    --bench) pkgs+=(wrk jq gnuplot-nox) ;;
+    --bench) pkgs+=(wrk jq gnuplot-nox postgresql) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     *) echo "deps.sh: unknown option '$arg' (--tests, --bench, --fuzz)" >&2; exit 2 ;;
     esac
