@@ -17,7 +17,9 @@
  */
 #include "postgres/pg_conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +67,19 @@ struct saga_pg_s {
     bool inflight;
     PGresult *last;       /* the in-flight query's result so far */
 
-    int handles;          /* open libuv handles */
+    /* Host names, resolved with uv_getaddrinfo before each attempt (libpq
+     * would resolve them with a blocking getaddrinfo inside
+     * PQconnectPoll) and handed to libpq as `hostaddr`. */
+    size_t nhosts;        /* entries of the conninfo's host list; 0: none to resolve */
+    char **hosts;         /* each host, or NULL when it needs no lookup
+                             (a socket directory, an IP address) */
+    char **addrs;         /* this attempt's address of each host */
+    struct resolve_s **lookups; /* the lookups in flight, by host */
+    size_t pending;       /* lookups of this attempt not answered yet */
+    unsigned attempt;     /* counts attempts: a late answer is ignored */
+    char resolve_err[256];
+
+    int handles;          /* open libuv handles and lookups in flight */
     bool closing;
     void (*closed)(void *);
     void *closed_data;
@@ -73,6 +87,7 @@ struct saga_pg_s {
 
 static void connect_attempt(saga_pg_t *pg);
 static void send_next(saga_pg_t *pg);
+static void cancel_lookups(saga_pg_t *pg);
 
 static void on_reconnect_timer(uv_timer_t *t) { connect_attempt(t->data); }
 
@@ -82,11 +97,22 @@ static void on_kick(uv_timer_t *t) { send_next(t->data); }
 /* Handles                                                                 */
 /* ---------------------------------------------------------------------- */
 
+static void hosts_free(saga_pg_t *pg) {
+    for (size_t i = 0; i < pg->nhosts; i++) {
+        free(pg->hosts[i]);
+        free(pg->addrs[i]);
+    }
+    free(pg->hosts);
+    free(pg->addrs);
+    free(pg->lookups);
+}
+
 static void maybe_free(saga_pg_t *pg) {
     if (!pg->closing || pg->handles > 0)
         return;
     void (*closed)(void *) = pg->closed;
     void *data = pg->closed_data;
+    hosts_free(pg);
     free(pg->conninfo);
     free(pg->appname);
     free(pg);
@@ -223,6 +249,7 @@ static void connect_failed(saga_pg_t *pg, const char *why) {
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
     uv_timer_stop(&pg->timer);
+    cancel_lookups(pg);
     teardown(pg);
     schedule_reconnect(pg);
     pg->on_event(pg, SAGA_PG_CONNECT_FAILED, msg, pg->data);
@@ -278,15 +305,23 @@ static void connect_step(saga_pg_t *pg) {
         connect_failed(pg, uv_strerror(rc));
 }
 
-static void connect_attempt(saga_pg_t *pg) {
-    if (pg->closing)
-        return;
-    const char *kw[] = {"fallback_application_name", "dbname", NULL};
-    const char *val[] = {pg->appname, pg->conninfo, NULL};
-    int first = pg->appname != NULL ? 0 : 1;
-    pg->conn = PQconnectStartParams(kw + first, val + first, 1);
-    pg->state = ST_CONNECTING;
-    uv_timer_start(&pg->timer, on_connect_timeout, pg->opt.connect_timeout_ms, 0);
+/* Starts libpq's connection, with `hostaddr` (a list as long as the
+ * host list) when names were resolved. */
+static void connect_start(saga_pg_t *pg, const char *hostaddr) {
+    const char *kw[4], *val[4];
+    int n = 0;
+    if (pg->appname != NULL) {
+        kw[n] = "fallback_application_name";
+        val[n++] = pg->appname;
+    }
+    kw[n] = "dbname"; /* expanded: the whole conninfo */
+    val[n++] = pg->conninfo;
+    if (hostaddr != NULL) {
+        kw[n] = "hostaddr"; /* after the conninfo: it wins */
+        val[n++] = hostaddr;
+    }
+    kw[n] = val[n] = NULL;
+    pg->conn = PQconnectStartParams(kw, val, 1);
     if (pg->conn == NULL) {
         connect_failed(pg, "out of memory");
         return;
@@ -299,6 +334,130 @@ static void connect_attempt(saga_pg_t *pg) {
     int rc = watch(pg, UV_WRITABLE);
     if (rc != 0)
         connect_failed(pg, uv_strerror(rc));
+}
+
+typedef struct resolve_s {
+    uv_getaddrinfo_t req;
+    saga_pg_t *pg;
+    size_t idx;
+    unsigned attempt;
+} resolve_t;
+
+/* Every lookup of the attempt answered: connect, or fail the attempt. */
+static void resolved_all(saga_pg_t *pg) {
+    if (pg->resolve_err[0] != '\0') {
+        connect_failed(pg, pg->resolve_err);
+        return;
+    }
+    size_t len = 1;
+    for (size_t i = 0; i < pg->nhosts; i++)
+        len += (pg->addrs[i] ? strlen(pg->addrs[i]) : 0) + 1;
+    char *list = malloc(len);
+    if (list == NULL) {
+        connect_failed(pg, "out of memory");
+        return;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < pg->nhosts; i++) {
+        if (i > 0)
+            list[o++] = ',';
+        if (pg->addrs[i] != NULL) {
+            memcpy(list + o, pg->addrs[i], strlen(pg->addrs[i]));
+            o += strlen(pg->addrs[i]);
+        }
+    }
+    list[o] = '\0';
+    connect_start(pg, list);
+    free(list);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+    resolve_t *r = (resolve_t *)req;
+    saga_pg_t *pg = r->pg;
+    pg->handles--;
+    bool current = !pg->closing && r->attempt == pg->attempt && pg->state == ST_CONNECTING;
+    if (current) {
+        pg->lookups[r->idx] = NULL;
+        free(pg->addrs[r->idx]);
+        pg->addrs[r->idx] = NULL;
+        char ip[64] = "";
+        if (status == 0 && res != NULL) {
+            if (res->ai_family == AF_INET6)
+                uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+            else
+                uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+        }
+        if (ip[0] != '\0') {
+            if ((pg->addrs[r->idx] = strdup(ip)) == NULL)
+                snprintf(pg->resolve_err, sizeof(pg->resolve_err), "out of memory");
+        } else if (pg->resolve_err[0] == '\0') {
+            snprintf(pg->resolve_err, sizeof(pg->resolve_err), "cannot resolve host '%s': %s",
+                     pg->hosts[r->idx], status != 0 ? uv_strerror(status) : "no address");
+        }
+    }
+    uv_freeaddrinfo(res);
+    free(r);
+    if (current && --pg->pending == 0)
+        resolved_all(pg);
+    else
+        maybe_free(pg);
+}
+
+/* Cancels the lookups still queued (those already running answer late
+ * and are ignored). */
+static void cancel_lookups(saga_pg_t *pg) {
+    for (size_t i = 0; i < pg->nhosts; i++) {
+        if (pg->lookups != NULL && pg->lookups[i] != NULL) {
+            uv_cancel((uv_req_t *)&pg->lookups[i]->req);
+            pg->lookups[i] = NULL;
+        }
+    }
+    pg->pending = 0;
+}
+
+static void connect_attempt(saga_pg_t *pg) {
+    if (pg->closing)
+        return;
+    pg->state = ST_CONNECTING;
+    pg->attempt++;
+    uv_timer_start(&pg->timer, on_connect_timeout, pg->opt.connect_timeout_ms, 0);
+    size_t need = 0;
+    for (size_t i = 0; i < pg->nhosts; i++)
+        need += pg->hosts[i] != NULL;
+    if (need == 0) {
+        connect_start(pg, NULL);
+        return;
+    }
+    pg->resolve_err[0] = '\0';
+    pg->pending = 1; /* held while the lookups start */
+    for (size_t i = 0; i < pg->nhosts; i++) {
+        if (pg->hosts[i] == NULL)
+            continue;
+        resolve_t *r = calloc(1, sizeof(*r));
+        if (r == NULL) {
+            snprintf(pg->resolve_err, sizeof(pg->resolve_err), "out of memory");
+            break;
+        }
+        r->pg = pg;
+        r->idx = i;
+        r->attempt = pg->attempt;
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        int rc = uv_getaddrinfo(pg->loop, &r->req, on_resolved, pg->hosts[i], NULL, &hints);
+        if (rc != 0) {
+            free(r);
+            snprintf(pg->resolve_err, sizeof(pg->resolve_err), "cannot resolve host '%s': %s",
+                     pg->hosts[i], uv_strerror(rc));
+            break;
+        }
+        pg->lookups[i] = r;
+        pg->handles++;
+        pg->pending++;
+    }
+    if (--pg->pending == 0)
+        resolved_all(pg);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -479,6 +638,67 @@ static void make_display(saga_pg_t *pg) {
     PQconninfoFree(o);
 }
 
+static bool ip_literal(const char *h) {
+    unsigned char buf[16];
+    return inet_pton(AF_INET, h, buf) == 1 || inet_pton(AF_INET6, h, buf) == 1;
+}
+
+/* The conninfo's host list (else $PGHOST, as libpq reads it): the entries
+ * that need a DNS lookup. None when the conninfo gives `hostaddr` itself.
+ * Returns 0 or -ENOMEM. */
+static int hosts_parse(saga_pg_t *pg) {
+    PQconninfoOption *o = PQconninfoParse(pg->conninfo, NULL);
+    const char *host = NULL, *hostaddr = NULL;
+    for (PQconninfoOption *p = o; p != NULL && p->keyword != NULL; p++) {
+        if (strcmp(p->keyword, "host") == 0)
+            host = p->val;
+        else if (strcmp(p->keyword, "hostaddr") == 0)
+            hostaddr = p->val;
+    }
+    int rc = 0;
+    if (host == NULL || host[0] == '\0')
+        host = getenv("PGHOST");
+    if ((hostaddr != NULL && hostaddr[0] != '\0') || host == NULL || host[0] == '\0')
+        goto out;
+    size_t n = 1, need = 0;
+    for (const char *c = host; *c; c++)
+        n += *c == ',';
+    pg->hosts = calloc(n, sizeof(char *));
+    pg->addrs = calloc(n, sizeof(char *));
+    pg->lookups = calloc(n, sizeof(resolve_t *));
+    if (pg->hosts == NULL || pg->addrs == NULL || pg->lookups == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    pg->nhosts = n;
+    const char *start = host;
+    for (size_t i = 0; i < n; i++) {
+        const char *end = strchr(start, ',');
+        size_t len = end != NULL ? (size_t)(end - start) : strlen(start);
+        char *h = strndup(start, len);
+        if (h == NULL) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        if (len == 0 || h[0] == '/' || h[0] == '@' || ip_literal(h)) {
+            free(h); /* a socket, an address, or libpq's default: no lookup */
+        } else {
+            pg->hosts[i] = h;
+            need++;
+        }
+        start = end != NULL ? end + 1 : start + len;
+    }
+    if (need == 0) {
+        hosts_free(pg);
+        pg->hosts = pg->addrs = NULL;
+        pg->lookups = NULL;
+        pg->nhosts = 0;
+    }
+out:
+    PQconninfoFree(o);
+    return rc;
+}
+
 saga_pg_t *saga_pg_new(uv_loop_t *loop, const char *conninfo, const saga_pg_options_t *opt,
                        saga_pg_event_cb on_event, saga_pg_notify_cb on_notify, void *data) {
     saga_pg_t *pg = calloc(1, sizeof(*pg));
@@ -512,6 +732,13 @@ saga_pg_t *saga_pg_new(uv_loop_t *loop, const char *conninfo, const saga_pg_opti
     pg->data = data;
     pg->poll_fd = -1;
     make_display(pg);
+    if (hosts_parse(pg) != 0) {
+        hosts_free(pg);
+        free(pg->conninfo);
+        free(pg->appname);
+        free(pg);
+        return NULL;
+    }
     uv_timer_init(loop, &pg->timer);
     uv_timer_init(loop, &pg->qtimer);
     uv_timer_init(loop, &pg->kick);
@@ -576,6 +803,7 @@ void saga_pg_close(saga_pg_t *pg, void (*closed)(void *data), void *data) {
     pg->closed = closed;
     pg->closed_data = data;
     pg->state = ST_CLOSED;
+    cancel_lookups(pg);
     teardown(pg);
     fail_all(pg, SAGA_ECLOSING, "the connection is closing");
     uv_close((uv_handle_t *)&pg->timer, on_handle_closed);

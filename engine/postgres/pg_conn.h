@@ -5,8 +5,10 @@
  * is made with PQconnectStartParams + PQconnectPoll, queries are sent with
  * PQsendQuery / PQsendQueryParams in non-blocking mode and flushed with
  * PQflush, and the socket (PQsocket) is watched with a uv_poll_t; on
- * readable, PQconsumeInput, then PQgetResult while !PQisBusy. No libpq call
- * made here ever blocks the loop, and there is no thread.
+ * readable, PQconsumeInput, then PQgetResult while !PQisBusy. Host names
+ * are resolved before each attempt with uv_getaddrinfo (libuv's thread
+ * pool) and passed as `hostaddr`, since libpq would resolve them with a
+ * blocking getaddrinfo. No libpq call made here ever blocks the loop.
  *
  * What it adds to libpq: a connect timeout and a query timeout (uv timers;
  * a query that runs longer drops the connection), reconnection with capped
@@ -94,8 +96,8 @@ bool saga_pg_ready(const saga_pg_t *pg);
 int saga_pg_query(saga_pg_t *pg, const char *sql, int nparams, const char *const *params,
                   saga_pg_result_cb cb, void *data);
 
-/* Where it connects, for messages: host (or socket directory), port and
- * database as libpq reads them from the conninfo; never the password. */
+/* Where it connects, for messages: host (or socket directory), port,
+ * database and user as the conninfo gives them; never the password. */
 const char *saga_pg_display(const saga_pg_t *pg);
 
 /* Closes the connection: queued and running queries are answered with

@@ -17,6 +17,7 @@
 redis_server_t R;
 postgres_server_t P;
 char env_dir[512];
+bool env_pg_tcp;
 
 #define MAX_RELAYS 64
 
@@ -47,7 +48,8 @@ void env_setup(const char *const *extra_defs, void (*before_worker)(void)) {
      * empty registry */
     const char *redis_args[] = {"--appendonly", "yes", NULL};
     cr_assert_eq(redis_server_start(&R, redis_args), 0, "redis-server");
-    cr_assert_eq(postgres_server_start(&P), 0, "postgres");
+    cr_assert_eq(env_pg_tcp ? postgres_server_start_tcp(&P) : postgres_server_start(&P), 0,
+                 "postgres");
     snprintf(env_dir, sizeof(env_dir), "%s/work", R.dir);
     mkdir(env_dir, 0700);
     char path[700];

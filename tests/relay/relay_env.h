@@ -19,6 +19,7 @@
 extern redis_server_t R;
 extern postgres_server_t P;
 extern char env_dir[512];   /* a work directory for logs and definitions */
+extern bool env_pg_tcp;     /* set before env_setup: PostgreSQL also on TCP */
 
 /* Starts Redis and PostgreSQL, applies the DDL, writes the definitions
  * `noop` (input required: [n]; one demo.noop step) plus `extra_defs`

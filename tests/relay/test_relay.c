@@ -409,3 +409,40 @@ Test(relay, docs_show_the_schema) {
     free(ddl);
     free(doc);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Host names: resolved off the loop (uv_getaddrinfo), never by libpq      */
+/* ---------------------------------------------------------------------- */
+
+static void setup_tcp(void) {
+    env_pg_tcp = true;
+    env_setup(NULL, NULL);
+}
+
+TestSuite(relay_dns, .init = setup_tcp, .fini = teardown, .timeout = 120);
+
+Test(relay_dns, connects_by_host_name) {
+    char conninfo[200];
+    snprintf(conninfo, sizeof(conninfo), "host=localhost port=%d dbname=postgres user=postgres",
+             P.port);
+    const char *extra[] = {"--postgres", conninfo, NULL};
+    env_relay("relay.log", extra);
+    PGconn *c = env_db();
+    env_insert_noop(c, "dns", 0, 5);
+    env_wait_count(c, DELIVERED, 5, 30000, "rows delivered over TCP by host name");
+    json_decref(env_wait_completed(5, 60000));
+    cr_assert(env_log_has("relay.log", "host=localhost port="));
+    PQfinish(c);
+}
+
+/* A name that does not resolve: reported, retried, and SIGTERM still
+ * stops the relay at once (exit 0 in the teardown). */
+Test(relay_dns, unknown_host_is_retried) {
+    const char *extra[] = {"--postgres", "host=nonexistent.invalid dbname=postgres", NULL};
+    env_relay("relay.log", extra);
+    test_poll_t p = test_poll_start(30000);
+    while (!env_log_has("relay.log", "cannot connect to PostgreSQL"))
+        if (!test_poll_next(&p))
+            cr_assert_fail("no connection failure reported");
+    cr_assert(env_log_has("relay.log", "cannot resolve host 'nonexistent.invalid'"));
+}

@@ -8,6 +8,7 @@
  */
 #include "postgres_server.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -208,8 +211,11 @@ static int spawn(postgres_server_t *s) {
     char prog[300], log[300];
     snprintf(prog, sizeof prog, "%s/postgres", s->bindir);
     snprintf(log, sizeof log, "%s/postgres.log", s->dir);
-    char *argv[] = {prog, "-D", s->data, "-k", s->dir,
-                    "-c", "listen_addresses=",
+    char port[16], listen[64];
+    snprintf(port, sizeof port, "%d", s->port);
+    snprintf(listen, sizeof listen, "listen_addresses=%s", s->port != 5432 ? "127.0.0.1" : "");
+    char *argv[] = {prog, "-D", s->data, "-k", s->dir, "-p", port,
+                    "-c", listen,
                     "-c", "fsync=off",
                     "-c", "synchronous_commit=off",
                     "-c", "full_page_writes=off",
@@ -249,8 +255,34 @@ static int spawn(postgres_server_t *s) {
     return -1;
 }
 
-int postgres_server_start(postgres_server_t *s) {
+/* A TCP port on 127.0.0.1 that was free a moment ago, or -1. */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    socklen_t len = sizeof a;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int start(postgres_server_t *s, bool tcp);
+
+int postgres_server_start(postgres_server_t *s) { return start(s, false); }
+
+int postgres_server_start_tcp(postgres_server_t *s) { return start(s, true); }
+
+static int start(postgres_server_t *s, bool tcp) {
     memset(s, 0, sizeof *s);
+    s->port = 5432;
+    if (tcp && (s->port = free_port()) <= 0) {
+        fprintf(stderr, "postgres_server: no free TCP port\n");
+        return -1;
+    }
     if (find_bindir(s) != 0)
         return -1;
     s->uid = getuid();
@@ -279,9 +311,10 @@ int postgres_server_start(postgres_server_t *s) {
     chmod(s->dir, 0755);
     snprintf(s->data, sizeof s->data, "%s/data", s->dir);
     snprintf(s->conninfo, sizeof s->conninfo,
-             "host=%s port=5432 dbname=postgres user=postgres connect_timeout=5", s->dir);
-    snprintf(s->url, sizeof s->url, "postgresql://postgres@/postgres?host=%s&port=5432",
-             s->dir);
+             "host=%s port=%d dbname=postgres user=postgres connect_timeout=5", s->dir,
+             s->port);
+    snprintf(s->url, sizeof s->url, "postgresql://postgres@/postgres?host=%s&port=%d",
+             s->dir, s->port);
     if (run_initdb(s) != 0 || spawn(s) != 0)
         goto err;
     return 0;

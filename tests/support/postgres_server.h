@@ -26,6 +26,7 @@ typedef struct postgres_server_s {
     char data[300];      /* <dir>/data */
     char bindir[256];    /* where initdb and postgres are */
     char conninfo[400];  /* "host=<dir> port=5432 dbname=postgres user=postgres" */
+    int port;            /* 5432 on the socket only; with TCP, a free port */
     char url[400];       /* the same as a postgresql:// URI */
     pid_t pid;           /* the postmaster; 0 when not running */
     uid_t uid;           /* who runs it */
@@ -36,6 +37,10 @@ typedef struct postgres_server_s {
 /* initdb + start. Returns 0, or -1 with a message on stderr (then nothing
  * is left and postgres_server_stop(s) is a no-op). */
 int postgres_server_start(postgres_server_t *s);
+
+/* The same, also listening on 127.0.0.1 at a port that was free a moment
+ * ago (s->port), for clients that connect by host name. */
+int postgres_server_start_tcp(postgres_server_t *s);
 
 /* Sends `sig` to the postmaster (SIGKILL: a crash; SIGINT: a fast
  * shutdown) and reaps it; with SIGKILL, also kills its backends (found by
