@@ -308,9 +308,33 @@ static void sleep_ms(long ms) {
     nanosleep(&ts, NULL);
 }
 
-/* kill -9 at a random moment (seeded), over and over: each run inserts
- * rows, starts a relay with small batches, kills it after 0..60 ms. Then
- * one relay finishes: every row delivered, one saga per row. */
+/* Rows a killed relay submitted and never marked: pending rows that have a
+ * saga. */
+static int submitted_unmarked(PGconn *c) {
+    json_t *l = env_list();
+    int n = 0;
+    PGresult *pend = PQexec(c, "SELECT id FROM saga_outbox WHERE delivered_at IS NULL");
+    for (int r = 0; r < PQntuples(pend); r++) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(l, i, it) {
+            if (strcmp(json_string_value(json_object_get(it, "id")), PQgetvalue(pend, r, 0)) == 0)
+                n++;
+        }
+    }
+    PQclear(pend);
+    json_decref(l);
+    return n;
+}
+
+/* kill -9, over and over: each run inserts rows and starts a relay with
+ * small batches. Two runs in three kill it at a random moment (seeded: 0
+ * to 60 ms after its start); every third one kills it exactly in the
+ * window between submit and mark: a transaction of the test holds the
+ * table in SHARE mode, which lets the relay take its rows (FOR UPDATE) and
+ * submit them but makes its UPDATE wait; the kill comes once
+ * pg_stat_activity shows it waiting. Then one relay finishes: every row
+ * delivered, one saga per row. */
 Test(relay, kill9_mid_batch_loses_and_doubles_nothing) {
     const char *seed_env = getenv("SAGA_TEST_SEED");
     unsigned seed = seed_env != NULL ? (unsigned)strtoul(seed_env, NULL, 10)
@@ -325,15 +349,41 @@ Test(relay, kill9_mid_batch_loses_and_doubles_nothing) {
         snprintf(prefix, sizeof(prefix), "k%d", run);
         env_insert_noop(c, prefix, 0, per_run);
         const char *extra[] = {"--batch", "4", NULL};
+        PGconn *lock = NULL;
+        if (run % 3 == 2) {
+            lock = env_db();
+            env_exec(lock, "BEGIN; LOCK TABLE saga_outbox IN SHARE MODE");
+        }
         pid_t pid = env_relay("killed.log", extra);
-        sleep_ms(rand() % 60); /* the moment of the crash, not a wait for a state */
+        if (lock != NULL) {
+            test_poll_t p = test_poll_start(30000);
+            while (env_long(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                               "= 'saga relay' AND wait_event_type = 'Lock'") != 1)
+                if (!test_poll_next(&p))
+                    cr_assert_fail("the relay never waited to mark its batch");
+        } else {
+            sleep_ms(rand() % 60); /* the moment of the crash, not a wait for a state */
+        }
         kill(pid, SIGKILL);
         cr_assert_eq(saga_proc_wait(pid), 128 + SIGKILL);
         env_relay_forget(pid);
+        if (lock != NULL) {
+            env_exec(lock, "ROLLBACK");
+            PQfinish(lock);
+        }
         if (env_long(c, PENDING) > 0)
             cut++;
     }
     fprintf(stderr, "kill9_mid_batch: %d of %d runs killed with rows pending\n", cut, runs);
+    /* the kills between submit and mark left submitted rows unmarked (the
+     * worker creates their records soon after) */
+    test_poll_t p = test_poll_start(30000);
+    int window;
+    while ((window = submitted_unmarked(c)) == 0)
+        if (!test_poll_next(&p))
+            cr_assert_fail("no row was left submitted and unmarked by a killed relay");
+    fprintf(stderr, "kill9_mid_batch: %d rows submitted by a killed relay and left unmarked\n",
+            window);
     env_relay("final.log", NULL);
     assert_one_saga_per_row(c, runs * per_run);
     PQfinish(c);
