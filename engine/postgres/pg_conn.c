@@ -93,6 +93,23 @@ static void on_reconnect_timer(uv_timer_t *t) { connect_attempt(t->data); }
 
 static void on_kick(uv_timer_t *t) { send_next(t->data); }
 
+/* libpq's messages end with a newline and some span lines ("server closed
+ * the connection unexpectedly\n\tThis probably means..."): one line for
+ * log lines and callers' messages. */
+static void one_line(char *msg, size_t size, const char *why, const char *dflt) {
+    snprintf(msg, size, "%s", why != NULL && why[0] ? why : dflt);
+    size_t o = 0;
+    for (size_t i = 0; msg[i] != '\0'; i++) {
+        char c = msg[i] == '\n' || msg[i] == '\t' || msg[i] == '\r' ? ' ' : msg[i];
+        if (c == ' ' && (o == 0 || msg[o - 1] == ' '))
+            continue;
+        msg[o++] = c;
+    }
+    while (o > 0 && msg[o - 1] == ' ')
+        o--;
+    msg[o] = '\0';
+}
+
 /* ---------------------------------------------------------------------- */
 /* Handles                                                                 */
 /* ---------------------------------------------------------------------- */
@@ -231,10 +248,7 @@ static void schedule_reconnect(saga_pg_t *pg) {
 /* A ready connection broke: answer what was asked, report, reconnect. */
 static void lost(saga_pg_t *pg, const char *why) {
     char msg[512];
-    snprintf(msg, sizeof(msg), "%s", why != NULL && why[0] ? why : "connection lost");
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        msg[--n] = '\0';
+    one_line(msg, sizeof(msg), why, "connection lost");
     teardown(pg);
     schedule_reconnect(pg);
     fail_all(pg, SAGA_EUNAVAILABLE, msg);
@@ -244,10 +258,7 @@ static void lost(saga_pg_t *pg, const char *why) {
 
 static void connect_failed(saga_pg_t *pg, const char *why) {
     char msg[512];
-    snprintf(msg, sizeof(msg), "%s", why != NULL && why[0] ? why : "cannot connect");
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        msg[--n] = '\0';
+    one_line(msg, sizeof(msg), why, "cannot connect");
     uv_timer_stop(&pg->timer);
     cancel_lookups(pg);
     teardown(pg);
@@ -515,15 +526,15 @@ static void finish_query(saga_pg_t *pg) {
     pg->last = NULL;
     int status = 0;
     const char *why = NULL;
+    char buf[512];
     ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (res == NULL) {
         status = SAGA_ESTORE;
         why = "the server sent no result";
     } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
         status = SAGA_ESTORE;
-        why = PQresultErrorMessage(res);
-        if (why == NULL || why[0] == '\0')
-            why = PQresStatus(st);
+        one_line(buf, sizeof(buf), PQresultErrorMessage(res), PQresStatus(st));
+        why = buf;
     }
     q->cb(pg, status, res, why, q->data);
     PQclear(res);

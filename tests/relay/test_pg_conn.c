@@ -33,6 +33,7 @@ typedef struct ctx_s {
     char sqlstate[16][8];
     bool in_call;          /* set around saga_pg_query() */
     bool answered_in_call;
+    bool multiline;        /* a message with a line break */
     int notified;
     char channel[64], payload[64];
     bool closed;
@@ -53,6 +54,8 @@ static void on_event(saga_pg_t *pg, saga_pg_event_t ev, const char *errstr, void
     ctx_t *c = data;
     (void)pg;
     snprintf(c->last_event, sizeof(c->last_event), "%s", errstr ? errstr : "");
+    if (errstr != NULL && strpbrk(errstr, "\n\t") != NULL)
+        c->multiline = true;
     if (ev == SAGA_PG_READY)
         c->ready++;
     else if (ev == SAGA_PG_LOST)
@@ -73,7 +76,8 @@ static void on_result(saga_pg_t *pg, int status, const PGresult *res, const char
                       void *data) {
     ctx_t *c = data;
     (void)pg;
-    (void)errstr;
+    if (errstr != NULL && strpbrk(errstr, "\n\t") != NULL)
+        c->multiline = true;
     if (c->in_call)
         c->answered_in_call = true;
     int i = c->answered++;
@@ -115,6 +119,7 @@ static void on_closed(void *data) { ((ctx_t *)data)->closed = true; }
 
 /* Closes the connection and checks that the loop ends with no handle. */
 static void close_and_finish(ctx_t *c) {
+    cr_assert_not(c->multiline, "a message with a line break: %s", c->last_event);
     saga_pg_close(c->pg, on_closed, c);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert(c->closed);
