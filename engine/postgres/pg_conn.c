@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "saga/errors.h"
+#include "util/log.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_QUERY_TIMEOUT_MS 30000
@@ -316,6 +317,17 @@ static void connect_step(saga_pg_t *pg) {
         connect_failed(pg, uv_strerror(rc));
 }
 
+/* The server's notices and the messages libpq receives outside a query
+ * ("FATAL: terminating connection due to administrator command" before a
+ * shutdown): libpq's default prints them raw on stderr; they go to our
+ * log as one line instead. */
+static void on_notice(void *arg, const char *message) {
+    saga_pg_t *pg = arg;
+    char line[512];
+    one_line(line, sizeof(line), message, "(empty notice)");
+    saga_info("postgres (%s): %s", pg->display, line);
+}
+
 /* Starts libpq's connection, with `hostaddr` (a list as long as the
  * host list) when names were resolved. */
 static void connect_start(saga_pg_t *pg, const char *hostaddr) {
@@ -337,6 +349,7 @@ static void connect_start(saga_pg_t *pg, const char *hostaddr) {
         connect_failed(pg, "out of memory");
         return;
     }
+    PQsetNoticeProcessor(pg->conn, on_notice, pg);
     if (PQstatus(pg->conn) == CONNECTION_BAD) {
         connect_failed(pg, PQerrorMessage(pg->conn));
         return;
@@ -533,7 +546,19 @@ static void finish_query(saga_pg_t *pg) {
         why = "the server sent no result";
     } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
         status = SAGA_ESTORE;
-        one_line(buf, sizeof(buf), PQresultErrorMessage(res), PQresStatus(st));
+        /* the server's own words, without the query's text around the
+         * error position ("LINE 1: ...") */
+        const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY);
+        const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+        char text[600];
+        if (primary != NULL)
+            snprintf(text, sizeof(text), "%s: %s (SQLSTATE %s)%s%s", sev ? sev : "ERROR",
+                     primary, code ? code : "?", hint ? "; hint: " : "", hint ? hint : "");
+        else
+            snprintf(text, sizeof(text), "%s", PQresultErrorMessage(res));
+        one_line(buf, sizeof(buf), text, PQresStatus(st));
         why = buf;
     }
     q->cb(pg, status, res, why, q->data);

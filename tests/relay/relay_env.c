@@ -121,14 +121,33 @@ int env_relay_stop(pid_t pid) {
     return saga_proc_stop(&pid);
 }
 
-void env_teardown(void) {
+void env_finish(void) {
     for (size_t i = 0; i < nrelays; i++) {
         if (relays[i] > 0) {
             int rc = saga_proc_stop(&relays[i]);
-            cr_expect_eq(rc, 0, "relay %zu exits 0 on SIGTERM (log %s)", i, relay_logs[i]);
+            cr_assert_eq(rc, 0, "relay %zu exited %d on SIGTERM, not 0 (log %s)", i, rc,
+                         relay_logs[i]);
         }
         saga_proc_assert_clean(relay_logs[i]);
+        /* every line is a log line (nothing printed raw, e.g. by libpq) */
+        char *text = saga_proc_slurp(relay_logs[i]);
+        for (char *line = text; *line != '\0';) {
+            char *end = strchr(line, '\n');
+            if (end != NULL)
+                *end = '\0';
+            cr_assert(line[0] == '\0' || (line[0] >= '0' && line[0] <= '9'),
+                      "%s: not a log line: %s", relay_logs[i], line);
+            line = end != NULL ? end + 1 : line + strlen(line);
+        }
+        free(text);
     }
+    saga_proc_assert_clean(worker_log);
+}
+
+void env_teardown(void) {
+    for (size_t i = 0; i < nrelays; i++)
+        if (relays[i] > 0)
+            saga_proc_stop(&relays[i]);
     nrelays = 0;
     saga_proc_stop(&worker_pid);
     saga_proc_assert_clean(worker_log);

@@ -28,8 +28,14 @@ extern bool env_pg_tcp;     /* set before env_setup: PostgreSQL also on TCP */
  * starts a worker. */
 void env_setup(const char *const *extra_defs, void (*before_worker)(void));
 
-/* Stops every relay started with env_relay (SIGTERM: each must exit 0),
- * the worker and the servers; checks the logs for sanitizer reports. */
+/* The end of a test's body: stops every relay started with env_relay with
+ * SIGTERM and fails the test unless each exits 0, wrote only log lines
+ * (nothing raw on stderr) and no sanitizer report. (In a suite's .fini a
+ * failure would not count: Criterion 2.4.1 has reported the test by then.) */
+void env_finish(void);
+
+/* Stops what is still running (relays, the worker, the servers) and
+ * removes their directories. */
 void env_teardown(void);
 
 /* Starts `saga relay --postgres <P> --redis <R> EXTRA...` with its log at

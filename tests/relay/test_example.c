@@ -148,4 +148,5 @@ Test(example, orders_through_outbox_relay_and_barrier) {
     cr_assert_eq(env_long(c, "SELECT count(*) FROM orders WHERE id = 'o4'"), 0);
     cr_assert_eq(env_long(c, "SELECT count(*) FROM saga_outbox WHERE delivered_at IS NULL"), 0);
     PQfinish(c);
+    env_finish();
 }

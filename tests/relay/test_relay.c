@@ -116,6 +116,7 @@ Test(relay, usage_errors) {
                 "'{\"n\": 1}')");
     PQfinish(c);
     free(ddl);
+    env_finish();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -139,6 +140,7 @@ Test(relay, each_committed_row_becomes_one_saga) {
     cr_assert_eq(env_long(c, "SELECT count(*) FROM saga_outbox WHERE delivered_at < created_at"),
                  0);
     PQfinish(c);
+    env_finish();
 }
 
 Test(relay, rolled_back_rows_never_become_sagas) {
@@ -176,6 +178,7 @@ Test(relay, rolled_back_rows_never_become_sagas) {
     free(err);
     PQfinish(open_tx);
     PQfinish(c);
+    env_finish();
 }
 
 /* What `error` says for each bad row; the good rows of the same batches
@@ -237,6 +240,7 @@ Test(relay, bad_rows_get_an_error_and_are_not_retried) {
     json_decref(l);
     cr_assert(env_log_has("relay.log", "row 'array-input' refused: input is an array"));
     PQfinish(c);
+    env_finish();
 }
 
 /* Redis away: a transient failure, not an error on the rows; they are
@@ -262,6 +266,7 @@ Test(relay, redis_down_is_retried_not_refused) {
     cr_assert_eq(redis_server_restart(&R), 0);
     assert_one_saga_per_row(c, 23);
     PQfinish(c);
+    env_finish();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -284,6 +289,7 @@ Test(relay, notify_wakes_the_relay) {
     }
     json_decref(env_wait_completed(5, 60000));
     PQfinish(c);
+    env_finish();
 }
 
 /* A notification that never comes (the trigger disabled): the poll finds
@@ -297,6 +303,7 @@ Test(relay, poll_finds_rows_without_a_notification) {
     env_wait_count(c, DELIVERED, 7, 30000, "rows found by polling");
     json_decref(env_wait_completed(7, 60000));
     PQfinish(c);
+    env_finish();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -387,6 +394,7 @@ Test(relay, kill9_mid_batch_loses_and_doubles_nothing) {
     env_relay("final.log", NULL);
     assert_one_saga_per_row(c, runs * per_run);
     PQfinish(c);
+    env_finish();
 }
 
 /* Reads "N rows delivered, M started a saga" from a relay's last log line. */
@@ -416,6 +424,7 @@ Test(relay, two_relays_at_once_deliver_each_row_once) {
     cr_assert_eq(fa + fb, 400, "each row started one saga across both relays (%ld + %ld)", fa,
                  fb);
     PQfinish(c);
+    env_finish();
 }
 
 /* PostgreSQL restarted (a fast shutdown, then a crash) while rows flow:
@@ -442,6 +451,7 @@ Test(relay, postgres_restarted_while_relaying) {
     cr_assert(kill(relay, 0) == 0, "the relay is still running");
     cr_assert(env_log_has("relay.log", "lost PostgreSQL"));
     PQfinish(c);
+    env_finish();
 }
 
 /* docs/outbox.md shows the DDL exactly as `saga relay --schema` prints it. */
@@ -458,6 +468,7 @@ Test(relay, docs_show_the_schema) {
                                         "`saga relay --schema`: update its DDL section");
     free(ddl);
     free(doc);
+    env_finish();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -483,6 +494,7 @@ Test(relay_dns, connects_by_host_name) {
     json_decref(env_wait_completed(5, 60000));
     cr_assert(env_log_has("relay.log", "host=localhost port="));
     PQfinish(c);
+    env_finish();
 }
 
 /* A name that does not resolve: reported, retried, and SIGTERM still
@@ -495,4 +507,28 @@ Test(relay_dns, unknown_host_is_retried) {
         if (!test_poll_next(&p))
             cr_assert_fail("no connection failure reported");
     cr_assert(env_log_has("relay.log", "cannot resolve host 'nonexistent.invalid'"));
+    env_finish();
+}
+
+/* The relay started before the service created its table: the refused
+ * query is a transient failure, reported and retried, and the rows are
+ * delivered once the table exists. */
+Test(relay, table_created_after_the_relay_started) {
+    PGconn *c = env_db();
+    env_exec(c, "SET client_min_messages = warning; DROP TABLE saga_outbox CASCADE");
+    const char *extra[] = {"--poll", "100ms", NULL};
+    env_relay("relay.log", extra);
+    test_poll_t p = test_poll_start(30000);
+    while (!env_log_has("relay.log", "relation \"saga_outbox\" does not exist"))
+        if (!test_poll_next(&p))
+            cr_assert_fail("the missing table was not reported");
+    char path[700];
+    snprintf(path, sizeof(path), "%s/schema.sql", env_dir);
+    char *ddl = saga_proc_slurp(path);
+    env_exec(c, ddl);
+    free(ddl);
+    env_insert_noop(c, "late", 0, 4);
+    assert_one_saga_per_row(c, 4);
+    PQfinish(c);
+    env_finish();
 }
