@@ -500,5 +500,15 @@ log "the HTTP API (bench/api_bench.sh)"
 API_SECS=10
 [ "$QUICK" = 1 ] && API_SECS=3
 SAGA_API_BENCH_SECONDS=$API_SECS bash "$ROOT/bench/api_bench.sh" "$BUILD" >>"$OUT/RESULTS.md"
+
+# ------------------------------------------------------------------------
+# The outbox relay (saga relay, issue 22): its section of RESULTS.md
+# ------------------------------------------------------------------------
+log "the outbox relay (bench/outbox_bench.sh)"
+OUTBOX_ROWS=20000; OUTBOX_LAT=50
+[ "$QUICK" = 1 ] && { OUTBOX_ROWS=2000; OUTBOX_LAT=5; }
+echo >>"$OUT/RESULTS.md"
+SAGA_OUTBOX_BENCH_ROWS=$OUTBOX_ROWS SAGA_OUTBOX_BENCH_LATENCY_RUNS=$OUTBOX_LAT \
+    bash "$ROOT/bench/outbox_bench.sh" "$BUILD" >>"$OUT/RESULTS.md"
 log "wrote bench/RESULTS.md, bench/throughput.png, bench/results.jsonl"
 sed -n '/^## Targets/,/^## /p' "$OUT/RESULTS.md" | sed '$d' >&2

@@ -4,9 +4,11 @@
 #
 #   scripts/deps.sh [--tests] [--bench] [--fuzz]
 #     --tests   what only the test suite needs (prometheus, for promtool;
+#               postgresql, the server the outbox relay's tests start;
 #               chromium, node and npm for the console's browser tests, and
 #               then `npm ci` in tests/console: playwright-core, pinned)
-#     --bench   what only the benchmarks need (wrk, jq, gnuplot-nox)
+#     --bench   what only the benchmarks need (wrk, jq, gnuplot-nox;
+#               postgresql, for the outbox relay's)
 #     --fuzz    clang and its fuzzer runtime
 #
 # `prometheus` is there for its promtool (tests/http/test_worker_metrics.c
@@ -15,17 +17,19 @@
 # would start the daemon from /etc/init.d (or fail the install when it
 # cannot start), so the install runs under a policy-rc.d that denies every
 # start (exit 101), and on a host run by systemd the unit it enables is
-# disabled again.
+# disabled again. `postgresql` is the same: its postinst would create and
+# start a cluster service; the tests start their own servers (initdb in a
+# temp dir, as the `postgres` user the package creates).
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
       libyaml-dev libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libjemalloc-dev
-      libh2o-dev
+      libh2o-dev libpq-dev
       libcriterion-dev redis-server redis-tools curl)
 for arg in "$@"; do
     case $arg in
-    --tests) pkgs+=(prometheus chromium); tests=1 ;;
-    --bench) pkgs+=(wrk jq gnuplot-nox) ;;
+    --tests) pkgs+=(prometheus postgresql chromium); tests=1 ;;
+    --bench) pkgs+=(wrk jq gnuplot-nox postgresql) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     *) echo "deps.sh: unknown option '$arg' (--tests, --bench, --fuzz)" >&2; exit 2 ;;
     esac
@@ -82,5 +86,8 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recomme
     "${missing[@]}" >/dev/null
 if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
     $sudo systemctl disable prometheus.service >/dev/null 2>&1 || true
+fi
+if [[ " ${missing[*]} " == *" postgresql "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable postgresql.service >/dev/null 2>&1 || true
 fi
 console_modules

@@ -7,9 +7,11 @@
 #                    (records, history entries, summaries)
 #   fuzz_http        saga serve's routing,      seeds tests/fuzz/http-seeds/
 #                    queries, submit bodies and the console's If-None-Match
+#   fuzz_relay_row   an outbox row as saga      seeds tests/fuzz/relay-row-seeds/
+#                    relay reads it
 #
 #   scripts/fuzz.sh [SECONDS [TARGET...]]   SECONDS per target, default 300;
-#                                           TARGET: definition, record, http (all)
+#                                           TARGET: definition, record, http, relay_row (all)
 #
 # Seed directories are read only; new inputs go to build-fuzz/corpus/
 # (definitions) and build-fuzz/corpus-record/. Crash, leak and timeout
@@ -22,7 +24,7 @@ set -euo pipefail
 SECONDS_TO_RUN=${1:-300}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(definition record http)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(definition record http relay_row)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD="$ROOT/build-fuzz"
 
@@ -30,10 +32,10 @@ command -v clang >/dev/null 2>&1 || { echo "fuzz.sh: clang is required" >&2; exi
 
 # Per target: where its corpus grows, and its seeds (its dictionary is
 # tests/fuzz/TARGET.dict).
-declare -A CORPUS=([definition]="$BUILD/corpus" [record]="$BUILD/corpus-record" [http]="$BUILD/corpus-http")
-declare -A SEEDS=([definition]="$ROOT/definitions/examples" [record]="$ROOT/tests/fuzz/record-seeds" [http]="$ROOT/tests/fuzz/http-seeds")
+declare -A CORPUS=([definition]="$BUILD/corpus" [record]="$BUILD/corpus-record" [http]="$BUILD/corpus-http" [relay_row]="$BUILD/corpus-relay-row")
+declare -A SEEDS=([definition]="$ROOT/definitions/examples" [record]="$ROOT/tests/fuzz/record-seeds" [http]="$ROOT/tests/fuzz/http-seeds" [relay_row]="$ROOT/tests/fuzz/relay-row-seeds")
 for t in "${TARGETS[@]}"; do
-    [ -n "${SEEDS[$t]:-}" ] || { echo "fuzz.sh: unknown target '$t' (definition, record, http)" >&2; exit 2; }
+    [ -n "${SEEDS[$t]:-}" ] || { echo "fuzz.sh: unknown target '$t' (definition, record, http, relay_row)" >&2; exit 2; }
 done
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \

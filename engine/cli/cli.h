@@ -33,6 +33,7 @@ int saga_cli_history(int argc, char **argv);
 int saga_cli_cancel(int argc, char **argv);
 int saga_cli_retry(int argc, char **argv);
 int saga_cli_serve(int argc, char **argv);
+int saga_cli_relay(int argc, char **argv);
 
 /* Parses --input's value: inline JSON, "@path" (a file) or "@-" (stdin).
  * Returns a new reference, or NULL with the reason (and position) printed

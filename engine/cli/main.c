@@ -26,6 +26,7 @@ static const command_t commands[] = {
     {"cancel", saga_cli_cancel, "compensate a running saga"},
     {"retry", saga_cli_retry, "try a stuck saga's failed step again"},
     {"serve", saga_cli_serve, "the HTTP API, metrics and health checks"},
+    {"relay", saga_cli_relay, "deliver a PostgreSQL outbox into running sagas"},
 };
 
 static void usage(FILE *out) {

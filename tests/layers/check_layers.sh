@@ -4,7 +4,7 @@
 #
 # Engine layers, lowest first; a file may include headers of its own layer
 # and of the layers below it:
-#   util < redis < store < core < worker < http < cli
+#   util < redis = postgres < store < core < worker < http = relay < cli
 # Public headers (engine/include/saga/) count as the layer that implements
 # them. definitions/ and steps/ sit below the engine and include nothing of
 # it; plugins include the plugin ABI and the steps/lib helpers only, never
@@ -15,7 +15,8 @@ set -uo pipefail
 src=${1:?usage: check_layers.sh SOURCE_DIR}
 cd "$src" || exit 2
 
-declare -A rank=([util]=0 [redis]=1 [store]=2 [core]=3 [worker]=4 [http]=5 [cli]=6)
+declare -A rank=([util]=0 [redis]=1 [postgres]=1 [store]=2 [core]=3 [worker]=4 [http]=5
+                [relay]=5 [cli]=6)
 # Public headers: the layer that implements each.
 declare -A public=([saga/errors.h]=util [saga/state.h]=store [saga/store.h]=store
                    [saga/engine.h]=core [saga/worker.h]=worker)
@@ -51,7 +52,7 @@ while IFS= read -r f; do
     rel=${f#engine/}
     layer=${rel%%/*}
     [ "$layer" = include ] && layer=${public[${rel#include/}]:-}
-    [ -z "$layer" ] && { fail "$f" "not in a known layer (engine/{util,redis,store,core,worker,http,cli,include})"; continue; }
+    [ -z "$layer" ] && { fail "$f" "not in a known layer (engine/{util,redis,postgres,store,core,worker,http,relay,cli,include})"; continue; }
     while read -r line h; do
         [ -z "$h" ] && continue
         [ -n "${external[$h]:-}" ] && continue
@@ -75,7 +76,7 @@ while IFS= read -r f; do
         [ -z "$h" ] && continue
         case $h in
         saga/definition.h|saga/plugin.h) ;;
-        saga/*|util/*|redis/*|store/*|core/*|worker/*|http/*|cli/*)
+        saga/*|util/*|redis/*|postgres/*|store/*|core/*|worker/*|http/*|relay/*|cli/*)
             fail "$f:$line" "includes engine header \"$h\" (definitions/ and steps/ sit below the engine)" ;;
         esac
         if [[ $f == definitions/* && $h == saga/plugin.h ]]; then

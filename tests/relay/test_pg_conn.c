@@ -1,0 +1,264 @@
+/*
+ * test_pg_conn.c -- the asynchronous PostgreSQL client (engine/postgres/
+ * pg_conn.c) against a real server: results in order, the server's
+ * refusals with their SQLSTATE, several statements in one query,
+ * notifications, a server killed under a query (answered as unavailable,
+ * then reconnected), the query timeout, close with queries queued, and
+ * callbacks never run inside the call that registered them. Every test
+ * ends with the loop closing cleanly.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+#include <uv.h>
+
+#include "postgres/pg_conn.h"
+#include "postgres_server.h"
+#include "saga/errors.h"
+
+static postgres_server_t P;
+static uv_loop_t loop;
+
+typedef struct ctx_s {
+    saga_pg_t *pg;
+    int ready, lost, failed;
+    char last_event[256];
+    int answered;
+    int status[16];
+    char value[16][64];
+    char sqlstate[16][8];
+    bool in_call;          /* set around saga_pg_query() */
+    bool answered_in_call;
+    bool multiline;        /* a message with a line break */
+    int notified;
+    char channel[64], payload[64];
+    bool closed;
+} ctx_t;
+
+static void setup(void) {
+    cr_assert_eq(postgres_server_start(&P), 0);
+    cr_assert_eq(uv_loop_init(&loop), 0);
+}
+
+static void teardown(void) {
+    postgres_server_stop(&P);
+}
+
+TestSuite(pg_conn, .init = setup, .fini = teardown, .timeout = 120);
+
+static void on_event(saga_pg_t *pg, saga_pg_event_t ev, const char *errstr, void *data) {
+    ctx_t *c = data;
+    (void)pg;
+    snprintf(c->last_event, sizeof(c->last_event), "%s", errstr ? errstr : "");
+    if (errstr != NULL && strpbrk(errstr, "\n\t") != NULL)
+        c->multiline = true;
+    if (ev == SAGA_PG_READY)
+        c->ready++;
+    else if (ev == SAGA_PG_LOST)
+        c->lost++;
+    else
+        c->failed++;
+}
+
+static void on_notify(saga_pg_t *pg, const char *channel, const char *payload, void *data) {
+    ctx_t *c = data;
+    (void)pg;
+    c->notified++;
+    snprintf(c->channel, sizeof(c->channel), "%s", channel);
+    snprintf(c->payload, sizeof(c->payload), "%s", payload);
+}
+
+static void on_result(saga_pg_t *pg, int status, const PGresult *res, const char *errstr,
+                      void *data) {
+    ctx_t *c = data;
+    (void)pg;
+    if (errstr != NULL && strpbrk(errstr, "\n\t") != NULL)
+        c->multiline = true;
+    if (c->in_call)
+        c->answered_in_call = true;
+    int i = c->answered++;
+    cr_assert_lt(i, 16);
+    c->status[i] = status;
+    c->value[i][0] = c->sqlstate[i][0] = '\0';
+    if (res != NULL && status == 0 && PQntuples(res) > 0)
+        snprintf(c->value[i], sizeof(c->value[i]), "%s", PQgetvalue(res, 0, 0));
+    if (res != NULL && status != 0) {
+        const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        snprintf(c->sqlstate[i], sizeof(c->sqlstate[i]), "%s", st ? st : "");
+    }
+}
+
+static void query(ctx_t *c, const char *sql, int n, const char *const *params) {
+    c->in_call = true;
+    int rc = saga_pg_query(c->pg, sql, n, params, on_result, c);
+    c->in_call = false;
+    cr_assert_eq(rc, 0, "saga_pg_query(%s): %d", sql, rc);
+}
+
+static void on_deadline(uv_timer_t *t) { *(bool *)t->data = true; }
+
+/* Runs the loop until `*counter` reaches `want` (at most `ms`). */
+static void run_until(int *counter, int want, long ms, const char *what) {
+    uv_timer_t t;
+    bool late = false;
+    uv_timer_init(&loop, &t);
+    t.data = &late;
+    uv_timer_start(&t, on_deadline, (uint64_t)ms, 0);
+    while (*counter < want && !late)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert_geq(*counter, want, "%s: %d, not %d, after %ld ms", what, *counter, want, ms);
+}
+
+static void on_closed(void *data) { ((ctx_t *)data)->closed = true; }
+
+/* Closes the connection and checks that the loop ends with no handle. */
+static void close_and_finish(ctx_t *c) {
+    cr_assert_not(c->multiline, "a message with a line break: %s", c->last_event);
+    saga_pg_close(c->pg, on_closed, c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(c->closed);
+    cr_assert_eq(uv_loop_close(&loop), 0, "a handle was left open");
+}
+
+static void open_ready(ctx_t *c, const saga_pg_options_t *opt) {
+    memset(c, 0, sizeof(*c));
+    c->pg = saga_pg_new(&loop, P.conninfo, opt, on_event, on_notify, c);
+    cr_assert_not_null(c->pg);
+    cr_assert_eq(saga_pg_query(c->pg, "SELECT 1", 0, NULL, on_result, c), -ENOTCONN,
+                 "no query before READY");
+    cr_assert_eq(saga_pg_start(c->pg), 0);
+    cr_assert_eq(saga_pg_start(c->pg), -EALREADY);
+    cr_assert_eq(c->ready, 0, "no event inside saga_pg_start");
+    run_until(&c->ready, 1, 10000, "READY");
+}
+
+Test(pg_conn, results_in_order_and_refusals) {
+    ctx_t c;
+    open_ready(&c, NULL);
+    const char *p41[] = {"41"};
+    const char *pnull[] = {NULL};
+    query(&c, "SELECT 1", 0, NULL);
+    query(&c, "SELECT $1::int + 1", 1, p41);
+    query(&c, "SELECT nope", 0, NULL);
+    query(&c, "SELECT coalesce($1::text, 'was null')", 1, pnull);
+    query(&c, "SELECT 1; SELECT 1/0; SELECT 3", 0, NULL);
+    query(&c, "BEGIN; SELECT 7; COMMIT", 0, NULL);
+    query(&c, "", 0, NULL);
+    run_until(&c.answered, 7, 10000, "answers");
+    cr_assert_not(c.answered_in_call, "a callback ran inside saga_pg_query");
+    cr_assert_eq(c.status[0], 0);
+    cr_assert_str_eq(c.value[0], "1");
+    cr_assert_str_eq(c.value[1], "42");
+    cr_assert_eq(c.status[2], SAGA_ESTORE);
+    cr_assert_str_eq(c.sqlstate[2], "42703", "undefined column");
+    cr_assert_str_eq(c.value[3], "was null");
+    cr_assert_eq(c.status[4], SAGA_ESTORE, "the first error of several statements");
+    cr_assert_str_eq(c.sqlstate[4], "22012", "division by zero");
+    cr_assert_eq(c.status[5], 0, "the last statement's result (COMMIT)");
+    cr_assert_eq(c.status[6], 0, "an empty query");
+    cr_assert_eq(c.lost + c.failed, 0);
+    close_and_finish(&c);
+}
+
+Test(pg_conn, notifications) {
+    ctx_t c;
+    open_ready(&c, NULL);
+    query(&c, "LISTEN \"some.channel\"", 0, NULL);
+    run_until(&c.answered, 1, 10000, "LISTEN");
+    PGconn *other = postgres_server_connect(&P);
+    cr_assert_eq(postgres_exec(other, "NOTIFY \"some.channel\", 'hello'"), 0);
+    cr_assert_eq(postgres_exec(other, "BEGIN; NOTIFY \"some.channel\", 'rolled back'; "
+                                      "ROLLBACK"), 0);
+    cr_assert_eq(postgres_exec(other, "SELECT pg_notify('some.channel', '')"), 0);
+    PQfinish(other);
+    run_until(&c.notified, 2, 10000, "notifications");
+    cr_assert_str_eq(c.channel, "some.channel");
+    cr_assert_str_eq(c.payload, "", "the last one, without payload");
+    cr_assert_eq(c.notified, 2, "the rolled-back one never comes");
+    close_and_finish(&c);
+}
+
+/* The server killed under a query: the query is answered as unavailable,
+ * LOST fires, attempts fail while it is down, and once it is back the
+ * connection is READY again. */
+Test(pg_conn, server_killed_under_a_query) {
+    ctx_t c;
+    saga_pg_options_t opt = {.reconnect_min_ms = 20, .reconnect_max_ms = 100};
+    open_ready(&c, &opt);
+    query(&c, "SELECT pg_sleep(30)", 0, NULL);
+    query(&c, "SELECT 2", 0, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    postgres_server_kill(&P, SIGKILL);
+    run_until(&c.answered, 2, 10000, "answers after the kill");
+    cr_assert_eq(c.status[0], SAGA_EUNAVAILABLE);
+    cr_assert_eq(c.status[1], SAGA_EUNAVAILABLE);
+    run_until(&c.lost, 1, 10000, "LOST");
+    run_until(&c.failed, 1, 10000, "a failed attempt while the server is down");
+    cr_assert_eq(postgres_server_restart(&P), 0);
+    run_until(&c.ready, 2, 20000, "READY again");
+    query(&c, "SELECT 'back'", 0, NULL);
+    run_until(&c.answered, 3, 10000, "an answer after the reconnection");
+    cr_assert_str_eq(c.value[2], "back");
+    close_and_finish(&c);
+}
+
+Test(pg_conn, query_timeout_drops_the_connection) {
+    ctx_t c;
+    saga_pg_options_t opt = {.query_timeout_ms = 300, .reconnect_min_ms = 20};
+    open_ready(&c, &opt);
+    query(&c, "SELECT pg_sleep(20)", 0, NULL);
+    run_until(&c.answered, 1, 10000, "the timed-out query's answer");
+    cr_assert_eq(c.status[0], SAGA_EUNAVAILABLE);
+    cr_assert(strstr(c.last_event, "no answer to a query within 300 ms") != NULL, "%s",
+              c.last_event);
+    run_until(&c.ready, 2, 10000, "READY again");
+    close_and_finish(&c);
+}
+
+Test(pg_conn, close_answers_queued_queries) {
+    ctx_t c;
+    open_ready(&c, NULL);
+    query(&c, "SELECT pg_sleep(10)", 0, NULL);
+    query(&c, "SELECT 1", 0, NULL);
+    query(&c, "SELECT 2", 0, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    saga_pg_close(c.pg, on_closed, &c);
+    cr_assert_eq(c.answered, 3, "answered at close");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(c.status[i], SAGA_ECLOSING);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(c.closed);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+Test(pg_conn, unreachable_server_is_retried_until_closed) {
+    ctx_t c;
+    memset(&c, 0, sizeof(c));
+    saga_pg_options_t opt = {.reconnect_min_ms = 10, .reconnect_max_ms = 20};
+    c.pg = saga_pg_new(&loop, "host=/nonexistent-dir port=5432 dbname=x", &opt, on_event,
+                       NULL, &c);
+    cr_assert_eq(saga_pg_start(c.pg), 0);
+    run_until(&c.failed, 3, 10000, "failed attempts");
+    cr_assert(strstr(c.last_event, "/nonexistent-dir") != NULL, "%s", c.last_event);
+    cr_assert_eq(c.ready, 0);
+    close_and_finish(&c);
+}
+
+Test(pg_conn, conninfo_check) {
+    char err[256];
+    cr_assert_eq(saga_pg_conninfo_check("host=/tmp dbname=x", err, sizeof(err)), 0);
+    cr_assert_eq(saga_pg_conninfo_check("postgresql://u@h:5/db?sslmode=disable", err,
+                                        sizeof(err)), 0);
+    cr_assert_eq(saga_pg_conninfo_check("host=/tmp bogus=1", err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "bogus") != NULL, "%s", err);
+    cr_assert_eq(saga_pg_conninfo_check("postgresql://[::1/db", err, sizeof(err)),
+                 -EINVAL);
+    cr_assert_eq(saga_pg_conninfo_check("host='unterminated", err, sizeof(err)), -EINVAL);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+}
