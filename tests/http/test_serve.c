@@ -301,7 +301,7 @@ Test(serve, every_refusal_has_its_code) {
     memset(big, ' ', 2 * 1024 * 1024);
     big[2 * 1024 * 1024] = '\0';
     do_call("POST", "/v1/sagas", big, &r);
-    cr_assert_eq(r.status, 413);
+    expect(&r, 413, "body_too_large");
     resp_free(&r);
     free(big);
 
