@@ -63,6 +63,7 @@ struct saga_api_s {
     size_t nwaiters;
     size_t pending;        /* ops waiting on the store + waiters */
     saga_settled_t *settled; /* settlements pushed by Redis, or NULL */
+    uv_timer_t reread;     /* a read of waiting sagas failed: again soon */
     bool stopping;
     saga_http_route_t routes[13];
     saga_gauges_t gauges;  /* the last reading, for a second */
@@ -410,6 +411,7 @@ struct waiter_s {
 };
 
 static void group_read(wgroup_t *g, saga_api_t *api);
+static void reread_later(saga_api_t *api);
 
 static void group_maybe_free(saga_api_t *api, wgroup_t *g) {
     if (g->head != NULL || g->reading || g->answering)
@@ -455,6 +457,8 @@ static void waiter_answer(waiter_t *w) {
     char id[SAGA_ID_MAX + 1];
     snprintf(id, sizeof(id), "%s", w->g->id);
     waiter_end(w);
+    if (store_away(api, r)) /* answered 503 now: a read would wait for Redis */
+        return;
     op_t *op = op_new(api, r);
     if (op != NULL) {
         snprintf(op->id, sizeof(op->id), "%s", id);
@@ -487,9 +491,9 @@ static void on_group_state(int status, const char *why, const saga_operator_stat
         group_answer(api, g);
         return;
     }
-    /* not settled (or Redis could not say: the next subscription reads
-     * again, and the deadline answers in any case) */
-    if (g->reread) {
+    if (status != 0 && status != SAGA_ENOTFOUND)
+        reread_later(api); /* Redis could not say */
+    else if (g->reread) {
         g->reread = false;
         group_read(g, api);
     }
@@ -504,8 +508,40 @@ static void group_read(wgroup_t *g, saga_api_t *api) {
     if (saga_operator_state(api->store, g->id, on_group_state, g) == 0) {
         g->reading = true;
         api->pending++;
+    } else {
+        reread_later(api); /* Redis is away */
     }
-    /* else Redis is away: read again when the subscription is back */
+}
+
+/* Reads every waiting saga again (those with a read in flight once more
+ * after it). */
+static void reread_all(saga_api_t *api) {
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (saga_strmap_next(&api->groups, &pos, &k, &v))
+        group_read(v, api);
+}
+
+#define REREAD_MS 100u
+
+static void on_reread(uv_timer_t *t) {
+    saga_api_t *api = t->data;
+    if (!saga_store_redis_available(api->store)) {
+        uv_timer_start(&api->reread, on_reread, REREAD_MS, 0);
+        return;
+    }
+    reread_all(api);
+}
+
+/* A read of a waiting saga could not be made or answered (Redis away, or
+ * its connection not back yet while the subscription already is): read
+ * them all again once the store is connected, checked every REREAD_MS by
+ * one timer. Until then a settlement may have been missed; the deadline
+ * answers regardless. */
+static void reread_later(saga_api_t *api) {
+    if (!api->stopping && !uv_is_active((uv_handle_t *)&api->reread))
+        uv_timer_start(&api->reread, on_reread, REREAD_MS, 0);
 }
 
 /* A saga settled (id), or the subscription (re)started (NULL): what was
@@ -518,11 +554,7 @@ static void on_settled(const char *id, void *data) {
             group_answer(api, g);
         return;
     }
-    size_t pos = 0;
-    const char *k;
-    void *v;
-    while (saga_strmap_next(&api->groups, &pos, &k, &v))
-        group_read(v, api);
+    reread_all(api);
 }
 
 static void on_deadline(uv_timer_t *t) {
@@ -1259,6 +1291,8 @@ saga_api_t *saga_api_new(uv_loop_t *loop, const saga_api_options_t *opt) {
         free(api);
         return NULL;
     }
+    uv_timer_init(loop, &api->reread); /* cannot fail */
+    api->reread.data = api;
     if (rc != 0)
         saga_warn("http: this store pushes no settlements of sagas (%s): a long-poll "
                   "answers at the end of its wait", saga_strerror(rc));
@@ -1297,6 +1331,7 @@ size_t saga_api_pending(const saga_api_t *api) { return api->pending; }
 
 void saga_api_stop(saga_api_t *api) {
     api->stopping = true;
+    uv_timer_stop(&api->reread);
     /* Answering a group frees it (and moves others in the map): collect
      * them first. */
     size_t n = 0, pos = 0;
@@ -1328,14 +1363,16 @@ void saga_api_stop(saga_api_t *api) {
 
 bool saga_api_subscribed(const saga_api_t *api) { return saga_settled_live(api->settled); }
 
-static void on_settled_freed(void *data) {
-    saga_api_t *api = data;
+static void on_reread_closed(uv_handle_t *h) {
+    saga_api_t *api = h->data;
     void (*done)(void *) = api->done;
     void *dd = api->done_data;
     free(api);
     if (done != NULL)
         done(dd);
 }
+
+static void on_settled_freed(void *data);
 
 void saga_api_free(saga_api_t *api, void (*done)(void *), void *data) {
     if (api == NULL) {
@@ -1356,4 +1393,9 @@ void saga_api_free(saga_api_t *api, void (*done)(void *), void *data) {
     api->done = done;
     api->done_data = data;
     saga_settled_free(api->settled, on_settled_freed, api);
+}
+
+static void on_settled_freed(void *data) {
+    saga_api_t *api = data;
+    uv_close((uv_handle_t *)&api->reread, on_reread_closed);
 }
