@@ -493,7 +493,8 @@ Test(serve, long_poll_answers_when_the_saga_finishes) {
 }
 
 /* Long-polls on saga `id` from `n` child processes (wait `wait`): each
- * exits 0 when answered 200 with `state` and finished == `finished`. */
+ * exits 0 when answered 200 with `state` and finished == `finished`, or
+ * with `state` NULL, when answered 503 store_unavailable. */
 static void polls_start(const char *id, const char *wait, int n, const char *state,
                         bool finished, pid_t *kids) {
     char path[200];
@@ -504,9 +505,13 @@ static void polls_start(const char *id, const char *wait, int n, const char *sta
         if (kids[k] == 0) {
             resp_t kr;
             CURLcode rc = call("GET", path, NULL, NULL, NULL, &kr);
-            bool ok = rc == CURLE_OK && kr.status == 200 && kr.json != NULL &&
-                      strcmp(jstr(kr.json, "state"), state) == 0 &&
-                      json_is_true(json_object_get(kr.json, "finished")) == finished;
+            bool ok = rc == CURLE_OK && kr.json != NULL &&
+                      (state == NULL
+                           ? kr.status == 503 &&
+                                 strcmp(jstr(json_object_get(kr.json, "error"), "code"),
+                                        "store_unavailable") == 0
+                           : kr.status == 200 && strcmp(jstr(kr.json, "state"), state) == 0 &&
+                                 json_is_true(json_object_get(kr.json, "finished")) == finished);
             if (!ok)
                 fprintf(stderr, "long-poll %s: curl %d, %ld %s\n", path, (int)rc, kr.status,
                         kr.body ? kr.body : "");
@@ -775,4 +780,22 @@ Test(serve, sigterm_answers_open_long_polls) {
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
                   "long-poll %d got the current state at SIGTERM", k);
     }
+}
+
+/* SIGTERM with long-polls open while Redis is down: they are answered 503
+ * at once (their state cannot be read) and serve exits 0, rather than
+ * waiting for Redis forever. */
+Test(serve, sigterm_with_redis_down_answers_long_polls_and_exits) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"d-1\"}", &r);
+    resp_free(&r);
+    wait_state("d-1", "running");
+    pid_t kids[2];
+    polls_start("d-1", "60s", 2, NULL, false, kids);
+    polls_wait_open(2);
+    redis_server_kill(&R, SIGKILL);
+    cr_assert_eq(saga_proc_stop(&serve_pid), 0, "serve exits 0");
+    polls_reap(2, kids);
 }
