@@ -605,6 +605,7 @@ static void wait_for(saga_api_t *api, saga_http_req_t *r, const char *id, uint64
     api->nwaiters++;
     api->pending++;
     saga_http_req_on_gone(r, waiter_gone, w);
+    saga_http_req_park(r);
     group_read(g, api);
 }
 

@@ -485,6 +485,73 @@ const char *saga_http_req_query(saga_http_req_t *r, const char *name, bool *bad)
     return out;
 }
 
+/* ---- Parking: what a waiting request gives back ---- */
+
+/* h2o 2.2's HTTP/1 connection begins with these two members (lib/http1.c,
+ * struct st_h2o_http1_conn_t); checked below before it is relied on. */
+#if !(H2O_LIBRARY_VERSION_MAJOR == 0 && H2O_LIBRARY_VERSION_MINOR == 13)
+#error "saga_http_req_park() knows the HTTP/1 connection of h2o 2.2 (libh2o 0.13) only"
+#endif
+struct http1_conn_head {
+    h2o_conn_t super;
+    h2o_socket_t *sock;
+};
+
+#define PARK_MAX_REQUEST 2048u /* larger requests keep their buffer */
+
+/* Moves `v` from the old buffer [from, from + n) to `to`. */
+static void rebase(h2o_iovec_t *v, const char *from, size_t n, char *to) {
+    if (v->base != NULL && v->base >= from && v->base < from + n)
+        v->base = to + (v->base - from);
+}
+
+void saga_http_req_park(saga_http_req_t *r) {
+    h2o_req_t *req = r->req;
+    /* HTTP/1 only, and no body (which would point into the buffer too) */
+    if (req->version >= 0x200 || req->entity.base != NULL)
+        return;
+    h2o_socket_t *sock = ((struct http1_conn_head *)req->conn)->sock;
+    if (sock == NULL || sock->data != req->conn || sock->ssl != NULL)
+        return;
+    h2o_buffer_t *old = sock->input;
+    size_t n = old->size;
+    if (old->bytes == NULL || n == 0 || n > PARK_MAX_REQUEST ||
+        n == old->_prototype->_initial_buf.capacity)
+        return; /* (a buffer of the prototype's size would be recycled as one) */
+    h2o_buffer_t *nb = malloc(offsetof(h2o_buffer_t, _buf) + n);
+    if (nb == NULL)
+        return;
+    nb->capacity = n;
+    nb->size = n;
+    nb->bytes = nb->_buf;
+    nb->_prototype = old->_prototype;
+    nb->_fd = -1;
+    memcpy(nb->_buf, old->bytes, n);
+    /* what points into the request's bytes: the fields h2o itself copies
+     * out of the buffer when a body may move it (fixup_request() in
+     * lib/http1.c), and those derived from them */
+    const char *from = old->bytes;
+    rebase(&req->input.authority, from, n, nb->_buf);
+    rebase(&req->input.method, from, n, nb->_buf);
+    rebase(&req->input.path, from, n, nb->_buf);
+    rebase(&req->authority, from, n, nb->_buf);
+    rebase(&req->method, from, n, nb->_buf);
+    rebase(&req->path, from, n, nb->_buf);
+    rebase(&req->path_normalized, from, n, nb->_buf);
+    rebase(&req->upgrade, from, n, nb->_buf);
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (!h2o_iovec_is_token(h->name))
+            rebase(h->name, from, n, nb->_buf);
+        rebase(&h->value, from, n, nb->_buf);
+    }
+    /* the old buffer goes back to h2o's allocator; h2o consumes the new
+     * one when the answer is written (capacity != the prototype's: a plain
+     * free then) */
+    sock->input = nb;
+    h2o_buffer__do_free(old);
+}
+
 static void req_dispose(void *p) {
     saga_http_req_t *r = p;
     if (!r->responded && r->gone != NULL) {

@@ -92,11 +92,46 @@ static void h_slow(saga_http_req_t *r, void *data) {
     saga_http_req_on_gone(r, slow_gone, s);
 }
 
+/* A parked request (saga_http_req_park), answered by the next /v1/release
+ * with what it reads of itself then: its headers, path and query must have
+ * moved with it, though its old buffer went back to h2o and the release
+ * request's bytes were read into a buffer since. */
+static saga_http_req_t *parked;
+static int parked_count; /* loop thread writes, test thread reads */
+
+static void parked_gone(void *data) { parked = NULL; }
+
+static void h_park(saga_http_req_t *r, void *data) {
+    saga_http_req_on_gone(r, parked_gone, NULL);
+    saga_http_req_park(r);
+    parked = r;
+    __atomic_add_fetch(&parked_count, 1, __ATOMIC_SEQ_CST);
+}
+
+static void h_release(saga_http_req_t *r, void *data) {
+    if (parked != NULL) {
+        saga_http_req_t *p = parked;
+        parked = NULL;
+        saga_http_req_on_gone(p, NULL, NULL);
+        bool bad = false;
+        size_t plen;
+        const char *path = saga_http_req_path(p, &plen);
+        saga_http_respond_json(
+            p, 200,
+            json_pack("{s:s?, s:s?, s:s%, s:s?, s:s?}", "probe", saga_http_req_header(p, "x-probe"),
+                      "accept", saga_http_req_header(p, "accept"), "path", path, plen, "q",
+                      saga_http_req_query(p, "q", &bad), "id", saga_http_req_param(p, 0)));
+    }
+    saga_http_respond_text(r, 200, "text/plain", "released\n", 9);
+}
+
 static saga_http_route_t routes[] = {
     {"GET", "/ping", SAGA_HTTP_OPEN, h_ping, NULL},
     {"GET", "/v1/items/{id}", SAGA_HTTP_READ, h_item, NULL},
     {"POST", "/v1/items", SAGA_HTTP_WRITE, h_post, NULL},
     {"GET", "/v1/slow", SAGA_HTTP_READ, h_slow, NULL},
+    {"GET", "/v1/park/{id}", SAGA_HTTP_READ, h_park, NULL},
+    {"GET", "/v1/release", SAGA_HTTP_READ, h_release, NULL},
 };
 
 typedef struct srv_s {
@@ -133,7 +168,8 @@ static void *run(void *arg) {
     srv_t *s = arg;
     uv_loop_init(&s->loop);
     routes[3].data = &s->loop;
-    saga_http_server_new(&s->loop, &s->opt, routes, 4, &s->http, s->err, sizeof(s->err));
+    saga_http_server_new(&s->loop, &s->opt, routes, sizeof(routes) / sizeof(routes[0]), &s->http,
+                         s->err, sizeof(s->err));
     if (s->http != NULL)
         snprintf(s->address, sizeof(s->address), "%s", saga_http_server_address(s->http));
     uv_async_init(&s->loop, &s->stop, on_stop);
@@ -572,6 +608,50 @@ Test(http_server, slow_headers_do_not_starve_others, .timeout = 120) {
     }
     for (int i = 0; i < N; i++)
         close(fds[i]);
+    stop();
+    free(S.metrics);
+}
+
+static void *park_client(void *arg) {
+    resp_t *r = arg;
+    request("GET", "/v1/park/p-1?q=first%20value&x=1", "X-Probe: parked-probe-value", NULL, 10000,
+            r);
+    return NULL;
+}
+
+/* A parked request keeps its headers, path and query: they moved out of
+ * the connection's input buffer, which h2o reuses for the next request. */
+Test(http_server, a_parked_request_keeps_what_it_reads) {
+    start("127.0.0.1:0", false, 0);
+    parked_count = 0;
+    static resp_t pr;
+    pthread_t t;
+    pthread_create(&t, NULL, park_client, &pr);
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += 10;
+    while (__atomic_load_n(&parked_count, __ATOMIC_SEQ_CST) == 0) {
+        struct timespec now, nap = {0, 1000000};
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        cr_assert(now.tv_sec < deadline.tv_sec, "the request was never parked");
+        nanosleep(&nap, NULL);
+    }
+    resp_t r;
+    cr_assert_eq(request("GET", "/v1/release?q=other", "X-Probe: the-release-request-"
+                         "overwrites-whatever-buffer-it-reuses", NULL, 10000, &r), CURLE_OK);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    pthread_join(t, NULL);
+    cr_assert_eq(pr.status, 200, "%s", pr.body);
+    json_error_t e;
+    json_t *j = json_loads(pr.body, 0, &e);
+    cr_assert_not_null(j, "%s", pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "probe")), "parked-probe-value", "%s",
+                     pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "q")), "first value", "%s", pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "path")), "/v1/park/p-1", "%s", pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "id")), "p-1", "%s", pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "accept")), "*/*", "%s", pr.body);
+    json_decref(j);
     stop();
     free(S.metrics);
 }
