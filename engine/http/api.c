@@ -491,9 +491,9 @@ static void on_group_state(int status, const char *why, const saga_operator_stat
         group_answer(api, g);
         return;
     }
-    if (status != 0 && status != SAGA_ENOTFOUND)
-        reread_later(api); /* Redis could not say */
-    else if (g->reread) {
+    if (status == SAGA_EUNAVAILABLE)
+        reread_later(api); /* the connection went: ask again once it is back */
+    else if (g->reread) { /* (another failure: the deadline answers with it) */
         g->reread = false;
         group_read(g, api);
     }
@@ -1294,7 +1294,7 @@ saga_api_t *saga_api_new(uv_loop_t *loop, const saga_api_options_t *opt) {
     }
     uv_timer_init(loop, &api->reread); /* cannot fail */
     api->reread.data = api;
-    if (rc != 0)
+    if (rc != 0 && opt->store != NULL)
         saga_warn("http: this store pushes no settlements of sagas (%s): a long-poll "
                   "answers at the end of its wait", saga_strerror(rc));
     api->loop = loop;

@@ -59,7 +59,7 @@ static void on_message(saga_redis_sub_t *s, const char *msg, size_t len, void *d
 int saga_settled_new(uv_loop_t *loop, saga_store_t *store, saga_settled_cb cb, void *data,
                      saga_settled_t **out) {
     *out = NULL;
-    saga_redis_t *conn = saga_store_redis_conn(store);
+    saga_redis_t *conn = store != NULL ? saga_store_redis_conn(store) : NULL;
     if (conn == NULL || saga_store_redis_split_index(store))
         return -ENOTSUP;
     saga_settled_t *w = calloc(1, sizeof(*w));

@@ -31,7 +31,7 @@ typedef void (*saga_settled_cb)(const char *id, void *data);
 /* Subscribes to the settlements of the sagas of `store` (a Redis store,
  * borrowed: it must outlive the subscription) on a connection of its own,
  * with the store's URL and options; `cb` runs from the loop. *out gets the
- * subscription. Returns 0, -ENOTSUP for a store that is not a Redis store
+ * subscription. Returns 0, -ENOTSUP for no store or one that is not a Redis store
  * (or one that keeps its index split, as on Redis Cluster, where each saga
  * publishes on a channel of its own shard: see docs/redis-layout.md), or
  * -ENOMEM; on error *out is NULL and `cb` never runs. */
