@@ -111,8 +111,9 @@ int saga_redis_command(saga_redis_t *r, saga_redis_reply_cb cb, void *data,
  * again after the next READY). `data` must stay valid until then. From
  * this call on the connection is a subscriber's: send it no other command
  * (Redis answers only (UN)SUBSCRIBE and PING there). Subscribe to a
- * channel once per connection. A refusal (an ACL without that channel)
- * reaches no callback in hiredis 0.14: no confirmation ever comes. Returns
+ * channel once per connection. A refusal (NOPERM: an ACL user without the
+ * channel) makes hiredis 0.14 drop the connection: LOST, with Redis's
+ * error in `errstr`, and `cb` gets its NULL reply. Returns
  * 0, or -ENOTCONN when not ready / -ENOMEM, and then `cb` never runs. */
 int saga_redis_subscribe(saga_redis_t *r, const char *channel,
                          saga_redis_reply_cb cb, void *data);

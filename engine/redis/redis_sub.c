@@ -68,6 +68,10 @@ static void on_conn_event(saga_redis_t *conn, saga_redis_event_t ev, const char 
         if (s->live) {
             s->live = false;
             s->on_event(s, SAGA_REDIS_SUB_LOST, errstr, s->data);
+        } else {
+            /* lost before the confirmation: the attempt to subscribe failed
+             * (the reason, e.g. Redis's NOPERM, is in errstr) */
+            s->on_event(s, SAGA_REDIS_SUB_CONNECT_FAILED, errstr, s->data);
         }
         break;
     case SAGA_REDIS_CONNECT_FAILED:

@@ -27,7 +27,9 @@ typedef enum saga_redis_sub_event_e {
     SAGA_REDIS_SUB_LOST = 1,       /* the subscription ended with its
                                       connection; reconnecting */
     SAGA_REDIS_SUB_CONNECT_FAILED = 2 /* an attempt failed (`errstr`); the
-                                      next one follows with backoff */
+                                      next one follows with backoff. Also a
+                                      SUBSCRIBE refused (NOPERM: hiredis
+                                      drops the connection; it is retried) */
 } saga_redis_sub_event_t;
 
 typedef void (*saga_redis_sub_event_cb)(saga_redis_sub_t *s, saga_redis_sub_event_t ev,

@@ -135,3 +135,58 @@ Test(redis_sub, messages_in_order_and_subscribed_again_after_a_restart, .timeout
     cr_assert_eq(T.closed, 1);
     cr_assert_eq(T.pub_closed, 1);
 }
+
+/* ---- a SUBSCRIBE the ACL refuses ---- */
+
+static int acl_failed, acl_subscribed, acl_closed;
+static char acl_err[512];
+static saga_redis_sub_t *acl_sub;
+
+static void acl_closed_cb(void *d) { (void)d; acl_closed++; }
+
+static void acl_event(saga_redis_sub_t *s, saga_redis_sub_event_t ev, const char *err, void *d) {
+    (void)d;
+    if (ev == SAGA_REDIS_SUB_SUBSCRIBED)
+        acl_subscribed++;
+    if (ev == SAGA_REDIS_SUB_CONNECT_FAILED && strstr(err, "NOPERM") != NULL) {
+        acl_failed++;
+        snprintf(acl_err, sizeof(acl_err), "%s", err);
+        saga_redis_sub_close(s, acl_closed_cb, NULL);
+    }
+}
+
+static void acl_message(saga_redis_sub_t *s, const char *msg, size_t len, void *d) {
+    (void)s, (void)msg, (void)len, (void)d;
+}
+
+/* A refused SUBSCRIBE (hiredis 0.14 drops the connection on it) is
+ * reported with Redis's reason, not retried in silence. */
+Test(redis_sub, a_subscribe_the_acl_refuses_is_reported, .timeout = 60) {
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_t loop;
+    redis_server_t srv;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cr_assert_eq(redis_server_start(&srv, NULL), 0);
+    redisContext *c = redis_server_connect(&srv);
+    cr_assert_not_null(c);
+    redisReply *r = redisCommand(c, "ACL SETUSER nosub on >pw ~* +@all resetchannels");
+    cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS, "ACL SETUSER failed");
+    freeReplyObject(r);
+    redisFree(c);
+    char url[600];
+    snprintf(url, sizeof(url), "unix://nosub:pw@%s", srv.socket);
+    saga_redis_url_t u;
+    char err[256];
+    cr_assert_eq(saga_redis_url_parse(url, &u, err, sizeof(err)), 0, "%s", err);
+    saga_redis_options_t o = {.connect_timeout_ms = 300};
+    acl_sub = saga_redis_sub_new(&loop, &u, &o, "ch", acl_event, acl_message, NULL);
+    saga_redis_url_close(&u);
+    cr_assert_not_null(acl_sub);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0, "a handle was left open");
+    redis_server_stop(&srv);
+    cr_assert_eq(acl_failed, 1, "the refusal was not reported");
+    cr_assert_eq(acl_subscribed, 0);
+    cr_assert_eq(acl_closed, 1);
+    cr_assert(strstr(acl_err, "no permissions") != NULL, "%s", acl_err);
+}
