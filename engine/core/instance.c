@@ -907,6 +907,10 @@ static void flush(saga_inst_t *inst) {
         return;
     }
     uint64_t seq = inst->seq + 1;
+    /* The state written now settles the saga (build_fields clears
+     * state_dirty): once per transition, however often it is resent. */
+    bool settles = inst->state_dirty && (saga_state_terminal(inst->state) ||
+                                         inst->state == SAGA_STATE_STUCK);
     int rc = build_fields(inst, b, seq);
     if (rc == 0)
         rc = wb_finish(b);
@@ -920,7 +924,8 @@ static void flush(saga_inst_t *inst) {
     b->w.fence = inst->fence;
     b->w.worker = e->worker;
     b->w.flags = (inst->created ? 0 : SAGA_WRITE_CREATE) |
-                 (saga_state_terminal(inst->state) ? SAGA_WRITE_TERMINAL : 0);
+                 (saga_state_terminal(inst->state) ? SAGA_WRITE_TERMINAL : 0) |
+                 (settles ? SAGA_WRITE_SETTLED : 0);
     /* The definition's retention of this outcome (0: the store's). */
     b->w.retention_ms = inst->state == SAGA_STATE_COMPLETED
                             ? def_of(inst)->retention_completed_ms

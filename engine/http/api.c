@@ -8,13 +8,15 @@
  * name's current hash is remembered for a second (NAME_TTL_MS), so that a
  * submit costs one Redis call in the steady state.
  *
- * Long-polls (GET /v1/sagas/{id}?wait=...) wait in one list checked by one
- * timer: each waiting saga's state is read (saga_state, one cheap call per
- * saga, shared by its waiters due in the same tick) at growing intervals,
- * 100 ms doubling up to 1 s, and the request
- * is answered as soon as the saga is completed, compensated or stuck, or
- * when its wait ends. The cost is a timer entry and one read per second at
- * most per waiting saga; no thread, no per-request timer.
+ * Long-polls (GET /v1/sagas/{id}?wait=...) cost a timer (their deadline)
+ * and an entry in the group of their saga; nothing polls. Redis pushes the
+ * id of each saga that settles (completed, compensated or stuck:
+ * store/settled.h), and the group of that id is answered. A waiter is
+ * registered before its saga's state is first read, so a settlement between
+ * the read and the registration cannot be missed; after each (re)start of
+ * the subscription every waiting saga is read once more, since what was
+ * published while it was down is lost. A deadline answers with the state
+ * as it is then.
  */
 #include "http/api.h"
 
@@ -31,15 +33,13 @@
 #include "saga/state.h"
 #include "store/gauges.h"
 #include "store/operator.h"
+#include "store/settled.h"
 #include "store/store_redis.h"
 #include "util/log.h"
 #include "util/strmap.h"
 
 #define NAME_TTL_MS 1000u
 #define WAIT_MAX_MS 60000u
-#define POLL_FIRST_MS 100u
-#define POLL_MAX_MS 1000u
-#define TICK_MS 50u
 #define LIST_DEFAULT 50u
 #define LIST_MAX 1000u
 
@@ -49,6 +49,7 @@ typedef struct name_entry_s {
 } name_entry_t;
 
 typedef struct waiter_s waiter_t;
+typedef struct wgroup_s wgroup_t;
 
 struct saga_api_s {
     uv_loop_t *loop;
@@ -58,11 +59,11 @@ struct saga_api_s {
     saga_http_server_t *server;
     saga_strmap_t defs;    /* hash -> saga_def_t */
     saga_strmap_t names;   /* name -> name_entry_t (keys owned) */
-    waiter_t *waiters;     /* doubly linked */
+    saga_strmap_t groups;  /* saga id -> wgroup_t: the long-polls */
     size_t nwaiters;
     size_t pending;        /* ops waiting on the store + waiters */
-    uv_timer_t tick;
-    bool tick_running;
+    saga_settled_t *settled; /* settlements pushed by Redis, or NULL */
+    uv_timer_t reread;     /* a read of waiting sagas failed: again soon */
     bool stopping;
     saga_http_route_t routes[14];
     saga_gauges_t gauges;  /* the last reading, for a second */
@@ -389,165 +390,176 @@ static void answer_status(op_t *op, int http) {
 /* Long-polls                                                              */
 /* ---------------------------------------------------------------------- */
 
-struct waiter_s {
-    waiter_t *prev, *next;
+/* The waiters of one saga. Freed once it has none and no read in flight. */
+struct wgroup_s {
+    char id[SAGA_ID_MAX + 1];   /* the key in api->groups */
     saga_api_t *api;
-    saga_http_req_t *r;      /* NULL once gone */
-    char id[SAGA_ID_MAX + 1];
-    uint64_t deadline_ms;
-    uint64_t next_ms;        /* next check */
-    uint64_t interval_ms;
-    bool checking;           /* a state read is in flight */
-    bool done;               /* answered or gone: unlink when not checking */
+    waiter_t *head;             /* its waiters, doubly linked */
+    bool reading;               /* a state read for them is in flight */
+    bool reread;                /* read again when it answers: a waiter
+                                   joined, or the subscription restarted,
+                                   after it was sent */
+    bool answering;             /* group_answer() is at work on it */
 };
 
-static void tick_arm(saga_api_t *api);
+struct waiter_s {
+    waiter_t *prev, *next;      /* in its group */
+    wgroup_t *g;                /* NULL once answered or gone */
+    saga_api_t *api;
+    saga_http_req_t *r;         /* NULL once answered or gone */
+    uv_timer_t deadline;        /* freed in its close callback */
+};
 
-static void waiter_unlink(waiter_t *w) {
+static void group_read(wgroup_t *g, saga_api_t *api);
+static void reread_later(saga_api_t *api);
+
+static void group_maybe_free(saga_api_t *api, wgroup_t *g) {
+    if (g->head != NULL || g->reading || g->answering)
+        return;
+    saga_strmap_del(&api->groups, g->id);
+    free(g);
+}
+
+static void on_deadline_closed(uv_handle_t *h) {
+    waiter_t *w = h->data;
+    w->api->pending--;
+    free(w);
+}
+
+/* Takes `w` out of its group and closes its timer (which frees it). */
+static void waiter_end(waiter_t *w) {
     saga_api_t *api = w->api;
+    wgroup_t *g = w->g;
     if (w->prev != NULL)
         w->prev->next = w->next;
     else
-        api->waiters = w->next;
+        g->head = w->next;
     if (w->next != NULL)
         w->next->prev = w->prev;
+    w->g = NULL;
     api->nwaiters--;
-    api->pending--;
-    free(w);
+    uv_close((uv_handle_t *)&w->deadline, on_deadline_closed);
+    group_maybe_free(api, g);
 }
 
 static void waiter_gone(void *data) {
     waiter_t *w = data;
     w->r = NULL;
-    w->done = true;
-    if (!w->checking)
-        waiter_unlink(w);
+    waiter_end(w);
 }
 
 /* Answers a waiter with the saga's status document now. */
 static void waiter_answer(waiter_t *w) {
-    w->done = true;
-    if (w->r != NULL) {
-        saga_http_req_t *r = w->r;
-        w->r = NULL;
-        saga_http_req_on_gone(r, NULL, NULL);
-        op_t *op = op_new(w->api, r);
-        if (op != NULL) {
-            snprintf(op->id, sizeof(op->id), "%s", w->id);
-            answer_status(op, 200);
-        }
+    saga_http_req_t *r = w->r;
+    saga_api_t *api = w->api;
+    w->r = NULL;
+    saga_http_req_on_gone(r, NULL, NULL);
+    char id[SAGA_ID_MAX + 1];
+    snprintf(id, sizeof(id), "%s", w->g->id);
+    waiter_end(w);
+    if (store_away(api, r)) /* answered 503 now: a read would wait for Redis */
+        return;
+    op_t *op = op_new(api, r);
+    if (op != NULL) {
+        snprintf(op->id, sizeof(op->id), "%s", id);
+        answer_status(op, 200);
     }
-    if (!w->checking)
-        waiter_unlink(w);
 }
 
-static void on_waiter_state(int status, const char *why, const saga_operator_state_t *st,
-                            void *data) {
-    waiter_t *w = data;
-    w->checking = false;
-    if (w->done) {
-        waiter_unlink(w);
+/* Answers every waiter of a group (which may be freed). */
+static void group_answer(saga_api_t *api, wgroup_t *g) {
+    g->answering = true; /* keeps g while its waiters go */
+    while (g->head != NULL)
+        waiter_answer(g->head);
+    g->answering = false;
+    group_maybe_free(api, g);
+}
+
+static void on_group_state(int status, const char *why, const saga_operator_state_t *st,
+                           void *data) {
+    wgroup_t *g = data;
+    saga_api_t *api = g->api;
+    g->reading = false;
+    api->pending--;
+    if (g->head == NULL) { /* every waiter went meanwhile */
+        group_maybe_free(api, g);
         return;
     }
     bool settled = status == 0 && st->created &&
                    (saga_state_terminal(st->state) || st->state == SAGA_STATE_STUCK);
-    /* a failed read is tried again at the next interval */
-    if (settled || w->api->stopping || now_ms(w->api) >= w->deadline_ms) {
-        waiter_answer(w);
+    if (settled) {
+        group_answer(api, g);
         return;
     }
-    w->interval_ms = w->interval_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : w->interval_ms * 2;
-    w->next_ms = now_ms(w->api) + w->interval_ms;
-    if (w->next_ms > w->deadline_ms)
-        w->next_ms = w->deadline_ms;
-    tick_arm(w->api);
+    if (status == SAGA_EUNAVAILABLE)
+        reread_later(api); /* the connection went: ask again once it is back */
+    else if (g->reread) { /* (another failure: the deadline answers with it) */
+        g->reread = false;
+        group_read(g, api);
+    }
 }
 
-/* One state read shared by the waiters of one saga that are due in the
- * same tick. */
-typedef struct probe_s {
-    waiter_t **w;
-    size_t n, cap;
-} probe_t;
-
-static void on_probe_state(int status, const char *why, const saga_operator_state_t *st,
-                           void *data) {
-    probe_t *p = data;
-    for (size_t i = 0; i < p->n; i++)
-        on_waiter_state(status, why, st, p->w[i]);
-    free(p->w);
-    free(p);
+/* Reads the saga's state for its waiters: settled already, or not yet. */
+static void group_read(wgroup_t *g, saga_api_t *api) {
+    if (g->reading) {
+        g->reread = true;
+        return;
+    }
+    if (saga_operator_state(api->store, g->id, on_group_state, g) == 0) {
+        g->reading = true;
+        api->pending++;
+    } else {
+        reread_later(api); /* Redis is away */
+    }
 }
 
-static int probe_add(saga_strmap_t *probes, waiter_t *w) {
-    probe_t *p = saga_strmap_get(probes, w->id);
-    if (p == NULL) {
-        if ((p = calloc(1, sizeof(*p))) == NULL)
-            return -ENOMEM;
-        if (saga_strmap_put(probes, w->id, p, NULL) != 0) {
-            free(p);
-            return -ENOMEM;
-        }
-    }
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 4;
-        waiter_t **nw = realloc(p->w, cap * sizeof(*nw));
-        if (nw == NULL)
-            return -ENOMEM;
-        p->w = nw;
-        p->cap = cap;
-    }
-    p->w[p->n++] = w;
-    return 0;
-}
-
-static void on_tick(uv_timer_t *t) {
-    saga_api_t *api = t->data;
-    api->tick_running = false;
-    uint64_t now = now_ms(api);
-    /* id -> the due waiters of that saga; keys are the waiters' ids, which
-     * live at least until their probe answers */
-    saga_strmap_t probes;
-    saga_strmap_init(&probes);
-    waiter_t *next;
-    for (waiter_t *w = api->waiters; w != NULL; w = next) {
-        next = w->next;
-        if (w->checking || w->done || w->next_ms > now)
-            continue;
-        if (now >= w->deadline_ms && !api->stopping) {
-            /* the wait is over: answer with the state as it is */
-            waiter_answer(w);
-            continue;
-        }
-        if (probe_add(&probes, w) != 0) {
-            w->next_ms = now + w->interval_ms; /* out of memory: try later */
-            continue;
-        }
-        w->checking = true;
-    }
+/* Reads every waiting saga again (those with a read in flight once more
+ * after it). */
+static void reread_all(saga_api_t *api) {
     size_t pos = 0;
-    const char *id;
+    const char *k;
     void *v;
-    while (saga_strmap_next(&probes, &pos, &id, &v)) {
-        probe_t *p = v;
-        if (saga_operator_state(api->store, id, on_probe_state, p) != 0) {
-            for (size_t i = 0; i < p->n; i++) {
-                p->w[i]->checking = false;
-                p->w[i]->next_ms = now + p->w[i]->interval_ms; /* Redis away: try later */
-            }
-            free(p->w);
-            free(p);
-        }
-    }
-    saga_strmap_close(&probes);
-    tick_arm(api);
+    while (saga_strmap_next(&api->groups, &pos, &k, &v))
+        group_read(v, api);
 }
 
-static void tick_arm(saga_api_t *api) {
-    if (api->tick_running || api->nwaiters == 0)
+#define REREAD_MS 100u
+
+static void on_reread(uv_timer_t *t) {
+    saga_api_t *api = t->data;
+    if (!saga_store_redis_available(api->store)) {
+        uv_timer_start(&api->reread, on_reread, REREAD_MS, 0);
         return;
-    api->tick_running = true;
-    uv_timer_start(&api->tick, on_tick, TICK_MS, 0);
+    }
+    reread_all(api);
+}
+
+/* A read of a waiting saga could not be made or answered (Redis away, or
+ * its connection not back yet while the subscription already is): read
+ * them all again once the store is connected, checked every REREAD_MS by
+ * one timer. Until then a settlement may have been missed; the deadline
+ * answers regardless. */
+static void reread_later(saga_api_t *api) {
+    if (!api->stopping && !uv_is_active((uv_handle_t *)&api->reread))
+        uv_timer_start(&api->reread, on_reread, REREAD_MS, 0);
+}
+
+/* A saga settled (id), or the subscription (re)started (NULL): what was
+ * published before it is lost, so every waiting saga is read again. */
+static void on_settled(const char *id, void *data) {
+    saga_api_t *api = data;
+    if (id != NULL) {
+        wgroup_t *g = saga_strmap_get(&api->groups, id);
+        if (g != NULL && g->head != NULL)
+            group_answer(api, g);
+        return;
+    }
+    reread_all(api);
+}
+
+static void on_deadline(uv_timer_t *t) {
+    /* the wait is over: answer with the state as it is */
+    waiter_answer(t->data);
 }
 
 /* A wait as definitions write durations ("500ms", "2s", "1m"), at most
@@ -560,26 +572,41 @@ static int parse_wait(const char *s, uint64_t *out) {
     return 0;
 }
 
+/* Parks the request until the saga settles or the wait ends. The waiter is
+ * registered before the first read of the state, so a settlement published
+ * after that read is not missed. */
 static void wait_for(saga_api_t *api, saga_http_req_t *r, const char *id, uint64_t wait_ms) {
+    wgroup_t *g = saga_strmap_get(&api->groups, id);
+    bool fresh = g == NULL;
     waiter_t *w = calloc(1, sizeof(*w));
-    if (w == NULL) {
+    if (fresh && w != NULL && (g = calloc(1, sizeof(*g))) != NULL) {
+        snprintf(g->id, sizeof(g->id), "%s", id);
+        g->api = api;
+        if (saga_strmap_put(&api->groups, g->id, g, NULL) != 0) {
+            free(g);
+            g = NULL;
+        }
+    }
+    if (w == NULL || g == NULL) {
+        free(w);
         saga_http_respond_error(r, 500, "internal", "out of memory");
         return;
     }
+    uv_timer_init(api->loop, &w->deadline); /* cannot fail */
+    w->deadline.data = w;
+    uv_timer_start(&w->deadline, on_deadline, wait_ms, 0);
     w->api = api;
     w->r = r;
-    snprintf(w->id, sizeof(w->id), "%s", id);
-    w->deadline_ms = now_ms(api) + wait_ms;
-    w->interval_ms = POLL_FIRST_MS;
-    w->next_ms = now_ms(api); /* the first check at the next tick */
-    w->next = api->waiters;
-    if (api->waiters != NULL)
-        api->waiters->prev = w;
-    api->waiters = w;
+    w->g = g;
+    w->next = g->head;
+    if (g->head != NULL)
+        g->head->prev = w;
+    g->head = w;
     api->nwaiters++;
     api->pending++;
     saga_http_req_on_gone(r, waiter_gone, w);
-    tick_arm(api);
+    saga_http_req_park(r);
+    group_read(g, api);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -640,10 +667,14 @@ static void metrics_answer(saga_api_t *api, saga_http_req_t *r, const saga_gauge
             "# HELP saga_http_long_polls Requests waiting for a saga to settle.\n"
             "# TYPE saga_http_long_polls gauge\n"
             "saga_http_long_polls %zu\n"
+            "# HELP saga_http_settled_subscribed Whether Redis pushes settlements of sagas "
+            "to this server now (else long-polls answer at their deadline).\n"
+            "# TYPE saga_http_settled_subscribed gauge\n"
+            "saga_http_settled_subscribed %d\n"
             "# HELP saga_store_up Whether Redis answered this scrape's reading.\n"
             "# TYPE saga_store_up gauge\n"
             "saga_store_up %d\n",
-            api->nwaiters, g != NULL);
+            api->nwaiters, saga_settled_live(api->settled), g != NULL);
     if (g != NULL) {
         fprintf(f,
                 "# HELP saga_sagas Unfinished sagas by state, read from their records.\n"
@@ -1294,17 +1325,27 @@ saga_api_t *saga_api_new(uv_loop_t *loop, const saga_api_options_t *opt) {
     if (api == NULL)
         return NULL;
     api->who = strdup(opt->who != NULL ? opt->who : "http");
-    if (api->who == NULL || uv_timer_init(loop, &api->tick) != 0) {
+    if (api->who == NULL) {
+        free(api);
+        return NULL;
+    }
+    int rc = saga_settled_new(loop, opt->store, on_settled, api, &api->settled);
+    if (rc == -ENOMEM) {
         free(api->who);
         free(api);
         return NULL;
     }
-    api->tick.data = api;
+    uv_timer_init(loop, &api->reread); /* cannot fail */
+    api->reread.data = api;
+    if (rc != 0 && opt->store != NULL)
+        saga_warn("http: this store pushes no settlements of sagas (%s): a long-poll "
+                  "answers at the end of its wait", saga_strerror(rc));
     api->loop = loop;
     api->store = opt->store;
     api->retention_ms = opt->retention_ms;
     saga_strmap_init(&api->defs);
     saga_strmap_init(&api->names);
+    saga_strmap_init(&api->groups);
     const saga_http_route_t routes[] = {
         {"GET", "/healthz", SAGA_HTTP_OPEN, h_healthz, api},
         {"GET", "/readyz", SAGA_HTTP_OPEN, h_readyz, api},
@@ -1335,22 +1376,48 @@ size_t saga_api_pending(const saga_api_t *api) { return api->pending; }
 
 void saga_api_stop(saga_api_t *api) {
     api->stopping = true;
-    waiter_t *next;
-    for (waiter_t *w = api->waiters; w != NULL; w = next) {
-        next = w->next;
-        if (!w->done)
-            waiter_answer(w);
+    uv_timer_stop(&api->reread);
+    /* Answering a group frees it (and moves others in the map): collect
+     * them first. */
+    size_t n = 0, pos = 0;
+    const char *k;
+    void *v;
+    wgroup_t **gs = api->groups.count > 0 ? calloc(api->groups.count, sizeof(*gs)) : NULL;
+    if (api->groups.count > 0 && gs == NULL) {
+        /* out of memory: one at a time, starting over after each */
+        for (bool more = true; more;) {
+            more = false;
+            pos = 0;
+            while (saga_strmap_next(&api->groups, &pos, &k, &v)) {
+                if (((wgroup_t *)v)->head != NULL) {
+                    group_answer(api, v);
+                    more = true;
+                    break;
+                }
+            }
+        }
+        return;
     }
+    while (saga_strmap_next(&api->groups, &pos, &k, &v))
+        gs[n++] = v;
+    for (size_t i = 0; i < n; i++)
+        if (gs[i]->head != NULL)
+            group_answer(api, gs[i]);
+    free(gs);
 }
 
-static void on_tick_closed(uv_handle_t *h) {
+bool saga_api_subscribed(const saga_api_t *api) { return saga_settled_live(api->settled); }
+
+static void on_reread_closed(uv_handle_t *h) {
     saga_api_t *api = h->data;
     void (*done)(void *) = api->done;
-    void *data = api->done_data;
+    void *dd = api->done_data;
     free(api);
     if (done != NULL)
-        done(data);
+        done(dd);
 }
+
+static void on_settled_freed(void *data);
 
 void saga_api_free(saga_api_t *api, void (*done)(void *), void *data) {
     if (api == NULL) {
@@ -1366,8 +1433,14 @@ void saga_api_free(saga_api_t *api, void (*done)(void *), void *data) {
     saga_strmap_close(&api->defs);
     names_clear(api);
     saga_strmap_close(&api->names);
+    saga_strmap_close(&api->groups); /* empty: nothing is pending */
     free(api->who);
     api->done = done;
     api->done_data = data;
-    uv_close((uv_handle_t *)&api->tick, on_tick_closed);
+    saga_settled_free(api->settled, on_settled_freed, api);
+}
+
+static void on_settled_freed(void *data) {
+    saga_api_t *api = data;
+    uv_close((uv_handle_t *)&api->reread, on_reread_closed);
 }

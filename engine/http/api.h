@@ -8,6 +8,7 @@
 #ifndef SAGA_HTTP_API_H
 #define SAGA_HTTP_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +44,10 @@ void saga_api_set_server(saga_api_t *api, saga_http_server_t *server);
  * requests are still answered (the server decides when to stop taking
  * them). Requests in flight in the store finish on their own. */
 void saga_api_stop(saga_api_t *api);
+
+/* True while Redis pushes settlements of sagas to the API (its
+ * subscription is live): long-polls are answered as sagas settle. */
+bool saga_api_subscribed(const saga_api_t *api);
 
 /* Requests the API is waiting on (store calls and long-polls). */
 size_t saga_api_pending(const saga_api_t *api);

@@ -350,6 +350,100 @@ void saga_http_respond_error(saga_http_req_t *r, int status, const char *code,
 }
 
 /* ---------------------------------------------------------------------- */
+/* h2o's own errors as JSON                                                */
+/* ---------------------------------------------------------------------- */
+
+/* h2o answers a few requests itself, before our handler runs: a body over
+ * max_request_entity_size (413: by its Content-Length as soon as the
+ * headers are read, or while a chunked body is decoded, before more than
+ * the limit and one read are buffered), a malformed body framing (400) and
+ * an unknown Expect (417). It binds such a request to the host's fallback
+ * path and answers text/plain through the output filters of that path; the
+ * filter below, registered there, turns the answer into our JSON error.
+ * (A request line or headers that cannot be parsed at all get a raw 400
+ * written straight to the socket, which no filter sees.) */
+typedef struct error_filter_s {
+    h2o_filter_t super;
+    saga_http_server_t *srv;
+} error_filter_t;
+
+typedef struct error_ostream_s {
+    h2o_ostream_t super;
+    saga_http_server_t *srv;
+    bool sent;
+} error_ostream_t;
+
+static const char *h2o_error_code(int status) {
+    switch (status) {
+    case 413: return "body_too_large";
+    case 417: return "expectation_failed";
+    case 400: return "bad_request";
+    default: return "http_error";
+    }
+}
+
+static void error_ostream_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs,
+                               size_t bufcnt, h2o_send_state_t state) {
+    error_ostream_t *o = (error_ostream_t *)self;
+    if (bufcnt == 0 || o->sent) { /* HEAD, or what follows our body */
+        h2o_ostream_send_next(self, req, NULL, 0, state);
+        return;
+    }
+    o->sent = true;
+    char msg[300];
+    if (req->res.status == 413) {
+        snprintf(msg, sizeof(msg), "the request body is over the server's limit of %zu bytes "
+                 "(saga serve --max-body)", o->srv->config.max_request_entity_size);
+    } else {
+        /* h2o's own words ("broken chunked-encoding"), at most 200 bytes */
+        size_t k = 0;
+        char text[201];
+        for (size_t i = 0; i < bufcnt && k < sizeof(text) - 1; i++) {
+            size_t c = bufs[i].len < sizeof(text) - 1 - k ? bufs[i].len : sizeof(text) - 1 - k;
+            memcpy(text + k, bufs[i].base, c);
+            k += c;
+        }
+        text[k] = '\0';
+        snprintf(msg, sizeof(msg), "the request cannot be read: %s", text);
+    }
+    json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", h2o_error_code(req->res.status),
+                          "message", msg);
+    char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    h2o_iovec_t body = h2o_iovec_init(H2O_STRLIT("{\"error\":{\"code\":\"internal\","
+                                                 "\"message\":\"out of memory\"}}\n"));
+    if (text != NULL) {
+        size_t len = strlen(text);
+        body.base = h2o_mem_alloc_pool(&req->pool, len + 1);
+        memcpy(body.base, text, len);
+        body.base[len] = '\n';
+        body.len = len + 1;
+        free(text);
+    }
+    /* the headers are written by the last stream, after this */
+    req->res.content_length = body.len;
+    h2o_ostream_send_next(self, req, &body, 1, state);
+}
+
+static void error_filter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot) {
+    error_filter_t *f = (error_filter_t *)self;
+    ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (req->res.status >= 400 && ct >= 0 &&
+        h2o_memis(req->res.headers.entries[ct].value.base,
+                  req->res.headers.entries[ct].value.len < 10 ? req->res.headers.entries[ct].value.len
+                                                             : 10,
+                  H2O_STRLIT("text/plain"))) {
+        req->res.headers.entries[ct].value = h2o_iovec_init(H2O_STRLIT("application/json"));
+        error_ostream_t *o = (error_ostream_t *)h2o_add_ostream(req, sizeof(*o), slot);
+        o->super.do_send = error_ostream_send;
+        o->srv = f->srv;
+        o->sent = false;
+        slot = &o->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+/* ---------------------------------------------------------------------- */
 /* Requests                                                                */
 /* ---------------------------------------------------------------------- */
 
@@ -393,6 +487,73 @@ const char *saga_http_req_query(saga_http_req_t *r, const char *name, bool *bad)
         return NULL;
     }
     return out;
+}
+
+/* ---- Parking: what a waiting request gives back ---- */
+
+/* h2o 2.2's HTTP/1 connection begins with these two members (lib/http1.c,
+ * struct st_h2o_http1_conn_t); checked below before it is relied on. */
+#if !(H2O_LIBRARY_VERSION_MAJOR == 0 && H2O_LIBRARY_VERSION_MINOR == 13)
+#error "saga_http_req_park() knows the HTTP/1 connection of h2o 2.2 (libh2o 0.13) only"
+#endif
+struct http1_conn_head {
+    h2o_conn_t super;
+    h2o_socket_t *sock;
+};
+
+#define PARK_MAX_REQUEST 2048u /* larger requests keep their buffer */
+
+/* Moves `v` from the old buffer [from, from + n) to `to`. */
+static void rebase(h2o_iovec_t *v, const char *from, size_t n, char *to) {
+    if (v->base != NULL && v->base >= from && v->base < from + n)
+        v->base = to + (v->base - from);
+}
+
+void saga_http_req_park(saga_http_req_t *r) {
+    h2o_req_t *req = r->req;
+    /* HTTP/1 only, and no body (which would point into the buffer too) */
+    if (req->version >= 0x200 || req->entity.base != NULL)
+        return;
+    h2o_socket_t *sock = ((struct http1_conn_head *)req->conn)->sock;
+    if (sock == NULL || sock->data != req->conn || sock->ssl != NULL)
+        return;
+    h2o_buffer_t *old = sock->input;
+    size_t n = old->size;
+    if (old->bytes == NULL || n == 0 || n > PARK_MAX_REQUEST ||
+        n == old->_prototype->_initial_buf.capacity)
+        return; /* (a buffer of the prototype's size would be recycled as one) */
+    h2o_buffer_t *nb = malloc(offsetof(h2o_buffer_t, _buf) + n);
+    if (nb == NULL)
+        return;
+    nb->capacity = n;
+    nb->size = n;
+    nb->bytes = nb->_buf;
+    nb->_prototype = old->_prototype;
+    nb->_fd = -1;
+    memcpy(nb->_buf, old->bytes, n);
+    /* what points into the request's bytes: the fields h2o itself copies
+     * out of the buffer when a body may move it (fixup_request() in
+     * lib/http1.c), and those derived from them */
+    const char *from = old->bytes;
+    rebase(&req->input.authority, from, n, nb->_buf);
+    rebase(&req->input.method, from, n, nb->_buf);
+    rebase(&req->input.path, from, n, nb->_buf);
+    rebase(&req->authority, from, n, nb->_buf);
+    rebase(&req->method, from, n, nb->_buf);
+    rebase(&req->path, from, n, nb->_buf);
+    rebase(&req->path_normalized, from, n, nb->_buf);
+    rebase(&req->upgrade, from, n, nb->_buf);
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (!h2o_iovec_is_token(h->name))
+            rebase(h->name, from, n, nb->_buf);
+        rebase(&h->value, from, n, nb->_buf);
+    }
+    /* the old buffer goes back to h2o's allocator; h2o consumes the new
+     * one when the answer is written (capacity != the prototype's: a plain
+     * free then) */
+    sock->input = nb;
+    h2o_buffer__do_free(old);
 }
 
 static void req_dispose(void *p) {
@@ -681,6 +842,9 @@ int saga_http_server_new(uv_loop_t *loop, const saga_http_server_options_t *opt,
     handler_t *h = (handler_t *)h2o_create_handler(pc, sizeof(*h));
     h->srv = s;
     h->super.on_req = on_req;
+    error_filter_t *ef = (error_filter_t *)h2o_create_filter(&host->fallback_path, sizeof(*ef));
+    ef->srv = s;
+    ef->super.on_setup_ostream = error_filter_setup;
 
     int rc = listen_on(s, opt->listen, opt->tokens == NULL, err, errlen);
     if (rc != 0) {

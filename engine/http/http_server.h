@@ -121,6 +121,14 @@ void saga_http_req_add_header(saga_http_req_t *r, const char *name,
 void saga_http_req_on_gone(saga_http_req_t *r, void (*gone)(void *data),
                            void *data);
 
+/* Tells the server that `r` will wait long for its answer (a long-poll),
+ * so that it gives back what it can do without meanwhile: h2o 2.2 keeps
+ * the request's bytes in the connection's 8 KiB input buffer until the
+ * answer; they move to an allocation of their own size (the headers and
+ * the path stay readable). Does nothing for a request with a body, a
+ * large one, or when memory is short. */
+void saga_http_req_park(saga_http_req_t *r);
+
 /* Answers with `body` as JSON (the reference is stolen; NULL answers 500).
  * Exactly one respond call per request. */
 void saga_http_respond_json(saga_http_req_t *r, int status, json_t *body);

@@ -971,6 +971,70 @@ int saga_redis_command(saga_redis_t *r, saga_redis_reply_cb cb, void *data,
     return 0;
 }
 
+/* A subscription's callback; freed when hiredis hands it its NULL reply
+ * (the context is going away), which it does exactly once per channel. */
+typedef struct sub_s {
+    saga_redis_t *r;
+    saga_redis_reply_cb cb;
+    void *data;
+} sub_t;
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    sub_t *sub = privdata;
+    saga_redis_t *r = sub->r;
+
+    (void)ac;
+    if (reply == NULL && r->state == ST_READY)
+        r->state = ST_LOSING; /* hiredis is freeing the context */
+    sub->cb(r, r->closing ? NULL : reply, sub->data);
+    if (reply == NULL)
+        free(sub);
+}
+
+/* SUBSCRIBE: the callback stays with hiredis's table of channels, outside
+ * our FIFO (it answers many times) and outside the command timeout. */
+int saga_redis_subscribe(saga_redis_t *r, const char *channel,
+                         saga_redis_reply_cb cb, void *data)
+{
+    sub_t *sub;
+    const char *argv[2] = {"SUBSCRIBE", channel};
+
+    assert(cb != NULL && channel != NULL);
+    if (!saga_redis_ready(r))
+        return -ENOTCONN;
+    sub = malloc(sizeof *sub);
+    if (sub == NULL)
+        return -ENOMEM;
+    sub->r = r;
+    sub->cb = cb;
+    sub->data = data;
+    if (redisAsyncCommandArgv(r->ac, on_sub_reply, sub, 2, argv, NULL) !=
+        REDIS_OK) {
+        free(sub);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* The connection's URL and options as given to saga_redis_new() (timeouts
+ * with their defaults filled in); owned by `r`. */
+const saga_redis_url_t *saga_redis_url(const saga_redis_t *r,
+                                       saga_redis_options_t *opt)
+{
+    assert(r != NULL);
+    if (opt != NULL) {
+        memset(opt, 0, sizeof *opt);
+        opt->connect_timeout_ms = r->connect_timeout;
+        opt->command_timeout_ms = r->command_timeout;
+        opt->reconnect_min_ms = r->backoff_min;
+        opt->reconnect_max_ms = r->backoff_max;
+        opt->retry_first_connect = r->retry_first;
+        opt->client_name = r->client_name;
+    }
+    return &r->url;
+}
+
 /* User commands sent and not answered yet. */
 size_t saga_redis_pending(const saga_redis_t *r)
 {

@@ -20,7 +20,9 @@
  *    timeout covers the whole attempt (resolution, connect, handshake).
  *  - The handshake ends with a PING, so a server still loading its data
  *    (-LOADING) is a failed attempt, not READY.
- *  - No pub/sub or MONITOR: every command must get exactly one reply.
+ *  - Commands get exactly one reply each; pub/sub only through
+ *    saga_redis_subscribe() (redis_sub.h builds a subscriber on it), on a
+ *    connection that then carries nothing else. No MONITOR.
  *  - The event's `errstr` is only valid during the callback.
  *  - Extra return codes: saga_redis_start() -EALREADY (already started) or
  *    -ECANCELED (after close); saga_redis_command() -EINVAL for a bad
@@ -101,6 +103,26 @@ int saga_redis_command_resp(saga_redis_t *r, saga_redis_reply_cb cb,
 /* Printf-style convenience (hiredis format: %s, %b, %d...). Same contract. */
 int saga_redis_command(saga_redis_t *r, saga_redis_reply_cb cb, void *data,
                        const char *fmt, ...);
+
+/* Subscribes to `channel` (SUBSCRIBE). `cb` runs with the confirmation
+ * (["subscribe", channel, count]), then with each message (["message",
+ * channel, payload]), and once with a NULL reply when the connection is
+ * lost or closed: the subscription ends with its connection (subscribe
+ * again after the next READY). `data` must stay valid until then. From
+ * this call on the connection is a subscriber's: send it no other command
+ * (Redis answers only (UN)SUBSCRIBE and PING there). Subscribe to a
+ * channel once per connection. A refusal (NOPERM: an ACL user without the
+ * channel) makes hiredis 0.14 drop the connection: LOST, with Redis's
+ * error in `errstr`, and `cb` gets its NULL reply. Returns
+ * 0, or -ENOTCONN when not ready / -ENOMEM, and then `cb` never runs. */
+int saga_redis_subscribe(saga_redis_t *r, const char *channel,
+                         saga_redis_reply_cb cb, void *data);
+
+/* The URL `r` connects to and, in *opt (may be NULL), its options with the
+ * defaults filled in: to open another connection like it. Both owned by
+ * `r` (opt->client_name points into it). */
+const saga_redis_url_t *saga_redis_url(const saga_redis_t *r,
+                                       saga_redis_options_t *opt);
 
 /* Number of commands sent and not yet answered. */
 size_t saga_redis_pending(const saga_redis_t *r);

@@ -27,4 +27,11 @@
 #define SAGA_KEY_SUBMITTED   "saga:{idx}:submitted" /* zset: submitted ids (dedup) */
 #define SAGA_INTAKE_GROUP    "workers"
 
+/* Pub/sub channel: the id of each saga that settles (completed, compensated
+ * or stuck), published by saga_write (saga.lua names it too). On Redis
+ * Cluster (split index) each saga publishes instead on the shard channel
+ * SAGA_KEY_PREFIX id SAGA_CHANNEL_SETTLED_END, in its own slot. */
+#define SAGA_CHANNEL_SETTLED     "saga:{idx}:settled"
+#define SAGA_CHANNEL_SETTLED_END "}:settled"
+
 #endif

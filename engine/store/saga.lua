@@ -48,9 +48,17 @@ end
 -- write: a write resent after a lost connection finds its own token and
 -- seq in the record and is acknowledged without being applied twice.
 -- `fence`, when the record has one, must match: a worker whose lease was
--- taken over can no longer write. `flags` is three characters: 'c' or '-'
--- (a create), 't' or '-' (a finish: the saga is kept for retention_ms,
--- then saga_gc deletes it), 'r' or '-' (trim the history). The function sets seq,
+-- taken over can no longer write. `flags` is three or four characters:
+-- 'c' or '-' (a create), 't' or '-' (a finish: the saga is kept for
+-- retention_ms, then saga_gc deletes it), 'r' or '-' (trim the history),
+-- and 'p', 's' or '-' (none; what engines before it send): the write
+-- settles the saga (completed, compensated or stuck), so publish its id for
+-- those waiting on it (store/settled.h): 'p' on the one channel
+-- saga:{idx}:settled (a single Redis), 's' with SPUBLISH on the saga's own
+-- shard channel saga:{ID}:settled (Redis Cluster, where a PUBLISH goes to
+-- every node; a shard channel stays within the saga's slot). Publishing
+-- costs a lookup when nobody listens, and a write settles a saga once: a
+-- resent write that was applied already publishes nothing. The function sets seq,
 -- wtok and updated (= now) itself, then the fields given; `entry` is the
 -- complete history entry. Everything arrives as the strings Redis stores:
 -- the function compares strings and calls commands (no number conversions
@@ -63,7 +71,8 @@ local function saga_write(keys, args)
   local nfields = tonumber(args[8])
   local nargs = #args
   if not (seq and prev and fence and wtok and now and flags and nfields) or
-     (nargs ~= 9 + 2 * nfields and nargs ~= 10 + 2 * nfields) or #flags ~= 3 then
+     (nargs ~= 9 + 2 * nfields and nargs ~= 10 + 2 * nfields) or
+     (#flags ~= 3 and #flags ~= 4) then
     return err('BADARGS', 'saga_write: malformed arguments')
   end
   -- A create or a finish on a single Redis is passed the index key (and the
@@ -71,7 +80,7 @@ local function saga_write(keys, args)
   -- commands. On Redis Cluster they live in another slot and the store
   -- sends plain commands around this call instead (option split_index).
   local indexed = #keys >= 3 and nargs == 10 + 2 * nfields
-  local fc, ft, fr = string.byte(flags, 1, 3)
+  local fc, ft, fr, fp = string.byte(flags, 1, 4)
   local create, terminal = fc == 99, ft == 116 -- 'c', 't'
   local expire_at
   if terminal then -- the only write that converts numbers: once per saga
@@ -136,6 +145,11 @@ local function saga_write(keys, args)
       redis.call('ZADD', keys[3], expire_at, id)
       if keys[4] then redis.call('SREM', keys[4], id) end
     end
+  end
+  if fp == 112 then -- 'p'; the id is the record key's tag: saga:{ID}
+    redis.call('PUBLISH', 'saga:{idx}:settled', string.sub(rec, 7, -2))
+  elseif fp == 115 then -- 's'
+    redis.call('SPUBLISH', rec .. ':settled', string.sub(rec, 7, -2))
   end
   return cancel
 end

@@ -554,8 +554,12 @@ static int send_rq(lane_t *ln, rq_t *rq) {
         flags[0] = (w->flags & SAGA_WRITE_CREATE) ? 'c' : '-';
         flags[1] = (w->flags & SAGA_WRITE_TERMINAL) ? 't' : '-';
         flags[2] = w->seq % 1000 == 0 ? 'r' : '-';
-        a.nums_len += 3;
-        arg(&a, flags, 3);
+        /* publish the settlement: on the one channel of a single Redis, or
+         * on the saga's own shard channel where the index is split (Redis
+         * Cluster, where PUBLISH would go to every node) */
+        flags[3] = !(w->flags & SAGA_WRITE_SETTLED) ? '-' : st->opt.split_index ? 's' : 'p';
+        a.nums_len += 4;
+        arg(&a, flags, 4);
         if (w->retention_ms != 0)
             arg_u64(&a, w->retention_ms); /* the definition's, by outcome */
         else
@@ -1328,6 +1332,10 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
 
 saga_redis_t *saga_store_redis_conn(saga_store_t *s) {
     return s->ops == &redis_ops ? main_conn((store_redis_t *)s) : NULL;
+}
+
+bool saga_store_redis_split_index(saga_store_t *s) {
+    return s->ops == &redis_ops && ((store_redis_t *)s)->opt.split_index;
 }
 
 bool saga_store_redis_available(saga_store_t *s) {

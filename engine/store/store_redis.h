@@ -60,6 +60,9 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
  * for a store that is not a Redis store. */
 saga_redis_t *saga_store_redis_conn(saga_store_t *s);
 
+/* True for a Redis store whose index is split (split_index: Redis Cluster). */
+bool saga_store_redis_split_index(saga_store_t *s);
+
 /* True when every connection of the store is up and runs saga's function
  * library: a request made now is sent at once, not held until Redis is
  * back (requests made while it is away wait; see the top of this file).

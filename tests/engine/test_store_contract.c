@@ -927,3 +927,60 @@ Test(store_timed, freeing_the_decorator_with_a_write_in_flight_passes_the_answer
     cr_assert_eq(r.status, 0);
     cr_assert_eq(timed_hooks, 0, "no hook after the decorator was freed");
 }
+
+/* ---------------------------------------------------------------------- */
+/* Settlements pushed (SAGA_WRITE_SETTLED)                                 */
+/* ---------------------------------------------------------------------- */
+
+/* The next pub/sub message on `c`: its payload, in `out`. */
+static void next_message(redisContext *c, char *out, size_t len) {
+    void *rep = NULL;
+    cr_assert_eq(redisGetReply(c, &rep), REDIS_OK, "no message: %s", c->errstr);
+    redisReply *r = rep;
+    cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+              r->element[2]->type == REDIS_REPLY_STRING, "not a message");
+    snprintf(out, len, "%s", r->element[2]->str);
+    freeReplyObject(r);
+}
+
+/* A write that settles a saga publishes its id, once; other writes, and a
+ * refused one, publish nothing. A single
+ * Redis: on saga:{idx}:settled; with the split index (Redis Cluster): with
+ * SPUBLISH on the saga's own shard channel. */
+static void settled_body(void) {
+    const char *id = "settle-1";
+    char channel[64];
+    snprintf(channel, sizeof(channel), split ? "saga:{%s}:settled" : "saga:{idx}:settled", id);
+    const char *sub = split ? "SSUBSCRIBE" : "SUBSCRIBE";
+    const char *pub = split ? "SPUBLISH" : "PUBLISH";
+    redisContext *c = redis_server_connect(&R);
+    cr_assert_not_null(c);
+    redisReply *r = redisCommand(c, "%s %s", sub, channel);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY, "%s refused", sub);
+    freeReplyObject(r);
+
+    cr_assert_eq(write1(id, 1, 0, SAGA_WRITE_CREATE, "state", "running"), 0);
+    cr_assert_eq(write1(id, 2, 0, 0, "state", "stuck"), 0);
+    cr_assert_eq(write1(id, 2, 0, SAGA_WRITE_SETTLED, "state", "stuck"), SAGA_ECONFLICT,
+                 "a stale write is refused (and publishes nothing)");
+    cr_assert_eq(write1(id, 3, 0, SAGA_WRITE_TERMINAL | SAGA_WRITE_SETTLED, "state",
+                        "completed"), 0);
+    /* a sentinel of our own: what comes before it is all the store sent */
+    redisContext *p = redis_server_connect(&R);
+    cr_assert_not_null(p);
+    r = redisCommand(p, "%s %s sentinel", pub, channel);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    redisFree(p);
+    char msg[200];
+    next_message(c, msg, sizeof(msg));
+    cr_assert_str_eq(msg, id, "the settling write publishes the saga's id");
+    next_message(c, msg, sizeof(msg));
+    cr_assert_str_eq(msg, "sentinel", "one message per settlement, none for other writes");
+    redisFree(c);
+}
+
+Test(store_redis, a_settling_write_publishes_the_id_once) { settled_body(); }
+Test(store_redis_split, a_settling_write_publishes_the_id_on_its_shard_channel) {
+    settled_body();
+}

@@ -3,6 +3,7 @@
  * http_auth.c) on a real loop in a thread of its own, with libcurl as the
  * client over loopback (a port chosen by the kernel) or a unix socket.
  */
+#define _GNU_SOURCE 1 /* strcasestr */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -91,11 +92,46 @@ static void h_slow(saga_http_req_t *r, void *data) {
     saga_http_req_on_gone(r, slow_gone, s);
 }
 
+/* A parked request (saga_http_req_park), answered by the next /v1/release
+ * with what it reads of itself then: its headers, path and query must have
+ * moved with it, though its old buffer went back to h2o and the release
+ * request's bytes were read into a buffer since. */
+static saga_http_req_t *parked;
+static int parked_count; /* loop thread writes, test thread reads */
+
+static void parked_gone(void *data) { parked = NULL; }
+
+static void h_park(saga_http_req_t *r, void *data) {
+    saga_http_req_on_gone(r, parked_gone, NULL);
+    saga_http_req_park(r);
+    parked = r;
+    __atomic_add_fetch(&parked_count, 1, __ATOMIC_SEQ_CST);
+}
+
+static void h_release(saga_http_req_t *r, void *data) {
+    if (parked != NULL) {
+        saga_http_req_t *p = parked;
+        parked = NULL;
+        saga_http_req_on_gone(p, NULL, NULL);
+        bool bad = false;
+        size_t plen;
+        const char *path = saga_http_req_path(p, &plen);
+        saga_http_respond_json(
+            p, 200,
+            json_pack("{s:s?, s:s?, s:s%, s:s?, s:s?}", "probe", saga_http_req_header(p, "x-probe"),
+                      "accept", saga_http_req_header(p, "accept"), "path", path, plen, "q",
+                      saga_http_req_query(p, "q", &bad), "id", saga_http_req_param(p, 0)));
+    }
+    saga_http_respond_text(r, 200, "text/plain", "released\n", 9);
+}
+
 static saga_http_route_t routes[] = {
     {"GET", "/ping", SAGA_HTTP_OPEN, h_ping, NULL},
     {"GET", "/v1/items/{id}", SAGA_HTTP_READ, h_item, NULL},
     {"POST", "/v1/items", SAGA_HTTP_WRITE, h_post, NULL},
     {"GET", "/v1/slow", SAGA_HTTP_READ, h_slow, NULL},
+    {"GET", "/v1/park/{id}", SAGA_HTTP_READ, h_park, NULL},
+    {"GET", "/v1/release", SAGA_HTTP_READ, h_release, NULL},
 };
 
 typedef struct srv_s {
@@ -132,7 +168,8 @@ static void *run(void *arg) {
     srv_t *s = arg;
     uv_loop_init(&s->loop);
     routes[3].data = &s->loop;
-    saga_http_server_new(&s->loop, &s->opt, routes, 4, &s->http, s->err, sizeof(s->err));
+    saga_http_server_new(&s->loop, &s->opt, routes, sizeof(routes) / sizeof(routes[0]), &s->http,
+                         s->err, sizeof(s->err));
     if (s->http != NULL)
         snprintf(s->address, sizeof(s->address), "%s", saga_http_server_address(s->http));
     uv_async_init(&s->loop, &s->stop, on_stop);
@@ -356,9 +393,102 @@ Test(http_server, body_over_the_limit_is_refused) {
     memset(big, 'x', 200);
     big[200] = '\0';
     request("POST", "/v1/items", NULL, big, 5000, &r);
-    cr_assert_eq(r.status, 413);
+    expect_error(&r, 413, "body_too_large");
+    cr_assert(strstr(r.headers, "content-type: application/json") != NULL, "%s", r.headers);
+    cr_assert(strstr(r.body, "100 bytes") != NULL, "names the limit: %s", r.body);
     request("POST", "/v1/items", NULL, "{}", 5000, &r);
     cr_assert_eq(r.status, 201, "a small body after a refused one");
+    stop();
+    free(S.metrics);
+}
+
+/* A connected TCP socket to the server (S.address is http://127.0.0.1:P). */
+static int raw_connect(void) {
+    unsigned port = 0;
+    cr_assert_eq(sscanf(S.address, "http://127.0.0.1:%u", &port), 1, "%s", S.address);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static void raw_send(int fd, const char *s) {
+    size_t n = strlen(s);
+    cr_assert_eq(send(fd, s, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* Reads an answer up to the end of its body (Content-Length) or EOF. */
+static void raw_answer(int fd, char *buf, size_t cap) {
+    size_t len = 0;
+    for (;;) {
+        ssize_t k = recv(fd, buf + len, cap - 1 - len, 0);
+        if (k <= 0)
+            break;
+        len += (size_t)k;
+        buf[len] = '\0';
+        const char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = strcasestr(buf, "content-length:");
+        if (end != NULL && cl != NULL && cl < end &&
+            len >= (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10))
+            break;
+    }
+    buf[len] = '\0';
+}
+
+/* The JSON body of a raw answer, checked as an error with `code`. */
+static void raw_expect_error(const char *ans, const char *status_line, const char *code) {
+    cr_assert(strncmp(ans, status_line, strlen(status_line)) == 0, "%s", ans);
+    cr_assert(strcasestr(ans, "content-type: application/json") != NULL, "%s", ans);
+    const char *body = strstr(ans, "\r\n\r\n");
+    cr_assert_not_null(body, "%s", ans);
+    resp_t r = {.status = strtol(ans + 9, NULL, 10)};
+    snprintf(r.body, sizeof(r.body), "%s", body + 4);
+    expect_error(&r, r.status, code);
+}
+
+/* A Content-Length over the limit is refused as soon as the headers are
+ * read, before any of the body is sent; a chunked body as soon as what
+ * was decoded passes it. Both answer our JSON error, not h2o's text. */
+Test(http_server, oversized_bodies_are_refused_as_json_without_reading_them) {
+    start("127.0.0.1:0", false, 100);
+    char ans[4096];
+    int fd = raw_connect();
+    raw_send(fd, "POST /v1/items HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n\r\n");
+    raw_answer(fd, ans, sizeof(ans));
+    raw_expect_error(ans, "HTTP/1.1 413", "body_too_large");
+    close(fd);
+
+    fd = raw_connect();
+    raw_send(fd, "POST /v1/items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    char chunk[64];
+    memset(chunk, 0, sizeof(chunk));
+    snprintf(chunk, sizeof(chunk), "28\r\n%040d\r\n", 0); /* 40 bytes a chunk */
+    for (int i = 0; i < 3; i++)
+        raw_send(fd, chunk); /* 120 bytes: over the limit, and not the end */
+    raw_answer(fd, ans, sizeof(ans));
+    raw_expect_error(ans, "HTTP/1.1 413", "body_too_large");
+    close(fd);
+
+    fd = raw_connect();
+    raw_send(fd, "POST /v1/items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "zz\r\n");
+    raw_answer(fd, ans, sizeof(ans));
+    raw_expect_error(ans, "HTTP/1.1 400", "bad_request");
+    close(fd);
+
+    /* a chunked body within the limit still reaches the handler */
+    fd = raw_connect();
+    raw_send(fd, "POST /v1/items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    raw_send(fd, chunk);
+    raw_send(fd, "0\r\n\r\n");
+    raw_answer(fd, ans, sizeof(ans));
+    cr_assert(strncmp(ans, "HTTP/1.1 201", 12) == 0, "%s", ans);
+    cr_assert(strstr(ans, "\"bytes\":40") != NULL, "%s", ans);
+    close(fd);
     stop();
     free(S.metrics);
 }
@@ -478,6 +608,50 @@ Test(http_server, slow_headers_do_not_starve_others, .timeout = 120) {
     }
     for (int i = 0; i < N; i++)
         close(fds[i]);
+    stop();
+    free(S.metrics);
+}
+
+static void *park_client(void *arg) {
+    resp_t *r = arg;
+    request("GET", "/v1/park/p-1?q=first%20value&x=1", "X-Probe: parked-probe-value", NULL, 10000,
+            r);
+    return NULL;
+}
+
+/* A parked request keeps its headers, path and query: they moved out of
+ * the connection's input buffer, which h2o reuses for the next request. */
+Test(http_server, a_parked_request_keeps_what_it_reads) {
+    start("127.0.0.1:0", false, 0);
+    parked_count = 0;
+    static resp_t pr;
+    pthread_t t;
+    pthread_create(&t, NULL, park_client, &pr);
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += 10;
+    while (__atomic_load_n(&parked_count, __ATOMIC_SEQ_CST) == 0) {
+        struct timespec now, nap = {0, 1000000};
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        cr_assert(now.tv_sec < deadline.tv_sec, "the request was never parked");
+        nanosleep(&nap, NULL);
+    }
+    resp_t r;
+    cr_assert_eq(request("GET", "/v1/release?q=other", "X-Probe: the-release-request-"
+                         "overwrites-whatever-buffer-it-reuses", NULL, 10000, &r), CURLE_OK);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    pthread_join(t, NULL);
+    cr_assert_eq(pr.status, 200, "%s", pr.body);
+    json_error_t e;
+    json_t *j = json_loads(pr.body, 0, &e);
+    cr_assert_not_null(j, "%s", pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "probe")), "parked-probe-value", "%s",
+                     pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "q")), "first value", "%s", pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "path")), "/v1/park/p-1", "%s", pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "id")), "p-1", "%s", pr.body);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "accept")), "*/*", "%s", pr.body);
+    json_decref(j);
     stop();
     free(S.metrics);
 }

@@ -310,7 +310,7 @@ Test(serve, every_refusal_has_its_code) {
     memset(big, ' ', 2 * 1024 * 1024);
     big[2 * 1024 * 1024] = '\0';
     do_call("POST", "/v1/sagas", big, &r);
-    cr_assert_eq(r.status, 413);
+    expect(&r, 413, "body_too_large");
     resp_free(&r);
     free(big);
 
@@ -533,6 +533,155 @@ Test(serve, long_poll_answers_when_the_saga_finishes) {
     resp_free(&r);
 }
 
+/* Long-polls on saga `id` from `n` child processes (wait `wait`): each
+ * exits 0 when answered 200 with `state` and finished == `finished`, or
+ * with `state` NULL, when answered 503 store_unavailable. */
+static void polls_start(const char *id, const char *wait, int n, const char *state,
+                        bool finished, pid_t *kids) {
+    char path[200];
+    snprintf(path, sizeof(path), "/v1/sagas/%s?wait=%s", id, wait);
+    for (int k = 0; k < n; k++) {
+        kids[k] = fork();
+        cr_assert_geq(kids[k], 0);
+        if (kids[k] == 0) {
+            resp_t kr;
+            CURLcode rc = call("GET", path, NULL, NULL, NULL, &kr);
+            bool ok = rc == CURLE_OK && kr.json != NULL &&
+                      (state == NULL
+                           ? kr.status == 503 &&
+                                 strcmp(jstr(json_object_get(kr.json, "error"), "code"),
+                                        "store_unavailable") == 0
+                           : kr.status == 200 && strcmp(jstr(kr.json, "state"), state) == 0 &&
+                                 json_is_true(json_object_get(kr.json, "finished")) == finished);
+            if (!ok)
+                fprintf(stderr, "long-poll %s: curl %d, %ld %s\n", path, (int)rc, kr.status,
+                        kr.body ? kr.body : "");
+            _exit(ok ? 0 : 1);
+        }
+    }
+}
+
+static void polls_wait_open(int n) {
+    char want[64];
+    snprintf(want, sizeof(want), "saga_http_long_polls %d\n", n);
+    test_poll_t p = test_poll_start(10000);
+    for (;;) {
+        resp_t r;
+        do_call("GET", "/metrics", NULL, &r);
+        bool there = strstr(r.body, want) != NULL;
+        resp_free(&r);
+        if (there)
+            return;
+        cr_assert(test_poll_next(&p), "the long-polls never arrived (want %d)", n);
+    }
+}
+
+static void polls_reap(int n, pid_t *kids) {
+    for (int k = 0; k < n; k++) {
+        int st;
+        cr_assert_eq(waitpid(kids[k], &st, 0), kids[k]);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "long-poll %d was not answered as expected (see stderr)", k);
+    }
+}
+
+/* Waits until serve's subscription to settlements is live. */
+static void wait_subscribed(void) {
+    test_poll_t p = test_poll_start(20000);
+    for (;;) {
+        resp_t r;
+        do_call("GET", "/metrics", NULL, &r);
+        bool live = r.body != NULL && strstr(r.body, "saga_http_settled_subscribed 1\n") != NULL;
+        resp_free(&r);
+        if (live)
+            return;
+        cr_assert(test_poll_next(&p), "serve never subscribed to settlements");
+    }
+}
+
+/* Several long-polls of one saga: all answered when it settles, well
+ * before their wait (the saga runs 3 s), from one push. */
+Test(serve, every_long_poll_of_a_saga_is_answered_when_it_settles) {
+    start_serve(NULL);
+    wait_served();
+    wait_subscribed();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"brief\",\"id\":\"m-1\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    pid_t kids[4];
+    polls_start("m-1", "60s", 4, "completed", true, kids);
+    polls_wait_open(4);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    polls_reap(4, kids);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_lt((double)(t1.tv_sec - t0.tv_sec), 45.0, "answered at the deadline, not when "
+                 "the saga settled");
+    /* a stuck saga settles too */
+    do_call("POST", "/v1/sagas", "{\"saga\":\"stuck\",\"id\":\"m-2\"}", &r);
+    resp_free(&r);
+    do_call("GET", "/v1/sagas/m-2?wait=50s", NULL, &r);
+    expect(&r, 200, NULL);
+    cr_assert_str_eq(jstr(r.json, "state"), "stuck", "%s", r.body);
+    cr_assert_lt(r.secs, 45.0);
+    resp_free(&r);
+    do_call("GET", "/metrics", NULL, &r);
+    cr_assert(strstr(r.body, "saga_http_long_polls 0\n") != NULL, "%s", r.body);
+    resp_free(&r);
+}
+
+/* Redis restarted while long-polls wait: what was published while serve
+ * was not subscribed is lost, so it reads every waiting saga again once
+ * subscribed; the polls are answered when the saga settles, not at their
+ * deadline. */
+Test(serve, long_polls_survive_a_redis_restart) {
+    start_serve(NULL);
+    wait_served();
+    wait_subscribed();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"brief\",\"id\":\"rr-1\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    wait_state("rr-1", "running");
+    pid_t kids[3];
+    polls_start("rr-1", "60s", 3, "completed", true, kids);
+    polls_wait_open(3);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* serve frozen, so that the saga settles while serve is not subscribed
+     * (its push is lost); then a snapshot and a crash of Redis: the
+     * restarted server has the saga running */
+    cr_assert_eq(kill(serve_pid, SIGSTOP), 0);
+    redisContext *rc = redis_server_connect(&R);
+    cr_assert_not_null(rc);
+    redisReply *sv = redis_cmd(rc, "SAVE");
+    cr_assert(sv != NULL && sv->type == REDIS_REPLY_STATUS, "SAVE failed");
+    freeReplyObject(sv);
+    redisFree(rc);
+    redis_server_kill(&R, SIGKILL);
+    cr_assert_eq(redis_server_restart(&R), 0);
+    /* the worker finishes the saga on the restarted server */
+    rc = redis_server_connect(&R);
+    cr_assert_not_null(rc);
+    test_poll_t p = test_poll_start(30000);
+    for (;;) {
+        redisReply *st = redis_cmd(rc, "HGET saga:{rr-1} state");
+        bool done = st != NULL && st->type == REDIS_REPLY_STRING && strcmp(st->str, "completed") == 0;
+        freeReplyObject(st);
+        if (done)
+            break;
+        cr_assert(test_poll_next(&p), "the worker did not finish rr-1 after the restart");
+    }
+    redisFree(rc);
+    cr_assert_eq(kill(serve_pid, SIGCONT), 0);
+    polls_reap(3, kids);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_lt((double)(t1.tv_sec - t0.tv_sec), 45.0, "answered at the deadline, not when "
+                 "the saga settled");
+    wait_subscribed();
+}
+
 Test(serve, tokens_none_wrong_read_full) {
     char tokens[700];
     snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
@@ -737,4 +886,22 @@ Test(serve, stats_count_sagas_by_state_workers_and_backlog) {
                  "%s", r.body);
     cr_assert(json_is_null(json_object_get(r.json, "stuck_in")), "%s", r.body);
     resp_free(&r);
+}
+
+/* SIGTERM with long-polls open while Redis is down: they are answered 503
+ * at once (their state cannot be read) and serve exits 0, rather than
+ * waiting for Redis forever. */
+Test(serve, sigterm_with_redis_down_answers_long_polls_and_exits) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"d-1\"}", &r);
+    resp_free(&r);
+    wait_state("d-1", "running");
+    pid_t kids[2];
+    polls_start("d-1", "60s", 2, NULL, false, kids);
+    polls_wait_open(2);
+    redis_server_kill(&R, SIGKILL);
+    cr_assert_eq(saga_proc_stop(&serve_pid), 0, "serve exits 0");
+    polls_reap(2, kids);
 }

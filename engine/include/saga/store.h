@@ -57,6 +57,10 @@ typedef struct saga_history_entry_s {
 
 #define SAGA_WRITE_CREATE   0x1u /* the record must not exist yet */
 #define SAGA_WRITE_TERMINAL 0x2u /* the saga is finished: start retention */
+#define SAGA_WRITE_SETTLED  0x4u /* the saga reaches completed, compensated or
+                                    stuck with this write: stores that can
+                                    tell those waiting on it do (Redis:
+                                    store/settled.h) */
 
 typedef struct saga_store_write_s {
     const char *id;
