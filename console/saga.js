@@ -73,15 +73,23 @@ function eventClass(type, phase) {
   return '';
 }
 
-/* For a retry: when its next attempt started (the delay it waited), or
- * when it is due. */
+/* The delay a step.retrying entry recorded: the end of its detail reads
+ * "; retry in 250 ms (attempt 2 of 5)" (docs/redis-layout.md). null for an
+ * entry written before the delay was recorded. */
+function recordedDelay(detail) {
+  const m = /; retry in (\d+) ms \(attempt \d+ of \d+\)$/.exec(detail ?? '');
+  return m ? Number(m[1]) : null;
+}
+
+/* For a retry: the delay it waited before its next attempt (as recorded,
+ * else from the two entries' times), or when that attempt is due. */
 function retryNote(transitions, k, doc) {
   const t = transitions[k];
   if (t.type !== 'step.retrying') return null;
   const next = transitions.slice(k + 1).find((u) => u.type === 'step.started' &&
                                               u.step === t.step && u.phase === t.phase);
   if (next) {
-    const ms = Date.parse(next.ts) - Date.parse(t.ts);
+    const ms = recordedDelay(t.detail) ?? Date.parse(next.ts) - Date.parse(t.ts);
     return h('div', {class: 'meta'}, `retried after ${ms} ms (attempt ${next.attempt})`);
   }
   const st = (doc.steps ?? []).find((x) => x.name === t.step);

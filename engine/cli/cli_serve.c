@@ -23,6 +23,10 @@
 #include "util/log.h"
 
 #define DEFAULT_GRACE_MS 10000u
+/* How long a shutdown waits for Redis to answer the requests in flight
+ * before answering them 503 itself: half the grace, so that the answers
+ * reach their clients and the connections close within it. */
+#define STORE_WAIT_MS (DEFAULT_GRACE_MS / 2)
 #define MAX_BODY_LIMIT (64u * 1024u * 1024u)
 
 #define SERVE_ROUTES_MAX 64
@@ -31,8 +35,11 @@ typedef struct serve_s {
     uv_loop_t loop;
     uv_signal_t sigint;
     uv_signal_t sigterm;
-    uv_timer_t drain;         /* waits for the API's last store answers */
+    uv_timer_t drain;         /* from the first signal: waits for the API's
+                                 last store answers, STORE_WAIT_MS at most */
     bool drain_init;
+    uint64_t answer_by;       /* loop time when waiting for Redis ends */
+    bool closing;             /* the API and the store are being closed */
     saga_cli_store_t cs;
     saga_api_t *api;
     saga_http_server_t *http;
@@ -65,7 +72,8 @@ static void usage(FILE *out) {
           "\n"
           "The first line on stdout is the address it listens on. A first SIGTERM or\n"
           "SIGINT stops taking connections, answers long-polls with the current state\n"
-          "and the requests in flight, then exits 0; a second one exits at once.\n",
+          "and the requests in flight (503 for those Redis has not answered within\n"
+          "5 s), then exits 0; a second one exits at once.\n",
           out);
 }
 
@@ -116,16 +124,49 @@ static void on_api_freed(void *data) {
     saga_cli_store_close(&c->cs, on_store_closed, c);
 }
 
-/* Everything the API waits on has answered: free it, then the store. */
-static void finish(serve_t *c) {
-    if (c->drain_init)
-        uv_timer_stop(&c->drain);
-    saga_api_free(c->api, on_api_freed, c);
+static void on_api_freed_last(void *data) {
+    serve_t *c = data;
+    c->api = NULL;
+    on_store_closed(c);
 }
 
+/* The store closed under an abandoned API: its callbacks have all run,
+ * so nothing is pending any more. */
+static void on_store_closed_first(void *data) {
+    serve_t *c = data;
+    saga_api_free(c->api, on_api_freed_last, c);
+}
+
+/* Ends the API and the store: the API first when nothing is pending;
+ * when requests still wait on a store that does not answer (abandoned),
+ * the store first, since closing it is what ends them. */
+static void finish(serve_t *c) {
+    c->closing = true;
+    if (c->drain_init)
+        uv_timer_stop(&c->drain);
+    if (saga_api_pending(c->api) == 0)
+        saga_api_free(c->api, on_api_freed, c);
+    else
+        saga_cli_store_close(&c->cs, on_store_closed_first, c);
+}
+
+/* Every 10 ms from the first signal: once STORE_WAIT_MS passed, the
+ * requests still waiting on Redis are answered 503; once the server has
+ * stopped and nothing waits on the store, or what waits was abandoned,
+ * the API and the store are closed. */
 static void on_drain(uv_timer_t *t) {
     serve_t *c = t->data;
-    if (saga_api_pending(c->api) == 0)
+    if (c->closing || c->api == NULL)
+        return;
+    if (!saga_api_abandoned(c->api) && uv_now(&c->loop) >= c->answer_by) {
+        size_t n = saga_api_abandon(c->api);
+        if (n > 0)
+            saga_warn("serve: Redis did not answer %zu request(s) within %u ms of the stop: "
+                      "answered 503", n, STORE_WAIT_MS);
+    }
+    if (c->http != NULL)
+        return; /* connections still open */
+    if (saga_api_pending(c->api) == 0 || saga_api_abandoned(c->api))
         finish(c);
 }
 
@@ -141,19 +182,12 @@ static void on_http_stopped(bool clean, void *data) {
         saga_cli_store_close(&c->cs, on_store_closed, c);
         return;
     }
-    if (saga_api_pending(c->api) == 0) {
+    if (!c->drain_init) { /* no timer: nothing to wait with */
+        saga_api_abandon(c->api);
         finish(c);
         return;
     }
-    /* store calls in flight answer on their own (or fail when the store
-     * closes): look again shortly */
-    if (uv_timer_init(&c->loop, &c->drain) == 0) {
-        c->drain_init = true;
-        c->drain.data = c;
-        uv_timer_start(&c->drain, on_drain, 10, 10);
-    } else {
-        finish(c);
-    }
+    on_drain(&c->drain);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -163,12 +197,18 @@ static void on_signal(uv_signal_t *h, int signum) {
         _exit(SAGA_EXIT_INTERRUPTED);
     }
     saga_info("serve: %s: stopping", strsignal(signum));
-    if (c->api != NULL)
+    if (c->http != NULL) { /* serving (the API is there too) */
         saga_api_stop(c->api);
-    if (c->http != NULL)
+        if (uv_timer_init(&c->loop, &c->drain) == 0) {
+            c->drain_init = true;
+            c->drain.data = c;
+            c->answer_by = uv_now(&c->loop) + STORE_WAIT_MS;
+            uv_timer_start(&c->drain, on_drain, 10, 10);
+        }
         saga_http_server_stop(c->http, DEFAULT_GRACE_MS, on_http_stopped, c);
-    else if (c->api == NULL)
+    } else if (c->api == NULL) {
         saga_cli_store_close(&c->cs, on_store_closed, c);
+    } /* else: the server could not start and the API is being freed */
 }
 
 static void on_store(saga_cli_store_t *cs, int status, void *data) {

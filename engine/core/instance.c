@@ -726,7 +726,7 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
     bool retry = outcome == SAGA_OUTCOME_TECHNICAL &&
                  p->attempts - p->base < pol->max_attempts && inst->state == live;
     const char *kind = outcome == SAGA_OUTCOME_TECHNICAL ? "technical" : "business";
-    char detail[MESSAGE_MAX + 64];
+    char detail[MESSAGE_MAX + 128];
     snprintf(detail, sizeof(detail), "%s: %s", kind, msg ? msg : "");
 
     if (retry) {
@@ -737,6 +737,12 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
             if (ra > delay)
                 delay = ra;
         }
+        /* The delay chosen (backoff, jitter, Retry-After) is recorded: the
+         * history says when the next attempt was due, not only when it
+         * ran. Always last in the detail (docs/redis-layout.md). */
+        snprintf(detail, sizeof(detail),
+                 "%s: %s; retry in %" PRIu64 " ms (attempt %" PRIu32 " of %" PRIu32 ")", kind,
+                 msg ? msg : "", delay, p->attempts - p->base + 1, pol->max_attempts);
         p->status = SAGA_CKPT_WAITING;
         p->retry_at = saga__now_ms() + (int64_t)delay;
         s->fx_pending |= SAGA__FX_TIMER;

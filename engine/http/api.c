@@ -65,6 +65,9 @@ struct saga_api_s {
     saga_settled_t *settled; /* settlements pushed by Redis, or NULL */
     uv_timer_t reread;     /* a read of waiting sagas failed: again soon */
     bool stopping;
+    bool abandoned;        /* saga_api_abandon(): requests waiting on the
+                              store were answered 503; new ones are too */
+    struct op_s *ops;      /* every op alive, doubly linked */
     saga_http_route_t routes[14];
     saga_gauges_t gauges;  /* the last reading, for a second */
     uint64_t gauges_at_ms;
@@ -140,6 +143,7 @@ static const char *path_id(saga_http_req_t *r) {
 
 /* A pending operation on behalf of one request. */
 typedef struct op_s {
+    struct op_s *prev, *next;    /* in api->ops */
     saga_api_t *api;
     saga_http_req_t *r;          /* NULL once the client went away */
     char id[SAGA_ID_MAX + 1];
@@ -160,7 +164,13 @@ static void op_gone(void *data) {
     op->r = NULL;
 }
 
+#define ABANDONED_MESSAGE "Redis did not answer before the server stopped; try again"
+
 static op_t *op_new(saga_api_t *api, saga_http_req_t *r) {
+    if (api->abandoned) { /* stopping, and Redis does not answer */
+        saga_http_respond_error(r, 503, "store_unavailable", ABANDONED_MESSAGE);
+        return NULL;
+    }
     op_t *op = calloc(1, sizeof(*op));
     if (op == NULL) {
         saga_http_respond_error(r, 500, "internal", "out of memory");
@@ -168,6 +178,10 @@ static op_t *op_new(saga_api_t *api, saga_http_req_t *r) {
     }
     op->api = api;
     op->r = r;
+    op->next = api->ops;
+    if (api->ops != NULL)
+        api->ops->prev = op;
+    api->ops = op;
     saga_http_req_on_gone(r, op_gone, op);
     api->pending++;
     return op;
@@ -176,6 +190,12 @@ static op_t *op_new(saga_api_t *api, saga_http_req_t *r) {
 static void op_free(op_t *op) {
     if (op->r != NULL)
         saga_http_req_on_gone(op->r, NULL, NULL);
+    if (op->prev != NULL)
+        op->prev->next = op->next;
+    else
+        op->api->ops = op->next;
+    if (op->next != NULL)
+        op->next->prev = op->prev;
     op->api->pending--;
     json_decref(op->input);
     json_decref(op->workers);
@@ -1374,7 +1394,34 @@ void saga_api_set_server(saga_api_t *api, saga_http_server_t *server) { api->ser
 
 size_t saga_api_pending(const saga_api_t *api) { return api->pending; }
 
+static void api_stop_polls(saga_api_t *api);
+
+size_t saga_api_abandon(saga_api_t *api) {
+    api->abandoned = true;
+    size_t n = 0;
+    for (op_t *op = api->ops; op != NULL; op = op->next) {
+        saga_http_req_t *r = op->r;
+        if (r == NULL)
+            continue;
+        op->r = NULL; /* the store's late answer is dropped */
+        saga_http_req_on_gone(r, NULL, NULL);
+        saga_http_respond_error(r, 503, "store_unavailable", ABANDONED_MESSAGE);
+        n++;
+    }
+    return n;
+}
+
+bool saga_api_abandoned(const saga_api_t *api) { return api->abandoned; }
+
 void saga_api_stop(saga_api_t *api) {
+    api_stop_polls(api);
+    /* Redis is away: what waits on the store would wait until it is back */
+    if (api->store == NULL || !saga_store_redis_available(api->store))
+        saga_api_abandon(api);
+}
+
+/* Answers every long-poll with the saga's state as it is now. */
+static void api_stop_polls(saga_api_t *api) {
     api->stopping = true;
     uv_timer_stop(&api->reread);
     /* Answering a group frees it (and moves others in the map): collect

@@ -42,8 +42,22 @@ void saga_api_set_server(saga_api_t *api, saga_http_server_t *server);
 
 /* Stops: long-polls are answered now with the saga's current state; new
  * requests are still answered (the server decides when to stop taking
- * them). Requests in flight in the store finish on their own. */
+ * them). Requests in flight in the store finish on their own, unless
+ * Redis is away now: then they are abandoned at once (saga_api_abandon),
+ * since they would wait until it is back. */
 void saga_api_stop(saga_api_t *api);
+
+/* For a shutdown that cannot wait for Redis any longer: answers every
+ * request still waiting on the store (long-polls reading their state
+ * included) with 503 store_unavailable, and every later request that needs
+ * the store too. The store's late answers are dropped; the operations stay
+ * pending (saga_api_pending()) until the store answers or is closed, which
+ * runs their callbacks: close the store, then free the API. Returns the
+ * number of requests answered. */
+size_t saga_api_abandon(saga_api_t *api);
+
+/* True once saga_api_abandon() ran (by itself or from saga_api_stop()). */
+bool saga_api_abandoned(const saga_api_t *api);
 
 /* True while Redis pushes settlements of sagas to the API (its
  * subscription is live): long-polls are answered as sagas settle. */
@@ -53,7 +67,8 @@ bool saga_api_subscribed(const saga_api_t *api);
 size_t saga_api_pending(const saga_api_t *api);
 
 /* Frees the API once nothing is pending (saga_api_pending() == 0), after
- * the server stopped. `done` runs when its handles are closed. */
+ * the server stopped: when the API was abandoned, close its store first
+ * (which ends what is pending). `done` runs when its handles are closed. */
 void saga_api_free(saga_api_t *api, void (*done)(void *data), void *data);
 
 #endif

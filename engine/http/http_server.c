@@ -311,6 +311,11 @@ void saga_http_respond_text(saga_http_req_t *r, int status, const char *content_
      * chunks a 200 and closes the connection after any other status
      * (lib/handler/chunked.c), so every 201 or 404 cost a new connection. */
     req->res.content_length = len;
+    /* Stopping: h2o 2.2 leaves an HTTP/1.1 connection whose request was in
+     * flight at h2o_context_request_shutdown() alive after the answer, so
+     * a keep-alive client would hold it until the grace ran out. */
+    if (r->srv->stopping)
+        req->http1_is_persistent = 0;
     double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
     count_request(r->srv, r->route, status, secs);
     h2o_send_inline(req, body, len);

@@ -315,6 +315,10 @@ try {
     const retrying = page.locator('tr[data-type="step.retrying"]');
     assert.equal(await retrying.count(), 1);
     assert.match(await retrying.innerText(), /retried after \d+ ms \(attempt 2\)/);
+    /* the delay shown is the one the engine recorded in the entry */
+    const recorded = /; retry in (\d+) ms \(attempt 2 of 2\)/.exec(await retrying.innerText());
+    assert.ok(recorded, 'the retry records its delay');
+    assert.match(await retrying.innerText(), new RegExp(`retried after ${recorded[1]} ms`));
     assert.match(await retrying.innerText(), /w1/);
     assert.match(await page.locator('tr[data-step="call_supplier"]').innerText(), /failed/);
     assert.ok(await page.locator('button[data-key="retry"]').isEnabled());

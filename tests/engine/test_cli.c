@@ -324,6 +324,28 @@ Test(cli, redis_connections_come_from_the_environment) {
     redis_server_stop(&R);
 }
 
+/* `saga history` shows the delay each retry waited for, as recorded. */
+Test(cli, history_shows_the_delay_of_each_retry) {
+    redis_server_t R;
+    cr_assert_eq(redis_server_start(&R, NULL), 0);
+    write_file("flaky.yaml", "saga: cli_flaky\n"
+                             "steps:\n"
+                             "  - name: a\n"
+                             "    action: {handler: demo.flaky, with: {failures: 1}}\n"
+                             "    retry: {max_attempts: 4, backoff: fixed, initial_delay: 30ms,\n"
+                             "            jitter: none}\n"
+                             "    compensation: {handler: demo.noop}\n");
+    run_t r = saga_run(NULL, "run", "flaky.yaml", "--redis", R.url, "--id", "flaky-1", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = saga_run(NULL, "history", "flaky-1", "--redis", R.url, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ASSERT_CONTAINS(r.out, "step.retrying");
+    ASSERT_CONTAINS(r.out, "; retry in 30 ms (attempt 2 of 4)");
+    run_free(&r);
+    redis_server_stop(&R);
+}
+
 Test(cli, an_external_redis_with_eviction_is_refused) {
     redis_server_t R;
     static const char *const args[] = {"--maxmemory-policy", "allkeys-lru", NULL};

@@ -147,6 +147,43 @@ Test(engine, technical_failures_retried_then_success) {
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(th_step(s, "a"), "output"), "calls")), 3);
 }
 
+/* A step.retrying entry records the delay chosen and the next attempt of
+ * the budget, last in its detail (docs/redis-layout.md): exponential
+ * backoff without jitter waits 10 then 20 ms. */
+Test(engine, retrying_entry_records_the_delay_chosen) {
+    th_init(&T, NULL);
+    saga_engine_def_t *d = th_define(&T,
+        "saga: delays\n"
+        "steps:\n"
+        "  - name: a\n"
+        "    action: {handler: demo.flaky, with: {failures: 2}}\n"
+        "    retry: {max_attempts: 3, backoff: exponential, initial_delay: 10ms,\n"
+        "            multiplier: 2, jitter: none}\n"
+        "    compensation: {handler: demo.noop}\n");
+    char id[SAGA_ID_MAX + 1];
+    strcpy(id, th_start(&T, d, NULL));
+    th_run_until(&T, 1);
+    json_t *s = th_summary(&T, id);
+    cr_assert_str_eq(state_of(s), "completed");
+    static const char *const want[] = {"; retry in 10 ms (attempt 2 of 3)",
+                                       "; retry in 20 ms (attempt 3 of 3)"};
+    size_t i, n = 0;
+    json_t *e;
+    json_array_foreach(json_object_get(s, "history"), i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "type")), "step.retrying") != 0)
+            continue;
+        cr_assert_lt(n, 2, "more than two retries");
+        const char *detail = json_string_value(json_object_get(e, "detail"));
+        cr_assert_not_null(detail);
+        size_t dl = strlen(detail), wl = strlen(want[n]);
+        cr_assert(strncmp(detail, "technical: ", 11) == 0 && dl > wl &&
+                      strcmp(detail + dl - wl, want[n]) == 0,
+                  "retry %zu: detail '%s' does not end with '%s'", n + 1, detail, want[n]);
+        n++;
+    }
+    cr_assert_eq(n, 2, "two step.retrying entries");
+}
+
 Test(engine, retries_exhausted_compensates) {
     th_init(&T, NULL);
     saga_engine_def_t *d = th_define(&T,

@@ -5,11 +5,15 @@
  * docs/api.md, auth, idempotent submit, long-polls, Redis restarted under
  * requests, SIGTERM with long-polls open.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -904,4 +908,166 @@ Test(serve, sigterm_with_redis_down_answers_long_polls_and_exits) {
     redis_server_kill(&R, SIGKILL);
     cr_assert_eq(saga_proc_stop(&serve_pid), 0, "serve exits 0");
     polls_reap(2, kids);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests in flight when Redis stops answering                           */
+/* ---------------------------------------------------------------------- */
+
+/* Waits until process `pid` is stopped (state T in /proc/PID/stat). */
+static void wait_process_stopped(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    test_poll_t p = test_poll_start(10000);
+    for (;;) {
+        char buf[512], state = 0;
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+        if (fgets(buf, sizeof(buf), f) != NULL) {
+            char *e = strrchr(buf, ')');
+            state = e != NULL && e[1] == ' ' ? e[2] : 0;
+        }
+        fclose(f);
+        if (state == 'T')
+            return;
+        cr_assert(test_poll_next(&p), "process %d not stopped (state %c)", (int)pid, state);
+    }
+}
+
+/* One connection to serve with one whole request written on it; *port
+ * gets the connection's local port. */
+static int raw_request(const char *method, const char *path, const char *body, int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(api + strlen("http://127.0.0.1:")))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect %s: %s", api,
+                 strerror(errno));
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     method, path, strlen(body), body);
+    cr_assert_eq(write(fd, req, (size_t)n), n, "write: %s", strerror(errno));
+    struct sockaddr_in l;
+    socklen_t ll = sizeof(l);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&l, &ll), 0);
+    *port = ntohs(l.sin_port);
+    return fd;
+}
+
+/* True when serve has read everything sent on the connection from local
+ * port `port`: in /proc/net/tcp (ports in hex), the client's side has
+ * nothing unacknowledged (the bytes reached serve's socket) and serve's
+ * side has nothing unread. */
+static bool request_read(int port) {
+    int sport = atoi(api + strlen("http://127.0.0.1:"));
+    FILE *f = fopen("/proc/net/tcp", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    bool client_sent = false, server_read = false;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        unsigned laddr, lport, raddr, rport, st;
+        unsigned long tx, rx;
+        if (sscanf(line, " %*d: %x:%x %x:%x %x %lx:%lx", &laddr, &lport, &raddr, &rport, &st,
+                   &tx, &rx) != 7)
+            continue; /* the header */
+        if ((int)lport == port && (int)rport == sport)
+            client_sent = tx == 0;
+        else if ((int)lport == sport && (int)rport == port)
+            server_read = rx == 0;
+    }
+    fclose(f);
+    return client_sent && server_read;
+}
+
+/* Reads the whole answer on `fd` (serve closes the connection after it,
+ * since it is stopping) by the deadline of `p`. */
+static char *raw_answer(int fd, test_poll_t *p, const char *what) {
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        long left = test_poll_left(p);
+        cr_assert_gt(left, 0, "%s: no answer from serve after SIGTERM; got so far: %.*s", what,
+                     (int)len, buf);
+        int pr = poll(&pfd, 1, (int)left);
+        cr_assert_geq(pr, 0);
+        if (pr == 0)
+            continue;
+        if (len + 1 == cap)
+            cr_assert_not_null(buf = realloc(buf, cap *= 2));
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        cr_assert_geq(n, 0, "%s: %s", what, strerror(errno));
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Redis stops answering (SIGSTOP: its connections stay open, so requests
+ * really wait) while ordinary requests wait on the store: a read, a
+ * history, a submit, a cancel, and a long-poll that SIGTERM answers by
+ * reading its state. SIGTERM answers every one 503 store_unavailable and
+ * serve exits 0, instead of waiting for Redis forever. */
+Test(serve, sigterm_with_redis_stopped_answers_requests_in_flight_and_exits) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"f-1\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    wait_state("f-1", "running");
+
+    redis_server_kill(&R, SIGSTOP);
+    wait_process_stopped(R.pid);
+    static const struct {
+        const char *method, *path, *body;
+    } rq[] = {
+        {"GET", "/v1/sagas/f-1", ""},
+        {"GET", "/v1/sagas/f-1/history", ""},
+        {"POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"f-2\"}"},
+        {"POST", "/v1/sagas/f-1/cancel", ""},
+        {"GET", "/v1/sagas/f-1?wait=60s", ""},
+    };
+    enum { N = sizeof(rq) / sizeof(rq[0]) };
+    int fds[N], ports[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = raw_request(rq[i].method, rq[i].path, rq[i].body, &ports[i]);
+    /* each request is in serve's hands, waiting on Redis */
+    test_poll_t p = test_poll_start(10000);
+    for (int i = 0; i < N; i++)
+        while (!request_read(ports[i]))
+            cr_assert(test_poll_next(&p), "serve did not read %s %s", rq[i].method,
+                      rq[i].path);
+
+    cr_assert_eq(kill(serve_pid, SIGTERM), 0);
+    /* the grace is 10 s: a generous bound, so that a hang fails here */
+    p = test_poll_start(40000);
+    for (int i = 0; i < N; i++) {
+        char what[200];
+        snprintf(what, sizeof(what), "%s %s", rq[i].method, rq[i].path);
+        char *ans = raw_answer(fds[i], &p, what);
+        close(fds[i]);
+        cr_expect(strncmp(ans, "HTTP/1.1 503 ", 13) == 0 &&
+                      strstr(ans, "\"store_unavailable\"") != NULL,
+                  "%s: want 503 store_unavailable, got: %s", what, ans);
+        free(ans);
+    }
+    int st = 0;
+    pid_t w;
+    while ((w = waitpid(serve_pid, &st, WNOHANG)) == 0)
+        cr_assert(test_poll_next(&p), "serve did not exit after SIGTERM");
+    cr_assert_eq(w, serve_pid);
+    serve_pid = 0;
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "serve exits 0 (status %d)", st);
+    /* and it closed each connection after its answer */
+    char *log = saga_proc_slurp(serve_err);
+    cr_expect(strstr(log, "still open") == NULL, "serve's log: %s", log);
+    free(log);
+    redis_server_kill(&R, SIGCONT);
 }
