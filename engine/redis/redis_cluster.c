@@ -263,6 +263,13 @@ static int classify(ccmd_t *cc)
                 key = &a[i + 1];
         if (key == NULL)
             return -EINVAL;
+    } else if (arg_is(&a[0], "XGROUP") || arg_is(&a[0], "XINFO") ||
+               arg_is(&a[0], "OBJECT") ||
+               (arg_is(&a[0], "MEMORY") && n >= 3 && arg_is(&a[1], "USAGE"))) {
+        /* A subcommand, then the key. */
+        if (n < 3)
+            return -EINVAL;
+        key = &a[2];
     } else if (arg_is(&a[0], "FUNCTION") || arg_is(&a[0], "SCRIPT")) {
         cc->route = ROUTE_ALL;
         return 0;
@@ -662,6 +669,9 @@ static void on_cmd_reply(saga_redis_t *conn, redisReply *reply, void *data)
             deliver(cc, reply);
             return;
         }
+        /* The server's slot wins over ours: a command whose key is not
+         * where classify() looks (BITOP, ...) is set right by one MOVED. */
+        cc->slot = slot;
         if (ask) {
             snprintf(cc->ask, sizeof cc->ask, "%s", n->name);
         } else {

@@ -22,8 +22,10 @@
  *
  * Which node a command goes to:
  *  - by its first key (argv[1]; FCALL/FCALL_RO/EVAL/EVALSHA: the first of
- *    KEYS when numkeys > 0; XREAD/XREADGROUP: the first key after STREAMS).
- *    Commands whose keys span slots get the server's CROSSSLOT error.
+ *    KEYS when numkeys > 0; XREAD/XREADGROUP: the first key after STREAMS;
+ *    XGROUP, XINFO, OBJECT, MEMORY USAGE: argv[2], after the subcommand).
+ *    Commands whose keys span slots get the server's CROSSSLOT error; a
+ *    command whose key is elsewhere (BITOP) is set right by one MOVED.
  *  - to every primary: FUNCTION (LOAD, DELETE, FLUSH, RESTORE), SCRIPT,
  *    and FCALL/FCALL_RO with no key. The caller gets one reply: the first
  *    error if any primary failed, else the common reply, or the error

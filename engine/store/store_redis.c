@@ -93,6 +93,9 @@ typedef struct rq_s {
     char wtok[17];
     int64_t score;               /* RQ_INDEX */
     const char *op;              /* RQ_INDEX: static */
+    bool tentative;              /* RQ_INDEX made before the start-up checks
+                                    knew whether the index is split: sent
+                                    only if it is */
     size_t len;                  /* bytes of `text` (RQ_PUTDEF) */
     char *text;                  /* RQ_PUTDEF */
     char key[];                  /* saga id or definition hash */
@@ -496,6 +499,12 @@ static int send_argv(lane_t *ln, rq_t *rq, const argv_t *a) {
  * after a lost connection all of them are sent again. */
 static int send_index(lane_t *ln, rq_t *rq) {
     store_redis_t *st = ln->st;
+    if (rq->tentative && !st->opt.split_index) {
+        /* A single Redis: the write updates the index itself. */
+        unlink_rq(ln, rq);
+        finish(rq, 0, NULL);
+        return 0;
+    }
     char score[24], owned[KEY_MAX_OWNED];
     snprintf(score, sizeof(score), "%" PRId64, rq->score);
     bool created = strcmp(rq->op, "created") == 0;
@@ -912,6 +921,13 @@ static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
 }
 
 static void start_checks(store_redis_t *st) {
+    /* On Redis Cluster the index lives in another slot than the sagas'
+     * records: it is updated by separate commands (split_index). */
+    if (saga_redis_is_cluster(main_conn(st)) && !st->opt.split_index) {
+        st->opt.split_index = true;
+        saga_info("redis %s: Redis Cluster: the index of sagas is kept by separate "
+                  "commands (docs/redis-layout.md)", saga_redis_display(main_conn(st)));
+    }
     st->checking = true;
     st->checks_left = 6;
     st->check_error[0] = '\0';
@@ -1010,11 +1026,16 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     rq->score = now; /* the write's time: `updated`, history, index scores */
-    if (st->opt.split_index && (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL))) {
+    /* Before the start-up checks, whether the index is split (Redis
+     * Cluster) is not known yet: the index request is made, and dropped
+     * when it is sent to a single Redis. */
+    if ((st->opt.split_index || !st->ready) &&
+        (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL))) {
         if ((ix = rq_new(ln, RQ_INDEX, w->id, (rq_cb_t){.done = NULL}, NULL)) == NULL) {
             rq_free(rq);
             return -ENOMEM;
         }
+        ix->tentative = !st->opt.split_index;
         if (w->flags & SAGA_WRITE_CREATE) {
             ix->op = "created";
             ix->score = now;

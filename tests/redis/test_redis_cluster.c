@@ -270,6 +270,57 @@ Test(redis_cluster, detected_from_a_replica_and_routes_every_key)
     t_close(&t);
 }
 
+Test(redis_cluster, subcommands_route_by_the_key_after_them)
+{
+    int prim[REDIS_CLUSTER_NODES], i;
+    char key[32];
+    res_t x;
+    t_t t;
+
+    cr_assert_eq(redis_cluster_primaries(&cl, prim), 3);
+    t_open(&t, cl.node[prim[0]].url);
+    for (i = 0; i < 3; i++) {
+        key_on(key, sizeof key, "stream", prim[i]);
+        x = cmd(&t, "XGROUP CREATE %s g 0 MKSTREAM", key);
+        cr_assert_eq(x.type, REDIS_REPLY_STATUS, "XGROUP on node %d: %s",
+                     prim[i], x.str);
+        x = cmd(&t, "XINFO STREAM %s", key);
+        cr_assert_eq(x.type, REDIS_REPLY_ARRAY, "XINFO: %s", x.str);
+        x = cmd(&t, "OBJECT ENCODING %s", key);
+        cr_assert_eq(x.type, REDIS_REPLY_STRING, "OBJECT: %s", x.str);
+    }
+    /* Straight to the key's node, never by way of a MOVED. */
+    for (i = 0; i < 3; i++)
+        cr_expect_eq(errorstat(prim[i], "MOVED"), 0, "node %d", prim[i]);
+    t_close(&t);
+}
+
+Test(redis_cluster, a_key_elsewhere_in_the_command_is_found_by_moved)
+{
+    int prim[REDIS_CLUSTER_NODES], op_node, i;
+    char tag[32], dst[48], src[48];
+    res_t x;
+    t_t t;
+
+    cr_assert_eq(redis_cluster_primaries(&cl, prim), 3);
+    /* BITOP's first key is argv[2]: the client routes by "AND" and the
+     * server's MOVED names the key's slot. */
+    op_node = redis_cluster_primary_of(&cl, redis_cluster_key_slot("AND"));
+    for (i = 0; i < 3 && prim[i] == op_node; i++)
+        ;
+    key_on(tag, sizeof tag, "", prim[i]);
+    snprintf(dst, sizeof dst, "%s:dst", tag);
+    snprintf(src, sizeof src, "%s:src", tag);
+    t_open(&t, cl.node[prim[0]].url);
+    cr_assert_eq(cmd(&t, "SET %s abc", src).type, REDIS_REPLY_STATUS);
+    x = cmd(&t, "BITOP AND %s %s", dst, src);
+    cr_assert_eq(x.type, REDIS_REPLY_INTEGER, "%s", x.str);
+    cr_expect_eq(x.integer, 3);
+    x = cmd(&t, "GET %s", dst);
+    cr_expect_str_eq(x.str, "abc");
+    t_close(&t);
+}
+
 Test(redis_cluster, pipelined_commands_keep_their_order_per_key)
 {
     res_t x[200];

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -649,4 +650,82 @@ int redis_cluster_reshard(redis_cluster_t *c, int from, int to, int nslots,
     }
     return redis_cluster_wait_ok(c, deadline - now_ms() > 0
                                         ? deadline - now_ms() : 1);
+}
+
+/* ------------------------------------------------------------------------
+ * Blocking commands that follow redirections
+ * ------------------------------------------------------------------------ */
+
+/* Sends a formatted command to node i (ASKING first when `asking`). */
+static redisReply *send_to(const redis_cluster_t *c, int i, const char *cmd,
+                           size_t len, bool asking)
+{
+    redisContext *ctx = redis_cluster_connect(c, i);
+    redisReply *r = NULL;
+    void *reply = NULL;
+
+    if (ctx == NULL)
+        return NULL;
+    if (asking)
+        redisAppendCommand(ctx, "ASKING");
+    redisAppendFormattedCommand(ctx, cmd, len);
+    if (asking && redisGetReply(ctx, &reply) == REDIS_OK)
+        freeReplyObject(reply);
+    if (redisGetReply(ctx, &reply) == REDIS_OK)
+        r = reply;
+    else
+        fprintf(stderr, "redis_cluster: node %d: %s\n", i, ctx->errstr);
+    redisFree(ctx);
+    return r;
+}
+
+redisReply *redis_cluster_vcmd(redis_cluster_t *c, const char *fmt,
+                               va_list ap)
+{
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap), i, hops;
+    redisReply *r = NULL;
+    bool asking = false;
+
+    if (len < 0)
+        return NULL;
+    if (strncasecmp(fmt, "FUNCTION", 8) == 0) {
+        int prim[REDIS_CLUSTER_NODES], n = redis_cluster_primaries(c, prim);
+        for (i = 0; i < n; i++) {
+            freeReplyObject(r);
+            r = send_to(c, prim[i], cmd, (size_t)len, false);
+        }
+        redisFreeCommand(cmd);
+        return r;
+    }
+    for (i = 0; i < c->nnodes && !alive(c, i); i++)
+        ;
+    for (hops = 0; i < c->nnodes && hops < 8; hops++) {
+        const char *colon;
+        r = send_to(c, i, cmd, (size_t)len, asking);
+        if (r == NULL || r->type != REDIS_REPLY_ERROR ||
+            (strncmp(r->str, "MOVED ", 6) != 0 &&
+             strncmp(r->str, "ASK ", 4) != 0))
+            break;
+        asking = r->str[1] == 'S';
+        colon = strrchr(r->str, ':');
+        i = colon != NULL ? index_of_port(c, atoll(colon + 1)) : -1;
+        freeReplyObject(r);
+        r = NULL;
+        if (i < 0)
+            break;
+    }
+    redisFreeCommand(cmd);
+    return r;
+}
+
+redisReply *redis_cluster_cmd(redis_cluster_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    r = redis_cluster_vcmd(c, fmt, ap);
+    va_end(ap);
+    return r;
 }

@@ -15,6 +15,7 @@
 #ifndef SAGA_TEST_REDIS_CLUSTER_H
 #define SAGA_TEST_REDIS_CLUSTER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -64,6 +65,16 @@ int redis_cluster_primaries(redis_cluster_t *c, int *out);
 
 /* The hash slot of `key` (CRC16 of its hash tag, as Redis computes it). */
 int redis_cluster_key_slot(const char *key);
+
+/* A blocking command on the cluster, for set-up and assertions: sent to
+ * the first live node and after it to wherever MOVED or ASK (with ASKING)
+ * redirect it; FUNCTION commands go to every live primary (the last reply
+ * is returned). The caller frees the reply with freeReplyObject(); NULL
+ * (message on stderr) when no node answered. */
+redisReply *redis_cluster_vcmd(redis_cluster_t *c, const char *fmt,
+                               va_list ap);
+redisReply *redis_cluster_cmd(redis_cluster_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Waits (up to `timeout_ms`) until every live node reports
  * cluster_state:ok, all of them name the same primary for every slot, and
