@@ -2,6 +2,11 @@
  * test_workers.c -- real `saga worker` processes sharing a real Redis:
  * takeover after kill -9, fencing of a frozen worker, SIGTERM drain, and the
  * operator commands.
+ *
+ * With SAGA_TEST_REDIS=cluster (the CTest `workers_cluster`), the same tests
+ * run on a loopback Redis Cluster of 3 primaries and 3 replicas: the workers
+ * and the commands are given node 0's URL, and the test's own commands
+ * follow the cluster's redirections.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -18,12 +23,18 @@
 
 #include "history_reader.h"
 #include "redis_cmd.h"
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "saga_proc.h"
 #include "test_poll.h"
 
 static redis_server_t R;
+static redis_cluster_t RC;
+static bool on_cluster;
+static const char *url;   /* what workers and commands are given */
 static redisContext *rc;
+/* On a cluster: one cached connection per node (ctx_for()). */
+static redisContext *node_ctx[REDIS_CLUSTER_NODES];
 static char dir[512];     /* temp dir: defs/, logs */
 
 #define MAX_WORKERS 4
@@ -41,10 +52,19 @@ static void write_def(const char *name, const char *yaml) {
 static void setup(void) {
     signal(SIGPIPE, SIG_IGN);
     static const char *const args[] = {"--appendonly", "yes", NULL};
-    cr_assert_eq(redis_server_start(&R, args), 0);
-    rc = redis_server_connect(&R);
-    cr_assert_not_null(rc);
-    snprintf(dir, sizeof(dir), "%s/work", R.dir);
+    const char *mode = getenv("SAGA_TEST_REDIS");
+    on_cluster = mode != NULL && strcmp(mode, "cluster") == 0;
+    if (on_cluster) {
+        cr_assert_eq(redis_cluster_start(&RC, args), 0);
+        url = RC.node[0].url;
+        snprintf(dir, sizeof(dir), "%s/work", RC.node[0].srv.dir);
+    } else {
+        cr_assert_eq(redis_server_start(&R, args), 0);
+        rc = redis_server_connect(&R);
+        cr_assert_not_null(rc);
+        url = R.url;
+        snprintf(dir, sizeof(dir), "%s/work", R.dir);
+    }
     mkdir(dir, 0700);
     char defs[600];
     snprintf(defs, sizeof(defs), "%s/defs", dir);
@@ -98,7 +118,13 @@ static void teardown(void) {
     if (rc)
         redisFree(rc);
     rc = NULL;
+    for (int i = 0; i < REDIS_CLUSTER_NODES; i++)
+        if (node_ctx[i] != NULL) {
+            redisFree(node_ctx[i]);
+            node_ctx[i] = NULL;
+        }
     redis_server_stop(&R);
+    redis_cluster_stop(&RC);
 }
 
 TestSuite(workers, .init = setup, .fini = teardown);
@@ -107,9 +133,34 @@ static redisReply *cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 static redisReply *cmd(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redis_vcmd(rc, fmt, ap);
+    redisReply *r = on_cluster ? redis_cluster_vcmd(&RC, fmt, ap) : redis_vcmd(rc, fmt, ap);
     va_end(ap);
+    cr_assert_not_null(r, "no reply to '%s'", fmt);
     return r;
+}
+
+/* A blocking connection to the server of `key`: the server, or on a
+ * cluster the primary serving the key's slot now. */
+static redisContext *ctx_for(const char *key) {
+    if (!on_cluster)
+        return rc;
+    int i = redis_cluster_primary_of(&RC, redis_cluster_key_slot(key));
+    cr_assert_geq(i, 0, "no primary serves %s", key);
+    if (node_ctx[i] != NULL && node_ctx[i]->err) {
+        redisFree(node_ctx[i]);
+        node_ctx[i] = NULL;
+    }
+    if (node_ctx[i] == NULL)
+        node_ctx[i] = redis_cluster_connect(&RC, i);
+    cr_assert_not_null(node_ctx[i]);
+    return node_ctx[i];
+}
+
+/* The connection for a saga's own keys. */
+static redisContext *ctx_saga(const char *id) {
+    char key[300];
+    snprintf(key, sizeof(key), "saga:{%s}", id);
+    return ctx_for(key);
 }
 
 static void dump_leftovers(void);
@@ -134,7 +185,7 @@ static void start_worker(int i, const char *lease, const char *concurrency) {
     snprintf(log, sizeof(log), "%s/w%d.log", dir, i);
     snprintf(name, sizeof(name), "w%d", i);
     snprintf(defs, sizeof(defs), "%s/defs", dir);
-    const char *argv[] = {"worker", "--redis", R.url, "--defs", defs, "--name", name,
+    const char *argv[] = {"worker", "--redis", url, "--defs", defs, "--name", name,
                           "--lease", lease, "--concurrency", concurrency, "--grace", "5s", NULL};
     saga_proc_io_t io = {.out = log, .err = log, .append = true};
     workers[i] = saga_proc_spawn(argv, &io);
@@ -171,7 +222,7 @@ static int saga_cmd(char **out, ...) {
         argv[n++] = a;
     va_end(ap);
     argv[n++] = "--redis";
-    argv[n++] = R.url;
+    argv[n++] = url;
     argv[n] = NULL;
     saga_proc_io_t io = {.out = path, .err = errpath};
     int status = saga_proc_run(argv, &io);
@@ -198,12 +249,12 @@ static void submit_many(const char *saga, const char *prefix, int n, int ms) {
         char id[64], input[64];
         snprintf(id, sizeof(id), "%s-%d", prefix, i);
         snprintf(input, sizeof(input), "{\"ms\": %d}", ms);
-        redisAppendCommand(rc, "FCALL saga_submit 2 saga:{idx}:intake saga:{idx}:submitted "
+        redisAppendCommand(ctx_for("saga:{idx}:intake"), "FCALL saga_submit 2 saga:{idx}:intake saga:{idx}:submitted "
                            "%s %s %s %s 604800000", id, saga, hash, input);
     }
     for (int i = 0; i < n; i++) {
         redisReply *r;
-        cr_assert_eq(redisGetReply(rc, (void **)&r), REDIS_OK);
+        cr_assert_eq(redisGetReply(ctx_for("saga:{idx}:intake"), (void **)&r), REDIS_OK);
         cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "submit: %s", r->type == REDIS_REPLY_ERROR ? r->str : "?");
         freeReplyObject(r);
     }
@@ -290,8 +341,8 @@ static void dump_leftovers(void) {
  * `secs`, saying what was left. */
 static void wait_all_done(int secs) {
     test_poll_t p = test_poll_start(secs * 1000L);
-    while (redis_cmd_int(rc, "ZCOUNT saga:{idx}:sagas -inf (0") +
-           redis_cmd_int(rc, "XLEN saga:{idx}:intake") > 0)
+    while (redis_cmd_int(ctx_for("saga:{idx}:sagas"), "ZCOUNT saga:{idx}:sagas -inf (0") +
+           redis_cmd_int(ctx_for("saga:{idx}:sagas"), "XLEN saga:{idx}:intake") > 0)
         if (!test_poll_next(&p)) {
             dump_leftovers();
             cr_assert_fail("sagas still unfinished after %d s (what was left: above)", secs);
@@ -300,7 +351,7 @@ static void wait_all_done(int secs) {
 
 /* Sagas that worker `name` owns now. */
 static long long owned_by(const char *name) {
-    return redis_cmd_int(rc, "SCARD saga:{idx}:owned:%s", name);
+    return redis_cmd_int(ctx_for("saga:{idx}:sagas"), "SCARD saga:{idx}:owned:%s", name);
 }
 
 /* True when field `field` of saga `id` starts with `prefix`. */
@@ -370,7 +421,7 @@ static void wait_created_in_the_past(const char *id) {
  * Returns the server time (ms) of its first claim, or 0. */
 static long long check_history(const char *id) {
     hist_ev_t *ev;
-    size_t nev = hist_read(rc, id, &ev);
+    size_t nev = hist_read(ctx_saga(id), id, &ev);
     char fenced[8][32];
     int nfenced = 0;
     long long first_claim = 0;
@@ -577,7 +628,7 @@ Test(workers, submit_is_idempotent_and_refuses_unknown_names) {
     cr_assert_eq(saga_cmd(&out, "wait", "dup-1", "--timeout", "10s", NULL), 0);
     free(out);
     hist_ev_t *ev;
-    size_t nev = hist_read(rc, "dup-1", &ev), created = 0;
+    size_t nev = hist_read(ctx_saga("dup-1"), "dup-1", &ev), created = 0;
     for (size_t i = 0; i < nev; i++)
         created += strcmp(ev[i].type, "saga.created") == 0;
     free(ev);
@@ -709,7 +760,7 @@ Test(workers, saga_resume_leaves_the_workers_sagas_to_them) {
     free(out);
     check_history("rw-1");
     hist_ev_t *ev;
-    size_t nev = hist_read(rc, "rw-1", &ev);
+    size_t nev = hist_read(ctx_saga("rw-1"), "rw-1", &ev);
     for (size_t i = 0; i < nev; i++)
         cr_assert_str_eq(ev[i].worker, "w0", "every transition by its owner (%s)", ev[i].type);
     free(ev);
