@@ -799,3 +799,103 @@ Test(workers, a_handled_request_is_acknowledged_and_deleted_at_once) {
     cr_assert(strstr(r->str, "SAGABADARGS") != NULL, "%s", r->str);
     freeReplyObject(r);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Redis Cluster under load (workers_cluster only)                         */
+/* ---------------------------------------------------------------------- */
+
+/* Every transition of saga `id` is in its history once: the sequence
+ * numbers of the list's entries (one per write) strictly increase. */
+static void check_no_transition_twice(const char *id) {
+    redisReply *r = redis_cmd(ctx_saga(id), "LRANGE saga:{%s}:history 0 -1", id);
+    long long prev = 0;
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "history of %s", id);
+    cr_assert_gt(r->elements, 0, "saga %s has no history", id);
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *tab = strchr(r->element[i]->str, '\t');
+        cr_assert_not_null(tab, "saga %s: history entry %zu has no seq", id, i);
+        long long seq = atoll(tab + 1);
+        cr_assert_gt(seq, prev, "saga %s: transition %lld written again after %lld", id,
+                     seq, prev);
+        prev = seq;
+    }
+    freeReplyObject(r);
+}
+
+/* The sagas of a run of submit_many() calls, with their expected ends. */
+typedef struct { const char *prefix; int n; const char *state; } kind_t;
+
+static void check_every_saga(const kind_t *kinds, int nkinds) {
+    for (int k = 0; k < nkinds; k++)
+        for (int i = 0; i < kinds[k].n; i++) {
+            char id[64], st[32];
+            snprintf(id, sizeof(id), "%s-%d", kinds[k].prefix, i);
+            cr_assert_str_eq(state_of(id, st, sizeof(st)), kinds[k].state, "saga %s", id);
+            check_history(id);
+            check_no_transition_twice(id);
+        }
+}
+
+Test(workers, resharding_under_load) {
+    if (!on_cluster)
+        cr_skip_test("a Redis Cluster test (workers_cluster)");
+    int prim[REDIS_CLUSTER_NODES];
+    cr_assert_eq(redis_cluster_primaries(&RC, prim), 3);
+    start_worker(0, "2s", "400");
+    start_worker(1, "2s", "400");
+    submit_many("ok", "ok", 1000, 1500);
+    submit_many("fails", "fl", 600, 1000);
+    submit_many("retried", "fk", 400, 1000);
+    WAIT_UNTIL(owned_by("w0") >= 100 && owned_by("w1") >= 100, 30,
+               "the workers own %lld and %lld sagas after 30 s, not 100 each "
+               "(what was left: above)", owned_by("w0"), owned_by("w1"));
+    /* A few thousand slots move while the sagas run: 3,000 from the first
+     * primary to the second, then 2,000 from the second to the third. */
+    long long unfinished = redis_cmd_int(ctx_for("saga:{idx}:sagas"),
+                                         "ZCOUNT saga:{idx}:sagas -inf (0");
+    long long t0 = now_ms();
+    cr_assert_eq(redis_cluster_reshard(&RC, prim[0], prim[1], 3000, 180000), 0,
+                 "reshard 1 failed");
+    long long between = redis_cmd_int(ctx_for("saga:{idx}:sagas"),
+                                      "ZCOUNT saga:{idx}:sagas -inf (0");
+    cr_assert_eq(redis_cluster_reshard(&RC, prim[1], prim[2], 2000, 180000), 0,
+                 "reshard 2 failed");
+    fprintf(stderr, "workers_cluster: resharding took %lld ms; sagas unfinished: %lld "
+            "when it began, %lld between the two moves\n", now_ms() - t0, unfinished,
+            between);
+    /* The load must have overlapped the moves, or the test proves nothing. */
+    cr_assert_gt(between, 0, "every saga had finished before the first move ended");
+    wait_all_done(180);
+    kind_t kinds[] = {{"ok", 1000, "completed"}, {"fl", 600, "compensated"},
+                      {"fk", 400, "completed"}};
+    check_every_saga(kinds, 3);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+    cr_assert_eq(stop_worker(1, SIGTERM), 0);
+}
+
+Test(workers, failover_under_load) {
+    if (!on_cluster)
+        cr_skip_test("a Redis Cluster test (workers_cluster)");
+    start_worker(0, "2s", "400");
+    start_worker(1, "2s", "400");
+    start_worker(2, "2s", "400");
+    submit_many("ok", "ok", 1000, 1000);
+    submit_many("fails", "fl", 600, 700);
+    submit_many("retried", "fk", 400, 700);
+    WAIT_UNTIL(owned_by("w0") >= 100 && owned_by("w1") >= 100, 30,
+               "the workers own %lld and %lld sagas after 30 s, not 100 each "
+               "(what was left: above)", owned_by("w0"), owned_by("w1"));
+    /* The primary of the global keys (intake, index, leases) dies. */
+    int victim = redis_cluster_primary_of(&RC, redis_cluster_key_slot("saga:{idx}:sagas"));
+    long long t0 = now_ms();
+    int promoted = redis_cluster_kill_primary(&RC, victim, 60000);
+    cr_assert_geq(promoted, 0, "no replica took over");
+    fprintf(stderr, "workers_cluster: node %d killed, node %d promoted after %lld ms\n",
+            victim, promoted, now_ms() - t0);
+    wait_all_done(180);
+    kind_t kinds[] = {{"ok", 1000, "completed"}, {"fl", 600, "compensated"},
+                      {"fk", 400, "completed"}};
+    check_every_saga(kinds, 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(stop_worker(i, SIGTERM), 0);
+}
