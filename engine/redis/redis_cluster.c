@@ -41,7 +41,9 @@
 #define NAME_LEN 80
 #define MSG_LEN 512
 
-typedef enum route_e { ROUTE_KEY, ROUTE_ANY, ROUTE_ALL } route_t;
+/* ROUTE_WAIT: to every primary, like ROUTE_ALL, answered with the
+ * smallest count (a write is on N replicas only if every primary says so). */
+typedef enum route_e { ROUTE_KEY, ROUTE_ANY, ROUTE_ALL, ROUTE_WAIT } route_t;
 
 typedef struct node_s {
     struct node_s *next;
@@ -72,6 +74,8 @@ typedef struct ccmd_s {
     unsigned outstanding;
     bool lost;
     bool mixed;
+    bool have_min;
+    long long min;            /* ROUTE_WAIT: the smallest count so far */
     redisReply *first;        /* a copy of the first reply */
     char *error;              /* the first error reply's text */
 } ccmd_t;
@@ -273,13 +277,16 @@ static int classify(ccmd_t *cc)
     } else if (arg_is(&a[0], "FUNCTION") || arg_is(&a[0], "SCRIPT")) {
         cc->route = ROUTE_ALL;
         return 0;
+    } else if (arg_is(&a[0], "WAIT")) {
+        cc->route = ROUTE_WAIT;
+        return 0;
     } else if (n < 2 || arg_is(&a[0], "INFO") || arg_is(&a[0], "CONFIG") ||
                arg_is(&a[0], "CLUSTER") || arg_is(&a[0], "CLIENT") ||
                arg_is(&a[0], "PING") || arg_is(&a[0], "ECHO") ||
                arg_is(&a[0], "TIME") || arg_is(&a[0], "DBSIZE") ||
                arg_is(&a[0], "COMMAND") || arg_is(&a[0], "MEMORY") ||
                arg_is(&a[0], "SLOWLOG") || arg_is(&a[0], "LATENCY") ||
-               arg_is(&a[0], "ACL") || arg_is(&a[0], "WAIT") ||
+               arg_is(&a[0], "ACL") ||
                arg_is(&a[0], "ASKING") || arg_is(&a[0], "READONLY") ||
                arg_is(&a[0], "HELLO") || arg_is(&a[0], "AUTH")) {
         cc->route = ROUTE_ANY;
@@ -454,7 +461,7 @@ static int send_cmd(saga_redis_cluster_t *cl, ccmd_t *cc)
     node_t *n;
     int rc;
 
-    if (cc->route == ROUTE_ALL) {
+    if (cc->route == ROUTE_ALL || cc->route == ROUTE_WAIT) {
         unsigned count = 0;
         for (n = cl->nodes; n != NULL; n = n->next)
             if (n->primary && !n->closing) {
@@ -465,7 +472,7 @@ static int send_cmd(saga_redis_cluster_t *cl, ccmd_t *cc)
         if (count == 0)
             return -ENOTCONN;
         cc->outstanding = 0;
-        cc->lost = cc->mixed = false;
+        cc->lost = cc->mixed = cc->have_min = false;
         reply_free(cc->first);
         cc->first = NULL;
         free(cc->error);
@@ -618,6 +625,14 @@ static void broadcast_reply(ccmd_t *cc, redisReply *reply)
     } else if (reply->type == REDIS_REPLY_ERROR) {
         if (cc->error == NULL)
             cc->error = strdup(reply->str != NULL ? reply->str : "ERR");
+    } else if (cc->route == ROUTE_WAIT) {
+        if (reply->type != REDIS_REPLY_INTEGER) {
+            if (cc->error == NULL)
+                cc->error = strdup("ERR WAIT answered no integer");
+        } else if (!cc->have_min || reply->integer < cc->min) {
+            cc->min = reply->integer;
+            cc->have_min = true;
+        }
     } else if (cc->first == NULL) {
         cc->first = reply_copy(reply);
         if (cc->first == NULL)
@@ -631,6 +646,13 @@ static void broadcast_reply(ccmd_t *cc, redisReply *reply)
         deliver(cc, NULL);
     else if (cc->error != NULL)
         deliver_error(cc, "%s", cc->error);
+    else if (cc->route == ROUTE_WAIT) {
+        redisReply r;
+        memset(&r, 0, sizeof r);
+        r.type = REDIS_REPLY_INTEGER;
+        r.integer = cc->have_min ? cc->min : 0;
+        deliver(cc, &r);
+    }
     else if (cc->mixed)
         deliver_error(cc, "CLUSTERMIXED the primaries answered differently");
     else
@@ -646,11 +668,12 @@ static void on_cmd_reply(saga_redis_t *conn, redisReply *reply, void *data)
 
     (void)conn;
     if (cl->closing) {
-        if (cc->route != ROUTE_ALL || --cc->outstanding == 0)
+        if ((cc->route != ROUTE_ALL && cc->route != ROUTE_WAIT) ||
+            --cc->outstanding == 0)
             deliver(cc, NULL);
         return;
     }
-    if (cc->route == ROUTE_ALL) {
+    if (cc->route == ROUTE_ALL || cc->route == ROUTE_WAIT) {
         broadcast_reply(cc, reply);
         return;
     }

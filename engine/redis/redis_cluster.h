@@ -30,6 +30,8 @@
  *    and FCALL/FCALL_RO with no key. The caller gets one reply: the first
  *    error if any primary failed, else the common reply, or the error
  *    "CLUSTERMIXED ..." when the primaries answered differently.
+ *  - WAIT: to every primary (the writes of a pipeline may have gone to
+ *    any of them); the answer is the smallest count any primary gave.
  *  - anything else without a key (INFO, CONFIG, PING, CLUSTER, TIME, ...):
  *    to one primary (the one serving slot 0).
  *

@@ -93,6 +93,8 @@ typedef struct rq_s {
     char wtok[17];
     int64_t score;               /* RQ_INDEX */
     const char *op;              /* RQ_INDEX: static */
+    uint64_t need;               /* RQ_WRITE held: the WAIT that confirms it */
+    long long held;              /* RQ_WRITE held: its reply's integer */
     bool tentative;              /* RQ_INDEX made before the start-up checks
                                     knew whether the index is split: sent
                                     only if it is */
@@ -115,6 +117,11 @@ typedef struct lane_s {
     rq_t *head;
     rq_t *tail;
     size_t unsent;       /* requests in the queue not handed to hiredis */
+    rq_t *held_head;     /* writes answered, waiting for their WAIT */
+    rq_t *held_tail;
+    uint64_t wait_gen;   /* WAITs issued on this lane */
+    bool wait_due;       /* held writes wait for the next WAIT */
+    bool wait_short_warned;
     bool was_ready;      /* READY since the store became ready */
     bool lib_ok;         /* the server runs our saga.lua: requests may go */
 } lane_t;
@@ -143,6 +150,7 @@ typedef struct store_redis_s {
     bool gc_busy;            /* a saga_gc call is in flight */
     bool gc_failing;         /* the last saga_gc call failed (warned once) */
     uv_timer_t retry_timer;
+    uv_prepare_t wait_prepare; /* issues the WAITs of a loop turn's answers */
     int open_handles;
     bool closing;
     void (*closed)(void *);
@@ -343,6 +351,133 @@ static int classify_error(const redisReply *r, int *status) {
 
 static void load_library(lane_t *ln, saga_redis_reply_cb cb, void *data);
 static void retry_soon(store_redis_t *st);
+static void on_wait_prepare(uv_prepare_t *h);
+
+/* ---------------------------------------------------------------------- */
+/* Replicas: a write counts once WAIT confirms it (min_replicas > 0)       */
+/* ---------------------------------------------------------------------- */
+
+/* A write Redis applied, held until the next WAIT issued on its lane
+ * (after this answer, so after the write) confirms it. WAITs go out from
+ * wait_prepare, once per loop turn for all the answers of that turn. */
+static void hold(lane_t *ln, rq_t *rq, long long integer) {
+    rq->held = integer;
+    rq->need = ln->wait_gen + 1;
+    rq->prev = ln->held_tail;
+    rq->next = NULL;
+    if (ln->held_tail) ln->held_tail->next = rq; else ln->held_head = rq;
+    ln->held_tail = rq;
+    ln->wait_due = true;
+    uv_prepare_start(&ln->st->wait_prepare, on_wait_prepare);
+}
+
+static void unhold(lane_t *ln, rq_t *rq) {
+    if (rq->prev) rq->prev->next = rq->next; else ln->held_head = rq->next;
+    if (rq->next) rq->next->prev = rq->prev; else ln->held_tail = rq->prev;
+    rq->prev = rq->next = NULL;
+}
+
+/* Ends (ok) or sends again (!ok) the held writes that WAIT `gen` was for.
+ * Sent again: back to the front of the FIFO, in their order, as writes
+ * whose answer was lost (saga_write recognises them as applied). */
+static void release_held(lane_t *ln, uint64_t gen, bool ok, int status) {
+    rq_t *rq = ln->held_head, *after = NULL;
+    while (rq != NULL) {
+        rq_t *next = rq->next;
+        if (rq->need == gen || status != 0) {
+            unhold(ln, rq);
+            if (status != 0) {
+                finish(rq, status, NULL);
+            } else if (ok) {
+                redisReply r;
+                memset(&r, 0, sizeof(r));
+                r.type = REDIS_REPLY_INTEGER;
+                r.integer = rq->held;
+                finish(rq, 0, &r);
+            } else {
+                rq->lost = true;
+                rq->sent = false;
+                rq->prev = after;
+                rq->next = after ? after->next : ln->head;
+                if (rq->next) rq->next->prev = rq; else ln->tail = rq;
+                if (after) after->next = rq; else ln->head = rq;
+                ln->unsent++;
+                after = rq;
+            }
+        }
+        rq = next;
+    }
+}
+
+typedef struct wait_ctx_s {
+    lane_t *ln;
+    uint64_t gen;
+} wait_ctx_t;
+
+static void on_wait(saga_redis_t *conn, redisReply *r, void *data) {
+    wait_ctx_t *w = data;
+    lane_t *ln = w->ln;
+    store_redis_t *st = ln->st;
+    uint64_t gen = w->gen;
+    free(w);
+    if (st->closing)
+        return; /* rs_close ended the held writes */
+    bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= st->opt.min_replicas;
+    if (!ok && r != NULL) {
+        st->stats.waits_short++;
+        if (!ln->wait_short_warned)
+            saga_warn("redis %s: WAIT confirmed %s of the %d replicas asked; the "
+                      "transitions are sent again and wait until replicas have them",
+                      saga_redis_display(conn),
+                      r->type == REDIS_REPLY_INTEGER ? (r->integer == 0 ? "none" : "fewer")
+                                                     : r->type == REDIS_REPLY_ERROR ? r->str : "?",
+                      st->opt.min_replicas);
+        ln->wait_short_warned = true;
+    } else if (ok && ln->wait_short_warned) {
+        saga_info("redis %s: replicas confirm the transitions again", saga_redis_display(conn));
+        ln->wait_short_warned = false;
+    }
+    release_held(ln, gen, ok, 0);
+    if (!ok && r != NULL && st->ready && ln->lib_ok && saga_redis_ready(ln->conn))
+        send_unsent(ln);
+    /* r == NULL: the connection is lost, READY sends them again. */
+}
+
+/* Before the loop waits for I/O: one WAIT per lane for the writes answered
+ * in this turn. */
+static void on_wait_prepare(uv_prepare_t *h) {
+    store_redis_t *st = h->data;
+    bool due = false;
+    for (unsigned i = 0; i < st->nlanes; i++) {
+        lane_t *ln = &st->lanes[i];
+        if (!ln->wait_due)
+            continue;
+        ln->wait_due = false;
+        uint64_t gen = ++ln->wait_gen;
+        wait_ctx_t *w = malloc(sizeof(*w));
+        int rc = -ENOMEM;
+        if (w != NULL) {
+            w->ln = ln;
+            w->gen = gen;
+            rc = saga_redis_command(ln->conn, on_wait, w, "WAIT %d %llu", st->opt.min_replicas,
+                                    (unsigned long long)(st->opt.wait_timeout_ms
+                                                             ? st->opt.wait_timeout_ms : 1000));
+        }
+        if (rc == 0) {
+            st->stats.waits++;
+            st->stats.commands++;
+            continue;
+        }
+        free(w);
+        /* Not sent (connection down, no memory): sent again with the rest. */
+        release_held(ln, gen, false, 0);
+        if (rc == -ENOMEM)
+            retry_soon(st);
+        due = due || ln->wait_due;
+    }
+    if (!due)
+        uv_prepare_stop(h);
+}
 
 static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
     rq_t *rq = data;
@@ -376,6 +511,11 @@ static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
             saga_debug("redis store: '%s': %s", rq->key, r->str);
     }
     unlink_rq(ln, rq);
+    if (status == 0 && rq->kind == RQ_WRITE && st->opt.min_replicas > 0 &&
+        r->type == REDIS_REPLY_INTEGER) {
+        hold(ln, rq, r->integer);
+        return;
+    }
     finish(rq, status, r);
 }
 
@@ -920,6 +1060,32 @@ static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
     }
 }
 
+/* How many replicas the primary has (one primary on Redis Cluster: they
+ * are set up alike), for min_replicas: AUTO becomes 1 on a cluster with
+ * replicas, else 0; an explicit count above what is connected is warned
+ * about (every write would wait). */
+static void on_check_replication(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    long slaves = 0;
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        const char *v = strstr(r->str, "connected_slaves:");
+        slaves = v ? atol(v + 17) : 0;
+    }
+    if (st->opt.min_replicas < 0) {
+        st->opt.min_replicas = saga_redis_is_cluster(conn) && slaves > 0 ? 1 : 0;
+        if (st->opt.min_replicas > 0)
+            saga_info("redis %s: a transition counts once 1 replica has it (WAIT; "
+                      "--min-replicas 0 turns this off, docs/durability.md)",
+                      saga_redis_display(conn));
+    } else if (st->opt.min_replicas > slaves) {
+        saga_warn("redis %s: --min-replicas %d but the primary has %ld replica%s connected: "
+                  "transitions wait until enough replicas are", saga_redis_display(conn),
+                  st->opt.min_replicas, slaves, slaves == 1 ? "" : "s");
+    }
+    st->stats.min_replicas = st->opt.min_replicas;
+    checks_done(st);
+}
+
 static void start_checks(store_redis_t *st) {
     /* On Redis Cluster the index lives in another slot than the sagas'
      * records: it is updated by separate commands (split_index). */
@@ -938,6 +1104,11 @@ static void start_checks(store_redis_t *st) {
     rc |= saga_redis_command(main_conn(st), on_check_fsync, st, "CONFIG GET appendfsync");
     rc |= saga_redis_command(main_conn(st), on_check_save, st, "CONFIG GET save");
     st->stats.commands += 5;
+    if (st->opt.min_replicas != 0) {
+        st->checks_left++;
+        rc |= saga_redis_command(main_conn(st), on_check_replication, st, "INFO replication");
+        st->stats.commands++;
+    }
     (void)rc; /* a failed send means LOST, whose callbacks count down too */
 }
 
@@ -1234,8 +1405,11 @@ static void rs_close(saga_store_t *s, void (*closed)(void *), void *data) {
             rq = next;
         }
     }
+    for (unsigned i = 0; i < st->nlanes; i++)
+        release_held(&st->lanes[i], 0, false, SAGA_ECLOSING);
     uv_close((uv_handle_t *)&st->gc_timer, on_handle_closed);
     uv_close((uv_handle_t *)&st->retry_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&st->wait_prepare, on_handle_closed);
     for (unsigned i = 0; i < st->nlanes; i++)
         saga_redis_close(st->lanes[i].conn, on_conn_closed, &st->lanes[i]);
 }
@@ -1336,8 +1510,10 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
     st->stats.connections = st->nlanes;
     uv_timer_init(loop, &st->gc_timer);
     uv_timer_init(loop, &st->retry_timer);
-    st->gc_timer.data = st->retry_timer.data = st;
-    st->open_handles = 2;
+    uv_prepare_init(loop, &st->wait_prepare);
+    uv_unref((uv_handle_t *)&st->wait_prepare);
+    st->gc_timer.data = st->retry_timer.data = st->wait_prepare.data = st;
+    st->open_handles = 3;
     uv_timer_start(&st->gc_timer, on_gc, GC_INTERVAL_MS, GC_INTERVAL_MS);
     uv_unref((uv_handle_t *)&st->gc_timer);
     return &st->base;
