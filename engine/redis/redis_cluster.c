@@ -483,10 +483,15 @@ static int send_cmd(saga_redis_cluster_t *cl, ccmd_t *cc)
             rc = saga_redis_command_resp(n->conn, on_cmd_reply, cc, cc->resp,
                                          cc->len);
             if (rc < 0) {
-                /* The ones sent answer; this one counts as lost. */
-                cc->lost = true;
+                /* Nothing sent yet: the caller decides. Else the ones
+                 * sent answer, and the answer is an error (a NULL would
+                 * mean a lost connection, while the router stays up). */
                 if (cc->outstanding == 0)
                     return rc;
+                if (cc->error == NULL)
+                    cc->error = strdup("CLUSTERDOWN could not send to every primary");
+                if (cc->error == NULL)
+                    cc->lost = true;
                 continue;
             }
             cc->outstanding++;
@@ -967,6 +972,8 @@ static void on_slots(saga_redis_t *conn, redisReply *reply, void *data)
     if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
         apply_slots(cl, from, reply) == 0) {
         update_ready(cl, "the map changed");
+        if (cl->ready)  /* a refresh that had failed asked every 250 ms */
+            uv_timer_stop(&cl->refresh_timer);
         process_waiting(cl);
     } else if (!uv_is_active((uv_handle_t *)&cl->refresh_timer)) {
         /* Ask again shortly, another node if there is one. */

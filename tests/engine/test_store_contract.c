@@ -207,7 +207,7 @@ static void teardown(void) {
 TestSuite(store_memory, .init = memory_setup, .fini = teardown, .timeout = 60);
 TestSuite(store_redis, .init = redis_setup, .fini = teardown, .timeout = 60);
 TestSuite(store_redis_split, .init = redis_split_setup, .fini = teardown, .timeout = 60);
-TestSuite(store_redis_cluster, .init = redis_cluster_setup, .fini = teardown, .timeout = 120);
+TestSuite(store_redis_cluster, .init = redis_cluster_setup, .fini = teardown, .timeout = 60);
 TestSuite(store_timed, .init = timed_setup, .fini = teardown, .timeout = 60);
 
 /* One body, registered in every suite. */
