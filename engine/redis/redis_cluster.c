@@ -382,11 +382,37 @@ static void ccmd_free(ccmd_t *cc)
     free(cc);
 }
 
+static void update_ready(saga_redis_cluster_t *cl, const char *why);
+
+/* A command answered NULL (its connection was lost or closed with it in
+ * flight) while the router is ready. Callers treat NULL as "the connection
+ * was lost; send it again after the next READY" (store_redis.c does), so
+ * the router goes LOST now and READY again once a refreshed map is served,
+ * even when the node is not one of the map's primaries (a redirection's
+ * target, a node the map dropped). */
+static void lost_in_flight(saga_redis_cluster_t *cl)
+{
+    char msg[MSG_LEN];
+
+    if (cl->closing || !cl->ready)
+        return;
+    cl->ready = false;
+    snprintf(msg, sizeof msg,
+             "redis %s: cluster: a connection closed with commands in flight",
+             cl->seed.display);
+    uv_timer_start(&cl->refresh_timer, on_refresh_timer, REFRESH_MS,
+                   REFRESH_MS);
+    saga__redis_facade_event(cl->facade, SAGA_REDIS_LOST, msg);
+    refresh(cl);
+}
+
 /* The command's final answer: its callback runs, the command is freed. */
 static void deliver(ccmd_t *cc, redisReply *reply)
 {
     saga_redis_cluster_t *cl = cc->cl;
 
+    if (reply == NULL)
+        lost_in_flight(cl);
     cl->pending--;
     if (cc->cb != NULL)
         cc->cb(cl->facade, cl->closing ? NULL : reply, cc->data);
@@ -630,6 +656,9 @@ static void broadcast_reply(ccmd_t *cc, redisReply *reply)
     } else if (reply->type == REDIS_REPLY_ERROR) {
         if (cc->error == NULL)
             cc->error = strdup(reply->str != NULL ? reply->str : "ERR");
+        /* A primary of the map that answers as a replica ("WAIT cannot be
+         * used with replica instances", READONLY): the map is stale. */
+        refresh(cc->cl);
     } else if (cc->route == ROUTE_WAIT) {
         if (reply->type != REDIS_REPLY_INTEGER) {
             if (cc->error == NULL)
@@ -729,8 +758,6 @@ static void on_cmd_reply(saga_redis_t *conn, redisReply *reply, void *data)
 /* ------------------------------------------------------------------------
  * Nodes
  * ------------------------------------------------------------------------ */
-
-static void update_ready(saga_redis_cluster_t *cl, const char *why);
 
 static void on_node_event(saga_redis_t *conn, saga_redis_event_t ev,
                           const char *errstr, void *data)
@@ -999,17 +1026,30 @@ static void refresh(saga_redis_cluster_t *cl)
         cl->refresh_again = true;
         return;
     }
+    /* The map's primaries first, in turn: a node that just restarted may
+     * still describe the cluster as it was before a failover. */
     for (n = cl->nodes; n != NULL; n = n->next)
+        if (n->ready && !n->closing && n->primary)
+            count++;
+    for (n = cl->nodes; n != NULL && count == 0; n = n->next)
         if (n->ready && !n->closing)
             count++;
     if (count == 0)
         return;  /* a node's READY asks */
     i = cl->refresh_turn++ % count;
-    for (n = cl->nodes; n != NULL; n = n->next)
-        if (n->ready && !n->closing && i-- == 0) {
+    for (n = cl->nodes; n != NULL; n = n->next) {
+        bool cand = n->ready && !n->closing;
+        if (cand && !n->primary) {
+            node_t *m;
+            for (m = cl->nodes; m != NULL; m = m->next)
+                if (m->ready && !m->closing && m->primary)
+                    cand = false;  /* primaries are asked */
+        }
+        if (cand && i-- == 0) {
             pick = n;
             break;
         }
+    }
     if (pick != NULL &&
         saga_redis_command_argv(pick->conn, on_slots, pick, 2, argv, NULL) == 0)
         cl->refreshing = true;

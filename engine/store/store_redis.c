@@ -377,7 +377,8 @@ static void unhold(lane_t *ln, rq_t *rq) {
     rq->prev = rq->next = NULL;
 }
 
-/* Ends (ok) or sends again (!ok) the held writes that WAIT `gen` was for.
+/* Ends (ok) or sends again (!ok) the held writes that WAIT `gen` was for
+ * (or ends every held write with `status`).
  * Sent again: back to the front of the FIFO, in their order, as writes
  * whose answer was lost (saga_write recognises them as applied). */
 static void release_held(lane_t *ln, uint64_t gen, bool ok, int status) {
@@ -427,7 +428,7 @@ static void on_wait(saga_redis_t *conn, redisReply *r, void *data) {
         st->stats.waits_short++;
         if (!ln->wait_short_warned)
             saga_warn("redis %s: WAIT confirmed %s of the %d replicas asked; the "
-                      "transitions are sent again and wait until replicas have them",
+                      "transitions wait until replicas have them",
                       saga_redis_display(conn),
                       r->type == REDIS_REPLY_INTEGER ? (r->integer == 0 ? "none" : "fewer")
                                                      : r->type == REDIS_REPLY_ERROR ? r->str : "?",
@@ -437,10 +438,22 @@ static void on_wait(saga_redis_t *conn, redisReply *r, void *data) {
         saga_info("redis %s: replicas confirm the transitions again", saga_redis_display(conn));
         ln->wait_short_warned = false;
     }
+    if (!ok && r != NULL && r->type == REDIS_REPLY_INTEGER) {
+        /* The replicas lag (or one is away): the primary has the writes,
+         * so they wait for the next WAIT rather than being sent again. */
+        for (rq_t *rq = ln->held_head; rq != NULL; rq = rq->next)
+            if (rq->need == gen)
+                rq->need = ln->wait_gen + 1;
+        ln->wait_due = true;
+        uv_prepare_start(&st->wait_prepare, on_wait_prepare);
+        return;
+    }
+    /* The connection was lost (NULL: READY sends them again, to whichever
+     * primary serves them then) or the WAIT failed (an error reply: sent
+     * again shortly). */
     release_held(ln, gen, ok, 0);
-    if (!ok && r != NULL && st->ready && ln->lib_ok && saga_redis_ready(ln->conn))
-        send_unsent(ln);
-    /* r == NULL: the connection is lost, READY sends them again. */
+    if (!ok && r != NULL)
+        retry_soon(st);
 }
 
 /* Before the loop waits for I/O: one WAIT per lane for the writes answered

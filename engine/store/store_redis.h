@@ -42,9 +42,10 @@ typedef struct saga_store_redis_options_s {
     /* Replicas that must have a transition before it counts as written: a
      * write's answer is held until a WAIT sent after it (one per batch of
      * answers, on the same connection; on Redis Cluster to every primary)
-     * confirms this many; a WAIT that falls short sends the held writes
-     * again (they are recognised as applied) and waits again, so the
-     * engine never acts on a transition a failover could take back.
+     * confirms this many; after a WAIT that falls short they wait for the
+     * next one, and after a lost connection they are sent again (they are
+     * recognised as applied), so the engine never acts on a transition a
+     * failover could take back.
      * 0: none (a zeroed struct); SAGA_STORE_MIN_REPLICAS_AUTO: 1 on a
      * Redis Cluster whose primaries have replicas, else 0. */
     int min_replicas;
