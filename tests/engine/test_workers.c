@@ -694,7 +694,9 @@ Test(workers, list_shows_unfinished_newest_first_then_the_last_finished) {
     char *out = NULL;
     /* ls-fin1 starts first and finishes last. */
     const char *ids[] = {"ls-run2", "ls-run1", "ls-fin1", "ls-fin2"};
-    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin1", "--input", "{\"ms\": 400}", NULL), 0);
+    /* 1.5 s: ls-fin2's four transitions must end first even when each
+     * waits for a replica (WAIT on Redis Cluster) on a loaded machine. */
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin1", "--input", "{\"ms\": 1500}", NULL), 0);
     free(out);
     wait_created_in_the_past("ls-fin1"); /* distinct creation times, in ms */
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin2", "--input", "{\"ms\": 1}", NULL), 0);
