@@ -104,6 +104,7 @@ typedef struct bench_s {
     const char *store_kind;
     const char *redis_url;
     unsigned redis_conns;    /* --redis-connections; 0: the store's default */
+    int min_replicas;        /* --min-replicas; -1: automatic */
     uint64_t retention_ms;   /* --retention-ms; 0: the store's default */
     uint64_t sagas;
     uint64_t warmup;
@@ -666,6 +667,9 @@ static json_t *redis_json(const bench_t *b, double done, double transitions) {
     json_object_set_new(o, "client_commands_per_saga", json_real(r3(client_cmds / done)));
     json_object_set_new(o, "round_trips_per_saga", json_real(r3(writes / done)));
     json_object_set_new(o, "resent", json_integer((json_int_t)(b->st1.resent - b->st0.resent)));
+    json_object_set_new(o, "min_replicas", json_integer(b->st1.min_replicas));
+    json_object_set_new(o, "waits_per_saga",
+                        json_real(r3((double)(b->st1.waits - b->st0.waits) / done)));
     /* Finished sagas the store's GC deleted while measuring (--retention-ms). */
     json_object_set_new(o, "gc_removed_per_saga",
                         json_real(r3((double)(b->st1.gc_removed - b->st0.gc_removed) / done)));
@@ -916,6 +920,8 @@ static void usage(FILE *out) {
           "  --store memory|redis   the store (default memory)\n"
           "  --redis URL            redis://host:port or unix:///socket (--store redis)\n"
           "  --redis-connections N  connections of the Redis store (default: the store's, 1)\n"
+          "  --min-replicas N       a transition counts once N replicas have it (WAIT;\n"
+          "                         default: 1 on a Redis Cluster with replicas, else 0)\n"
           "  --retention-ms MS      finished sagas kept MS, then deleted by the store's GC\n"
           "                         (default: the store's, 7 days)\n"
           "  -n, --sagas N          sagas to measure (default 10000)\n"
@@ -938,6 +944,7 @@ int main(int argc, char **argv) {
         {"store", required_argument, NULL, 'S'},
         {"redis", required_argument, NULL, 'R'},
         {"redis-connections", required_argument, NULL, 'k'},
+        {"min-replicas", required_argument, NULL, 'W'},
         {"retention-ms", required_argument, NULL, 'e'},
         {"sagas", required_argument, NULL, 'n'},
         {"steps", required_argument, NULL, 's'},
@@ -959,12 +966,14 @@ int main(int argc, char **argv) {
     b->steps = 3;
     b->conc = 100;
     b->max_s = 300;
+    b->min_replicas = SAGA_STORE_MIN_REPLICAS_AUTO;
     int c;
     while ((c = getopt_long(argc, argv, "n:s:c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'S': b->store_kind = optarg; break;
         case 'R': b->redis_url = optarg; break;
         case 'k': b->redis_conns = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'W': b->min_replicas = (int)strtol(optarg, NULL, 10); break;
         case 'e': b->retention_ms = strtoull(optarg, NULL, 10); break;
         case 'n': b->sagas = strtoull(optarg, NULL, 10); break;
         case 's': b->steps = (unsigned)strtoul(optarg, NULL, 10); break;
@@ -1033,6 +1042,7 @@ int main(int argc, char **argv) {
         ro.conn.client_name = "saga-bench";
         ro.connections = b->redis_conns;
         ro.retention_ms = b->retention_ms;
+        ro.min_replicas = b->min_replicas;
         b->store = saga_store_redis_new(&b->loop, &b->url, &ro, on_ready, b);
     } else {
         saga_store_memory_options_t mo = {.keep_finished = false, .keep_history = false};

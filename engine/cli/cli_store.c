@@ -15,6 +15,7 @@ bool saga_cli_store_option(saga_cli_store_opts_t *so, int opt, const char *arg) 
     case SAGA_CLI_OPT_REDIS: so->redis_url = arg; return true;
     case SAGA_CLI_OPT_STATE_DIR: so->state_dir = arg; return true;
     case SAGA_CLI_OPT_STORE: so->kind = arg; return true;
+    case SAGA_CLI_OPT_MIN_REPLICAS: so->min_replicas = arg; return true;
     default: return false;
     }
 }
@@ -73,6 +74,7 @@ static void open_redis(saga_cli_store_t *cs) {
     o.connections = cs->connections ? cs->connections
                     : cs->embedded ? SAGA_STORE_REDIS_ALWAYS_CONNECTIONS : 0;
     o.conn.client_name = "saga";
+    o.min_replicas = cs->min_replicas;
     cs->store = saga_store_redis_new(cs->loop, &cs->url, &o, on_store_ready, cs);
     if (cs->store == NULL) {
         saga_cli_error("out of memory");
@@ -128,6 +130,20 @@ int saga_cli_store_open(saga_cli_store_t *cs, uv_loop_t *loop,
             return SAGA_EXIT_USAGE;
         }
         cs->connections = (unsigned)n;
+    }
+    /* Replicas a transition must reach (docs/durability.md). */
+    const char *mr = o->min_replicas ? o->min_replicas : getenv("SAGA_MIN_REPLICAS");
+    const char *mr_name = o->min_replicas ? "--min-replicas" : "SAGA_MIN_REPLICAS";
+    cs->min_replicas = SAGA_STORE_MIN_REPLICAS_AUTO;
+    if (mr != NULL && mr[0] != '\0') {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(mr, &end, 10);
+        if (errno != 0 || *end != '\0' || mr[0] == '-' || mr[0] == '+' || n > 16) {
+            saga_cli_error("%s '%s': expected a number of replicas from 0 to 16", mr_name, mr);
+            return SAGA_EXIT_USAGE;
+        }
+        cs->min_replicas = (int)n;
     }
     if (strcmp(kind, "memory") == 0) {
         if (o->redis_url != NULL) {

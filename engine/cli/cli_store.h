@@ -23,6 +23,8 @@ typedef struct saga_cli_store_opts_s {
     const char *redis_url;   /* --redis, else env SAGA_REDIS_URL, else embedded */
     const char *state_dir;   /* --state-dir, default ./.saga */
     uint64_t retention_ms;   /* 0: default */
+    const char *min_replicas; /* --min-replicas, else env SAGA_MIN_REPLICAS,
+                                 else automatic (store_redis.h) */
 } saga_cli_store_opts_t;
 
 /* The store's command-line options, as getopt_long() entries whose values
@@ -34,6 +36,8 @@ typedef struct saga_cli_store_opts_s {
 #define SAGA_CLI_OPTION_REDIS     {"redis", required_argument, NULL, SAGA_CLI_OPT_REDIS}
 #define SAGA_CLI_OPTION_STATE_DIR {"state-dir", required_argument, NULL, SAGA_CLI_OPT_STATE_DIR}
 #define SAGA_CLI_OPTION_STORE     {"store", required_argument, NULL, SAGA_CLI_OPT_STORE}
+#define SAGA_CLI_OPT_MIN_REPLICAS 0x1004
+#define SAGA_CLI_OPTION_MIN_REPLICAS {"min-replicas", required_argument, NULL, SAGA_CLI_OPT_MIN_REPLICAS}
 
 /* Takes `arg` (kept as a pointer) into `so` when `opt`, a value returned
  * by getopt_long(), is one of the store's options. Returns true when it
@@ -59,6 +63,7 @@ struct saga_cli_store_s {
     void *closed_data;
     uint64_t retention_ms;
     unsigned connections;    /* SAGA_REDIS_CONNECTIONS; 0: the store's default */
+    int min_replicas;        /* the store's min_replicas */
 };
 
 /* Opens the store. Returns 0 (then `ready` runs later) or an exit code

@@ -52,7 +52,11 @@ static void usage(FILE *out) {
           "of workers that died, until SIGTERM or SIGINT.\n"
           "\n"
           "      --defs DIR          the definitions to serve (required)\n"
-          "      --redis URL         the shared Redis (default env SAGA_REDIS_URL)\n"
+          "      --redis URL         the shared Redis (default env SAGA_REDIS_URL); a\n"
+          "                          Redis Cluster is found from any of its nodes\n"
+          "      --min-replicas N    a transition counts once N replicas have it (WAIT);\n"
+          "                          default env SAGA_MIN_REPLICAS, else 1 on a Redis\n"
+          "                          Cluster with replicas, 0 otherwise\n"
           "  -p, --plugins DIR       also look for step plugins in DIR (repeatable)\n"
           "      --concurrency N     sagas at once (default 1000)\n"
           "      --name NAME         this worker's name, unique among live workers\n"
@@ -285,6 +289,7 @@ int saga_cli_worker(int argc, char **argv) {
     static const struct option opts[] = {
         {"defs", required_argument, NULL, 'd'},
         SAGA_CLI_OPTION_REDIS,
+        SAGA_CLI_OPTION_MIN_REPLICAS,
         {"plugins", required_argument, NULL, 'p'},
         {"concurrency", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},

@@ -41,6 +41,7 @@
 
 #include <hiredis/async.h>
 
+#include "redis/redis_cluster.h"
 #include "redis/redis_uv.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000
@@ -60,6 +61,7 @@ typedef enum state_e {
     ST_READY,
     ST_LOSING,     /* hiredis is tearing a ready connection down */
     ST_DROPPING,   /* a handshake failed; defer_timer drops the context */
+    ST_CLUSTER,    /* a cluster node: the router (r->cluster) took over */
     SAGA_CKPT_FAILED      /* first attempt failed, no retry wanted */
 } state_t;
 
@@ -68,7 +70,8 @@ typedef enum cmd_kind_e {
     CMD_AUTH,
     CMD_SELECT,
     CMD_SETNAME,
-    CMD_PING
+    CMD_PING,
+    CMD_INFO
 } cmd_kind_t;
 
 /* One command hiredis holds a callback for. */
@@ -96,6 +99,10 @@ struct saga_redis_s {
     uint64_t backoff_max;
     bool retry_first;
     char *client_name;
+    saga_redis_options_t opt;  /* as given (client_name: ours) */
+    bool single_node;
+    bool cluster_seen;         /* the handshake's INFO said cluster_enabled:1 */
+    saga_redis_cluster_t *cluster;
     saga_redis_event_cb on_event;
     void *data;
 
@@ -314,7 +321,13 @@ static void handshake_reply(saga_redis_t *r, cmd_kind_t kind,
 
     if (reply == NULL || r->closing || r->state != ST_HANDSHAKE)
         return;  /* teardown reports why */
-    if (reply->type == REDIS_REPLY_ERROR) {
+    if (kind == CMD_INFO) {
+        /* A server that refuses INFO (ACL, renamed) is taken as a single
+         * Redis: its other answers say whether it is usable. */
+        if (reply->type == REDIS_REPLY_STRING && reply->str != NULL &&
+            strstr(reply->str, "cluster_enabled:1") != NULL)
+            r->cluster_seen = true;
+    } else if (reply->type == REDIS_REPLY_ERROR) {
         const char *e = reply->str != NULL ? reply->str : "";
         if (strncmp(e, "NOAUTH", 6) == 0)
             format_msg(r, msg, sizeof msg,
@@ -335,6 +348,13 @@ static void handshake_reply(saga_redis_t *r, cmd_kind_t kind,
     if (--r->handshake_left > 0)
         return;
     uv_timer_stop(&r->connect_timer);
+    if (r->cluster_seen) {
+        /* The router takes over from defer_timer (this connection is
+         * dropped there, outside hiredis's callback). */
+        r->state = ST_CLUSTER;
+        uv_timer_start(&r->defer_timer, on_defer, 0, 0);
+        return;
+    }
     r->state = ST_READY;
     r->failures = 0;
     r->ever_ready = true;
@@ -444,6 +464,10 @@ static void start_handshake(saga_redis_t *r)
     if (rc == 0 && r->client_name != NULL) {
         const char *a[3] = {"CLIENT", "SETNAME", r->client_name};
         rc = send_internal(r, CMD_SETNAME, 3, a);
+    }
+    if (rc == 0 && !r->single_node) {
+        const char *a[2] = {"INFO", "cluster"};
+        rc = send_internal(r, CMD_INFO, 2, a);
     }
     if (rc == 0) {
         /* PING last: the server answers commands (not -LOADING). */
@@ -767,6 +791,15 @@ static void on_timer_closed(uv_handle_t *h)
     maybe_finish(r);
 }
 
+static void on_cluster_closed(void *arg)
+{
+    saga_redis_t *r = arg;
+
+    r->cluster = NULL;
+    r->open_handles--;
+    maybe_finish(r);
+}
+
 static void do_close(saga_redis_t *r)
 {
     if (r->close_started)
@@ -780,6 +813,10 @@ static void do_close(saga_redis_t *r)
     }
     teardown(r);
     assert(r->head == NULL && r->pending == 0);
+    if (r->cluster != NULL) {
+        r->open_handles++;
+        saga__redis_cluster_close(r->cluster, on_cluster_closed, r);
+    }
     uv_close((uv_handle_t *)&r->connect_timer, on_timer_closed);
     uv_close((uv_handle_t *)&r->command_timer, on_timer_closed);
     uv_close((uv_handle_t *)&r->retry_timer, on_timer_closed);
@@ -798,6 +835,26 @@ static void on_defer(uv_timer_t *t)
         teardown(r);
         attempt_failed(r, r->drop_msg);
     }
+    if (r->state == ST_CLUSTER && r->cluster == NULL) {
+        char msg[MSG_LEN];
+
+        teardown(r);
+        r->cluster = saga__redis_cluster_new(r, r->loop, &r->url, &r->opt);
+        if (r->cluster == NULL) {
+            r->cluster_seen = false;
+            format_msg(r, msg, sizeof msg, "out of memory");
+            attempt_failed(r, msg);
+        }
+    }
+}
+
+/* The router's events, as this object's. */
+void saga__redis_facade_event(saga_redis_t *r, saga_redis_event_t ev,
+                              const char *msg)
+{
+    if (ev == SAGA_REDIS_READY)
+        r->ever_ready = true;
+    emit(r, ev, msg);
 }
 
 /* ------------------------------------------------------------------------
@@ -842,6 +899,9 @@ saga_redis_t *saga_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
     if (r->backoff_max < r->backoff_min)
         r->backoff_max = r->backoff_min;
     r->retry_first = opt->retry_first_connect;
+    r->single_node = opt->single_node;
+    r->opt = *opt;
+    r->opt.client_name = r->client_name;
     r->on_event = on_event;
     r->data = data;
     r->state = ST_IDLE;
@@ -887,6 +947,8 @@ int saga_redis_start(saga_redis_t *r)
 /* True between READY and the next LOST (false once closing). */
 bool saga_redis_ready(const saga_redis_t *r)
 {
+    if (r != NULL && r->cluster != NULL)
+        return !r->closing && saga__redis_cluster_ready(r->cluster);
     return r != NULL && !r->closing && r->state == ST_READY &&
            r->ac != NULL &&
            !(r->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));
@@ -905,6 +967,18 @@ int saga_redis_command_argv(saga_redis_t *r, saga_redis_reply_cb cb,
         return -ENOTCONN;
     if (argc < 1 || argv == NULL)
         return -EINVAL;
+    if (r->cluster != NULL) {
+        char *buf = NULL;
+        long long len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
+        int rc;
+
+        if (len < 0)
+            return -ENOMEM;
+        rc = saga__redis_cluster_command(r->cluster, cb, data, buf,
+                                         (size_t)len);
+        free(buf);
+        return rc;
+    }
     c = cmd_new(r, CMD_USER, cb, data);
     if (c == NULL)
         return -ENOMEM;
@@ -926,6 +1000,8 @@ int saga_redis_command_resp(saga_redis_t *r, saga_redis_reply_cb cb,
         return -ENOTCONN;
     if (resp == NULL || len < 4 || resp[0] != '*')
         return -EINVAL;
+    if (r->cluster != NULL)
+        return saga__redis_cluster_command(r->cluster, cb, data, resp, len);
     c = cmd_new(r, CMD_USER, cb, data);
     if (c == NULL)
         return -ENOMEM;
@@ -955,6 +1031,12 @@ int saga_redis_command(saga_redis_t *r, saga_redis_reply_cb cb, void *data,
         return -EINVAL;
     if (len < 0)
         return -ENOMEM;
+    if (r->cluster != NULL) {
+        int rc = saga__redis_cluster_command(r->cluster, cb, data, buf,
+                                             (size_t)len);
+        redisFreeCommand(buf);
+        return rc;
+    }
     c = cmd_new(r, CMD_USER, cb, data);
     if (c == NULL) {
         redisFreeCommand(buf);
@@ -1038,7 +1120,15 @@ const saga_redis_url_t *saga_redis_url(const saga_redis_t *r,
 /* User commands sent and not answered yet. */
 size_t saga_redis_pending(const saga_redis_t *r)
 {
+    if (r != NULL && r->cluster != NULL)
+        return saga__redis_cluster_pending(r->cluster);
     return r != NULL ? r->pending : 0;
+}
+
+/* True once the handshake found a cluster node. */
+bool saga_redis_is_cluster(const saga_redis_t *r)
+{
+    return r != NULL && (r->cluster != NULL || r->cluster_seen);
 }
 
 /* The URL without its password; owned by `r`, valid until it is freed. */

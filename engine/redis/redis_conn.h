@@ -23,6 +23,12 @@
  *  - Commands get exactly one reply each; pub/sub only through
  *    saga_redis_subscribe() (redis_sub.h builds a subscriber on it), on a
  *    connection that then carries nothing else. No MONITOR.
+ *  - Redis Cluster: the handshake asks `INFO cluster`; on a node with
+ *    cluster_enabled:1 the object becomes a cluster client (redis_cluster.h:
+ *    the map, one connection per node, MOVED/ASK/TRYAGAIN), with the same
+ *    contract. READY then means every slot's primary is connected, LOST
+ *    that one of them is not; a cluster client keeps retrying whatever
+ *    retry_first_connect says once the first node has answered.
  *  - The event's `errstr` is only valid during the callback.
  *  - Extra return codes: saga_redis_start() -EALREADY (already started) or
  *    -ECANCELED (after close); saga_redis_command() -EINVAL for a bad
@@ -51,6 +57,9 @@ typedef struct saga_redis_options_s {
     bool retry_first_connect;     /* false: a failed first connection is
                                      reported and not retried */
     const char *client_name;      /* CLIENT SETNAME on connect, or NULL */
+    bool single_node;             /* never become a cluster client, even on
+                                     a cluster node (the router's own
+                                     connections) */
 } saga_redis_options_t;
 
 /* Connection events. */
@@ -129,6 +138,15 @@ size_t saga_redis_pending(const saga_redis_t *r);
 
 /* The display form of the URL (no password), for messages. */
 const char *saga_redis_display(const saga_redis_t *r);
+
+/* True once the server turned out to be a Redis Cluster node (after the
+ * first handshake; false before it and for a single Redis). */
+bool saga_redis_is_cluster(const saga_redis_t *r);
+
+/* The Redis Cluster hash slot (0..16383) of a key: CRC16 of its hash tag
+ * (the text between the first '{' and the next '}', when not empty) or of
+ * the whole key. */
+unsigned saga_redis_key_slot(const char *key, size_t len);
 
 /* Closes the connection: pending callbacks run with a NULL reply, no event
  * fires any more, and once every handle is closed `closed_cb` (if any) runs

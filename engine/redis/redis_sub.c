@@ -93,6 +93,9 @@ saga_redis_sub_t *saga_redis_sub_new(uv_loop_t *loop, const saga_redis_url_t *ur
     else
         memset(&o, 0, sizeof(o));
     o.retry_first_connect = true;
+    /* A subscription lives on the node it was made on: never turned into
+     * a cluster router (which carries no pub/sub). */
+    o.single_node = true;
     s->on_event = on_event;
     s->on_message = on_message;
     s->data = data;

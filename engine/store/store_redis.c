@@ -93,6 +93,11 @@ typedef struct rq_s {
     char wtok[17];
     int64_t score;               /* RQ_INDEX */
     const char *op;              /* RQ_INDEX: static */
+    uint64_t need;               /* RQ_WRITE held: the WAIT that confirms it */
+    long long held;              /* RQ_WRITE held: its reply's integer */
+    bool tentative;              /* RQ_INDEX made before the start-up checks
+                                    knew whether the index is split: sent
+                                    only if it is */
     size_t len;                  /* bytes of `text` (RQ_PUTDEF) */
     char *text;                  /* RQ_PUTDEF */
     char key[];                  /* saga id or definition hash */
@@ -112,6 +117,11 @@ typedef struct lane_s {
     rq_t *head;
     rq_t *tail;
     size_t unsent;       /* requests in the queue not handed to hiredis */
+    rq_t *held_head;     /* writes answered, waiting for their WAIT */
+    rq_t *held_tail;
+    uint64_t wait_gen;   /* WAITs issued on this lane */
+    bool wait_due;       /* held writes wait for the next WAIT */
+    bool wait_short_warned;
     bool was_ready;      /* READY since the store became ready */
     bool lib_ok;         /* the server runs our saga.lua: requests may go */
 } lane_t;
@@ -140,6 +150,7 @@ typedef struct store_redis_s {
     bool gc_busy;            /* a saga_gc call is in flight */
     bool gc_failing;         /* the last saga_gc call failed (warned once) */
     uv_timer_t retry_timer;
+    uv_prepare_t wait_prepare; /* issues the WAITs of a loop turn's answers */
     int open_handles;
     bool closing;
     void (*closed)(void *);
@@ -340,6 +351,146 @@ static int classify_error(const redisReply *r, int *status) {
 
 static void load_library(lane_t *ln, saga_redis_reply_cb cb, void *data);
 static void retry_soon(store_redis_t *st);
+static void on_wait_prepare(uv_prepare_t *h);
+
+/* ---------------------------------------------------------------------- */
+/* Replicas: a write counts once WAIT confirms it (min_replicas > 0)       */
+/* ---------------------------------------------------------------------- */
+
+/* A write Redis applied, held until the next WAIT issued on its lane
+ * (after this answer, so after the write) confirms it. WAITs go out from
+ * wait_prepare, once per loop turn for all the answers of that turn. */
+static void hold(lane_t *ln, rq_t *rq, long long integer) {
+    rq->held = integer;
+    rq->need = ln->wait_gen + 1;
+    rq->prev = ln->held_tail;
+    rq->next = NULL;
+    if (ln->held_tail) ln->held_tail->next = rq; else ln->held_head = rq;
+    ln->held_tail = rq;
+    ln->wait_due = true;
+    uv_prepare_start(&ln->st->wait_prepare, on_wait_prepare);
+}
+
+static void unhold(lane_t *ln, rq_t *rq) {
+    if (rq->prev) rq->prev->next = rq->next; else ln->held_head = rq->next;
+    if (rq->next) rq->next->prev = rq->prev; else ln->held_tail = rq->prev;
+    rq->prev = rq->next = NULL;
+}
+
+/* Ends (ok) or sends again (!ok) the held writes that WAIT `gen` was for
+ * (or ends every held write with `status`).
+ * Sent again: back to the front of the FIFO, in their order, as writes
+ * whose answer was lost (saga_write recognises them as applied). */
+static void release_held(lane_t *ln, uint64_t gen, bool ok, int status) {
+    rq_t *rq = ln->held_head, *after = NULL;
+    while (rq != NULL) {
+        rq_t *next = rq->next;
+        if (rq->need == gen || status != 0) {
+            unhold(ln, rq);
+            if (status != 0) {
+                finish(rq, status, NULL);
+            } else if (ok) {
+                redisReply r;
+                memset(&r, 0, sizeof(r));
+                r.type = REDIS_REPLY_INTEGER;
+                r.integer = rq->held;
+                finish(rq, 0, &r);
+            } else {
+                rq->lost = true;
+                rq->sent = false;
+                rq->prev = after;
+                rq->next = after ? after->next : ln->head;
+                if (rq->next) rq->next->prev = rq; else ln->tail = rq;
+                if (after) after->next = rq; else ln->head = rq;
+                ln->unsent++;
+                after = rq;
+            }
+        }
+        rq = next;
+    }
+}
+
+typedef struct wait_ctx_s {
+    lane_t *ln;
+    uint64_t gen;
+} wait_ctx_t;
+
+static void on_wait(saga_redis_t *conn, redisReply *r, void *data) {
+    wait_ctx_t *w = data;
+    lane_t *ln = w->ln;
+    store_redis_t *st = ln->st;
+    uint64_t gen = w->gen;
+    free(w);
+    if (st->closing)
+        return; /* rs_close ended the held writes */
+    bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= st->opt.min_replicas;
+    if (!ok && r != NULL) {
+        st->stats.waits_short++;
+        if (!ln->wait_short_warned)
+            saga_warn("redis %s: WAIT confirmed %s of the %d replicas asked; the "
+                      "transitions wait until replicas have them",
+                      saga_redis_display(conn),
+                      r->type == REDIS_REPLY_INTEGER ? (r->integer == 0 ? "none" : "fewer")
+                                                     : r->type == REDIS_REPLY_ERROR ? r->str : "?",
+                      st->opt.min_replicas);
+        ln->wait_short_warned = true;
+    } else if (ok && ln->wait_short_warned) {
+        saga_info("redis %s: replicas confirm the transitions again", saga_redis_display(conn));
+        ln->wait_short_warned = false;
+    }
+    if (!ok && r != NULL && r->type == REDIS_REPLY_INTEGER) {
+        /* The replicas lag (or one is away): the primary has the writes,
+         * so they wait for the next WAIT rather than being sent again. */
+        for (rq_t *rq = ln->held_head; rq != NULL; rq = rq->next)
+            if (rq->need == gen)
+                rq->need = ln->wait_gen + 1;
+        ln->wait_due = true;
+        uv_prepare_start(&st->wait_prepare, on_wait_prepare);
+        return;
+    }
+    /* The connection was lost (NULL: READY sends them again, to whichever
+     * primary serves them then) or the WAIT failed (an error reply: sent
+     * again shortly). */
+    release_held(ln, gen, ok, 0);
+    if (!ok && r != NULL)
+        retry_soon(st);
+}
+
+/* Before the loop waits for I/O: one WAIT per lane for the writes answered
+ * in this turn. */
+static void on_wait_prepare(uv_prepare_t *h) {
+    store_redis_t *st = h->data;
+    bool due = false;
+    for (unsigned i = 0; i < st->nlanes; i++) {
+        lane_t *ln = &st->lanes[i];
+        if (!ln->wait_due)
+            continue;
+        ln->wait_due = false;
+        uint64_t gen = ++ln->wait_gen;
+        wait_ctx_t *w = malloc(sizeof(*w));
+        int rc = -ENOMEM;
+        if (w != NULL) {
+            w->ln = ln;
+            w->gen = gen;
+            rc = saga_redis_command(ln->conn, on_wait, w, "WAIT %d %llu", st->opt.min_replicas,
+                                    (unsigned long long)(st->opt.wait_timeout_ms
+                                                             ? st->opt.wait_timeout_ms : 1000));
+        }
+        if (rc == 0) {
+            st->stats.waits++;
+            st->stats.commands++;
+            continue;
+        }
+        free(w);
+        /* Not sent (connection down, no memory): sent again with the rest. */
+        release_held(ln, gen, false, 0);
+        if (rc == -ENOMEM)
+            retry_soon(st);
+        due = due || ln->wait_due;
+    }
+    if (!due)
+        uv_prepare_stop(h);
+}
 
 static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
     rq_t *rq = data;
@@ -373,6 +524,11 @@ static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
             saga_debug("redis store: '%s': %s", rq->key, r->str);
     }
     unlink_rq(ln, rq);
+    if (status == 0 && rq->kind == RQ_WRITE && st->opt.min_replicas > 0 &&
+        r->type == REDIS_REPLY_INTEGER) {
+        hold(ln, rq, r->integer);
+        return;
+    }
     finish(rq, status, r);
 }
 
@@ -496,6 +652,12 @@ static int send_argv(lane_t *ln, rq_t *rq, const argv_t *a) {
  * after a lost connection all of them are sent again. */
 static int send_index(lane_t *ln, rq_t *rq) {
     store_redis_t *st = ln->st;
+    if (rq->tentative && !st->opt.split_index) {
+        /* A single Redis: the write updates the index itself. */
+        unlink_rq(ln, rq);
+        finish(rq, 0, NULL);
+        return 0;
+    }
     char score[24], owned[KEY_MAX_OWNED];
     snprintf(score, sizeof(score), "%" PRId64, rq->score);
     bool created = strcmp(rq->op, "created") == 0;
@@ -918,7 +1080,40 @@ static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
     }
 }
 
+/* How many replicas the primary has (one primary on Redis Cluster: they
+ * are set up alike), for min_replicas: AUTO becomes 1 on a cluster with
+ * replicas, else 0; an explicit count above what is connected is warned
+ * about (every write would wait). */
+static void on_check_replication(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    long slaves = 0;
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        const char *v = strstr(r->str, "connected_slaves:");
+        slaves = v ? atol(v + 17) : 0;
+    }
+    if (st->opt.min_replicas < 0) {
+        st->opt.min_replicas = saga_redis_is_cluster(conn) && slaves > 0 ? 1 : 0;
+        if (st->opt.min_replicas > 0)
+            saga_info("redis %s: a transition counts once 1 replica has it (WAIT; "
+                      "--min-replicas 0 turns this off, docs/durability.md)",
+                      saga_redis_display(conn));
+    } else if (st->opt.min_replicas > slaves) {
+        saga_warn("redis %s: --min-replicas %d but the primary has %ld replica%s connected: "
+                  "transitions wait until enough replicas are", saga_redis_display(conn),
+                  st->opt.min_replicas, slaves, slaves == 1 ? "" : "s");
+    }
+    st->stats.min_replicas = st->opt.min_replicas;
+    checks_done(st);
+}
+
 static void start_checks(store_redis_t *st) {
+    /* On Redis Cluster the index lives in another slot than the sagas'
+     * records: it is updated by separate commands (split_index). */
+    if (saga_redis_is_cluster(main_conn(st)) && !st->opt.split_index) {
+        st->opt.split_index = true;
+        saga_info("redis %s: Redis Cluster: the index of sagas is kept by separate "
+                  "commands (docs/redis-layout.md)", saga_redis_display(main_conn(st)));
+    }
     st->checking = true;
     st->checks_left = 6;
     st->check_error[0] = '\0';
@@ -929,6 +1124,11 @@ static void start_checks(store_redis_t *st) {
     rc |= saga_redis_command(main_conn(st), on_check_fsync, st, "CONFIG GET appendfsync");
     rc |= saga_redis_command(main_conn(st), on_check_save, st, "CONFIG GET save");
     st->stats.commands += 5;
+    if (st->opt.min_replicas != 0) {
+        st->checks_left++;
+        rc |= saga_redis_command(main_conn(st), on_check_replication, st, "INFO replication");
+        st->stats.commands++;
+    }
     (void)rc; /* a failed send means LOST, whose callbacks count down too */
 }
 
@@ -1017,11 +1217,16 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     rq->score = now; /* the write's time: `updated`, history, index scores */
-    if (st->opt.split_index && (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL))) {
+    /* Before the start-up checks, whether the index is split (Redis
+     * Cluster) is not known yet: the index request is made, and dropped
+     * when it is sent to a single Redis. */
+    if ((st->opt.split_index || !st->ready) &&
+        (w->flags & (SAGA_WRITE_CREATE | SAGA_WRITE_TERMINAL))) {
         if ((ix = rq_new(ln, RQ_INDEX, w->id, (rq_cb_t){.done = NULL}, NULL)) == NULL) {
             rq_free(rq);
             return -ENOMEM;
         }
+        ix->tentative = !st->opt.split_index;
         if (w->flags & SAGA_WRITE_CREATE) {
             ix->op = "created";
             ix->score = now;
@@ -1221,8 +1426,11 @@ static void rs_close(saga_store_t *s, void (*closed)(void *), void *data) {
             rq = next;
         }
     }
+    for (unsigned i = 0; i < st->nlanes; i++)
+        release_held(&st->lanes[i], 0, false, SAGA_ECLOSING);
     uv_close((uv_handle_t *)&st->gc_timer, on_handle_closed);
     uv_close((uv_handle_t *)&st->retry_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&st->wait_prepare, on_handle_closed);
     for (unsigned i = 0; i < st->nlanes; i++)
         saga_redis_close(st->lanes[i].conn, on_conn_closed, &st->lanes[i]);
 }
@@ -1323,8 +1531,10 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
     st->stats.connections = st->nlanes;
     uv_timer_init(loop, &st->gc_timer);
     uv_timer_init(loop, &st->retry_timer);
-    st->gc_timer.data = st->retry_timer.data = st;
-    st->open_handles = 2;
+    uv_prepare_init(loop, &st->wait_prepare);
+    uv_unref((uv_handle_t *)&st->wait_prepare);
+    st->gc_timer.data = st->retry_timer.data = st->wait_prepare.data = st;
+    st->open_handles = 3;
     uv_timer_start(&st->gc_timer, on_gc, GC_INTERVAL_MS, GC_INTERVAL_MS);
     uv_unref((uv_handle_t *)&st->gc_timer);
     return &st->base;

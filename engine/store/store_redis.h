@@ -37,7 +37,20 @@ typedef struct saga_store_redis_options_s {
      * group commits bigger (it reads at most 16 KiB per connection per
      * turn); with everysec one keeps saturation tails shorter. */
     unsigned connections;
+    /* Replicas that must have a transition before it counts as written: a
+     * write's answer is held until a WAIT sent after it (one per batch of
+     * answers, on the same connection; on Redis Cluster to every primary)
+     * confirms this many; after a WAIT that falls short they wait for the
+     * next one, and after a lost connection they are sent again (they are
+     * recognised as applied), so the engine never acts on a transition a
+     * failover could take back.
+     * 0: none (a zeroed struct); SAGA_STORE_MIN_REPLICAS_AUTO: 1 on a
+     * Redis Cluster whose primaries have replicas, else 0. */
+    int min_replicas;
+    uint64_t wait_timeout_ms;       /* a WAIT's timeout; 0: 1000 */
 } saga_store_redis_options_t;
+
+#define SAGA_STORE_MIN_REPLICAS_AUTO (-1)
 
 /* The connections advised with appendfsync always (docs/redis-layout.md). */
 #define SAGA_STORE_REDIS_ALWAYS_CONNECTIONS 4
@@ -78,6 +91,9 @@ typedef struct saga_store_redis_stats_s {
     uint64_t resent;
     uint64_t gc_removed;  /* finished sagas whose retention ran out, removed */
     uint64_t reconnects;  /* a connection that had been up came up again */
+    uint64_t waits;       /* WAITs sent (min_replicas > 0) */
+    uint64_t waits_short; /* WAITs that confirmed fewer replicas than asked */
+    int min_replicas;     /* in force, once ready */
     unsigned connections;
 } saga_store_redis_stats_t;
 

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -13,6 +14,7 @@
 #include "store/store_redis.h"
 
 redis_server_t R;
+redis_cluster_t RC;
 uv_loop_t L;
 saga_store_t *S;
 saga_redis_url_t U;
@@ -54,13 +56,33 @@ void run_until(const int *n, int want) {
     cr_assert_geq(*n, want, "timed out waiting for a callback");
 }
 
+bool fixture_cluster(void) {
+    const char *v = getenv("SAGA_TEST_REDIS");
+    return v != NULL && strcmp(v, "cluster") == 0;
+}
+
+const char *fixture_dir(void) { return fixture_cluster() ? RC.node[0].srv.dir : R.dir; }
+
+void fixture_kill_redis(void) {
+    if (!fixture_cluster()) {
+        redis_server_kill(&R, SIGKILL);
+        return;
+    }
+    for (int i = 0; i < RC.nnodes; i++)
+        redis_server_kill(&RC.node[i].srv, SIGKILL);
+}
+
 void fixture_setup(uint64_t command_timeout_ms) {
     signal(SIGPIPE, SIG_IGN);
-    cr_assert_eq(redis_server_start(&R, NULL), 0);
+    if (fixture_cluster())
+        cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
+    else
+        cr_assert_eq(redis_server_start(&R, NULL), 0);
     cr_assert_eq(uv_loop_init(&L), 0);
     uv_timer_init(&L, &deadline);
     char err[256];
-    cr_assert_eq(saga_redis_url_parse(R.url, &U, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(saga_redis_url_parse(fixture_cluster() ? RC.node[0].url : R.url, &U, err,
+                                      sizeof(err)), 0, "%s", err);
     saga_store_redis_options_t o;
     memset(&o, 0, sizeof(o));
     o.conn.reconnect_max_ms = 100;
@@ -73,6 +95,8 @@ void fixture_setup(uint64_t command_timeout_ms) {
         uv_run(&L, UV_RUN_ONCE);
     fixture_deadline_stop();
     cr_assert_eq(store_status, 0, "the store is ready");
+    if (fixture_cluster())
+        return;
     C = redis_server_connect(&R);
     cr_assert_not_null(C);
 }
@@ -102,6 +126,7 @@ void fixture_teardown(void) {
         redisFree(C);
     saga_redis_url_close(&U);
     redis_server_stop(&R);
+    redis_cluster_stop(&RC);
 }
 
 redisReply *cmd(const char *fmt, ...) {
@@ -110,16 +135,16 @@ redisReply *cmd(const char *fmt, ...) {
         freeReplyObject(last);
     va_list ap;
     va_start(ap, fmt);
-    last = redisvCommand(C, fmt, ap);
+    last = fixture_cluster() ? redis_cluster_vcmd(&RC, fmt, ap) : redisvCommand(C, fmt, ap);
     va_end(ap);
-    cr_assert_not_null(last, "redis: %s", C->errstr);
+    cr_assert_not_null(last, "redis: %s", C != NULL ? C->errstr : "no node answered");
     return last;
 }
 
 long long cmd_int(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(C, fmt, ap);
+    redisReply *r = fixture_cluster() ? redis_cluster_vcmd(&RC, fmt, ap) : redisvCommand(C, fmt, ap);
     va_end(ap);
     cr_assert_not_null(r);
     cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "an integer reply (%s)",

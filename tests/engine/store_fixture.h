@@ -3,6 +3,11 @@
  * real redis-server, a loop, and a ready Redis store on it, plus a blocking
  * client for set-up and assertions. One fixture per test process (Criterion
  * runs each test in its own), hence the short global names.
+ *
+ * With SAGA_TEST_REDIS=cluster in the environment (the CTest `<suite>_cluster`
+ * variants), the store runs on a loopback Redis Cluster instead
+ * (tests/support/redis_cluster.c, given node 0's URL), and cmd()/cmd_int()
+ * follow the cluster's redirections; C is then NULL.
  */
 #ifndef SAGA_TEST_STORE_FIXTURE_H
 #define SAGA_TEST_STORE_FIXTURE_H
@@ -14,10 +19,12 @@
 #include <uv.h>
 
 #include "redis/redis_url.h"
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "saga/store.h"
 
-extern redis_server_t R;  /* the server */
+extern redis_server_t R;  /* the server (not started on a cluster) */
+extern redis_cluster_t RC; /* the cluster, when fixture_cluster() */
 extern uv_loop_t L;       /* the loop the store runs on */
 extern saga_store_t *S;   /* the Redis store, ready after fixture_setup() */
 extern saga_redis_url_t U;
@@ -27,6 +34,15 @@ extern int closed;        /* counted by on_closed() */
 /* Starts the server and the store (command timeout `command_timeout_ms`,
  * 0: the store's default) and waits until the store is ready. */
 void fixture_setup(uint64_t command_timeout_ms);
+
+/* True when the fixture runs on a Redis Cluster (SAGA_TEST_REDIS=cluster). */
+bool fixture_cluster(void);
+
+/* A directory of the test's own (the server's, or node 0's). */
+const char *fixture_dir(void);
+
+/* kill -9 of the server, or of every node of the cluster. */
+void fixture_kill_redis(void);
 
 /* Ends a test in its body (Criterion does not fail a test on an assertion
  * in .fini): closes the store, runs the loop out, asserts that it closes

@@ -4,10 +4,12 @@
  * (store_memory.c) and the Redis store (store_redis.c) on a real
  * redis-server.
  *
- * Every test body is written once (CONTRACT below) and registered in four
+ * Every test body is written once (CONTRACT below) and registered in five
  * suites, whose set-up opens that backend: store_memory, store_redis,
  * store_redis_split (the Redis store as on Redis Cluster: the index of
- * sagas kept by separate commands around the writes), and store_timed (the
+ * sagas kept by separate commands around the writes), store_redis_cluster
+ * (the Redis store on a loopback Redis Cluster of 3 primaries and 3
+ * replicas, tests/support/redis_cluster.c), and store_timed (the
  * timing decorator, store_timed.c, over a memory store: it must keep the
  * contract of the store it wraps).
  * Every call goes through CALL(), which marks the time spent inside the
@@ -25,6 +27,7 @@
 #include <criterion/criterion.h>
 #include <uv.h>
 
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "saga/errors.h"
 #include "saga/state.h"
@@ -38,6 +41,8 @@
 static uv_loop_t loop;
 static saga_store_t *S;
 static redis_server_t R;
+static redis_cluster_t RC;
+static bool cluster;     /* store_redis_cluster */
 static bool redis;
 static bool split;       /* store_redis_split */
 static uv_timer_t deadline;
@@ -154,6 +159,16 @@ static void redis_split_setup(void) {
     redis_setup();
 }
 
+/* The store finds out by itself that it runs on a cluster (and splits the
+ * index): it is given one node's URL, as a user would. */
+static void redis_cluster_setup(void) {
+    common_setup();
+    redis = true;
+    cluster = true;
+    cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
+    S = open_redis(RC.node[0].url);
+}
+
 static int closed_calls;
 static void on_closed(void *data) {
     (void)data;
@@ -183,13 +198,16 @@ static void teardown(void) {
     uv_close((uv_handle_t *)&deadline, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0, "a handle was left open");
-    if (redis)
+    if (cluster)
+        redis_cluster_stop(&RC);
+    else if (redis)
         redis_server_stop(&R);
 }
 
 TestSuite(store_memory, .init = memory_setup, .fini = teardown, .timeout = 60);
 TestSuite(store_redis, .init = redis_setup, .fini = teardown, .timeout = 60);
 TestSuite(store_redis_split, .init = redis_split_setup, .fini = teardown, .timeout = 60);
+TestSuite(store_redis_cluster, .init = redis_cluster_setup, .fini = teardown, .timeout = 60);
 TestSuite(store_timed, .init = timed_setup, .fini = teardown, .timeout = 60);
 
 /* One body, registered in every suite. */
@@ -198,6 +216,7 @@ TestSuite(store_timed, .init = timed_setup, .fini = teardown, .timeout = 60);
     Test(store_memory, name) { body_##name(); }                                \
     Test(store_redis, name) { body_##name(); }                                 \
     Test(store_redis_split, name) { body_##name(); }                           \
+    Test(store_redis_cluster, name) { body_##name(); }                         \
     Test(store_timed, name) { body_##name(); }                                 \
     static void body_##name(void)
 

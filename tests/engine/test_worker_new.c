@@ -85,6 +85,7 @@ Test(worker_new, refuses_bad_options_and_leaves_nothing_behind) {
     o.url = NULL;
     refused(S, &o, "Redis URL with a host or a socket");
     saga_redis_url_t bad = U;
+    bad.transport = SAGA_REDIS_UNIX;
     bad.path = NULL;
     o.url = &bad;
     refused(S, &o, "Redis URL with a host or a socket");
@@ -214,7 +215,8 @@ Test(worker_new, an_unreachable_intake_is_retried_and_the_worker_stops_cleanly) 
     memset(&G, 0, sizeof(G));
     saga_redis_url_t gone = U;
     char path[400];
-    snprintf(path, sizeof(path), "%s/nosuch.sock", R.dir);
+    snprintf(path, sizeof(path), "%s/nosuch.sock", fixture_dir());
+    gone.transport = SAGA_REDIS_UNIX;
     gone.path = path;
     saga_worker_options_t o = options("w1");
     o.url = &gone;

@@ -512,7 +512,7 @@ Test(worker_store, not_a_redis_store_and_not_connected) {
     /* A command in flight when the server dies: no answer. */
     reset();
     cr_assert_eq(saga_lease_dead_workers(S, on_names, NULL), 0);
-    redis_server_kill(&R, SIGKILL);
+    fixture_kill_redis();
     run_until(&G.calls, 1);
     cr_assert(G.status == SAGA_EUNAVAILABLE || G.status == 0, "status %d", G.status);
     /* Not connected any more: refused at once, no callback. */
@@ -524,7 +524,8 @@ Test(worker_store, not_a_redis_store_and_not_connected) {
     }
     fixture_deadline_stop();
     cr_assert_eq(rc, SAGA_EUNAVAILABLE);
-    redisFree(C);
+    if (C != NULL)
+        redisFree(C);
     C = NULL;
     fixture_finish();
 }
@@ -569,6 +570,7 @@ Test(worker_store, intake_new_refuses_bad_options) {
     cr_assert_null(in);
     cr_assert_str_eq(err, "the intake needs a Redis URL with a host or a socket");
     saga_redis_url_t bad = U;
+    bad.transport = SAGA_REDIS_UNIX;
     bad.path = NULL;
     cr_assert_eq(saga_intake_new(&L, S, &bad, "w", NULL, NULL, &in, err, sizeof(err)), -EINVAL);
     cr_assert_eq(saga_intake_new(&L, S, &U, "", NULL, NULL, &in, err, sizeof(err)), -EINVAL);

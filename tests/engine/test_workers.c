@@ -2,6 +2,11 @@
  * test_workers.c -- real `saga worker` processes sharing a real Redis:
  * takeover after kill -9, fencing of a frozen worker, SIGTERM drain, and the
  * operator commands.
+ *
+ * With SAGA_TEST_REDIS=cluster (the CTest `workers_cluster`), the same tests
+ * run on a loopback Redis Cluster of 3 primaries and 3 replicas: the workers
+ * and the commands are given node 0's URL, and the test's own commands
+ * follow the cluster's redirections.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -18,12 +23,18 @@
 
 #include "history_reader.h"
 #include "redis_cmd.h"
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "saga_proc.h"
 #include "test_poll.h"
 
 static redis_server_t R;
+static redis_cluster_t RC;
+static bool on_cluster;
+static const char *url;   /* what workers and commands are given */
 static redisContext *rc;
+/* On a cluster: one cached connection per node (ctx_for()). */
+static redisContext *node_ctx[REDIS_CLUSTER_NODES];
 static char dir[512];     /* temp dir: defs/, logs */
 
 #define MAX_WORKERS 4
@@ -41,10 +52,19 @@ static void write_def(const char *name, const char *yaml) {
 static void setup(void) {
     signal(SIGPIPE, SIG_IGN);
     static const char *const args[] = {"--appendonly", "yes", NULL};
-    cr_assert_eq(redis_server_start(&R, args), 0);
-    rc = redis_server_connect(&R);
-    cr_assert_not_null(rc);
-    snprintf(dir, sizeof(dir), "%s/work", R.dir);
+    const char *mode = getenv("SAGA_TEST_REDIS");
+    on_cluster = mode != NULL && strcmp(mode, "cluster") == 0;
+    if (on_cluster) {
+        cr_assert_eq(redis_cluster_start(&RC, args), 0);
+        url = RC.node[0].url;
+        snprintf(dir, sizeof(dir), "%s/work", RC.node[0].srv.dir);
+    } else {
+        cr_assert_eq(redis_server_start(&R, args), 0);
+        rc = redis_server_connect(&R);
+        cr_assert_not_null(rc);
+        url = R.url;
+        snprintf(dir, sizeof(dir), "%s/work", R.dir);
+    }
     mkdir(dir, 0700);
     char defs[600];
     snprintf(defs, sizeof(defs), "%s/defs", dir);
@@ -109,7 +129,13 @@ static void teardown(void) {
     if (rc)
         redisFree(rc);
     rc = NULL;
+    for (int i = 0; i < REDIS_CLUSTER_NODES; i++)
+        if (node_ctx[i] != NULL) {
+            redisFree(node_ctx[i]);
+            node_ctx[i] = NULL;
+        }
     redis_server_stop(&R);
+    redis_cluster_stop(&RC);
 }
 
 TestSuite(workers, .init = setup, .fini = teardown);
@@ -118,9 +144,34 @@ static redisReply *cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 static redisReply *cmd(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redis_vcmd(rc, fmt, ap);
+    redisReply *r = on_cluster ? redis_cluster_vcmd(&RC, fmt, ap) : redis_vcmd(rc, fmt, ap);
     va_end(ap);
+    cr_assert_not_null(r, "no reply to '%s'", fmt);
     return r;
+}
+
+/* A blocking connection to the server of `key`: the server, or on a
+ * cluster the primary serving the key's slot now. */
+static redisContext *ctx_for(const char *key) {
+    if (!on_cluster)
+        return rc;
+    int i = redis_cluster_primary_of(&RC, redis_cluster_key_slot(key));
+    cr_assert_geq(i, 0, "no primary serves %s", key);
+    if (node_ctx[i] != NULL && node_ctx[i]->err) {
+        redisFree(node_ctx[i]);
+        node_ctx[i] = NULL;
+    }
+    if (node_ctx[i] == NULL)
+        node_ctx[i] = redis_cluster_connect(&RC, i);
+    cr_assert_not_null(node_ctx[i]);
+    return node_ctx[i];
+}
+
+/* The connection for a saga's own keys. */
+static redisContext *ctx_saga(const char *id) {
+    char key[300];
+    snprintf(key, sizeof(key), "saga:{%s}", id);
+    return ctx_for(key);
 }
 
 static void dump_leftovers(void);
@@ -140,13 +191,17 @@ static bool registered(const char *name) {
 }
 
 /* Starts worker `i` named w<i> and waits until it holds a lease. */
+static const char *min_replicas = "auto"; /* the workers' --min-replicas */
+
 static void start_worker(int i, const char *lease, const char *concurrency) {
     char log[700], name[16], defs[600];
     snprintf(log, sizeof(log), "%s/w%d.log", dir, i);
     snprintf(name, sizeof(name), "w%d", i);
     snprintf(defs, sizeof(defs), "%s/defs", dir);
-    const char *argv[] = {"worker", "--redis", R.url, "--defs", defs, "--name", name,
-                          "--lease", lease, "--concurrency", concurrency, "--grace", "5s", NULL};
+    const char *argv[] = {"worker", "--redis", url, "--defs", defs, "--name", name,
+                          "--lease", lease, "--concurrency", concurrency, "--grace", "5s",
+                          strcmp(min_replicas, "auto") != 0 ? "--min-replicas" : NULL,
+                          min_replicas, NULL};
     saga_proc_io_t io = {.out = log, .err = log, .append = true};
     workers[i] = saga_proc_spawn(argv, &io);
     test_poll_t p = test_poll_start(10000);
@@ -182,7 +237,7 @@ static int saga_cmd(char **out, ...) {
         argv[n++] = a;
     va_end(ap);
     argv[n++] = "--redis";
-    argv[n++] = R.url;
+    argv[n++] = url;
     argv[n] = NULL;
     saga_proc_io_t io = {.out = path, .err = errpath};
     int status = saga_proc_run(argv, &io);
@@ -209,12 +264,12 @@ static void submit_many(const char *saga, const char *prefix, int n, int ms) {
         char id[64], input[64];
         snprintf(id, sizeof(id), "%s-%d", prefix, i);
         snprintf(input, sizeof(input), "{\"ms\": %d}", ms);
-        redisAppendCommand(rc, "FCALL saga_submit 2 saga:{idx}:intake saga:{idx}:submitted "
+        redisAppendCommand(ctx_for("saga:{idx}:intake"), "FCALL saga_submit 2 saga:{idx}:intake saga:{idx}:submitted "
                            "%s %s %s %s 604800000", id, saga, hash, input);
     }
     for (int i = 0; i < n; i++) {
         redisReply *r;
-        cr_assert_eq(redisGetReply(rc, (void **)&r), REDIS_OK);
+        cr_assert_eq(redisGetReply(ctx_for("saga:{idx}:intake"), (void **)&r), REDIS_OK);
         cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "submit: %s", r->type == REDIS_REPLY_ERROR ? r->str : "?");
         freeReplyObject(r);
     }
@@ -301,8 +356,8 @@ static void dump_leftovers(void) {
  * `secs`, saying what was left. */
 static void wait_all_done(int secs) {
     test_poll_t p = test_poll_start(secs * 1000L);
-    while (redis_cmd_int(rc, "ZCOUNT saga:{idx}:sagas -inf (0") +
-           redis_cmd_int(rc, "XLEN saga:{idx}:intake") > 0)
+    while (redis_cmd_int(ctx_for("saga:{idx}:sagas"), "ZCOUNT saga:{idx}:sagas -inf (0") +
+           redis_cmd_int(ctx_for("saga:{idx}:sagas"), "XLEN saga:{idx}:intake") > 0)
         if (!test_poll_next(&p)) {
             dump_leftovers();
             cr_assert_fail("sagas still unfinished after %d s (what was left: above)", secs);
@@ -311,7 +366,7 @@ static void wait_all_done(int secs) {
 
 /* Sagas that worker `name` owns now. */
 static long long owned_by(const char *name) {
-    return redis_cmd_int(rc, "SCARD saga:{idx}:owned:%s", name);
+    return redis_cmd_int(ctx_for("saga:{idx}:sagas"), "SCARD saga:{idx}:owned:%s", name);
 }
 
 /* True when field `field` of saga `id` starts with `prefix`. */
@@ -381,7 +436,7 @@ static void wait_created_in_the_past(const char *id) {
  * Returns the server time (ms) of its first claim, or 0. */
 static long long check_history(const char *id) {
     hist_ev_t *ev;
-    size_t nev = hist_read(rc, id, &ev);
+    size_t nev = hist_read(ctx_saga(id), id, &ev);
     char fenced[8][32];
     int nfenced = 0;
     long long first_claim = 0;
@@ -621,7 +676,7 @@ Test(workers, submit_is_idempotent_and_refuses_unknown_names) {
     cr_assert_eq(saga_cmd(&out, "wait", "dup-1", "--timeout", "10s", NULL), 0);
     free(out);
     hist_ev_t *ev;
-    size_t nev = hist_read(rc, "dup-1", &ev), created = 0;
+    size_t nev = hist_read(ctx_saga("dup-1"), "dup-1", &ev), created = 0;
     for (size_t i = 0; i < nev; i++)
         created += strcmp(ev[i].type, "saga.created") == 0;
     free(ev);
@@ -670,12 +725,22 @@ static void positions(const char *text, const char *const *ids, long *pos, int n
     }
 }
 
+/* True when saga:{idx}:sagas lists `id` as finished (a score from 0). */
+static bool index_finished(const char *id) {
+    redisReply *r = cmd("ZSCORE saga:{idx}:sagas %s", id);
+    bool yes = r->type == REDIS_REPLY_STRING && r->str[0] != '-';
+    freeReplyObject(r);
+    return yes;
+}
+
 Test(workers, list_shows_unfinished_newest_first_then_the_last_finished) {
     start_worker(0, "2s", "10");
     char *out = NULL;
     /* ls-fin1 starts first and finishes last. */
     const char *ids[] = {"ls-run2", "ls-run1", "ls-fin1", "ls-fin2"};
-    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin1", "--input", "{\"ms\": 400}", NULL), 0);
+    /* 1.5 s: ls-fin2's four transitions must end first even when each
+     * waits for a replica (WAIT on Redis Cluster) on a loaded machine. */
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin1", "--input", "{\"ms\": 1500}", NULL), 0);
     free(out);
     wait_created_in_the_past("ls-fin1"); /* distinct creation times, in ms */
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ls-fin2", "--input", "{\"ms\": 1}", NULL), 0);
@@ -684,6 +749,10 @@ Test(workers, list_shows_unfinished_newest_first_then_the_last_finished) {
     free(out);
     cr_assert_eq(saga_cmd(&out, "wait", "ls-fin1", "--timeout", "10s", NULL), 0);
     free(out);
+    /* On Redis Cluster the index (another slot) is updated by a command of
+     * its own after the record: it may show the finish a moment later. */
+    WAIT_UNTIL(index_finished("ls-fin1") && index_finished("ls-fin2"), 10,
+               "the index does not show ls-fin1 and ls-fin2 finished after 10 s");
     for (int i = 1; i <= 2; i++) {
         char id[16], st[32];
         snprintf(id, sizeof(id), "ls-run%d", i);
@@ -753,7 +822,7 @@ Test(workers, saga_resume_leaves_the_workers_sagas_to_them) {
     free(out);
     check_history("rw-1");
     hist_ev_t *ev;
-    size_t nev = hist_read(rc, "rw-1", &ev);
+    size_t nev = hist_read(ctx_saga("rw-1"), "rw-1", &ev);
     for (size_t i = 0; i < nev; i++)
         cr_assert_str_eq(ev[i].worker, "w0", "every transition by its owner (%s)", ev[i].type);
     free(ev);
@@ -791,4 +860,133 @@ Test(workers, a_handled_request_is_acknowledged_and_deleted_at_once) {
     cr_assert_eq(r->type, REDIS_REPLY_ERROR, "malformed call refused");
     cr_assert(strstr(r->str, "SAGABADARGS") != NULL, "%s", r->str);
     freeReplyObject(r);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Redis Cluster under load (workers_cluster only)                         */
+/* ---------------------------------------------------------------------- */
+
+/* Every transition of saga `id` is in its history once: the sequence
+ * numbers of the entries saga_write appended (one per transition)
+ * strictly increase. The operator functions' entries (saga.claimed,
+ * saga.cancel_requested, saga.retried) carry the record's current number
+ * without making a transition: they may repeat it, never go back. */
+static void check_no_transition_twice(const char *id) {
+    redisReply *r = redis_cmd(ctx_saga(id), "LRANGE saga:{%s}:history 0 -1", id);
+    long long prev = 0;
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "history of %s", id);
+    cr_assert_gt(r->elements, 0, "saga %s has no history", id);
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *e = r->element[i]->str, *tab = strchr(e, '\t');
+        cr_assert_not_null(tab, "saga %s: history entry %zu has no seq", id, i);
+        long long seq = atoll(tab + 1);
+        const char *type = strchr(tab + 1, '\t');
+        type = type != NULL ? strchr(type + 1, '\t') : NULL;
+        bool op = type != NULL && (strncmp(type + 1, "saga.claimed\t", 13) == 0 ||
+                                   strncmp(type + 1, "saga.cancel_requested\t", 22) == 0 ||
+                                   strncmp(type + 1, "saga.retried\t", 13) == 0);
+        bool ok = op ? seq >= prev : seq > prev;
+        if (!ok)
+            for (size_t j = 0; j < r->elements; j++)
+                fprintf(stderr, "  %s history %zu: %s\n", id, j, r->element[j]->str);
+        cr_assert(ok, "saga %s: transition %lld written again after %lld", id, seq, prev);
+        prev = seq;
+    }
+    freeReplyObject(r);
+}
+
+/* The sagas of a run of submit_many() calls, with their expected ends. */
+typedef struct { const char *prefix; int n; const char *state; } kind_t;
+
+static void check_every_saga(const kind_t *kinds, int nkinds) {
+    for (int k = 0; k < nkinds; k++)
+        for (int i = 0; i < kinds[k].n; i++) {
+            char id[64], st[32];
+            snprintf(id, sizeof(id), "%s-%d", kinds[k].prefix, i);
+            cr_assert_str_eq(state_of(id, st, sizeof(st)), kinds[k].state, "saga %s", id);
+            check_history(id);
+            check_no_transition_twice(id);
+        }
+}
+
+Test(workers, resharding_under_load) {
+    if (!on_cluster)
+        cr_skip_test("a Redis Cluster test (workers_cluster)");
+    int prim[REDIS_CLUSTER_NODES];
+    cr_assert_eq(redis_cluster_primaries(&RC, prim), 3);
+    start_worker(0, "2s", "400");
+    start_worker(1, "2s", "400");
+    submit_many("ok", "ok", 1000, 1500);
+    submit_many("fails", "fl", 600, 1000);
+    submit_many("retried", "fk", 400, 1000);
+    WAIT_UNTIL(owned_by("w0") >= 100 && owned_by("w1") >= 100, 30,
+               "the workers own %lld and %lld sagas after 30 s, not 100 each "
+               "(what was left: above)", owned_by("w0"), owned_by("w1"));
+    /* A few thousand slots move while the sagas run: 3,000 from the first
+     * primary to the second, then 2,000 from the second to the third. */
+    long long unfinished = redis_cmd_int(ctx_for("saga:{idx}:sagas"),
+                                         "ZCOUNT saga:{idx}:sagas -inf (0");
+    long long t0 = now_ms();
+    cr_assert_eq(redis_cluster_reshard(&RC, prim[0], prim[1], 3000, 180000), 0,
+                 "reshard 1 failed");
+    long long between = redis_cmd_int(ctx_for("saga:{idx}:sagas"),
+                                      "ZCOUNT saga:{idx}:sagas -inf (0");
+    cr_assert_eq(redis_cluster_reshard(&RC, prim[1], prim[2], 2000, 180000), 0,
+                 "reshard 2 failed");
+    fprintf(stderr, "workers_cluster: resharding took %lld ms; sagas unfinished: %lld "
+            "when it began, %lld between the two moves\n", now_ms() - t0, unfinished,
+            between);
+    /* The load must have overlapped the moves, or the test proves nothing. */
+    cr_assert_gt(between, 0, "every saga had finished before the first move ended");
+    wait_all_done(180);
+    kind_t kinds[] = {{"ok", 1000, "completed"}, {"fl", 600, "compensated"},
+                      {"fk", 400, "completed"}};
+    check_every_saga(kinds, 3);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+    cr_assert_eq(stop_worker(1, SIGTERM), 0);
+}
+
+/* 2,000 sagas on 3 workers; the primary of the global keys (intake,
+ * index, leases) gets kill -9 once they run, its replica takes over, and
+ * the killed node comes back (as a replica: with --min-replicas 1 every
+ * write waits until the promoted primary has one again). Every saga ends as
+ * expected, no transition twice. Returns how long the promotion took. */
+static long long failover_body(void) {
+    start_worker(0, "2s", "400");
+    start_worker(1, "2s", "400");
+    start_worker(2, "2s", "400");
+    submit_many("ok", "ok", 1000, 1000);
+    submit_many("fails", "fl", 600, 700);
+    submit_many("retried", "fk", 400, 700);
+    WAIT_UNTIL(owned_by("w0") >= 100 && owned_by("w1") >= 100, 30,
+               "the workers own %lld and %lld sagas after 30 s, not 100 each "
+               "(what was left: above)", owned_by("w0"), owned_by("w1"));
+    int victim = redis_cluster_primary_of(&RC, redis_cluster_key_slot("saga:{idx}:sagas"));
+    long long t0 = now_ms();
+    int promoted = redis_cluster_kill_primary(&RC, victim, 60000);
+    cr_assert_geq(promoted, 0, "no replica took over");
+    long long took = now_ms() - t0;
+    cr_assert_eq(redis_server_restart(&RC.node[victim].srv), 0, "the killed node restarts");
+    wait_all_done(180);
+    kind_t kinds[] = {{"ok", 1000, "completed"}, {"fl", 600, "compensated"},
+                      {"fk", 400, "completed"}};
+    check_every_saga(kinds, 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(stop_worker(i, SIGTERM), 0);
+    fprintf(stderr, "workers_cluster: --min-replicas %s: node %d killed, node %d promoted "
+            "after %lld ms, every saga as expected\n", min_replicas, victim, promoted, took);
+    return took;
+}
+
+Test(workers, failover_under_load) {
+    if (!on_cluster)
+        cr_skip_test("a Redis Cluster test (workers_cluster)");
+    failover_body();  /* --min-replicas: automatic, 1 here */
+}
+
+Test(workers, failover_under_load_min_replicas_0) {
+    if (!on_cluster)
+        cr_skip_test("a Redis Cluster test (workers_cluster)");
+    min_replicas = "0";
+    failover_body();
 }

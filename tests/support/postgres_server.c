@@ -175,6 +175,39 @@ static bool answers(const postgres_server_t *s) {
     return PQping(s->conninfo) == PQPING_OK;
 }
 
+/* Whether a live (not zombie) process of process group `pgrp` remains:
+ * the backends of a killed postmaster are reparented, not reaped by us,
+ * and hold its shared memory until they are gone. */
+static bool group_alive(pid_t pgrp) {
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return false;
+    bool alive = false;
+    struct dirent *e;
+    while (!alive && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        /* "pid (comm) state ppid pgrp ...": comm may hold anything, so
+         * read after its last ')' */
+        const char *rp = strrchr(buf, ')');
+        char state;
+        int ppid, grp;
+        if (rp != NULL && sscanf(rp + 1, " %c %d %d", &state, &ppid, &grp) == 3 &&
+            grp == (int)pgrp && state != 'Z')
+            alive = true;
+    }
+    closedir(d);
+    return alive;
+}
+
 static void end_process(postgres_server_t *s, int sig) {
     if (s->pid <= 0)
         return;
@@ -199,7 +232,15 @@ static void end_process(postgres_server_t *s, int sig) {
         sleep_ms(5);
     }
     if (sig == SIGKILL) {
-        /* backends die with the group; wait until the socket is free */
+        /* backends die with the group, but after the postmaster: a new
+         * postmaster refuses to start while they still hold the old one's
+         * shared memory ("pre-existing shared memory block is still in
+         * use"), so wait until the last is gone */
+        long gone_by = now_ms() + STOP_TIMEOUT_MS;
+        while (group_alive(s->pid) && now_ms() < gone_by) {
+            kill(-s->pid, SIGKILL);
+            sleep_ms(5);
+        }
         char pidfile[400];
         snprintf(pidfile, sizeof pidfile, "%s/postmaster.pid", s->data);
         unlink(pidfile);

@@ -1,0 +1,200 @@
+/*
+ * test_store_replicas.c -- the Redis store's min_replicas on a loopback
+ * Redis Cluster (3 primaries, 3 replicas): a write is acknowledged only
+ * once a WAIT after it confirms a replica has it; with the replica of its
+ * primary stopped (SIGSTOP) the write is held, WAIT asked again, and it is
+ * never acknowledged until the replica is back. AUTO turns it on on a cluster
+ * with replicas and off on a single Redis.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+#include <uv.h>
+
+#include "redis_cluster.h"
+#include "redis_server.h"
+#include "saga/errors.h"
+#include "saga/store.h"
+#include "store/store_redis.h"
+
+static uv_loop_t loop;
+static uv_timer_t tick;
+static redis_cluster_t RC;
+static saga_store_t *S;
+static int ready_calls, ready_status, closed;
+
+static void on_ready(saga_store_t *s, int status, const char *msg, void *data) {
+    (void)s;
+    (void)data;
+    ready_calls++;
+    ready_status = status;
+    if (status != 0)
+        fprintf(stderr, "store: %s\n", msg);
+}
+
+static void on_tick(uv_timer_t *t) { (void)t; }
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Runs the loop until *n >= want or `ms` passed; true when reached. */
+static bool run_for(const int *n, int want, long ms) {
+    long long end = mono_ms() + ms;
+    while (*n < want && mono_ms() < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    return *n >= want;
+}
+
+static saga_store_t *open_store(const char *url, int min_replicas) {
+    saga_redis_url_t u;
+    char err[256];
+    cr_assert_eq(saga_redis_url_parse(url, &u, err, sizeof(err)), 0, "%s", err);
+    saga_store_redis_options_t o;
+    memset(&o, 0, sizeof(o));
+    o.min_replicas = min_replicas;
+    o.wait_timeout_ms = 200;
+    ready_calls = 0;
+    saga_store_t *s = saga_store_redis_new(&loop, &u, &o, on_ready, NULL);
+    saga_redis_url_close(&u);
+    cr_assert_not_null(s);
+    cr_assert(run_for(&ready_calls, 1, 20000), "store not ready");
+    cr_assert_eq(ready_status, 0);
+    return s;
+}
+
+static void setup(void) {
+    signal(SIGPIPE, SIG_IGN);
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&tick, on_tick, 10, 10);
+}
+
+static void on_closed(void *data) {
+    (void)data;
+    closed++;
+}
+
+static void teardown(void) {
+    if (S != NULL) {
+        S->ops->close(S, on_closed, NULL);
+        S = NULL;
+    }
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0, "a handle was left open");
+    for (int i = 0; i < RC.nnodes; i++)
+        redis_server_kill(&RC.node[i].srv, SIGCONT);
+    redis_cluster_stop(&RC);
+}
+
+TestSuite(store_replicas, .init = setup, .fini = teardown, .timeout = 120);
+
+typedef struct wres_s {
+    int calls;
+    int status;
+} wres_t;
+
+static void on_write(int status, unsigned signals, void *data) {
+    (void)signals;
+    wres_t *r = data;
+    r->calls++;
+    r->status = status;
+}
+
+/* Starts the create of saga `id` (one field, one event). */
+static void create(const char *id, wres_t *r) {
+    static saga_kv_t f = {"state", 5, "running", 7};
+    static saga_event_t ev = {"saga.created", NULL, NULL, 0, NULL, 0};
+    static saga_store_write_t w;
+    w = (saga_store_write_t){id, 1, 0, SAGA_WRITE_CREATE, "tester", &f, 1, &ev, 1, 0};
+    memset(r, 0, sizeof(*r));
+    cr_assert_eq(S->ops->write(S, &w, on_write, r), 0);
+}
+
+/* The replica of the primary serving saga `id`. */
+static int replica_of_saga(const char *id) {
+    char key[128];
+    snprintf(key, sizeof(key), "saga:{%s}", id);
+    int primary = redis_cluster_primary_of(&RC, redis_cluster_key_slot(key));
+    cr_assert_geq(primary, 0);
+    redisContext *c = redis_cluster_connect(&RC, primary);
+    redisReply *r = redisCommand(c, "INFO replication");
+    cr_assert_not_null(r);
+    const char *p = strstr(r->str, "slave0:ip=");
+    cr_assert_not_null(p, "primary %d has no replica", primary);
+    const char *port = strstr(p, "port=");
+    int replica = -1;
+    for (int i = 0; i < RC.nnodes; i++)
+        if (RC.node[i].port == atoi(port + 5))
+            replica = i;
+    freeReplyObject(r);
+    redisFree(c);
+    cr_assert_geq(replica, 0);
+    return replica;
+}
+
+Test(store_replicas, a_write_waits_for_its_replica) {
+    cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
+    S = open_store(RC.node[0].url, 1);
+    wres_t r;
+    create("rep-1", &r);
+    cr_assert(run_for(&r.calls, 1, 10000), "no answer with every replica up");
+    cr_assert_eq(r.status, 0);
+
+    /* Its primary's replica stops: the write is applied on the primary but
+     * never acknowledged while no replica confirms it. */
+    int replica = replica_of_saga("rep-2");
+    saga_store_redis_stats_t st;
+    redis_server_kill(&RC.node[replica].srv, SIGSTOP);
+    create("rep-2", &r);
+    cr_assert_not(run_for(&r.calls, 1, 1500), "acknowledged while its replica was stopped");
+    saga_store_redis_stats(S, &st);
+    cr_assert_gt(st.waits_short, 1, "WAIT is asked again while the replica is away");
+    redis_server_kill(&RC.node[replica].srv, SIGCONT);
+    cr_assert(run_for(&r.calls, 1, 15000), "no answer once the replica is back");
+    cr_assert_eq(r.status, 0, "the resent create is recognised as applied: %s",
+                 saga_strerror(r.status));
+    saga_store_redis_stats(S, &st);
+    cr_assert_eq(st.min_replicas, 1);
+    cr_assert_gt(st.waits, 0);
+}
+
+Test(store_replicas, auto_is_one_on_a_cluster_with_replicas) {
+    cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
+    S = open_store(RC.node[1].url, SAGA_STORE_MIN_REPLICAS_AUTO);
+    saga_store_redis_stats_t st;
+    saga_store_redis_stats(S, &st);
+    cr_assert_eq(st.min_replicas, 1);
+    wres_t r;
+    create("auto-1", &r);
+    cr_assert(run_for(&r.calls, 1, 10000));
+    cr_assert_eq(r.status, 0);
+    saga_store_redis_stats(S, &st);
+    cr_assert_gt(st.waits, 0);
+}
+
+Test(store_replicas, auto_is_zero_on_a_single_redis) {
+    redis_server_t srv;
+    cr_assert_eq(redis_server_start(&srv, NULL), 0);
+    S = open_store(srv.url, SAGA_STORE_MIN_REPLICAS_AUTO);
+    saga_store_redis_stats_t st;
+    saga_store_redis_stats(S, &st);
+    cr_assert_eq(st.min_replicas, 0);
+    wres_t r;
+    create("single-1", &r);
+    cr_assert(run_for(&r.calls, 1, 10000));
+    cr_assert_eq(r.status, 0);
+    saga_store_redis_stats(S, &st);
+    cr_assert_eq(st.waits, 0);
+    S->ops->close(S, on_closed, NULL);
+    S = NULL;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    run_for(&closed, 1, 5000);
+    redis_server_stop(&srv);
+}
