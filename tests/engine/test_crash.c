@@ -285,18 +285,21 @@ static void on_resumed_all(int status, size_t n, size_t failed, size_t managed,
     resume_done = true;
 }
 
-Test(crash, kill_minus_nine_at_random_moments_then_resume) {
-    rc = redis_server_connect(&R);
-    cr_assert_not_null(rc);
+/* The body of each crash test: ITERATIONS times, a child runs SAGAS sagas
+ * of `kind` and is killed (-9) after a seeded delay; the sagas are resumed
+ * here and each is checked by `check` (odd ones fail on purpose). Returns
+ * how many sagas were resumed in all. */
+static size_t kill_resume_check(unsigned seed_base, int kind,
+                                bool (*check)(const char *id, bool fails)) {
     size_t total_resumed = 0;
     for (int iter = 0; iter < ITERATIONS; iter++) {
-        unsigned seed = 4242u + (unsigned)iter;
+        unsigned seed = seed_base + (unsigned)iter;
         srand(seed);
         unsigned delay_ms = 5 + (unsigned)(rand() % 160);
         pid_t pid = fork();
         cr_assert_neq(pid, -1);
         if (pid == 0)
-            child_main(iter, seed, KIND_SAGA);
+            child_main(iter, seed, kind);
         usleep(delay_ms * 1000);
         kill(pid, SIGKILL);
         int wst;
@@ -316,12 +319,19 @@ Test(crash, kill_minus_nine_at_random_moments_then_resume) {
         for (int j = 0; j < SAGAS; j++) {
             char id[64];
             snprintf(id, sizeof(id), "it%d-%d", iter, j);
-            check_saga(id, j % 2 == 1);
+            check(id, j % 2 == 1);
         }
         redisReply *left = cmd("ZCOUNT saga:{idx}:sagas -inf (0");
         cr_assert_eq(left->integer, 0, "iteration %d: unfinished sagas left", iter);
         freeReplyObject(left);
     }
+    return total_resumed;
+}
+
+Test(crash, kill_minus_nine_at_random_moments_then_resume) {
+    rc = redis_server_connect(&R);
+    cr_assert_not_null(rc);
+    size_t total_resumed = kill_resume_check(4242u, KIND_SAGA, check_saga);
     cr_log_info("crash: %zu sagas checked, %zu resumed; interrupted while running: "
                 "%zu, while compensating: %zu", checked, total_resumed,
                 interrupted_running, interrupted_compensating);
@@ -414,37 +424,7 @@ static bool check_tcc(const char *id, bool fails) {
 Test(crash, tcc_kill_minus_nine_while_confirming_and_cancelling) {
     rc = redis_server_connect(&R);
     cr_assert_not_null(rc);
-    for (int iter = 0; iter < ITERATIONS; iter++) {
-        unsigned seed = 7070u + (unsigned)iter;
-        srand(seed);
-        unsigned delay_ms = 5 + (unsigned)(rand() % 160);
-        pid_t pid = fork();
-        cr_assert_neq(pid, -1);
-        if (pid == 0)
-            child_main(iter, seed, KIND_TCC);
-        usleep(delay_ms * 1000);
-        kill(pid, SIGKILL);
-        int wst;
-        waitpid(pid, &wst, 0);
-
-        th_init_redis(&T, R.url);
-        T.keep_summaries = false;
-        resume_done = false;
-        cr_assert_eq(saga_engine_resume_all(T.engine, on_resumed_all, NULL), 0);
-        while (!resume_done)
-            uv_run(&T.loop, UV_RUN_ONCE);
-        th_run_until(&T, resumed_n);
-        cr_assert_eq(T.lost, 0);
-        th_free(&T);
-        for (int j = 0; j < SAGAS; j++) {
-            char id[64];
-            snprintf(id, sizeof(id), "it%d-%d", iter, j);
-            check_tcc(id, j % 2 == 1);
-        }
-        redisReply *left = cmd("ZCOUNT saga:{idx}:sagas -inf (0");
-        cr_assert_eq(left->integer, 0, "iteration %d: unfinished sagas left", iter);
-        freeReplyObject(left);
-    }
+    kill_resume_check(7070u, KIND_TCC, check_tcc);
     fprintf(stderr, "crash (tcc): %zu sagas checked; interrupted while trying: %zu, "
             "while confirming: %zu, while cancelling: %zu\n", checked, interrupted_trying,
             interrupted_confirming, interrupted_cancelling);
@@ -522,37 +502,7 @@ static bool check_pivot(const char *id, bool fails) {
 Test(crash, pivot_kill_minus_nine_before_and_after_the_pivot) {
     rc = redis_server_connect(&R);
     cr_assert_not_null(rc);
-    for (int iter = 0; iter < ITERATIONS; iter++) {
-        unsigned seed = 9191u + (unsigned)iter;
-        srand(seed);
-        unsigned delay_ms = 5 + (unsigned)(rand() % 160);
-        pid_t pid = fork();
-        cr_assert_neq(pid, -1);
-        if (pid == 0)
-            child_main(iter, seed, KIND_PIVOT);
-        usleep(delay_ms * 1000);
-        kill(pid, SIGKILL);
-        int wst;
-        waitpid(pid, &wst, 0);
-
-        th_init_redis(&T, R.url);
-        T.keep_summaries = false;
-        resume_done = false;
-        cr_assert_eq(saga_engine_resume_all(T.engine, on_resumed_all, NULL), 0);
-        while (!resume_done)
-            uv_run(&T.loop, UV_RUN_ONCE);
-        th_run_until(&T, resumed_n);
-        cr_assert_eq(T.lost, 0);
-        th_free(&T);
-        for (int j = 0; j < SAGAS; j++) {
-            char id[64];
-            snprintf(id, sizeof(id), "it%d-%d", iter, j);
-            check_pivot(id, j % 2 == 1);
-        }
-        redisReply *left = cmd("ZCOUNT saga:{idx}:sagas -inf (0");
-        cr_assert_eq(left->integer, 0, "iteration %d: unfinished sagas left", iter);
-        freeReplyObject(left);
-    }
+    kill_resume_check(9191u, KIND_PIVOT, check_pivot);
     fprintf(stderr, "crash (pivot): %zu sagas checked; interrupted before the pivot: %zu, "
             "after it: %zu\n", checked, interrupted_before_pivot, interrupted_after_pivot);
     cr_assert_gt(interrupted_before_pivot, 0, "no kill landed before the pivot");
