@@ -163,9 +163,37 @@ typedef struct request_s {
     char *input;
 } request_t;
 
-/* The request is done with: acknowledged and deleted in one call. */
+/* Sends the acknowledgements collected so far: one call for all of them
+ * (saga_intake_done_many). Fire and forget: one that is lost leaves its
+ * entries pending, and whoever reads them again finds their sagas created
+ * (SAGA_EEXIST) and acknowledges them then. */
+static void flush_acks(saga_worker_t *w) {
+    if (w->nacks == 0)
+        return;
+    const char *v[SAGA_INTAKE_DONE_MAX];
+    for (size_t i = 0; i < w->nacks; i++)
+        v[i] = w->acks[i];
+    saga_intake_done_many(w->intake, v, w->nacks, NULL, NULL);
+    w->nacks = 0;
+    if (!w->closing_handles)
+        uv_check_stop(&w->ack_check);
+}
+
+static void on_ack_check(uv_check_t *h) { flush_acks(h->data); }
+
+/* The request is done with: acknowledged and deleted, with the others done
+ * in the same turn of the loop (after its I/O: uv_check), in one call. */
 static void ack_entry(saga_worker_t *w, const char *entry) {
-    saga_intake_done(w->intake, entry, NULL, NULL);
+    if (w->closing_handles ||
+        (w->acks == NULL && (w->acks = malloc(SAGA_INTAKE_DONE_MAX * sizeof(*w->acks))) == NULL)) {
+        saga_intake_done(w->intake, entry, NULL, NULL);
+        return;
+    }
+    snprintf(w->acks[w->nacks++], sizeof(w->acks[0]), "%s", entry);
+    if (w->nacks == SAGA_INTAKE_DONE_MAX)
+        flush_acks(w);
+    else if (w->nacks == 1)
+        uv_check_start(&w->ack_check, on_ack_check);
 }
 
 static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
@@ -621,8 +649,9 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     uv_timer_init(loop, &w->hb_timer);
     uv_timer_init(loop, &w->scan_timer);
     uv_timer_init(loop, &w->intake_timer);
-    w->hb_timer.data = w->scan_timer.data = w->intake_timer.data = w;
-    w->open_handles = 3;
+    uv_check_init(loop, &w->ack_check);
+    w->hb_timer.data = w->scan_timer.data = w->intake_timer.data = w->ack_check.data = w;
+    w->open_handles = 4;
     return w;
 fail:
     saga_intake_close(w->intake, NULL, NULL);
@@ -706,7 +735,9 @@ static void on_intake_closed(void *data) {
 static void stop_step(saga_worker_t *w) {
     if (w->calls > 0 || w->closing_handles || !w->engine_down)
         return;
+    flush_acks(w); /* before the intake closes */
     w->closing_handles = true;
+    uv_close((uv_handle_t *)&w->ack_check, on_handle_closed);
     uv_close((uv_handle_t *)&w->hb_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->scan_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->intake_timer, on_handle_closed);
@@ -755,6 +786,7 @@ void saga_worker_free(saga_worker_t *w) {
         return;
     saga_engine_free(w->engine);
     free_maps(w);
+    free(w->acks);
     free_pubs(w);
     saga_store_timed_free(w->timed);
     saga__worker_metrics_free(w);
