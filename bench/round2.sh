@@ -87,21 +87,23 @@ snap() {
     echo "$info" | tr -d '\r' | awk -F'[:,=]' '
         /^used_cpu_(sys|user):/ {cpu += $2}
         /^aof_current_size:/ {aof = $2}
+        /^total_reads_processed:/ {reads = $2}
         /^cmdstat_/ {sub(/^cmdstat_/, "", $1); if ($1 != "info") {cmds = cmds sep "\"" $1 "\":" $3; sep = ","}}
-        END {printf "{\"cpu\":%s,\"aof\":%s,\"cmds\":{%s}}\n", cpu + 0, aof + 0, cmds}'
+        END {printf "{\"cpu\":%s,\"aof\":%s,\"reads\":%s,\"cmds\":{%s}}\n", cpu + 0, aof + 0, reads + 0, cmds}'
 }
 # check_json WHAT TEXT: fails the run when TEXT is not one JSON object.
 check_json() {
     echo "$2" | jq -e 'type == "object"' >/dev/null 2>&1 ||
         { echo "round2.sh: $1 gave no figures: '$2'" >&2; exit 1; }
 }
-# record KIND ROUND SAGAS SECONDS BEFORE AFTER: one run's figures in $RAW.
+# record KIND ROUND SAGAS SECONDS BEFORE AFTER [CLIENT_CPU_S]: one run's
+# figures in $RAW (the client's CPU: the worker's or saga-bench's).
 record() {
     for x in "$3" "$4" "$5" "$6"; do
         echo "$x" | jq -e . >/dev/null 2>&1 || { echo "round2.sh: $1: bad figure '$x'" >&2; exit 1; }
     done
     jq -nc --arg kind "$1" --argjson round "$2" --argjson n "$3" --argjson s "$4" \
-        --argjson a "$5" --argjson z "$6" '
+        --argjson a "$5" --argjson z "$6" --argjson ccpu "${7:-null}" '
         ($z.cmds | to_entries | map({key, value: ((.value - ($a.cmds[.key] // 0)) / $n)})
          | map(select(.value >= 0.005)) | from_entries) as $per
         | {kind: $kind, round: $round, sagas: $n, seconds: $s,
@@ -109,8 +111,10 @@ record() {
            redis_cpu_us_per_saga: ((($z.cpu - $a.cpu) / $n * 1e7 | round) / 10),
            commands_per_saga: (([$per[]] | add) * 100 | round / 100),
            aof_bytes_per_saga: (($z.aof - $a.aof) / $n | round),
+           client_cpu_us_per_saga: (if $ccpu == null then null else ($ccpu / $n * 1e7 | round) / 10 end),
+           reads_per_saga: ((($z.reads - $a.reads) / $n * 100 | round) / 100),
            commandstats_per_saga: ($per | map_values(. * 100 | round / 100))}' | tee -a "$RAW" |
-        jq -r '"   round2 \(.kind) #\(.round): \(.sagas_per_s) sagas/s, Redis \(.redis_cpu_us_per_saga) us, \(.commands_per_saga) commands, \(.aof_bytes_per_saga) AOF bytes per saga"' >&2
+        jq -r '"   round2 \(.kind) #\(.round): \(.sagas_per_s) sagas/s, Redis \(.redis_cpu_us_per_saga) us, \(.commands_per_saga) commands, \(.aof_bytes_per_saga) AOF bytes, \(.reads_per_saga) reads per saga"' >&2
 }
 now_ns() { date +%s%N; }
 
@@ -136,7 +140,8 @@ run_engine() { # ROUND
           --max-seconds 600) || { echo "round2.sh: saga-bench failed" >&2; exit 1; }
     z=$(snap)
     check_json saga-bench "$out"
-    record "engine$SUFFIX" "$1" "$(echo "$out" | jq .sagas)" "$(echo "$out" | jq .elapsed_s)" "$a" "$z"
+    record "engine$SUFFIX" "$1" "$(echo "$out" | jq .sagas)" "$(echo "$out" | jq .elapsed_s)" "$a" "$z" \
+        "$(echo "$out" | jq .cpu_s)"
     stop_redis
 }
 
@@ -202,12 +207,16 @@ run_production() { # ROUND
         { echo "round2.sh: the worker finished $(rcli zcount 'saga:{idx}:sagas' 0 +inf) of $N" >&2; exit 1; }
     t1=$(now_ns)
     z=$(snap)
+    # The worker's CPU (user + system, clock ticks in /proc/PID/stat).
+    local ccpu
+    ccpu=$(awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); print ($12 + $13) / hz}' \
+           "/proc/$WORKER_PID/stat")
     stop_worker
     # The run left nothing behind: every request acknowledged and deleted.
     [ "$(rcli xlen 'saga:{idx}:intake')" = 0 ] ||
         { echo "round2.sh: $(rcli xlen 'saga:{idx}:intake') start requests left" >&2; exit 1; }
     record "production$SUFFIX" "$1" "$N" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')" \
-        "$a" "$z"
+        "$a" "$z" "$ccpu"
     stop_redis
 }
 
@@ -246,11 +255,13 @@ group_by(.kind) | map({key: .[0].kind, value: .}) | from_entries as $k
   "**shared machine** (2 cores, other engineers building; load average \($load) at the end): the",
   "ratios, commands and bytes per saga are the stable figures, absolute sagas/s vary with the load.",
   "Per saga, from the server'"'"'s counters over the run: Redis CPU (INFO cpu), commands (INFO",
-  "commandstats, FCALL'"'"'s inner calls included), AOF bytes (aof_current_size).\n",
-  "| run | sagas/s | of the floor | Redis CPU µs / saga | commands / saga | AOF bytes / saga | sagas/s of each run |",
-  "|---|---|---|---|---|---|---|",
+  "commandstats, FCALL'"'"'s inner calls included), AOF bytes (aof_current_size), reads",
+  "(total_reads_processed: how many reads Redis made of its clients, the pipelining it saw), and the",
+  "client'"'"'s CPU (the worker process'"'"'s from /proc, saga-bench'"'"'s own; the floor'"'"'s is not taken).\n",
+  "| run | sagas/s | of the floor | Redis CPU µs / saga | commands / saga | AOF bytes / saga | Redis reads / saga | client CPU µs / saga | sagas/s of each run |",
+  "|---|---|---|---|---|---|---|---|---|",
   ($order[] as $o | $k[$o] as $r
-   | "| \($o) | \($r | med(.sagas_per_s) | fmt) | \(($r | med(.sagas_per_s)) / $floor * 100 | round) % | \($r | med(.redis_cpu_us_per_saga)) | \($r | med(.commands_per_saga)) | \($r | med(.aof_bytes_per_saga) | fmt) | \($r | map(.sagas_per_s | fmt) | join(" · ")) |"),
+   | "| \($o) | \($r | med(.sagas_per_s) | fmt) | \(($r | med(.sagas_per_s)) / $floor * 100 | round) % | \($r | med(.redis_cpu_us_per_saga)) | \($r | med(.commands_per_saga)) | \($r | med(.aof_bytes_per_saga) | fmt) | \($r | med(.reads_per_saga)) | \($r | med(.client_cpu_us_per_saga) // "–") | \($r | map(.sagas_per_s | fmt) | join(" · ")) |"),
   "",
   "Of the floor of the same round, round by round: " +
   ([$order[1:][] as $o | "\($o) " + ([range(0; ($k.floor | length))] | map(. as $i
