@@ -331,6 +331,36 @@ int saga_intake_done_many(saga_intake_t *in, const char *const *entries, size_t 
     return c ? sent(c, rc) : saga__call_send_status(rc);
 }
 
+/* Ten years: idle beyond any lease, and still a time after the epoch
+ * (Redis resets an IDLE that would put the delivery before it to now). */
+#define RELEASE_IDLE_MS "315360000000"
+
+int saga_intake_release(saga_intake_t *in, const char *const *entries, size_t n,
+                        saga_intake_done_cb cb, void *data) {
+    if (in->closing)
+        return SAGA_ECLOSING;
+    if (n == 0 || n > SAGA_INTAKE_DONE_MAX)
+        return -EINVAL;
+    const char *argv[8 + SAGA_INTAKE_DONE_MAX];
+    size_t lens[8 + SAGA_INTAKE_DONE_MAX];
+    size_t k = 0;
+    argv[k++] = "XCLAIM", argv[k++] = SAGA_KEY_INTAKE, argv[k++] = SAGA_INTAKE_GROUP;
+    argv[k++] = in->consumer, argv[k++] = "0";
+    for (size_t i = 0; i < n; i++)
+        argv[k++] = entries[i];
+    argv[k++] = "IDLE", argv[k++] = RELEASE_IDLE_MS, argv[k++] = "JUSTID";
+    for (size_t i = 0; i < k; i++)
+        lens[i] = strlen(argv[i]);
+    call_t *c = NULL;
+    if (cb != NULL) {
+        if ((c = call_new(data)) == NULL)
+            return -ENOMEM;
+        c->cb.done = cb;
+    }
+    int rc = saga_redis_command_argv(in->conn, c ? on_done : NULL, c, (int)k, argv, lens);
+    return c ? sent(c, rc) : saga__call_send_status(rc);
+}
+
 /* ---------------------------------------------------------------------- */
 /* The blocking read                                                       */
 /* ---------------------------------------------------------------------- */

@@ -128,6 +128,14 @@ int saga_intake_done(saga_intake_t *in, const char *entry, saga_intake_done_cb c
 int saga_intake_done_many(saga_intake_t *in, const char *const *entries, size_t n,
                           saga_intake_done_cb cb, void *data);
 
+/* Hands requests delivered to this consumer but not handled back to the
+ * others: `entries[0..n)` (1 <= n <= SAGA_INTAKE_DONE_MAX) stay pending,
+ * with an idle time of years, so that any consumer's next
+ * saga_intake_autoclaim() takes them (XCLAIM ... IDLE ... JUSTID).
+ * Returns as saga_intake_done_many. */
+int saga_intake_release(saga_intake_t *in, const char *const *entries, size_t n,
+                        saga_intake_done_cb cb, void *data);
+
 /* Closes the intake: a blocking read in flight completes with
  * SAGA_ECLOSING, no event fires any more, and once the blocking connection
  * is closed `closed` (may be NULL) runs and the intake is freed. Commands
