@@ -10,8 +10,17 @@
 #   SAGA_BENCH_QUICK=1 bash scripts/bench.sh   short runs (a smoke test)
 #   SAGA_BENCH_KEEP=1 ...               keep the temp dir (logs, AOF files)
 #   SAGA_BENCH_REPS=N ...               runs per throughput/latency point (default 3; QUICK: 1)
+#   bash scripts/bench.sh round2        issue 21's scenario alone: the protocol floor,
+#                                       the production path (saga worker) and the engine,
+#                                       its section of bench/RESULTS.md replaced (bench/round2.sh;
+#                                       QUICK: 10,000 sagas a run, 1 round)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SCENARIO=${1:-all}
+case "$SCENARIO" in
+    all | round2) ;;
+    *) echo "usage: bash scripts/bench.sh [round2]" >&2; exit 2 ;;
+esac
 ROOT=$PWD
 BUILD=$ROOT/build-bench
 OUT=$ROOT/bench
@@ -26,7 +35,28 @@ bash scripts/deps.sh --bench
 
 echo "== build (Release, $BUILD)" >&2
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSAGA_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target saga saga-bench saga-write-shape plugin_demo >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target saga saga-bench saga-write-shape saga-floor plugin_demo \
+    >/dev/null
+
+# round2_section: issue 21's measurements (bench/round2.sh), on stdout.
+round2_section() {
+    local n=${SAGA_ROUND2_SAGAS:-100000} reps=${SAGA_ROUND2_REPS:-3}
+    [ "$QUICK" = 1 ] && { n=${SAGA_ROUND2_SAGAS:-10000}; reps=${SAGA_ROUND2_REPS:-1}; }
+    echo "== round 2 (issue 21): protocol floor, production path, engine; $reps round(s) of $n sagas" >&2
+    SAGA_ROUND2_SAGAS=$n SAGA_ROUND2_REPS=$reps bash "$ROOT/bench/round2.sh" "$BUILD"
+}
+if [ "$SCENARIO" = round2 ]; then
+    section=$(round2_section)
+    # Its section replaced in place (up to the next "## "), or added at the end.
+    if [ -f "$OUT/RESULTS.md" ]; then
+        awk '/^## Throughput round 2/ {skip = 1; next} /^## / {skip = 0} !skip' "$OUT/RESULTS.md" \
+            >"$OUT/RESULTS.md.new"
+        mv "$OUT/RESULTS.md.new" "$OUT/RESULTS.md"
+    fi
+    printf '\n%s\n' "$section" >>"$OUT/RESULTS.md"
+    echo "== wrote its section of bench/RESULTS.md" >&2
+    exit 0
+fi
 BENCH=$BUILD/bin/saga-bench
 SHAPE=$BUILD/bin/saga-write-shape
 SAGA=$BUILD/bin/saga
@@ -510,5 +540,14 @@ OUTBOX_ROWS=20000; OUTBOX_LAT=50
 echo >>"$OUT/RESULTS.md"
 SAGA_OUTBOX_BENCH_ROWS=$OUTBOX_ROWS SAGA_OUTBOX_BENCH_LATENCY_RUNS=$OUTBOX_LAT \
     bash "$ROOT/bench/outbox_bench.sh" "$BUILD" >>"$OUT/RESULTS.md"
+printf '\n' >>"$OUT/RESULTS.md"
+
+# ------------------------------------------------------------------------
+# Redis Cluster (issue 20): one Redis against 3 primaries, its section
+# ------------------------------------------------------------------------
+log "Redis Cluster (bench/cluster_bench.sh)"
+bash "$ROOT/bench/cluster_bench.sh" "$BUILD" >>"$OUT/RESULTS.md"
+printf '\n' >>"$OUT/RESULTS.md"
+round2_section >>"$OUT/RESULTS.md"
 log "wrote bench/RESULTS.md, bench/throughput.png, bench/results.jsonl"
 sed -n '/^## Targets/,/^## /p' "$OUT/RESULTS.md" | sed '$d' >&2

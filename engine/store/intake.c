@@ -307,6 +307,60 @@ int saga_intake_done(saga_intake_t *in, const char *entry, saga_intake_done_cb c
                                       SAGA_INTAKE_GROUP, entry));
 }
 
+int saga_intake_done_many(saga_intake_t *in, const char *const *entries, size_t n,
+                          saga_intake_done_cb cb, void *data) {
+    if (in->closing)
+        return SAGA_ECLOSING;
+    if (n == 0 || n > SAGA_INTAKE_DONE_MAX)
+        return -EINVAL;
+    const char *argv[5 + SAGA_INTAKE_DONE_MAX];
+    size_t lens[5 + SAGA_INTAKE_DONE_MAX];
+    argv[0] = "FCALL", argv[1] = "saga_intake_done", argv[2] = "1";
+    argv[3] = SAGA_KEY_INTAKE, argv[4] = SAGA_INTAKE_GROUP;
+    for (size_t i = 0; i < n; i++)
+        argv[5 + i] = entries[i];
+    for (size_t i = 0; i < 5 + n; i++)
+        lens[i] = strlen(argv[i]);
+    call_t *c = NULL;
+    if (cb != NULL) { /* nobody waits: no context to allocate */
+        if ((c = call_new(data)) == NULL)
+            return -ENOMEM;
+        c->cb.done = cb;
+    }
+    int rc = saga_redis_command_argv(in->conn, c ? on_done : NULL, c, (int)(5 + n), argv, lens);
+    return c ? sent(c, rc) : saga__call_send_status(rc);
+}
+
+/* Ten years: idle beyond any lease, and still a time after the epoch
+ * (Redis resets an IDLE that would put the delivery before it to now). */
+#define RELEASE_IDLE_MS "315360000000"
+
+int saga_intake_release(saga_intake_t *in, const char *const *entries, size_t n,
+                        saga_intake_done_cb cb, void *data) {
+    if (in->closing)
+        return SAGA_ECLOSING;
+    if (n == 0 || n > SAGA_INTAKE_DONE_MAX)
+        return -EINVAL;
+    const char *argv[8 + SAGA_INTAKE_DONE_MAX];
+    size_t lens[8 + SAGA_INTAKE_DONE_MAX];
+    size_t k = 0;
+    argv[k++] = "XCLAIM", argv[k++] = SAGA_KEY_INTAKE, argv[k++] = SAGA_INTAKE_GROUP;
+    argv[k++] = in->consumer, argv[k++] = "0";
+    for (size_t i = 0; i < n; i++)
+        argv[k++] = entries[i];
+    argv[k++] = "IDLE", argv[k++] = RELEASE_IDLE_MS, argv[k++] = "JUSTID";
+    for (size_t i = 0; i < k; i++)
+        lens[i] = strlen(argv[i]);
+    call_t *c = NULL;
+    if (cb != NULL) {
+        if ((c = call_new(data)) == NULL)
+            return -ENOMEM;
+        c->cb.done = cb;
+    }
+    int rc = saga_redis_command_argv(in->conn, c ? on_done : NULL, c, (int)k, argv, lens);
+    return c ? sent(c, rc) : saga__call_send_status(rc);
+}
+
 /* ---------------------------------------------------------------------- */
 /* The blocking read                                                       */
 /* ---------------------------------------------------------------------- */

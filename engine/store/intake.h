@@ -118,6 +118,24 @@ int saga_intake_autoclaim(saga_intake_t *in, uint64_t idle_ms, size_t count,
 int saga_intake_done(saga_intake_t *in, const char *entry, saga_intake_done_cb cb,
                      void *data);
 
+/* The most entries saga_intake_done_many() takes at once. */
+#define SAGA_INTAKE_DONE_MAX 500
+
+/* Several requests were handled: acknowledges and deletes `entries[0..n)`
+ * (1 <= n <= SAGA_INTAKE_DONE_MAX, each as saga_intake_done's) in one call,
+ * one XACK and one XDEL for all of them. The strings are copied before it
+ * returns. -EINVAL for n out of range; otherwise as saga_intake_done. */
+int saga_intake_done_many(saga_intake_t *in, const char *const *entries, size_t n,
+                          saga_intake_done_cb cb, void *data);
+
+/* Hands requests delivered to this consumer but not handled back to the
+ * others: `entries[0..n)` (1 <= n <= SAGA_INTAKE_DONE_MAX) stay pending,
+ * with an idle time of years, so that any consumer's next
+ * saga_intake_autoclaim() takes them (XCLAIM ... IDLE ... JUSTID).
+ * Returns as saga_intake_done_many. */
+int saga_intake_release(saga_intake_t *in, const char *const *entries, size_t n,
+                        saga_intake_done_cb cb, void *data);
+
 /* Closes the intake: a blocking read in flight completes with
  * SAGA_ECLOSING, no event fires any more, and once the blocking connection
  * is closed `closed` (may be NULL) runs and the intake is freed. Commands

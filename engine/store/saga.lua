@@ -432,19 +432,21 @@ local function saga_submit(keys, args)
   return 1
 end
 
--- saga_intake_done: a start request was handled (its saga created, or the
--- request refused): acknowledged and deleted in one call. As two commands a
--- worker killed between them left an acknowledged entry in the stream for
--- good, one that no worker would read again.
---   KEYS: saga:{idx}:intake   ARGV: group entry-id
--- Returns 1 when the entry was there, else 0.
+-- saga_intake_done: start requests were handled (their sagas created, or
+-- the requests refused): acknowledged and deleted in one call. As two
+-- commands a worker killed between them left an acknowledged entry in the
+-- stream for good, one that no worker would read again. A worker batches
+-- the requests it finished in one turn of its loop: one XACK and one XDEL
+-- for all of them.
+--   KEYS: saga:{idx}:intake   ARGV: group entry-id [entry-id...]
+-- Returns how many of the entries were there.
 local function saga_intake_done(keys, args)
-  local group, entry = args[1], args[2]
-  if not (group and entry) then
+  local group, n = args[1], #args
+  if not (group and args[2]) or n > 1001 then
     return err('BADARGS', 'saga_intake_done: malformed arguments')
   end
-  redis.call('XACK', keys[1], group, entry)
-  return redis.call('XDEL', keys[1], entry)
+  redis.call('XACK', keys[1], group, unpack(args, 2, n))
+  return redis.call('XDEL', keys[1], unpack(args, 2, n))
 end
 
 -- saga_cancel / saga_retry: operator commands on one saga.

@@ -156,16 +156,45 @@ void saga__worker_ensure_def(saga_worker_t *w, const char *hash, saga__def_cb cb
 /* Intake                                                                  */
 /* ---------------------------------------------------------------------- */
 
-typedef struct request_s {
+typedef struct saga__request_s {
+    struct saga__request_s *next; /* in w->ready */
     char entry[SAGA_INTAKE_ENTRY_MAX + 1];
     char id[SAGA_ID_MAX + 1];
     char hash[65];
     char *input;
 } request_t;
 
-/* The request is done with: acknowledged and deleted in one call. */
+/* Sends the acknowledgements collected so far: one call for all of them
+ * (saga_intake_done_many). Fire and forget: one that is lost leaves its
+ * entries pending, and whoever reads them again finds their sagas created
+ * (SAGA_EEXIST) and acknowledges them then. */
+static void flush_acks(saga_worker_t *w) {
+    if (w->nacks == 0)
+        return;
+    const char *v[SAGA_INTAKE_DONE_MAX];
+    for (size_t i = 0; i < w->nacks; i++)
+        v[i] = w->acks[i];
+    saga_intake_done_many(w->intake, v, w->nacks, NULL, NULL);
+    w->nacks = 0;
+    if (!w->closing_handles)
+        uv_check_stop(&w->ack_check);
+}
+
+static void on_ack_check(uv_check_t *h) { flush_acks(h->data); }
+
+/* The request is done with: acknowledged and deleted, with the others done
+ * in the same turn of the loop (after its I/O: uv_check), in one call. */
 static void ack_entry(saga_worker_t *w, const char *entry) {
-    saga_intake_done(w->intake, entry, NULL, NULL);
+    if (w->closing_handles ||
+        (w->acks == NULL && (w->acks = malloc(SAGA_INTAKE_DONE_MAX * sizeof(*w->acks))) == NULL)) {
+        saga_intake_done(w->intake, entry, NULL, NULL);
+        return;
+    }
+    snprintf(w->acks[w->nacks++], sizeof(w->acks[0]), "%s", entry);
+    if (w->nacks == SAGA_INTAKE_DONE_MAX)
+        flush_acks(w);
+    else if (w->nacks == 1)
+        uv_check_start(&w->ack_check, on_ack_check);
 }
 
 static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
@@ -242,8 +271,61 @@ static void handle_request(saga_worker_t *w, const saga_intake_request_t *q) {
     snprintf(rq->entry, sizeof(rq->entry), "%s", q->entry);
     snprintf(rq->id, sizeof(rq->id), "%s", q->id);
     snprintf(rq->hash, sizeof(rq->hash), "%s", q->hash);
-    w->loading++;
-    saga__worker_ensure_def(w, rq->hash, start_request, rq);
+    if (saga__worker_capacity(w) > 0) {
+        w->loading++;
+        saga__worker_ensure_def(w, rq->hash, start_request, rq);
+        return;
+    }
+    /* No room now: ready for the first saga that finishes. */
+    if (w->ready_tail != NULL)
+        w->ready_tail->next = rq;
+    else
+        w->ready_head = rq;
+    w->ready_tail = rq;
+    w->nready++;
+}
+
+/* Starts requests read ahead while there is room. */
+static void start_ready(saga_worker_t *w) {
+    if (w->starting_ready)
+        return; /* a start that completed at once: the loop below goes on */
+    w->starting_ready = true;
+    while (w->ready_head != NULL && !w->stopping && saga__worker_capacity(w) > 0) {
+        request_t *rq = w->ready_head;
+        if ((w->ready_head = rq->next) == NULL)
+            w->ready_tail = NULL;
+        w->nready--;
+        rq->next = NULL;
+        w->loading++;
+        saga__worker_ensure_def(w, rq->hash, start_request, rq);
+    }
+    w->starting_ready = false;
+}
+
+/* Forgets the requests read ahead, unacknowledged. With `release` (a
+ * stopping worker), hands them to the other workers first: they stay
+ * pending, made to look idle for years, and the next XAUTOCLAIM of any
+ * worker takes them; without (or when that is lost), whoever claims our
+ * pending requests after our lease does, or our next life. */
+static void drop_ready(saga_worker_t *w, bool release) {
+    const char *v[SAGA_INTAKE_DONE_MAX];
+    size_t n = 0;
+    request_t *next;
+    for (request_t *rq = w->ready_head; rq != NULL; rq = rq->next) {
+        v[n++] = rq->entry;
+        if (n == SAGA_INTAKE_DONE_MAX || rq->next == NULL) {
+            if (release && w->intake != NULL)
+                saga_intake_release(w->intake, v, n, NULL, NULL);
+            n = 0;
+        }
+    }
+    for (request_t *rq = w->ready_head; rq != NULL; rq = next) {
+        next = rq->next;
+        free(rq->input);
+        free(rq);
+    }
+    w->ready_head = w->ready_tail = NULL;
+    w->nready = 0;
 }
 
 static void handle_requests(saga_worker_t *w, const saga_intake_request_t *reqs, size_t n) {
@@ -256,27 +338,41 @@ static void on_intake_timer(uv_timer_t *t) { saga__worker_read_intake(t->data); 
 static void on_new_requests(int status, const saga_intake_request_t *reqs, size_t n,
                             const char *why, void *data) {
     saga_worker_t *w = data;
-    w->reading = false;
-    if (w->stopping)
+    if (w->stopping) {
+        w->reading = false;
         return;
+    }
     if (status != 0) {
+        w->reading = false;
         if (status != SAGA_EUNAVAILABLE)
             saga_warn("worker %s: reading the intake: %s", w->name, why);
         uv_timer_start(&w->intake_timer, on_intake_timer, INTAKE_RETRY_MS, 0);
         return;
     }
+    /* Still `reading` while the batch is handled: a start that completes
+     * at once asks for more (start_request), and a read sent then would
+     * count the room before the rest of this batch took its share of it
+     * (the worker ran up to half again its concurrency). */
     handle_requests(w, reqs, n);
+    w->reading = false;
     saga__worker_read_intake(w);
 }
 
 /* Asks for as many start requests as there is room for, waiting up to a
  * second for new ones. */
 void saga__worker_read_intake(saga_worker_t *w) {
+    start_ready(w); /* what was read ahead first */
     if (!w->started || w->stopping || w->reading || !saga_intake_ready(w->intake))
         return;
-    size_t room = saga__worker_capacity(w);
-    if (room == 0)
+    /* Room for what may start now, and for as many again as the read
+     * ahead holds: half the concurrency, at most a read's worth. Without
+     * it the sagas finishing while a read is on its way waited for the
+     * next one (issue 21: about 750 of 1,000 in flight). */
+    size_t ahead = w->concurrency / 2 < INTAKE_READ_MAX ? w->concurrency / 2 : INTAKE_READ_MAX;
+    size_t room = saga__worker_capacity(w) + ahead;
+    if (room <= w->nready)
         return; /* a finishing saga calls us again */
+    room -= w->nready;
     if (room > INTAKE_READ_MAX)
         room = INTAKE_READ_MAX;
     /* Not counted in w->calls: closing the intake ends it (SAGA_ECLOSING). */
@@ -621,8 +717,9 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     uv_timer_init(loop, &w->hb_timer);
     uv_timer_init(loop, &w->scan_timer);
     uv_timer_init(loop, &w->intake_timer);
-    w->hb_timer.data = w->scan_timer.data = w->intake_timer.data = w;
-    w->open_handles = 3;
+    uv_check_init(loop, &w->ack_check);
+    w->hb_timer.data = w->scan_timer.data = w->intake_timer.data = w->ack_check.data = w;
+    w->open_handles = 4;
     return w;
 fail:
     saga_intake_close(w->intake, NULL, NULL);
@@ -706,7 +803,9 @@ static void on_intake_closed(void *data) {
 static void stop_step(saga_worker_t *w) {
     if (w->calls > 0 || w->closing_handles || !w->engine_down)
         return;
+    flush_acks(w); /* before the intake closes */
     w->closing_handles = true;
+    uv_close((uv_handle_t *)&w->ack_check, on_handle_closed);
     uv_close((uv_handle_t *)&w->hb_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->scan_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->intake_timer, on_handle_closed);
@@ -747,6 +846,7 @@ void saga_worker_stop(saga_worker_t *w, uint64_t grace_ms, void (*done)(void *),
     w->done_data = data;
     uv_timer_stop(&w->scan_timer);
     uv_timer_stop(&w->intake_timer);
+    drop_ready(w, true);
     saga_engine_shutdown(w->engine, grace_ms, on_engine_down, w);
 }
 
@@ -755,6 +855,8 @@ void saga_worker_free(saga_worker_t *w) {
         return;
     saga_engine_free(w->engine);
     free_maps(w);
+    drop_ready(w, false);
+    free(w->acks);
     free_pubs(w);
     saga_store_timed_free(w->timed);
     saga__worker_metrics_free(w);

@@ -44,6 +44,14 @@ struct saga_worker_s {
     uv_timer_t hb_timer;
     uv_timer_t scan_timer;
     uv_timer_t intake_timer;
+    uv_check_t ack_check;     /* sends the acknowledgements of a loop turn */
+    char (*acks)[SAGA_INTAKE_ENTRY_MAX + 1]; /* intake entries to acknowledge */
+    size_t nacks;             /* ... how many (at most SAGA_INTAKE_DONE_MAX) */
+    /* Start requests read ahead, to start the moment a saga finishes
+     * (delivered to us, unacknowledged: pending under our name). */
+    struct saga__request_s *ready_head, *ready_tail;
+    size_t nready;
+    bool starting_ready;      /* start_ready() runs (no recursion) */
     saga_strmap_t owned;      /* id -> owned_t, sagas running here */
     saga_strmap_t pending;    /* id -> pend_t, creations awaiting their ack */
     saga_strmap_t claiming;   /* id -> claim_t, claims in flight */

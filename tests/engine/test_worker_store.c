@@ -633,6 +633,45 @@ Test(worker_store, intake_group_read_ack) {
     fixture_finish();
 }
 
+/* A worker acknowledges the requests it finished in one loop turn with one
+ * call: every entry given is acknowledged and deleted, the others stay. */
+Test(worker_store, intake_done_many_acknowledges_and_deletes_them_all) {
+    saga_intake_t *in = intake("w1");
+    CALL(saga_intake_create_group(in, on_done, NULL));
+    cr_assert_eq(saga_intake_connect(in), 0);
+    run_until(&events[SAGA_INTAKE_READY], 1);
+    submit("m1", HASH, "{}");
+    submit("m2", HASH, "{}");
+    submit("m3", HASH, "{}");
+    submit("m4", HASH, "{}");
+    CALL(saga_intake_read_new(in, 10, 1000, on_requests, NULL));
+    cr_assert_eq(G.n, 4);
+    char entries[3][64];
+    const char *v[SAGA_INTAKE_DONE_MAX + 1];
+    for (int i = 0; i < 3; i++) {
+        snprintf(entries[i], sizeof(entries[i]), "%s", G.req_text[i][0]);
+        v[i] = entries[i];
+    }
+    cr_assert_eq(saga_intake_done_many(in, v, 0, on_done, NULL), -EINVAL);
+    for (int i = 3; i <= SAGA_INTAKE_DONE_MAX; i++)
+        v[i] = entries[0];
+    cr_assert_eq(saga_intake_done_many(in, v, SAGA_INTAKE_DONE_MAX + 1, on_done, NULL), -EINVAL);
+    CALL(saga_intake_done_many(in, v, 3, on_done, NULL));
+    cr_assert_eq(G.status, 0, "%s", G.why);
+    cr_assert_eq(cmd_int("XLEN saga:{idx}:intake"), 1, "three deleted");
+    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    cr_assert_eq(G.n, 1, "three acknowledged");
+    cr_assert_str_eq(G.req_text[0][1], "m4");
+    redisReply *r = cmd("FCALL saga_intake_done 1 saga:{idx}:intake workers %s %s %s",
+                        entries[0], entries[1], G.req_text[0][0]);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    cr_assert_eq(r->integer, 1, "only the entry still there counts");
+    freeReplyObject(r);
+    cr_assert_eq(cmd_int("XLEN saga:{idx}:intake"), 0);
+    intake_close(in);
+    fixture_finish();
+}
+
 Test(worker_store, intake_autoclaim_takes_what_a_dead_consumer_left) {
     saga_intake_t *a = intake("a"), *b = intake("b");
     CALL(saga_intake_create_group(a, on_done, NULL));

@@ -570,6 +570,51 @@ Test(workers, sigterm_drains_and_hands_over_at_once) {
     cr_assert_eq(stop_worker(1, SIGTERM), 0);
 }
 
+/* How many start requests are delivered to worker `name` and not yet
+ * acknowledged: those it read ahead, waiting for room. */
+static long long pending_for(const char *name) {
+    redisReply *r = cmd("XPENDING saga:{idx}:intake workers - + 1000 %s", name);
+    long long n = r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+/* A worker reads start requests ahead of its room (issue 21), runs no more
+ * sagas than its concurrency (a batch read whose first start asked for more
+ * at once counted the room before the rest of the batch: the worker ran up
+ * to half again its concurrency), and a stopping worker hands what it read
+ * ahead to the others at once instead of leaving it pending under its name
+ * until its lease runs out. */
+Test(workers, concurrency_read_ahead_and_sigterm_hands_it_over) {
+    start_worker(0, "30s", "4");
+    cr_assert_eq(stop_worker(0, SIGTERM), 0); /* publishes the definitions, then goes */
+    submit_many("long", "ra", 10, 1500);
+    start_worker(0, "30s", "4"); /* its first read finds a batch */
+    long long most = 0, n;
+    /* 4 running (in step b, 1.5 s), 2 read ahead (half the concurrency). */
+    WAIT_UNTIL(((n = owned_by("w0")) > most ? most = n : 0,
+                in_step_b("ra", 10) == 4 && pending_for("w0") == 2), 10,
+               "%d in step b, %lld read ahead, after 10 s (what was left: above)",
+               in_step_b("ra", 10), pending_for("w0"));
+    cr_assert_leq(most, 4, "%lld sagas at once, concurrency 4", most);
+    cr_assert_eq(owned_by("w0"), 4);
+    start_worker(1, "30s", "10");
+    long long t0 = now_ms();
+    cr_assert_eq(stop_worker(0, SIGTERM), 0, "a drained worker exits 0");
+    wait_all_done(20);
+    /* Neither the released sagas nor the requests read ahead waited for the
+     * 30 s lease. */
+    cr_assert_lt(now_ms() - t0, 15000);
+    for (int i = 0; i < 10; i++) {
+        char id[32], st[32];
+        snprintf(id, sizeof(id), "ra-%d", i);
+        cr_assert_str_eq(state_of(id, st, sizeof(st)), "completed", "saga %s", id);
+        check_history(id);
+    }
+    cr_assert_eq(pending_for("w0"), 0);
+    cr_assert_eq(stop_worker(1, SIGTERM), 0);
+}
+
 Test(workers, cancel_compensates_a_running_saga) {
     start_worker(0, "2s", "10");
     char *out = NULL;
