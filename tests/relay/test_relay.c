@@ -358,6 +358,15 @@ Test(relay, kill9_mid_batch_loses_and_doubles_nothing) {
         const char *extra[] = {"--batch", "4", NULL};
         PGconn *lock = NULL;
         if (run % 3 == 2) {
+            /* The backends of the relay killed in the previous run finish
+             * what they were sent (or see it gone) on their own time; one
+             * caught by the lock below would be counted as the new relay
+             * waiting. So: none left first. */
+            test_poll_t gone = test_poll_start(30000);
+            while (env_long(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                               "= 'saga relay'") != 0)
+                if (!test_poll_next(&gone))
+                    cr_assert_fail("the backends of a killed relay never went away");
             lock = env_db();
             env_exec(lock, "BEGIN; LOCK TABLE saga_outbox IN SHARE MODE");
         }
