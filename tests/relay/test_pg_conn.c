@@ -4,14 +4,19 @@
  * refusals with their SQLSTATE, several statements in one query,
  * notifications, a server killed under a query (answered as unavailable,
  * then reconnected), the query timeout, close with queries queued, and
- * callbacks never run inside the call that registered them. Every test
- * ends with the loop closing cleanly.
+ * callbacks never run inside the call that registered them, host names
+ * with several addresses and a port per host. Every test ends with the
+ * loop closing cleanly.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <criterion/criterion.h>
 #include <uv.h>
@@ -261,4 +266,54 @@ Test(pg_conn, conninfo_check) {
                  -EINVAL);
     cr_assert_eq(saga_pg_conninfo_check("host='unterminated", err, sizeof(err)), -EINVAL);
     cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Host names (resolved off the loop, every address handed to libpq)      */
+/* ---------------------------------------------------------------------- */
+
+static void setup_tcp(void) {
+    cr_assert_eq(postgres_server_start_tcp(&P), 0);
+    cr_assert_eq(uv_loop_init(&loop), 0);
+}
+
+TestSuite(pg_conn_names, .init = setup_tcp, .fini = teardown, .timeout = 120);
+
+/* A port on 127.0.0.1 that refuses connections: bound, never listening
+ * (kept bound by the caller until the test ends). */
+static int refusing_port(int *fd) {
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(*fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
+    socklen_t len = sizeof(a);
+    cr_assert_eq(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+/* localhost by name (on Debian ::1 and 127.0.0.1; the server listens on
+ * 127.0.0.1 only), with a port list of one port per host whose first
+ * refuses: every address of the first entry fails with its own port,
+ * then the second entry's addresses are tried with theirs. */
+Test(pg_conn_names, every_address_of_every_host_with_its_port) {
+    int fd;
+    int closed = refusing_port(&fd);
+    char conninfo[200];
+    snprintf(conninfo, sizeof(conninfo),
+             "host=localhost,localhost port=%d,%d dbname=postgres user=postgres", closed,
+             P.port);
+    ctx_t c;
+    memset(&c, 0, sizeof(c));
+    c.pg = saga_pg_new(&loop, conninfo, NULL, on_event, on_notify, &c);
+    cr_assert_not_null(c.pg);
+    cr_assert_eq(saga_pg_start(c.pg), 0);
+    run_until(&c.ready, 1, 20000, "READY by host name");
+    cr_assert_eq(c.failed, 0, "no failed attempt: %s", c.last_event);
+    query(&c, "SELECT inet_server_port()", 0, NULL);
+    run_until(&c.answered, 1, 10000, "the answer");
+    char want[16];
+    snprintf(want, sizeof(want), "%d", P.port);
+    cr_assert_str_eq(c.value[0], want);
+    close_and_finish(&c);
+    close(fd);
 }
