@@ -627,18 +627,26 @@ static void finish_query(saga_pg_t *pg) {
         send_next(pg);
 }
 
-/* Reads what arrived: notifications, then the in-flight query's results. */
-static void read_input(saga_pg_t *pg) {
-    if (!PQconsumeInput(pg->conn)) {
-        lost(pg, PQerrorMessage(pg->conn));
-        return;
-    }
+/* Hands over the notifications libpq has parsed. */
+static void deliver_notifications(saga_pg_t *pg) {
     PGnotify *n;
     while (pg->state == ST_READY && (n = PQnotifies(pg->conn)) != NULL) {
         if (pg->on_notify != NULL && !pg->closing)
             pg->on_notify(pg, n->relname, n->extra ? n->extra : "", pg->data);
         PQfreemem(n);
     }
+}
+
+/* Reads what arrived: notifications, the in-flight query's results, then
+ * the notifications parsed while the results were collected (one that
+ * came right behind a ReadyForQuery in the same read is parsed only then,
+ * and no further input would bring it out of libpq's queue). */
+static void read_input(saga_pg_t *pg) {
+    if (!PQconsumeInput(pg->conn)) {
+        lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    deliver_notifications(pg);
     while (pg->state == ST_READY && !pg->closing && pg->inflight && !PQisBusy(pg->conn)) {
         PGresult *res = PQgetResult(pg->conn);
         if (res == NULL) {
@@ -660,8 +668,12 @@ static void read_input(saga_pg_t *pg) {
             pg->last = res;
         }
     }
-    if (pg->state == ST_READY && !pg->closing && PQstatus(pg->conn) == CONNECTION_BAD)
+    if (pg->state == ST_READY && !pg->closing && PQstatus(pg->conn) == CONNECTION_BAD) {
         lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    if (pg->state == ST_READY && !pg->closing)
+        deliver_notifications(pg);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {

@@ -2,21 +2,23 @@
  * test_pg_conn.c -- the asynchronous PostgreSQL client (engine/postgres/
  * pg_conn.c) against a real server: results in order, the server's
  * refusals with their SQLSTATE, several statements in one query,
- * notifications, a server killed under a query (answered as unavailable,
- * then reconnected), the query timeout, close with queries queued, and
- * callbacks never run inside the call that registered them, host names
- * with several addresses and a port per host. Every test ends with the
- * loop closing cleanly.
+ * notifications (one right behind a query's answer too), a server killed
+ * under a query (answered as unavailable, then reconnected), the query
+ * timeout, close with queries queued, callbacks never run inside the call
+ * that registered them, host names with several addresses and a port per
+ * host. Every test ends with the loop closing cleanly.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <criterion/criterion.h>
 #include <uv.h>
@@ -186,6 +188,90 @@ Test(pg_conn, notifications) {
     cr_assert_str_eq(c.channel, "some.channel");
     cr_assert_str_eq(c.payload, "", "the last one, without payload");
     cr_assert_eq(c.notified, 2, "the rolled-back one never comes");
+    close_and_finish(&c);
+}
+
+/* The test's end of the connection `c` holds (before any other is made):
+ * the unix socket whose peer is the server's socket in P.dir. */
+static int pg_socket(void) {
+    int found = -1;
+    for (int fd = 3; fd < 1024; fd++) {
+        struct sockaddr_un a;
+        socklen_t len = sizeof(a);
+        memset(&a, 0, sizeof(a));
+        if (getpeername(fd, (struct sockaddr *)&a, &len) == 0 && a.sun_family == AF_UNIX &&
+            strncmp(a.sun_path, P.dir, strlen(P.dir)) == 0) {
+            cr_assert_eq(found, -1, "two connections to the server");
+            found = fd;
+        }
+    }
+    cr_assert_geq(found, 0, "no connection to the server's socket");
+    return found;
+}
+
+/* What the server sent that nobody read yet (left unread). */
+static ssize_t peek(int fd, unsigned char *buf, size_t size) {
+    ssize_t n = recv(fd, buf, size, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 ? 0 : n;
+}
+
+static long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Polls the unread bytes (every millisecond, at most 10 s) until they
+ * hold more than `after` bytes and, when `ending` is given, end with it. */
+static ssize_t wait_unread(int fd, unsigned char *buf, size_t size, ssize_t after,
+                           const unsigned char *ending, size_t elen, const char *what) {
+    long deadline = mono_ms() + 10000;
+    for (;;) {
+        ssize_t n = peek(fd, buf, size);
+        if (n > after && (ending == NULL ||
+                          (n >= (ssize_t)elen && memcmp(buf + n - elen, ending, elen) == 0)))
+            return n;
+        cr_assert_lt(mono_ms(), deadline, "%s never came on the socket", what);
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A notification that arrives right behind a query's answer, so that the
+ * same read takes both: libpq parses it while the answer is collected
+ * (after ReadyForQuery, in PQisBusy/PQgetResult), and it must be
+ * delivered then, not left in libpq's queue until the socket is readable
+ * again (a relay with a long --poll would sleep on a row). The loop is
+ * not run while the server answers, then sends the notification. */
+Test(pg_conn, notification_right_behind_an_answer) {
+    ctx_t c;
+    open_ready(&c, NULL);
+    query(&c, "LISTEN ch", 0, NULL);
+    run_until(&c.answered, 1, 10000, "LISTEN");
+    int fd = pg_socket();
+    PGconn *other = postgres_server_connect(&P);
+    cr_assert_not_null(other);
+    static const unsigned char ready[6] = {'Z', 0, 0, 0, 5, 'I'};
+    unsigned char buf[4096];
+    bool staged = false;
+    for (int tries = 0; tries < 50 && !staged; tries++) {
+        int before = c.answered;
+        query(&c, "SELECT 'answer'", 0, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT); /* the kick: the query is written */
+        if (c.answered != before)
+            continue; /* it was read at once: try again */
+        /* the whole answer, unread */
+        ssize_t answer = wait_unread(fd, buf, sizeof(buf), 0, ready, sizeof(ready), "the answer");
+        cr_assert_eq(postgres_exec(other, "NOTIFY ch, 'behind'"), 0);
+        wait_unread(fd, buf, sizeof(buf), answer, NULL, 0, "the notification");
+        cr_assert_eq(buf[answer], 'A', "the notification follows the answer");
+        staged = true;
+        run_until(&c.answered, before + 1, 10000, "the answer");
+    }
+    cr_assert(staged, "the answer was always read before the notification came");
+    run_until(&c.notified, 1, 3000, "the notification behind the answer");
+    cr_assert_str_eq(c.payload, "behind");
+    PQfinish(other);
     close_and_finish(&c);
 }
 
