@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian 12 machine: installs what is
 # missing, builds, runs every suite, then builds and runs them all again
 # under AddressSanitizer + UndefinedBehaviorSanitizer (a leak or any
-# undefined behaviour fails the run). Ends with the CTest summaries.
+# undefined behaviour fails the run). Ends with the CTest summaries of
+# both runs, also when a suite failed (the exit status is then 1).
 #
 #   scripts/test.sh            both runs
 #   SAGA_SKIP_ASAN=1 scripts/test.sh   the normal run only
@@ -21,8 +22,13 @@ run_suite() { # name build-dir cmake-args...
     cmake -S . -B "$dir" "$@" >/dev/null
     cmake --build "$dir" -j"$jobs"
     echo "== $name: test"
-    (cd "$dir" && ctest --output-on-failure --timeout 1200 -j2) | tee "$logs/$name.log"
+    # a failing suite does not stop the script: the other run still runs,
+    # the summaries are printed, and the exit status says it failed
+    (cd "$dir" && ctest --output-on-failure --timeout 1200 -j2) | tee "$logs/$name.log" ||
+        failed=1
 }
+
+failed=0
 
 run_suite release build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ -z "${SAGA_SKIP_ASAN:-}" ]; then
@@ -34,3 +40,4 @@ for f in "$logs"/*.log; do
     printf '%-12s ' "$(basename "$f" .log):"
     grep -E 'tests passed|tests failed out of' "$f" | tail -n 1
 done
+exit "$failed"

@@ -31,6 +31,7 @@
 #define DEFAULT_QUERY_TIMEOUT_MS 30000
 #define DEFAULT_RECONNECT_MIN_MS 100
 #define DEFAULT_RECONNECT_MAX_MS 5000
+#define MAX_ADDRS_PER_HOST 16 /* of one name's addresses, the first are tried */
 
 typedef enum { ST_IDLE, ST_CONNECTING, ST_READY, ST_WAITING, ST_CLOSED } state_t;
 
@@ -70,11 +71,18 @@ struct saga_pg_s {
 
     /* Host names, resolved with uv_getaddrinfo before each attempt (libpq
      * would resolve them with a blocking getaddrinfo inside
-     * PQconnectPoll) and handed to libpq as `hostaddr`. */
+     * PQconnectPoll) and handed to libpq as `hostaddr`. A name with
+     * several addresses (localhost: ::1 and 127.0.0.1) becomes as many
+     * entries of libpq's host list, so that libpq tries each in turn, as
+     * it does with the names it resolves itself. */
     size_t nhosts;        /* entries of the conninfo's host list; 0: none to resolve */
     char **hosts;         /* each host, or NULL when it needs no lookup
                              (a socket directory, an IP address) */
-    char **addrs;         /* this attempt's address of each host */
+    char **entries;       /* each entry of the host list as written */
+    char **ports;         /* each entry's port when the port list has one
+                             per host; NULL when one port (or none) serves all */
+    char **addrs;         /* this attempt's addresses of each host, "a,b" */
+    size_t *naddrs;       /* how many addresses addrs[i] holds */
     struct resolve_s **lookups; /* the lookups in flight, by host */
     size_t pending;       /* lookups of this attempt not answered yet */
     unsigned attempt;     /* counts attempts: a late answer is ignored */
@@ -118,10 +126,16 @@ static void one_line(char *msg, size_t size, const char *why, const char *dflt) 
 static void hosts_free(saga_pg_t *pg) {
     for (size_t i = 0; i < pg->nhosts; i++) {
         free(pg->hosts[i]);
+        free(pg->entries[i]);
         free(pg->addrs[i]);
+        if (pg->ports != NULL)
+            free(pg->ports[i]);
     }
     free(pg->hosts);
+    free(pg->entries);
+    free(pg->ports);
     free(pg->addrs);
+    free(pg->naddrs);
     free(pg->lookups);
 }
 
@@ -328,10 +342,11 @@ static void on_notice(void *arg, const char *message) {
     saga_info("postgres (%s): %s", pg->display, line);
 }
 
-/* Starts libpq's connection, with `hostaddr` (a list as long as the
- * host list) when names were resolved. */
-static void connect_start(saga_pg_t *pg, const char *hostaddr) {
-    const char *kw[4], *val[4];
+/* Starts libpq's connection, with `host`, `hostaddr` and `port` lists
+ * of one length (port NULL: the conninfo's) when names were resolved. */
+static void connect_start(saga_pg_t *pg, const char *host, const char *hostaddr,
+                          const char *port) {
+    const char *kw[6], *val[6];
     int n = 0;
     if (pg->appname != NULL) {
         kw[n] = "fallback_application_name";
@@ -340,8 +355,14 @@ static void connect_start(saga_pg_t *pg, const char *hostaddr) {
     kw[n] = "dbname"; /* expanded: the whole conninfo */
     val[n++] = pg->conninfo;
     if (hostaddr != NULL) {
-        kw[n] = "hostaddr"; /* after the conninfo: it wins */
+        kw[n] = "host"; /* after the conninfo: they win */
+        val[n++] = host;
+        kw[n] = "hostaddr";
         val[n++] = hostaddr;
+        if (port != NULL) {
+            kw[n] = "port";
+            val[n++] = port;
+        }
     }
     kw[n] = val[n] = NULL;
     pg->conn = PQconnectStartParams(kw, val, 1);
@@ -373,26 +394,55 @@ static void resolved_all(saga_pg_t *pg) {
         connect_failed(pg, pg->resolve_err);
         return;
     }
-    size_t len = 1;
-    for (size_t i = 0; i < pg->nhosts; i++)
-        len += (pg->addrs[i] ? strlen(pg->addrs[i]) : 0) + 1;
-    char *list = malloc(len);
-    if (list == NULL) {
+    /* entry i repeated once per address (an entry without a lookup once,
+     * with an empty hostaddr: libpq uses the entry itself) */
+    size_t hlen = 1, alen = 1, plen = 1;
+    for (size_t i = 0; i < pg->nhosts; i++) {
+        size_t k = pg->addrs[i] != NULL ? pg->naddrs[i] : 1;
+        hlen += k * (strlen(pg->entries[i]) + 1);
+        alen += (pg->addrs[i] != NULL ? strlen(pg->addrs[i]) : 0) + 1;
+        if (pg->ports != NULL)
+            plen += k * (strlen(pg->ports[i]) + 1);
+    }
+    char *hosts = malloc(hlen), *addrs = malloc(alen);
+    char *ports = pg->ports != NULL ? malloc(plen) : NULL;
+    if (hosts == NULL || addrs == NULL || (pg->ports != NULL && ports == NULL)) {
+        free(hosts);
+        free(addrs);
+        free(ports);
         connect_failed(pg, "out of memory");
         return;
     }
-    size_t o = 0;
+    size_t ho = 0, ao = 0, po = 0;
     for (size_t i = 0; i < pg->nhosts; i++) {
+        size_t k = pg->addrs[i] != NULL ? pg->naddrs[i] : 1;
         if (i > 0)
-            list[o++] = ',';
+            addrs[ao++] = ',';
         if (pg->addrs[i] != NULL) {
-            memcpy(list + o, pg->addrs[i], strlen(pg->addrs[i]));
-            o += strlen(pg->addrs[i]);
+            memcpy(addrs + ao, pg->addrs[i], strlen(pg->addrs[i]));
+            ao += strlen(pg->addrs[i]);
+        }
+        for (size_t j = 0; j < k; j++) {
+            if (ho > 0)
+                hosts[ho++] = ',';
+            memcpy(hosts + ho, pg->entries[i], strlen(pg->entries[i]));
+            ho += strlen(pg->entries[i]);
+            if (ports != NULL) {
+                if (po > 0)
+                    ports[po++] = ',';
+                memcpy(ports + po, pg->ports[i], strlen(pg->ports[i]));
+                po += strlen(pg->ports[i]);
+            }
         }
     }
-    list[o] = '\0';
-    connect_start(pg, list);
-    free(list);
+    hosts[ho] = '\0';
+    addrs[ao] = '\0';
+    if (ports != NULL)
+        ports[po] = '\0';
+    connect_start(pg, hosts, addrs, ports);
+    free(hosts);
+    free(addrs);
+    free(ports);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -404,16 +454,25 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         pg->lookups[r->idx] = NULL;
         free(pg->addrs[r->idx]);
         pg->addrs[r->idx] = NULL;
-        char ip[64] = "";
-        if (status == 0 && res != NULL) {
-            if (res->ai_family == AF_INET6)
-                uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
-            else
-                uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+        /* every address, in getaddrinfo's order (libpq tries them so) */
+        char list[MAX_ADDRS_PER_HOST * (INET6_ADDRSTRLEN + 1)] = "";
+        size_t n = 0, o = 0;
+        for (struct addrinfo *a = status == 0 ? res : NULL; a != NULL && n < MAX_ADDRS_PER_HOST;
+             a = a->ai_next) {
+            char ip[INET6_ADDRSTRLEN] = "";
+            if (a->ai_family == AF_INET6)
+                uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, ip, sizeof(ip));
+            else if (a->ai_family == AF_INET)
+                uv_ip4_name((struct sockaddr_in *)a->ai_addr, ip, sizeof(ip));
+            if (ip[0] == '\0')
+                continue;
+            o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", n ? "," : "", ip);
+            n++;
         }
-        if (ip[0] != '\0') {
-            if ((pg->addrs[r->idx] = strdup(ip)) == NULL)
+        if (n > 0) {
+            if ((pg->addrs[r->idx] = strdup(list)) == NULL)
                 snprintf(pg->resolve_err, sizeof(pg->resolve_err), "out of memory");
+            pg->naddrs[r->idx] = n;
         } else if (pg->resolve_err[0] == '\0') {
             snprintf(pg->resolve_err, sizeof(pg->resolve_err), "cannot resolve host '%s': %s",
                      pg->hosts[r->idx], status != 0 ? uv_strerror(status) : "no address");
@@ -449,7 +508,7 @@ static void connect_attempt(saga_pg_t *pg) {
     for (size_t i = 0; i < pg->nhosts; i++)
         need += pg->hosts[i] != NULL;
     if (need == 0) {
-        connect_start(pg, NULL);
+        connect_start(pg, NULL, NULL, NULL);
         return;
     }
     pg->resolve_err[0] = '\0';
@@ -568,18 +627,26 @@ static void finish_query(saga_pg_t *pg) {
         send_next(pg);
 }
 
-/* Reads what arrived: notifications, then the in-flight query's results. */
-static void read_input(saga_pg_t *pg) {
-    if (!PQconsumeInput(pg->conn)) {
-        lost(pg, PQerrorMessage(pg->conn));
-        return;
-    }
+/* Hands over the notifications libpq has parsed. */
+static void deliver_notifications(saga_pg_t *pg) {
     PGnotify *n;
     while (pg->state == ST_READY && (n = PQnotifies(pg->conn)) != NULL) {
         if (pg->on_notify != NULL && !pg->closing)
             pg->on_notify(pg, n->relname, n->extra ? n->extra : "", pg->data);
         PQfreemem(n);
     }
+}
+
+/* Reads what arrived: notifications, the in-flight query's results, then
+ * the notifications parsed while the results were collected (one that
+ * came right behind a ReadyForQuery in the same read is parsed only then,
+ * and no further input would bring it out of libpq's queue). */
+static void read_input(saga_pg_t *pg) {
+    if (!PQconsumeInput(pg->conn)) {
+        lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    deliver_notifications(pg);
     while (pg->state == ST_READY && !pg->closing && pg->inflight && !PQisBusy(pg->conn)) {
         PGresult *res = PQgetResult(pg->conn);
         if (res == NULL) {
@@ -601,8 +668,12 @@ static void read_input(saga_pg_t *pg) {
             pg->last = res;
         }
     }
-    if (pg->state == ST_READY && !pg->closing && PQstatus(pg->conn) == CONNECTION_BAD)
+    if (pg->state == ST_READY && !pg->closing && PQstatus(pg->conn) == CONNECTION_BAD) {
         lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    if (pg->state == ST_READY && !pg->closing)
+        deliver_notifications(pg);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -680,37 +751,67 @@ static bool ip_literal(const char *h) {
 }
 
 /* The conninfo's host list (else $PGHOST, as libpq reads it): the entries
- * that need a DNS lookup. None when the conninfo gives `hostaddr` itself.
+ * that need a DNS lookup, and the port list when it has one port per host
+ * (else $PGPORT's). None when the conninfo gives `hostaddr` itself.
  * Returns 0 or -ENOMEM. */
 static int hosts_parse(saga_pg_t *pg) {
     PQconninfoOption *o = PQconninfoParse(pg->conninfo, NULL);
-    const char *host = NULL, *hostaddr = NULL;
+    const char *host = NULL, *hostaddr = NULL, *port = NULL;
     for (PQconninfoOption *p = o; p != NULL && p->keyword != NULL; p++) {
         if (strcmp(p->keyword, "host") == 0)
             host = p->val;
         else if (strcmp(p->keyword, "hostaddr") == 0)
             hostaddr = p->val;
+        else if (strcmp(p->keyword, "port") == 0)
+            port = p->val;
     }
     int rc = 0;
     if (host == NULL || host[0] == '\0')
         host = getenv("PGHOST");
+    if (port == NULL || port[0] == '\0')
+        port = getenv("PGPORT");
     if ((hostaddr != NULL && hostaddr[0] != '\0') || host == NULL || host[0] == '\0')
         goto out;
     size_t n = 1, need = 0;
     for (const char *c = host; *c; c++)
         n += *c == ',';
+    size_t nports = 1;
+    for (const char *c = port != NULL ? port : ""; *c; c++)
+        nports += *c == ',';
     pg->hosts = calloc(n, sizeof(char *));
+    pg->entries = calloc(n, sizeof(char *));
     pg->addrs = calloc(n, sizeof(char *));
+    pg->naddrs = calloc(n, sizeof(size_t));
     pg->lookups = calloc(n, sizeof(resolve_t *));
-    if (pg->hosts == NULL || pg->addrs == NULL || pg->lookups == NULL) {
+    if (n > 1 && nports == n)
+        pg->ports = calloc(n, sizeof(char *));
+    if (pg->hosts == NULL || pg->entries == NULL || pg->addrs == NULL || pg->naddrs == NULL ||
+        pg->lookups == NULL || (n > 1 && nports == n && pg->ports == NULL)) {
+        hosts_free(pg);
+        pg->hosts = pg->entries = pg->ports = pg->addrs = NULL;
+        pg->naddrs = NULL;
+        pg->lookups = NULL;
         rc = -ENOMEM;
         goto out;
     }
     pg->nhosts = n;
-    const char *start = host;
+    const char *start = host, *pstart = port;
     for (size_t i = 0; i < n; i++) {
         const char *end = strchr(start, ',');
         size_t len = end != NULL ? (size_t)(end - start) : strlen(start);
+        if ((pg->entries[i] = strndup(start, len)) == NULL) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        if (pg->ports != NULL) {
+            const char *pend = strchr(pstart, ',');
+            size_t plen = pend != NULL ? (size_t)(pend - pstart) : strlen(pstart);
+            if ((pg->ports[i] = strndup(pstart, plen)) == NULL) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            pstart = pend != NULL ? pend + 1 : pstart + plen;
+        }
         char *h = strndup(start, len);
         if (h == NULL) {
             rc = -ENOMEM;
@@ -726,7 +827,8 @@ static int hosts_parse(saga_pg_t *pg) {
     }
     if (need == 0) {
         hosts_free(pg);
-        pg->hosts = pg->addrs = NULL;
+        pg->hosts = pg->entries = pg->ports = pg->addrs = NULL;
+        pg->naddrs = NULL;
         pg->lookups = NULL;
         pg->nhosts = 0;
     }

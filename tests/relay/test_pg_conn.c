@@ -2,16 +2,23 @@
  * test_pg_conn.c -- the asynchronous PostgreSQL client (engine/postgres/
  * pg_conn.c) against a real server: results in order, the server's
  * refusals with their SQLSTATE, several statements in one query,
- * notifications, a server killed under a query (answered as unavailable,
- * then reconnected), the query timeout, close with queries queued, and
- * callbacks never run inside the call that registered them. Every test
- * ends with the loop closing cleanly.
+ * notifications (one right behind a query's answer too), a server killed
+ * under a query (answered as unavailable, then reconnected), the query
+ * timeout, close with queries queued, callbacks never run inside the call
+ * that registered them, host names with several addresses and a port per
+ * host. Every test ends with the loop closing cleanly.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <criterion/criterion.h>
 #include <uv.h>
@@ -184,6 +191,90 @@ Test(pg_conn, notifications) {
     close_and_finish(&c);
 }
 
+/* The test's end of the connection `c` holds (before any other is made):
+ * the unix socket whose peer is the server's socket in P.dir. */
+static int pg_socket(void) {
+    int found = -1;
+    for (int fd = 3; fd < 1024; fd++) {
+        struct sockaddr_un a;
+        socklen_t len = sizeof(a);
+        memset(&a, 0, sizeof(a));
+        if (getpeername(fd, (struct sockaddr *)&a, &len) == 0 && a.sun_family == AF_UNIX &&
+            strncmp(a.sun_path, P.dir, strlen(P.dir)) == 0) {
+            cr_assert_eq(found, -1, "two connections to the server");
+            found = fd;
+        }
+    }
+    cr_assert_geq(found, 0, "no connection to the server's socket");
+    return found;
+}
+
+/* What the server sent that nobody read yet (left unread). */
+static ssize_t peek(int fd, unsigned char *buf, size_t size) {
+    ssize_t n = recv(fd, buf, size, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 ? 0 : n;
+}
+
+static long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Polls the unread bytes (every millisecond, at most 10 s) until they
+ * hold more than `after` bytes and, when `ending` is given, end with it. */
+static ssize_t wait_unread(int fd, unsigned char *buf, size_t size, ssize_t after,
+                           const unsigned char *ending, size_t elen, const char *what) {
+    long deadline = mono_ms() + 10000;
+    for (;;) {
+        ssize_t n = peek(fd, buf, size);
+        if (n > after && (ending == NULL ||
+                          (n >= (ssize_t)elen && memcmp(buf + n - elen, ending, elen) == 0)))
+            return n;
+        cr_assert_lt(mono_ms(), deadline, "%s never came on the socket", what);
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A notification that arrives right behind a query's answer, so that the
+ * same read takes both: libpq parses it while the answer is collected
+ * (after ReadyForQuery, in PQisBusy/PQgetResult), and it must be
+ * delivered then, not left in libpq's queue until the socket is readable
+ * again (a relay with a long --poll would sleep on a row). The loop is
+ * not run while the server answers, then sends the notification. */
+Test(pg_conn, notification_right_behind_an_answer) {
+    ctx_t c;
+    open_ready(&c, NULL);
+    query(&c, "LISTEN ch", 0, NULL);
+    run_until(&c.answered, 1, 10000, "LISTEN");
+    int fd = pg_socket();
+    PGconn *other = postgres_server_connect(&P);
+    cr_assert_not_null(other);
+    static const unsigned char ready[6] = {'Z', 0, 0, 0, 5, 'I'};
+    unsigned char buf[4096];
+    bool staged = false;
+    for (int tries = 0; tries < 50 && !staged; tries++) {
+        int before = c.answered;
+        query(&c, "SELECT 'answer'", 0, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT); /* the kick: the query is written */
+        if (c.answered != before)
+            continue; /* it was read at once: try again */
+        /* the whole answer, unread */
+        ssize_t answer = wait_unread(fd, buf, sizeof(buf), 0, ready, sizeof(ready), "the answer");
+        cr_assert_eq(postgres_exec(other, "NOTIFY ch, 'behind'"), 0);
+        wait_unread(fd, buf, sizeof(buf), answer, NULL, 0, "the notification");
+        cr_assert_eq(buf[answer], 'A', "the notification follows the answer");
+        staged = true;
+        run_until(&c.answered, before + 1, 10000, "the answer");
+    }
+    cr_assert(staged, "the answer was always read before the notification came");
+    run_until(&c.notified, 1, 3000, "the notification behind the answer");
+    cr_assert_str_eq(c.payload, "behind");
+    PQfinish(other);
+    close_and_finish(&c);
+}
+
 /* The server killed under a query: the query is answered as unavailable,
  * LOST fires, attempts fail while it is down, and once it is back the
  * connection is READY again. */
@@ -261,4 +352,54 @@ Test(pg_conn, conninfo_check) {
                  -EINVAL);
     cr_assert_eq(saga_pg_conninfo_check("host='unterminated", err, sizeof(err)), -EINVAL);
     cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Host names (resolved off the loop, every address handed to libpq)      */
+/* ---------------------------------------------------------------------- */
+
+static void setup_tcp(void) {
+    cr_assert_eq(postgres_server_start_tcp(&P), 0);
+    cr_assert_eq(uv_loop_init(&loop), 0);
+}
+
+TestSuite(pg_conn_names, .init = setup_tcp, .fini = teardown, .timeout = 120);
+
+/* A port on 127.0.0.1 that refuses connections: bound, never listening
+ * (kept bound by the caller until the test ends). */
+static int refusing_port(int *fd) {
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(*fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
+    socklen_t len = sizeof(a);
+    cr_assert_eq(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+/* localhost by name (on Debian ::1 and 127.0.0.1; the server listens on
+ * 127.0.0.1 only), with a port list of one port per host whose first
+ * refuses: every address of the first entry fails with its own port,
+ * then the second entry's addresses are tried with theirs. */
+Test(pg_conn_names, every_address_of_every_host_with_its_port) {
+    int fd;
+    int closed = refusing_port(&fd);
+    char conninfo[200];
+    snprintf(conninfo, sizeof(conninfo),
+             "host=localhost,localhost port=%d,%d dbname=postgres user=postgres", closed,
+             P.port);
+    ctx_t c;
+    memset(&c, 0, sizeof(c));
+    c.pg = saga_pg_new(&loop, conninfo, NULL, on_event, on_notify, &c);
+    cr_assert_not_null(c.pg);
+    cr_assert_eq(saga_pg_start(c.pg), 0);
+    run_until(&c.ready, 1, 20000, "READY by host name");
+    cr_assert_eq(c.failed, 0, "no failed attempt: %s", c.last_event);
+    query(&c, "SELECT inet_server_port()", 0, NULL);
+    run_until(&c.answered, 1, 10000, "the answer");
+    char want[16];
+    snprintf(want, sizeof(want), "%d", P.port);
+    cr_assert_str_eq(c.value[0], want);
+    close_and_finish(&c);
+    close(fd);
 }
