@@ -934,6 +934,13 @@ Test(operator, malformed_data_is_a_clear_error_and_nothing_changes) {
     cr_assert_str_eq(g.why, "saga:{idx}:sagas holds 'bad}id', not a saga id");
     freeReplyObject(cmd("ZREM saga:{idx}:sagas %s", "bad}id"));
 
+    /* An index score that is not whole ms (the cursor carries it). */
+    freeReplyObject(cmd("ZADD saga:{idx}:sagas 1.5 %s", "m-frac"));
+    CALL(g, saga_operator_list(store, &q, on_list, &g));
+    cr_assert_eq(g.status, SAGA_ECORRUPT);
+    cr_assert_str_eq(g.why, "saga:{idx}:sagas holds saga m-frac with score '1.5', not Unix ms");
+    freeReplyObject(cmd("ZREM saga:{idx}:sagas %s", "m-frac"));
+
     /* Back to how it was, by hand: the calls above wrote nothing. */
     cmd_ok("HSET saga:{%s} state %s%s", "m-state", "finished", "");
     char *after = digest();
