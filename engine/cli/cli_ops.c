@@ -566,7 +566,12 @@ static const ops_cmd_t ops_cmds[] = {
     {"wait", "ID [--timeout DURATION]",
      "waits until the saga is finished or stuck; exits like `saga run` (5: timeout)",
      run_wait, POS_ID, OPT_TIMEOUT},
-    {"list", "[--state S] [--saga NAME] [--limit N]", "sagas, newest first", run_list,
+    {"list", "[--state S] [--saga NAME] [--limit N]",
+     "sagas (default 50): the unfinished ones newest first, then the finished ones, the\n"
+     "last finished first. Read in pages: a saga that stays unfinished (or stays\n"
+     "finished) the whole time is listed exactly once; one that finishes, is retried,\n"
+     "is submitted or expires meanwhile may be listed twice or not at all",
+     run_list,
      POS_NONE, OPT_STATE | OPT_SAGA | OPT_LIMIT},
     {"history", "ID", "a saga's transitions, in order", run_history, POS_ID, 0},
     {"cancel", "ID", "turns a running saga to backward recovery", run_cancel, POS_ID, 0},

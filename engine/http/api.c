@@ -1021,6 +1021,12 @@ static void h_list(saga_http_req_t *r, void *data) {
         }
         lim = v;
     }
+    char why[160];
+    if (cursor != NULL && cursor[0] != '\0' &&
+        saga_operator_cursor_check(cursor, why, sizeof(why)) != 0) {
+        saga_http_respond_error(r, 400, "invalid_cursor", "%s", why);
+        return;
+    }
     op_t *op = op_new(api, r);
     if (op == NULL)
         return;

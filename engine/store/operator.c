@@ -462,9 +462,14 @@ int saga_operator_state(saga_store_t *s, const char *id, saga_operator_state_cb 
 /* List                                                                    */
 /* ---------------------------------------------------------------------- */
 
-/* The cursor "u:N" / "f:N": the N-th entry of the unfinished part of the
- * index (scores below 0, ascending: newest first) or of the finished part
- * (scores from 0, descending: the last finished first). */
+/* The index has two parts: the unfinished sagas (scores below 0,
+ * ascending: newest first) and the finished ones (scores from 0,
+ * descending: the last finished first). The cursor is a keyset:
+ * "U<score>:<id>" / "F<score>:<id>", strictly after that entry of the
+ * unfinished / finished part (saga_list_page in saga.lua finds where, even
+ * when the entry is gone), or "U" / "F" alone for the start of the part. The
+ * old positional "u:N" / "f:N" are refused (see saga_operator_cursor_check). */
+#define SCORE_MAX 20 /* "-" and 19 digits */
 typedef struct list_rq_s {
     saga_operator_list_cb cb;
     void *data;
@@ -473,13 +478,15 @@ typedef struct list_rq_s {
     char *saga;
     size_t limit;
     bool finished_part;
-    uint64_t offset;
+    char pos_score[SCORE_MAX + 1]; /* after this entry; "" at the part's start */
+    char pos_id[SAGA_ID_MAX + 1];
     size_t scanned;
     saga_operator_item_t *items;
     size_t n;
     /* the page of ids in flight; records are decoded as they arrive (in
      * order: one connection answers in order) */
     char **ids;
+    char **scores;       /* each id's score */
     size_t nids;
     size_t sent;         /* records asked for */
     size_t got;          /* records answered */
@@ -497,10 +504,13 @@ static void item_free(saga_operator_item_t *it) {
 }
 
 static void page_clear(list_rq_t *rq) {
-    for (size_t i = 0; i < rq->nids; i++)
+    for (size_t i = 0; i < rq->nids; i++) {
         free(rq->ids[i]);
+        free(rq->scores[i]);
+    }
     free(rq->ids);
-    rq->ids = NULL;
+    free(rq->scores);
+    rq->ids = rq->scores = NULL;
     rq->nids = rq->sent = rq->got = rq->taken = 0;
 }
 
@@ -522,6 +532,7 @@ static bool part_wanted(const list_rq_t *rq, bool finished_part) {
 }
 
 static int list_fetch(list_rq_t *rq, saga_redis_t *c);
+static bool score_valid(const char *p, size_t n, bool finished_part);
 
 static char *dup_str(const redisReply *r) {
     return r->type == REDIS_REPLY_STRING && r->len > 0 ? saga_memdup(r->str, (size_t)r->len)
@@ -596,21 +607,27 @@ static void page_done(list_rq_t *rq, saga_redis_t *c) {
     }
     size_t taken = rq->n == rq->limit ? rq->taken : rq->nids;
     bool part_over = taken == rq->nids && rq->nids < LIST_PAGE;
-    rq->offset += taken;
+    if (taken > 0) {
+        snprintf(rq->pos_score, sizeof(rq->pos_score), "%s", rq->scores[taken - 1]);
+        snprintf(rq->pos_id, sizeof(rq->pos_id), "%s", rq->ids[taken - 1]);
+    }
     rq->scanned += taken;
     page_clear(rq);
     if (part_over) {
         if (!rq->finished_part && part_wanted(rq, true)) {
             rq->finished_part = true;
-            rq->offset = 0;
+            rq->pos_score[0] = rq->pos_id[0] = '\0';
         } else {
             rq->next[0] = '\0';
             list_done(rq, 0, NULL);
             return;
         }
     }
-    snprintf(rq->next, sizeof(rq->next), "%c:%llu", rq->finished_part ? 'f' : 'u',
-             (unsigned long long)rq->offset);
+    if (rq->pos_id[0] == '\0')
+        snprintf(rq->next, sizeof(rq->next), "%c", rq->finished_part ? 'F' : 'U');
+    else
+        snprintf(rq->next, sizeof(rq->next), "%c%s:%s", rq->finished_part ? 'F' : 'U',
+                 rq->pos_score, rq->pos_id);
     if (rq->n == rq->limit || rq->scanned >= LIST_SCAN_MAX) {
         list_done(rq, 0, NULL);
         return;
@@ -636,16 +653,23 @@ static void on_list_ids(saga_redis_t *c, redisReply *r, void *data) {
     const char *why = NULL;
     char buf[WHY_MAX];
     int status = reply_status(r, &why);
-    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !saga_redis_all_strings(r))) {
-        why = SAGA_KEY_SAGAS ": expected an array of ids";
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !saga_redis_all_strings(r) ||
+                        r->elements % 2 != 0 || r->elements / 2 > LIST_PAGE)) {
+        why = SAGA_KEY_SAGAS ": expected an array of ids and scores";
         status = SAGA_ESTORE;
     }
-    for (size_t i = 0; status == 0 && i < r->elements; i++) {
-        const redisReply *e = r->element[i];
+    for (size_t i = 0; status == 0 && i < r->elements; i += 2) {
+        const redisReply *e = r->element[i], *sc = r->element[i + 1];
+        char q[64];
         if (memchr(e->str, '\0', (size_t)e->len) != NULL || !saga_id_valid(e->str)) {
-            char q[64];
             quote(q, sizeof(q), e->str, (size_t)e->len);
             snprintf(buf, sizeof(buf), SAGA_KEY_SAGAS " holds '%s', not a saga id", q);
+            why = buf;
+            status = SAGA_ECORRUPT;
+        } else if (!score_valid(sc->str, (size_t)sc->len, rq->finished_part)) {
+            quote(q, sizeof(q), sc->str, (size_t)sc->len);
+            snprintf(buf, sizeof(buf), SAGA_KEY_SAGAS " holds saga %s with score '%s', not Unix ms",
+                     e->str, q);
             why = buf;
             status = SAGA_ECORRUPT;
         }
@@ -654,20 +678,25 @@ static void on_list_ids(saga_redis_t *c, redisReply *r, void *data) {
         list_done(rq, status, why);
         return;
     }
-    size_t n = r->elements;
+    size_t n = r->elements / 2;
     if (n == 0) {
         page_done(rq, c);
         return;
     }
-    if ((rq->ids = calloc(n, sizeof(*rq->ids))) == NULL) {
+    if ((rq->ids = calloc(n, sizeof(*rq->ids))) == NULL ||
+        (rq->scores = calloc(n, sizeof(*rq->scores))) == NULL) {
         list_done(rq, -ENOMEM, "out of memory");
         return;
     }
-    for (size_t i = 0; i < n; i++, rq->nids++)
-        if ((rq->ids[i] = strdup(r->element[i]->str)) == NULL) {
+    for (size_t i = 0; i < n; i++) {
+        rq->ids[i] = strdup(r->element[2 * i]->str);
+        rq->scores[i] = strdup(r->element[2 * i + 1]->str);
+        rq->nids++;
+        if (rq->ids[i] == NULL || rq->scores[i] == NULL) {
             list_done(rq, -ENOMEM, "out of memory");
             return;
         }
+    }
     for (size_t i = 0; i < n; i++, rq->sent++) {
         char key[SAGA_ID_MAX + 16];
         int klen = snprintf(key, sizeof(key), SAGA_KEY_RECORD_FMT, rq->ids[i]);
@@ -686,25 +715,79 @@ static void on_list_ids(saga_redis_t *c, redisReply *r, void *data) {
     }
 }
 
-/* Sends the index read for the current part and offset. */
+/* Sends the index read for the current part and position. */
 static int list_fetch(list_rq_t *rq, saga_redis_t *c) {
-    char off[24], count[24];
-    size_t ol = saga_fmt_u64(off, rq->offset), cl = saga_fmt_u64(count, LIST_PAGE);
-    const char *argv[] = {rq->finished_part ? "ZREVRANGEBYSCORE" : "ZRANGEBYSCORE",
-                          SAGA_KEY_SAGAS, rq->finished_part ? "+inf" : "-inf",
-                          rq->finished_part ? "0" : "(0", "LIMIT", off, count};
-    size_t len[] = {strlen(argv[0]), sizeof(SAGA_KEY_SAGAS) - 1, strlen(argv[2]),
-                    strlen(argv[3]), 5, ol, cl};
-    return saga_redis_command_argv(c, on_list_ids, rq, 7, argv, len);
+    char count[24];
+    size_t cl = saga_fmt_u64(count, LIST_PAGE);
+    const char *argv[] = {"FCALL", "saga_list_page", "1", SAGA_KEY_SAGAS,
+                          rq->finished_part ? "f" : "u", rq->pos_score, rq->pos_id, count};
+    size_t len[] = {5, 14, 1, sizeof(SAGA_KEY_SAGAS) - 1, 1, strlen(rq->pos_score),
+                    strlen(rq->pos_id), cl};
+    return saga_redis_command_argv(c, on_list_ids, rq, 8, argv, len);
 }
 
-static int parse_cursor(const char *cur, bool *finished, uint64_t *offset) {
+/* A score of the part as the index holds it, in ms: below 0 in the
+ * unfinished part, from 0 in the finished one; integer digits only. */
+static bool score_valid(const char *p, size_t n, bool finished_part) {
+    bool neg = n > 0 && p[0] == '-';
+    size_t digits = n - (neg ? 1 : 0);
+    if (digits < 1 || digits > SCORE_MAX - 1 || neg == finished_part)
+        return false;
+    for (size_t i = neg ? 1 : 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    if (digits > 1 && p[neg ? 1 : 0] == '0')
+        return false; /* one spelling per score */
+    return !(neg && digits == 1 && p[1] == '0'); /* "-0" is not below 0 */
+}
+
+/* Splits a cursor into the part and the position; see the top of List. */
+static int parse_cursor(const char *cur, bool *finished, char *score, char *id, char *why,
+                        size_t whylen) {
     size_t n = strlen(cur);
-    if (n < 3 || n > SAGA_OPERATOR_CURSOR_MAX || (cur[0] != 'u' && cur[0] != 'f') ||
-        cur[1] != ':' || saga_parse_u64(cur + 2, n - 2, offset) != 0)
+    if (n > SAGA_OPERATOR_CURSOR_MAX) {
+        snprintf(why, whylen, "cursor is %zu bytes, longer than any cursor (%d)", n,
+                 SAGA_OPERATOR_CURSOR_MAX);
         return -EINVAL;
-    *finished = cur[0] == 'f';
+    }
+    if ((cur[0] == 'u' || cur[0] == 'f') && cur[1] == ':') {
+        snprintf(why, whylen, "cursor '%.24s' is a position cursor of an older saga, no longer "
+                 "taken: list again from the first page", cur);
+        return -EINVAL;
+    }
+    if (cur[0] != 'U' && cur[0] != 'F') {
+        snprintf(why, whylen, "cursor must be a `next` value of an earlier page (it starts "
+                 "with U or F)");
+        return -EINVAL;
+    }
+    *finished = cur[0] == 'F';
+    score[0] = id[0] = '\0';
+    if (n == 1)
+        return 0; /* the start of the part */
+    const char *colon = strchr(cur + 1, ':');
+    size_t sl = colon ? (size_t)(colon - cur - 1) : 0;
+    if (colon == NULL || !score_valid(cur + 1, sl, *finished)) {
+        snprintf(why, whylen, "cursor: expected %s then ':' and a saga id after '%c'",
+                 *finished ? "a score from 0" : "a score below 0", cur[0]);
+        return -EINVAL;
+    }
+    if (!saga_id_valid(colon + 1)) {
+        snprintf(why, whylen, "cursor: the part after the score is not a saga id");
+        return -EINVAL;
+    }
+    memcpy(score, cur + 1, sl);
+    score[sl] = '\0';
+    snprintf(id, SAGA_ID_MAX + 1, "%s", colon + 1);
     return 0;
+}
+
+int saga_operator_cursor_check(const char *cursor, char *why, size_t whylen) {
+    bool finished;
+    char score[SCORE_MAX + 1], id[SAGA_ID_MAX + 1], buf[160];
+    int rc = parse_cursor(cursor, &finished, score, id, buf, sizeof(buf));
+    if (whylen > 0)
+        snprintf(why, whylen, "%s", rc == 0 ? "" : buf);
+    return rc;
 }
 
 int saga_operator_list(saga_store_t *s, const saga_operator_list_query_t *q,
@@ -712,8 +795,9 @@ int saga_operator_list(saga_store_t *s, const saga_operator_list_query_t *q,
     if (q->limit < 1 || q->limit > SAGA_OPERATOR_LIST_MAX)
         return -EINVAL;
     bool finished = q->state != NULL && saga_state_terminal(*q->state);
-    uint64_t offset = 0;
-    if (q->cursor != NULL && parse_cursor(q->cursor, &finished, &offset) != 0)
+    char score[SCORE_MAX + 1] = "", id[SAGA_ID_MAX + 1] = "", why[160];
+    if (q->cursor != NULL &&
+        parse_cursor(q->cursor, &finished, score, id, why, sizeof(why)) != 0)
         return -EINVAL;
     int rc = 0;
     saga_redis_t *c = conn_of(s, &rc);
@@ -728,7 +812,8 @@ int saga_operator_list(saga_store_t *s, const saga_operator_list_query_t *q,
     rq->state = q->state ? *q->state : SAGA_STATE_RUNNING;
     rq->limit = q->limit;
     rq->finished_part = finished;
-    rq->offset = offset;
+    memcpy(rq->pos_score, score, sizeof(score));
+    memcpy(rq->pos_id, id, sizeof(id));
     rq->items = calloc(q->limit, sizeof(*rq->items));
     if (rq->items == NULL || (q->saga != NULL && (rq->saga = strdup(q->saga)) == NULL)) {
         free(rq->items);

@@ -124,7 +124,8 @@ int saga_operator_state(saga_store_t *s, const char *id, saga_operator_state_cb 
 /* List                                                                    */
 /* ---------------------------------------------------------------------- */
 
-#define SAGA_OPERATOR_CURSOR_MAX 32
+/* A cursor: the part, the last entry's score (up to 20 characters) and id */
+#define SAGA_OPERATOR_CURSOR_MAX (SAGA_ID_MAX + 24)
 #define SAGA_OPERATOR_LIST_MAX 10000 /* items per page, at most */
 
 typedef struct saga_operator_list_query_s {
@@ -157,12 +158,22 @@ typedef void (*saga_operator_list_cb)(int status, const char *why,
 
 /* Sagas, the unfinished ones first (newest first), then the finished ones
  * (the last finished first), filtered. The cursor is opaque text of at
- * most SAGA_OPERATOR_CURSOR_MAX bytes; a malformed one is -EINVAL. Sagas
- * whose record expired meanwhile are skipped; a record that cannot be read
- * fails the page with SAGA_ECORRUPT naming it. Paging is by position: a
- * saga that finishes between two pages may be skipped or seen twice. */
+ * most SAGA_OPERATOR_CURSOR_MAX bytes; a malformed one is -EINVAL
+ * (saga_operator_cursor_check says why). Sagas whose record expired
+ * meanwhile are skipped; a record that cannot be read fails the page with
+ * SAGA_ECORRUPT naming it. The cursor is a keyset (the part, the last
+ * entry's score and id): the next page starts strictly after that entry,
+ * wherever it is now, so every saga that stays in its part of the index
+ * for the whole paging is listed exactly once; a saga that moves between
+ * the parts meanwhile (it finishes, it is retried, it is submitted, it
+ * expires) may be listed twice or not at all. */
 int saga_operator_list(saga_store_t *s, const saga_operator_list_query_t *q,
                        saga_operator_list_cb cb, void *data);
+
+/* 0 when `cursor` is a cursor saga_operator_list takes; else -EINVAL with
+ * the reason (for a person, naming what is wrong) written to `why` (always
+ * terminated when whylen > 0). */
+int saga_operator_cursor_check(const char *cursor, char *why, size_t whylen);
 
 /* ---------------------------------------------------------------------- */
 /* Cancel, retry                                                           */

@@ -546,6 +546,70 @@ local function saga_state(keys, args)
   return {cur[1], cur[2]}
 end
 
+-- saga_list_page: one page of the index, for `saga list` / GET /v1/sagas.
+--   KEYS: saga:{idx}:sagas
+--   ARGV: part ('u': unfinished, scores below 0, ascending; 'f': finished,
+--         scores from 0, descending), score, member (both '' to start at
+--         the beginning of the part), count
+-- Returns {member, score, ...}: at most count entries of the part that come
+-- strictly after (score, member) in the part's order (Redis orders equal
+-- scores by member, bytewise; reversed when descending). A keyset cursor:
+-- entries added or removed elsewhere shift nothing, and the entry itself
+-- need not be there any more. O(log N) per call whatever the runs of equal
+-- scores: the place in the run is found by a binary search over ranks.
+local function bytes_lt(a, b)
+  -- a < b bytewise (Lua's own < follows the server's locale)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local function saga_list_page(keys, args)
+  local key, asc, s, m = keys[1], args[1] == 'u', args[2], args[3]
+  local count = tonumber(args[4])
+  if (args[1] ~= 'u' and args[1] ~= 'f') or not count or count < 1 then
+    return err('EINVAL', 'saga_list_page: bad arguments')
+  end
+  local start = 0 -- rank of the first entry, counted in the part's direction
+  if s ~= '' then
+    if not tonumber(s) then return err('EINVAL', 'saga_list_page: bad score') end
+    local first = redis.call('ZCOUNT', key, '-inf', '(' .. s)
+    local run = redis.call('ZCOUNT', key, s, s)
+    -- lo = how many of the run (ascending ranks first .. first+run-1) have
+    -- a member <= m (ascending) or < m (descending)
+    local lo, hi = 0, run
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      local e = redis.call('ZRANGE', key, first + mid, first + mid)[1]
+      local before
+      if asc then before = not bytes_lt(m, e) else before = bytes_lt(e, m) end
+      if before then lo = mid + 1 else hi = mid end
+    end
+    if asc then
+      start = first + lo
+    else
+      start = redis.call('ZCARD', key) - first - lo
+    end
+  end
+  local got
+  if asc then
+    got = redis.call('ZRANGE', key, start, start + count - 1, 'WITHSCORES')
+  else
+    got = redis.call('ZRANGE', key, start, start + count - 1, 'REV', 'WITHSCORES')
+  end
+  local out = {}
+  for i = 1, #got, 2 do
+    local v = tonumber(got[i + 1])
+    if (asc and v >= 0) or (not asc and v < 0) then break end
+    out[#out + 1] = got[i]
+    out[#out + 1] = got[i + 1]
+  end
+  return out
+end
+
 -- saga_library: which build of this library the server runs (the SHA-256
 -- of saga.lua, filled in when the engine is built). An engine compares it
 -- with its own on every connection and loads its library only when they
@@ -572,4 +636,6 @@ redis.register_function('saga_intake_done', saga_intake_done)
 redis.register_function('saga_cancel', saga_cancel)
 redis.register_function('saga_retry', saga_retry)
 redis.register_function{function_name = 'saga_state', callback = saga_state,
+                        flags = {'no-writes'}}
+redis.register_function{function_name = 'saga_list_page', callback = saga_list_page,
                         flags = {'no-writes'}}

@@ -165,7 +165,7 @@ typedef struct got_s {
     char ids[2048][40];
     size_t n;
     saga_state_t states[2048];
-    char next[64];
+    char next[SAGA_OPERATOR_CURSOR_MAX + 1];
     bool has_next;
     /* cancel / retry */
     char owner[64];
@@ -449,7 +449,7 @@ Test(operator, state_of_unknown_submitted_running_and_stuck_sagas) {
 static void list_all(got_t *all, const saga_state_t *state, const char *saga, size_t limit,
                      int *pages) {
     static got_t g;
-    char cursor[64] = "";
+    char cursor[SAGA_OPERATOR_CURSOR_MAX + 1] = "";
     memset(all, 0, sizeof(*all));
     *pages = 0;
     for (;;) {
@@ -514,12 +514,28 @@ Test(operator, list_pages_unfinished_newest_first_then_finished_last_first) {
 
     /* Cursors are checked. */
     static got_t g;
-    const char *bad[] = {"", "x:1", "u:", "u:-1", "u:01", "f:1x",
-                         "u:123456789012345678901234567890"};
+    char longest[SAGA_OPERATOR_CURSOR_MAX + 2];
+    memset(longest, 'a', sizeof(longest) - 1);
+    longest[0] = 'F';
+    longest[1] = '1';
+    longest[2] = ':';
+    longest[sizeof(longest) - 1] = '\0';
+    const char *bad[] = {"", "x", "x:1", "u", "u:5", "f:0", "U:", "U5:a", "U0:a", "U-0:a",
+                         "F-1:a", "U-1", "U-1:", "U-01:a", "F01:a", "F1x:a", "U-1:bad/id",
+                         "F12345678901234567890:a", "U-:a", longest};
+    char why[200];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         saga_operator_list_query_t q = {NULL, NULL, 10, bad[i]};
         cr_assert_eq(saga_operator_list(store, &q, on_list, &g), -EINVAL, "'%s'", bad[i]);
+        cr_assert_eq(saga_operator_cursor_check(bad[i], why, sizeof(why)), -EINVAL);
+        cr_assert_neq(why[0], '\0', "'%s' says why", bad[i]);
     }
+    cr_assert_eq(saga_operator_cursor_check("u:14", why, sizeof(why)), -EINVAL);
+    cr_assert(strstr(why, "older") != NULL, "an old cursor is named so: %s", why);
+    const char *good[] = {"U", "F", "U-1:a", "F0:a", "F1234567890123456789:a.b_c:d-e"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        cr_assert_eq(saga_operator_cursor_check(good[i], why, sizeof(why)), 0, "'%s': %s",
+                     good[i], why);
     saga_operator_list_query_t zero = {NULL, NULL, 0, NULL};
     cr_assert_eq(saga_operator_list(store, &zero, on_list, &g), -EINVAL);
     uv_run(&loop, UV_RUN_NOWAIT);
@@ -529,6 +545,159 @@ Test(operator, list_pages_unfinished_newest_first_then_finished_last_first) {
     cr_assert_str_eq(before, after, "listing changes nothing");
     free(before);
     free(after);
+    close_store();
+}
+
+/* Pages through everything with pages of `limit` while the index changes:
+ * after page k, `change(k)` runs. What was listed is left in `walked`. */
+typedef void (*change_fn)(int page, const got_t *listed);
+static got_t walked;
+
+static void page_while_changing(size_t limit, change_fn change) {
+    static got_t g;
+    char cursor[SAGA_OPERATOR_CURSOR_MAX + 1] = "";
+    memset(&walked, 0, sizeof(walked));
+    for (int page = 0;; page++) {
+        saga_operator_list_query_t q = {NULL, NULL, limit, cursor[0] ? cursor : NULL};
+        CALL(g, saga_operator_list(store, &q, on_list, &g));
+        cr_assert_eq(g.status, 0, "%s", g.why);
+        for (size_t i = 0; i < g.n; i++) {
+            cr_assert_lt(walked.n, 2048);
+            memcpy(walked.ids[walked.n++], g.ids[i], sizeof(g.ids[i]));
+        }
+        if (!g.has_next)
+            break;
+        cr_assert_lt(page, 1000, "the cursors end");
+        cr_assert_leq(strlen(g.next), SAGA_OPERATOR_CURSOR_MAX);
+        snprintf(cursor, sizeof(cursor), "%s", g.next);
+        change(page, &walked);
+    }
+}
+
+/* Removed sagas (ZREM + DEL, as the gc does), remembered so that they do
+ * not count as stable. */
+static char removed[512][40];
+static size_t nremoved;
+
+static void remove_saga(const char *id) {
+    freeReplyObject(cmd("ZREM saga:{idx}:sagas %s", id));
+    freeReplyObject(cmd("DEL saga:{%s}", id));
+    cr_assert_lt(nremoved, 512);
+    snprintf(removed[nremoved++], sizeof(removed[0]), "%s", id);
+}
+
+static bool was_removed(const char *id) {
+    for (size_t i = 0; i < nremoved; i++)
+        if (strcmp(removed[i], id) == 0)
+            return true;
+    return false;
+}
+
+/* Even pages: sagas added before the cursor (a newer unfinished one, a
+ * newer finished one, and into the runs of equal scores the ids that sort
+ * before the cursor's); odd pages: the last 3 listed removed (the cursor's
+ * own entry among them), and the first listed one finishes (moves to the
+ * front of the finished part). Positions shift by +4 and -3 or -4. */
+static void churn(int page, const got_t *listed) {
+    char id[40];
+    if (page % 2 == 0) {
+        snprintf(id, sizeof(id), "n-%04d", page);
+        put_saga(id, "order", "running", 90000 + page, NULL);
+        snprintf(id, sizeof(id), "m-%04d", page);
+        put_saga(id, "order", "completed", 90000 + page, NULL);
+        snprintf(id, sizeof(id), "d-%04d", page); /* before e-* in the run (ascending) */
+        put_saga(id, "order", "running", 7000, NULL);
+        snprintf(id, sizeof(id), "h-%04d", page); /* before g-* in the run (descending) */
+        put_saga(id, "order", "completed", 7000, NULL);
+        return;
+    }
+    for (size_t i = listed->n >= 3 ? listed->n - 3 : 0; i < listed->n; i++)
+        if (!was_removed(listed->ids[i]))
+            remove_saga(listed->ids[i]);
+    if (listed->n > 0 && !was_removed(listed->ids[0])) {
+        cr_assert_lt(nremoved, 512);
+        snprintf(removed[nremoved++], sizeof(removed[0]), "%s", listed->ids[0]);
+        freeReplyObject(cmd("HSET saga:{%s} state completed", listed->ids[0]));
+        freeReplyObject(cmd("ZADD saga:{idx}:sagas 99000000 %s", listed->ids[0]));
+    }
+}
+
+/* Every saga of `order` (in the order they must be listed) that churn did
+ * not touch was listed exactly once, in that order; nothing churn left
+ * alone was listed twice. Returns how many were stable. */
+static size_t expect_stable(char order[][40], size_t n) {
+    for (size_t i = 0; i < walked.n; i++)
+        for (size_t j = i + 1; j < walked.n && !was_removed(walked.ids[i]); j++)
+            cr_assert_str_neq(walked.ids[i], walked.ids[j], "%s listed twice (at %zu and %zu)",
+                              walked.ids[i], i, j);
+    size_t k = 0, stable = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (was_removed(order[i]))
+            continue;
+        stable++;
+        while (k < walked.n && strcmp(walked.ids[k], order[i]) != 0)
+            k++;
+        cr_assert_lt(k, walked.n, "stable saga %s not listed, or out of order", order[i]);
+    }
+    return stable;
+}
+
+static char order[2048][40];
+
+Test(operator, paging_lists_every_saga_that_stays_exactly_once_while_others_come_and_go) {
+    nremoved = 0;
+    size_t n = 0;
+    for (int i = 59; i >= 0; i--) { /* newest first */
+        snprintf(order[n], sizeof(order[0]), "s-%04d", i);
+        put_saga(order[n++], "order", "running", 10000 + i, NULL);
+    }
+    for (int i = 59; i >= 0; i--) { /* the last finished first */
+        snprintf(order[n], sizeof(order[0]), "t-%04d", i);
+        put_saga(order[n++], "order", "completed", 20000 + i, NULL);
+    }
+    page_while_changing(5, churn);
+    size_t stable = expect_stable(order, n);
+    cr_assert(stable > 40 && stable < n, "churn removed some, not all: %zu", stable);
+    close_store();
+}
+
+/* Runs of equal scores longer than a page (and than one read of the index,
+ * 200 ids): the cursor's place in the run is its id, not a position. */
+Test(operator, paging_through_runs_of_equal_scores_while_they_change) {
+    nremoved = 0;
+    size_t n = 0;
+    snprintf(order[n], sizeof(order[0]), "a-newest");
+    put_saga(order[n++], "order", "running", 8000, NULL);
+    for (int i = 0; i < 250; i++) { /* equal scores: ascending ids */
+        snprintf(order[n], sizeof(order[0]), "e-%04d", i);
+        put_saga(order[n++], "order", "running", 7000, NULL);
+    }
+    snprintf(order[n], sizeof(order[0]), "z-oldest");
+    put_saga(order[n++], "order", "running", 6000, NULL);
+    snprintf(order[n], sizeof(order[0]), "a-last-finished");
+    put_saga(order[n++], "order", "completed", 8000, NULL);
+    for (int i = 249; i >= 0; i--) { /* equal scores, reversed: descending ids */
+        snprintf(order[n], sizeof(order[0]), "g-%04d", i);
+        put_saga(order[n++], "order", "completed", 7000, NULL);
+    }
+    snprintf(order[n], sizeof(order[0]), "z-first-finished");
+    put_saga(order[n++], "order", "completed", 6000, NULL);
+
+    /* unchanged, with pages of 7 and of more than a read */
+    static got_t all;
+    int pages;
+    list_all(&all, NULL, NULL, 7, &pages);
+    cr_assert_eq(all.n, n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_str_eq(all.ids[i], order[i], "at %zu", i);
+    list_all(&all, NULL, NULL, 300, &pages);
+    cr_assert_eq(all.n, n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_str_eq(all.ids[i], order[i], "at %zu", i);
+
+    page_while_changing(7, churn);
+    size_t stable = expect_stable(order, n);
+    cr_assert(stable > 300 && stable < n, "churn removed some, not all: %zu", stable);
     close_store();
 }
 
@@ -554,7 +723,7 @@ Test(operator, a_page_is_bounded_and_may_be_short_without_being_the_last) {
     cr_assert_eq(g.status, 0);
     cr_assert_eq(g.n, 0);
     cr_assert(g.has_next, "not the end: %s", g.next);
-    char next[64];
+    char next[SAGA_OPERATOR_CURSOR_MAX + 1];
     snprintf(next, sizeof(next), "%s", g.next);
     q.cursor = next;
     CALL(g, saga_operator_list(store, &q, on_list, &g));
@@ -764,6 +933,13 @@ Test(operator, malformed_data_is_a_clear_error_and_nothing_changes) {
     cr_assert_eq(g.status, SAGA_ECORRUPT);
     cr_assert_str_eq(g.why, "saga:{idx}:sagas holds 'bad}id', not a saga id");
     freeReplyObject(cmd("ZREM saga:{idx}:sagas %s", "bad}id"));
+
+    /* An index score that is not whole ms (the cursor carries it). */
+    freeReplyObject(cmd("ZADD saga:{idx}:sagas 1.5 %s", "m-frac"));
+    CALL(g, saga_operator_list(store, &q, on_list, &g));
+    cr_assert_eq(g.status, SAGA_ECORRUPT);
+    cr_assert_str_eq(g.why, "saga:{idx}:sagas holds saga m-frac with score '1.5', not Unix ms");
+    freeReplyObject(cmd("ZREM saga:{idx}:sagas %s", "m-frac"));
 
     /* Back to how it was, by hand: the calls above wrote nothing. */
     cmd_ok("HSET saga:{%s} state %s%s", "m-state", "finished", "");

@@ -24,6 +24,7 @@
 #include "saga/errors.h"
 #include "store/intake.h"
 #include "store/lease.h"
+#include "store/operator.h"
 #include "store/store_memory.h"
 #include "store/store_redis.h"
 
@@ -724,5 +725,83 @@ Test(worker_store, intake_failures) {
     run_until(&closed, 1);
     cr_assert_eq(G.calls, 1, "the read was answered");
     cr_assert_eq(G.status, SAGA_ECLOSING);
+    fixture_finish();
+}
+
+/* ---------------------------------------------------------------------- */
+/* The list's keyset cursors, here also on Redis Cluster                   */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+    int calls, status;
+    char ids[64][16];
+    size_t n;
+    char next[SAGA_OPERATOR_CURSOR_MAX + 1];
+} listed_t;
+
+static void on_listed(int status, const char *why, const saga_operator_page_t *p, void *data) {
+    (void)why;
+    listed_t *l = data;
+    l->status = status;
+    l->next[0] = '\0';
+    if (status == 0) {
+        for (size_t i = 0; i < p->n && l->n < 64; i++)
+            snprintf(l->ids[l->n++], sizeof(l->ids[0]), "%s", p->items[i].id);
+        snprintf(l->next, sizeof(l->next), "%s", p->next ? p->next : "");
+    }
+    l->calls++;
+}
+
+/* Pages of 2 through unfinished and finished sagas, runs of equal scores
+ * among them, while listed ones are removed (the cursor's own too): each
+ * saga that stays comes once, in order (the index is one key: its slot's
+ * node answers saga_list_page). */
+Test(worker_store, list_pages_with_keyset_cursors) {
+    /* in the order listed: unfinished newest first (equal scores by id),
+     * then finished, the last first (equal scores by id, reversed) */
+    static const char *const order[] = {"k-new", "k-a", "k-b", "k-c", "k-d", "k-old",
+                                        "k-late", "k-z", "k-y", "k-x", "k-w", "k-early"};
+    static const long long score[] = {-9000, -8000, -8000, -8000, -8000, -7000,
+                                      3000, 2000, 2000, 2000, 2000, 1000};
+    for (size_t i = 0; i < 12; i++) {
+        cmd("HSET saga:{%s} id %s saga listed state %s created 1", order[i], order[i],
+            score[i] < 0 ? "running" : "completed");
+        cmd("ZADD saga:{idx}:sagas %lld %s", score[i], order[i]);
+    }
+    static listed_t l;
+    memset(&l, 0, sizeof(l));
+    bool removed[12] = {false};
+    char cursor[SAGA_OPERATOR_CURSOR_MAX + 1] = "";
+    for (int page = 0; page < 40; page++) {
+        saga_operator_list_query_t q = {NULL, NULL, 2, cursor[0] ? cursor : NULL};
+        int want = l.calls + 1;
+        cr_assert_eq(saga_operator_list(S, &q, on_listed, &l), 0);
+        run_until(&l.calls, want);
+        cr_assert_eq(l.status, 0);
+        if (l.next[0] == '\0')
+            break;
+        snprintf(cursor, sizeof(cursor), "%s", l.next);
+        if (page % 3 == 1) { /* the last listed goes: it is the cursor's */
+            for (size_t i = 0; i < 12; i++)
+                if (strcmp(order[i], l.ids[l.n - 1]) == 0 && !removed[i]) {
+                    removed[i] = true;
+                    cmd("ZREM saga:{idx}:sagas %s", order[i]);
+                }
+        }
+    }
+    cr_assert_eq(l.next[0], '\0', "the cursors end");
+    size_t k = 0;
+    for (size_t i = 0; i < 12; i++) {
+        if (removed[i])
+            continue;
+        size_t times = 0;
+        for (size_t j = 0; j < l.n; j++)
+            times += strcmp(l.ids[j], order[i]) == 0;
+        cr_assert_eq(times, 1, "%s listed %zu times", order[i], times);
+        while (k < l.n && strcmp(l.ids[k], order[i]) != 0)
+            k++;
+        cr_assert_lt(k, l.n, "%s out of order", order[i]);
+    }
+    cr_assert_eq(l.n, 12, "removed only after being listed: all 12 listed once");
     fixture_finish();
 }

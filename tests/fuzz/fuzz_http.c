@@ -6,10 +6,12 @@
  * h2o.
  *
  * Input: the first byte picks what the rest is: 0 a path, 1 a query
- * string, 2 a submit body (the Idempotency-Key taken from its last line
+ * string (a `cursor` in it checked as GET /v1/sagas does), 2 a submit
+ * body (the Idempotency-Key taken from its last line
  * when it starts with "K:"), 3 an If-None-Match header for the console's
  * files (engine/http/console.c).
  */
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include "http/api_body.h"
 #include "http/console.h"
 #include "http/http_route.h"
+#include "store/operator.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -67,6 +70,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
             int rc = saga_http_query_get(s, n, names[i], out, sizeof(out));
             if (rc == 0 && strlen(out) >= sizeof(out))
+                abort();
+        }
+        /* a list cursor: taken only when short enough, refused saying why */
+        char cur[2 * SAGA_OPERATOR_CURSOR_MAX], why[200];
+        if (saga_http_query_get(s, n, "cursor", cur, sizeof(cur)) == 0) {
+            int rc = saga_operator_cursor_check(cur, why, sizeof(why));
+            if (rc == 0 ? strlen(cur) > SAGA_OPERATOR_CURSOR_MAX || why[0] != '\0'
+                        : rc != -EINVAL || why[0] == '\0')
                 abort();
         }
         break;

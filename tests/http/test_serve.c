@@ -289,6 +289,105 @@ Test(serve, submit_idempotent_status_history_and_list) {
     resp_free(&r);
 }
 
+/* A saga record and its index entry as an engine writes them (unfinished:
+ * score -created; finished: a score from 0, here 10^9 + created). */
+static void put_record(redisContext *rc, const char *id, const char *state, long long created) {
+    bool finished = strcmp(state, "completed") == 0;
+    freeReplyObject(redis_cmd(rc, "HSET saga:{%s} id %s saga listed state %s created %lld", id,
+                              id, state, created));
+    freeReplyObject(redis_cmd(rc, "ZADD saga:{idx}:sagas %lld %s",
+                              finished ? 1000000000LL + created : -created, id));
+}
+
+/* GET /v1/sagas pages with keyset cursors: while sagas are added before
+ * the cursor and listed ones removed (the cursor's own among them), every
+ * saga that stays is listed exactly once, in order. Offsets would shift. */
+Test(serve, paging_lists_every_saga_that_stays_exactly_once) {
+    start_serve(NULL);
+    redisContext *rc = redis_server_connect(&R);
+    cr_assert_not_null(rc);
+    char order[60][16];
+    size_t n = 0;
+    for (int i = 29; i >= 0; i--) {
+        snprintf(order[n], sizeof(order[0]), "p-%02d", i);
+        put_record(rc, order[n++], "running", 10000 + i);
+    }
+    for (int i = 29; i >= 0; i--) {
+        snprintf(order[n], sizeof(order[0]), "q-%02d", i);
+        put_record(rc, order[n++], "completed", 10000 + i);
+    }
+    static char listed[400][16], removed[400][16];
+    size_t nl = 0, nr = 0;
+    char path[600] = "/v1/sagas?saga=listed&limit=4";
+    for (int page = 0;; page++) {
+        cr_assert_lt(page, 100, "the cursors end");
+        resp_t r;
+        do_call("GET", path, NULL, &r);
+        expect(&r, 200, NULL);
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(r.json, "sagas"), i, e) {
+            cr_assert_lt(nl, 400);
+            snprintf(listed[nl++], sizeof(listed[0]), "%s", jstr(e, "id"));
+        }
+        const char *next = jstr(r.json, "next");
+        if (next == NULL) {
+            resp_free(&r);
+            break;
+        }
+        char *esc = curl_easy_escape(NULL, next, 0);
+        snprintf(path, sizeof(path), "/v1/sagas?saga=listed&limit=4&cursor=%s", esc);
+        curl_free(esc);
+        resp_free(&r);
+        if (page % 2 == 0) { /* two newer ones, one in each part: before the cursor */
+            char id[16];
+            snprintf(id, sizeof(id), "n-%02d", page);
+            put_record(rc, id, "running", 90000 + page);
+            snprintf(id, sizeof(id), "m-%02d", page);
+            put_record(rc, id, "completed", 90000 + page);
+        } else { /* the last three listed go */
+            for (size_t k = nl >= 3 ? nl - 3 : 0; k < nl; k++) {
+                freeReplyObject(redis_cmd(rc, "ZREM saga:{idx}:sagas %s", listed[k]));
+                freeReplyObject(redis_cmd(rc, "DEL saga:{%s}", listed[k]));
+                snprintf(removed[nr++], sizeof(removed[0]), "%s", listed[k]);
+            }
+        }
+    }
+    size_t k = 0, stable = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool gone = false;
+        for (size_t j = 0; j < nr; j++)
+            gone = gone || strcmp(removed[j], order[i]) == 0;
+        if (gone)
+            continue;
+        stable++;
+        size_t times = 0;
+        for (size_t j = 0; j < nl; j++)
+            times += strcmp(listed[j], order[i]) == 0;
+        cr_assert_eq(times, 1, "%s listed %zu times", order[i], times);
+        while (k < nl && strcmp(listed[k], order[i]) != 0)
+            k++;
+        cr_assert_lt(k, nl, "%s listed out of order", order[i]);
+    }
+    cr_assert(stable > 20 && stable < n, "removed some, not all: %zu", stable);
+
+    /* An old positional cursor, and one too long, are refused saying why. */
+    resp_t r;
+    do_call("GET", "/v1/sagas?cursor=u:4", NULL, &r);
+    expect(&r, 400, "invalid_cursor");
+    cr_assert(strstr(r.body, "older") != NULL, "%s", r.body);
+    resp_free(&r);
+    char longpath[400] = "/v1/sagas?cursor=F1:";
+    for (size_t l = strlen(longpath); l < 300; l++)
+        longpath[l] = 'a';
+    longpath[300] = '\0';
+    do_call("GET", longpath, NULL, &r);
+    expect(&r, 400, "invalid_cursor");
+    cr_assert(strstr(r.body, "longer") != NULL, "%s", r.body);
+    resp_free(&r);
+    redisFree(rc);
+}
+
 Test(serve, every_refusal_has_its_code) {
     start_serve(NULL);
     wait_served();
