@@ -8,7 +8,7 @@
  * by the service (at step b or at step c, 409: not retried) and
  * compensates. Once a seeded number of calls has reached the service, a
  * primary gets kill -9 (run 0: the one holding {idx}, the global keys;
- * the other runs: a seeded choice among the three), its replica is
+ * the other runs: a seeded choice of the two others), its replica is
  * promoted, and the killed node comes back as a replica. Then every saga
  * must reach its expected state, and the service's own log of calls must
  * show:
@@ -437,17 +437,20 @@ static void failover_run(int run, int min_replicas) {
         cr_assert(test_poll_next(&p), "only %lld calls after 120 s, waiting for %lld",
                   seen, kill_at);
     }
-    int victim;
-    if (run == 0) {
-        victim = redis_cluster_primary_of(&RC, redis_cluster_key_slot("saga:{idx}:sagas"));
-    } else {
-        int prim[REDIS_CLUSTER_NODES];
+    int idx = redis_cluster_primary_of(&RC, redis_cluster_key_slot("saga:{idx}:sagas"));
+    cr_assert_geq(idx, 0);
+    int victim = idx;
+    if (run != 0) {
+        /* One of the two others, which hold only sagas' own keys. */
+        int prim[REDIS_CLUSTER_NODES], others[2], n = 0;
         cr_assert_eq(redis_cluster_primaries(&RC, prim), 3);
-        victim = prim[rand() % 3];
+        for (int i = 0; i < 3; i++)
+            if (prim[i] != idx)
+                others[n++] = prim[i];
+        cr_assert_eq(n, 2);
+        victim = others[rand() % 2];
     }
-    cr_assert_geq(victim, 0);
-    bool holds_idx = victim ==
-        redis_cluster_primary_of(&RC, redis_cluster_key_slot("saga:{idx}:sagas"));
+    bool holds_idx = victim == idx;
     long long pending_at_kill = pending();
     long long t0 = now_ms();
     int promoted = redis_cluster_kill_primary(&RC, victim, 60000);
