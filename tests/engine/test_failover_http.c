@@ -279,8 +279,8 @@ typedef struct {
     int late_repeats;       /* calls repeating an earlier place after a later one */
     int missing;            /* sagas with no record, or unfinished */
     int wrong_state;        /* sagas ended otherwise than expected */
-    int conflicts;          /* sagas a worker dropped on a conflict: a lost write */
-    int fenced;             /* sagas a worker dropped when taken over */
+    int conflicts;          /* drops of a saga on a conflict: a lost write */
+    int fenced;             /* drops of a saga taken over by another worker */
 } report_t;
 
 /* Counts lines holding `what` in the workers' logs. */
@@ -480,9 +480,9 @@ static void failover_run(int run, int min_replicas) {
             run, mr, seed, victim, holds_idx ? " (holding {idx})" : "", seen,
             pending_at_kill, promoted, took, t_done, nsagas, nfate[OK], nfate[REFUSED_B],
             nfate[REFUSED_C], rep.total_calls, rep.repeated_calls, rep.replayed);
-    fprintf(stderr, "failover_http: run %d --min-replicas %s seed %u: %d sagas taken over "
-            "(dropped: fenced), %d calls repeated after a later step's call; lost: %d sagas "
-            "dropped on a conflict (a transition lost with the primary), %d missing or "
+    fprintf(stderr, "failover_http: run %d --min-replicas %s seed %u: %d drops of a saga taken "
+            "over (fenced), %d calls repeated after a later step's call; lost: %d drops of "
+            "a saga on a conflict (a transition lost with the primary), %d sagas missing or "
             "unfinished (%lld still pending), %d ended otherwise than expected\n", run, mr, seed,
             rep.fenced, rep.late_repeats, rep.conflicts, rep.missing, left, rep.wrong_state);
     if (strict)
