@@ -70,7 +70,8 @@ int saga_settled_new(uv_loop_t *loop, saga_store_t *store, saga_settled_cb cb, v
     saga_redis_options_t opt;
     const saga_redis_url_t *url = saga_redis_url(conn, &opt);
     opt.client_name = "saga-settled";
-    w->sub = saga_redis_sub_new(loop, url, &opt, SAGA_CHANNEL_SETTLED, on_event, on_message, w);
+    w->sub = saga_redis_sub_new(loop, url, &opt, conn, SAGA_CHANNEL_SETTLED, on_event, on_message,
+                                w);
     if (w->sub == NULL) {
         free(w);
         return -ENOMEM;
