@@ -1193,6 +1193,28 @@ unsigned saga__redis_cluster_primaries(const saga_redis_cluster_t *cl)
     return cl != NULL ? cl->nprimaries : 0;
 }
 
+unsigned saga__redis_cluster_node(const saga_redis_cluster_t *cl, unsigned i,
+                                  char *name, size_t len)
+{
+    const node_t *n;
+    unsigned count = 0, k = 0;
+
+    if (cl == NULL)
+        return 0;
+    for (n = cl->nodes; n != NULL; n = n->next)
+        if (n->listed && !n->closing)
+            count++;
+    if (count == 0)
+        return 0;
+    i %= count;
+    for (n = cl->nodes; n != NULL; n = n->next)
+        if (n->listed && !n->closing && k++ == i) {
+            snprintf(name, len, "%s", n->name);
+            break;
+        }
+    return count;
+}
+
 void saga__redis_cluster_close(saga_redis_cluster_t *cl,
                                void (*done)(void *arg), void *arg)
 {

@@ -80,6 +80,13 @@ size_t saga__redis_cluster_pending(const saga_redis_cluster_t *cl);
 /* Number of primaries in the current map (0 before the first one). */
 unsigned saga__redis_cluster_primaries(const saga_redis_cluster_t *cl);
 
+/* The name ("ip:port", "[ip6]:port") of node `i` modulo the number of
+ * nodes the current map lists (primaries and replicas), into `name` (room
+ * for `len`). Returns how many nodes it lists (0 before the first map:
+ * then `name` is untouched). */
+unsigned saga__redis_cluster_node(const saga_redis_cluster_t *cl, unsigned i,
+                                  char *name, size_t len);
+
 /* Closes every node connection: commands not answered get NULL, no event
  * fires any more, and once everything is closed `done(arg)` runs and the
  * router is freed. Safe from any callback. */

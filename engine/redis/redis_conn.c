@@ -1131,6 +1131,50 @@ bool saga_redis_is_cluster(const saga_redis_t *r)
     return r != NULL && (r->cluster != NULL || r->cluster_seen);
 }
 
+/* The URL of a node of the cluster's current map (redis_conn.h). */
+int saga_redis_cluster_node_url(const saga_redis_t *r, unsigned i,
+                                saga_redis_url_t *out)
+{
+    char name[128], host[128], display[300];
+    saga_redis_url_t u;
+    const char *colon;
+    const char *h = name;
+    size_t hlen;
+    long port;
+    char *end;
+
+    memset(out, 0, sizeof *out);
+    if (r == NULL || r->cluster == NULL ||
+        saga__redis_cluster_node(r->cluster, i, name, sizeof name) == 0)
+        return -ENOENT;
+    colon = strrchr(name, ':');
+    if (colon == NULL)
+        return -ENOENT;
+    port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port <= 0 || port > 65535)
+        return -ENOENT;
+    hlen = (size_t)(colon - name);
+    if (name[0] == '[' && hlen >= 2 && name[hlen - 1] == ']') {
+        h = name + 1; /* [ip6]:port */
+        hlen -= 2;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    memset(&u, 0, sizeof u);
+    u.transport = SAGA_REDIS_TCP;
+    u.host = host;
+    u.port = (uint16_t)port;
+    u.user = r->url.user;
+    u.password = r->url.password;
+    if (r->url.user != NULL || r->url.password != NULL)
+        snprintf(display, sizeof display, "redis://%s:***@%s",
+                 r->url.user != NULL ? r->url.user : "", name);
+    else
+        snprintf(display, sizeof display, "redis://%s", name);
+    u.display = display;
+    return saga_redis_url_copy(out, &u);
+}
+
 /* The URL without its password; owned by `r`, valid until it is freed. */
 const char *saga_redis_display(const saga_redis_t *r)
 {

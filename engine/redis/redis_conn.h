@@ -143,6 +143,15 @@ const char *saga_redis_display(const saga_redis_t *r);
  * first handshake; false before it and for a single Redis). */
 bool saga_redis_is_cluster(const saga_redis_t *r);
 
+/* For a cluster client: the URL of node `i` (modulo the number of nodes
+ * its current map lists, primaries and replicas) into `out`, with r's
+ * credentials; free it with saga_redis_url_close(). To open a connection
+ * of its own to another node of the same cluster (a subscriber moving off
+ * a lost node). Returns 0, -ENOENT when `r` is no cluster client or has no
+ * map yet, -ENOMEM (then `out` holds nothing to free). */
+int saga_redis_cluster_node_url(const saga_redis_t *r, unsigned i,
+                                saga_redis_url_t *out);
+
 /* The Redis Cluster hash slot (0..16383) of a key: CRC16 of its hash tag
  * (the text between the first '{' and the next '}', when not empty) or of
  * the whole key. */

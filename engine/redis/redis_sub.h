@@ -8,6 +8,13 @@
  * was published while it was not subscribed is lost (pub/sub keeps
  * nothing), so the owner re-reads whatever it waits for on each
  * SUBSCRIBED. No saga knowledge.
+ *
+ * On Redis Cluster (given the store's cluster client) a plain channel is
+ * served by every node: PUBLISH is forwarded to every node over the
+ * cluster bus. The subscriber then keeps one connection to one node, and
+ * when that node is lost (or cannot be reached) it moves to the next node
+ * the cluster client's map lists, with backoff, instead of waiting for
+ * the lost one to come back.
  */
 #ifndef SAGA_REDIS_SUB_H
 #define SAGA_REDIS_SUB_H
@@ -42,11 +49,15 @@ typedef void (*saga_redis_sub_message_cb)(saga_redis_sub_t *s, const char *msg, 
 
 /* Creates a subscriber of `channel` (copied) on `url` with `opt` (copied;
  * retry_first_connect is forced on: it keeps trying until closed) and
- * starts connecting. Events and messages run from the loop, never inside
+ * starts connecting. `cluster` (may be NULL; borrowed, must outlive the
+ * subscriber): a connection that, once it turns out to be a cluster
+ * client, names the nodes to move to when the subscriber's node is lost;
+ * NULL or a single Redis: the subscriber reconnects to `url`. Events and messages run from the loop, never inside
  * this call. Returns NULL when out of memory or when the connection cannot
  * start (then nothing runs and nothing is left to free). */
 saga_redis_sub_t *saga_redis_sub_new(uv_loop_t *loop, const saga_redis_url_t *url,
-                                     const saga_redis_options_t *opt, const char *channel,
+                                     const saga_redis_options_t *opt, saga_redis_t *cluster,
+                                     const char *channel,
                                      saga_redis_sub_event_cb on_event,
                                      saga_redis_sub_message_cb on_message, void *data);
 

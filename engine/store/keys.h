@@ -28,10 +28,8 @@
 #define SAGA_INTAKE_GROUP    "workers"
 
 /* Pub/sub channel: the id of each saga that settles (completed, compensated
- * or stuck), published by saga_write (saga.lua names it too). On Redis
- * Cluster (split index) each saga publishes instead on the shard channel
- * SAGA_KEY_PREFIX id SAGA_CHANNEL_SETTLED_END, in its own slot. */
+ * or stuck), published by saga_write (saga.lua names it too); on Redis
+ * Cluster too, where a PUBLISH reaches every node (docs/redis-layout.md). */
 #define SAGA_CHANNEL_SETTLED     "saga:{idx}:settled"
-#define SAGA_CHANNEL_SETTLED_END "}:settled"
 
 #endif

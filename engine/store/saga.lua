@@ -51,13 +51,13 @@ end
 -- taken over can no longer write. `flags` is three or four characters:
 -- 'c' or '-' (a create), 't' or '-' (a finish: the saga is kept for
 -- retention_ms, then saga_gc deletes it), 'r' or '-' (trim the history),
--- and 'p', 's' or '-' (none; what engines before it send): the write
--- settles the saga (completed, compensated or stuck), so publish its id for
--- those waiting on it (store/settled.h): 'p' on the one channel
--- saga:{idx}:settled (a single Redis), 's' with SPUBLISH on the saga's own
--- shard channel saga:{ID}:settled (Redis Cluster, where a PUBLISH goes to
--- every node; a shard channel stays within the saga's slot). Publishing
--- costs a lookup when nobody listens, and a write settles a saga once: a
+-- and 'p' or '-' (none; what engines before it send): the write settles
+-- the saga (completed, compensated or stuck), so publish its id for those
+-- waiting on it (store/settled.h) on the one channel saga:{idx}:settled
+-- (on Redis Cluster too: a PUBLISH reaches every node over the cluster
+-- bus, where `saga serve` listens; see docs/redis-layout.md). Publishing
+-- costs a lookup when nobody listens (on a single Redis; every node of a
+-- cluster gets the message), and a write settles a saga once: a
 -- resent write that was applied already publishes nothing. The function sets seq,
 -- wtok and updated (= now) itself, then the fields given; `entry` is the
 -- complete history entry. Everything arrives as the strings Redis stores:
@@ -148,8 +148,6 @@ local function saga_write(keys, args)
   end
   if fp == 112 then -- 'p'; the id is the record key's tag: saga:{ID}
     redis.call('PUBLISH', 'saga:{idx}:settled', string.sub(rec, 7, -2))
-  elseif fp == 115 then -- 's'
-    redis.call('SPUBLISH', rec .. ':settled', string.sub(rec, 7, -2))
   end
   return cancel
 end

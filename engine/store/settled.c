@@ -60,7 +60,7 @@ int saga_settled_new(uv_loop_t *loop, saga_store_t *store, saga_settled_cb cb, v
                      saga_settled_t **out) {
     *out = NULL;
     saga_redis_t *conn = store != NULL ? saga_store_redis_conn(store) : NULL;
-    if (conn == NULL || saga_store_redis_split_index(store))
+    if (conn == NULL)
         return -ENOTSUP;
     saga_settled_t *w = calloc(1, sizeof(*w));
     if (w == NULL)
@@ -70,7 +70,11 @@ int saga_settled_new(uv_loop_t *loop, saga_store_t *store, saga_settled_cb cb, v
     saga_redis_options_t opt;
     const saga_redis_url_t *url = saga_redis_url(conn, &opt);
     opt.client_name = "saga-settled";
-    w->sub = saga_redis_sub_new(loop, url, &opt, SAGA_CHANNEL_SETTLED, on_event, on_message, w);
+    /* on Redis Cluster every node serves the channel (saga.lua publishes
+     * with PUBLISH, forwarded over the cluster bus): the subscriber moves
+     * to another node of the store's map when its node is lost */
+    w->sub = saga_redis_sub_new(loop, url, &opt, conn, SAGA_CHANNEL_SETTLED, on_event, on_message,
+                                w);
     if (w->sub == NULL) {
         free(w);
         return -ENOMEM;

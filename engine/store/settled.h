@@ -31,10 +31,11 @@ typedef void (*saga_settled_cb)(const char *id, void *data);
 /* Subscribes to the settlements of the sagas of `store` (a Redis store,
  * borrowed: it must outlive the subscription) on a connection of its own,
  * with the store's URL and options; `cb` runs from the loop. *out gets the
- * subscription. Returns 0, -ENOTSUP for no store or one that is not a Redis store
- * (or one that keeps its index split, as on Redis Cluster, where each saga
- * publishes on a channel of its own shard: see docs/redis-layout.md), or
- * -ENOMEM; on error *out is NULL and `cb` never runs. */
+ * subscription. On Redis Cluster the subscription is on one node (every
+ * node serves the channel) and moves to another node of the store's map
+ * when that one is lost. Returns 0, -ENOTSUP for no store or one that is
+ * not a Redis store, or -ENOMEM; on error *out is NULL and `cb` never
+ * runs. */
 int saga_settled_new(uv_loop_t *loop, saga_store_t *store, saga_settled_cb cb, void *data,
                      saga_settled_t **out);
 

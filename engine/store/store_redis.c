@@ -716,10 +716,9 @@ static int send_rq(lane_t *ln, rq_t *rq) {
         flags[0] = (w->flags & SAGA_WRITE_CREATE) ? 'c' : '-';
         flags[1] = (w->flags & SAGA_WRITE_TERMINAL) ? 't' : '-';
         flags[2] = w->seq % 1000 == 0 ? 'r' : '-';
-        /* publish the settlement: on the one channel of a single Redis, or
-         * on the saga's own shard channel where the index is split (Redis
-         * Cluster, where PUBLISH would go to every node) */
-        flags[3] = !(w->flags & SAGA_WRITE_SETTLED) ? '-' : st->opt.split_index ? 's' : 'p';
+        /* publish the settlement on the one channel (on Redis Cluster a
+         * PUBLISH reaches every node, where `saga serve` listens) */
+        flags[3] = (w->flags & SAGA_WRITE_SETTLED) ? 'p' : '-';
         a.nums_len += 4;
         arg(&a, flags, 4);
         if (w->retention_ms != 0)

@@ -114,7 +114,7 @@ Test(redis_sub, messages_in_order_and_subscribed_again_after_a_restart, .timeout
     cr_assert_eq(saga_redis_url_parse(T.srv.url, &u, err, sizeof(err)), 0, "%s", err);
     saga_redis_options_t o = {.reconnect_min_ms = 10, .reconnect_max_ms = 100,
                               .retry_first_connect = true};
-    T.sub = saga_redis_sub_new(&T.loop, &u, &o, "ch", on_event, on_message, NULL);
+    T.sub = saga_redis_sub_new(&T.loop, &u, &o, NULL, "ch", on_event, on_message, NULL);
     cr_assert_not_null(T.sub);
     cr_assert_not(saga_redis_sub_live(T.sub), "live only once Redis confirmed");
     T.pub = saga_redis_new(&T.loop, &u, &o, on_pub_event, NULL);
@@ -179,7 +179,7 @@ Test(redis_sub, a_subscribe_the_acl_refuses_is_reported, .timeout = 60) {
     char err[256];
     cr_assert_eq(saga_redis_url_parse(url, &u, err, sizeof(err)), 0, "%s", err);
     saga_redis_options_t o = {.connect_timeout_ms = 300};
-    acl_sub = saga_redis_sub_new(&loop, &u, &o, "ch", acl_event, acl_message, NULL);
+    acl_sub = saga_redis_sub_new(&loop, &u, &o, NULL, "ch", acl_event, acl_message, NULL);
     saga_redis_url_close(&u);
     cr_assert_not_null(acl_sub);
     uv_run(&loop, UV_RUN_DEFAULT);
