@@ -17,48 +17,9 @@ BUILD=${1:?usage: cluster_bench.sh BUILD_DIR}
 BENCH=$BUILD/bin/saga-bench
 N=${SAGA_CLUSTER_BENCH_SAGAS:-20000}
 TMP=$(mktemp -d /tmp/saga-cluster-bench.XXXXXX)
-PORTS=()
-cleanup() {
-    for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
-    [ -n "${SAGA_BENCH_KEEP:-}" ] || rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# A port p with p and p + 10000 (the cluster bus) free a moment ago: both
-# below Linux's ephemeral range (32768-60999), where no client socket of
-# another program takes them, and with no listener.
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 2700))
-        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null &&
-           ! (exec 3<>/dev/tcp/127.0.0.1/$((p + 10000))) 2>/dev/null &&
-           [[ " ${PORTS[*]} " != *" $p "* ]]; then
-            echo "$p"; return
-        fi
-    done
-    echo "cluster_bench: no free port pair" >&2; exit 1
-}
-
-node_start() { # port cluster(yes|no)
-    local p=$1 dir=$TMP/n$1
-    mkdir -p "$dir"
-    redis-server --port "$p" --bind 127.0.0.1 --dir "$dir" --cluster-enabled "$2" \
-        --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-        --appendonly yes --appendfsync everysec --save '' --daemonize yes \
-        --logfile "$dir/log" --pidfile "$dir/pid" >/dev/null
-    PORTS+=("$p")
-    for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && return; sleep 0.05; done
-    echo "cluster_bench: redis-server on $p did not start:" >&2
-    tail -5 "$dir/log" >&2 || true
-    exit 1
-}
-
-cpu_of() { redis-cli -p "$1" info cpu | tr -d '\r' |
-           awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.6f", s }'; }
-cmds_of() { redis-cli -p "$1" info commandstats | tr -d '\r' |
-            awk -F'[=,]' '/^cmdstat_/ { s += $2 } END { print s + 0 }'; }
-role_of() { redis-cli -p "$1" info replication | tr -d '\r' | awk -F: '/^role:/ { print $2 }'; }
+# shellcheck source=bench/cluster_nodes.sh
+. "$(dirname "$0")/cluster_nodes.sh"
+trap cluster_nodes_stop EXIT
 
 # run LABEL URL MIN_REPLICAS NODE_PORTS...
 run() {
