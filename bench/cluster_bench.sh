@@ -66,27 +66,7 @@ run "1 Redis" "redis://127.0.0.1:$p" 0 "$p"
 redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
 PORTS=()
 
-cl=()
-for _ in 1 2 3 4 5 6; do p=$(free_port); node_start "$p" yes; cl+=("$p"); done
-addrs=(); for p in "${cl[@]}"; do addrs+=("127.0.0.1:$p"); done
-redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$TMP/create.log" 2>&1
-for _ in $(seq 200); do
-    ok=0
-    for p in "${cl[@]}"; do
-        redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1))
-    done
-    [ "$ok" -eq 6 ] && break
-    sleep 0.1
-done
-for _ in $(seq 200); do  # the replicas' first sync
-    up=0
-    for p in "${cl[@]}"; do
-        redis-cli -p "$p" info replication | tr -d '\r' |
-            grep -Eq '^(role:master|master_link_status:up)$' && up=$((up + 1))
-    done
-    [ "$up" -eq 6 ] && break
-    sleep 0.1
-done
+cluster_start  # sets cl: the six nodes' ports
 run "3 primaries + 3 replicas" "redis://127.0.0.1:${cl[0]}" 0 "${cl[@]}"
 run "3 primaries + 3 replicas" "redis://127.0.0.1:${cl[0]}" 1 "${cl[@]}"
 echo

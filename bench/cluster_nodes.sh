@@ -48,3 +48,31 @@ cpu_of() { redis-cli -p "$1" info cpu | tr -d '\r' |
 cmds_of() { redis-cli -p "$1" info commandstats | tr -d '\r' |
             awk -F'[=,]' '/^cmdstat_/ { s += $2 } END { print s + 0 }'; }
 role_of() { redis-cli -p "$1" info replication | tr -d '\r' | awk -F: '/^role:/ { print $2 }'; }
+
+# Starts a cluster of 3 primaries + 3 replicas on free ports and waits
+# until every node says cluster_state:ok and every replica has synced;
+# sets the array cl to the six nodes' ports.
+cluster_start() {
+    local p ok up
+    cl=()
+    for _ in 1 2 3 4 5 6; do p=$(free_port); node_start "$p" yes; cl+=("$p"); done
+    addrs=(); for p in "${cl[@]}"; do addrs+=("127.0.0.1:$p"); done
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$TMP/create.log" 2>&1
+    for _ in $(seq 200); do
+        ok=0
+        for p in "${cl[@]}"; do
+            redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1))
+        done
+        [ "$ok" -eq 6 ] && break
+        sleep 0.1
+    done
+    for _ in $(seq 200); do  # the replicas' first sync
+        up=0
+        for p in "${cl[@]}"; do
+            redis-cli -p "$p" info replication | tr -d '\r' |
+                grep -Eq '^(role:master|master_link_status:up)$' && up=$((up + 1))
+        done
+        [ "$up" -eq 6 ] && break
+        sleep 0.1
+    done
+}

@@ -28,27 +28,7 @@ total_cpu() {
     echo "$t"
 }
 
-cl=()
-for _ in 1 2 3 4 5 6; do p=$(free_port); node_start "$p" yes; cl+=("$p"); done
-addrs=(); for p in "${cl[@]}"; do addrs+=("127.0.0.1:$p"); done
-redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$TMP/create.log" 2>&1
-for _ in $(seq 200); do
-    ok=0
-    for p in "${cl[@]}"; do
-        redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1))
-    done
-    [ "$ok" -eq 6 ] && break
-    sleep 0.1
-done
-for _ in $(seq 200); do  # the replicas' first sync
-    up=0
-    for p in "${cl[@]}"; do
-        redis-cli -p "$p" info replication | tr -d '\r' |
-            grep -Eq '^(role:master|master_link_status:up)$' && up=$((up + 1))
-    done
-    [ "$up" -eq 6 ] && break
-    sleep 0.1
-done
+cluster_start  # sets cl: the six nodes' ports
 # the primary serving the slot of {b-1} (SPUBLISH and HSET go there)
 sp=""
 for p in "${cl[@]}"; do
