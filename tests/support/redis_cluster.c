@@ -471,7 +471,7 @@ int redis_cluster_wait_ok(redis_cluster_t *c, long timeout_ms)
  * Start and stop
  * ------------------------------------------------------------------------ */
 
-int redis_cluster_start(redis_cluster_t *c, const char *const *extra)
+static int start_once(redis_cluster_t *c, const char *const *extra)
 {
     int ports[REDIS_CLUSTER_NODES], i, rc;
     char log[400];
@@ -544,6 +544,19 @@ int redis_cluster_start(redis_cluster_t *c, const char *const *extra)
 
 err:
     redis_cluster_stop(c);
+    return -1;
+}
+
+int redis_cluster_start(redis_cluster_t *c, const char *const *extra)
+{
+    /* The ports were free a moment before they were used: another test
+     * (or program) may take one meanwhile, and then a node fails to
+     * listen. Each try chooses its ports afresh. */
+    for (int tries = 0; tries < 3; tries++) {
+        if (start_once(c, extra) == 0)
+            return 0;
+        fprintf(stderr, "redis_cluster: start failed (try %d of 3)\n", tries + 1);
+    }
     return -1;
 }
 

@@ -42,7 +42,9 @@ typedef struct redis_cluster_s {
 /* Starts 6 nodes, forms the cluster (3 primaries, 1 replica each) and
  * waits until it serves every slot on every node (30 s at most). `extra`
  * is a NULL-terminated list of more redis-server arguments, or NULL.
- * Returns 0, or -1 with a message on stderr; then nothing is left running
+ * Three tries, each on ports chosen afresh (one free a moment ago can be
+ * taken before its node listens). Returns 0, or -1 with a message on
+ * stderr; then nothing is left running
  * and redis_cluster_stop() is a no-op. */
 int redis_cluster_start(redis_cluster_t *c, const char *const *extra);
 
