@@ -99,6 +99,9 @@ typedef struct rq_s {
                                     knew whether the index is split: sent
                                     only if it is */
     size_t len;                  /* bytes of `text` (RQ_PUTDEF) */
+    unsigned shard;              /* RQ_LIST: the shard asked next */
+    char **acc;                  /* RQ_LIST: ids of the shards before */
+    size_t nacc;
     char *text;                  /* RQ_PUTDEF */
     char key[];                  /* saga id or definition hash */
 } rq_t;
@@ -145,9 +148,11 @@ typedef struct store_redis_s {
     bool persistence_off[2]; /* appendonly no, save "" */
     bool fsync_always;       /* appendfsync always */
     uint64_t migrated;       /* index entries moved from layout 1 */
+    saga_shards_t shards;    /* the global keys' shards, once ready */
+    bool shards_probed;      /* saga:{idx}:shards was absent: recorded once */
     saga_rng_t rng;
     uv_timer_t gc_timer;
-    bool gc_busy;            /* a saga_gc call is in flight */
+    unsigned gc_busy;        /* saga_gc calls in flight (one per shard) */
     bool gc_failing;         /* the last saga_gc call failed (warned once) */
     uv_timer_t retry_timer;
     uv_prepare_t wait_prepare; /* issues the WAITs of a loop turn's answers */
@@ -203,6 +208,9 @@ static rq_t *rq_new(lane_t *ln, rq_kind_t kind, const char *key,
 }
 
 static void rq_free(rq_t *rq) {
+    for (size_t i = 0; i < rq->nacc; i++)
+        free(rq->acc[i]);
+    free(rq->acc);
     free(rq->text);
     free(rq);
 }
@@ -270,15 +278,41 @@ static void finish_list(rq_t *rq, int status, const redisReply *r) {
         cb(status, NULL, 0, rq->data);
         return;
     }
-    const char **ids = calloc(r->elements + 1, sizeof(*ids));
+    const char **ids = calloc(rq->nacc + r->elements + 1, sizeof(*ids));
     if (ids == NULL) {
         cb(-ENOMEM, NULL, 0, rq->data);
         return;
     }
+    for (size_t i = 0; i < rq->nacc; i++)
+        ids[i] = rq->acc[i];
     for (size_t i = 0; i < r->elements; i++)
-        ids[i] = r->element[i]->str;
-    cb(0, ids, r->elements, rq->data);
+        ids[rq->nacc + i] = r->element[i]->str;
+    cb(0, ids, rq->nacc + r->elements, rq->data);
     free(ids);
+}
+
+/* The list of unfinished sagas walks the shards one after the other: keeps
+ * the ids of a shard's answer and returns 1 when another shard follows
+ * (the request goes again, for it); 0 for the last shard, or a reply that
+ * finish_list() refuses; -ENOMEM. */
+static int list_next_shard(rq_t *rq, const redisReply *r) {
+    const store_redis_t *st = rq->lane->st;
+    if (rq->shard + 1 >= st->shards.k || r->type != REDIS_REPLY_ARRAY ||
+        !saga_redis_all_strings(r))
+        return 0;
+    if (r->elements > 0) {
+        char **acc = realloc(rq->acc, (rq->nacc + r->elements) * sizeof(*acc));
+        if (acc == NULL)
+            return -ENOMEM;
+        rq->acc = acc;
+        for (size_t i = 0; i < r->elements; i++) {
+            if ((acc[rq->nacc] = strdup(r->element[i]->str)) == NULL)
+                return -ENOMEM;
+            rq->nacc++;
+        }
+    }
+    rq->shard++;
+    return 1;
 }
 
 /* Runs the request's callback with `status` (and the reply when 0), then
@@ -524,6 +558,14 @@ static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
             saga_debug("redis store: '%s': %s", rq->key, r->str);
     }
     unlink_rq(ln, rq);
+    if (status == 0 && rq->kind == RQ_LIST) {
+        int more = list_next_shard(rq, r);
+        if (more > 0) {
+            enqueue(rq);
+            return;
+        }
+        status = more;
+    }
     if (status == 0 && rq->kind == RQ_WRITE && st->opt.min_replicas > 0 &&
         r->type == REDIS_REPLY_INTEGER) {
         hold(ln, rq, r->integer);
@@ -658,20 +700,24 @@ static int send_index(lane_t *ln, rq_t *rq) {
         finish(rq, 0, NULL);
         return 0;
     }
-    char score[24], owned[KEY_MAX_OWNED];
+    char score[24], owned[KEY_MAX_OWNED + SAGA_SHARD_TAG_MAX], sagas[64];
     snprintf(score, sizeof(score), "%" PRId64, rq->score);
     bool created = strcmp(rq->op, "created") == 0;
     const char *owner = rq->text;
     saga_redis_reply_cb last_cb = owner ? NULL : on_reply;
     void *last_data = owner ? NULL : rq;
+    /* The saga's shard's index and owner's set (store/shards.h). */
+    unsigned shard = saga_shards_of(&st->shards, rq->key);
+    if (saga_shards_key(&st->shards, shard, SAGA_SHARD_SAGAS, NULL, sagas, sizeof(sagas)) < 0 ||
+        (owner != NULL && saga_shards_key(&st->shards, shard, SAGA_SHARD_OWNED, owner, owned,
+                                          sizeof(owned)) < 0))
+        return -EINVAL;
     /* Unfinished: -created; finished: the expiry (saga.lua). */
     int rc = saga_redis_command(ln->conn, last_cb, last_data, created ? "ZADD %s NX -%s %s"
-                                : "ZADD %s %s %s", KEY_SAGAS, score, rq->key);
-    if (rc == 0 && owner != NULL) {
-        snprintf(owned, sizeof(owned), KEY_OWNED "%s", owner);
+                                : "ZADD %s %s %s", sagas, score, rq->key);
+    if (rc == 0 && owner != NULL)
         rc = saga_redis_command(ln->conn, on_reply, rq, "%s %s %s", created ? "SADD" : "SREM",
                                 owned, rq->key);
-    }
     if (rc == 0) {
         rq->sent = true;
         ln->unsent--;
@@ -763,18 +809,24 @@ static int send_rq(lane_t *ln, rq_t *rq) {
             arg_str(&a, "NX");
         }
         break;
-    case RQ_LIST:
-        if (argv_init(&a, 4, 8) != 0)
+    case RQ_LIST: {
+        char sagas[64];
+        if (argv_init(&a, 4, 8) != 0 ||
+            saga_shards_key(&st->shards, rq->shard, SAGA_SHARD_SAGAS, NULL, sagas,
+                            sizeof(sagas)) < 0)
             goto oom;
         arg_str(&a, "ZRANGEBYSCORE");
-        arg_str(&a, KEY_SAGAS);
+        arg_str(&a, sagas);
         arg_str(&a, "-inf");
         arg_str(&a, "(0");
-        break;
+        rc = send_argv(ln, rq, &a); /* before `sagas` goes out of scope */
+        goto sent;
+    }
     default:
         return -EINVAL;
     }
     rc = send_argv(ln, rq, &a);
+sent:
     argv_free(&a);
     if (rc == 0) {
         rq->sent = true;
@@ -1079,6 +1131,131 @@ static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
     }
 }
 
+/* The shards of the global keys (store/shards.h). A single Redis has one,
+ * the keys of before. On Redis Cluster they are read from saga:{idx}:shards;
+ * when absent, the first engine records them (SET NX, then read back: of
+ * two engines starting at once, both use what the first recorded): one
+ * shard when the cluster holds data of the layout before shards, else
+ * opt.shards, else 4 per primary. */
+#define SHARDS_LEGACY "EXISTS saga:{idx}:sagas saga:{idx}:intake saga:{idx}:submitted"
+
+static void shards_get(store_redis_t *st);
+
+/* Until every reader of the global keys walks the shards, a cluster gets
+ * one shard unless told otherwise (opt.shards). */
+#define SHARDS_BY_DEFAULT 0
+
+static void on_shards_set(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    (void)conn;
+    if (r == NULL) {
+        check_lost(st);
+        checks_done(st);
+        return;
+    }
+    shards_get(st); /* ours, or what another engine recorded first */
+}
+
+/* cluster_size from CLUSTER INFO: the primaries that serve slots. */
+static unsigned cluster_size(const redisReply *r) {
+    const char *v = r != NULL && r->type == REDIS_REPLY_STRING ? strstr(r->str, "cluster_size:")
+                                                               : NULL;
+    long n = v != NULL ? atol(v + 13) : 0;
+    return n > 0 && n < 1000 ? (unsigned)n : 1;
+}
+
+static void on_shards_probe(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    /* The reply to EXISTS, then (this same callback) to CLUSTER INFO. */
+    if (r == NULL) {
+        check_lost(st);
+        checks_done(st);
+        return;
+    }
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (r->integer > 0) {
+            saga_shards_single(&st->shards);
+            saga_info("redis %s: the cluster holds sagas of the layout before shards: "
+                      "its global keys stay in one shard, {idx}", saga_redis_display(conn));
+        } else if (st->opt.shards > 0) {
+            saga_shards_spread(&st->shards, st->opt.shards > SAGA_SHARDS_MAX ? SAGA_SHARDS_MAX
+                                                                             : st->opt.shards);
+        } else if (!SHARDS_BY_DEFAULT) {
+            saga_shards_single(&st->shards);
+        } else if (saga_redis_command(conn, on_shards_probe, st, "CLUSTER INFO") == 0) {
+            st->stats.commands++;
+            return;
+        } else {
+            check_lost(st);
+            checks_done(st);
+            return;
+        }
+    } else if (r->type == REDIS_REPLY_STRING) {
+        unsigned k = 4 * cluster_size(r);
+        saga_shards_spread(&st->shards, k > SAGA_SHARDS_MAX ? SAGA_SHARDS_MAX : k);
+    } else {
+        check_failed(st, "redis %s: cannot probe for saga's key layout: %s",
+                     saga_redis_display(conn),
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
+        checks_done(st);
+        return;
+    }
+    char text[SAGA_SHARDS_MAX * SAGA_SHARD_TAG_MAX];
+    if (saga_shards_format(&st->shards, text, sizeof(text)) < 0 ||
+        saga_redis_command(conn, on_shards_set, st, "SET %s %s NX", SAGA_KEY_SHARDS, text) != 0) {
+        check_lost(st);
+        checks_done(st);
+        return;
+    }
+    st->stats.commands++;
+}
+
+static void on_shards_get(saga_redis_t *conn, redisReply *r, void *data) {
+    store_redis_t *st = data;
+    char why[160];
+    if (r == NULL) {
+        check_lost(st);
+    } else if (r->type == REDIS_REPLY_STRING) {
+        if (saga_shards_parse(&st->shards, r->str, (size_t)r->len, why, sizeof(why)) != 0)
+            check_failed(st, "redis %s: " SAGA_KEY_SHARDS " is not a list of shard tags: %s",
+                         saga_redis_display(conn), why);
+        else
+            saga_debug("redis %s: %u shard%s of the global keys", saga_redis_display(conn),
+                       st->shards.k, st->shards.k == 1 ? "" : "s");
+    } else if (r->type == REDIS_REPLY_NIL && !st->shards_probed) {
+        st->shards_probed = true;
+        if (saga_redis_command(conn, on_shards_probe, st, SHARDS_LEGACY) == 0) {
+            st->stats.commands++;
+            return;
+        }
+        check_lost(st);
+    } else {
+        check_failed(st, "redis %s: cannot read " SAGA_KEY_SHARDS ": %s",
+                     saga_redis_display(conn),
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
+    }
+    checks_done(st);
+}
+
+static void shards_get(store_redis_t *st) {
+    if (saga_redis_command(main_conn(st), on_shards_get, st, "GET %s", SAGA_KEY_SHARDS) == 0) {
+        st->stats.commands++;
+        return;
+    }
+    check_lost(st);
+    checks_done(st);
+}
+
+static void start_shards(store_redis_t *st) {
+    st->shards_probed = false;
+    if (!saga_redis_is_cluster(main_conn(st))) {
+        saga_shards_single(&st->shards);
+        checks_done(st);
+        return;
+    }
+    shards_get(st);
+}
+
 /* How many replicas the primary has (one primary on Redis Cluster: they
  * are set up alike), for min_replicas: AUTO becomes 1 on a cluster with
  * replicas, else 0; an explicit count above what is connected is warned
@@ -1114,7 +1291,7 @@ static void start_checks(store_redis_t *st) {
                   "commands (docs/redis-layout.md)", saga_redis_display(main_conn(st)));
     }
     st->checking = true;
-    st->checks_left = 6;
+    st->checks_left = 7;
     st->check_error[0] = '\0';
     int rc = saga_redis_command(main_conn(st), on_check_info, st, "INFO server");
     check_library(&st->lanes[0], on_check_library, st);
@@ -1123,6 +1300,7 @@ static void start_checks(store_redis_t *st) {
     rc |= saga_redis_command(main_conn(st), on_check_fsync, st, "CONFIG GET appendfsync");
     rc |= saga_redis_command(main_conn(st), on_check_save, st, "CONFIG GET save");
     st->stats.commands += 5;
+    start_shards(st);
     if (st->opt.min_replicas != 0) {
         st->checks_left++;
         rc |= saga_redis_command(main_conn(st), on_check_replication, st, "INFO replication");
@@ -1438,7 +1616,7 @@ static void on_gc(uv_timer_t *t);
 
 static void on_gc_reply(saga_redis_t *r, redisReply *reply, void *data) {
     store_redis_t *st = data;
-    st->gc_busy = false;
+    st->gc_busy--;
     if (reply == NULL || st->closing)
         return; /* the next tick asks again */
     if (reply->type != REDIS_REPLY_INTEGER) {
@@ -1460,17 +1638,22 @@ static void on_gc_reply(saga_redis_t *r, redisReply *reply, void *data) {
 }
 
 /* On a single Redis saga_gc deletes the sagas' keys with their index
- * entries ('d'); on Redis Cluster those keys expire on their own. */
+ * entries ('d'); on Redis Cluster those keys expire on their own. One call
+ * per shard of the index. */
 static void gc_send(store_redis_t *st) {
-    char batch[24];
+    char batch[24], sagas[64];
     batch[saga_fmt_u64(batch, GC_BATCH)] = '\0';
-    const char *argv[] = {"FCALL", "saga_gc", "1", KEY_SAGAS, batch,
-                          st->opt.split_index ? "-" : "d", SAGA_KEY_PREFIX,
-                          SAGA_KEY_RECORD_END, SAGA_KEY_HISTORY_END};
-    if (saga_redis_command_argv(main_conn(st), on_gc_reply, st,
-                                (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL) == 0) {
-        st->gc_busy = true;
-        st->stats.commands++;
+    for (unsigned s = 0; s < st->shards.k; s++) {
+        if (saga_shards_key(&st->shards, s, SAGA_SHARD_SAGAS, NULL, sagas, sizeof(sagas)) < 0)
+            continue;
+        const char *argv[] = {"FCALL", "saga_gc", "1", sagas, batch,
+                              st->opt.split_index ? "-" : "d", SAGA_KEY_PREFIX,
+                              SAGA_KEY_RECORD_END, SAGA_KEY_HISTORY_END};
+        if (saga_redis_command_argv(main_conn(st), on_gc_reply, st,
+                                    (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL) == 0) {
+            st->gc_busy++;
+            st->stats.commands++;
+        }
     }
 }
 
@@ -1541,6 +1724,12 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
 
 saga_redis_t *saga_store_redis_conn(saga_store_t *s) {
     return s->ops == &redis_ops ? main_conn((store_redis_t *)s) : NULL;
+}
+
+const saga_shards_t *saga_store_redis_shards(saga_store_t *s) {
+    if (s->ops != &redis_ops || !((store_redis_t *)s)->ready)
+        return NULL;
+    return &((store_redis_t *)s)->shards;
 }
 
 bool saga_store_redis_split_index(saga_store_t *s) {

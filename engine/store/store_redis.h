@@ -23,6 +23,7 @@
 #include "redis/redis_conn.h"
 #include "redis/redis_url.h"
 #include "saga/store.h"
+#include "store/shards.h"
 
 typedef struct saga_store_redis_options_s {
     uint64_t retention_ms;          /* finished sagas kept; 0: 7 days */
@@ -48,6 +49,12 @@ typedef struct saga_store_redis_options_s {
      * Redis Cluster whose primaries have replicas, else 0. */
     int min_replicas;
     uint64_t wait_timeout_ms;       /* a WAIT's timeout; 0: 1000 */
+    /* Shards of the global keys to record on a Redis Cluster that has none
+     * recorded yet (store/shards.h; the first engine to start decides):
+     * 0: 4 per primary (CLUSTER INFO's cluster_size), at most
+     * SAGA_SHARDS_MAX. Ignored on a single Redis (always 1) and once
+     * recorded. */
+    unsigned shards;
 } saga_store_redis_options_t;
 
 #define SAGA_STORE_MIN_REPLICAS_AUTO (-1)
@@ -72,6 +79,11 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
  * intake, lease, gauges): no layer above the store sends a command. NULL
  * for a store that is not a Redis store. */
 saga_redis_t *saga_store_redis_conn(saga_store_t *s);
+
+/* The shards of the global keys (store/shards.h), once the store is ready
+ * (its ready callback ran with status 0); NULL before, and for a store
+ * that is not a Redis store. */
+const saga_shards_t *saga_store_redis_shards(saga_store_t *s);
 
 /* True for a Redis store whose index is split (split_index: Redis Cluster). */
 bool saga_store_redis_split_index(saga_store_t *s);
