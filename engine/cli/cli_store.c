@@ -75,6 +75,7 @@ static void open_redis(saga_cli_store_t *cs) {
                     : cs->embedded ? SAGA_STORE_REDIS_ALWAYS_CONNECTIONS : 0;
     o.conn.client_name = "saga";
     o.min_replicas = cs->min_replicas;
+    o.shards = cs->shards;
     cs->store = saga_store_redis_new(cs->loop, &cs->url, &o, on_store_ready, cs);
     if (cs->store == NULL) {
         saga_cli_error("out of memory");
@@ -130,6 +131,21 @@ int saga_cli_store_open(saga_cli_store_t *cs, uv_loop_t *loop,
             return SAGA_EXIT_USAGE;
         }
         cs->connections = (unsigned)n;
+    }
+    /* Shards of the global keys on a Redis Cluster that has none recorded
+     * yet (docs/scaling.md). */
+    const char *shards = getenv("SAGA_SHARDS");
+    if (shards != NULL && shards[0] != '\0') {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(shards, &end, 10);
+        if (errno != 0 || *end != '\0' || shards[0] == '-' || shards[0] == '+' || n < 1 ||
+            n > SAGA_SHARDS_MAX) {
+            saga_cli_error("SAGA_SHARDS='%s': expected a number of shards from 1 to %d", shards,
+                           SAGA_SHARDS_MAX);
+            return SAGA_EXIT_USAGE;
+        }
+        cs->shards = (unsigned)n;
     }
     /* Replicas a transition must reach (docs/durability.md). */
     const char *mr = o->min_replicas ? o->min_replicas : getenv("SAGA_MIN_REPLICAS");

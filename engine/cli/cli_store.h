@@ -63,6 +63,7 @@ struct saga_cli_store_s {
     void *closed_data;
     uint64_t retention_ms;
     unsigned connections;    /* SAGA_REDIS_CONNECTIONS; 0: the store's default */
+    unsigned shards;         /* SAGA_SHARDS; 0: the store's default */
     int min_replicas;        /* the store's min_replicas */
 };
 
