@@ -21,21 +21,38 @@
 #include "store/call.h"
 #include "store/keys.h"
 #include "store/redis_replies.h"
+#include "store/store_redis.h"
 
 /* A stream entry id is "<ms>-<seq>": at most 41 characters. */
 #define ENTRY_MAX SAGA_INTAKE_ENTRY_MAX
 
+/* One shard's stream and the connection of its blocking reads: a blocking
+ * command holds its connection, and the shards' streams live in different
+ * slots (on Redis Cluster, nodes), which one command cannot read together. */
+typedef struct reader_s {
+    struct saga_intake_s *in;
+    unsigned shard;
+    saga_redis_t *blocking;  /* XREADGROUP BLOCK on this shard's stream */
+    bool reading;            /* a blocking read is in flight */
+    saga_intake_requests_cb read_cb;
+    void *read_data;
+    char key[64];            /* saga:{TAG}:intake */
+} reader_t;
+
 struct saga_intake_s {
+    uv_loop_t *loop;
     saga_store_t *store;
     saga_redis_t *conn;      /* the store's, borrowed */
-    saga_redis_t *blocking;  /* ours: XREADGROUP BLOCK */
+    saga_redis_url_t url;    /* the blocking connections' */
     char *consumer;
     saga_intake_event_cb on_event;
     void *data;
-    bool reading;            /* a blocking read is in flight */
+    bool connect_asked;      /* saga_intake_connect() was called */
     bool closing;
-    saga_intake_requests_cb read_cb;
-    void *read_data;
+    unsigned nreaders;       /* the store's shards, once it knows them */
+    reader_t *readers;
+    unsigned open_readers;   /* blocking connections not closed yet */
+    uv_idle_t later;         /* closing without readers: the deferred callback */
     void (*closed)(void *data);
     void *closed_data;
 };
@@ -55,9 +72,9 @@ static const redisReply *field_of(const redisReply *fields, const char *name) {
 static bool has_nul(const redisReply *s) { return memchr(s->str, '\0', (size_t)s->len) != NULL; }
 
 /* Fills `rq` from one entry's fields (`entry` already checked). */
-static void decode_request(const char *entry, const redisReply *fields,
+static void decode_request(const char *entry, const redisReply *fields, unsigned shard,
                            saga_intake_request_t *rq) {
-    *rq = (saga_intake_request_t){entry, NULL, NULL, NULL, 0, NULL};
+    *rq = (saga_intake_request_t){entry, NULL, NULL, NULL, 0, NULL, shard};
     if (fields->elements % 2 != 0 || !saga_redis_all_strings(fields)) {
         rq->malformed = "its fields are not name/value strings";
         return;
@@ -94,8 +111,8 @@ static bool entry_id_ok(const redisReply *e) {
 
 /* Appends the requests of an array of stream entries to `out` (room for
  * every entry). Returns 0, or SAGA_ESTORE with *why. */
-static int decode_entries(const redisReply *entries, saga_intake_request_t *out, size_t *n,
-                          const char **why) {
+static int decode_entries(const redisReply *entries, unsigned shard,
+                          saga_intake_request_t *out, size_t *n, const char **why) {
     if (entries == NULL || entries->type != REDIS_REPLY_ARRAY) {
         *why = "the entries are not an array";
         return SAGA_ESTORE;
@@ -114,7 +131,7 @@ static int decode_entries(const redisReply *entries, saga_intake_request_t *out,
             *why = "an entry's fields are not an array";
             return SAGA_ESTORE;
         }
-        decode_request(e->element[0]->str, fields, &out[(*n)++]);
+        decode_request(e->element[0]->str, fields, shard, &out[(*n)++]);
     }
     return 0;
 }
@@ -137,7 +154,7 @@ static size_t entries_in(const redisReply *r, bool autoclaim) {
 /* Decodes the reply to XREADGROUP ([[stream, [entry...]]...], or nil when
  * nothing came) or, `autoclaim`, to XAUTOCLAIM ([next, [entry...],
  * [deleted...]]), and runs cb with the requests. */
-static void deliver(const redisReply *r, bool autoclaim, bool closing,
+static void deliver(const redisReply *r, bool autoclaim, bool closing, unsigned shard,
                     saga_intake_requests_cb cb, void *data) {
     const char *why = NULL;
     int status = saga__call_status(r, &why);
@@ -167,7 +184,7 @@ static void deliver(const redisReply *r, bool autoclaim, bool closing,
             status = SAGA_ESTORE;
             why = "expected [next, entries, deleted]";
         } else {
-            status = decode_entries(r->element[1], reqs, &n, &why);
+            status = decode_entries(r->element[1], shard, reqs, &n, &why);
         }
     } else {
         for (size_t s = 0; s < r->elements && status == 0; s++) {
@@ -177,7 +194,7 @@ static void deliver(const redisReply *r, bool autoclaim, bool closing,
                 status = SAGA_ESTORE;
                 why = "expected [[stream, entries]...]";
             } else {
-                status = decode_entries(st->element[1], reqs, &n, &why);
+                status = decode_entries(st->element[1], shard, reqs, &n, &why);
             }
         }
     }
@@ -186,6 +203,61 @@ static void deliver(const redisReply *r, bool autoclaim, bool closing,
     else
         cb(0, reqs, n, NULL, data);
     free(reqs);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Shards                                                                  */
+/* ---------------------------------------------------------------------- */
+
+static void on_blocking_event(saga_redis_t *r, saga_redis_event_t ev, const char *errstr,
+                              void *data);
+
+/* Once the store knows the shards (it is ready), one reader per shard, its
+ * connection started if saga_intake_connect() was called. Returns 0 (also
+ * while the shards are not known yet: no reader then), or -ENOMEM. */
+static int ensure_readers(saga_intake_t *in) {
+    if (in->readers != NULL || in->closing)
+        return 0;
+    const saga_shards_t *sh = saga_store_redis_shards(in->store);
+    if (sh == NULL)
+        return 0;
+    reader_t *rd = calloc(sh->k, sizeof(*rd));
+    if (rd == NULL)
+        return -ENOMEM;
+    saga_redis_options_t io;
+    memset(&io, 0, sizeof(io));
+    io.retry_first_connect = true;
+    io.client_name = "saga-intake";
+    for (unsigned s = 0; s < sh->k; s++) {
+        rd[s].in = in;
+        rd[s].shard = s;
+        if (saga_shards_key(sh, s, SAGA_SHARD_INTAKE, NULL, rd[s].key, sizeof(rd[s].key)) < 0 ||
+            (rd[s].blocking = saga_redis_new(in->loop, &in->url, &io, on_blocking_event,
+                                             &rd[s])) == NULL) {
+            for (unsigned j = 0; j < s; j++) /* never started: freed without callbacks */
+                saga_redis_close(rd[j].blocking, NULL, NULL);
+            free(rd);
+            return -ENOMEM;
+        }
+    }
+    in->readers = rd;
+    in->nreaders = sh->k;
+    in->open_readers = sh->k;
+    if (in->connect_asked)
+        for (unsigned s = 0; s < sh->k; s++)
+            saga_redis_start(rd[s].blocking); /* only fails once started or closed */
+    return 0;
+}
+
+unsigned saga_intake_shards(saga_intake_t *in) {
+    return ensure_readers(in) == 0 ? in->nreaders : 0;
+}
+
+/* The reader of shard `s`, or NULL (shards unknown, `s` out of range). */
+static reader_t *reader(saga_intake_t *in, unsigned s) {
+    if (ensure_readers(in) != 0 || s >= in->nreaders)
+        return NULL;
+    return &in->readers[s];
 }
 
 /* ---------------------------------------------------------------------- */
@@ -198,6 +270,10 @@ typedef struct call_s {
         saga_intake_done_cb done;
     } cb;
     bool autoclaim;
+    unsigned shard;
+    unsigned left;           /* create_group: shards not answered yet */
+    int status;              /* create_group: the first failure */
+    char why[200];
     void *data;
 } call_t;
 
@@ -218,7 +294,7 @@ static int sent(call_t *c, int rc) {
 static void on_requests(saga_redis_t *conn, redisReply *r, void *data) {
     call_t *c = data;
     (void)conn;
-    deliver(r, c->autoclaim, false, c->cb.requests, c->data);
+    deliver(r, c->autoclaim, false, c->shard, c->cb.requests, c->data);
     free(c);
 }
 
@@ -240,83 +316,106 @@ static void on_group(saga_redis_t *conn, redisReply *r, void *data) {
         status = 0, why = NULL; /* there already */
     else if (status == 0 && (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0))
         status = SAGA_ESTORE, why = "expected OK";
-    c->cb.done(status, why, c->data);
+    if (status != 0 && c->status == 0) {
+        c->status = status;
+        snprintf(c->why, sizeof(c->why), "%s", why ? why : "");
+    }
+    if (--c->left > 0)
+        return;
+    c->cb.done(c->status, c->status != 0 ? c->why : NULL, c->data);
     free(c);
 }
 
 int saga_intake_create_group(saga_intake_t *in, saga_intake_done_cb cb, void *data) {
     if (in->closing)
         return SAGA_ECLOSING;
+    int rc = ensure_readers(in);
+    if (rc != 0)
+        return rc;
+    if (in->nreaders == 0)
+        return SAGA_EUNAVAILABLE; /* the store is not ready yet */
     call_t *c = call_new(data);
     if (c == NULL)
         return -ENOMEM;
     c->cb.done = cb;
-    return sent(c, saga_redis_command(in->conn, on_group, c, "XGROUP CREATE %s %s 0 MKSTREAM",
-                                      SAGA_KEY_INTAKE, SAGA_INTAKE_GROUP));
+    /* One callback for every shard's group; a shard whose command cannot
+     * be sent counts as unavailable. */
+    c->left = in->nreaders;
+    unsigned sent_n = 0;
+    for (unsigned s = 0; s < in->nreaders; s++) {
+        if (saga_redis_command(in->conn, on_group, c, "XGROUP CREATE %s %s 0 MKSTREAM",
+                               in->readers[s].key, SAGA_INTAKE_GROUP) == 0) {
+            sent_n++;
+            continue;
+        }
+        c->left--;
+        if (c->status == 0) {
+            c->status = SAGA_EUNAVAILABLE;
+            snprintf(c->why, sizeof(c->why), "not connected");
+        }
+    }
+    if (sent_n == 0) {
+        free(c);
+        return SAGA_EUNAVAILABLE;
+    }
+    return 0;
 }
 
-int saga_intake_read_pending(saga_intake_t *in, size_t count, saga_intake_requests_cb cb,
-                             void *data) {
+int saga_intake_read_pending(saga_intake_t *in, unsigned shard, size_t count,
+                             saga_intake_requests_cb cb, void *data) {
     if (in->closing)
         return SAGA_ECLOSING;
-    if (count == 0)
+    reader_t *rd = reader(in, shard);
+    if (count == 0 || rd == NULL)
         return -EINVAL;
     call_t *c = call_new(data);
     if (c == NULL)
         return -ENOMEM;
     c->cb.requests = cb;
+    c->shard = shard;
     /* (hiredis's formatter knows no %zu: numbers go through %llu.) */
     return sent(c, saga_redis_command(in->conn, on_requests, c,
                                       "XREADGROUP GROUP %s %s COUNT %llu STREAMS %s 0",
                                       SAGA_INTAKE_GROUP, in->consumer,
-                                      (unsigned long long)count, SAGA_KEY_INTAKE));
+                                      (unsigned long long)count, rd->key));
 }
 
-int saga_intake_autoclaim(saga_intake_t *in, uint64_t idle_ms, size_t count,
+int saga_intake_autoclaim(saga_intake_t *in, unsigned shard, uint64_t idle_ms, size_t count,
                           saga_intake_requests_cb cb, void *data) {
     if (in->closing)
         return SAGA_ECLOSING;
-    if (count == 0)
+    reader_t *rd = reader(in, shard);
+    if (count == 0 || rd == NULL)
         return -EINVAL;
     call_t *c = call_new(data);
     if (c == NULL)
         return -ENOMEM;
     c->cb.requests = cb;
     c->autoclaim = true;
+    c->shard = shard;
     return sent(c, saga_redis_command(in->conn, on_requests, c,
                                       "XAUTOCLAIM %s %s %s %llu 0-0 COUNT %llu",
-                                      SAGA_KEY_INTAKE, SAGA_INTAKE_GROUP, in->consumer,
+                                      rd->key, SAGA_INTAKE_GROUP, in->consumer,
                                       (unsigned long long)idle_ms,
                                       (unsigned long long)count));
 }
 
-int saga_intake_done(saga_intake_t *in, const char *entry, saga_intake_done_cb cb,
-                     void *data) {
-    if (in->closing)
-        return SAGA_ECLOSING;
-    if (cb == NULL) /* nobody waits: no context to allocate */
-        return saga__call_send_status(saga_redis_command(
-            in->conn, NULL, NULL, "FCALL saga_intake_done 1 %s %s %s", SAGA_KEY_INTAKE,
-            SAGA_INTAKE_GROUP, entry));
-    call_t *c = call_new(data);
-    if (c == NULL)
-        return -ENOMEM;
-    c->cb.done = cb;
-    return sent(c, saga_redis_command(in->conn, on_done, c,
-                                      "FCALL saga_intake_done 1 %s %s %s", SAGA_KEY_INTAKE,
-                                      SAGA_INTAKE_GROUP, entry));
+int saga_intake_done(saga_intake_t *in, unsigned shard, const char *entry,
+                     saga_intake_done_cb cb, void *data) {
+    return saga_intake_done_many(in, shard, &entry, 1, cb, data);
 }
 
-int saga_intake_done_many(saga_intake_t *in, const char *const *entries, size_t n,
-                          saga_intake_done_cb cb, void *data) {
+int saga_intake_done_many(saga_intake_t *in, unsigned shard, const char *const *entries,
+                          size_t n, saga_intake_done_cb cb, void *data) {
     if (in->closing)
         return SAGA_ECLOSING;
-    if (n == 0 || n > SAGA_INTAKE_DONE_MAX)
+    reader_t *rd = reader(in, shard);
+    if (n == 0 || n > SAGA_INTAKE_DONE_MAX || rd == NULL)
         return -EINVAL;
     const char *argv[5 + SAGA_INTAKE_DONE_MAX];
     size_t lens[5 + SAGA_INTAKE_DONE_MAX];
     argv[0] = "FCALL", argv[1] = "saga_intake_done", argv[2] = "1";
-    argv[3] = SAGA_KEY_INTAKE, argv[4] = SAGA_INTAKE_GROUP;
+    argv[3] = rd->key, argv[4] = SAGA_INTAKE_GROUP;
     for (size_t i = 0; i < n; i++)
         argv[5 + i] = entries[i];
     for (size_t i = 0; i < 5 + n; i++)
@@ -335,16 +434,17 @@ int saga_intake_done_many(saga_intake_t *in, const char *const *entries, size_t 
  * (Redis resets an IDLE that would put the delivery before it to now). */
 #define RELEASE_IDLE_MS "315360000000"
 
-int saga_intake_release(saga_intake_t *in, const char *const *entries, size_t n,
-                        saga_intake_done_cb cb, void *data) {
+int saga_intake_release(saga_intake_t *in, unsigned shard, const char *const *entries,
+                        size_t n, saga_intake_done_cb cb, void *data) {
     if (in->closing)
         return SAGA_ECLOSING;
-    if (n == 0 || n > SAGA_INTAKE_DONE_MAX)
+    reader_t *rd = reader(in, shard);
+    if (n == 0 || n > SAGA_INTAKE_DONE_MAX || rd == NULL)
         return -EINVAL;
     const char *argv[8 + SAGA_INTAKE_DONE_MAX];
     size_t lens[8 + SAGA_INTAKE_DONE_MAX];
     size_t k = 0;
-    argv[k++] = "XCLAIM", argv[k++] = SAGA_KEY_INTAKE, argv[k++] = SAGA_INTAKE_GROUP;
+    argv[k++] = "XCLAIM", argv[k++] = rd->key, argv[k++] = SAGA_INTAKE_GROUP;
     argv[k++] = in->consumer, argv[k++] = "0";
     for (size_t i = 0; i < n; i++)
         argv[k++] = entries[i];
@@ -362,42 +462,43 @@ int saga_intake_release(saga_intake_t *in, const char *const *entries, size_t n,
 }
 
 /* ---------------------------------------------------------------------- */
-/* The blocking read                                                       */
+/* The blocking reads                                                      */
 /* ---------------------------------------------------------------------- */
 
 static void on_new(saga_redis_t *conn, redisReply *r, void *data) {
-    saga_intake_t *in = data;
+    reader_t *rd = data;
     (void)conn;
-    saga_intake_requests_cb cb = in->read_cb;
-    in->reading = false;
-    in->read_cb = NULL;
-    deliver(r, false, in->closing, cb, in->read_data);
+    saga_intake_requests_cb cb = rd->read_cb;
+    rd->reading = false;
+    rd->read_cb = NULL;
+    deliver(r, false, rd->in->closing, rd->shard, cb, rd->read_data);
 }
 
-int saga_intake_read_new(saga_intake_t *in, size_t count, uint64_t block_ms,
+int saga_intake_read_new(saga_intake_t *in, unsigned shard, size_t count, uint64_t block_ms,
                          saga_intake_requests_cb cb, void *data) {
     if (in->closing)
         return SAGA_ECLOSING;
-    if (count == 0)
+    reader_t *rd = reader(in, shard);
+    if (count == 0 || rd == NULL)
         return -EINVAL;
-    if (in->reading)
+    if (rd->reading)
         return -EBUSY;
-    if (!saga_redis_ready(in->blocking))
+    if (!saga_redis_ready(rd->blocking))
         return SAGA_EUNAVAILABLE;
     char counts[24], blocks[24];
     snprintf(counts, sizeof(counts), "%zu", count);
     snprintf(blocks, sizeof(blocks), "%" PRIu64, block_ms);
     const char *argv[] = {"XREADGROUP", "GROUP", SAGA_INTAKE_GROUP, in->consumer, "COUNT",
-                          counts, "BLOCK", blocks, "STREAMS", SAGA_KEY_INTAKE, ">"};
+                          counts, "BLOCK", blocks, "STREAMS", rd->key, ">"};
     size_t lens[11];
     for (int i = 0; i < 11; i++)
         lens[i] = strlen(argv[i]);
-    int rc = saga_redis_command_argv(in->blocking, on_new, in, 11, argv, lens);
+    int rc = saga_redis_command_argv(rd->blocking, on_new, rd, 11, argv, lens);
     if (rc != 0)
         return saga__call_send_status(rc);
-    in->reading = true;
-    in->read_cb = cb;
-    in->read_data = data;
+    rd->reading = true;
+    rd->read_cb = cb;
+    rd->read_data = data;
     return 0;
 }
 
@@ -407,7 +508,8 @@ int saga_intake_read_new(saga_intake_t *in, size_t count, uint64_t block_ms,
 
 static void on_blocking_event(saga_redis_t *r, saga_redis_event_t ev, const char *errstr,
                               void *data) {
-    saga_intake_t *in = data;
+    reader_t *rd = data;
+    saga_intake_t *in = rd->in;
     (void)r;
     if (in->closing || in->on_event == NULL)
         return;
@@ -442,20 +544,17 @@ int saga_intake_new(uv_loop_t *loop, saga_store_t *s, const saga_redis_url_t *ur
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    in->store = s;
-    in->conn = conn;
-    in->on_event = on_event;
-    in->data = data;
-    saga_redis_options_t io;
-    memset(&io, 0, sizeof(io));
-    io.retry_first_connect = true;
-    io.client_name = "saga-intake";
-    if ((in->blocking = saga_redis_new(loop, url, &io, on_blocking_event, in)) == NULL) {
+    if (saga_redis_url_copy(&in->url, url) != 0) {
         free(in->consumer);
         free(in);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    in->loop = loop;
+    in->store = s;
+    in->conn = conn;
+    in->on_event = on_event;
+    in->data = data;
     *out = in;
     return 0;
 }
@@ -463,21 +562,37 @@ int saga_intake_new(uv_loop_t *loop, saga_store_t *s, const saga_redis_url_t *ur
 int saga_intake_connect(saga_intake_t *in) {
     if (in->closing)
         return SAGA_ECLOSING;
-    return saga_redis_start(in->blocking);
+    if (in->connect_asked)
+        return -EALREADY;
+    in->connect_asked = true;
+    if (in->readers != NULL)
+        for (unsigned s = 0; s < in->nreaders; s++)
+            saga_redis_start(in->readers[s].blocking);
+    return ensure_readers(in);
 }
 
-bool saga_intake_ready(const saga_intake_t *in) {
-    return !in->closing && saga_redis_ready(in->blocking);
+bool saga_intake_ready(saga_intake_t *in, unsigned shard) {
+    reader_t *rd = in->closing ? NULL : reader(in, shard);
+    return rd != NULL && saga_redis_ready(rd->blocking);
 }
 
-static void on_blocking_closed(void *data) {
-    saga_intake_t *in = data;
+static void intake_free(saga_intake_t *in) {
     void (*closed)(void *) = in->closed;
     void *closed_data = in->closed_data;
+    free(in->readers);
+    saga_redis_url_close(&in->url);
     free(in->consumer);
     free(in);
     if (closed != NULL)
         closed(closed_data);
+}
+
+static void on_later_closed(uv_handle_t *h) { intake_free(h->data); }
+
+static void on_blocking_closed(void *data) {
+    saga_intake_t *in = data;
+    if (--in->open_readers == 0)
+        intake_free(in);
 }
 
 void saga_intake_close(saga_intake_t *in, void (*closed)(void *data), void *data) {
@@ -486,5 +601,19 @@ void saga_intake_close(saga_intake_t *in, void (*closed)(void *data), void *data
     in->closing = true;
     in->closed = closed;
     in->closed_data = data;
-    saga_redis_close(in->blocking, on_blocking_closed, in);
+    if (in->open_readers == 0) {
+        /* No reader was made: nothing to wait for. A callback still runs
+         * later, never from inside this call (a closed handle's callback
+         * comes in the loop's next turn). */
+        if (closed == NULL) {
+            intake_free(in);
+        } else {
+            uv_idle_init(in->loop, &in->later);
+            in->later.data = in;
+            uv_close((uv_handle_t *)&in->later, on_later_closed);
+        }
+        return;
+    }
+    for (unsigned s = 0; s < in->nreaders; s++)
+        saga_redis_close(in->readers[s].blocking, on_blocking_closed, in);
 }

@@ -58,8 +58,15 @@ void saga__worker_answered(saga_worker_t *w) {
 
 typedef struct pend_s {
     char entry[SAGA_INTAKE_ENTRY_MAX + 1]; /* the intake entry to acknowledge */
+    unsigned shard;                        /* ... in this shard's stream */
     char id[];
 } pend_t;
+
+/* An intake entry to acknowledge. */
+typedef struct saga__ack_s {
+    unsigned shard;
+    char entry[SAGA_INTAKE_ENTRY_MAX + 1];
+} ack_t;
 
 int saga__worker_own(saga_worker_t *w, const char *id, const char *saga, uint64_t fence,
                      bool live) {
@@ -158,23 +165,33 @@ void saga__worker_ensure_def(saga_worker_t *w, const char *hash, saga__def_cb cb
 
 typedef struct saga__request_s {
     struct saga__request_s *next; /* in w->ready */
+    unsigned shard;
     char entry[SAGA_INTAKE_ENTRY_MAX + 1];
     char id[SAGA_ID_MAX + 1];
     char hash[65];
     char *input;
 } request_t;
 
-/* Sends the acknowledgements collected so far: one call for all of them
- * (saga_intake_done_many). Fire and forget: one that is lost leaves its
- * entries pending, and whoever reads them again finds their sagas created
- * (SAGA_EEXIST) and acknowledges them then. */
+/* Sends the acknowledgements collected so far: one call per shard for all
+ * of them (saga_intake_done_many). Fire and forget: one that is lost leaves
+ * its entries pending, and whoever reads them again finds their sagas
+ * created (SAGA_EEXIST) and acknowledges them then. */
 static void flush_acks(saga_worker_t *w) {
     if (w->nacks == 0)
         return;
     const char *v[SAGA_INTAKE_DONE_MAX];
-    for (size_t i = 0; i < w->nacks; i++)
-        v[i] = w->acks[i];
-    saga_intake_done_many(w->intake, v, w->nacks, NULL, NULL);
+    bool sent[SAGA_SHARDS_MAX] = {false};
+    for (size_t i = 0; i < w->nacks; i++) {
+        unsigned s = w->acks[i].shard;
+        if (sent[s])
+            continue;
+        size_t n = 0;
+        for (size_t j = i; j < w->nacks; j++)
+            if (w->acks[j].shard == s)
+                v[n++] = w->acks[j].entry;
+        saga_intake_done_many(w->intake, s, v, n, NULL, NULL);
+        sent[s] = true;
+    }
     w->nacks = 0;
     if (!w->closing_handles)
         uv_check_stop(&w->ack_check);
@@ -184,13 +201,14 @@ static void on_ack_check(uv_check_t *h) { flush_acks(h->data); }
 
 /* The request is done with: acknowledged and deleted, with the others done
  * in the same turn of the loop (after its I/O: uv_check), in one call. */
-static void ack_entry(saga_worker_t *w, const char *entry) {
+static void ack_entry(saga_worker_t *w, unsigned shard, const char *entry) {
     if (w->closing_handles ||
         (w->acks == NULL && (w->acks = malloc(SAGA_INTAKE_DONE_MAX * sizeof(*w->acks))) == NULL)) {
-        saga_intake_done(w->intake, entry, NULL, NULL);
+        saga_intake_done(w->intake, shard, entry, NULL, NULL);
         return;
     }
-    snprintf(w->acks[w->nacks++], sizeof(w->acks[0]), "%s", entry);
+    w->acks[w->nacks].shard = shard;
+    snprintf(w->acks[w->nacks++].entry, sizeof(w->acks[0].entry), "%s", entry);
     if (w->nacks == SAGA_INTAKE_DONE_MAX)
         flush_acks(w);
     else if (w->nacks == 1)
@@ -213,13 +231,14 @@ static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
             saga_error("worker %s: start request %s for saga %s has invalid input "
                        "(%s); dropped", w->name, rq->entry, rq->id,
                        input ? "not an object" : je.text);
-            ack_entry(w, rq->entry);
+            ack_entry(w, rq->shard, rq->entry);
         } else {
             /* Noted before the start: the creation's ack may come at once. */
             size_t n = strlen(rq->id) + 1;
             pend_t *p = malloc(sizeof(*p) + n);
             if (p != NULL) {
                 memcpy(p->entry, rq->entry, sizeof(p->entry));
+                p->shard = rq->shard;
                 memcpy(p->id, rq->id, n);
                 if (saga_strmap_put(&w->pending, p->id, p, NULL) != 0) {
                     free(p);
@@ -235,11 +254,11 @@ static void start_request(saga_worker_t *w, saga_engine_def_t *d, void *data) {
                 if (p != NULL)
                     free(saga_strmap_del(&w->pending, rq->id));
                 if (rc == SAGA_EEXIST) {
-                    ack_entry(w, rq->entry); /* running here already */
+                    ack_entry(w, rq->shard, rq->entry); /* running here already */
                 } else if (rc == -EINVAL) {
                     saga_error("worker %s: start request for saga %s refused: %s; "
                                "dropped", w->name, rq->id, err);
-                    ack_entry(w, rq->entry);
+                    ack_entry(w, rq->shard, rq->entry);
                 } else {
                     saga_error("worker %s: cannot start saga %s: %s", w->name, rq->id,
                                rc == -ENOMEM ? "out of memory" : err);
@@ -258,7 +277,7 @@ static void handle_request(saga_worker_t *w, const saga_intake_request_t *q) {
     if (q->malformed != NULL) {
         saga_error("worker %s: malformed start request %s (%s); dropped", w->name, q->entry,
                    q->malformed);
-        ack_entry(w, q->entry);
+        ack_entry(w, q->shard, q->entry);
         return;
     }
     if (saga_strmap_get(&w->pending, q->id) != NULL)
@@ -269,6 +288,7 @@ static void handle_request(saga_worker_t *w, const saga_intake_request_t *q) {
         return;
     }
     snprintf(rq->entry, sizeof(rq->entry), "%s", q->entry);
+    rq->shard = q->shard;
     snprintf(rq->id, sizeof(rq->id), "%s", q->id);
     snprintf(rq->hash, sizeof(rq->hash), "%s", q->hash);
     if (saga__worker_capacity(w) > 0) {
@@ -309,14 +329,17 @@ static void start_ready(saga_worker_t *w) {
  * pending requests after our lease does, or our next life. */
 static void drop_ready(saga_worker_t *w, bool release) {
     const char *v[SAGA_INTAKE_DONE_MAX];
-    size_t n = 0;
     request_t *next;
-    for (request_t *rq = w->ready_head; rq != NULL; rq = rq->next) {
-        v[n++] = rq->entry;
-        if (n == SAGA_INTAKE_DONE_MAX || rq->next == NULL) {
-            if (release && w->intake != NULL)
-                saga_intake_release(w->intake, v, n, NULL, NULL);
-            n = 0;
+    unsigned shards = release && w->intake != NULL ? saga_intake_shards(w->intake) : 0;
+    for (unsigned s = 0; s < shards; s++) {
+        size_t n = 0;
+        for (request_t *rq = w->ready_head; rq != NULL; rq = rq->next) {
+            if (rq->shard == s)
+                v[n++] = rq->entry;
+            if (n > 0 && (n == SAGA_INTAKE_DONE_MAX || rq->next == NULL)) {
+                saga_intake_release(w->intake, s, v, n, NULL, NULL);
+                n = 0;
+            }
         }
     }
     for (request_t *rq = w->ready_head; rq != NULL; rq = next) {
@@ -335,52 +358,80 @@ static void handle_requests(saga_worker_t *w, const saga_intake_request_t *reqs,
 
 static void on_intake_timer(uv_timer_t *t) { saga__worker_read_intake(t->data); }
 
+/* The end of shard rd->shard's read. */
+static void read_done(struct saga__read_s *rd) {
+    rd->w->read_out -= rd->count;
+    rd->count = 0;
+    rd->reading = false;
+}
+
 static void on_new_requests(int status, const saga_intake_request_t *reqs, size_t n,
                             const char *why, void *data) {
-    saga_worker_t *w = data;
+    struct saga__read_s *rd = data;
+    saga_worker_t *w = rd->w;
     if (w->stopping) {
-        w->reading = false;
+        read_done(rd);
         return;
     }
     if (status != 0) {
-        w->reading = false;
+        read_done(rd);
         if (status != SAGA_EUNAVAILABLE)
             saga_warn("worker %s: reading the intake: %s", w->name, why);
         uv_timer_start(&w->intake_timer, on_intake_timer, INTAKE_RETRY_MS, 0);
         return;
     }
-    /* Still `reading` while the batch is handled: a start that completes
-     * at once asks for more (start_request), and a read sent then would
-     * count the room before the rest of this batch took its share of it
-     * (the worker ran up to half again its concurrency). */
+    /* Still counted as reading while the batch is handled: a start that
+     * completes at once asks for more (start_request), and a read sent
+     * then would count the room before the rest of this batch took its
+     * share of it (the worker ran up to half again its concurrency). */
     handle_requests(w, reqs, n);
-    w->reading = false;
+    read_done(rd);
     saga__worker_read_intake(w);
 }
 
-/* Asks for as many start requests as there is room for, waiting up to a
- * second for new ones. */
+/* Asks every shard of the intake for as many start requests as there is
+ * room for, waiting up to a second for new ones. */
 void saga__worker_read_intake(saga_worker_t *w) {
     start_ready(w); /* what was read ahead first */
-    if (!w->started || w->stopping || w->reading || !saga_intake_ready(w->intake))
+    if (!w->started || w->stopping)
         return;
-    /* Room for what may start now, and for as many again as the read
-     * ahead holds: half the concurrency, at most a read's worth. Without
-     * it the sagas finishing while a read is on its way waited for the
-     * next one (issue 21: about 750 of 1,000 in flight). */
-    size_t ahead = w->concurrency / 2 < INTAKE_READ_MAX ? w->concurrency / 2 : INTAKE_READ_MAX;
-    size_t room = saga__worker_capacity(w) + ahead;
-    if (room <= w->nready)
-        return; /* a finishing saga calls us again */
-    room -= w->nready;
-    if (room > INTAKE_READ_MAX)
-        room = INTAKE_READ_MAX;
-    /* Not counted in w->calls: closing the intake ends it (SAGA_ECLOSING). */
-    if (saga_intake_read_new(w->intake, room, INTAKE_BLOCK_MS, on_new_requests, w) == 0) {
-        w->reading = true;
-    } else {
-        uv_timer_start(&w->intake_timer, on_intake_timer, INTAKE_RETRY_MS, 0);
+    unsigned shards = saga_intake_shards(w->intake), idle = 0;
+    for (unsigned s = 0; s < shards; s++)
+        idle += !w->reads[s].reading && saga_intake_ready(w->intake, s);
+    bool retry = false;
+    for (unsigned s = 0; s < shards && idle > 0; s++) {
+        struct saga__read_s *rd = &w->reads[s];
+        if (rd->reading || !saga_intake_ready(w->intake, s))
+            continue;
+        /* Room for what may start now, and for as many again as the read
+         * ahead holds: half the concurrency, at most a read's worth.
+         * Without it the sagas finishing while a read is on its way
+         * waited for the next one (issue 21: about 750 of 1,000 in
+         * flight). The reads in flight hold their share of it; the shards
+         * not reading share the rest. */
+        size_t ahead = w->concurrency / 2 < INTAKE_READ_MAX ? w->concurrency / 2
+                                                             : INTAKE_READ_MAX;
+        size_t room = saga__worker_capacity(w) + ahead;
+        if (room <= w->nready + w->read_out)
+            return; /* a finishing saga calls us again */
+        room -= w->nready + w->read_out;
+        room = (room + idle - 1) / idle;
+        if (room > INTAKE_READ_MAX)
+            room = INTAKE_READ_MAX;
+        idle--;
+        rd->w = w;
+        rd->shard = s;
+        /* Not counted in w->calls: closing the intake ends it (SAGA_ECLOSING). */
+        if (saga_intake_read_new(w->intake, s, room, INTAKE_BLOCK_MS, on_new_requests, rd) == 0) {
+            rd->reading = true;
+            rd->count = room;
+            w->read_out += room;
+        } else {
+            retry = true;
+        }
     }
+    if (retry)
+        uv_timer_start(&w->intake_timer, on_intake_timer, INTAKE_RETRY_MS, 0);
 }
 
 /* Our own unacknowledged requests (a previous life of this worker name),
@@ -425,7 +476,7 @@ static void on_created(saga_engine_t *e, const char *id, int status, void *data)
         return;
     /* The request is done once its saga exists durably (or existed). */
     if (status == 0 || status == SAGA_EEXIST)
-        ack_entry(w, p->entry);
+        ack_entry(w, p->shard, p->entry);
     free(p);
 }
 
@@ -477,11 +528,17 @@ void saga__worker_scan(uv_timer_t *t) {
     saga__worker_call(w);
     if (!saga__worker_takeover(w))
         return;
-    /* Start requests delivered to workers that died before acknowledging. */
+    /* Start requests delivered to workers that died before acknowledging,
+     * shared out over the shards. */
     size_t room = saga__worker_capacity(w);
-    if (room > 0 && saga_intake_autoclaim(w->intake, w->lease_ms, room > 100 ? 100 : room,
-                                          on_old_requests, w) == 0)
-        saga__worker_call(w);
+    unsigned shards = saga_intake_shards(w->intake);
+    if (room > 100)
+        room = 100;
+    for (unsigned s = 0; s < shards && room > 0; s++) {
+        size_t count = (room + shards - 1) / shards;
+        if (saga_intake_autoclaim(w->intake, s, w->lease_ms, count, on_old_requests, w) == 0)
+            saga__worker_call(w);
+    }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -523,8 +580,9 @@ static void on_group(int status, const char *why, void *data) {
         return;
     }
     w->started = true;
-    if (saga_intake_read_pending(w->intake, w->concurrency, on_old_requests, w) == 0)
-        saga__worker_call(w);
+    for (unsigned s = 0; s < saga_intake_shards(w->intake); s++)
+        if (saga_intake_read_pending(w->intake, s, w->concurrency, on_old_requests, w) == 0)
+            saga__worker_call(w);
     saga__worker_read_intake(w);
     uv_timer_start(&w->scan_timer, saga__worker_scan, 0, w->scan_ms);
     report_start(w, 0, NULL);

@@ -18,6 +18,7 @@
 #include "saga/engine.h"
 #include "saga/worker.h"
 #include "store/intake.h"
+#include "store/shards.h"
 #include "util/metrics.h"
 #include "util/strmap.h"
 
@@ -45,8 +46,17 @@ struct saga_worker_s {
     uv_timer_t scan_timer;
     uv_timer_t intake_timer;
     uv_check_t ack_check;     /* sends the acknowledgements of a loop turn */
-    char (*acks)[SAGA_INTAKE_ENTRY_MAX + 1]; /* intake entries to acknowledge */
+    struct saga__ack_s *acks; /* intake entries to acknowledge */
     size_t nacks;             /* ... how many (at most SAGA_INTAKE_DONE_MAX) */
+    /* The blocking read of each shard of the intake (store/shards.h) and
+     * the requests the reads in flight may bring, together. */
+    struct saga__read_s {
+        struct saga_worker_s *w;
+        unsigned shard;
+        bool reading;
+        size_t count;         /* what the read in flight asked for */
+    } reads[SAGA_SHARDS_MAX];
+    size_t read_out;
     /* Start requests read ahead, to start the moment a saga finishes
      * (delivered to us, unacknowledged: pending under our name). */
     struct saga__request_s *ready_head, *ready_tail;
@@ -75,7 +85,6 @@ struct saga_worker_s {
     bool start_failed;
     bool started;             /* serving: intake, claims, wake-ups */
     bool stopping;
-    bool reading;
     bool scanning;
     int open_handles;
     saga_worker_started_cb started_cb; /* until it ran */

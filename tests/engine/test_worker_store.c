@@ -589,16 +589,16 @@ Test(worker_store, intake_group_read_ack) {
     cr_assert_eq(G.status, 0, "a group that exists is fine");
 
     memset(events, 0, sizeof(events));
-    cr_assert_eq(saga_intake_read_new(in, 10, 100, on_requests, NULL), SAGA_EUNAVAILABLE,
+    cr_assert_eq(saga_intake_read_new(in, 0, 10, 100, on_requests, NULL), SAGA_EUNAVAILABLE,
                  "not connected yet");
     cr_assert_eq(saga_intake_connect(in), 0);
     run_until(&events[SAGA_INTAKE_READY], 1);
-    cr_assert(saga_intake_ready(in));
+    cr_assert(saga_intake_ready(in, 0));
 
     submit("s1", HASH, "{\"a\":1}");
     submit("s2", "short", "{}");
     cmd("XADD saga:{idx}:intake * id s3 hash %s", HASH);
-    CALL(saga_intake_read_new(in, 10, 1000, on_requests, NULL));
+    CALL(saga_intake_read_new(in, 0, 10, 1000, on_requests, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.n, 3);
     cr_assert_str_eq(G.req_text[0][1], "s1");
@@ -612,22 +612,22 @@ Test(worker_store, intake_group_read_ack) {
     snprintf(entry, sizeof(entry), "%s", G.req_text[0][0]);
 
     /* Nothing new: the read waits, then answers none. */
-    CALL(saga_intake_read_new(in, 10, 50, on_requests, NULL));
+    CALL(saga_intake_read_new(in, 0, 10, 50, on_requests, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.n, 0);
 
     /* Delivered, unacknowledged: read again as our own pending ones. */
-    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
     cr_assert_eq(G.n, 3);
-    CALL(saga_intake_done(in, entry, on_done, NULL));
+    CALL(saga_intake_done(in, 0, entry, on_done, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(cmd_int("XLEN saga:{idx}:intake"), 2, "deleted");
-    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
     cr_assert_eq(G.n, 2, "acknowledged");
 
     /* An entry deleted while pending is left out. */
     cmd("XTRIM saga:{idx}:intake MAXLEN 0");
-    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.n, 0);
     intake_close(in);
@@ -645,7 +645,7 @@ Test(worker_store, intake_done_many_acknowledges_and_deletes_them_all) {
     submit("m2", HASH, "{}");
     submit("m3", HASH, "{}");
     submit("m4", HASH, "{}");
-    CALL(saga_intake_read_new(in, 10, 1000, on_requests, NULL));
+    CALL(saga_intake_read_new(in, 0, 10, 1000, on_requests, NULL));
     cr_assert_eq(G.n, 4);
     char entries[3][64];
     const char *v[SAGA_INTAKE_DONE_MAX + 1];
@@ -653,14 +653,14 @@ Test(worker_store, intake_done_many_acknowledges_and_deletes_them_all) {
         snprintf(entries[i], sizeof(entries[i]), "%s", G.req_text[i][0]);
         v[i] = entries[i];
     }
-    cr_assert_eq(saga_intake_done_many(in, v, 0, on_done, NULL), -EINVAL);
+    cr_assert_eq(saga_intake_done_many(in, 0, v, 0, on_done, NULL), -EINVAL);
     for (int i = 3; i <= SAGA_INTAKE_DONE_MAX; i++)
         v[i] = entries[0];
-    cr_assert_eq(saga_intake_done_many(in, v, SAGA_INTAKE_DONE_MAX + 1, on_done, NULL), -EINVAL);
-    CALL(saga_intake_done_many(in, v, 3, on_done, NULL));
+    cr_assert_eq(saga_intake_done_many(in, 0, v, SAGA_INTAKE_DONE_MAX + 1, on_done, NULL), -EINVAL);
+    CALL(saga_intake_done_many(in, 0, v, 3, on_done, NULL));
     cr_assert_eq(G.status, 0, "%s", G.why);
     cr_assert_eq(cmd_int("XLEN saga:{idx}:intake"), 1, "three deleted");
-    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
     cr_assert_eq(G.n, 1, "three acknowledged");
     cr_assert_str_eq(G.req_text[0][1], "m4");
     redisReply *r = cmd("FCALL saga_intake_done 1 saga:{idx}:intake workers %s %s %s",
@@ -677,17 +677,17 @@ Test(worker_store, intake_autoclaim_takes_what_a_dead_consumer_left) {
     saga_intake_t *a = intake("a"), *b = intake("b");
     CALL(saga_intake_create_group(a, on_done, NULL));
     submit("s1", HASH, "{}");
-    CALL(saga_intake_read_pending(a, 10, on_requests, NULL));
+    CALL(saga_intake_read_pending(a, 0, 10, on_requests, NULL));
     cr_assert_eq(G.n, 0, "nothing delivered to a yet");
     redisReply *r = cmd("XREADGROUP GROUP workers a COUNT 10 STREAMS saga:{idx}:intake >");
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
-    CALL(saga_intake_autoclaim(b, 60000, 10, on_requests, NULL));
+    CALL(saga_intake_autoclaim(b, 0, 60000, 10, on_requests, NULL));
     cr_assert_eq(G.n, 0, "not idle long enough");
-    CALL(saga_intake_autoclaim(b, 0, 10, on_requests, NULL));
+    CALL(saga_intake_autoclaim(b, 0, 0, 10, on_requests, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.n, 1);
     cr_assert_str_eq(G.req_text[0][1], "s1");
-    CALL(saga_intake_read_pending(b, 10, on_requests, NULL));
+    CALL(saga_intake_read_pending(b, 0, 10, on_requests, NULL));
     cr_assert_eq(G.n, 1, "b's now");
     intake_close(a);
     intake_close(b);
@@ -696,18 +696,18 @@ Test(worker_store, intake_autoclaim_takes_what_a_dead_consumer_left) {
 
 Test(worker_store, intake_failures) {
     saga_intake_t *in = intake("w1");
-    cr_assert_eq(saga_intake_read_pending(in, 0, on_requests, NULL), -EINVAL);
-    CALL(saga_intake_read_pending(in, 10, on_requests, NULL));
+    cr_assert_eq(saga_intake_read_pending(in, 0, 0, on_requests, NULL), -EINVAL);
+    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE, "no group yet");
     cr_assert(strstr(G.why, "NOGROUP") != NULL, "why: %s", G.why);
 
     cmd("SET saga:{idx}:intake x");
     CALL(saga_intake_create_group(in, on_done, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
-    CALL(saga_intake_autoclaim(in, 0, 10, on_requests, NULL));
+    CALL(saga_intake_autoclaim(in, 0, 0, 10, on_requests, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     load_bad_library();
-    CALL(saga_intake_done(in, "1-0", on_done, NULL));
+    CALL(saga_intake_done(in, 0, "1-0", on_done, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert_str_eq(G.why, "ERR refused");
     cmd("DEL saga:{idx}:intake");
@@ -718,8 +718,8 @@ Test(worker_store, intake_failures) {
     cr_assert_eq(saga_intake_connect(in), 0);
     run_until(&events[SAGA_INTAKE_READY], 1);
     reset();
-    cr_assert_eq(saga_intake_read_new(in, 10, 5000, on_requests, NULL), 0);
-    cr_assert_eq(saga_intake_read_new(in, 10, 5000, on_requests, NULL), -EBUSY);
+    cr_assert_eq(saga_intake_read_new(in, 0, 10, 5000, on_requests, NULL), 0);
+    cr_assert_eq(saga_intake_read_new(in, 0, 10, 5000, on_requests, NULL), -EBUSY);
     closed = 0;
     saga_intake_close(in, on_closed, NULL);
     run_until(&closed, 1);
