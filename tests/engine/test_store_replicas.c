@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <uv.h>
 
+#include "loop_wait.h"
 #include "redis_cluster.h"
 #include "redis_server.h"
 #include "saga/errors.h"
@@ -37,20 +38,6 @@ static void on_ready(saga_store_t *s, int status, const char *msg, void *data) {
 
 static void on_tick(uv_timer_t *t) { (void)t; }
 
-static long long mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-/* Runs the loop until *n >= want or `ms` passed; true when reached. */
-static bool run_for(const int *n, int want, long ms) {
-    long long end = mono_ms() + ms;
-    while (*n < want && mono_ms() < end)
-        uv_run(&loop, UV_RUN_ONCE);
-    return *n >= want;
-}
-
 static saga_store_t *open_store(const char *url, int min_replicas) {
     saga_redis_url_t u;
     char err[256];
@@ -63,7 +50,7 @@ static saga_store_t *open_store(const char *url, int min_replicas) {
     saga_store_t *s = saga_store_redis_new(&loop, &u, &o, on_ready, NULL);
     saga_redis_url_close(&u);
     cr_assert_not_null(s);
-    cr_assert(run_for(&ready_calls, 1, 20000), "store not ready");
+    cr_assert(loop_wait(&loop, &ready_calls, 1, 20000), "store not ready");
     cr_assert_eq(ready_status, 0);
     return s;
 }
@@ -144,7 +131,7 @@ Test(store_replicas, a_write_waits_for_its_replica) {
     S = open_store(RC.node[0].url, 1);
     wres_t r;
     create("rep-1", &r);
-    cr_assert(run_for(&r.calls, 1, 10000), "no answer with every replica up");
+    cr_assert(loop_wait(&loop, &r.calls, 1, 10000), "no answer with every replica up");
     cr_assert_eq(r.status, 0);
 
     /* Its primary's replica stops: the write is applied on the primary but
@@ -153,11 +140,11 @@ Test(store_replicas, a_write_waits_for_its_replica) {
     saga_store_redis_stats_t st;
     redis_server_kill(&RC.node[replica].srv, SIGSTOP);
     create("rep-2", &r);
-    cr_assert_not(run_for(&r.calls, 1, 1500), "acknowledged while its replica was stopped");
+    cr_assert_not(loop_wait(&loop, &r.calls, 1, 1500), "acknowledged while its replica was stopped");
     saga_store_redis_stats(S, &st);
     cr_assert_gt(st.waits_short, 1, "WAIT is asked again while the replica is away");
     redis_server_kill(&RC.node[replica].srv, SIGCONT);
-    cr_assert(run_for(&r.calls, 1, 15000), "no answer once the replica is back");
+    cr_assert(loop_wait(&loop, &r.calls, 1, 15000), "no answer once the replica is back");
     cr_assert_eq(r.status, 0, "the resent create is recognised as applied: %s",
                  saga_strerror(r.status));
     saga_store_redis_stats(S, &st);
@@ -173,7 +160,7 @@ Test(store_replicas, auto_is_one_on_a_cluster_with_replicas) {
     cr_assert_eq(st.min_replicas, 1);
     wres_t r;
     create("auto-1", &r);
-    cr_assert(run_for(&r.calls, 1, 10000));
+    cr_assert(loop_wait(&loop, &r.calls, 1, 10000));
     cr_assert_eq(r.status, 0);
     saga_store_redis_stats(S, &st);
     cr_assert_gt(st.waits, 0);
@@ -188,13 +175,13 @@ Test(store_replicas, auto_is_zero_on_a_single_redis) {
     cr_assert_eq(st.min_replicas, 0);
     wres_t r;
     create("single-1", &r);
-    cr_assert(run_for(&r.calls, 1, 10000));
+    cr_assert(loop_wait(&loop, &r.calls, 1, 10000));
     cr_assert_eq(r.status, 0);
     saga_store_redis_stats(S, &st);
     cr_assert_eq(st.waits, 0);
     S->ops->close(S, on_closed, NULL);
     S = NULL;
     uv_run(&loop, UV_RUN_NOWAIT);
-    run_for(&closed, 1, 5000);
+    loop_wait(&loop, &closed, 1, 5000);
     redis_server_stop(&srv);
 }

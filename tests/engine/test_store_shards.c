@@ -15,6 +15,7 @@
 #include <criterion/criterion.h>
 #include <uv.h>
 
+#include "loop_wait.h"
 #include "redis_cluster.h"
 #include "redis_server.h"
 #include "saga/errors.h"
@@ -39,19 +40,6 @@ static void on_ready(saga_store_t *s, int status, const char *msg, void *data) {
 
 static void on_tick(uv_timer_t *t) { (void)t; }
 
-static long long mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-static bool run_for(const int *n, int want, long ms) {
-    long long end = mono_ms() + ms;
-    while (*n < want && mono_ms() < end)
-        uv_run(&loop, UV_RUN_ONCE);
-    return *n >= want;
-}
-
 static void on_closed(void *data) {
     (void)data;
     closed++;
@@ -70,14 +58,14 @@ static saga_store_t *open_store(const char *url, unsigned shards) {
     saga_store_t *s = saga_store_redis_new(&loop, &u, &o, on_ready, NULL);
     saga_redis_url_close(&u);
     cr_assert_not_null(s);
-    cr_assert(run_for(&ready_calls, 1, 20000), "no ready callback");
+    cr_assert(loop_wait(&loop, &ready_calls, 1, 20000), "no ready callback");
     return s;
 }
 
 static void close_store(saga_store_t *s) {
     closed = 0;
     s->ops->close(s, on_closed, NULL);
-    cr_assert(run_for(&closed, 1, 10000));
+    cr_assert(loop_wait(&loop, &closed, 1, 10000));
 }
 
 static void setup(void) {
@@ -196,7 +184,7 @@ static void write_one(saga_store_t *s, const char *id, uint64_t seq, unsigned fl
     saga_store_write_t w = {id, seq, 1, flags, "w1", &f, 1, &ev, 1, 0};
     wres_t r = {0, 0};
     cr_assert_eq(s->ops->write(s, &w, on_write, &r), 0);
-    cr_assert(run_for(&r.calls, 1, 20000), "no answer to the write of %s", id);
+    cr_assert(loop_wait(&loop, &r.calls, 1, 20000), "no answer to the write of %s", id);
     cr_assert_eq(r.status, 0, "%s: %s", id, saga_strerror(r.status));
 }
 
@@ -298,7 +286,7 @@ Test(store_shards, a_saga_lives_in_its_shard_and_the_intake_reads_them_all) {
     /* The unfinished sagas of every shard, each once. */
     listed_calls = 0;
     cr_assert_eq(s->ops->list_unfinished(s, on_list, NULL), 0);
-    cr_assert(run_for(&listed_calls, 1, 10000));
+    cr_assert(loop_wait(&loop, &listed_calls, 1, 10000));
     cr_assert_eq(listed_n, 6);
     for (int i = 0; i < 12; i++)
         cr_assert_eq(was_listed(ids[i]), i % 2 == 1, "%s", ids[i]);
@@ -315,11 +303,11 @@ Test(store_shards, a_saga_lives_in_its_shard_and_the_intake_reads_them_all) {
     cr_assert_eq(saga_intake_read_new(in, 4, 10, 10, on_requests, NULL), -EINVAL);
     done_calls = 0;
     cr_assert_eq(saga_intake_create_group(in, on_done, NULL), 0);
-    cr_assert(run_for(&done_calls, 1, 10000));
+    cr_assert(loop_wait(&loop, &done_calls, 1, 10000));
     cr_assert_eq(done_status, 0);
     intake_events = 0;
     cr_assert_eq(saga_intake_connect(in), 0);
-    cr_assert(run_for(&intake_events, 4, 20000), "every shard's connection ready");
+    cr_assert(loop_wait(&loop, &intake_events, 4, 20000), "every shard's connection ready");
     for (unsigned k = 0; k < 4; k++) {
         char stream[64];
         saga_shards_key(sh, k, SAGA_SHARD_INTAKE, NULL, stream, sizeof(stream));
@@ -333,7 +321,7 @@ Test(store_shards, a_saga_lives_in_its_shard_and_the_intake_reads_them_all) {
         cr_assert(saga_intake_ready(in, k));
         reqs_calls = 0;
         cr_assert_eq(saga_intake_read_new(in, k, 10, 2000, on_requests, NULL), 0);
-        cr_assert(run_for(&reqs_calls, 1, 10000));
+        cr_assert(loop_wait(&loop, &reqs_calls, 1, 10000));
         cr_assert_eq(reqs_n, 1, "shard %u", k);
         char want[16];
         snprintf(want, sizeof(want), "req-%u", k);
@@ -342,7 +330,7 @@ Test(store_shards, a_saga_lives_in_its_shard_and_the_intake_reads_them_all) {
         const char *e = reqs_entry[0];
         done_calls = 0;
         cr_assert_eq(saga_intake_done_many(in, k, &e, 1, on_done, NULL), 0);
-        cr_assert(run_for(&done_calls, 1, 10000));
+        cr_assert(loop_wait(&loop, &done_calls, 1, 10000));
         cr_assert_eq(done_status, 0);
         char stream[64];
         saga_shards_key(sh, k, SAGA_SHARD_INTAKE, NULL, stream, sizeof(stream));
@@ -350,7 +338,7 @@ Test(store_shards, a_saga_lives_in_its_shard_and_the_intake_reads_them_all) {
     }
     closed = 0;
     saga_intake_close(in, on_closed, NULL);
-    cr_assert(run_for(&closed, 1, 10000));
+    cr_assert(loop_wait(&loop, &closed, 1, 10000));
     close_store(s);
 }
 
