@@ -1,5 +1,5 @@
 /*
- * test_store_shards.c -- the shards of the global keys on a loopback Redis
+ * test_shard_layout.c -- the shards of the global keys on a loopback Redis
  * Cluster (3 primaries, 3 replicas): what the first engine records and the
  * others read, the index and owners' sets of a saga in its shard, the list
  * of unfinished sagas over every shard, the intake read from every shard;
@@ -82,7 +82,7 @@ static void teardown(void) {
     redis_cluster_stop(&RC);
 }
 
-TestSuite(store_shards, .init = setup, .fini = teardown, .timeout = 180);
+TestSuite(shard_layout, .init = setup, .fini = teardown, .timeout = 180);
 
 static redisReply *ccmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static redisReply *ccmd(const char *fmt, ...) {
@@ -104,7 +104,7 @@ static long long ccmd_int(const char *cmd, const char *key, const char *member) 
     return v;
 }
 
-Test(store_shards, the_first_engine_records_them_and_the_others_read_them) {
+Test(shard_layout, the_first_engine_records_them_and_the_others_read_them) {
     cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
     saga_store_t *a = open_store(RC.node[0].url, 6);
     cr_assert_eq(ready_status, 0, "%s", ready_msg);
@@ -247,7 +247,7 @@ static void on_intake_event(saga_intake_t *in, saga_intake_event_t ev, const cha
         intake_events++;
 }
 
-Test(store_shards, a_saga_lives_in_its_shard_and_the_intake_reads_them_all) {
+Test(shard_layout, a_saga_lives_in_its_shard_and_the_intake_reads_them_all) {
     cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
     saga_store_t *s = open_store(RC.node[0].url, 4);
     cr_assert_eq(ready_status, 0, "%s", ready_msg);
@@ -342,7 +342,7 @@ Test(store_shards, a_saga_lives_in_its_shard_and_the_intake_reads_them_all) {
     close_store(s);
 }
 
-Test(store_shards, a_single_redis_has_one_shard_and_records_nothing) {
+Test(shard_layout, a_single_redis_has_one_shard_and_records_nothing) {
     redis_server_t srv;
     cr_assert_eq(redis_server_start(&srv, NULL), 0);
     saga_store_t *s = open_store(srv.url, 8);
