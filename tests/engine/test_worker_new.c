@@ -229,3 +229,115 @@ Test(worker_new, an_unreachable_intake_is_retried_and_the_worker_stops_cleanly) 
     stop(w);
     fixture_finish();
 }
+
+/* ---------------------------------------------------------------------- */
+/* Takeover over the shards                                                */
+/* ---------------------------------------------------------------------- */
+
+#define DEAD_SAGAS 24
+
+static const char *const SLOW_DEF =
+    "saga: slow\n"
+    "steps:\n"
+    "  - {name: a, action: {handler: demo.sleep, with: {ms: 300}}, compensation: {handler: demo.noop}}\n"
+    "  - {name: b, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n";
+
+static int dead_created, dead_down;
+
+static void on_dead_created(saga_engine_t *e, const char *id, int status, void *data) {
+    (void)e;
+    (void)data;
+    cr_assert_eq(status, 0, "saga %s created", id);
+    dead_created++;
+}
+
+static void on_dead_down(void *data) {
+    (void)data;
+    dead_down++;
+}
+
+/* The members of dead worker `name`'s owned sets, over every shard; how
+ * many shards hold some in *shards. */
+static long long owned_total(const char *name, unsigned *shards) {
+    long long n = 0;
+    *shards = 0;
+    for (unsigned s = 0; s < fixture_shards()->k; s++) {
+        long long m = cmd_int("SCARD %s", shard_key_n(s, SAGA_SHARD_OWNED, name));
+        n += m;
+        *shards += m > 0;
+    }
+    return n;
+}
+
+/* A worker "dead" (an engine that owns its sagas) creates sagas in every
+ * shard and stops without a word, its lease long expired; a live worker
+ * takes every one of them over, from each shard's owned set, and forgets
+ * the dead worker only once all of those sets are empty. */
+Test(worker_new, a_dead_workers_sagas_in_every_shard_are_taken_over_then_it_is_forgotten) {
+    memset(&G, 0, sizeof(G));
+    saga_engine_options_t eo;
+    memset(&eo, 0, sizeof(eo));
+    eo.store = S;
+    eo.worker = "dead";
+    eo.owned = true;
+    eo.on_created = on_dead_created;
+    char err[256];
+    saga_engine_t *e = saga_engine_new(&L, &eo, err, sizeof(err));
+    cr_assert_not_null(e, "%s", err);
+    saga_diags_t diags;
+    saga_diags_init(&diags);
+    saga_engine_def_t *d = saga_engine_register(e, def(SLOW_DEF), &diags);
+    cr_assert_not_null(d, "%s", diags.count ? diags.items[0].message : "?");
+    char ids[DEAD_SAGAS][16];
+    for (int i = 0; i < DEAD_SAGAS; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "t-%d", i);
+        cr_assert_eq(saga_engine_start(e, d, ids[i], json_object(), NULL, err, sizeof(err)), 0,
+                     "%s", err);
+    }
+    run_until(&dead_created, DEAD_SAGAS);
+    /* It stops in the middle of step a: the results are not written. */
+    saga_engine_shutdown(e, 0, on_dead_down, NULL);
+    run_until(&dead_down, 1);
+    saga_engine_free(e);
+    unsigned shards;
+    cr_assert_eq(owned_total("dead", &shards), DEAD_SAGAS, "listed as its own");
+    cr_assert_eq(shards, fixture_shards()->k > 1 ? fixture_shards()->k : 1,
+                 "in every shard (%u of %u)", shards, fixture_shards()->k);
+    cmd("ZADD saga:{idx}:workers 1 dead"); /* its lease ran out long ago */
+
+    saga_worker_options_t o = options("live");
+    o.scan_ms = 50;
+    saga_worker_t *w = saga_worker_new(&L, S, &o, err, sizeof(err));
+    cr_assert_not_null(w, "%s", err);
+    cr_assert_eq(saga_worker_add_definition(w, def(SLOW_DEF), &diags), 0);
+    saga_diags_close(&diags);
+    cr_assert_eq(saga_worker_start(w, on_started, NULL), 0);
+    run_until(&G.started, 1);
+    cr_assert_eq(G.status, 0, "%s", G.msg);
+
+    /* Until every saga completed and the dead worker is forgotten; never
+     * forgotten while one of its sets still holds a saga. */
+    fixture_deadline_start(30000);
+    int completed = 0;
+    bool forgotten = false;
+    while (!fixture_expired() && (completed < DEAD_SAGAS || !forgotten)) {
+        uv_run(&L, UV_RUN_ONCE);
+        bool gone = cmd("ZSCORE saga:{idx}:workers dead")->type == REDIS_REPLY_NIL;
+        long long left = owned_total("dead", &shards);
+        cr_assert(!gone || left == 0, "forgotten with %lld sagas left in its sets", left);
+        forgotten = gone;
+        completed = 0;
+        for (int i = 0; i < DEAD_SAGAS; i++) {
+            redisReply *r = cmd("HMGET saga:{%s} state owner", ids[i]);
+            completed += r->element[0]->type == REDIS_REPLY_STRING &&
+                         strcmp(r->element[0]->str, "completed") == 0;
+        }
+    }
+    fixture_deadline_stop();
+    cr_assert_eq(completed, DEAD_SAGAS, "every saga taken over and completed");
+    cr_assert(forgotten, "the dead worker forgotten");
+    for (int i = 0; i < DEAD_SAGAS; i++)
+        cr_assert_str_eq(cmd("HGET saga:{%s} owner", ids[i])->str, "live", "%s", ids[i]);
+    stop(w);
+    fixture_finish();
+}
