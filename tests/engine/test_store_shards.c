@@ -2,11 +2,13 @@
  * test_store_shards.c -- the store's operations over the shards of the
  * global keys (store/shards.h): the list of sagas merged over every shard's
  * index, a submit into its shard's intake once, the gauges summed over the
- * shards, an orphan listed in its shard. On one Redis (one shard, the keys
+ * shards, an orphan listed in its shard, and `saga list|status|cancel|
+ * retry` reading the shards the store recorded. On one Redis (one shard, the keys
  * of before) and, as store_shards_cluster, on a loopback Redis Cluster with
  * 8 shards (SAGA_TEST_REDIS=cluster SAGA_TEST_SHARDS=8: store_fixture.h).
  */
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,10 @@
 
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <uv.h>
 
+#include "saga_proc.h"
 #include "store_fixture.h"
 #include "saga/errors.h"
 #include "store/gauges.h"
@@ -362,5 +366,77 @@ Test(store_shards, gauges_sum_every_shard) {
     CALL(saga_store_gauges(S, on_gauges, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert(strstr(G.why, key) != NULL, "why: %s", G.why);
+    fixture_finish();
+}
+
+/* ---------------------------------------------------------------------- */
+/* The operator commands of the CLI                                        */
+/* ---------------------------------------------------------------------- */
+
+/* `saga ARGS... --redis URL` (ARGS NULL-terminated): its exit status, its
+ * stdout in *out and its stderr in *err (caller frees both). */
+static int saga_cmd(char **out, char **err, ...) {
+    char path[700], errpath[700];
+    snprintf(path, sizeof(path), "%s/cmd.out", fixture_dir());
+    snprintf(errpath, sizeof(errpath), "%s/cmd.err", fixture_dir());
+    const char *argv[16];
+    int n = 0;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 12;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n++] = "--redis";
+    argv[n++] = fixture_cluster() ? RC.node[0].url : R.url;
+    argv[n] = NULL;
+    saga_proc_io_t io = {.out = path, .err = errpath};
+    int status = saga_proc_run(argv, &io);
+    *out = saga_proc_slurp(path);
+    *err = saga_proc_slurp(errpath);
+    return status;
+}
+
+/* saga list, status, cancel and retry read the shards the store recorded:
+ * the list merges them (every saga once, in order), a cancel or a retry of
+ * a saga nobody owns lists it in the orphans of its shard. */
+Test(store_shards, cli_list_status_cancel_retry_over_the_shards) {
+    put_sagas();
+    char *out, *err;
+    cr_assert_eq(saga_cmd(&out, &err, "list", "--limit", "100000", "--json", NULL), 0, "%s",
+                 err);
+    json_error_t je;
+    json_t *all = json_loads(out, 0, &je);
+    cr_assert_not_null(all, "%s: %s", je.text, out);
+    cr_assert_eq(json_array_size(all), NSAGAS);
+    for (size_t i = 0; i < NSAGAS; i++)
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(all, i), "id")),
+                         sagas[i].id, "item %zu", i);
+    json_decref(all);
+    free(out);
+    free(err);
+
+    cmd("HSET saga:{c-orphan} id c-orphan saga demo state running created 1 seq 3 def %s "
+        "fence 4 owner %s", HASH, "");
+    cmd("ZADD %s -1 c-orphan", shard_key(SAGA_SHARD_SAGAS, NULL, "c-orphan"));
+    cmd("HSET saga:{r-stuck} id r-stuck saga demo state stuck stuck_in running created 2 "
+        "seq 3 def %s fence 4 owner %s act:pay %s", HASH, "", "failed 3 0 5");
+    cmd("ZADD %s -2 r-stuck", shard_key(SAGA_SHARD_SAGAS, NULL, "r-stuck"));
+
+    cr_assert_eq(saga_cmd(&out, &err, "status", "c-orphan", "--json", NULL), 0, "%s", err);
+    cr_assert(strstr(out, "\"running\"") != NULL, "%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(saga_cmd(&out, &err, "cancel", "c-orphan", NULL), 0, "%s", err);
+    cr_assert(strstr(out, "cancel requested") != NULL, "%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(cmd_int("SISMEMBER %s c-orphan", shard_key(SAGA_SHARD_ORPHANS, NULL,
+                                                             "c-orphan")), 1);
+    cr_assert_eq(saga_cmd(&out, &err, "retry", "r-stuck", NULL), 0, "%s", err);
+    free(out);
+    free(err);
+    cr_assert_eq(cmd_int("SISMEMBER %s r-stuck", shard_key(SAGA_SHARD_ORPHANS, NULL,
+                                                            "r-stuck")), 1);
+    cr_assert_eq(sum_over_shards("SCARD %s", SAGA_SHARD_ORPHANS), 2, "nowhere else");
     fixture_finish();
 }
