@@ -335,7 +335,13 @@ Test(worker_store, release_to_the_orphans_or_to_nobody) {
     cr_assert_eq(saga_lease_release(S, "s4", "me", 1, true, NULL, NULL), 0);
     CALL(saga_lease_set_size(S, s4, NULL, on_count, NULL));
     cr_assert_eq(G.u, before, "s4 not yet in the orphans");
-    CALL(saga_lease_set_size(S, s4, NULL, on_count, NULL));
+    /* Then s4, released in the background: on one connection at once; on
+     * a cluster the SMOVE follows saga_release's answer from another node. */
+    for (int i = 0; i < 100; i++) {
+        CALL(saga_lease_set_size(S, s4, NULL, on_count, NULL));
+        if (G.u == before + 1 || !fixture_cluster())
+            break;
+    }
     cr_assert_eq(G.u, before + 1, "then s4, released in the background");
     cr_assert_eq(set_total(SAGA_SHARD_ORPHANS, NULL), 2, "s1 and s4, each in its shard");
     fixture_finish();
