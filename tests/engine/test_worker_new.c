@@ -291,7 +291,7 @@ Test(worker_new, a_dead_workers_sagas_in_every_shard_are_taken_over_then_it_is_f
     char ids[DEAD_SAGAS][16];
     for (int i = 0; i < DEAD_SAGAS; i++) {
         snprintf(ids[i], sizeof(ids[i]), "t-%d", i);
-        cr_assert_eq(saga_engine_start(e, d, ids[i], json_object(), NULL, err, sizeof(err)), 0,
+        cr_assert_eq(saga_engine_start(e, d, ids[i], NULL, NULL, err, sizeof(err)), 0,
                      "%s", err);
     }
     run_until(&dead_created, DEAD_SAGAS);
