@@ -327,17 +327,24 @@ static void on_set_members(int status, const char *next, const char *const *ids,
     set_scan_t *ss = data;
     saga_worker_t *w = ss->w;
     saga__worker_answered(w);
+    unsigned k = saga_lease_shards(w->store);
+    bool last_shard = ss->shard + 1 >= k;
+    cursor_t *cur = saga_strmap_get(&w->cursors, ss->key);
     if (status != 0 || w->stopping) {
-        if (status != 0 && status != SAGA_EUNAVAILABLE)
-            saga_warn("worker %s: scanning %s: %s", w->name,
-                      ss->orphans ? "the orphans" : ss->worker, why);
+        if (status != 0 && status != SAGA_EUNAVAILABLE) {
+            saga_warn("worker %s: scanning %s in shard %u: %s", w->name,
+                      ss->orphans ? "the orphans" : ss->worker, ss->shard, why);
+            /* A shard's set that cannot be read (a key of the wrong type):
+             * the next shard's, so that it hides no other. */
+            if (cur != NULL && cur->shard == ss->shard) {
+                cur->shard = last_shard ? 0 : ss->shard + 1;
+                strcpy(cur->cursor, "0");
+            }
+        }
         free(ss);
         return;
     }
-    unsigned k = saga_lease_shards(w->store);
     bool pass_done = strcmp(next, "0") == 0;
-    bool last_shard = ss->shard + 1 >= k;
-    cursor_t *cur = saga_strmap_get(&w->cursors, ss->key);
     if (cur != NULL && cur->shard == ss->shard) {
         if (!pass_done) {
             snprintf(cur->cursor, sizeof(cur->cursor), "%s", next);
@@ -447,11 +454,17 @@ static void on_sweep_page(int status, const char *const *ids, size_t n, const ch
     saga_worker_t *w = data;
     w->sweeping = false;
     saga__worker_answered(w);
-    if (status != 0 && status != SAGA_EUNAVAILABLE)
-        saga_warn("worker %s: sweeping the unfinished sagas: %s", w->name, why);
+    unsigned k = saga_lease_shards(w->store);
+    if (status != 0 && status != SAGA_EUNAVAILABLE) {
+        saga_warn("worker %s: sweeping the unfinished sagas of shard %u: %s", w->name,
+                  w->sweep_shard, why);
+        /* An index that cannot be read: the next shard's, so that it hides
+         * no other. */
+        w->sweep_offset = 0;
+        w->sweep_shard = k > 0 ? (w->sweep_shard + 1) % k : 0;
+    }
     if (status != 0 || w->stopping)
         return;
-    unsigned k = saga_lease_shards(w->store);
     bool next_shard = n < SWEEP_PAGE;
     if (next_shard) {
         w->sweep_offset = 0;
