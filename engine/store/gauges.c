@@ -1,5 +1,7 @@
 /*
- * gauges.c -- counts for /metrics (gauges.h). Key names: keys.h.
+ * gauges.c -- counts for /metrics (gauges.h). Key names: keys.h and
+ * store/shards.h: the index of sagas and the intake exist once per shard,
+ * and their counts are summed over the shards.
  */
 #include "store/gauges.h"
 
@@ -14,16 +16,27 @@
 #include "redis/redis_conn.h"
 #include "saga/errors.h"
 #include "store/keys.h"
+#include "store/shards.h"
 #include "store/store_redis.h"
+
+#define KEY_MAX 256
 
 typedef struct gauges_rq_s {
     saga_gauges_cb cb;
     void *data;
     saga_gauges_t g;
     unsigned outstanding;
+    uint64_t shard_scan;  /* unfinished sagas looked at per shard, at most */
     int status;
     char why[200];
 } gauges_rq_t;
+
+/* One command of a reading: the request and the key it read (named in
+ * messages). */
+typedef struct gauge_cmd_s {
+    gauges_rq_t *rq;
+    char key[KEY_MAX];
+} gauge_cmd_t;
 
 static void fail(gauges_rq_t *rq, int status, const char *why) {
     if (rq->status == 0) {
@@ -40,60 +53,88 @@ static void done_one(gauges_rq_t *rq) {
     free(rq);
 }
 
-/* Sends a command counted in rq->outstanding; a failed send is an error. */
+/* The end of one command: its context freed, the request counted down. */
+static void cmd_done(gauge_cmd_t *gc) {
+    gauges_rq_t *rq = gc->rq;
+    free(gc);
+    done_one(rq);
+}
+
+/* Sends a command counted in rq->outstanding, whose key is argv[1]; a
+ * failed send is an error. */
 static void send_cmd(gauges_rq_t *rq, saga_redis_t *c, saga_redis_reply_cb cb, int argc,
                      const char **argv) {
+    gauge_cmd_t *gc = malloc(sizeof(*gc));
+    if (gc == NULL) {
+        fail(rq, -ENOMEM, "out of memory");
+        return;
+    }
+    gc->rq = rq;
+    snprintf(gc->key, sizeof(gc->key), "%s", argv[1]);
     rq->outstanding++;
-    if (saga_redis_command_argv(c, cb, rq, argc, argv, NULL) != 0) {
+    if (saga_redis_command_argv(c, cb, gc, argc, argv, NULL) != 0) {
         fail(rq, SAGA_EUNAVAILABLE, "lost the connection to Redis");
         rq->outstanding--;
+        free(gc);
     }
 }
 
-static bool integer(gauges_rq_t *rq, const redisReply *r, const char *what, uint64_t *out) {
+/* A count reply added to *sum; returns it in *n. */
+static bool integer(gauge_cmd_t *gc, const redisReply *r, uint64_t *sum, uint64_t *n) {
+    gauges_rq_t *rq = gc->rq;
     if (r == NULL) {
         fail(rq, SAGA_EUNAVAILABLE, "lost the connection to Redis");
         return false;
     }
     if (r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
-        char why[160];
-        snprintf(why, sizeof(why), "%s: expected a count, got %s", what,
+        char why[200];
+        snprintf(why, sizeof(why), "%s: expected a count, got %s", gc->key,
                  r->type == REDIS_REPLY_ERROR ? r->str : "another reply");
         fail(rq, SAGA_ESTORE, why);
         return false;
     }
-    *out = (uint64_t)r->integer;
+    *sum += (uint64_t)r->integer;
+    if (n != NULL)
+        *n = (uint64_t)r->integer;
     return true;
 }
 
 static void on_unfinished(saga_redis_t *c, redisReply *r, void *data) {
-    gauges_rq_t *rq = data;
-    integer(rq, r, SAGA_KEY_SAGAS, &rq->g.unfinished);
-    if (rq->status == 0 && rq->g.unfinished > SAGA_GAUGES_SCAN_MAX)
+    gauge_cmd_t *gc = data;
+    gauges_rq_t *rq = gc->rq;
+    uint64_t n = 0;
+    (void)c;
+    /* More in a shard than its states read: the states are of a part. */
+    if (integer(gc, r, &rq->g.unfinished, &n) && n > rq->shard_scan)
         rq->g.partial = true;
-    done_one(rq);
+    cmd_done(gc);
 }
 
 static void on_finished(saga_redis_t *c, redisReply *r, void *data) {
-    gauges_rq_t *rq = data;
-    integer(rq, r, SAGA_KEY_SAGAS, &rq->g.finished);
-    done_one(rq);
+    gauge_cmd_t *gc = data;
+    (void)c;
+    integer(gc, r, &gc->rq->g.finished, NULL);
+    cmd_done(gc);
 }
 
 static void on_workers(saga_redis_t *c, redisReply *r, void *data) {
-    gauges_rq_t *rq = data;
-    integer(rq, r, SAGA_KEY_WORKERS, &rq->g.workers);
-    done_one(rq);
+    gauge_cmd_t *gc = data;
+    (void)c;
+    integer(gc, r, &gc->rq->g.workers, NULL);
+    cmd_done(gc);
 }
 
 static void on_backlog(saga_redis_t *c, redisReply *r, void *data) {
-    gauges_rq_t *rq = data;
-    integer(rq, r, SAGA_KEY_INTAKE, &rq->g.intake_backlog);
-    done_one(rq);
+    gauge_cmd_t *gc = data;
+    (void)c;
+    integer(gc, r, &gc->rq->g.intake_backlog, NULL);
+    cmd_done(gc);
 }
 
 static void on_state(saga_redis_t *c, redisReply *r, void *data) {
-    gauges_rq_t *rq = data;
+    gauge_cmd_t *gc = data;
+    gauges_rq_t *rq = gc->rq;
+    (void)c;
     if (r == NULL) {
         fail(rq, SAGA_EUNAVAILABLE, "lost the connection to Redis");
     } else if (r->type == REDIS_REPLY_STRING) {
@@ -105,39 +146,46 @@ static void on_state(saga_redis_t *c, redisReply *r, void *data) {
             rq->g.stuck++;
         /* finished meanwhile: counted nowhere by this reading */
     } else if (r->type == REDIS_REPLY_ERROR) {
-        fail(rq, SAGA_ESTORE, r->str);
+        char why[200];
+        snprintf(why, sizeof(why), "%s: %s", gc->key, r->str);
+        fail(rq, SAGA_ESTORE, why);
     }
     /* nil: the record expired meanwhile */
-    done_one(rq);
+    cmd_done(gc);
 }
 
 static void on_ids(saga_redis_t *c, redisReply *r, void *data) {
-    gauges_rq_t *rq = data;
+    gauge_cmd_t *gc = data;
+    gauges_rq_t *rq = gc->rq;
+    char why[200];
     if (r == NULL) {
         fail(rq, SAGA_EUNAVAILABLE, "lost the connection to Redis");
     } else if (r->type != REDIS_REPLY_ARRAY) {
-        fail(rq, SAGA_ESTORE, SAGA_KEY_SAGAS ": expected a list of ids");
+        snprintf(why, sizeof(why), "%s: expected a list of ids", gc->key);
+        fail(rq, SAGA_ESTORE, why);
     } else {
         for (size_t i = 0; i < r->elements && rq->status == 0; i++) {
             const redisReply *e = r->element[i];
             if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > 200) {
-                fail(rq, SAGA_ESTORE, SAGA_KEY_SAGAS ": an id that is not a string");
+                snprintf(why, sizeof(why), "%s: an id that is not a string", gc->key);
+                fail(rq, SAGA_ESTORE, why);
                 break;
             }
-            char key[256];
+            char key[KEY_MAX];
             snprintf(key, sizeof(key), SAGA_KEY_RECORD_FMT, e->str);
             const char *argv[] = {"HGET", key, "state"};
             send_cmd(rq, c, on_state, 3, argv);
         }
     }
-    done_one(rq);
+    cmd_done(gc);
 }
 
 int saga_store_gauges(saga_store_t *s, saga_gauges_cb cb, void *data) {
     saga_redis_t *c = saga_store_redis_conn(s);
     if (c == NULL)
         return -ENOTSUP;
-    if (!saga_redis_ready(c))
+    const saga_shards_t *sh = saga_store_redis_shards(s);
+    if (!saga_redis_ready(c) || sh == NULL)
         return SAGA_EUNAVAILABLE;
     gauges_rq_t *rq = calloc(1, sizeof(*rq));
     if (rq == NULL)
@@ -145,26 +193,39 @@ int saga_store_gauges(saga_store_t *s, saga_gauges_cb cb, void *data) {
     rq->cb = cb;
     rq->data = data;
     rq->outstanding = 1; /* this function's own, released below */
+    /* The states of SAGA_GAUGES_SCAN_MAX unfinished sagas at most, the
+     * newest of each shard in equal parts (a saga's shard is a hash of its
+     * id: the shards fill evenly). */
+    rq->shard_scan = (SAGA_GAUGES_SCAN_MAX + sh->k - 1) / sh->k;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     char now[24], limit[24];
     snprintf(now, sizeof(now), "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    snprintf(limit, sizeof(limit), "%d", SAGA_GAUGES_SCAN_MAX);
-    const char *unfinished[] = {"ZCOUNT", SAGA_KEY_SAGAS, "-inf", "(0"};
-    const char *finished[] = {"ZCOUNT", SAGA_KEY_SAGAS, "0", "+inf"};
+    snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rq->shard_scan);
     const char *workers[] = {"ZCOUNT", SAGA_KEY_WORKERS, now, "+inf"};
-    const char *backlog[] = {"XLEN", SAGA_KEY_INTAKE};
-    /* the newest unfinished first: their scores are -created */
-    const char *ids[] = {"ZRANGEBYSCORE", SAGA_KEY_SAGAS, "-inf", "(0", "LIMIT", "0", limit};
-    send_cmd(rq, c, on_unfinished, 4, unfinished);
-    send_cmd(rq, c, on_finished, 4, finished);
     send_cmd(rq, c, on_workers, 4, workers);
-    send_cmd(rq, c, on_backlog, 2, backlog);
-    send_cmd(rq, c, on_ids, 7, ids);
+    for (unsigned i = 0; i < sh->k; i++) {
+        char sagas[KEY_MAX], intake[KEY_MAX];
+        if (saga_shards_key(sh, i, SAGA_SHARD_SAGAS, NULL, sagas, sizeof(sagas)) < 0 ||
+            saga_shards_key(sh, i, SAGA_SHARD_INTAKE, NULL, intake, sizeof(intake)) < 0) {
+            fail(rq, -EINVAL, "a shard's key does not fit");
+            break;
+        }
+        const char *unfinished[] = {"ZCOUNT", sagas, "-inf", "(0"};
+        const char *finished[] = {"ZCOUNT", sagas, "0", "+inf"};
+        const char *backlog[] = {"XLEN", intake};
+        /* the newest unfinished first: their scores are -created */
+        const char *ids[] = {"ZRANGEBYSCORE", sagas, "-inf", "(0", "LIMIT", "0", limit};
+        send_cmd(rq, c, on_unfinished, 4, unfinished);
+        send_cmd(rq, c, on_finished, 4, finished);
+        send_cmd(rq, c, on_backlog, 2, backlog);
+        send_cmd(rq, c, on_ids, 7, ids);
+    }
     if (rq->outstanding == 1) {
         /* nothing was sent: no callback */
+        int status = rq->status != 0 ? rq->status : SAGA_EUNAVAILABLE;
         free(rq);
-        return SAGA_EUNAVAILABLE;
+        return status;
     }
     /* callbacks never run inside the calls above, so this cannot finish */
     rq->outstanding--;

@@ -20,6 +20,8 @@
 #include "store/call.h"
 #include "store/keys.h"
 #include "store/redis_replies.h"
+#include "store/shards.h"
+#include "store/store_redis.h"
 #include "util/bytes.h"
 
 #define KEY_MAX 256
@@ -53,14 +55,35 @@ typedef struct call_s {
     bool to_orphans;
     char id[SAGA_ID_MAX + 1];
     char owned[KEY_MAX];
+    char orphans[KEY_MAX];
 } call_t;
 
-/* The key of the set of `owner` (NULL: the orphans) into buf. Returns 0 or
- * -EINVAL when the name does not fit. */
-static int set_key(char *buf, size_t size, const char *owner) {
-    int n = owner != NULL ? snprintf(buf, size, SAGA_KEY_OWNED "%s", owner)
-                          : snprintf(buf, size, "%s", SAGA_KEY_ORPHANS);
-    return n < 0 || (size_t)n >= size || (owner != NULL && owner[0] == '\0') ? -EINVAL : 0;
+unsigned saga_lease_shards(saga_store_t *s) {
+    const saga_shards_t *sh = s != NULL ? saga_store_redis_shards(s) : NULL;
+    return sh != NULL ? sh->k : 0;
+}
+
+/* The key of the set of `owner` (NULL: the orphans) in shard `shard` into
+ * buf. Returns 0, -EINVAL when the name is empty or does not fit or the
+ * shard is out of range, SAGA_EUNAVAILABLE when the store is not ready
+ * (its shards are not known yet). */
+static int set_key(saga_store_t *s, unsigned shard, char *buf, size_t size,
+                   const char *owner) {
+    const saga_shards_t *sh = saga_store_redis_shards(s);
+    if (sh == NULL)
+        return saga_store_redis_conn(s) != NULL ? SAGA_EUNAVAILABLE : -EINVAL;
+    if (owner != NULL && owner[0] == '\0')
+        return -EINVAL;
+    int n = owner != NULL ? saga_shards_key(sh, shard, SAGA_SHARD_OWNED, owner, buf, size)
+                          : saga_shards_key(sh, shard, SAGA_SHARD_ORPHANS, NULL, buf, size);
+    return n < 0 ? -EINVAL : 0;
+}
+
+/* The same for the set that holds saga `id`: its own shard's. */
+static int id_set_key(saga_store_t *s, const char *id, char *buf, size_t size,
+                      const char *owner) {
+    const saga_shards_t *sh = saga_store_redis_shards(s);
+    return set_key(s, sh != NULL ? saga_shards_of(sh, id) : 0, buf, size, owner);
 }
 
 static bool id_ok(const char *id) { return id != NULL && id[0] != '\0' && strlen(id) <= SAGA_ID_MAX; }
@@ -239,7 +262,7 @@ static bool release_then_unlist(call_t *c, int *status, const redisReply *r,
     c->kind = K_DONE;
     int rc = c->to_orphans
                  ? saga_redis_command(c->conn, on_reply, c, "SMOVE %s %s %s", c->owned,
-                                      SAGA_KEY_ORPHANS, c->id)
+                                      c->orphans, c->id)
                  : saga_redis_command(c->conn, on_reply, c, "SREM %s %s", c->owned, c->id);
     if (rc == 0)
         return true;
@@ -362,9 +385,10 @@ int saga_lease_release(saga_store_t *s, const char *id, const char *worker, uint
     CALL(K_RELEASE, done, cb);
     c->to_orphans = to_orphans;
     snprintf(c->id, sizeof(c->id), "%s", id);
-    if (set_key(c->owned, sizeof(c->owned), worker) != 0) {
+    if ((rc = id_set_key(s, id, c->owned, sizeof(c->owned), worker)) != 0 ||
+        (rc = id_set_key(s, id, c->orphans, sizeof(c->orphans), NULL)) != 0) {
         free(c);
-        return -EINVAL;
+        return rc;
     }
     return sent(c, saga_redis_command(c->conn, on_reply, c,
                                       "FCALL saga_release 2 " SAGA_KEY_RECORD_FMT
@@ -375,9 +399,13 @@ int saga_lease_release(saga_store_t *s, const char *id, const char *worker, uint
 int saga_lease_list_owned(saga_store_t *s, const char *id, const char *worker, bool listed,
                           const char *from, saga_lease_done_cb cb, void *data) {
     char to[KEY_MAX], src[KEY_MAX];
-    if (!id_ok(id) || !name_ok(worker) || set_key(to, sizeof(to), worker) != 0 ||
-        (listed && set_key(src, sizeof(src), from) != 0))
+    if (!id_ok(id) || !name_ok(worker))
         return -EINVAL;
+    int krc = id_set_key(s, id, to, sizeof(to), worker);
+    if (krc == 0 && listed)
+        krc = id_set_key(s, id, src, sizeof(src), from);
+    if (krc != 0)
+        return krc;
     CALL(K_INTEGER, done, cb);
     return sent(c, listed ? saga_redis_command(c->conn, on_reply, c, "SMOVE %s %s %s", src, to,
                                                id)
@@ -387,8 +415,11 @@ int saga_lease_list_owned(saga_store_t *s, const char *id, const char *worker, b
 int saga_lease_unlist(saga_store_t *s, const char *owner, const char *id,
                       saga_lease_done_cb cb, void *data) {
     char set[KEY_MAX];
-    if (!id_ok(id) || set_key(set, sizeof(set), owner) != 0)
+    if (!id_ok(id))
         return -EINVAL;
+    int krc = id_set_key(s, id, set, sizeof(set), owner);
+    if (krc != 0)
+        return krc;
     CALL(K_INTEGER, done, cb);
     return sent(c, saga_redis_command(c->conn, on_reply, c, "SREM %s %s", set, id));
 }
@@ -404,34 +435,45 @@ int saga_lease_candidate(saga_store_t *s, const char *id, saga_lease_candidate_c
                                       id));
 }
 
-int saga_lease_scan(saga_store_t *s, const char *owner, const char *cursor, size_t count,
-                    saga_lease_scan_cb cb, void *data) {
+int saga_lease_scan(saga_store_t *s, unsigned shard, const char *owner, const char *cursor,
+                    size_t count, saga_lease_scan_cb cb, void *data) {
     char set[KEY_MAX];
-    if (set_key(set, sizeof(set), owner) != 0 || cursor == NULL || cursor[0] == '\0' ||
-        count == 0 || cb == NULL)
+    if (cursor == NULL || cursor[0] == '\0' || count == 0 || cb == NULL)
         return -EINVAL;
+    int krc = set_key(s, shard, set, sizeof(set), owner);
+    if (krc != 0)
+        return krc;
     CALL(K_SCAN, scan, cb);
     return sent(c, saga_redis_command(c->conn, on_reply, c, "SSCAN %s %s COUNT %llu", set,
                                       cursor, (unsigned long long)count));
 }
 
-int saga_lease_set_size(saga_store_t *s, const char *owner, saga_lease_count_cb cb,
-                        void *data) {
+int saga_lease_set_size(saga_store_t *s, unsigned shard, const char *owner,
+                        saga_lease_count_cb cb, void *data) {
     char set[KEY_MAX];
-    if (set_key(set, sizeof(set), owner) != 0 || cb == NULL)
+    if (cb == NULL)
         return -EINVAL;
+    int krc = set_key(s, shard, set, sizeof(set), owner);
+    if (krc != 0)
+        return krc;
     CALL(K_COUNT, count, cb);
     return sent(c, saga_redis_command(c->conn, on_reply, c, "SCARD %s", set));
 }
 
-int saga_lease_sweep(saga_store_t *s, uint64_t offset, size_t count, saga_lease_names_cb cb,
-                     void *data) {
+int saga_lease_sweep(saga_store_t *s, unsigned shard, uint64_t offset, size_t count,
+                     saga_lease_names_cb cb, void *data) {
+    char sagas[KEY_MAX];
     if (count == 0 || cb == NULL)
+        return -EINVAL;
+    const saga_shards_t *sh = saga_store_redis_shards(s);
+    if (sh == NULL)
+        return saga_store_redis_conn(s) != NULL ? SAGA_EUNAVAILABLE : -EINVAL;
+    if (saga_shards_key(sh, shard, SAGA_SHARD_SAGAS, NULL, sagas, sizeof(sagas)) < 0)
         return -EINVAL;
     CALL(K_NAMES, names, cb);
     /* The unfinished sagas: the index's scores below 0 (keys.h). */
     return sent(c, saga_redis_command(c->conn, on_reply, c,
-                                      "ZRANGEBYSCORE %s -inf (0 LIMIT %llu %llu", SAGA_KEY_SAGAS,
+                                      "ZRANGEBYSCORE %s -inf (0 LIMIT %llu %llu", sagas,
                                       (unsigned long long)offset, (unsigned long long)count));
 }
 

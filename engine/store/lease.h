@@ -27,7 +27,11 @@
  * is needed; bad arguments), SAGA_EUNAVAILABLE (not connected) or -ENOMEM.
  *
  * A set of sagas is named by its owner: `owner` is the name of the worker
- * whose owned set is meant, or NULL for the orphans.
+ * whose owned set is meant, or NULL for the orphans. Each set exists once
+ * per shard of the global keys (store/shards.h): a saga's entry is in the
+ * set of its own shard, so an operation on one saga finds the set itself;
+ * a walk over a whole set (scan, size) or over the unfinished sagas
+ * (sweep) names the shard, 0 .. saga_lease_shards() - 1.
  */
 #ifndef SAGA_STORE_LEASE_H
 #define SAGA_STORE_LEASE_H
@@ -38,6 +42,10 @@
 
 #include "saga/state.h"
 #include "saga/store.h"
+
+/* The number of shards of the global keys (1 .. SAGA_SHARDS_MAX) once the
+ * store is ready; 0 before, and for a store that is not a Redis store. */
+unsigned saga_lease_shards(saga_store_t *s);
 
 /* status 0 or an error (above). */
 typedef void (*saga_lease_done_cb)(int status, const char *why, void *data);
@@ -66,8 +74,8 @@ int saga_lease_heartbeat(saga_store_t *s, const char *worker, uint64_t lease_ms,
 int saga_lease_dead_workers(saga_store_t *s, saga_lease_names_cb cb, void *data);
 
 /* Removes `worker` from the index of workers and from the record of who
- * serves which saga (a stopping worker, or a dead one whose owned set is
- * empty): FCALL saga_deregister. `cb` may be NULL. */
+ * serves which saga (a stopping worker, or a dead one whose owned sets are
+ * empty in every shard): FCALL saga_deregister. `cb` may be NULL. */
 int saga_lease_deregister(saga_store_t *s, const char *worker, saga_lease_done_cb cb,
                           void *data);
 
@@ -136,24 +144,27 @@ int saga_lease_candidate(saga_store_t *s, const char *id, saga_lease_candidate_c
 typedef void (*saga_lease_scan_cb)(int status, const char *next, const char *const *ids,
                                    size_t n, const char *why, void *data);
 
-/* Reads about `count` ids of the set of `owner` (NULL: the orphans) from
- * `cursor` ("0" to begin a pass): SSCAN, which never offers the same id
- * twice in a pass, unlike random sampling. */
-int saga_lease_scan(saga_store_t *s, const char *owner, const char *cursor, size_t count,
-                    saga_lease_scan_cb cb, void *data);
+/* Reads about `count` ids of the set of `owner` (NULL: the orphans) in
+ * shard `shard` from `cursor` ("0" to begin a pass): SSCAN, which never
+ * offers the same id twice in a pass, unlike random sampling. -EINVAL for a
+ * shard out of range. */
+int saga_lease_scan(saga_store_t *s, unsigned shard, const char *owner, const char *cursor,
+                    size_t count, saga_lease_scan_cb cb, void *data);
 
 /* status 0 with the number of sagas in the set. */
 typedef void (*saga_lease_count_cb)(int status, uint64_t n, const char *why, void *data);
 
-/* Counts the sagas in the set of `owner` (NULL: the orphans). */
-int saga_lease_set_size(saga_store_t *s, const char *owner, saga_lease_count_cb cb,
-                        void *data);
+/* Counts the sagas in the set of `owner` (NULL: the orphans) in shard
+ * `shard`. -EINVAL for a shard out of range. */
+int saga_lease_set_size(saga_store_t *s, unsigned shard, const char *owner,
+                        saga_lease_count_cb cb, void *data);
 
-/* Reads up to `count` ids of unfinished sagas from position `offset` of the
- * index (newest first), for the sweep that finds sagas missing from every
- * set. Fewer than `count` means the end was reached. */
-int saga_lease_sweep(saga_store_t *s, uint64_t offset, size_t count, saga_lease_names_cb cb,
-                     void *data);
+/* Reads up to `count` ids of unfinished sagas from position `offset` of
+ * shard `shard`'s index (newest first), for the sweep that finds sagas
+ * missing from every set. Fewer than `count` means the end of that shard
+ * was reached. -EINVAL for a shard out of range. */
+int saga_lease_sweep(saga_store_t *s, unsigned shard, uint64_t offset, size_t count,
+                     saga_lease_names_cb cb, void *data);
 
 /* ---- Wake-ups and definitions ---------------------------------------- */
 

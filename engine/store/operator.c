@@ -21,6 +21,7 @@
 #include "saga/errors.h"
 #include "store/keys.h"
 #include "store/redis_replies.h"
+#include "store/shards.h"
 #include "store/store_redis.h"
 #include "util/bytes.h"
 
@@ -47,6 +48,17 @@ static saga_redis_t *conn_of(saga_store_t *s, int *rc) {
     }
     return c;
 }
+
+/* The store's shards of the global keys (store/shards.h) once it is
+ * ready, else NULL with the code to return in *rc. */
+static const saga_shards_t *shards_of(saga_store_t *s, int *rc) {
+    const saga_shards_t *sh = saga_store_redis_shards(s);
+    if (sh == NULL)
+        *rc = SAGA_EUNAVAILABLE;
+    return sh;
+}
+
+#define SHARD_KEY_MAX (SAGA_SHARD_TAG_MAX + 24) /* "saga:{TAG}:submitted" */
 
 /* A send that failed: what the caller is told. */
 static int send_failed(int rc) {
@@ -331,6 +343,16 @@ int saga_operator_submit(saga_store_t *s, const saga_operator_submit_t *req,
     saga_redis_t *c = conn_of(s, &rc);
     if (c == NULL)
         return rc;
+    const saga_shards_t *sh = shards_of(s, &rc);
+    if (sh == NULL)
+        return rc;
+    /* The intake and the submitted set of the saga's shard: one hash tag. */
+    char intake[SHARD_KEY_MAX], submitted[SHARD_KEY_MAX];
+    unsigned shard = saga_shards_of(sh, req->id);
+    int il = saga_shards_key(sh, shard, SAGA_SHARD_INTAKE, NULL, intake, sizeof(intake));
+    int sl = saga_shards_key(sh, shard, SAGA_SHARD_SUBMITTED, NULL, submitted, sizeof(submitted));
+    if (il < 0 || sl < 0)
+        return -EINVAL;
     submit_rq_t *rq = malloc(sizeof(*rq));
     if (rq == NULL)
         return -ENOMEM;
@@ -338,9 +360,9 @@ int saga_operator_submit(saga_store_t *s, const saga_operator_submit_t *req,
     char retention[24];
     size_t rlen = saga_fmt_u64(retention, req->retention_ms ? req->retention_ms
                                                             : SAGA_DEFAULT_RETENTION_MS);
-    const char *argv[] = {"FCALL", "saga_submit", "2", SAGA_KEY_INTAKE, SAGA_KEY_SUBMITTED,
+    const char *argv[] = {"FCALL", "saga_submit", "2", intake, submitted,
                           req->id, req->name, req->hash, req->input, retention};
-    size_t len[] = {5, 11, 1, sizeof(SAGA_KEY_INTAKE) - 1, sizeof(SAGA_KEY_SUBMITTED) - 1,
+    size_t len[] = {5, 11, 1, (size_t)il, (size_t)sl,
                     strlen(req->id), strlen(req->name), SAGA_DEF_HASH_LEN,
                     strlen(req->input), rlen};
     if ((rc = saga_redis_command_argv(c, on_submit, rq, 10, argv, len)) != 0) {
@@ -358,6 +380,7 @@ typedef struct state_rq_s {
     saga_operator_state_cb cb;
     void *data;
     char id[SAGA_ID_MAX + 1];
+    char submitted[SHARD_KEY_MAX]; /* the submitted set of the saga's shard */
 } state_rq_t;
 
 static void state_done(state_rq_t *rq, int status, const char *why,
@@ -382,7 +405,8 @@ static void on_submitted(saga_redis_t *c, redisReply *r, void *data) {
     } else if (r->type == REDIS_REPLY_STRING) {
         st.submitted = true;
     } else {
-        why = SAGA_KEY_SUBMITTED ": expected a score";
+        snprintf(buf, sizeof(buf), "%s: expected a score", rq->submitted);
+        why = buf;
         status = SAGA_ESTORE;
     }
     state_done(rq, status, why, &st);
@@ -412,8 +436,8 @@ static void on_state(saga_redis_t *c, redisReply *r, void *data) {
          * commands (one hash tag per function, docs/redis-layout.md): a
          * saga is in the submitted set before its record exists and stays
          * there for the retention, so the answer is at worst one poll old. */
-        const char *argv[] = {"ZSCORE", SAGA_KEY_SUBMITTED, rq->id};
-        size_t len[] = {6, sizeof(SAGA_KEY_SUBMITTED) - 1, strlen(rq->id)};
+        const char *argv[] = {"ZSCORE", rq->submitted, rq->id};
+        size_t len[] = {6, strlen(rq->submitted), strlen(rq->id)};
         int rc = saga_redis_command_argv(c, on_submitted, rq, 3, argv, len);
         if (rc != 0)
             state_done(rq, send_failed(rc), LOST, NULL);
@@ -441,12 +465,20 @@ int saga_operator_state(saga_store_t *s, const char *id, saga_operator_state_cb 
     saga_redis_t *c = conn_of(s, &rc);
     if (c == NULL)
         return rc;
+    const saga_shards_t *sh = shards_of(s, &rc);
+    if (sh == NULL)
+        return rc;
     state_rq_t *rq = malloc(sizeof(*rq));
     if (rq == NULL)
         return -ENOMEM;
     rq->cb = cb;
     rq->data = data;
     snprintf(rq->id, sizeof(rq->id), "%s", id);
+    if (saga_shards_key(sh, saga_shards_of(sh, id), SAGA_SHARD_SUBMITTED, NULL, rq->submitted,
+                        sizeof(rq->submitted)) < 0) {
+        free(rq);
+        return -EINVAL;
+    }
     char key[SAGA_ID_MAX + 16];
     int klen = snprintf(key, sizeof(key), SAGA_KEY_RECORD_FMT, id);
     const char *argv[] = {"FCALL", "saga_state", "1", key};
@@ -468,11 +500,40 @@ int saga_operator_state(saga_store_t *s, const char *id, saga_operator_state_cb 
  * "U<score>:<id>" / "F<score>:<id>", strictly after that entry of the
  * unfinished / finished part (saga_list_page in saga.lua finds where, even
  * when the entry is gone), or "U" / "F" alone for the start of the part. The
- * old positional "u:N" / "f:N" are refused (see saga_operator_cursor_check). */
+ * old positional "u:N" / "f:N" are refused (see saga_operator_cursor_check).
+ *
+ * The index exists once per shard (store/shards.h). A round asks every
+ * shard for LIST_PAGE entries after the cursor, merges the answers in the
+ * part's order (score, then id bytewise, as Redis orders a zset; reversed
+ * in the finished part) and keeps the first LIST_PAGE: those are the next
+ * LIST_PAGE entries of the whole index, so one cursor serves every shard.
+ * The part is over when the merge holds fewer than LIST_PAGE (then every
+ * shard answered fewer). The records of the kept ids are then read, one
+ * HMGET each; on Redis Cluster they live on several nodes, whose answers
+ * come in any order: each lands in its own slot, and the page is built
+ * from the slots in the merged order once all have answered. */
 #define SCORE_MAX 20 /* "-" and 19 digits */
+
+/* One entry of the index, as a shard answered it. */
+typedef struct entry_s {
+    char *id;
+    char *score;     /* the text, as Redis wrote it (the cursor quotes it) */
+    long long value; /* ... as a number, for the merge */
+} entry_t;
+
+/* The answer for one record of the round. */
+typedef struct slot_s {
+    struct list_rq_s *rq;
+    int status;               /* 0, or the record's failure */
+    bool keep;                /* `it` holds an item that passed the filters */
+    saga_operator_item_t it;
+    char *why;                /* on failure (NULL: out of memory) */
+} slot_t;
+
 typedef struct list_rq_s {
     saga_operator_list_cb cb;
     void *data;
+    const saga_shards_t *sh; /* the store's: valid while it is open */
     bool has_state;
     saga_state_t state;
     char *saga;
@@ -483,15 +544,17 @@ typedef struct list_rq_s {
     size_t scanned;
     saga_operator_item_t *items;
     size_t n;
-    /* the page of ids in flight; records are decoded as they arrive (in
-     * order: one connection answers in order) */
-    char **ids;
-    char **scores;       /* each id's score */
+    /* The round in flight: the shards' answers, merged into `entries`. */
+    entry_t *entries;
+    size_t nentries;
+    unsigned asked;      /* shards asked */
+    unsigned answered;   /* ... that answered */
+    /* Then the records of entries[0..nids). */
+    slot_t *slots;
     size_t nids;
     size_t sent;         /* records asked for */
     size_t got;          /* records answered */
-    size_t taken;        /* ids consumed before the limit was reached */
-    int status;          /* the page's first failure */
+    int status;          /* the round's first failure */
     char why[WHY_MAX];
     char next[SAGA_OPERATOR_CURSOR_MAX + 1];
 } list_rq_t;
@@ -503,21 +566,30 @@ static void item_free(saga_operator_item_t *it) {
     free((char *)it->owner);
 }
 
-static void page_clear(list_rq_t *rq) {
-    for (size_t i = 0; i < rq->nids; i++) {
-        free(rq->ids[i]);
-        free(rq->scores[i]);
+static void round_clear(list_rq_t *rq) {
+    for (size_t i = 0; i < rq->nentries; i++) {
+        free(rq->entries[i].id);
+        free(rq->entries[i].score);
     }
-    free(rq->ids);
-    free(rq->scores);
-    rq->ids = rq->scores = NULL;
-    rq->nids = rq->sent = rq->got = rq->taken = 0;
+    free(rq->entries);
+    rq->entries = NULL;
+    if (rq->slots != NULL)
+        for (size_t i = 0; i < rq->nids; i++) {
+            if (rq->slots[i].keep)
+                item_free(&rq->slots[i].it);
+            free(rq->slots[i].why);
+        }
+    free(rq->slots);
+    rq->slots = NULL;
+    rq->nentries = rq->nids = rq->sent = rq->got = 0;
+    rq->asked = rq->answered = 0;
+    rq->status = 0;
 }
 
 static void list_done(list_rq_t *rq, int status, const char *why) {
     saga_operator_page_t page = {rq->items, rq->n, rq->next[0] ? rq->next : NULL};
     rq->cb(status, status == 0 ? NULL : why, status == 0 ? &page : NULL, rq->data);
-    page_clear(rq);
+    round_clear(rq);
     for (size_t i = 0; i < rq->n; i++)
         item_free(&rq->items[i]);
     free(rq->items);
@@ -540,11 +612,12 @@ static char *dup_str(const redisReply *r) {
 }
 
 /* Decodes the record of saga `id` (HMGET state saga created reason owner)
- * and appends it when it passes the filters. Returns 0, or a status with
- * the message in buf. */
-static int take_record(list_rq_t *rq, const char *id, const redisReply *r, char *buf,
-                       size_t buflen) {
+ * into *it (*keep: it passed the filters; then the caller owns its
+ * strings). Returns 0, or a status with the message in buf. */
+static int take_record(const list_rq_t *rq, const char *id, const redisReply *r,
+                       saga_operator_item_t *out, bool *keep, char *buf, size_t buflen) {
     const char *why = NULL;
+    *keep = false;
     int status = reply_status(r, &why);
     if (status != 0) {
         snprintf(buf, buflen, "saga %s: %s", id, why);
@@ -595,24 +668,33 @@ static int take_record(list_rq_t *rq, const char *id, const redisReply *r, char 
         snprintf(buf, buflen, "out of memory");
         return -ENOMEM;
     }
-    rq->items[rq->n++] = it;
+    *out = it;
+    *keep = true;
     return 0;
 }
 
-/* Every record of the page answered: move on, or answer. */
+/* Every record of the round answered: the slots in the merged order make
+ * the page (up to the limit); then move on, or answer. */
 static void page_done(list_rq_t *rq, saga_redis_t *c) {
-    if (rq->status != 0) {
-        list_done(rq, rq->status, rq->why);
-        return;
+    size_t taken = 0;
+    for (; taken < rq->nids && rq->n < rq->limit; taken++) {
+        slot_t *sl = &rq->slots[taken];
+        if (sl->status != 0) {
+            list_done(rq, sl->status, sl->why != NULL ? sl->why : "out of memory");
+            return;
+        }
+        if (sl->keep) {
+            rq->items[rq->n++] = sl->it;
+            sl->keep = false; /* the page owns it now */
+        }
     }
-    size_t taken = rq->n == rq->limit ? rq->taken : rq->nids;
     bool part_over = taken == rq->nids && rq->nids < LIST_PAGE;
     if (taken > 0) {
-        snprintf(rq->pos_score, sizeof(rq->pos_score), "%s", rq->scores[taken - 1]);
-        snprintf(rq->pos_id, sizeof(rq->pos_id), "%s", rq->ids[taken - 1]);
+        snprintf(rq->pos_score, sizeof(rq->pos_score), "%s", rq->entries[taken - 1].score);
+        snprintf(rq->pos_id, sizeof(rq->pos_id), "%s", rq->entries[taken - 1].id);
     }
     rq->scanned += taken;
-    page_clear(rq);
+    round_clear(rq);
     if (part_over) {
         if (!rq->finished_part && part_wanted(rq, true)) {
             rq->finished_part = true;
@@ -638,74 +720,58 @@ static void page_done(list_rq_t *rq, saga_redis_t *c) {
 }
 
 static void on_list_record(saga_redis_t *c, redisReply *r, void *data) {
-    list_rq_t *rq = data;
-    size_t i = rq->got++;
-    if (rq->status == 0 && rq->n < rq->limit) {
-        rq->status = take_record(rq, rq->ids[i], r, rq->why, sizeof(rq->why));
-        rq->taken = i + 1;
-    }
-    if (rq->got == rq->sent)
+    slot_t *sl = data;
+    list_rq_t *rq = sl->rq;
+    char buf[WHY_MAX];
+    const entry_t *e = &rq->entries[sl - rq->slots];
+    sl->status = take_record(rq, e->id, r, &sl->it, &sl->keep, buf, sizeof(buf));
+    if (sl->status != 0)
+        sl->why = strdup(buf);
+    if (++rq->got == rq->sent)
         page_done(rq, c);
 }
 
-static void on_list_ids(saga_redis_t *c, redisReply *r, void *data) {
-    list_rq_t *rq = data;
-    const char *why = NULL;
-    char buf[WHY_MAX];
-    int status = reply_status(r, &why);
-    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || !saga_redis_all_strings(r) ||
-                        r->elements % 2 != 0 || r->elements / 2 > LIST_PAGE)) {
-        why = SAGA_KEY_SAGAS ": expected an array of ids and scores";
-        status = SAGA_ESTORE;
-    }
-    for (size_t i = 0; status == 0 && i < r->elements; i += 2) {
-        const redisReply *e = r->element[i], *sc = r->element[i + 1];
-        char q[64];
-        if (memchr(e->str, '\0', (size_t)e->len) != NULL || !saga_id_valid(e->str)) {
-            quote(q, sizeof(q), e->str, (size_t)e->len);
-            snprintf(buf, sizeof(buf), SAGA_KEY_SAGAS " holds '%s', not a saga id", q);
-            why = buf;
-            status = SAGA_ECORRUPT;
-        } else if (!score_valid(sc->str, (size_t)sc->len, rq->finished_part)) {
-            quote(q, sizeof(q), sc->str, (size_t)sc->len);
-            snprintf(buf, sizeof(buf), SAGA_KEY_SAGAS " holds saga %s with score '%s', not Unix ms",
-                     e->str, q);
-            why = buf;
-            status = SAGA_ECORRUPT;
-        }
-    }
-    if (status != 0) {
-        list_done(rq, status, why);
-        return;
-    }
-    size_t n = r->elements / 2;
+/* The merge order of the part: unfinished ascending by (score, id),
+ * finished descending. */
+static int entry_cmp_asc(const void *pa, const void *pb) {
+    const entry_t *a = pa, *b = pb;
+    if (a->value != b->value)
+        return a->value < b->value ? -1 : 1;
+    return strcmp(a->id, b->id); /* bytewise: compares as unsigned char */
+}
+
+static int entry_cmp_desc(const void *pa, const void *pb) { return entry_cmp_asc(pb, pa); }
+
+/* The merged round: the first LIST_PAGE entries of every shard's answers,
+ * their records asked for. */
+static void round_merged(list_rq_t *rq, saga_redis_t *c) {
+    qsort(rq->entries, rq->nentries, sizeof(*rq->entries),
+          rq->finished_part ? entry_cmp_desc : entry_cmp_asc);
+    size_t n = rq->nentries < LIST_PAGE ? rq->nentries : LIST_PAGE;
     if (n == 0) {
         page_done(rq, c);
         return;
     }
-    if ((rq->ids = calloc(n, sizeof(*rq->ids))) == NULL ||
-        (rq->scores = calloc(n, sizeof(*rq->scores))) == NULL) {
+    if ((rq->slots = calloc(n, sizeof(*rq->slots))) == NULL) {
         list_done(rq, -ENOMEM, "out of memory");
         return;
     }
+    rq->nids = n;
     for (size_t i = 0; i < n; i++) {
-        rq->ids[i] = strdup(r->element[2 * i]->str);
-        rq->scores[i] = strdup(r->element[2 * i + 1]->str);
-        rq->nids++;
-        if (rq->ids[i] == NULL || rq->scores[i] == NULL) {
-            list_done(rq, -ENOMEM, "out of memory");
-            return;
-        }
+        rq->slots[i].rq = rq;
+        rq->slots[i].status = SAGA_EUNAVAILABLE; /* until answered */
     }
     for (size_t i = 0; i < n; i++, rq->sent++) {
         char key[SAGA_ID_MAX + 16];
-        int klen = snprintf(key, sizeof(key), SAGA_KEY_RECORD_FMT, rq->ids[i]);
+        int klen = snprintf(key, sizeof(key), SAGA_KEY_RECORD_FMT, rq->entries[i].id);
         const char *argv[] = {"HMGET", key, "state", "saga", "created", "reason", "owner"};
         size_t len[] = {5, (size_t)klen, 5, 4, 7, 6, 5};
-        int rc = saga_redis_command_argv(c, on_list_record, rq, 7, argv, len);
+        int rc = saga_redis_command_argv(c, on_list_record, &rq->slots[i], 7, argv, len);
         if (rc != 0) {
-            /* The connection went: those sent are answered (with NULL, which
-             * fails the page); with none sent nothing will call back. */
+            /* Those sent are answered; the rest stay failed (their slots'
+             * status), which fails the page if it gets that far. */
+            for (size_t j = i; j < n; j++)
+                rq->slots[j].why = strdup(LOST);
             if (i == 0) {
                 list_done(rq, send_failed(rc), LOST);
                 return;
@@ -715,15 +781,122 @@ static void on_list_ids(saga_redis_t *c, redisReply *r, void *data) {
     }
 }
 
-/* Sends the index read for the current part and position. */
+/* Checks one shard's answer (the key named in messages) and adds its
+ * entries to the round. Returns 0, or a status with *why set. */
+static int take_ids(list_rq_t *rq, const redisReply *r, const char *key, const char **why,
+                    char *buf, size_t buflen) {
+    int status = reply_status(r, why);
+    if (status != 0)
+        return status;
+    if (r->type != REDIS_REPLY_ARRAY || !saga_redis_all_strings(r) || r->elements % 2 != 0 ||
+        r->elements / 2 > LIST_PAGE) {
+        snprintf(buf, buflen, "%s: expected an array of ids and scores", key);
+        *why = buf;
+        return SAGA_ESTORE;
+    }
+    for (size_t i = 0; i < r->elements; i += 2) {
+        const redisReply *e = r->element[i], *sc = r->element[i + 1];
+        char q[64];
+        if (memchr(e->str, '\0', (size_t)e->len) != NULL || !saga_id_valid(e->str)) {
+            quote(q, sizeof(q), e->str, (size_t)e->len);
+            snprintf(buf, buflen, "%s holds '%s', not a saga id", key, q);
+            *why = buf;
+            return SAGA_ECORRUPT;
+        }
+        if (!score_valid(sc->str, (size_t)sc->len, rq->finished_part)) {
+            quote(q, sizeof(q), sc->str, (size_t)sc->len);
+            snprintf(buf, buflen, "%s holds saga %s with score '%s', not Unix ms", key, e->str,
+                     q);
+            *why = buf;
+            return SAGA_ECORRUPT;
+        }
+    }
+    size_t n = r->elements / 2;
+    entry_t *grown = realloc(rq->entries, (rq->nentries + n + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        *why = "out of memory";
+        return -ENOMEM;
+    }
+    rq->entries = grown;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = r->element[2 * i], *sc = r->element[2 * i + 1];
+        entry_t *en = &rq->entries[rq->nentries];
+        en->id = strdup(e->str);
+        en->score = strdup(sc->str);
+        en->value = strtoll(sc->str, NULL, 10); /* checked by score_valid */
+        if (en->id == NULL || en->score == NULL) {
+            free(en->id);
+            free(en->score);
+            *why = "out of memory";
+            return -ENOMEM;
+        }
+        rq->nentries++;
+    }
+    return 0;
+}
+
+/* What a shard's answer belongs to: the request, and the shard's key
+ * (named in messages). */
+typedef struct shard_ask_s {
+    list_rq_t *rq;
+    char key[SHARD_KEY_MAX];
+} shard_ask_t;
+
+static void on_list_ids(saga_redis_t *c, redisReply *r, void *data) {
+    shard_ask_t *ask = data;
+    list_rq_t *rq = ask->rq;
+    const char *why = NULL;
+    char buf[WHY_MAX];
+    if (rq->status == 0) {
+        int status = take_ids(rq, r, ask->key, &why, buf, sizeof(buf));
+        if (status != 0) {
+            rq->status = status;
+            snprintf(rq->why, sizeof(rq->why), "%s", why);
+        }
+    }
+    free(ask);
+    if (++rq->answered < rq->asked)
+        return;
+    if (rq->status != 0) {
+        list_done(rq, rq->status, rq->why);
+        return;
+    }
+    round_merged(rq, c);
+}
+
+/* Asks every shard for the next LIST_PAGE entries of the current part
+ * after the current position. Returns 0 (the answers will come), or the
+ * failure to send the first (nothing will call back). */
 static int list_fetch(list_rq_t *rq, saga_redis_t *c) {
     char count[24];
     size_t cl = saga_fmt_u64(count, LIST_PAGE);
-    const char *argv[] = {"FCALL", "saga_list_page", "1", SAGA_KEY_SAGAS,
-                          rq->finished_part ? "f" : "u", rq->pos_score, rq->pos_id, count};
-    size_t len[] = {5, 14, 1, sizeof(SAGA_KEY_SAGAS) - 1, 1, strlen(rq->pos_score),
-                    strlen(rq->pos_id), cl};
-    return saga_redis_command_argv(c, on_list_ids, rq, 8, argv, len);
+    for (unsigned s = 0; s < rq->sh->k; s++) {
+        shard_ask_t *ask = malloc(sizeof(*ask));
+        int kl = ask != NULL ? saga_shards_key(rq->sh, s, SAGA_SHARD_SAGAS, NULL, ask->key,
+                                               sizeof(ask->key))
+                             : -ENOMEM;
+        int rc = kl < 0 ? kl : 0;
+        if (rc == 0) {
+            ask->rq = rq;
+            const char *argv[] = {"FCALL", "saga_list_page", "1", ask->key,
+                                  rq->finished_part ? "f" : "u", rq->pos_score, rq->pos_id,
+                                  count};
+            size_t len[] = {5, 14, 1, (size_t)kl, 1, strlen(rq->pos_score), strlen(rq->pos_id),
+                            cl};
+            rc = saga_redis_command_argv(c, on_list_ids, ask, 8, argv, len);
+        }
+        if (rc != 0) {
+            free(ask);
+            if (rq->asked == 0)
+                return rc;
+            /* The shards asked answer; the round fails then. */
+            rq->status = send_failed(rc);
+            snprintf(rq->why, sizeof(rq->why), "%s", LOST);
+            return 0;
+        }
+        rq->asked++;
+    }
+    return 0;
 }
 
 /* A score of the part as the index holds it, in ms: below 0 in the
@@ -803,11 +976,15 @@ int saga_operator_list(saga_store_t *s, const saga_operator_list_query_t *q,
     saga_redis_t *c = conn_of(s, &rc);
     if (c == NULL)
         return rc;
+    const saga_shards_t *sh = shards_of(s, &rc);
+    if (sh == NULL)
+        return rc;
     list_rq_t *rq = calloc(1, sizeof(*rq));
     if (rq == NULL)
         return -ENOMEM;
     rq->cb = cb;
     rq->data = data;
+    rq->sh = sh;
     rq->has_state = q->state != NULL;
     rq->state = q->state ? *q->state : SAGA_STATE_RUNNING;
     rq->limit = q->limit;
@@ -839,6 +1016,7 @@ typedef struct request_rq_s {
     saga_operator_request_t res;
     char *owner;
     char id[SAGA_ID_MAX + 1];
+    char orphans[SHARD_KEY_MAX]; /* the orphans of the saga's shard */
 } request_rq_t;
 
 static void request_done(request_rq_t *rq, int status, const char *why) {
@@ -902,8 +1080,8 @@ static void on_request(saga_redis_t *c, redisReply *r, void *data) {
         memcpy(key + sizeof(SAGA_KEY_WAKE) - 1, owner->str, (size_t)owner->len + 1);
     } else {
         rq->res.next = SAGA_OPERATOR_ORPHAN;
-        klen = sizeof(SAGA_KEY_ORPHANS) - 1;
-        if ((key = strdup(SAGA_KEY_ORPHANS)) == NULL) {
+        klen = strlen(rq->orphans);
+        if ((key = strdup(rq->orphans)) == NULL) {
             request_done(rq, -ENOMEM, "out of memory");
             return;
         }
@@ -940,12 +1118,20 @@ static int request(saga_store_t *s, const char *fn, const char *id, const char *
     saga_redis_t *c = conn_of(s, &rc);
     if (c == NULL)
         return rc;
+    const saga_shards_t *sh = shards_of(s, &rc);
+    if (sh == NULL)
+        return rc;
     request_rq_t *rq = calloc(1, sizeof(*rq));
     if (rq == NULL)
         return -ENOMEM;
     rq->cb = cb;
     rq->data = data;
     snprintf(rq->id, sizeof(rq->id), "%s", id);
+    if (saga_shards_key(sh, saga_shards_of(sh, id), SAGA_SHARD_ORPHANS, NULL, rq->orphans,
+                        sizeof(rq->orphans)) < 0) {
+        free(rq);
+        return -EINVAL;
+    }
     if (who == NULL || who[0] == '\0')
         who = "operator";
     char rec[SAGA_ID_MAX + 16], hist[SAGA_ID_MAX + 24];

@@ -18,6 +18,10 @@
 --                                when it expires (ms) once finished
 -- so that unfinished sagas are the scores below 0 (newest first) and
 -- finished ones the scores from 0 (expired ones up to now).
+-- The index, the owners' sets, the orphans, the intake and the submitted
+-- set exist once per shard (engine/store/shards.h: saga:{TAG}:sagas, ...,
+-- a saga's entries in the shard of its id); the KEYS below name them as
+-- with one shard, tag idx. A function is given one shard's keys.
 --
 -- Rule for every function: validate everything, then write. A script that
 -- fails half-way keeps its earlier writes.

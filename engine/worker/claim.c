@@ -238,9 +238,11 @@ static void candidate(saga_worker_t *w, const char *id, from_t from, const char 
 /* Sets: the dead workers' and the orphans                                 */
 /* ---------------------------------------------------------------------- */
 
-/* Where the walk over one set stands. Keyed by "w:" + the dead worker's
- * name, or "orphans". */
+/* Where the walk over one set stands: a set exists once per shard of the
+ * global keys (store/lease.h), walked one shard after the other. Keyed by
+ * "w:" + the dead worker's name, or "orphans". */
 typedef struct cursor_s {
+    unsigned shard;
     char cursor[24];
     char key[];
 } cursor_t;
@@ -248,11 +250,14 @@ typedef struct cursor_s {
 typedef struct set_scan_s {
     saga_worker_t *w;
     bool orphans;
+    unsigned shard;             /* the shard this page comes from */
     char worker[NAME_MAX_LEN];  /* the dead worker the set belongs to */
     char key[NAME_MAX_LEN + 2]; /* its cursor's key */
 } set_scan_t;
 
 static const char *scan_owner(const set_scan_t *ss) { return ss->orphans ? NULL : ss->worker; }
+
+static void scan_set(saga_worker_t *w, const char *worker);
 
 static void on_forgotten(int status, const char *why, void *data) {
     saga_worker_t *w = data;
@@ -261,17 +266,58 @@ static void on_forgotten(int status, const char *why, void *data) {
     saga__worker_answered(w);
 }
 
+/* Counting a dead worker's sets in every shard: it is forgotten only when
+ * all of them are empty. */
+typedef struct empty_check_s {
+    saga_worker_t *w;
+    unsigned left;              /* answers still to come */
+    bool keep;                  /* a set is not empty, or was not counted */
+    char worker[NAME_MAX_LEN];
+} empty_check_t;
+
+static void empty_check_answered(empty_check_t *ec) {
+    saga_worker_t *w = ec->w;
+    if (--ec->left > 0)
+        return;
+    /* A dead worker with nothing left in any shard: forget it. */
+    if (!ec->keep && !w->stopping &&
+        saga_lease_deregister(w->store, ec->worker, on_forgotten, w) == 0)
+        saga__worker_call(w);
+    free(ec);
+}
+
 static void on_set_size(int status, uint64_t n, const char *why, void *data) {
-    set_scan_t *ss = data;
-    saga_worker_t *w = ss->w;
+    empty_check_t *ec = data;
+    saga_worker_t *w = ec->w;
     saga__worker_answered(w);
     if (status != 0 && status != SAGA_EUNAVAILABLE)
-        saga_warn("worker %s: counting the sagas of %s: %s", w->name, ss->worker, why);
-    /* A dead worker with nothing left: forget it. */
-    if (status == 0 && n == 0 && !w->stopping &&
-        saga_lease_deregister(w->store, ss->worker, on_forgotten, w) == 0)
-        saga__worker_call(w);
-    free(ss);
+        saga_warn("worker %s: counting the sagas of %s: %s", w->name, ec->worker, why);
+    if (status != 0 || n > 0)
+        ec->keep = true;
+    empty_check_answered(ec);
+}
+
+/* Counts the sets of dead worker `worker` in every shard, then forgets it
+ * when they are all empty. */
+static void check_empty(saga_worker_t *w, const char *worker) {
+    unsigned k = saga_lease_shards(w->store);
+    empty_check_t *ec = calloc(1, sizeof(*ec));
+    if (ec == NULL || k == 0) {
+        free(ec);
+        return;
+    }
+    ec->w = w;
+    snprintf(ec->worker, sizeof(ec->worker), "%s", worker);
+    ec->left = k + 1; /* one more, dropped below: no answer frees it early */
+    for (unsigned s = 0; s < k; s++) {
+        if (saga_lease_set_size(w->store, s, worker, on_set_size, ec) == 0) {
+            saga__worker_call(w);
+        } else {
+            ec->keep = true;
+            ec->left--;
+        }
+    }
+    empty_check_answered(ec);
 }
 
 /* One page of a set. A cursor walk, unlike random sampling, never offers
@@ -281,31 +327,49 @@ static void on_set_members(int status, const char *next, const char *const *ids,
     set_scan_t *ss = data;
     saga_worker_t *w = ss->w;
     saga__worker_answered(w);
+    unsigned k = saga_lease_shards(w->store);
+    bool last_shard = ss->shard + 1 >= k;
+    cursor_t *cur = saga_strmap_get(&w->cursors, ss->key);
     if (status != 0 || w->stopping) {
-        if (status != 0 && status != SAGA_EUNAVAILABLE)
-            saga_warn("worker %s: scanning %s: %s", w->name,
-                      ss->orphans ? "the orphans" : ss->worker, why);
+        if (status != 0 && status != SAGA_EUNAVAILABLE) {
+            saga_warn("worker %s: scanning %s in shard %u: %s", w->name,
+                      ss->orphans ? "the orphans" : ss->worker, ss->shard, why);
+            /* A shard's set that cannot be read (a key of the wrong type):
+             * the next shard's, so that it hides no other. */
+            if (cur != NULL && cur->shard == ss->shard) {
+                cur->shard = last_shard ? 0 : ss->shard + 1;
+                strcpy(cur->cursor, "0");
+            }
+        }
         free(ss);
         return;
     }
-    cursor_t *cur = saga_strmap_get(&w->cursors, ss->key);
-    if (cur != NULL)
-        snprintf(cur->cursor, sizeof(cur->cursor), "%s", next);
+    bool pass_done = strcmp(next, "0") == 0;
+    if (cur != NULL && cur->shard == ss->shard) {
+        if (!pass_done) {
+            snprintf(cur->cursor, sizeof(cur->cursor), "%s", next);
+        } else {
+            /* This shard's pass is over: the next shard's begins. */
+            cur->shard = last_shard ? 0 : ss->shard + 1;
+            strcpy(cur->cursor, "0");
+        }
+    }
     for (size_t i = 0; i < n; i++)
         candidate(w, ids[i], ss->orphans ? FROM_ORPHANS : FROM_DEAD, ss->worker);
-    bool pass_done = strcmp(next, "0") == 0;
-    if (pass_done && !ss->orphans &&
-        saga_lease_set_size(w->store, ss->worker, on_set_size, ss) == 0) {
-        saga__worker_call(w);
-        return; /* ss freed by on_set_size */
-    }
+    if (pass_done && last_shard && !ss->orphans)
+        check_empty(w, ss->worker);
+    else if (pass_done && !last_shard && n == 0 && saga__worker_capacity(w) > 0)
+        /* Nothing offered (an empty shard): the next shard at once, not one
+         * shard per scan period. */
+        scan_set(w, scan_owner(ss));
     free(ss);
 }
 
 /* Reads the next page of the set of `worker` (NULL: the orphans). */
 static void scan_set(saga_worker_t *w, const char *worker) {
+    unsigned k = saga_lease_shards(w->store);
     set_scan_t *ss = calloc(1, sizeof(*ss));
-    if (ss == NULL || (worker != NULL && strlen(worker) >= sizeof(ss->worker))) {
+    if (ss == NULL || k == 0 || (worker != NULL && strlen(worker) >= sizeof(ss->worker))) {
         free(ss);
         return;
     }
@@ -325,6 +389,7 @@ static void scan_set(saga_worker_t *w, const char *worker) {
             return;
         }
         memcpy(cur->key, ss->key, n);
+        cur->shard = 0;
         strcpy(cur->cursor, "0");
         if (saga_strmap_put(&w->cursors, cur->key, cur, NULL) != 0) {
             free(cur);
@@ -332,8 +397,13 @@ static void scan_set(saga_worker_t *w, const char *worker) {
             return;
         }
     }
+    if (cur->shard >= k) {
+        cur->shard = 0;
+        strcpy(cur->cursor, "0");
+    }
+    ss->shard = cur->shard;
     size_t room = saga__worker_capacity(w);
-    if (saga_lease_scan(w->store, scan_owner(ss), cur->cursor,
+    if (saga_lease_scan(w->store, ss->shard, scan_owner(ss), cur->cursor,
                         room > SCAN_PAGE_MAX ? SCAN_PAGE_MAX : room, on_set_members, ss) != 0) {
         free(ss);
         return;
@@ -373,27 +443,53 @@ static void on_dead(int status, const char *const *names, size_t n, const char *
 /* The sweep                                                               */
 /* ---------------------------------------------------------------------- */
 
-/* The sweep reads the unfinished sagas of the index a page per scan, so
- * that a saga missing from every set (a crash between two of our commands,
- * which cannot be one atomic call across hash slots) is still found. */
+/* The sweep reads the unfinished sagas of the index a page per scan, one
+ * shard after the other, so that a saga missing from every set (a crash
+ * between two of our commands, which cannot be one atomic call across hash
+ * slots) is still found. */
+static void sweep(saga_worker_t *w);
+
 static void on_sweep_page(int status, const char *const *ids, size_t n, const char *why,
                           void *data) {
     saga_worker_t *w = data;
     w->sweeping = false;
     saga__worker_answered(w);
-    if (status != 0 && status != SAGA_EUNAVAILABLE)
-        saga_warn("worker %s: sweeping the unfinished sagas: %s", w->name, why);
+    unsigned k = saga_lease_shards(w->store);
+    if (status != 0 && status != SAGA_EUNAVAILABLE) {
+        saga_warn("worker %s: sweeping the unfinished sagas of shard %u: %s", w->name,
+                  w->sweep_shard, why);
+        /* An index that cannot be read: the next shard's, so that it hides
+         * no other. */
+        w->sweep_offset = 0;
+        w->sweep_shard = k > 0 ? (w->sweep_shard + 1) % k : 0;
+    }
     if (status != 0 || w->stopping)
         return;
-    w->sweep_offset = n < SWEEP_PAGE ? 0 : w->sweep_offset + n;
+    bool next_shard = n < SWEEP_PAGE;
+    if (next_shard) {
+        w->sweep_offset = 0;
+        w->sweep_shard = k > 0 ? (w->sweep_shard + 1) % k : 0;
+    } else {
+        w->sweep_offset += n;
+    }
     for (size_t i = 0; i < n && saga__worker_capacity(w) > 0; i++)
         candidate(w, ids[i], FROM_SWEEP, NULL);
+    /* An empty shard: the next one at once, up to the end of the pass (at
+     * most one pass per scan period). */
+    if (n == 0 && next_shard && w->sweep_shard != 0)
+        sweep(w);
 }
 
 static void sweep(saga_worker_t *w) {
-    if (w->sweeping || saga__worker_capacity(w) == 0)
+    unsigned k = saga_lease_shards(w->store);
+    if (w->sweeping || saga__worker_capacity(w) == 0 || k == 0)
         return;
-    if (saga_lease_sweep(w->store, w->sweep_offset, SWEEP_PAGE, on_sweep_page, w) == 0) {
+    if (w->sweep_shard >= k) {
+        w->sweep_shard = 0;
+        w->sweep_offset = 0;
+    }
+    if (saga_lease_sweep(w->store, w->sweep_shard, w->sweep_offset, SWEEP_PAGE, on_sweep_page,
+                         w) == 0) {
         w->sweeping = true;
         saga__worker_call(w);
     }

@@ -73,6 +73,7 @@ struct saga_worker_s {
     size_t npubs;
     size_t pubs_left;         /* not yet published */
     size_t sweep_offset;      /* next page of the unfinished sagas to sweep */
+    unsigned sweep_shard;     /* ... in this shard of the index (claim.c) */
     size_t batch_left;        /* claims of the current scan batches in flight */
     size_t loading;           /* requests waiting for a definition */
     size_t calls;             /* store calls in flight that call us back */

@@ -87,6 +87,9 @@ void fixture_setup(uint64_t command_timeout_ms) {
     memset(&o, 0, sizeof(o));
     o.conn.reconnect_max_ms = 100;
     o.conn.command_timeout_ms = command_timeout_ms;
+    const char *shards = getenv("SAGA_TEST_SHARDS");
+    if (shards != NULL)
+        o.shards = (unsigned)atoi(shards);
     store_status = 1;
     S = saga_store_redis_new(&L, &U, &o, on_ready, NULL);
     cr_assert_not_null(S);
@@ -95,6 +98,8 @@ void fixture_setup(uint64_t command_timeout_ms) {
         uv_run(&L, UV_RUN_ONCE);
     fixture_deadline_stop();
     cr_assert_eq(store_status, 0, "the store is ready");
+    if (shards != NULL && fixture_cluster())
+        cr_assert_eq(fixture_shards()->k, (unsigned)atoi(shards), "the shards asked for");
     if (fixture_cluster())
         return;
     C = redis_server_connect(&R);
@@ -127,6 +132,25 @@ void fixture_teardown(void) {
     saga_redis_url_close(&U);
     redis_server_stop(&R);
     redis_cluster_stop(&RC);
+}
+
+const saga_shards_t *fixture_shards(void) {
+    const saga_shards_t *sh = saga_store_redis_shards(S);
+    cr_assert_not_null(sh, "the store is ready");
+    return sh;
+}
+
+const char *shard_key_n(unsigned s, const char *name, const char *suffix) {
+    static char ring[16][256];
+    static unsigned next;
+    char *buf = ring[next++ % 16];
+    cr_assert_geq(saga_shards_key(fixture_shards(), s, name, suffix, buf, sizeof(ring[0])), 0,
+                  "shard %u of %u", s, fixture_shards()->k);
+    return buf;
+}
+
+const char *shard_key(const char *name, const char *suffix, const char *id) {
+    return shard_key_n(saga_shards_of(fixture_shards(), id), name, suffix);
 }
 
 redisReply *cmd(const char *fmt, ...) {

@@ -7,7 +7,9 @@
  * With SAGA_TEST_REDIS=cluster in the environment (the CTest `<suite>_cluster`
  * variants), the store runs on a loopback Redis Cluster instead
  * (tests/support/redis_cluster.c, given node 0's URL), and cmd()/cmd_int()
- * follow the cluster's redirections; C is then NULL.
+ * follow the cluster's redirections; C is then NULL. SAGA_TEST_SHARDS=K
+ * records K shards of the global keys on a fresh cluster (the store's
+ * opt.shards; store/shards.h); tests name those keys with shard_key().
  */
 #ifndef SAGA_TEST_STORE_FIXTURE_H
 #define SAGA_TEST_STORE_FIXTURE_H
@@ -22,6 +24,7 @@
 #include "redis_cluster.h"
 #include "redis_server.h"
 #include "saga/store.h"
+#include "store/shards.h"
 
 extern redis_server_t R;  /* the server (not started on a cluster) */
 extern redis_cluster_t RC; /* the cluster, when fixture_cluster() */
@@ -62,6 +65,15 @@ void fixture_deadline_stop(void);
 
 /* A store's close callback that counts in `closed`. */
 void on_closed(void *data);
+
+/* The shards of the global keys the store uses (1 on a single Redis). */
+const saga_shards_t *fixture_shards(void);
+
+/* The key `name` (SAGA_SHARD_SAGAS, ..._OWNED + `suffix`, ...) of the shard
+ * of saga `id`, or with shard_key_n() of shard `s`. The text lives in a
+ * ring of 16 buffers: valid for the next 15 calls. */
+const char *shard_key(const char *name, const char *suffix, const char *id);
+const char *shard_key_n(unsigned s, const char *name, const char *suffix);
 
 /* A blocking command for set-up and assertions; the reply is freed by the
  * next call. */

@@ -7,7 +7,8 @@
  * HTTP steps against the sample service; a seeded share of them is refused
  * by the service (at step b or at step c, 409: not retried) and
  * compensates. Once a seeded number of calls has reached the service, a
- * primary gets kill -9 (run 0: the one holding {idx}, the global keys;
+ * primary gets kill -9 (run 0: the one holding {idx}, the leases, and
+ * with one shard the intake and the index;
  * the other runs: a seeded choice of the two others), its replica is
  * promoted, and the killed node comes back as a replica. Then every saga
  * must reach its expected state, and the service's own log of calls must
@@ -44,6 +45,7 @@
 #include "redis_cluster.h"
 #include "redis_cmd.h"
 #include "saga_proc.h"
+#include "store/shards.h"
 #include "test_poll.h"
 
 #define NWORKERS 3
@@ -96,6 +98,32 @@ static redisContext *ctx_for(const char *key) {
         node_ctx[i] = redis_cluster_connect(&RC, i);
     cr_assert_not_null(node_ctx[i]);
     return node_ctx[i];
+}
+
+/* The shards of the global keys (store/shards.h) the first worker recorded
+ * in saga:{idx}:shards; read once a worker started. */
+static const saga_shards_t *shards(void) {
+    static saga_shards_t sh;
+    static bool known;
+    if (known)
+        return &sh;
+    redisReply *r = redis_cmd(ctx_for("saga:{idx}:shards"), "GET saga:{idx}:shards");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "saga:{idx}:shards is recorded");
+    char err[160];
+    cr_assert_eq(saga_shards_parse(&sh, r->str, (size_t)r->len, err, sizeof(err)), 0,
+                 "saga:{idx}:shards: %s", err);
+    freeReplyObject(r);
+    known = true;
+    return &sh;
+}
+
+/* Key `name` (SAGA_SHARD_...) of shard `s`, in a ring of 8 buffers. */
+static const char *skey(unsigned s, const char *name) {
+    static char ring[8][256];
+    static unsigned next;
+    char *buf = ring[next++ % 8];
+    cr_assert_geq(saga_shards_key(shards(), s, name, NULL, buf, sizeof(ring[0])), 0);
+    return buf;
 }
 
 static long long now_ms(void) {
@@ -169,8 +197,7 @@ static int stop_worker(int i) {
 
 /* Enqueues the start requests straight into Redis, as `saga submit` does. */
 static void submit_all(int ms) {
-    redisContext *c = ctx_for("saga:{idx}:intake");
-    redisReply *h = redis_cmd(c, "HGET saga:{idx}:defs fo_http");
+    redisReply *h = redis_cmd(ctx_for("saga:{idx}:defs"), "HGET saga:{idx}:defs fo_http");
     cr_assert_eq(h->type, REDIS_REPLY_STRING, "fo_http not published");
     char hash[65];
     snprintf(hash, sizeof(hash), "%s", h->str);
@@ -182,23 +209,37 @@ static void submit_all(int ms) {
                  "{\"base_url\": \"%s\", \"ms\": %d, \"b\": \"%s\", \"c\": \"%s\"}", S.base,
                  ms, fate[i] == REFUSED_B ? "decline" : "reserve",
                  fate[i] == REFUSED_C ? "decline" : "charge");
-        redisAppendCommand(c, "FCALL saga_submit 2 saga:{idx}:intake saga:{idx}:submitted "
-                           "%s %s %s %s 604800000", id, "fo_http", hash, input);
+        /* To its shard's intake, on the connection of that slot (each
+         * answers in order). */
+        unsigned s = saga_shards_of(shards(), id);
+        redisAppendCommand(ctx_for(skey(s, SAGA_SHARD_INTAKE)),
+                           "FCALL saga_submit 2 %s %s %s %s %s %s 604800000",
+                           skey(s, SAGA_SHARD_INTAKE), skey(s, SAGA_SHARD_SUBMITTED), id,
+                           "fo_http", hash, input);
     }
     for (int i = 0; i < nsagas; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "fo-%d", i);
         redisReply *r;
-        cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
+        cr_assert_eq(redisGetReply(ctx_for(skey(saga_shards_of(shards(), id),
+                                                SAGA_SHARD_INTAKE)), (void **)&r),
+                     REDIS_OK);
         cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "submit: %s",
                      r->type == REDIS_REPLY_ERROR ? r->str : "?");
         freeReplyObject(r);
     }
 }
 
-/* Sagas unfinished (the index) plus start requests still waiting. */
+/* Sagas unfinished (the index) plus start requests still waiting, over
+ * every shard. */
 static long long pending(void) {
-    redisContext *c = ctx_for("saga:{idx}:sagas");
-    return redis_cmd_int(c, "ZCOUNT saga:{idx}:sagas -inf (0") +
-           redis_cmd_int(c, "XLEN saga:{idx}:intake");
+    long long n = 0;
+    for (unsigned s = 0; s < shards()->k; s++) {
+        const char *sagas = skey(s, SAGA_SHARD_SAGAS), *intake = skey(s, SAGA_SHARD_INTAKE);
+        n += redis_cmd_int(ctx_for(sagas), "ZCOUNT %s -inf (0", sagas) +
+             redis_cmd_int(ctx_for(intake), "XLEN %s", intake);
+    }
+    return n;
 }
 
 /* Waits until nothing is pending. With `strict`, fails after `secs`;
@@ -433,11 +474,11 @@ static void failover_run(int run, int min_replicas) {
         cr_assert(test_poll_next(&p), "only %lld calls after 120 s, waiting for %lld",
                   seen, kill_at);
     }
-    int idx = redis_cluster_primary_of(&RC, redis_cluster_key_slot("saga:{idx}:sagas"));
+    int idx = redis_cluster_primary_of(&RC, redis_cluster_key_slot("saga:{idx}:workers"));
     cr_assert_geq(idx, 0);
     int victim = idx;
     if (run != 0) {
-        /* One of the two others, which hold only sagas' own keys. */
+        /* One of the two others, which do not hold {idx}. */
         int prim[REDIS_CLUSTER_NODES], others[2], n = 0;
         cr_assert_eq(redis_cluster_primaries(&RC, prim), 3);
         for (int i = 0; i < 3; i++)

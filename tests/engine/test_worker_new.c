@@ -229,3 +229,172 @@ Test(worker_new, an_unreachable_intake_is_retried_and_the_worker_stops_cleanly) 
     stop(w);
     fixture_finish();
 }
+
+/* ---------------------------------------------------------------------- */
+/* Takeover over the shards                                                */
+/* ---------------------------------------------------------------------- */
+
+#define DEAD_SAGAS 24
+
+static const char *const SLOW_DEF =
+    "saga: slow\n"
+    "steps:\n"
+    "  - {name: a, action: {handler: demo.sleep, with: {ms: 300}}, compensation: {handler: demo.noop}}\n"
+    "  - {name: b, action: {handler: demo.noop}, compensation: {handler: demo.noop}}\n";
+
+static int dead_created, dead_down;
+
+static void on_dead_created(saga_engine_t *e, const char *id, int status, void *data) {
+    (void)e;
+    (void)data;
+    cr_assert_eq(status, 0, "saga %s created", id);
+    dead_created++;
+}
+
+static void on_dead_down(void *data) {
+    (void)data;
+    dead_down++;
+}
+
+/* The members of dead worker `name`'s owned sets, over every shard; how
+ * many shards hold some in *shards. */
+static long long owned_total(const char *name, unsigned *shards) {
+    long long n = 0;
+    *shards = 0;
+    for (unsigned s = 0; s < fixture_shards()->k; s++) {
+        long long m = cmd_int("SCARD %s", shard_key_n(s, SAGA_SHARD_OWNED, name));
+        n += m;
+        *shards += m > 0;
+    }
+    return n;
+}
+
+/* A worker "dead" (an engine that owns its sagas) creates DEAD_SAGAS sagas
+ * t-0.. (in every shard) and stops without a word in the middle of their
+ * first step, its lease long expired. */
+static void dead_worker_sagas(char (*ids)[16]) {
+    saga_engine_options_t eo;
+    memset(&eo, 0, sizeof(eo));
+    eo.store = S;
+    eo.worker = "dead";
+    eo.owned = true;
+    eo.on_created = on_dead_created;
+    char err[256];
+    saga_engine_t *e = saga_engine_new(&L, &eo, err, sizeof(err));
+    cr_assert_not_null(e, "%s", err);
+    saga_diags_t diags;
+    saga_diags_init(&diags);
+    saga_engine_def_t *d = saga_engine_register(e, def(SLOW_DEF), &diags);
+    cr_assert_not_null(d, "%s", diags.count ? diags.items[0].message : "?");
+    saga_diags_close(&diags);
+    for (int i = 0; i < DEAD_SAGAS; i++) {
+        snprintf(ids[i], 16, "t-%d", i);
+        cr_assert_eq(saga_engine_start(e, d, ids[i], NULL, NULL, err, sizeof(err)), 0,
+                     "%s", err);
+    }
+    run_until(&dead_created, DEAD_SAGAS);
+    /* It stops in the middle of step a: the results are not written. */
+    saga_engine_shutdown(e, 0, on_dead_down, NULL);
+    run_until(&dead_down, 1);
+    saga_engine_free(e);
+    cmd("ZADD saga:{idx}:workers 1 dead"); /* its lease ran out long ago */
+}
+
+/* A worker "live" serving SLOW_DEF, started. */
+static saga_worker_t *live_worker(void) {
+    saga_worker_options_t o = options("live");
+    o.scan_ms = 50;
+    char err[256];
+    saga_worker_t *w = saga_worker_new(&L, S, &o, err, sizeof(err));
+    cr_assert_not_null(w, "%s", err);
+    saga_diags_t diags;
+    saga_diags_init(&diags);
+    cr_assert_eq(saga_worker_add_definition(w, def(SLOW_DEF), &diags), 0);
+    saga_diags_close(&diags);
+    cr_assert_eq(saga_worker_start(w, on_started, NULL), 0);
+    run_until(&G.started, 1);
+    cr_assert_eq(G.status, 0, "%s", G.msg);
+    return w;
+}
+
+/* How many of ids[0..DEAD_SAGAS) completed. */
+static int completed_of(char (*ids)[16]) {
+    int completed = 0;
+    for (int i = 0; i < DEAD_SAGAS; i++) {
+        redisReply *r = cmd("HGET saga:{%s} state", ids[i]);
+        completed += r->type == REDIS_REPLY_STRING && strcmp(r->str, "completed") == 0;
+    }
+    return completed;
+}
+
+/* The dead worker's sagas, in every shard, are taken over from each
+ * shard's owned set; the dead worker is forgotten only once all of those
+ * sets are empty. */
+Test(worker_new, a_dead_workers_sagas_in_every_shard_are_taken_over_then_it_is_forgotten) {
+    memset(&G, 0, sizeof(G));
+    char ids[DEAD_SAGAS][16];
+    dead_worker_sagas(ids);
+    unsigned shards;
+    cr_assert_eq(owned_total("dead", &shards), DEAD_SAGAS, "listed as its own");
+    cr_assert_eq(shards, fixture_shards()->k > 1 ? fixture_shards()->k : 1,
+                 "in every shard (%u of %u)", shards, fixture_shards()->k);
+    saga_worker_t *w = live_worker();
+
+    /* Until every saga completed and the dead worker is forgotten; never
+     * forgotten while one of its sets still holds a saga. */
+    fixture_deadline_start(30000);
+    int completed = 0;
+    bool forgotten = false;
+    while (!fixture_expired() && (completed < DEAD_SAGAS || !forgotten)) {
+        uv_run(&L, UV_RUN_ONCE);
+        bool gone = cmd("ZSCORE saga:{idx}:workers dead")->type == REDIS_REPLY_NIL;
+        long long left = owned_total("dead", &shards);
+        cr_assert(!gone || left == 0, "forgotten with %lld sagas left in its sets", left);
+        forgotten = gone;
+        completed = completed_of(ids);
+    }
+    fixture_deadline_stop();
+    cr_assert_eq(completed, DEAD_SAGAS, "every saga taken over and completed");
+    cr_assert(forgotten, "the dead worker forgotten");
+    for (int i = 0; i < DEAD_SAGAS; i++)
+        cr_assert_str_eq(cmd("HGET saga:{%s} owner", ids[i])->str, "live", "%s", ids[i]);
+    stop(w);
+    fixture_finish();
+}
+
+/* Sagas missing from every set are found by the sweep of the unfinished
+ * sagas, shard after shard: a shard whose index cannot be read (a key of
+ * the wrong type) is passed over, not swept again and again while the
+ * others wait; and the dead worker, whose set in that shard cannot be
+ * counted, is not forgotten. */
+Test(worker_new, the_sweep_passes_a_shard_it_cannot_read) {
+    if (fixture_shards()->k < 2)
+        cr_skip_test("needs several shards (worker_new_shards)");
+    memset(&G, 0, sizeof(G));
+    char ids[DEAD_SAGAS][16];
+    dead_worker_sagas(ids);
+    unsigned k = fixture_shards()->k;
+    for (unsigned s = 0; s < k; s++)
+        cmd("DEL %s", shard_key_n(s, SAGA_SHARD_OWNED, "dead")); /* in no set */
+    const char *bad = shard_key_n(0, SAGA_SHARD_SAGAS, NULL);
+    cmd("DEL %s", bad);
+    cmd("SET %s not-an-index", bad);
+    cmd("SET %s not-a-set", shard_key_n(0, SAGA_SHARD_OWNED, "dead"));
+    int want = 0;
+    for (int i = 0; i < DEAD_SAGAS; i++)
+        want += saga_shards_of(fixture_shards(), ids[i]) != 0;
+    cr_assert_gt(want, 0);
+    saga_worker_t *w = live_worker();
+    fixture_deadline_start(30000);
+    int completed = 0;
+    while (!fixture_expired() && completed < want) {
+        uv_run(&L, UV_RUN_ONCE);
+        completed = completed_of(ids);
+    }
+    fixture_deadline_stop();
+    cr_assert_eq(completed, want, "every saga outside shard 0 swept, taken over, completed");
+    cr_assert_eq(cmd("ZSCORE saga:{idx}:workers dead")->type, REDIS_REPLY_STRING,
+                 "not forgotten: its set in shard 0 cannot be counted");
+    stop(w);
+    fixture_finish();
+}

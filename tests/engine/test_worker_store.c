@@ -287,45 +287,68 @@ Test(worker_store, claim_takes_over_from_the_expected_owner_only) {
     fixture_finish();
 }
 
+/* The sharded global keys of a saga (store/shards.h): its own shard's. */
+#define OWNED(worker, id) shard_key(SAGA_SHARD_OWNED, worker, id)
+#define ORPHANS(id) shard_key(SAGA_SHARD_ORPHANS, NULL, id)
+#define SAGAS(id) shard_key(SAGA_SHARD_SAGAS, NULL, id)
+
+/* The members of a sharded set, summed over every shard. */
+static long long set_total(const char *name, const char *suffix) {
+    long long n = 0;
+    for (unsigned s = 0; s < fixture_shards()->k; s++)
+        n += cmd_int("SCARD %s", shard_key_n(s, name, suffix));
+    return n;
+}
+
 Test(worker_store, release_to_the_orphans_or_to_nobody) {
     record("s1", "me", "3", "running");
-    cmd("SADD saga:{idx}:owned:me s1 s2");
+    cmd("SADD %s s1", OWNED("me", "s1"));
+    cmd("SADD %s s2", OWNED("me", "s2"));
     CALL(saga_lease_release(S, "s1", "me", 3, true, on_done, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_str_eq(cmd("HGET saga:{s1} owner")->str, "", "unowned");
-    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:orphans s1"), 1, "listed for others");
-    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:owned:me s1"), 0);
+    cr_assert_eq(cmd_int("SISMEMBER %s s1", ORPHANS("s1")), 1, "listed for others");
+    cr_assert_eq(cmd_int("SISMEMBER %s s1", OWNED("me", "s1")), 0);
 
     record("s2", "me", "3", "stuck");
     CALL(saga_lease_release(S, "s2", "me", 3, false, on_done, NULL));
     cr_assert_eq(G.status, 0);
-    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:owned:me s2"), 0);
-    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:orphans s2"), 0, "parked: nobody's");
+    cr_assert_eq(cmd_int("SISMEMBER %s s2", OWNED("me", "s2")), 0);
+    cr_assert_eq(cmd_int("SISMEMBER %s s2", ORPHANS("s2")), 0, "parked: nobody's");
 
     record("s3", "you", "9", "running");
-    cmd("SADD saga:{idx}:owned:me s3");
+    cmd("SADD %s s3", OWNED("me", "s3"));
     CALL(saga_lease_release(S, "s3", "me", 3, true, on_done, NULL));
     cr_assert_eq(G.status, SAGA_EFENCED, "not ours any more");
     cr_assert_str_eq(cmd("HGET saga:{s3} owner")->str, "you", "nothing changed");
-    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:owned:me s3"), 1, "nothing changed");
+    cr_assert_eq(cmd_int("SISMEMBER %s s3", OWNED("me", "s3")), 1, "nothing changed");
 
     CALL(saga_lease_release(S, "gone", "me", 3, true, on_done, NULL));
     cr_assert_eq(G.status, 0, "a saga that is gone is released");
 
     /* Without a callback: sent all the same, before what follows. */
     record("s4", "me", "1", "running");
-    cmd("SADD saga:{idx}:owned:me s4");
+    cmd("SADD %s s4", OWNED("me", "s4"));
+    unsigned s4 = saga_shards_of(fixture_shards(), "s4");
+    uint64_t before = s4 == saga_shards_of(fixture_shards(), "s1") ? 1 : 0; /* s1 there? */
     reset();
     cr_assert_eq(saga_lease_release(S, "s4", "me", 1, true, NULL, NULL), 0);
-    CALL(saga_lease_set_size(S, NULL, on_count, NULL));
-    cr_assert_eq(G.u, 1, "s1 in the orphans");
-    CALL(saga_lease_set_size(S, NULL, on_count, NULL));
-    cr_assert_eq(G.u, 2, "then s4, released in the background");
+    CALL(saga_lease_set_size(S, s4, NULL, on_count, NULL));
+    cr_assert_eq(G.u, before, "s4 not yet in the orphans");
+    /* Then s4, released in the background: on one connection at once; on
+     * a cluster the SMOVE follows saga_release's answer from another node. */
+    for (int i = 0; i < 100; i++) {
+        CALL(saga_lease_set_size(S, s4, NULL, on_count, NULL));
+        if (G.u == before + 1 || !fixture_cluster())
+            break;
+    }
+    cr_assert_eq(G.u, before + 1, "then s4, released in the background");
+    cr_assert_eq(set_total(SAGA_SHARD_ORPHANS, NULL), 2, "s1 and s4, each in its shard");
     fixture_finish();
 }
 
 Test(worker_store, release_failures) {
-    cmd("SET saga:{idx}:owned:me not-a-set");
+    cmd("SET %s not-a-set", OWNED("me", "s1"));
     record("s1", "me", "3", "running");
     CALL(saga_lease_release(S, "s1", "me", 3, true, on_done, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE, "the set command's error");
@@ -339,23 +362,24 @@ Test(worker_store, release_failures) {
 }
 
 Test(worker_store, list_owned_and_unlist) {
-    cmd("SADD saga:{idx}:owned:dead s1");
-    cmd("SADD saga:{idx}:orphans s2");
+    cmd("SADD %s s1", OWNED("dead", "s1"));
+    cmd("SADD %s s2", ORPHANS("s2"));
     CALL(saga_lease_list_owned(S, "s1", "me", true, "dead", on_done, NULL));
     CALL(saga_lease_list_owned(S, "s2", "me", true, NULL, on_done, NULL));
     CALL(saga_lease_list_owned(S, "s3", "me", false, NULL, on_done, NULL));
     cr_assert_eq(G.status, 0);
-    cr_assert_eq(cmd_int("SCARD saga:{idx}:owned:me"), 3);
-    cr_assert_eq(cmd_int("SCARD saga:{idx}:owned:dead"), 0);
-    cr_assert_eq(cmd_int("SCARD saga:{idx}:orphans"), 0);
+    cr_assert_eq(set_total(SAGA_SHARD_OWNED, "me"), 3);
+    cr_assert_eq(cmd_int("SISMEMBER %s s3", OWNED("me", "s3")), 1, "in its own shard");
+    cr_assert_eq(set_total(SAGA_SHARD_OWNED, "dead"), 0);
+    cr_assert_eq(set_total(SAGA_SHARD_ORPHANS, NULL), 0);
 
     CALL(saga_lease_unlist(S, "me", "s1", on_done, NULL));
-    cr_assert_eq(cmd_int("SISMEMBER saga:{idx}:owned:me s1"), 0);
-    cmd("SADD saga:{idx}:orphans s9");
+    cr_assert_eq(cmd_int("SISMEMBER %s s1", OWNED("me", "s1")), 0);
+    cmd("SADD %s s9", ORPHANS("s9"));
     CALL(saga_lease_unlist(S, NULL, "s9", on_done, NULL));
-    cr_assert_eq(cmd_int("SCARD saga:{idx}:orphans"), 0);
+    cr_assert_eq(set_total(SAGA_SHARD_ORPHANS, NULL), 0);
 
-    cmd("SET saga:{idx}:orphans x");
+    cmd("SET %s x", ORPHANS("s9"));
     CALL(saga_lease_unlist(S, NULL, "s9", on_done, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert_eq(saga_lease_unlist(S, "", "s9", on_done, NULL), -EINVAL, "no worker ''");
@@ -415,57 +439,98 @@ Test(worker_store, candidate_refuses_a_corrupt_record) {
 }
 
 Test(worker_store, scan_walks_a_set_in_pages) {
-    for (int i = 0; i < 300; i++)
-        cmd("SADD saga:{idx}:owned:dead s%d", i);
+    char id[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof(id), "s%d", i);
+        cmd("SADD %s %s", OWNED("dead", id), id);
+    }
+    unsigned k = fixture_shards()->k;
     size_t seen = 0;
-    char cursor[32] = "0";
     int pages = 0;
-    do {
-        CALL(saga_lease_scan(S, "dead", cursor, 100, on_scan, NULL));
-        cr_assert_eq(G.status, 0);
-        seen += G.n;
-        snprintf(cursor, sizeof(cursor), "%s", G.next);
-        pages++;
-    } while (strcmp(cursor, "0") != 0 && pages < 50);
-    cr_assert_eq(strcmp(cursor, "0"), 0, "the pass completes");
+    for (unsigned sh = 0; sh < k; sh++) {
+        char cursor[32] = "0";
+        int shard_pages = 0;
+        do {
+            CALL(saga_lease_scan(S, sh, "dead", cursor, 100, on_scan, NULL));
+            cr_assert_eq(G.status, 0);
+            for (size_t i = 0; i < G.n && i < 8; i++)
+                cr_assert_eq(saga_shards_of(fixture_shards(), G.names[i]), sh,
+                             "%s comes from its own shard", G.names[i]);
+            seen += G.n;
+            snprintf(cursor, sizeof(cursor), "%s", G.next);
+            shard_pages++;
+        } while (strcmp(cursor, "0") != 0 && shard_pages < 50);
+        cr_assert_eq(strcmp(cursor, "0"), 0, "the pass over shard %u completes", sh);
+        pages += shard_pages;
+    }
     cr_assert_geq(seen, 300, "every member is offered");
     cr_assert_gt(pages, 1, "in pages");
 
-    cmd("SADD saga:{idx}:orphans o1");
-    CALL(saga_lease_scan(S, NULL, "0", 10, on_scan, NULL));
+    cmd("SADD %s o1", ORPHANS("o1"));
+    unsigned o1 = saga_shards_of(fixture_shards(), "o1");
+    CALL(saga_lease_scan(S, o1, NULL, "0", 10, on_scan, NULL));
     cr_assert_eq(G.n, 1);
     cr_assert_str_eq(G.names[0], "o1");
     cr_assert_str_eq(G.next, "0");
 
-    CALL(saga_lease_set_size(S, "dead", on_count, NULL));
-    cr_assert_eq(G.u, 300);
-    CALL(saga_lease_set_size(S, "nobody", on_count, NULL));
+    uint64_t total = 0;
+    for (unsigned sh = 0; sh < k; sh++) {
+        CALL(saga_lease_set_size(S, sh, "dead", on_count, NULL));
+        total += G.u;
+    }
+    cr_assert_eq(total, 300);
+    CALL(saga_lease_set_size(S, 0, "nobody", on_count, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.u, 0);
 
-    cmd("SET saga:{idx}:orphans x");
-    CALL(saga_lease_scan(S, NULL, "0", 10, on_scan, NULL));
+    cmd("SET %s x", shard_key_n(0, SAGA_SHARD_ORPHANS, NULL));
+    CALL(saga_lease_scan(S, 0, NULL, "0", 10, on_scan, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
-    CALL(saga_lease_set_size(S, NULL, on_count, NULL));
+    CALL(saga_lease_set_size(S, 0, NULL, on_count, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
-    cr_assert_eq(saga_lease_scan(S, NULL, "", 10, on_scan, NULL), -EINVAL);
-    cr_assert_eq(saga_lease_scan(S, NULL, "0", 0, on_scan, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_scan(S, 0, NULL, "", 10, on_scan, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_scan(S, 0, NULL, "0", 0, on_scan, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_scan(S, k, NULL, "0", 10, on_scan, NULL), -EINVAL, "no shard k");
+    cr_assert_eq(saga_lease_set_size(S, k, NULL, on_count, NULL), -EINVAL);
     fixture_finish();
 }
 
 Test(worker_store, sweep_pages_through_the_unfinished) {
-    for (int i = 1; i <= 5; i++)
-        cmd("ZADD saga:{idx}:sagas %d u%d", -i * 1000, i); /* unfinished: -created */
-    cmd("ZADD saga:{idx}:sagas %lld done", now_ms() + 60000); /* finished: expiry */
-    CALL(saga_lease_sweep(S, 0, 3, on_names, NULL));
-    cr_assert_eq(G.n, 3);
-    cr_assert_str_eq(G.names[0], "u5", "newest first");
-    CALL(saga_lease_sweep(S, 3, 3, on_names, NULL));
-    cr_assert_eq(G.n, 2, "the end of the unfinished ones");
-    cr_assert_str_eq(G.names[1], "u1");
-    cmd("SET saga:{idx}:sagas x");
-    CALL(saga_lease_sweep(S, 0, 3, on_names, NULL));
+    char id[16];
+    for (int i = 1; i <= 5; i++) {
+        snprintf(id, sizeof(id), "u%d", i);
+        cmd("ZADD %s %d %s", SAGAS(id), -i * 1000, id); /* unfinished: -created */
+    }
+    cmd("ZADD %s %lld done", SAGAS("done"), now_ms() + 60000); /* finished: expiry */
+    unsigned k = fixture_shards()->k;
+    bool found[6] = {false};
+    int pages = 0;
+    for (unsigned sh = 0; sh < k; sh++) {
+        int last = 6; /* newest first: u5 .. u1 */
+        for (uint64_t offset = 0;; offset += 3) {
+            CALL(saga_lease_sweep(S, sh, offset, 3, on_names, NULL));
+            cr_assert_eq(G.status, 0);
+            pages++;
+            for (size_t i = 0; i < G.n; i++) {
+                int n = atoi(G.names[i] + 1);
+                cr_assert(G.names[i][0] == 'u' && n >= 1 && n <= 5 && !found[n],
+                          "%s: an unfinished saga, once", G.names[i]);
+                cr_assert_lt(n, last, "newest first within the shard");
+                cr_assert_eq(saga_shards_of(fixture_shards(), G.names[i]), sh);
+                found[n] = true;
+                last = n;
+            }
+            if (G.n < 3)
+                break; /* the end of this shard's unfinished ones */
+        }
+    }
+    for (int n = 1; n <= 5; n++)
+        cr_assert(found[n], "u%d swept", n);
+    cr_assert_geq(pages, 2, "in pages");
+    cmd("SET %s x", shard_key_n(0, SAGA_SHARD_SAGAS, NULL));
+    CALL(saga_lease_sweep(S, 0, 0, 3, on_names, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert_eq(saga_lease_sweep(S, k, 0, 3, on_names, NULL), -EINVAL, "no shard k");
     fixture_finish();
 }
 
@@ -754,8 +819,8 @@ static void on_listed(int status, const char *why, const saga_operator_page_t *p
 
 /* Pages of 2 through unfinished and finished sagas, runs of equal scores
  * among them, while listed ones are removed (the cursor's own too): each
- * saga that stays comes once, in order (the index is one key: its slot's
- * node answers saga_list_page). */
+ * saga that stays comes once, in order (with K shards the index is K
+ * keys, merged by the list). */
 Test(worker_store, list_pages_with_keyset_cursors) {
     /* in the order listed: unfinished newest first (equal scores by id),
      * then finished, the last first (equal scores by id, reversed) */
@@ -766,7 +831,7 @@ Test(worker_store, list_pages_with_keyset_cursors) {
     for (size_t i = 0; i < 12; i++) {
         cmd("HSET saga:{%s} id %s saga listed state %s created 1", order[i], order[i],
             score[i] < 0 ? "running" : "completed");
-        cmd("ZADD saga:{idx}:sagas %lld %s", score[i], order[i]);
+        cmd("ZADD %s %lld %s", SAGAS(order[i]), score[i], order[i]);
     }
     static listed_t l;
     memset(&l, 0, sizeof(l));
@@ -785,7 +850,7 @@ Test(worker_store, list_pages_with_keyset_cursors) {
             for (size_t i = 0; i < 12; i++)
                 if (strcmp(order[i], l.ids[l.n - 1]) == 0 && !removed[i]) {
                     removed[i] = true;
-                    cmd("ZREM saga:{idx}:sagas %s", order[i]);
+                    cmd("ZREM %s %s", SAGAS(order[i]), order[i]);
                 }
         }
     }

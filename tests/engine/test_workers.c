@@ -26,6 +26,7 @@
 #include "redis_cluster.h"
 #include "redis_server.h"
 #include "saga_proc.h"
+#include "store/shards.h"
 #include "test_poll.h"
 
 static redis_server_t R;
@@ -174,6 +175,56 @@ static redisContext *ctx_saga(const char *id) {
     return ctx_for(key);
 }
 
+/* The shards of the global keys (store/shards.h) the workers use: one on a
+ * single Redis; on a cluster what the first worker recorded in
+ * saga:{idx}:shards (one until a worker started). */
+static const saga_shards_t *shards(void) {
+    static saga_shards_t sh;
+    static bool known;
+    if (known)
+        return &sh;
+    saga_shards_single(&sh);
+    if (!on_cluster) {
+        known = true;
+        return &sh;
+    }
+    redisReply *r = cmd("GET saga:{idx}:shards");
+    if (r->type == REDIS_REPLY_STRING) {
+        char err[160];
+        cr_assert_eq(saga_shards_parse(&sh, r->str, (size_t)r->len, err, sizeof(err)), 0,
+                     "saga:{idx}:shards: %s", err);
+        known = true;
+    }
+    freeReplyObject(r);
+    return &sh;
+}
+
+/* Key `name` (SAGA_SHARD_...; + `suffix` for a worker's owned set) of shard
+ * `s`, or of the shard of saga `id`. The text lives in a ring of 16
+ * buffers: valid for the next 15 calls. */
+static const char *skey(unsigned s, const char *name, const char *suffix) {
+    static char ring[16][256];
+    static unsigned next;
+    char *buf = ring[next++ % 16];
+    cr_assert_geq(saga_shards_key(shards(), s, name, suffix, buf, sizeof(ring[0])), 0);
+    return buf;
+}
+
+static const char *skey_of(const char *id, const char *name, const char *suffix) {
+    return skey(saga_shards_of(shards(), id), name, suffix);
+}
+
+/* `fmt` (a count command whose one %s is the key) summed over every
+ * shard's key `name`. */
+static long long sum_shards(const char *fmt, const char *name, const char *suffix) {
+    long long n = 0;
+    for (unsigned s = 0; s < shards()->k; s++) {
+        const char *key = skey(s, name, suffix);
+        n += redis_cmd_int(ctx_for(key), fmt, key);
+    }
+    return n;
+}
+
 static void dump_leftovers(void);
 
 static long long now_ms(void) {
@@ -260,16 +311,23 @@ static void submit_many(const char *saga, const char *prefix, int n, int ms) {
     char hash[65];
     snprintf(hash, sizeof(hash), "%s", h->str);
     freeReplyObject(h);
+    /* Each to its shard's intake, pipelined on the connection of its slot;
+     * each connection answers in order. */
     for (int i = 0; i < n; i++) {
         char id[64], input[64];
         snprintf(id, sizeof(id), "%s-%d", prefix, i);
         snprintf(input, sizeof(input), "{\"ms\": %d}", ms);
-        redisAppendCommand(ctx_for("saga:{idx}:intake"), "FCALL saga_submit 2 saga:{idx}:intake saga:{idx}:submitted "
-                           "%s %s %s %s 604800000", id, saga, hash, input);
+        const char *intake = skey_of(id, SAGA_SHARD_INTAKE, NULL);
+        redisAppendCommand(ctx_for(intake), "FCALL saga_submit 2 %s %s %s %s %s %s 604800000",
+                           intake, skey_of(id, SAGA_SHARD_SUBMITTED, NULL), id, saga, hash,
+                           input);
     }
     for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "%s-%d", prefix, i);
         redisReply *r;
-        cr_assert_eq(redisGetReply(ctx_for("saga:{idx}:intake"), (void **)&r), REDIS_OK);
+        cr_assert_eq(redisGetReply(ctx_for(skey_of(id, SAGA_SHARD_INTAKE, NULL)), (void **)&r),
+                     REDIS_OK);
         cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "submit: %s", r->type == REDIS_REPLY_ERROR ? r->str : "?");
         freeReplyObject(r);
     }
@@ -315,24 +373,29 @@ static void dump(const char *what, redisReply *r) {
  * entries, the leases, and the end of every worker's log. */
 static void dump_leftovers(void) {
     fprintf(stderr, "workers test: what is left\n");
-    redisReply *ids = cmd("ZRANGEBYSCORE saga:{idx}:sagas -inf (0 LIMIT 0 10");
-    for (size_t i = 0; i < ids->elements; i++) {
-        const char *id = ids->element[i]->str;
-        char what[160];
-        snprintf(what, sizeof(what), "saga %s state owner fence seq updated", id);
-        dump(what, cmd("HMGET saga:{%s} state owner fence seq updated", id));
-        snprintf(what, sizeof(what), "saga %s last history", id);
-        dump(what, cmd("LRANGE saga:{%s}:history -2 -1", id));
+    for (unsigned s = 0; s < shards()->k; s++) {
+        const char *sagas = skey(s, SAGA_SHARD_SAGAS, NULL);
+        const char *intake = skey(s, SAGA_SHARD_INTAKE, NULL);
+        char what[300];
+        fprintf(stderr, "  shard %u of %u:\n", s, shards()->k);
+        redisReply *ids = cmd("ZRANGEBYSCORE %s -inf (0 LIMIT 0 10", sagas);
+        for (size_t i = 0; i < ids->elements; i++) {
+            const char *id = ids->element[i]->str;
+            snprintf(what, sizeof(what), "saga %s state owner fence seq updated", id);
+            dump(what, cmd("HMGET saga:{%s} state owner fence seq updated", id));
+            snprintf(what, sizeof(what), "saga %s last history", id);
+            dump(what, cmd("LRANGE saga:{%s}:history -2 -1", id));
+        }
+        freeReplyObject(ids);
+        dump("unfinished", cmd("ZCOUNT %s -inf (0", sagas));
+        dump("intake length", cmd("XLEN %s", intake));
+        dump("intake pending", cmd("XPENDING %s workers", intake));
+        dump("intake entries", cmd("XRANGE %s - + COUNT 5", intake));
+        dump("intake group", cmd("XINFO GROUPS %s", intake));
+        dump("orphans", cmd("SMEMBERS %s", skey(s, SAGA_SHARD_ORPHANS, NULL)));
     }
-    freeReplyObject(ids);
-    dump("unfinished", cmd("ZCOUNT saga:{idx}:sagas -inf (0"));
-    dump("intake length", cmd("XLEN saga:{idx}:intake"));
-    dump("intake pending", cmd("XPENDING saga:{idx}:intake workers"));
-    dump("intake entries", cmd("XRANGE saga:{idx}:intake - + COUNT 5"));
-    dump("intake group", cmd("XINFO GROUPS saga:{idx}:intake"));
     dump("leases", cmd("ZRANGE saga:{idx}:workers 0 -1 WITHSCORES"));
     dump("server time", cmd("TIME"));
-    dump("orphans", cmd("SMEMBERS saga:{idx}:orphans"));
     for (int i = 0; i < MAX_WORKERS; i++) {
         char path[700], line[1024];
         snprintf(path, sizeof(path), "%s/w%d.log", dir, i);
@@ -356,17 +419,17 @@ static void dump_leftovers(void) {
  * `secs`, saying what was left. */
 static void wait_all_done(int secs) {
     test_poll_t p = test_poll_start(secs * 1000L);
-    while (redis_cmd_int(ctx_for("saga:{idx}:sagas"), "ZCOUNT saga:{idx}:sagas -inf (0") +
-           redis_cmd_int(ctx_for("saga:{idx}:sagas"), "XLEN saga:{idx}:intake") > 0)
+    while (sum_shards("ZCOUNT %s -inf (0", SAGA_SHARD_SAGAS, NULL) +
+           sum_shards("XLEN %s", SAGA_SHARD_INTAKE, NULL) > 0)
         if (!test_poll_next(&p)) {
             dump_leftovers();
             cr_assert_fail("sagas still unfinished after %d s (what was left: above)", secs);
         }
 }
 
-/* Sagas that worker `name` owns now. */
+/* Sagas that worker `name` owns now (its sets in every shard). */
 static long long owned_by(const char *name) {
-    return redis_cmd_int(ctx_for("saga:{idx}:sagas"), "SCARD saga:{idx}:owned:%s", name);
+    return sum_shards("SCARD %s", SAGA_SHARD_OWNED, name);
 }
 
 /* True when field `field` of saga `id` starts with `prefix`. */
@@ -573,9 +636,16 @@ Test(workers, sigterm_drains_and_hands_over_at_once) {
 /* How many start requests are delivered to worker `name` and not yet
  * acknowledged: those it read ahead, waiting for room. */
 static long long pending_for(const char *name) {
-    redisReply *r = cmd("XPENDING saga:{idx}:intake workers - + 1000 %s", name);
-    long long n = r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : -1;
-    freeReplyObject(r);
+    long long n = 0;
+    for (unsigned s = 0; s < shards()->k; s++) {
+        redisReply *r = cmd("XPENDING %s workers - + 1000 %s",
+                            skey(s, SAGA_SHARD_INTAKE, NULL), name);
+        if (r->type != REDIS_REPLY_ARRAY)
+            n = -1;
+        else if (n >= 0)
+            n += (long long)r->elements;
+        freeReplyObject(r);
+    }
     return n;
 }
 
@@ -710,9 +780,7 @@ Test(workers, submit_is_idempotent_and_refuses_unknown_names) {
     free(out);
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--input", "{\"ms\": \"x\"", NULL), 1);
     free(out);
-    redisReply *q = cmd("XLEN saga:{idx}:intake");
-    cr_assert_eq(q->integer, 0, "nothing enqueued");
-    freeReplyObject(q);
+    cr_assert_eq(sum_shards("XLEN %s", SAGA_SHARD_INTAKE, NULL), 0, "nothing enqueued");
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "dup-1", "--input", "{\"ms\": 1}", NULL), 0);
     cr_assert_str_eq(out, "dup-1\n");
     free(out);
@@ -770,9 +838,10 @@ static void positions(const char *text, const char *const *ids, long *pos, int n
     }
 }
 
-/* True when saga:{idx}:sagas lists `id` as finished (a score from 0). */
+/* True when the index (its shard's) lists `id` as finished (a score from
+ * 0). */
 static bool index_finished(const char *id) {
-    redisReply *r = cmd("ZSCORE saga:{idx}:sagas %s", id);
+    redisReply *r = cmd("ZSCORE %s %s", skey_of(id, SAGA_SHARD_SAGAS, NULL), id);
     bool yes = r->type == REDIS_REPLY_STRING && r->str[0] != '-';
     freeReplyObject(r);
     return yes;
@@ -886,22 +955,23 @@ Test(workers, a_handled_request_is_acknowledged_and_deleted_at_once) {
     char *out = NULL;
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ad-1", "--input", "{\"ms\": 1}", NULL), 0);
     free(out);
-    redisReply *r = cmd("XREADGROUP GROUP workers t COUNT 1 STREAMS saga:{idx}:intake >");
+    const char *intake = skey_of("ad-1", SAGA_SHARD_INTAKE, NULL);
+    redisReply *r = cmd("XREADGROUP GROUP workers t COUNT 1 STREAMS %s >", intake);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
     char entry[64];
     snprintf(entry, sizeof(entry), "%s", r->element[0]->element[1]->element[0]->element[0]->str);
     freeReplyObject(r);
-    r = cmd("FCALL saga_intake_done 1 saga:{idx}:intake workers %s", entry);
+    r = cmd("FCALL saga_intake_done 1 %s workers %s", intake, entry);
     cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
     cr_assert_eq(r->integer, 1);
     freeReplyObject(r);
-    r = cmd("XPENDING saga:{idx}:intake workers");
+    r = cmd("XPENDING %s workers", intake);
     cr_assert_eq(r->element[0]->integer, 0, "acknowledged");
     freeReplyObject(r);
-    r = cmd("XLEN saga:{idx}:intake");
+    r = cmd("XLEN %s", intake);
     cr_assert_eq(r->integer, 0, "deleted");
     freeReplyObject(r);
-    r = cmd("FCALL saga_intake_done 1 saga:{idx}:intake workers");
+    r = cmd("FCALL saga_intake_done 1 %s workers", intake);
     cr_assert_eq(r->type, REDIS_REPLY_ERROR, "malformed call refused");
     cr_assert(strstr(r->str, "SAGABADARGS") != NULL, "%s", r->str);
     freeReplyObject(r);
@@ -969,13 +1039,11 @@ Test(workers, resharding_under_load) {
                "(what was left: above)", owned_by("w0"), owned_by("w1"));
     /* A few thousand slots move while the sagas run: 3,000 from the first
      * primary to the second, then 2,000 from the second to the third. */
-    long long unfinished = redis_cmd_int(ctx_for("saga:{idx}:sagas"),
-                                         "ZCOUNT saga:{idx}:sagas -inf (0");
+    long long unfinished = sum_shards("ZCOUNT %s -inf (0", SAGA_SHARD_SAGAS, NULL);
     long long t0 = now_ms();
     cr_assert_eq(redis_cluster_reshard(&RC, prim[0], prim[1], 3000, 180000), 0,
                  "reshard 1 failed");
-    long long between = redis_cmd_int(ctx_for("saga:{idx}:sagas"),
-                                      "ZCOUNT saga:{idx}:sagas -inf (0");
+    long long between = sum_shards("ZCOUNT %s -inf (0", SAGA_SHARD_SAGAS, NULL);
     cr_assert_eq(redis_cluster_reshard(&RC, prim[1], prim[2], 2000, 180000), 0,
                  "reshard 2 failed");
     fprintf(stderr, "workers_cluster: resharding took %lld ms; sagas unfinished: %lld "
@@ -991,8 +1059,8 @@ Test(workers, resharding_under_load) {
     cr_assert_eq(stop_worker(1, SIGTERM), 0);
 }
 
-/* 2,000 sagas on 3 workers; the primary of the global keys (intake,
- * index, leases) gets kill -9 once they run, its replica takes over, and
+/* 2,000 sagas on 3 workers; the primary of {idx} (the leases; with one
+ * shard the intake and the index too) gets kill -9 once they run, its replica takes over, and
  * the killed node comes back (as a replica: with --min-replicas 1 every
  * write waits until the promoted primary has one again). Every saga ends as
  * expected, no transition twice. Returns how long the promotion took. */
@@ -1006,7 +1074,7 @@ static long long failover_body(void) {
     WAIT_UNTIL(owned_by("w0") >= 100 && owned_by("w1") >= 100, 30,
                "the workers own %lld and %lld sagas after 30 s, not 100 each "
                "(what was left: above)", owned_by("w0"), owned_by("w1"));
-    int victim = redis_cluster_primary_of(&RC, redis_cluster_key_slot("saga:{idx}:sagas"));
+    int victim = redis_cluster_primary_of(&RC, redis_cluster_key_slot("saga:{idx}:workers"));
     long long t0 = now_ms();
     int promoted = redis_cluster_kill_primary(&RC, victim, 60000);
     cr_assert_geq(promoted, 0, "no replica took over");
