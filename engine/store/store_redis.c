@@ -1141,10 +1141,6 @@ static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
 
 static void shards_get(store_redis_t *st);
 
-/* Until every reader of the global keys walks the shards, a cluster gets
- * one shard unless told otherwise (opt.shards). */
-#define SHARDS_BY_DEFAULT 0
-
 static void on_shards_set(saga_redis_t *conn, redisReply *r, void *data) {
     store_redis_t *st = data;
     (void)conn;
@@ -1180,8 +1176,6 @@ static void on_shards_probe(saga_redis_t *conn, redisReply *r, void *data) {
         } else if (st->opt.shards > 0) {
             saga_shards_spread(&st->shards, st->opt.shards > SAGA_SHARDS_MAX ? SAGA_SHARDS_MAX
                                                                              : st->opt.shards);
-        } else if (!SHARDS_BY_DEFAULT) {
-            saga_shards_single(&st->shards);
         } else if (saga_redis_command(conn, on_shards_probe, st, "CLUSTER INFO") == 0) {
             st->stats.commands++;
             return;

@@ -164,6 +164,14 @@ Test(shard_layout, the_first_engine_records_them_and_the_others_read_them) {
     cr_assert_str_eq(r->str, "idx");
     freeReplyObject(r);
     close_store(d);
+
+    /* Unasked, a fresh cluster gets 4 shards per primary. */
+    freeReplyObject(ccmd("DEL %s", SAGA_KEY_SHARDS));
+    freeReplyObject(ccmd("DEL %s", "saga:{idx}:sagas"));
+    saga_store_t *e = open_store(RC.node[3].url, 0);
+    cr_assert_eq(ready_status, 0, "%s", ready_msg);
+    cr_assert_eq(saga_store_redis_shards(e)->k, 12);
+    close_store(e);
 }
 
 typedef struct wres_s {

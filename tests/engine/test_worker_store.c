@@ -600,6 +600,11 @@ Test(worker_store, not_a_redis_store_and_not_connected) {
 /* The intake                                                              */
 /* ---------------------------------------------------------------------- */
 
+/* The intake tests use one shard's stream: the last one (with one shard,
+ * the stream of before). */
+static unsigned IS(void) { return fixture_shards()->k - 1; }
+static const char *IK(void) { return shard_key_n(IS(), SAGA_SHARD_INTAKE, NULL); }
+
 static int events[3];
 static void on_event(saga_intake_t *in, saga_intake_event_t ev, const char *errstr,
                      void *data) {
@@ -624,7 +629,7 @@ static void intake_close(saga_intake_t *in) {
 }
 
 static void submit(const char *id, const char *hash, const char *input) {
-    redisReply *r = cmd("XADD saga:{idx}:intake * id %s name demo hash %s input %s ts 1", id,
+    redisReply *r = cmd("XADD %s * id %s name demo hash %s input %s ts 1", IK(), id,
                         hash, input);
     cr_assert_eq(r->type, REDIS_REPLY_STRING);
 }
@@ -654,16 +659,16 @@ Test(worker_store, intake_group_read_ack) {
     cr_assert_eq(G.status, 0, "a group that exists is fine");
 
     memset(events, 0, sizeof(events));
-    cr_assert_eq(saga_intake_read_new(in, 0, 10, 100, on_requests, NULL), SAGA_EUNAVAILABLE,
+    cr_assert_eq(saga_intake_read_new(in, IS(), 10, 100, on_requests, NULL), SAGA_EUNAVAILABLE,
                  "not connected yet");
     cr_assert_eq(saga_intake_connect(in), 0);
-    run_until(&events[SAGA_INTAKE_READY], 1);
-    cr_assert(saga_intake_ready(in, 0));
+    run_until(&events[SAGA_INTAKE_READY], (int)fixture_shards()->k);
+    cr_assert(saga_intake_ready(in, IS()));
 
     submit("s1", HASH, "{\"a\":1}");
     submit("s2", "short", "{}");
-    cmd("XADD saga:{idx}:intake * id s3 hash %s", HASH);
-    CALL(saga_intake_read_new(in, 0, 10, 1000, on_requests, NULL));
+    cmd("XADD %s * id s3 hash %s", IK(), HASH);
+    CALL(saga_intake_read_new(in, IS(), 10, 1000, on_requests, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.n, 3);
     cr_assert_str_eq(G.req_text[0][1], "s1");
@@ -677,22 +682,22 @@ Test(worker_store, intake_group_read_ack) {
     snprintf(entry, sizeof(entry), "%s", G.req_text[0][0]);
 
     /* Nothing new: the read waits, then answers none. */
-    CALL(saga_intake_read_new(in, 0, 10, 50, on_requests, NULL));
+    CALL(saga_intake_read_new(in, IS(), 10, 50, on_requests, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.n, 0);
 
     /* Delivered, unacknowledged: read again as our own pending ones. */
-    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
+    CALL(saga_intake_read_pending(in, IS(), 10, on_requests, NULL));
     cr_assert_eq(G.n, 3);
-    CALL(saga_intake_done(in, 0, entry, on_done, NULL));
+    CALL(saga_intake_done(in, IS(), entry, on_done, NULL));
     cr_assert_eq(G.status, 0);
-    cr_assert_eq(cmd_int("XLEN saga:{idx}:intake"), 2, "deleted");
-    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
+    cr_assert_eq(cmd_int("XLEN %s", IK()), 2, "deleted");
+    CALL(saga_intake_read_pending(in, IS(), 10, on_requests, NULL));
     cr_assert_eq(G.n, 2, "acknowledged");
 
     /* An entry deleted while pending is left out. */
-    cmd("XTRIM saga:{idx}:intake MAXLEN 0");
-    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
+    cmd("XTRIM %s MAXLEN 0", IK());
+    CALL(saga_intake_read_pending(in, IS(), 10, on_requests, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.n, 0);
     intake_close(in);
@@ -705,12 +710,12 @@ Test(worker_store, intake_done_many_acknowledges_and_deletes_them_all) {
     saga_intake_t *in = intake("w1");
     CALL(saga_intake_create_group(in, on_done, NULL));
     cr_assert_eq(saga_intake_connect(in), 0);
-    run_until(&events[SAGA_INTAKE_READY], 1);
+    run_until(&events[SAGA_INTAKE_READY], (int)fixture_shards()->k);
     submit("m1", HASH, "{}");
     submit("m2", HASH, "{}");
     submit("m3", HASH, "{}");
     submit("m4", HASH, "{}");
-    CALL(saga_intake_read_new(in, 0, 10, 1000, on_requests, NULL));
+    CALL(saga_intake_read_new(in, IS(), 10, 1000, on_requests, NULL));
     cr_assert_eq(G.n, 4);
     char entries[3][64];
     const char *v[SAGA_INTAKE_DONE_MAX + 1];
@@ -718,22 +723,22 @@ Test(worker_store, intake_done_many_acknowledges_and_deletes_them_all) {
         snprintf(entries[i], sizeof(entries[i]), "%s", G.req_text[i][0]);
         v[i] = entries[i];
     }
-    cr_assert_eq(saga_intake_done_many(in, 0, v, 0, on_done, NULL), -EINVAL);
+    cr_assert_eq(saga_intake_done_many(in, IS(), v, 0, on_done, NULL), -EINVAL);
     for (int i = 3; i <= SAGA_INTAKE_DONE_MAX; i++)
         v[i] = entries[0];
-    cr_assert_eq(saga_intake_done_many(in, 0, v, SAGA_INTAKE_DONE_MAX + 1, on_done, NULL), -EINVAL);
-    CALL(saga_intake_done_many(in, 0, v, 3, on_done, NULL));
+    cr_assert_eq(saga_intake_done_many(in, IS(), v, SAGA_INTAKE_DONE_MAX + 1, on_done, NULL), -EINVAL);
+    CALL(saga_intake_done_many(in, IS(), v, 3, on_done, NULL));
     cr_assert_eq(G.status, 0, "%s", G.why);
-    cr_assert_eq(cmd_int("XLEN saga:{idx}:intake"), 1, "three deleted");
-    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
+    cr_assert_eq(cmd_int("XLEN %s", IK()), 1, "three deleted");
+    CALL(saga_intake_read_pending(in, IS(), 10, on_requests, NULL));
     cr_assert_eq(G.n, 1, "three acknowledged");
     cr_assert_str_eq(G.req_text[0][1], "m4");
-    redisReply *r = cmd("FCALL saga_intake_done 1 saga:{idx}:intake workers %s %s %s",
+    redisReply *r = cmd("FCALL saga_intake_done 1 %s workers %s %s %s", IK(),
                         entries[0], entries[1], G.req_text[0][0]);
     cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
     cr_assert_eq(r->integer, 1, "only the entry still there counts");
     freeReplyObject(r);
-    cr_assert_eq(cmd_int("XLEN saga:{idx}:intake"), 0);
+    cr_assert_eq(cmd_int("XLEN %s", IK()), 0);
     intake_close(in);
     fixture_finish();
 }
@@ -742,17 +747,17 @@ Test(worker_store, intake_autoclaim_takes_what_a_dead_consumer_left) {
     saga_intake_t *a = intake("a"), *b = intake("b");
     CALL(saga_intake_create_group(a, on_done, NULL));
     submit("s1", HASH, "{}");
-    CALL(saga_intake_read_pending(a, 0, 10, on_requests, NULL));
+    CALL(saga_intake_read_pending(a, IS(), 10, on_requests, NULL));
     cr_assert_eq(G.n, 0, "nothing delivered to a yet");
-    redisReply *r = cmd("XREADGROUP GROUP workers a COUNT 10 STREAMS saga:{idx}:intake >");
+    redisReply *r = cmd("XREADGROUP GROUP workers a COUNT 10 STREAMS %s >", IK());
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
-    CALL(saga_intake_autoclaim(b, 0, 60000, 10, on_requests, NULL));
+    CALL(saga_intake_autoclaim(b, IS(), 60000, 10, on_requests, NULL));
     cr_assert_eq(G.n, 0, "not idle long enough");
-    CALL(saga_intake_autoclaim(b, 0, 0, 10, on_requests, NULL));
+    CALL(saga_intake_autoclaim(b, IS(), 0, 10, on_requests, NULL));
     cr_assert_eq(G.status, 0);
     cr_assert_eq(G.n, 1);
     cr_assert_str_eq(G.req_text[0][1], "s1");
-    CALL(saga_intake_read_pending(b, 0, 10, on_requests, NULL));
+    CALL(saga_intake_read_pending(b, IS(), 10, on_requests, NULL));
     cr_assert_eq(G.n, 1, "b's now");
     intake_close(a);
     intake_close(b);
@@ -761,30 +766,30 @@ Test(worker_store, intake_autoclaim_takes_what_a_dead_consumer_left) {
 
 Test(worker_store, intake_failures) {
     saga_intake_t *in = intake("w1");
-    cr_assert_eq(saga_intake_read_pending(in, 0, 0, on_requests, NULL), -EINVAL);
-    CALL(saga_intake_read_pending(in, 0, 10, on_requests, NULL));
+    cr_assert_eq(saga_intake_read_pending(in, IS(), 0, on_requests, NULL), -EINVAL);
+    CALL(saga_intake_read_pending(in, IS(), 10, on_requests, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE, "no group yet");
     cr_assert(strstr(G.why, "NOGROUP") != NULL, "why: %s", G.why);
 
-    cmd("SET saga:{idx}:intake x");
+    cmd("SET %s x", IK());
     CALL(saga_intake_create_group(in, on_done, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
-    CALL(saga_intake_autoclaim(in, 0, 0, 10, on_requests, NULL));
+    CALL(saga_intake_autoclaim(in, IS(), 0, 10, on_requests, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     load_bad_library();
-    CALL(saga_intake_done(in, 0, "1-0", on_done, NULL));
+    CALL(saga_intake_done(in, IS(), "1-0", on_done, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert_str_eq(G.why, "ERR refused");
-    cmd("DEL saga:{idx}:intake");
+    cmd("DEL %s", IK());
 
     /* One blocking read at a time; closing ends it. */
     CALL(saga_intake_create_group(in, on_done, NULL));
     memset(events, 0, sizeof(events));
     cr_assert_eq(saga_intake_connect(in), 0);
-    run_until(&events[SAGA_INTAKE_READY], 1);
+    run_until(&events[SAGA_INTAKE_READY], (int)fixture_shards()->k);
     reset();
-    cr_assert_eq(saga_intake_read_new(in, 0, 10, 5000, on_requests, NULL), 0);
-    cr_assert_eq(saga_intake_read_new(in, 0, 10, 5000, on_requests, NULL), -EBUSY);
+    cr_assert_eq(saga_intake_read_new(in, IS(), 10, 5000, on_requests, NULL), 0);
+    cr_assert_eq(saga_intake_read_new(in, IS(), 10, 5000, on_requests, NULL), -EBUSY);
     closed = 0;
     saga_intake_close(in, on_closed, NULL);
     run_until(&closed, 1);
