@@ -565,13 +565,16 @@ static void reread_later(saga_api_t *api) {
 }
 
 /* A saga settled (id), or the subscription (re)started (NULL): what was
- * published before it is lost, so every waiting saga is read again. */
+ * published before it is lost, so every waiting saga is read again. A
+ * message is a hint, not the state: the saga is read, and its waiters are
+ * answered only if it has settled (a message published for an earlier
+ * settlement, before a retry, can arrive after a new wait began). */
 static void on_settled(const char *id, void *data) {
     saga_api_t *api = data;
     if (id != NULL) {
         wgroup_t *g = saga_strmap_get(&api->groups, id);
         if (g != NULL && g->head != NULL)
-            group_answer(api, g);
+            group_read(g, api);
         return;
     }
     reread_all(api);

@@ -734,6 +734,42 @@ Test(serve, every_long_poll_of_a_saga_is_answered_when_it_settles) {
     resp_free(&r);
 }
 
+/* A settlement message is a hint, not the state: a waiter is answered when
+ * the saga it waits on has settled, read afresh, never because a message
+ * named it (one published for an earlier settlement, or by anyone else,
+ * came late). */
+Test(serve, a_settlement_message_of_an_unsettled_saga_answers_nobody) {
+    start_serve(NULL);
+    wait_served();
+    wait_subscribed();
+    resp_t r;
+    do_call("POST", "/v1/sagas", "{\"saga\":\"long\",\"id\":\"h-1\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    do_call("POST", "/v1/sagas", "{\"saga\":\"brief\",\"id\":\"h-2\"}", &r);
+    expect(&r, 201, NULL);
+    resp_free(&r);
+    wait_state("h-1", "running");
+    pid_t stale[1], real[1];
+    polls_start("h-1", "60s", 1, "running", false, stale);
+    polls_wait_open(1);
+    polls_start("h-2", "60s", 1, "completed", true, real);
+    polls_wait_open(2);
+    /* h-1 named on the channel while it runs; then h-2 settles for real,
+     * published after it on the same channel */
+    redisContext *rc = redis_server_connect(&R);
+    cr_assert_not_null(rc);
+    freeReplyObject(redis_cmd(rc, "PUBLISH saga:{idx}:settled h-1"));
+    redisFree(rc);
+    polls_reap(1, real);
+    do_call("GET", "/metrics", NULL, &r);
+    cr_assert(strstr(r.body, "saga_http_long_polls 1\n") != NULL,
+              "h-1's poll was answered by a message while the saga ran: %s", r.body);
+    resp_free(&r);
+    kill(stale[0], SIGKILL);
+    waitpid(stale[0], NULL, 0);
+}
+
 /* Redis restarted while long-polls wait: what was published while serve
  * was not subscribed is lost, so it reads every waiting saga again once
  * subscribed; the polls are answered when the saga settles, not at their
