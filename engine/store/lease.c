@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "redis/redis_conn.h"
 #include "saga/errors.h"
@@ -391,6 +392,18 @@ int saga_lease_unlist(saga_store_t *s, const char *owner, const char *id,
         return -EINVAL;
     CALL(K_INTEGER, done, cb);
     return sent(c, saga_redis_command(c->conn, on_reply, c, "SREM %s %s", set, id));
+}
+
+int saga_lease_index_finished(saga_store_t *s, const char *id, saga_lease_done_cb cb,
+                              void *data) {
+    if (!id_ok(id))
+        return -EINVAL;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    CALL(K_INTEGER, done, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "ZADD %s XX GT %lld %s",
+                                      SAGA_KEY_SAGAS, now, id));
 }
 
 int saga_lease_candidate(saga_store_t *s, const char *id, saga_lease_candidate_cb cb,

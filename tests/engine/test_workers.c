@@ -8,6 +8,7 @@
  * and the commands are given node 0's URL, and the test's own commands
  * follow the cluster's redirections.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -512,6 +513,34 @@ Test(workers, three_workers_two_thousand_sagas_one_killed) {
     cr_assert_leq(latest_claim - killed_at, 2500, "takeover took %lld ms", latest_claim - killed_at);
     cr_assert_eq(stop_worker(0, SIGTERM), 0);
     cr_assert_eq(stop_worker(2, SIGTERM), 0);
+}
+
+/* The score of saga `id` in the index (LLONG_MIN when it is not there). */
+static long long index_score(const char *id) {
+    redisReply *r = cmd("ZSCORE saga:{idx}:sagas %s", id);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : LLONG_MIN;
+    freeReplyObject(r);
+    return v;
+}
+
+/* What a worker killed between a finish and its index update leaves on a
+ * cluster (the update is sent once the finish is confirmed): a finished
+ * record that the index lists as unfinished. It stayed so for good (the
+ * sweep passed it over), shown as running by the index and read by every
+ * sweep; a worker's sweep now moves it to the finished part. */
+Test(workers, the_sweep_moves_a_finished_saga_out_of_the_unfinished) {
+    long long now = redis_now();
+    redisReply *r = cmd("HSET saga:{stale-1} id stale-1 saga ok state completed owner w9 "
+                        "fence 1 seq 5 def %064d created %lld", 0, now);
+    freeReplyObject(r);
+    r = cmd("ZADD saga:{idx}:sagas -%lld stale-1", now);
+    freeReplyObject(r);
+    start_worker(0, "1s", "10");
+    WAIT_UNTIL(index_score("stale-1") >= 0, 10, "stale-1 still indexed as unfinished "
+               "(score %lld) after 10 s (what was left: above)", index_score("stale-1"));
+    char st[32];
+    cr_assert_str_eq(state_of("stale-1", st, sizeof(st)), "completed");
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
 }
 
 Test(workers, a_frozen_worker_is_fenced_and_the_saga_finishes_once) {
