@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "redis/redis_conn.h"
 #include "saga/errors.h"
@@ -422,6 +423,26 @@ int saga_lease_unlist(saga_store_t *s, const char *owner, const char *id,
         return krc;
     CALL(K_INTEGER, done, cb);
     return sent(c, saga_redis_command(c->conn, on_reply, c, "SREM %s %s", set, id));
+}
+
+int saga_lease_index_finished(saga_store_t *s, const char *id, saga_lease_done_cb cb,
+                              void *data) {
+    if (!id_ok(id))
+        return -EINVAL;
+    /* the index of the saga's shard */
+    const saga_shards_t *sh = saga_store_redis_shards(s);
+    char sagas[64];
+    if (sh == NULL)
+        return saga_store_redis_conn(s) != NULL ? SAGA_EUNAVAILABLE : -EINVAL;
+    if (saga_shards_key(sh, saga_shards_of(sh, id), SAGA_SHARD_SAGAS, NULL, sagas,
+                        sizeof(sagas)) < 0)
+        return -EINVAL;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    CALL(K_INTEGER, done, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "ZADD %s XX GT %lld %s", sagas,
+                                      now, id));
 }
 
 int saga_lease_candidate(saga_store_t *s, const char *id, saga_lease_candidate_cb cb,

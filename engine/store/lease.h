@@ -115,6 +115,15 @@ int saga_lease_list_owned(saga_store_t *s, const char *id, const char *worker, b
 int saga_lease_unlist(saga_store_t *s, const char *owner, const char *id,
                       saga_lease_done_cb cb, void *data);
 
+/* Moves saga `id`, finished, to the finished part of the index of sagas
+ * when the index still lists it as unfinished (ZADD XX GT with the current
+ * time: the GC trims it next; an entry that already says finished, or none,
+ * is left as it is). On Redis Cluster a finish's index update is sent only
+ * once the finish is confirmed (store_redis.c), so a worker killed between
+ * the two leaves such an entry. `cb` may be NULL. */
+int saga_lease_index_finished(saga_store_t *s, const char *id, saga_lease_done_cb cb,
+                              void *data);
+
 /* ---- Finding sagas to take over ---------------------------------------- */
 
 /* What a worker reads of a saga before claiming it. Strings point into the

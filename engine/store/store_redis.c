@@ -98,6 +98,9 @@ typedef struct rq_s {
     bool tentative;              /* RQ_INDEX made before the start-up checks
                                     knew whether the index is split: sent
                                     only if it is */
+    struct rq_s *after;          /* RQ_WRITE of a finish: its RQ_INDEX,
+                                    queued once the write is acknowledged
+                                    (dropped if it is refused) */
     size_t len;                  /* bytes of `text` (RQ_PUTDEF) */
     unsigned shard;              /* RQ_LIST: the shard asked next */
     char **acc;                  /* RQ_LIST: ids of the shards before */
@@ -211,6 +214,8 @@ static void rq_free(rq_t *rq) {
     for (size_t i = 0; i < rq->nacc; i++)
         free(rq->acc[i]);
     free(rq->acc);
+    if (rq->after != NULL)
+        rq_free(rq->after);
     free(rq->text);
     free(rq);
 }
@@ -316,8 +321,16 @@ static int list_next_shard(rq_t *rq, const redisReply *r) {
 }
 
 /* Runs the request's callback with `status` (and the reply when 0), then
- * frees it. The request must already be unlinked. */
+ * frees it. The request must already be unlinked. A finish's index update
+ * (rq->after) is queued before the finish is reported, and only if the
+ * write was acknowledged (with min_replicas, confirmed by its WAIT). */
 static void finish(rq_t *rq, int status, const redisReply *r) {
+    rq_t *after = rq->after;
+    rq->after = NULL;
+    if (after != NULL && status == 0 && r->type == REDIS_REPLY_INTEGER)
+        enqueue(after);
+    else if (after != NULL)
+        rq_free(after); /* refused or not written: the index stays as it is */
     switch (rq->kind) {
     case RQ_WRITE: {
         unsigned signals = 0;
@@ -1427,12 +1440,16 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
         return -ENOMEM;
     }
     /* Index before a create (never a record nobody can find), after a
-     * finish (never a finished-looking index entry of an unfinished saga). */
+     * finish (never a finished-looking index entry of an unfinished saga).
+     * On Redis Cluster the index lives on another primary, reached over
+     * another connection, so sending it after the write would not keep
+     * that order: a finish's index update is sent only once the write is
+     * acknowledged (rq->after; docs/redis-layout.md). */
     if (ix != NULL && (w->flags & SAGA_WRITE_CREATE))
         enqueue(ix);
+    else
+        rq->after = ix;
     enqueue(rq);
-    if (ix != NULL && !(w->flags & SAGA_WRITE_CREATE))
-        enqueue(ix);
     return 0;
 }
 

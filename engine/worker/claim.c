@@ -177,8 +177,12 @@ static void on_candidate(int status, const saga_lease_candidate_t *c, const char
         return;
     }
     if (!c->exists || !c->managed || saga_state_terminal(c->state)) {
-        /* Gone, finished, or not a worker's saga: nothing to claim. */
+        /* Gone, finished, or not a worker's saga: nothing to claim. A
+         * finished one may still be indexed as unfinished (its finisher
+         * died before the index update): moved to the finished part. */
         unlist(cl);
+        if (c->exists && saga_state_terminal(c->state))
+            saga_lease_index_finished(w->store, cl->id, NULL, NULL);
         claim_end(cl);
         return;
     }

@@ -4,10 +4,13 @@
  * once a WAIT after it confirms a replica has it; with the replica of its
  * primary stopped (SIGSTOP) the write is held, WAIT asked again, and it is
  * never acknowledged until the replica is back. AUTO turns it on on a cluster
- * with replicas and off on a single Redis.
+ * with replicas and off on a single Redis. And the index of sagas, kept on
+ * another primary than the records: a finish moves it only once the
+ * finish is written (and confirmed), never for a refused one.
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -46,6 +49,10 @@ static saga_store_t *open_store(const char *url, int min_replicas) {
     memset(&o, 0, sizeof(o));
     o.min_replicas = min_replicas;
     o.wait_timeout_ms = 200;
+    /* One shard of the global keys: the index on one primary, which the
+     * finish tests keep apart from the record's (a list of K shards would
+     * also ask the record's primary, paused there). */
+    o.shards = 1;
     ready_calls = 0;
     saga_store_t *s = saga_store_redis_new(&loop, &u, &o, on_ready, NULL);
     saga_redis_url_close(&u);
@@ -184,4 +191,113 @@ Test(store_replicas, auto_is_zero_on_a_single_redis) {
     uv_run(&loop, UV_RUN_NOWAIT);
     loop_wait(&loop, &closed, 1, 5000);
     redis_server_stop(&srv);
+}
+
+typedef struct ids_res_s {
+    int calls;
+    int status;
+    bool listed;         /* the id looked for was among the unfinished */
+    const char *id;
+} ids_res_t;
+
+static void on_ids(int status, const char *const *ids, size_t n, void *data) {
+    ids_res_t *r = data;
+    r->calls++;
+    r->status = status;
+    r->listed = false;
+    for (size_t i = 0; status == 0 && i < n; i++)
+        r->listed = r->listed || strcmp(ids[i], r->id) == 0;
+}
+
+/* Whether the store's list of unfinished sagas (read from the index, on
+ * the primary of {idx}, after every request made before it on the same
+ * connection) shows saga `id`. */
+static bool listed_unfinished(const char *id) {
+    ids_res_t r = {.id = id};
+    cr_assert_eq(S->ops->list_unfinished(S, on_ids, &r), 0);
+    cr_assert(loop_wait(&loop, &r.calls, 1, 10000), "the list was not answered");
+    cr_assert_eq(r.status, 0);
+    return r.listed;
+}
+
+/* Starts the finish of saga `id` (seq `seq`, state completed). */
+static void finish_saga(const char *id, uint64_t seq, wres_t *r) {
+    static saga_kv_t f = {"state", 5, "completed", 9};
+    static saga_event_t ev = {"saga.completed", NULL, NULL, 0, NULL, 0};
+    static saga_store_write_t w;
+    w = (saga_store_write_t){id, seq, 0, SAGA_WRITE_TERMINAL, "tester", &f, 1, &ev, 1, 0};
+    memset(r, 0, sizeof(*r));
+    cr_assert_eq(S->ops->write(S, &w, on_write, r), 0);
+}
+
+/* The node serving `key`'s slot now. */
+static int primary_of_key(const char *key) {
+    int i = redis_cluster_primary_of(&RC, redis_cluster_key_slot(key));
+    cr_assert_geq(i, 0, "no primary serves %s", key);
+    return i;
+}
+
+/* The index (saga:{idx}:sagas) lives on another primary than the records:
+ * a finish's index update, sent along with the write, reached it whatever
+ * became of the write. A refused finish (a stale seq) moved the saga to the
+ * finished part of the index, and a finish held up on its own primary was
+ * listed finished while its record still said running (a worker killed
+ * then leaves a running saga that no takeover and no sweep ever finds). */
+static void finish_index_body(int min_replicas) {
+    cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
+    S = open_store(RC.node[0].url, min_replicas);
+    int idx = primary_of_key("saga:{idx}:sagas");
+    char id[32];
+    /* A saga whose record is on another primary than the index. */
+    for (int n = 0;; n++) {
+        char key[64];
+        snprintf(id, sizeof(id), "fin-%d", n);
+        snprintf(key, sizeof(key), "saga:{%s}", id);
+        if (primary_of_key(key) != idx)
+            break;
+    }
+    char key[64];
+    snprintf(key, sizeof(key), "saga:{%s}", id);
+    int home = primary_of_key(key);
+    wres_t r;
+    create(id, &r);
+    cr_assert(loop_wait(&loop, &r.calls, 1, 10000), "the create was not answered");
+    cr_assert_eq(r.status, 0);
+    cr_assert(listed_unfinished(id), "a created saga is listed unfinished");
+
+    /* Refused (it expects seq 5): the index stays as it is. */
+    finish_saga(id, 6, &r);
+    cr_assert(loop_wait(&loop, &r.calls, 1, 10000), "the refused finish was not answered");
+    cr_assert_eq(r.status, SAGA_ECONFLICT, "%s", saga_strerror(r.status));
+    cr_assert(listed_unfinished(id), "a refused finish moved the saga out of the unfinished");
+
+    /* The record's primary holds writes: the finish waits there, and the
+     * index must not say finished meanwhile. The list goes to the index's
+     * primary after the finish (and whatever it sent there). */
+    redisContext *c = redis_cluster_connect(&RC, home);
+    cr_assert_not_null(c);
+    redisReply *p = redisCommand(c, "CLIENT PAUSE 60000 WRITE");
+    cr_assert(p != NULL && p->type == REDIS_REPLY_STATUS, "CLIENT PAUSE refused");
+    freeReplyObject(p);
+    finish_saga(id, 2, &r);
+    bool listed = listed_unfinished(id);
+    p = redisCommand(c, "HGET saga:{%s} state", id);
+    cr_assert(p != NULL && p->type == REDIS_REPLY_STRING);
+    cr_assert_str_eq(p->str, "running", "the finish was applied during the pause");
+    freeReplyObject(p);
+    cr_assert_eq(r.calls, 0, "the finish was acknowledged during the pause");
+    cr_assert(listed, "the index says finished while the record says running");
+    p = redisCommand(c, "CLIENT UNPAUSE");
+    cr_assert_not_null(p);
+    freeReplyObject(p);
+    redisFree(c);
+    cr_assert(loop_wait(&loop, &r.calls, 1, 15000), "the finish was not answered after the pause");
+    cr_assert_eq(r.status, 0, "%s", saga_strerror(r.status));
+    /* Then the index follows (sent before the finish was reported). */
+    cr_assert_not(listed_unfinished(id), "the finished saga is still listed unfinished");
+}
+
+Test(store_replicas, a_finish_moves_the_index_only_once_written) { finish_index_body(1); }
+Test(store_replicas, a_finish_moves_the_index_only_once_written_min_replicas_0) {
+    finish_index_body(0);
 }
