@@ -101,6 +101,11 @@ typedef struct rq_s {
     struct rq_s *after;          /* RQ_WRITE of a finish: its RQ_INDEX,
                                     queued once the write is acknowledged
                                     (dropped if it is refused) */
+    struct rq_s *pair;           /* a create's RQ_WRITE and its RQ_INDEX,
+                                    while both are unanswered: the create
+                                    counts as written once both are */
+    bool deferred;               /* RQ_WRITE answered, its index not yet */
+    long long deferred_integer;
     size_t len;                  /* bytes of `text` (RQ_PUTDEF) */
     unsigned shard;              /* RQ_LIST: the shard asked next */
     char **acc;                  /* RQ_LIST: ids of the shards before */
@@ -325,6 +330,29 @@ static int list_next_shard(rq_t *rq, const redisReply *r) {
  * (rq->after) is queued before the finish is reported, and only if the
  * write was acknowledged (with min_replicas, confirmed by its WAIT). */
 static void finish(rq_t *rq, int status, const redisReply *r) {
+    if (rq->pair != NULL && rq->kind == RQ_WRITE && status == 0 &&
+        r->type == REDIS_REPLY_INTEGER) {
+        /* A create written before its index entries were: reported once
+         * they are (below), so that nothing acts on a saga that no list,
+         * sweep or takeover could find. */
+        rq->deferred = true;
+        rq->deferred_integer = r->integer;
+        return;
+    }
+    if (rq->pair != NULL) {
+        rq_t *w = rq->pair;
+        rq->pair = w->pair = NULL;
+        if (rq->kind == RQ_INDEX && w->deferred) {
+            /* the create's index entries were the last: it is written now
+             * (or, if they failed, not to be acted on) */
+            redisReply ok;
+            memset(&ok, 0, sizeof(ok));
+            ok.type = REDIS_REPLY_INTEGER;
+            ok.integer = w->deferred_integer;
+            w->deferred = false;
+            finish(w, status, status == 0 ? &ok : NULL);
+        }
+    }
     rq_t *after = rq->after;
     rq->after = NULL;
     if (after != NULL && status == 0 && r->type == REDIS_REPLY_INTEGER)
@@ -579,8 +607,8 @@ static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
         }
         status = more;
     }
-    if (status == 0 && rq->kind == RQ_WRITE && st->opt.min_replicas > 0 &&
-        r->type == REDIS_REPLY_INTEGER) {
+    if (status == 0 && (rq->kind == RQ_WRITE || rq->kind == RQ_INDEX) &&
+        st->opt.min_replicas > 0 && r->type == REDIS_REPLY_INTEGER) {
         hold(ln, rq, r->integer);
         return;
     }
@@ -1444,11 +1472,19 @@ static int rs_write(saga_store_t *s, const saga_store_write_t *w,
      * On Redis Cluster the index lives on another primary, reached over
      * another connection, so sending it after the write would not keep
      * that order: a finish's index update is sent only once the write is
-     * acknowledged (rq->after; docs/redis-layout.md). */
-    if (ix != NULL && (w->flags & SAGA_WRITE_CREATE))
+     * acknowledged (rq->after; docs/redis-layout.md). For the same reason
+     * a create's index entries are sent before it but may be applied
+     * after it: the create is reported written only once both are
+     * answered (rq->pair), so that no saga is acted on (its intake entry
+     * acknowledged, its steps called) before the index and its owner's set
+     * list it. */
+    if (ix != NULL && (w->flags & SAGA_WRITE_CREATE)) {
+        rq->pair = ix; /* (a tentative one on a single Redis ends at once) */
+        ix->pair = rq;
         enqueue(ix);
-    else
+    } else {
         rq->after = ix;
+    }
     enqueue(rq);
     return 0;
 }

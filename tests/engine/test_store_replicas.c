@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "loop_wait.h"
+#include "test_poll.h"
 #include "redis_cluster.h"
 #include "redis_server.h"
 #include "saga/errors.h"
@@ -300,4 +301,60 @@ static void finish_index_body(int min_replicas) {
 Test(store_replicas, a_finish_moves_the_index_only_once_written) { finish_index_body(1); }
 Test(store_replicas, a_finish_moves_the_index_only_once_written_min_replicas_0) {
     finish_index_body(0);
+}
+
+/* A create's index entries go to another primary than its record, over
+ * another connection: the record may be written first. The create is
+ * reported written only once the index lists it too; before, a worker
+ * acknowledged the start request of a saga that, if it died then, no list,
+ * sweep or takeover would ever find. */
+static void create_index_body(int min_replicas) {
+    cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
+    S = open_store(RC.node[0].url, min_replicas);
+    int idx = primary_of_key("saga:{idx}:sagas");
+    char id[32], key[64];
+    for (int n = 0;; n++) {
+        snprintf(id, sizeof(id), "cre-%d", n);
+        snprintf(key, sizeof(key), "saga:{%s}", id);
+        if (primary_of_key(key) != idx)
+            break;
+    }
+    int home = primary_of_key(key);
+    /* The index's primary holds writes: the record is written, the index
+     * entry waits. */
+    redisContext *c = redis_cluster_connect(&RC, idx);
+    cr_assert_not_null(c);
+    redisReply *p = redisCommand(c, "CLIENT PAUSE 60000 WRITE");
+    cr_assert(p != NULL && p->type == REDIS_REPLY_STATUS, "CLIENT PAUSE refused");
+    freeReplyObject(p);
+    wres_t r;
+    create(id, &r);
+    redisContext *h = redis_cluster_connect(&RC, home);
+    cr_assert_not_null(h);
+    test_poll_t poll = test_poll_start(10000);
+    for (;;) { /* the record is there */
+        uv_run(&loop, UV_RUN_NOWAIT);
+        p = redisCommand(h, "HGET saga:{%s} state", id);
+        cr_assert_not_null(p);
+        bool there = p->type == REDIS_REPLY_STRING;
+        freeReplyObject(p);
+        if (there)
+            break;
+        cr_assert(test_poll_next(&poll), "the create never reached its record's primary");
+    }
+    redisFree(h);
+    cr_assert_not(loop_wait(&loop, &r.calls, 1, 1000),
+                  "the create was reported written while its index entry was not");
+    p = redisCommand(c, "CLIENT UNPAUSE");
+    cr_assert_not_null(p);
+    freeReplyObject(p);
+    redisFree(c);
+    cr_assert(loop_wait(&loop, &r.calls, 1, 15000), "the create was not answered after the pause");
+    cr_assert_eq(r.status, 0, "%s", saga_strerror(r.status));
+    cr_assert(listed_unfinished(id), "a created saga is listed unfinished");
+}
+
+Test(store_replicas, a_create_counts_once_the_index_lists_it) { create_index_body(1); }
+Test(store_replicas, a_create_counts_once_the_index_lists_it_min_replicas_0) {
+    create_index_body(0);
 }
