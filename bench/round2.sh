@@ -21,7 +21,8 @@
 # calls included; on a cluster also the busiest primary's share) and AOF
 # bytes (aof_current_size of the primaries).
 # On a cluster the production path runs once per SAGA_ROUND2_MIN_REPLICAS
-# (default "0 1": the worker's --min-replicas; the engine runs with 0), and
+# (default "0 1": the worker's --min-replicas, empty: no production run;
+# the engine runs with 0), and
 # production and engine once per SAGA_ROUND2_SHARDS (default: the engine's
 # own, 4 per primary; e.g. "12 1": SAGA_SHARDS of every engine process,
 # the shards a fresh cluster records).
@@ -42,7 +43,7 @@ C=1000
 TARGET=${SAGA_ROUND2_TARGET:-single}
 case "$TARGET" in
     single) MINRS=(""); SHARDS=("") ;;
-    cluster) read -r -a MINRS <<<"${SAGA_ROUND2_MIN_REPLICAS:-0 1}"
+    cluster) read -r -a MINRS <<<"${SAGA_ROUND2_MIN_REPLICAS-0 1}"
              read -r -a SHARDS <<<"${SAGA_ROUND2_SHARDS:-}"
              [ "${#SHARDS[@]}" -gt 0 ] || SHARDS=("") ;;
     *) echo "round2.sh: SAGA_ROUND2_TARGET: expected single or cluster, got '$TARGET'" >&2; exit 2 ;;
