@@ -60,17 +60,21 @@ if [ "$SCENARIO" = round2 ]; then
         [ -n "${ROUND2_HEADING[$target]:-}" ] ||
             { echo "SAGA_ROUND2_TARGETS: expected single and/or cluster, got '$target'" >&2; exit 2; }
         round2_section "$target" >"$OUT/RESULTS.md.section"
-        # Its section replaced in place (up to the next "## "), or added at the end.
-        if [ -f "$OUT/RESULTS.md" ] && grep -qF "${ROUND2_HEADING[$target]}" "$OUT/RESULTS.md"; then
-            awk -v head="${ROUND2_HEADING[$target]}" -v file="$OUT/RESULTS.md.section" '
-                index($0, head) == 1 {skip = 1; while ((getline l < file) > 0) print l; print ""; next}
-                /^## / {skip = 0}
-                !skip' "$OUT/RESULTS.md" >"$OUT/RESULTS.md.new"
-            mv "$OUT/RESULTS.md.new" "$OUT/RESULTS.md"
-        else
-            printf '\n' >>"$OUT/RESULTS.md"
-            cat "$OUT/RESULTS.md.section" >>"$OUT/RESULTS.md"
-        fi
+        # Its section replaced in place (up to the next "## "); a new one goes
+        # right after the other target's section, or at the end.
+        other=single
+        [ "$target" = single ] && other=cluster
+        [ -f "$OUT/RESULTS.md" ] || : >"$OUT/RESULTS.md"
+        has_own=$(grep -cF "${ROUND2_HEADING[$target]}" "$OUT/RESULTS.md" || true)
+        awk -v has_own="$has_own" -v head="${ROUND2_HEADING[$target]}" -v after="${ROUND2_HEADING[$other]}" \
+            -v file="$OUT/RESULTS.md.section" '
+            function put(l) { while ((getline l < file) > 0) print l; print ""; done = 1 }
+            /^## / && in_after && !done && !has_own { put() }
+            /^## / { in_after = index($0, after) == 1; skip = 0 }
+            index($0, head) == 1 { skip = 1; put(); next }
+            !skip
+            END { if (!done) { print ""; put() } }' "$OUT/RESULTS.md" >"$OUT/RESULTS.md.new"
+        mv "$OUT/RESULTS.md.new" "$OUT/RESULTS.md"
         rm -f "$OUT/RESULTS.md.section"
         echo "== wrote its $target section of bench/RESULTS.md" >&2
     done
