@@ -22,10 +22,9 @@
 # bytes (aof_current_size of the primaries).
 # On a cluster the production path runs once per SAGA_ROUND2_MIN_REPLICAS
 # (default "0 1": the worker's --min-replicas, empty: no production run;
-# the engine runs with 0), and
-# production and engine once per SAGA_ROUND2_SHARDS (default: the engine's
-# own, 4 per primary; e.g. "12 1": SAGA_SHARDS of every engine process,
-# the shards a fresh cluster records).
+# the engine runs with 0), and production and engine once per
+# SAGA_ROUND2_SHARDS (e.g. "12 1": SAGA_SHARDS of every process of the run,
+# the shards a fresh cluster records; default: the store's own default).
 # With a second build (A/B: a change against its base), every round runs
 # the floor, then production and engine of A then of B, and the section
 # shows both, named by SAGA_ROUND2_NAMES ("before after" by default).
