@@ -379,6 +379,8 @@ def fmt: tostring | if test("^[0-9]{4,}$") then (. as $x | [range(($x | length);
          | map($x[(if . - 3 < 0 then 0 else . - 3 end):.]) | join(",")) else . end;
 # The nodes of a run, primaries first, each role by CPU (busiest first).
 def ranked: .nodes | sort_by(.role != "master", -.cpu_us_per_saga);
+# The CPU per saga of the run'"'"'s busiest node: with a core per node, what bounds it.
+def busiest_cpu: .nodes | map(.cpu_us_per_saga) | max;
 group_by(.kind) | map({key: .[0].kind, value: .}) | from_entries as $k
 | $order as $order
 | ($k.floor | med(.sagas_per_s)) as $floor
@@ -410,11 +412,14 @@ group_by(.kind) | map({key: .[0].kind, value: .}) | from_entries as $k
   "sagas/s vary with the load. Per saga, from the nodes'"'"' counters over the run: Redis CPU (INFO cpu)",
   "summed over the six nodes and per node (p: primary, r: replica; each role busiest first),",
   "commands (INFO commandstats of the primaries, FCALL'"'"'s inner calls included), the busiest",
-  "primary'"'"'s share of the primaries'"'"' commands, AOF bytes (the primaries'"'"'), and the client'"'"'s CPU.\n",
-  "| run | K | sagas/s | of the floor | Redis CPU µs / saga, all nodes | per node | commands / saga | busiest primary | AOF bytes / saga | client CPU µs / saga | sagas/s of each run |",
-  "|---|---|---|---|---|---|---|---|---|---|---|",
+  "primary'"'"'s share of the primaries'"'"' commands, AOF bytes (the primaries'"'"'), and the client'"'"'s CPU.",
+  "\"Of the floor by the busiest node'"'"'s CPU\": the CPU per saga of the floor'"'"'s busiest node over that of",
+  "the run'"'"'s busiest node (medians): the ratio a deployment with a core per node would see when its",
+  "busiest node'"'"'s CPU bounds it; far less sensitive to this machine'"'"'s load than sagas/s.\n",
+  "| run | K | sagas/s | of the floor | Redis CPU µs / saga, all nodes | per node | of the floor by the busiest node'"'"'s CPU | commands / saga | busiest primary | AOF bytes / saga | client CPU µs / saga | sagas/s of each run |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ($order[] as $o | $k[$o] as $r
-   | "| \($o) | \($r[0].shards // "–") | \($r | med(.sagas_per_s) | fmt) | \(($r | med(.sagas_per_s)) / $floor * 100 | round) % | \($r | med(.redis_cpu_us_per_saga)) | \([range(0; ($r[0].nodes | length))] | map(. as $i | ($r[0] | ranked)[$i].role[0:1] | if . == "m" then "p" else "r" end) as $roles | [range(0; ($roles | length))] | map(. as $i | "\($roles[$i]) \($r | med(ranked[$i].cpu_us_per_saga))") | join(" · ")) | \($r | med(.commands_per_saga)) | \($r | med(.busiest_share)) % | \($r | med(.aof_bytes_per_saga) | fmt) | \($r | med(.client_cpu_us_per_saga) // "–") | \($r | map(.sagas_per_s | fmt) | join(" · ")) |")
+   | "| \($o) | \($r[0].shards // "–") | \($r | med(.sagas_per_s) | fmt) | \(($r | med(.sagas_per_s)) / $floor * 100 | round) % | \($r | med(.redis_cpu_us_per_saga)) | \([range(0; ($r[0].nodes | length))] | map(. as $i | ($r[0] | ranked)[$i].role[0:1] | if . == "m" then "p" else "r" end) as $roles | [range(0; ($roles | length))] | map(. as $i | "\($roles[$i]) \($r | med(ranked[$i].cpu_us_per_saga))") | join(" · ")) | \(($k.floor | med(busiest_cpu)) / ($r | med(busiest_cpu)) * 100 | round) % | \($r | med(.commands_per_saga)) | \($r | med(.busiest_share)) % | \($r | med(.aof_bytes_per_saga) | fmt) | \($r | med(.client_cpu_us_per_saga) // "–") | \($r | map(.sagas_per_s | fmt) | join(" · ")) |")
   end,
   "",
   "Of the floor of the same round, round by round: " +
