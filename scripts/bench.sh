@@ -12,8 +12,12 @@
 #   SAGA_BENCH_REPS=N ...               runs per throughput/latency point (default 3; QUICK: 1)
 #   bash scripts/bench.sh round2        issue 21's scenario alone: the protocol floor,
 #                                       the production path (saga worker) and the engine,
-#                                       its section of bench/RESULTS.md replaced (bench/round2.sh;
-#                                       QUICK: 10,000 sagas a run, 1 round)
+#                                       on one Redis and on a loopback Redis Cluster (3 + 3),
+#                                       their two sections of bench/RESULTS.md replaced
+#                                       (bench/round2.sh; QUICK: 10,000 sagas a run, 1 round;
+#                                       SAGA_ROUND2_TARGETS="single cluster" by default;
+#                                       the cluster's runs: SAGA_ROUND2_CLUSTER_SAGAS, default
+#                                       30,000, SAGA_ROUND2_SHARDS, SAGA_ROUND2_MIN_REPLICAS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCENARIO=${1:-all}
@@ -35,26 +39,45 @@ bash scripts/deps.sh --bench
 
 echo "== build (Release, $BUILD)" >&2
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSAGA_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target saga saga-bench saga-write-shape saga-floor plugin_demo \
-    >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target saga saga-bench saga-write-shape saga-floor \
+    saga-submit-bulk plugin_demo >/dev/null
 
-# round2_section: issue 21's measurements (bench/round2.sh), on stdout.
+# round2_section TARGET: issue 21's measurements (bench/round2.sh) on one
+# Redis (single) or a loopback Redis Cluster (cluster), on stdout.
 round2_section() {
     local n=${SAGA_ROUND2_SAGAS:-100000} reps=${SAGA_ROUND2_REPS:-3}
+    [ "$1" = cluster ] && n=${SAGA_ROUND2_CLUSTER_SAGAS:-30000}
     [ "$QUICK" = 1 ] && { n=${SAGA_ROUND2_SAGAS:-10000}; reps=${SAGA_ROUND2_REPS:-1}; }
-    echo "== round 2 (issue 21): protocol floor, production path, engine; $reps round(s) of $n sagas" >&2
-    SAGA_ROUND2_SAGAS=$n SAGA_ROUND2_REPS=$reps bash "$ROOT/bench/round2.sh" "$BUILD"
+    echo "== round 2 (issue 21), $1: protocol floor, production path, engine; $reps round(s) of $n sagas" >&2
+    SAGA_ROUND2_TARGET=$1 SAGA_ROUND2_SAGAS=$n SAGA_ROUND2_REPS=$reps bash "$ROOT/bench/round2.sh" "$BUILD"
 }
+# The heading that starts each target's section (bench/round2.sh writes it).
+declare -A ROUND2_HEADING=([single]="## Throughput round 2 (issue 21): "
+                           [cluster]="## Throughput round 2 (issue 21), Redis Cluster: ")
+read -r -a ROUND2_TARGETS <<<"${SAGA_ROUND2_TARGETS:-single cluster}"
 if [ "$SCENARIO" = round2 ]; then
-    section=$(round2_section)
-    # Its section replaced in place (up to the next "## "), or added at the end.
-    if [ -f "$OUT/RESULTS.md" ]; then
-        awk '/^## Throughput round 2/ {skip = 1; next} /^## / {skip = 0} !skip' "$OUT/RESULTS.md" \
-            >"$OUT/RESULTS.md.new"
+    for target in "${ROUND2_TARGETS[@]}"; do
+        [ -n "${ROUND2_HEADING[$target]:-}" ] ||
+            { echo "SAGA_ROUND2_TARGETS: expected single and/or cluster, got '$target'" >&2; exit 2; }
+        round2_section "$target" >"$OUT/RESULTS.md.section"
+        # Its section replaced in place (up to the next "## "); a new one goes
+        # right after the other target's section, or at the end.
+        other=single
+        [ "$target" = single ] && other=cluster
+        [ -f "$OUT/RESULTS.md" ] || : >"$OUT/RESULTS.md"
+        has_own=$(grep -cF "${ROUND2_HEADING[$target]}" "$OUT/RESULTS.md" || true)
+        awk -v has_own="$has_own" -v head="${ROUND2_HEADING[$target]}" -v after="${ROUND2_HEADING[$other]}" \
+            -v file="$OUT/RESULTS.md.section" '
+            function put(l) { while ((getline l < file) > 0) print l; print ""; done = 1 }
+            /^## / && in_after && !done && !has_own { put() }
+            /^## / { in_after = index($0, after) == 1; skip = 0 }
+            index($0, head) == 1 { skip = 1; put(); next }
+            !skip
+            END { if (!done) { print ""; put() } }' "$OUT/RESULTS.md" >"$OUT/RESULTS.md.new"
         mv "$OUT/RESULTS.md.new" "$OUT/RESULTS.md"
-    fi
-    printf '\n%s\n' "$section" >>"$OUT/RESULTS.md"
-    echo "== wrote its section of bench/RESULTS.md" >&2
+        rm -f "$OUT/RESULTS.md.section"
+        echo "== wrote its $target section of bench/RESULTS.md" >&2
+    done
     exit 0
 fi
 BENCH=$BUILD/bin/saga-bench
@@ -548,6 +571,8 @@ printf '\n' >>"$OUT/RESULTS.md"
 log "Redis Cluster (bench/cluster_bench.sh)"
 bash "$ROOT/bench/cluster_bench.sh" "$BUILD" >>"$OUT/RESULTS.md"
 printf '\n' >>"$OUT/RESULTS.md"
-round2_section >>"$OUT/RESULTS.md"
+round2_section single >>"$OUT/RESULTS.md"
+printf '\n' >>"$OUT/RESULTS.md"
+round2_section cluster >>"$OUT/RESULTS.md"
 log "wrote bench/RESULTS.md, bench/throughput.png, bench/results.jsonl"
 sed -n '/^## Targets/,/^## /p' "$OUT/RESULTS.md" | sed '$d' >&2
