@@ -395,37 +395,48 @@ void saga__worker_read_intake(saga_worker_t *w) {
     start_ready(w); /* what was read ahead first */
     if (!w->started || w->stopping)
         return;
+    /* Room for what may start now, and for as many again as the read ahead
+     * holds: half the concurrency, at most a read's worth. Without it the
+     * sagas finishing while a read is on its way waited for the next one
+     * (issue 21: about 750 of 1,000 in flight). The reads in flight hold
+     * their share of it; the shards not reading share the rest. */
+    size_t ahead = w->concurrency / 2 < INTAKE_READ_MAX ? w->concurrency / 2 : INTAKE_READ_MAX;
+    size_t room = saga__worker_capacity(w) + ahead;
+    if (room <= w->nready + w->read_out)
+        return; /* a finishing saga calls us again */
+    room -= w->nready + w->read_out;
     unsigned shards = saga_intake_shards(w->intake), idle = 0;
     for (unsigned s = 0; s < shards; s++)
         idle += !w->reads[s].reading && saga_intake_ready(w->intake, s);
+    /* Every idle shard gets a read, of one at least: a shard left without
+     * one would wait for a read elsewhere to end (up to a second) before
+     * its requests were seen, and with less room than shards the same
+     * shards would always come first. So the read ahead may exceed its
+     * share by one per shard; the concurrency is never exceeded (a start
+     * waits for room). The shards take turns at coming first. */
     bool retry = false;
-    for (unsigned s = 0; s < shards && idle > 0; s++) {
+    unsigned first = w->read_next;
+    for (unsigned i = 0; i < shards && idle > 0; i++) {
+        unsigned s = (first + i) % shards;
         struct saga__read_s *rd = &w->reads[s];
         if (rd->reading || !saga_intake_ready(w->intake, s))
             continue;
-        /* Room for what may start now, and for as many again as the read
-         * ahead holds: half the concurrency, at most a read's worth.
-         * Without it the sagas finishing while a read is on its way
-         * waited for the next one (issue 21: about 750 of 1,000 in
-         * flight). The reads in flight hold their share of it; the shards
-         * not reading share the rest. */
-        size_t ahead = w->concurrency / 2 < INTAKE_READ_MAX ? w->concurrency / 2
-                                                             : INTAKE_READ_MAX;
-        size_t room = saga__worker_capacity(w) + ahead;
-        if (room <= w->nready + w->read_out)
-            return; /* a finishing saga calls us again */
-        room -= w->nready + w->read_out;
-        room = (room + idle - 1) / idle;
-        if (room > INTAKE_READ_MAX)
-            room = INTAKE_READ_MAX;
+        size_t count = (room + idle - 1) / idle;
+        if (count == 0)
+            count = 1;
+        if (count > INTAKE_READ_MAX)
+            count = INTAKE_READ_MAX;
+        room -= count < room ? count : room;
         idle--;
         rd->w = w;
         rd->shard = s;
         /* Not counted in w->calls: closing the intake ends it (SAGA_ECLOSING). */
-        if (saga_intake_read_new(w->intake, s, room, INTAKE_BLOCK_MS, on_new_requests, rd) == 0) {
+        if (saga_intake_read_new(w->intake, s, count, INTAKE_BLOCK_MS, on_new_requests, rd) ==
+            0) {
             rd->reading = true;
-            rd->count = room;
-            w->read_out += room;
+            rd->count = count;
+            w->read_out += count;
+            w->read_next = (s + 1) % shards;
         } else {
             retry = true;
         }

@@ -57,6 +57,7 @@ struct saga_worker_s {
         size_t count;         /* what the read in flight asked for */
     } reads[SAGA_SHARDS_MAX];
     size_t read_out;
+    unsigned read_next;       /* the shard whose turn comes first */
     /* Start requests read ahead, to start the moment a saga finishes
      * (delivered to us, unacknowledged: pending under our name). */
     struct saga__request_s *ready_head, *ready_tail;
