@@ -265,9 +265,16 @@ try {
         const next = page.locator('a[rel="next"]');
         if (await next.count() === 0) return seen;
         const before = page.url();
+        const href = await next.getAttribute('href');
         await next.click();
         await until('next page', async () => page.url() !== before && /cursor=/.test(page.url()));
         await page.locator('h1', {hasText: 'Sagas'}).waitFor();
+        /* the URL changes before the next page is fetched and drawn: wait
+         * for the new page (its own next link, or none on the last) */
+        await until('next page drawn', async () => {
+          const n = page.locator('a[rel="next"]');
+          return await n.count() === 0 || await n.getAttribute('href') !== href;
+        });
       }
       assert.fail(`more than 20 pages: ${seen}`);
     };
