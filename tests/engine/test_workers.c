@@ -607,10 +607,34 @@ static long long redis_now(void) {
     return ms;
 }
 
+/* The fewest consumers any shard's intake group has: each worker becomes
+ * one with its first read of that shard. */
+static long long readers_everywhere(void) {
+    long long least = LLONG_MAX;
+    for (unsigned s = 0; s < shards()->k; s++) {
+        redisReply *r = cmd("XINFO GROUPS %s", skey(s, SAGA_SHARD_INTAKE, NULL));
+        long long n = 0;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+            r->element[0]->type == REDIS_REPLY_ARRAY)
+            for (size_t i = 0; i + 1 < r->element[0]->elements; i += 2)
+                if (strcmp(r->element[0]->element[i]->str, "consumers") == 0)
+                    n = r->element[0]->element[i + 1]->integer;
+        freeReplyObject(r);
+        if (n < least)
+            least = n;
+    }
+    return least;
+}
+
 Test(workers, three_workers_two_thousand_sagas_one_killed) {
     start_worker(0, "1s", "400");
     start_worker(1, "1s", "400");
     start_worker(2, "1s", "400");
+    /* Every worker reads every shard before the sagas come: a worker whose
+     * intake connections (one per shard) were still connecting found the
+     * others had taken them all (ASan, 12 shards on the cluster). */
+    WAIT_UNTIL(readers_everywhere() >= 3, 30, "the three workers do not read every shard "
+               "after 30 s");
     submit_many("ok", "ok", 1000, 300);
     submit_many("fails", "fl", 600, 250);
     submit_many("retried", "fk", 400, 200);
