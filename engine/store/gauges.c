@@ -60,8 +60,8 @@ static void cmd_done(gauge_cmd_t *gc) {
     done_one(rq);
 }
 
-/* Sends a command counted in rq->outstanding, whose key is argv[1]; a
- * failed send is an error. */
+/* Sends a command counted in rq->outstanding, whose key is argv[1] (a
+ * FCALL's: argv[3]); a failed send is an error. */
 static void send_cmd(gauges_rq_t *rq, saga_redis_t *c, saga_redis_reply_cb cb, int argc,
                      const char **argv) {
     gauge_cmd_t *gc = malloc(sizeof(*gc));
@@ -70,7 +70,7 @@ static void send_cmd(gauges_rq_t *rq, saga_redis_t *c, saga_redis_reply_cb cb, i
         return;
     }
     gc->rq = rq;
-    snprintf(gc->key, sizeof(gc->key), "%s", argv[1]);
+    snprintf(gc->key, sizeof(gc->key), "%s", strcmp(argv[0], "FCALL") == 0 ? argv[3] : argv[1]);
     rq->outstanding++;
     if (saga_redis_command_argv(c, cb, gc, argc, argv, NULL) != 0) {
         fail(rq, SAGA_EUNAVAILABLE, "lost the connection to Redis");
@@ -213,12 +213,14 @@ int saga_store_gauges(saga_store_t *s, saga_gauges_cb cb, void *data) {
         }
         const char *unfinished[] = {"ZCOUNT", sagas, "-inf", "(0"};
         const char *finished[] = {"ZCOUNT", sagas, "0", "+inf"};
-        const char *backlog[] = {"XLEN", intake};
+        /* pending + not yet delivered: the stream also holds requests
+         * handled while an older one is pending (saga.lua) */
+        const char *backlog[] = {"FCALL", "saga_intake_backlog", "1", intake, SAGA_INTAKE_GROUP};
         /* the newest unfinished first: their scores are -created */
         const char *ids[] = {"ZRANGEBYSCORE", sagas, "-inf", "(0", "LIMIT", "0", limit};
         send_cmd(rq, c, on_unfinished, 4, unfinished);
         send_cmd(rq, c, on_finished, 4, finished);
-        send_cmd(rq, c, on_backlog, 2, backlog);
+        send_cmd(rq, c, on_backlog, 5, backlog);
         send_cmd(rq, c, on_ids, 7, ids);
     }
     if (rq->outstanding == 1) {

@@ -7,8 +7,9 @@
  * the group. A consumer reads its own unacknowledged requests (a previous
  * life under the same name), new ones, and those of consumers that died
  * before acknowledging (autoclaim); once a request is handled (its saga
- * created, or the request refused), it is acknowledged and deleted in one
- * call.
+ * created, or the request refused), it is acknowledged, and the stream
+ * trimmed up to the oldest request still pending, in one call (saga.lua,
+ * saga_intake_done).
  *
  * The stream exists once per shard of the global keys (store/shards.h): a
  * request goes to the shard of its saga's id, and a consumer reads every
@@ -125,18 +126,20 @@ int saga_intake_read_new(saga_intake_t *in, unsigned shard, size_t count, uint64
 int saga_intake_autoclaim(saga_intake_t *in, unsigned shard, uint64_t idle_ms, size_t count,
                           saga_intake_requests_cb cb, void *data);
 
-/* A request was handled: acknowledges and deletes `entry` of shard `shard`
- * in one call (saga.lua, saga_intake_done), so that a crash cannot fall
- * between the two. `cb` may be NULL (nobody waits for the answer). */
+/* A request was handled: acknowledges `entry` of shard `shard` and trims
+ * the stream up to the oldest request still pending (or, none pending, up
+ * to the last one delivered) in one call (saga.lua, saga_intake_done), so
+ * that the stream never keeps handled requests for good. `cb` may be NULL
+ * (nobody waits for the answer). */
 int saga_intake_done(saga_intake_t *in, unsigned shard, const char *entry,
                      saga_intake_done_cb cb, void *data);
 
 /* The most entries saga_intake_done_many() takes at once. */
 #define SAGA_INTAKE_DONE_MAX 500
 
-/* Several requests of one shard were handled: acknowledges and deletes
+/* Several requests of one shard were handled: acknowledges
  * `entries[0..n)` (1 <= n <= SAGA_INTAKE_DONE_MAX, each as
- * saga_intake_done's) in one call, one XACK and one XDEL for all of them.
+ * saga_intake_done's) in one call, one XACK for all of them (and the trim).
  * The strings are copied before it returns. -EINVAL for n out of range;
  * otherwise as saga_intake_done. */
 int saga_intake_done_many(saga_intake_t *in, unsigned shard, const char *const *entries,

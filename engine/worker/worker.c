@@ -199,7 +199,7 @@ static void flush_acks(saga_worker_t *w) {
 
 static void on_ack_check(uv_check_t *h) { flush_acks(h->data); }
 
-/* The request is done with: acknowledged and deleted, with the others done
+/* The request is done with: acknowledged (the stream trimmed), with the others done
  * in the same turn of the loop (after its I/O: uv_check), in one call. */
 static void ack_entry(saga_worker_t *w, unsigned shard, const char *entry) {
     if (w->closing_handles ||

@@ -743,6 +743,60 @@ Test(worker_store, intake_done_many_acknowledges_and_deletes_them_all) {
     fixture_finish();
 }
 
+/* The stream is trimmed, not deleted from entry by entry: up to the oldest
+ * request still pending (any consumer's), or up to the last one delivered.
+ * A request handled while an older one is pending stays until that one is
+ * handled; one not delivered yet is never touched. The backlog counts the
+ * requests not handled, whatever the stream still holds. */
+static long long backlog(void) {
+    redisReply *r = cmd("FCALL saga_intake_backlog 1 %s workers", IK());
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s", r->type == REDIS_REPLY_ERROR ? r->str : "");
+    return r->integer; /* r is freed by the next cmd() */
+}
+
+Test(worker_store, intake_is_trimmed_up_to_the_oldest_request_not_handled) {
+    saga_intake_t *in = intake("w1");
+    cr_assert_eq(saga_intake_connect(in), 0);
+    run_until(&events[SAGA_INTAKE_READY], (int)fixture_shards()->k);
+    cr_assert_eq(backlog(), 0, "no stream yet");
+    CALL(saga_intake_create_group(in, on_done, NULL));
+    submit("t1", HASH, "{}");
+    submit("t2", HASH, "{}");
+    submit("t3", HASH, "{}");
+    cr_assert_eq(backlog(), 3, "none delivered");
+    CALL(saga_intake_read_new(in, IS(), 3, 1000, on_requests, NULL));
+    cr_assert_eq(G.n, 3);
+    char e[3][64];
+    for (int i = 0; i < 3; i++)
+        snprintf(e[i], sizeof(e[i]), "%s", G.req_text[i][0]);
+    submit("t4", HASH, "{}"); /* not delivered */
+    cr_assert_eq(backlog(), 4, "three pending, one not delivered");
+
+    /* The newest delivered one handled first: the older two are pending. */
+    CALL(saga_intake_done(in, IS(), e[2], on_done, NULL));
+    cr_assert_eq(G.status, 0, "%s", G.why);
+    cr_assert_eq(cmd_int("XLEN %s", IK()), 4, "nothing before the oldest pending");
+    cr_assert_eq(backlog(), 3, "the handled one is not counted");
+    /* The oldest: the stream starts at the next pending one. */
+    CALL(saga_intake_done(in, IS(), e[0], on_done, NULL));
+    cr_assert_eq(cmd_int("XLEN %s", IK()), 3);
+    cr_assert_eq(backlog(), 2);
+    /* The last pending one: everything delivered goes, the undelivered stays. */
+    CALL(saga_intake_done(in, IS(), e[1], on_done, NULL));
+    cr_assert_eq(cmd_int("XLEN %s", IK()), 1, "t4 was never delivered");
+    cr_assert_eq(backlog(), 1);
+    CALL(saga_intake_read_new(in, IS(), 10, 1000, on_requests, NULL));
+    cr_assert_eq(G.n, 1);
+    cr_assert_str_eq(G.req_text[0][1], "t4", "the request left is read as new");
+    snprintf(e[0], sizeof(e[0]), "%s", G.req_text[0][0]); /* CALL clears G */
+    CALL(saga_intake_done(in, IS(), e[0], on_done, NULL));
+    cr_assert_eq(G.status, 0, "%s", G.why);
+    cr_assert_eq(cmd_int("XLEN %s", IK()), 0);
+    cr_assert_eq(backlog(), 0);
+    intake_close(in);
+    fixture_finish();
+}
+
 Test(worker_store, intake_autoclaim_takes_what_a_dead_consumer_left) {
     saga_intake_t *a = intake("a"), *b = intake("b");
     CALL(saga_intake_create_group(a, on_done, NULL));
