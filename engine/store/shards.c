@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "redis/redis_conn.h"
+#include "util/bytes.h"
 
 #define SLOTS 16384u
 
@@ -105,12 +106,7 @@ int saga_shards_format(const saga_shards_t *sh, char *buf, size_t size) {
 unsigned saga_shards_of(const saga_shards_t *sh, const char *id) {
     if (sh->k <= 1)
         return 0;
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) {
-        h ^= *p;
-        h *= 16777619u;
-    }
-    return h % sh->k;
+    return saga_fnv1a(id) % sh->k;
 }
 
 int saga_shards_key(const saga_shards_t *sh, unsigned s, const char *name, const char *suffix,

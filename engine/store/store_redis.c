@@ -186,10 +186,7 @@ static saga_redis_t *main_conn(const store_redis_t *st) { return st->lanes[0].co
 static lane_t *lane_of(store_redis_t *st, const char *id) {
     if (st->nlanes == 1)
         return &st->lanes[0];
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return &st->lanes[h % st->nlanes];
+    return &st->lanes[saga_fnv1a(id) % st->nlanes];
 }
 
 static void unlink_rq(lane_t *ln, rq_t *rq) {

@@ -52,3 +52,12 @@ int saga_hex_value(int c) {
         return c - 'A' + 10;
     return -1;
 }
+
+uint32_t saga_fnv1a(const char *s) {
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        h ^= *p;
+        h *= 16777619u;
+    }
+    return h;
+}

@@ -24,4 +24,9 @@ char *saga_memdup(const char *s, size_t n);
 /* The value of the hexadecimal digit c (0-9, a-f, A-F), or -1. */
 int saga_hex_value(int c);
 
+/* The 32-bit FNV-1a hash of the NUL-terminated string s: how a saga's id
+ * picks its shard (store/shards.h) and its connection of the Redis store.
+ * Stable across builds and machines: shards are recorded in Redis. */
+uint32_t saga_fnv1a(const char *s);
+
 #endif
