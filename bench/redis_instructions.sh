@@ -12,7 +12,8 @@
 #               worker --concurrency 1000` drains them
 # Why: on a shared 2-core VM sagas/s and even Redis's CPU per saga (INFO
 # cpu) move by +-30 % between identical runs; the instructions Redis
-# executes for the same work repeat within about 1 %, so changes worth a
+# executes for the same work repeat within about 1 % (without the work
+# done on timers, within a few tenths of a %), so changes worth a
 # few % of Redis's cost can be judged A/B. Instructions are not time: cache
 # misses, syscalls and the kernel's side are not weighed (round2.sh's
 # sagas/s and CPU stay the figures of record); and work done on timers
@@ -213,8 +214,10 @@ record() {
     jq -nc --arg kind "$1" --argjson n "$N" --argjson x "$x" --arg secs "$2" \
         '{kind: $kind, sagas: $n, seconds_under_valgrind: ($secs | tonumber),
           instructions: $x.total, instructions_per_saga: ($x.total / $n | round),
+          instructions_per_saga_without_timers:
+            (($x.total - ($x.fn.serverCron // 0) - ($x.fn.xautoclaimCommand // 0)) / $n | round),
           functions_per_saga: ($x.fn | map_values(. / $n | round))}' | tee -a "$RAW" |
-        jq -r '"   instructions \(.kind): \(.instructions_per_saga) per saga (\(.seconds_under_valgrind) s under callgrind)"' >&2
+        jq -r '"   instructions \(.kind): \(.instructions_per_saga) per saga, \(.instructions_per_saga_without_timers) without the timers (\(.seconds_under_valgrind) s under callgrind)"' >&2
 }
 # measured KIND COMMAND...: zero, COMMAND (bounded, its stdout in
 # $T/out.json), dump; SECS: the phase's seconds under callgrind.
@@ -354,6 +357,7 @@ jq -rs --arg n "$N" --arg warm "$WARM" --arg c "$C" --arg wc "$WC" --argjson bui
 map({key: .kind, value: .}) | from_entries as $k
 | $order as $order
 | ($k.floor.instructions_per_saga) as $floor
+| ($k.floor.instructions_per_saga_without_timers) as $floor_nt
 # Any other *Command over 0.5 % of some run'"'"'s total, largest first (not
 # the dispatch: processCommand, lookupCommand*).
 | ([$order[] as $o | $k[$o] | .instructions_per_saga as $t | .functions_per_saga | to_entries[]
@@ -375,9 +379,11 @@ map({key: .kind, value: .}) | from_entries as $k
   "CPU on this shared machine, these counts are **deterministic**: identical runs agree within about",
   "1 %, so changes worth a few % of Redis'"'"'s cost can be judged. Instructions are not time (cache misses",
   "and syscalls are not weighed); round 2'"'"'s sagas/s and CPU remain the figures of record. Work done",
-  "on timers (Redis'"'"'s serverCron; the worker'"'"'s scans and lease renewals, such as XAUTOCLAIM) is counted",
-  "per second of the run, which callgrind stretches many times over: it weighs more here than it would",
-  "in a native run of the same sagas.",
+  "on timers (Redis'"'"'s serverCron; the worker'"'"'s scans, such as XAUTOCLAIM, and lease renewals) is",
+  "counted per second of the run, which callgrind stretches many times over: it weighs more here than",
+  "in a native run, and varies from run to run (one XAUTOCLAIM of the worker'"'"'s takeover scan costs",
+  "about 17 million instructions when it falls within the measured phase), so \"without the timers\"",
+  "(the total less serverCron and XAUTOCLAIM) is the figure to compare builds by.",
   "Thousands of instructions per saga; a function'"'"'s count is inclusive (what it calls included), so",
   "rows overlap. \"Of the floor\": the floor'"'"'s total over the run'"'"'s total" +
   (if $builds > 1 then " (two builds: the floor is the first one'"'"'s saga-floor, which does not use the engine)." else "." end) + "\n",
@@ -385,6 +391,8 @@ map({key: .kind, value: .}) | from_entries as $k
   ([$order[] | "---"] | "|---|---|" + join("|") + "|"),
   "| **total** | everything redis-server executed | " + ($order | map("**\($k[.].instructions_per_saga | k)**") | join(" | ")) + " |",
   "| of the floor | floor total / run total | " + ($order | map("\($floor / $k[.].instructions_per_saga * 100 | round) %") | join(" | ")) + " |",
+  "| **without the timers** | the total less serverCron and XAUTOCLAIM | " + ($order | map("**\($k[.].instructions_per_saga_without_timers | k)**") | join(" | ")) + " |",
+  "| of the floor | the same, without the timers | " + ($order | map("\($floor_nt / $k[.].instructions_per_saga_without_timers * 100 | round) %") | join(" | ")) + " |",
   (($funcs + $extra)[] as $f
    | "| `\($f)` | \($what[$f] // ($f | sub("Command$"; "") | ascii_upcase)) | " + ($order | map(. as $o | cell($o; $f)) | join(" | ")) + " |"),
   "",
