@@ -18,12 +18,17 @@
 #                                       SAGA_ROUND2_TARGETS="single cluster" by default;
 #                                       the cluster's runs: SAGA_ROUND2_CLUSTER_SAGAS, default
 #                                       30,000, SAGA_ROUND2_SHARDS, SAGA_ROUND2_MIN_REPLICAS)
+#   bash scripts/bench.sh instructions  issue 21's three kinds counted in instructions Redis
+#                                       executes per saga (valgrind's callgrind; deterministic
+#                                       where sagas/s are not), its section of bench/RESULTS.md
+#                                       replaced (bench/redis_instructions.sh; SAGA_INSTR_SAGAS,
+#                                       default 3,000, QUICK 500)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCENARIO=${1:-all}
 case "$SCENARIO" in
-    all | round2) ;;
-    *) echo "usage: bash scripts/bench.sh [round2]" >&2; exit 2 ;;
+    all | round2 | instructions) ;;
+    *) echo "usage: bash scripts/bench.sh [round2 | instructions]" >&2; exit 2 ;;
 esac
 ROOT=$PWD
 BUILD=$ROOT/build-bench
@@ -51,6 +56,30 @@ round2_section() {
     echo "== round 2 (issue 21), $1: protocol floor, production path, engine; $reps round(s) of $n sagas" >&2
     SAGA_ROUND2_TARGET=$1 SAGA_ROUND2_SAGAS=$n SAGA_ROUND2_REPS=$reps bash "$ROOT/bench/round2.sh" "$BUILD"
 }
+# instructions_section: issue 21's kinds counted in instructions Redis
+# executes per saga (bench/redis_instructions.sh), on stdout.
+INSTR_HEADING="## Redis instructions per saga (issue 21): "
+instructions_section() {
+    local n=${SAGA_INSTR_SAGAS:-3000}
+    [ "$QUICK" = 1 ] && n=${SAGA_INSTR_SAGAS:-500}
+    echo "== Redis instructions per saga (issue 21), under callgrind: $n sagas a run" >&2
+    SAGA_INSTR_SAGAS=$n bash "$ROOT/bench/redis_instructions.sh" "$BUILD"
+}
+if [ "$SCENARIO" = instructions ]; then
+    instructions_section >"$OUT/RESULTS.md.section"
+    # Its section replaced in place (up to the next "## "), or appended.
+    [ -f "$OUT/RESULTS.md" ] || : >"$OUT/RESULTS.md"
+    awk -v head="$INSTR_HEADING" -v file="$OUT/RESULTS.md.section" '
+        function put(l) { while ((getline l < file) > 0) print l; print ""; done = 1 }
+        /^## / { skip = 0 }
+        index($0, head) == 1 { skip = 1; put(); next }
+        !skip
+        END { if (!done) { print ""; put() } }' "$OUT/RESULTS.md" >"$OUT/RESULTS.md.new"
+    mv "$OUT/RESULTS.md.new" "$OUT/RESULTS.md"
+    rm -f "$OUT/RESULTS.md.section"
+    echo "== wrote its section of bench/RESULTS.md" >&2
+    exit 0
+fi
 # The heading that starts each target's section (bench/round2.sh writes it).
 declare -A ROUND2_HEADING=([single]="## Throughput round 2 (issue 21): "
                            [cluster]="## Throughput round 2 (issue 21), Redis Cluster: ")
@@ -574,5 +603,7 @@ printf '\n' >>"$OUT/RESULTS.md"
 round2_section single >>"$OUT/RESULTS.md"
 printf '\n' >>"$OUT/RESULTS.md"
 round2_section cluster >>"$OUT/RESULTS.md"
+printf '\n' >>"$OUT/RESULTS.md"
+instructions_section >>"$OUT/RESULTS.md"
 log "wrote bench/RESULTS.md, bench/throughput.png, bench/results.jsonl"
 sed -n '/^## Targets/,/^## /p' "$OUT/RESULTS.md" | sed '$d' >&2

@@ -8,7 +8,8 @@
 #               chromium, node and npm for the console's browser tests, and
 #               then `npm ci` in tests/console: playwright-core, pinned)
 #     --bench   what only the benchmarks need (wrk, jq, gnuplot-nox;
-#               postgresql, for the outbox relay's)
+#               postgresql, for the outbox relay's; valgrind, for the
+#               instructions Redis executes per saga)
 #     --fuzz    clang and its fuzzer runtime
 #
 # `prometheus` is there for its promtool (tests/http/test_worker_metrics.c
@@ -29,7 +30,7 @@ pkgs=(build-essential cmake pkg-config
 for arg in "$@"; do
     case $arg in
     --tests) pkgs+=(prometheus postgresql chromium); tests=1 ;;
-    --bench) pkgs+=(wrk jq gnuplot-nox postgresql) ;;
+    --bench) pkgs+=(wrk jq gnuplot-nox postgresql valgrind) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     *) echo "deps.sh: unknown option '$arg' (--tests, --bench, --fuzz)" >&2; exit 2 ;;
     esac
