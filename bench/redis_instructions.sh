@@ -57,21 +57,9 @@ for t in valgrind callgrind_control callgrind_annotate redis-server redis-cli jq
         die "$t is missing (valgrind: bash scripts/deps.sh --bench installs it)"
 done
 valgrind --tool=callgrind --version >/dev/null 2>&1 || die "valgrind has no callgrind tool"
-FLOOR=${BUILDS[0]}/bin/saga-floor
-for B in "${BUILDS[@]}"; do
-    for b in "$B/bin/saga" "$B/bin/saga-bench" "$B/bin/saga-submit-bulk" "$FLOOR"; do
-        [ -x "$b" ] || die "$b is missing (build it first)"
-    done
-done
-# use BUILD_INDEX: the binaries of that build, and the suffix of its kinds
-use() {
-    SAGA=${BUILDS[$1]}/bin/saga
-    BENCH=${BUILDS[$1]}/bin/saga-bench
-    SUBMIT=${BUILDS[$1]}/bin/saga-submit-bulk
-    SUFFIX=""
-    [ "${#BUILDS[@]}" -gt 1 ] && SUFFIX=" (${NAMES[$1]:-$1})"
-    return 0
-}
+# shellcheck source=bench/builds.sh
+. "$(dirname "$0")/builds.sh"
+builds_check "$ME"
 
 T=$(mktemp -d /tmp/saga-instr.XXXXXX)
 RAW=$T/runs.jsonl

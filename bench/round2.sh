@@ -47,21 +47,9 @@ case "$TARGET" in
              [ "${#SHARDS[@]}" -gt 0 ] || SHARDS=("") ;;
     *) echo "round2.sh: SAGA_ROUND2_TARGET: expected single or cluster, got '$TARGET'" >&2; exit 2 ;;
 esac
-FLOOR=${BUILDS[0]}/bin/saga-floor
-for B in "${BUILDS[@]}"; do
-    for b in "$B/bin/saga" "$B/bin/saga-bench" "$B/bin/saga-submit-bulk" "$FLOOR"; do
-        [ -x "$b" ] || { echo "round2.sh: $b is missing (build it first)" >&2; exit 1; }
-    done
-done
-# use BUILD_INDEX: the binaries of that build, and the suffix of its kinds
-use() {
-    SAGA=${BUILDS[$1]}/bin/saga
-    BENCH=${BUILDS[$1]}/bin/saga-bench
-    SUBMIT=${BUILDS[$1]}/bin/saga-submit-bulk
-    SUFFIX=""
-    [ "${#BUILDS[@]}" -gt 1 ] && SUFFIX=" (${NAMES[$1]:-$1})"
-    return 0
-}
+# shellcheck source=bench/builds.sh
+. "$(dirname "$0")/builds.sh"
+builds_check round2.sh
 T=$(mktemp -d /tmp/saga-round2.XXXXXX)
 RAW=$T/runs.jsonl
 : >"$RAW"

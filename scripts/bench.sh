@@ -56,6 +56,24 @@ round2_section() {
     echo "== round 2 (issue 21), $1: protocol floor, production path, engine; $reps round(s) of $n sagas" >&2
     SAGA_ROUND2_TARGET=$1 SAGA_ROUND2_SAGAS=$n SAGA_ROUND2_REPS=$reps bash "$ROOT/bench/round2.sh" "$BUILD"
 }
+# put_section HEADING [AFTER]: bench/RESULTS.md with its section that starts
+# with HEADING (up to the next "## ") replaced by $OUT/RESULTS.md.section; a
+# section not there yet goes right after the section that starts with
+# AFTER (when given and present), else at the end.
+put_section() {
+    local head=$1 after=${2:-} has_own
+    [ -f "$OUT/RESULTS.md" ] || : >"$OUT/RESULTS.md"
+    has_own=$(grep -cF "$head" "$OUT/RESULTS.md" || true)
+    awk -v has_own="$has_own" -v head="$head" -v after="$after" -v file="$OUT/RESULTS.md.section" '
+        function put(l) { while ((getline l < file) > 0) print l; print ""; done = 1 }
+        /^## / && in_after && !done && !has_own { put() }
+        /^## / { in_after = after != "" && index($0, after) == 1; skip = 0 }
+        index($0, head) == 1 { skip = 1; put(); next }
+        !skip
+        END { if (!done) { print ""; put() } }' "$OUT/RESULTS.md" >"$OUT/RESULTS.md.new"
+    mv "$OUT/RESULTS.md.new" "$OUT/RESULTS.md"
+    rm -f "$OUT/RESULTS.md.section"
+}
 # instructions_section: issue 21's kinds counted in instructions Redis
 # executes per saga (bench/redis_instructions.sh), on stdout.
 INSTR_HEADING="## Redis instructions per saga (issue 21): "
@@ -67,16 +85,7 @@ instructions_section() {
 }
 if [ "$SCENARIO" = instructions ]; then
     instructions_section >"$OUT/RESULTS.md.section"
-    # Its section replaced in place (up to the next "## "), or appended.
-    [ -f "$OUT/RESULTS.md" ] || : >"$OUT/RESULTS.md"
-    awk -v head="$INSTR_HEADING" -v file="$OUT/RESULTS.md.section" '
-        function put(l) { while ((getline l < file) > 0) print l; print ""; done = 1 }
-        /^## / { skip = 0 }
-        index($0, head) == 1 { skip = 1; put(); next }
-        !skip
-        END { if (!done) { print ""; put() } }' "$OUT/RESULTS.md" >"$OUT/RESULTS.md.new"
-    mv "$OUT/RESULTS.md.new" "$OUT/RESULTS.md"
-    rm -f "$OUT/RESULTS.md.section"
+    put_section "$INSTR_HEADING"
     echo "== wrote its section of bench/RESULTS.md" >&2
     exit 0
 fi
@@ -89,22 +98,10 @@ if [ "$SCENARIO" = round2 ]; then
         [ -n "${ROUND2_HEADING[$target]:-}" ] ||
             { echo "SAGA_ROUND2_TARGETS: expected single and/or cluster, got '$target'" >&2; exit 2; }
         round2_section "$target" >"$OUT/RESULTS.md.section"
-        # Its section replaced in place (up to the next "## "); a new one goes
-        # right after the other target's section, or at the end.
+        # a new one goes right after the other target's section
         other=single
         [ "$target" = single ] && other=cluster
-        [ -f "$OUT/RESULTS.md" ] || : >"$OUT/RESULTS.md"
-        has_own=$(grep -cF "${ROUND2_HEADING[$target]}" "$OUT/RESULTS.md" || true)
-        awk -v has_own="$has_own" -v head="${ROUND2_HEADING[$target]}" -v after="${ROUND2_HEADING[$other]}" \
-            -v file="$OUT/RESULTS.md.section" '
-            function put(l) { while ((getline l < file) > 0) print l; print ""; done = 1 }
-            /^## / && in_after && !done && !has_own { put() }
-            /^## / { in_after = index($0, after) == 1; skip = 0 }
-            index($0, head) == 1 { skip = 1; put(); next }
-            !skip
-            END { if (!done) { print ""; put() } }' "$OUT/RESULTS.md" >"$OUT/RESULTS.md.new"
-        mv "$OUT/RESULTS.md.new" "$OUT/RESULTS.md"
-        rm -f "$OUT/RESULTS.md.section"
+        put_section "${ROUND2_HEADING[$target]}" "${ROUND2_HEADING[$other]}"
         echo "== wrote its $target section of bench/RESULTS.md" >&2
     done
     exit 0
