@@ -37,6 +37,7 @@ typedef enum kind_e {
     K_CANDIDATE,
     K_SCAN,
     K_COUNT,
+    K_HELD,       /* ZSCORE: a score or nil */
 } kind_t;
 
 typedef struct call_s {
@@ -49,6 +50,7 @@ typedef struct call_s {
         saga_lease_candidate_cb candidate;
         saga_lease_scan_cb scan;
         saga_lease_count_cb count;
+        saga_lease_held_cb held;
     } cb;
     void *data;
     saga_redis_t *conn;
@@ -172,6 +174,17 @@ static void finish_count(call_t *c, int status, const redisReply *r, const char 
         }
     }
     c->cb.count(status, n, status == 0 ? NULL : why, c->data);
+}
+
+static void finish_held(call_t *c, int status, const redisReply *r, const char *why) {
+    bool held = false;
+    if (status == 0) {
+        if (r->type == REDIS_REPLY_STRING)
+            held = true;
+        else if (r->type != REDIS_REPLY_NIL)
+            status = SAGA_ESTORE, why = "expected a score or nil";
+    }
+    c->cb.held(status, held, status == 0 ? NULL : why, c->data);
 }
 
 static void finish_scan(call_t *c, int status, const redisReply *r, const char *why) {
@@ -300,6 +313,7 @@ static void on_reply(saga_redis_t *conn, redisReply *r, void *data) {
     case K_CANDIDATE: finish_candidate(c, status, r, why); break;
     case K_SCAN: finish_scan(c, status, r, why); break;
     case K_COUNT: finish_count(c, status, r, why); break;
+    case K_HELD: finish_held(c, status, r, why); break;
     }
     free(c);
 }
@@ -366,6 +380,14 @@ int saga_lease_deregister(saga_store_t *s, const char *worker, saga_lease_done_c
     CALL(K_INTEGER, done, cb);
     return sent(c, saga_redis_command(c->conn, on_reply, c, "FCALL saga_deregister 2 %s %s %s",
                                       SAGA_KEY_WORKERS, SAGA_KEY_SERVING, worker));
+}
+
+int saga_lease_held(saga_store_t *s, const char *worker, saga_lease_held_cb cb, void *data) {
+    if (!name_ok(worker) || cb == NULL)
+        return -EINVAL;
+    CALL(K_HELD, held, cb);
+    return sent(c, saga_redis_command(c->conn, on_reply, c, "ZSCORE %s %s", SAGA_KEY_WORKERS,
+                                      worker));
 }
 
 int saga_lease_claim(saga_store_t *s, const char *id, const char *expected,

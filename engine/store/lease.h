@@ -73,6 +73,16 @@ int saga_lease_heartbeat(saga_store_t *s, const char *worker, uint64_t lease_ms,
 /* The workers whose lease expired (server time): FCALL saga_dead_workers. */
 int saga_lease_dead_workers(saga_store_t *s, saga_lease_names_cb cb, void *data);
 
+/* status 0 with `held` true when `worker` holds a lease in the index of
+ * workers (running or expired), false when it holds none: it never had
+ * one, stopped, or was forgotten (saga_lease_deregister()). */
+typedef void (*saga_lease_held_cb)(int status, bool held, const char *why, void *data);
+
+/* Whether `worker` holds a lease: ZSCORE of the index of workers. A saga
+ * whose record names an owner without one is nobody's: a worker that is
+ * gone for good (claim.c takes it over). */
+int saga_lease_held(saga_store_t *s, const char *worker, saga_lease_held_cb cb, void *data);
+
 /* Removes `worker` from the index of workers and from the record of who
  * serves which saga (a stopping worker, or a dead one whose owned sets are
  * empty in every shard): FCALL saga_deregister. `cb` may be NULL. */

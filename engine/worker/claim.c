@@ -163,6 +163,31 @@ static void claim_with_def(saga_worker_t *w, saga_engine_def_t *d, void *data) {
     saga__worker_call(w);
 }
 
+/* Whether the owner of a candidate (cl->expected, neither dead nor known
+ * to hold a lease) holds one: if not, it is gone and its saga ours to take. */
+static void on_owner_lease(int status, bool held, const char *why, void *data) {
+    claim_t *cl = data;
+    saga_worker_t *w = cl->w;
+    saga__worker_answered(w);
+    if (status != 0 || w->stopping) {
+        if (status != 0 && status != SAGA_EUNAVAILABLE)
+            saga_warn("worker %s: reading the lease of %s, owner of saga %s: %s", w->name,
+                      cl->expected, cl->id, why);
+        claim_end(cl);
+        return;
+    }
+    if (held) {
+        char *name = strdup(cl->expected);
+        if (name != NULL && saga_strmap_put(&w->leased, name, name, NULL) != 0)
+            free(name);
+        claim_end(cl);
+        return;
+    }
+    saga_info("worker %s: saga %s belongs to %s, which holds no lease: taking it over",
+              w->name, cl->id, cl->expected);
+    saga__worker_ensure_def(w, cl->hash, claim_with_def, cl);
+}
+
 static void on_candidate(int status, const saga_lease_candidate_t *c, const char *why,
                          void *data) {
     claim_t *cl = data;
@@ -199,13 +224,30 @@ static void on_candidate(int status, const saga_lease_candidate_t *c, const char
     bool owner_dead = o[0] != '\0' && saga_strmap_get(&w->dead, o) != NULL;
     bool parked = c->state == SAGA_STATE_STUCK && !c->cancel;
     bool take = owner_dead || (o[0] == '\0' && (cl->from != FROM_SWEEP || !parked));
-    if (!take || strlen(o) >= sizeof(cl->expected)) {
+    if (strlen(o) >= sizeof(cl->expected) || (!take && cl->from == FROM_ORPHANS)) {
         if (cl->from == FROM_ORPHANS && o[0] != '\0')
             unlist(cl);
         claim_end(cl);
         return;
     }
     snprintf(cl->expected, sizeof(cl->expected), "%s", o);
+    if (!take && o[0] != '\0' && saga_strmap_get(&w->leased, o) == NULL) {
+        /* An owner neither dead nor known to hold a lease: one without any
+         * (forgotten, or gone before its saga was listed anywhere: a
+         * create whose index entries never arrived) is gone for good, and
+         * only the sweep can find its sagas. One found to hold a lease is
+         * not asked about again until the next scan. */
+        if (saga_lease_held(w->store, o, on_owner_lease, cl) != 0) {
+            claim_end(cl);
+            return;
+        }
+        saga__worker_call(w);
+        return;
+    }
+    if (!take) {
+        claim_end(cl);
+        return;
+    }
     saga__worker_ensure_def(w, c->def, claim_with_def, cl);
 }
 
@@ -431,6 +473,11 @@ static void on_dead(int status, const char *const *names, size_t n, const char *
         free(v);
     saga_strmap_close(&w->dead);
     saga_strmap_init(&w->dead);
+    /* Who held a lease then may have lost it since: asked again. */
+    for (size_t pos = 0; saga_strmap_next(&w->leased, &pos, &k, &v);)
+        free(v);
+    saga_strmap_close(&w->leased);
+    saga_strmap_init(&w->leased);
     for (size_t i = 0; i < n; i++) {
         char *name = strdup(names[i]);
         if (name != NULL && saga_strmap_put(&w->dead, name, name, NULL) != 0)

@@ -720,6 +720,7 @@ static void free_maps(saga_worker_t *w) {
     saga__worker_claims_free(w);
     free_map(&w->unrunnable);
     free_map(&w->dead);
+    free_map(&w->leased);
     free_map(&w->cursors);
 }
 
@@ -756,6 +757,7 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     saga_strmap_init(&w->claiming);
     saga_strmap_init(&w->unrunnable);
     saga_strmap_init(&w->dead);
+    saga_strmap_init(&w->leased);
     saga_strmap_init(&w->cursors);
     /* The intake first, the engine last: a failure after the engine exists
      * would leave its timers in the loop. The intake's connection is

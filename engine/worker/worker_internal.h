@@ -69,6 +69,8 @@ struct saga_worker_s {
     saga_strmap_t unrunnable; /* hash -> hash, definitions we cannot run */
     saga_strmap_t dead;       /* name -> name: workers whose lease expired,
                                  as of the last scan */
+    saga_strmap_t leased;     /* name -> name: owners of candidates found to
+                                 hold a lease, since the last scan (claim.c) */
     saga_strmap_t cursors;    /* set -> cursor_t: where SSCAN resumes */
     saga__pub_t **pubs;       /* definitions' names to publish at start */
     size_t npubs;

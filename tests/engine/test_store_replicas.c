@@ -358,3 +358,64 @@ Test(store_replicas, a_create_counts_once_the_index_lists_it) { create_index_bod
 Test(store_replicas, a_create_counts_once_the_index_lists_it_min_replicas_0) {
     create_index_body(0);
 }
+
+/* Starts the create of saga `id` owned by `owner` under fence 1, as a
+ * worker's engine writes it (owner and fence among the record's fields). */
+static void create_owned(const char *id, const char *owner, wres_t *r) {
+    static saga_kv_t f[3];
+    static saga_event_t ev = {"saga.created", NULL, NULL, 0, NULL, 0};
+    static saga_store_write_t w;
+    f[0] = (saga_kv_t){"state", 5, "running", 7};
+    f[1] = (saga_kv_t){"owner", 5, owner, strlen(owner)};
+    f[2] = (saga_kv_t){"fence", 5, "1", 1};
+    w = (saga_store_write_t){id, 1, 1, SAGA_WRITE_CREATE, owner, f, 3, &ev, 1, 0};
+    memset(r, 0, sizeof(*r));
+    cr_assert_eq(S->ops->write(S, &w, on_write, r), 0);
+}
+
+/* A reply of the node serving `key` to a command on it. */
+static redisReply *on_key(const char *key, const char *fmt, const char *a, const char *b) {
+    redisContext *c = redis_cluster_connect(&RC, primary_of_key(key));
+    cr_assert_not_null(c);
+    redisReply *p = redisCommand(c, fmt, a, b);
+    cr_assert_not_null(p);
+    redisFree(c);
+    return p;
+}
+
+/* A record whose create's index entries never arrived (its worker killed
+ * between the two sends, or the index's primary failed over before its
+ * replica had them): its start request, read again by another worker,
+ * gets SAGA_EEXIST and is acknowledged. That create's own index entry
+ * (sent before it, ZADD NX) lists the saga again, so that the sweep finds
+ * it (claim.c then takes it over from an owner that holds no lease). */
+Test(store_replicas, a_create_refused_as_existing_lists_the_saga_in_the_index) {
+    cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
+    S = open_store(RC.node[0].url, 0);
+    int idx = primary_of_key("saga:{idx}:sagas");
+    char id[32], key[64];
+    for (int n = 0;; n++) {
+        snprintf(id, sizeof(id), "gap-%d", n);
+        snprintf(key, sizeof(key), "saga:{%s}", id);
+        if (primary_of_key(key) != idx)
+            break;
+    }
+    wres_t r;
+    create_owned(id, "ghost", &r);
+    cr_assert(loop_wait(&loop, &r.calls, 1, 10000), "the create was not answered");
+    cr_assert_eq(r.status, 0, "%s", saga_strerror(r.status));
+    /* The gap: the record without its index entries. */
+    freeReplyObject(on_key("saga:{idx}:sagas", "ZREM %s %s", "saga:{idx}:sagas", id));
+    freeReplyObject(on_key("saga:{idx}:owned:ghost", "SREM %s %s", "saga:{idx}:owned:ghost", id));
+    cr_assert_not(listed_unfinished(id), "the gap left in place");
+
+    create_owned(id, "second", &r);
+    cr_assert(loop_wait(&loop, &r.calls, 1, 10000), "the second create was not answered");
+    cr_assert_eq(r.status, SAGA_EEXIST, "%s", saga_strerror(r.status));
+    cr_assert(listed_unfinished(id), "a saga whose create was refused as existing is listed");
+    redisReply *p = on_key(key, "HMGET %s owner %s", key, "fence");
+    cr_assert(p->type == REDIS_REPLY_ARRAY && p->elements == 2 &&
+              p->element[0]->type == REDIS_REPLY_STRING);
+    cr_assert_str_eq(p->element[0]->str, "ghost", "the record is left as it was");
+    freeReplyObject(p);
+}

@@ -19,6 +19,7 @@
 #include "store_fixture.h"
 #include "saga/errors.h"
 #include "saga/worker.h"
+#include "store/keys.h"
 #include "store/store_memory.h"
 #include "store/store_redis.h"
 
@@ -277,14 +278,14 @@ static long long owned_total(const char *name, unsigned *shards) {
     return n;
 }
 
-/* A worker "dead" (an engine that owns its sagas) creates DEAD_SAGAS sagas
- * t-0.. (in every shard) and stops without a word in the middle of their
- * first step, its lease long expired. */
-static void dead_worker_sagas(char (*ids)[16]) {
+/* A worker `owner` (an engine that owns its sagas) creates DEAD_SAGAS
+ * sagas t-0.. (in every shard) and stops without a word in the middle of
+ * their first step. */
+static void owned_sagas(const char *owner, char (*ids)[16]) {
     saga_engine_options_t eo;
     memset(&eo, 0, sizeof(eo));
     eo.store = S;
-    eo.worker = "dead";
+    eo.worker = owner;
     eo.owned = true;
     eo.on_created = on_dead_created;
     char err[256];
@@ -305,6 +306,12 @@ static void dead_worker_sagas(char (*ids)[16]) {
     saga_engine_shutdown(e, 0, on_dead_down, NULL);
     run_until(&dead_down, 1);
     saga_engine_free(e);
+}
+
+/* A worker "dead" creates DEAD_SAGAS sagas t-0.. and stops without a word,
+ * its lease long expired. */
+static void dead_worker_sagas(char (*ids)[16]) {
+    owned_sagas("dead", ids);
     cmd("ZADD saga:{idx}:workers 1 dead"); /* its lease ran out long ago */
 }
 
@@ -403,6 +410,62 @@ Test(worker_new, the_sweep_passes_a_shard_it_cannot_read) {
     cr_assert_eq(completed, want, "every saga outside shard 0 swept, taken over, completed");
     cr_assert_eq(cmd("ZSCORE saga:{idx}:workers dead")->type, REDIS_REPLY_STRING,
                  "not forgotten: its set in shard 0 cannot be counted");
+    stop(w);
+    fixture_finish();
+}
+
+/* On Redis Cluster a create's index entries go to another primary than its
+ * record: a worker killed between the two sends (or the index's primary
+ * failing over before its replica had them) leaves a record listed in no
+ * index and no set. Its start request is then read again by another
+ * worker, whose create gets SAGA_EEXIST (its own index entry lists the
+ * saga) and which acknowledges it. The owner named by the record may hold
+ * no lease at all (forgotten, its empty sets walked): the sweep takes such
+ * a saga over all the same, and it finishes. */
+Test(worker_new, a_saga_created_without_its_index_entries_is_taken_over_and_finishes) {
+    if (!fixture_cluster())
+        cr_skip_test("the index is updated with the record on one Redis (no gap)");
+    memset(&G, 0, sizeof(G));
+    char ids[DEAD_SAGAS][16];
+    owned_sagas("ghost", ids);
+    cr_assert_eq(cmd("ZSCORE saga:{idx}:workers ghost")->type, REDIS_REPLY_NIL,
+                 "the owner never had a lease");
+    for (unsigned s = 0; s < fixture_shards()->k; s++)
+        cmd("DEL %s", shard_key_n(s, SAGA_SHARD_OWNED, "ghost"));
+    char hash[65];
+    snprintf(hash, sizeof(hash), "%s", cmd("HGET saga:{%s} def", ids[0])->str);
+    for (int i = 0; i < DEAD_SAGAS; i++) {
+        /* The gap, then the start request still pending in the intake. */
+        cmd("ZREM %s %s", shard_key(SAGA_SHARD_SAGAS, NULL, ids[i]), ids[i]);
+        cmd("XADD %s * id %s name slow hash %s input {} ts 1",
+            shard_key(SAGA_SHARD_INTAKE, NULL, ids[i]), ids[i], hash);
+    }
+    saga_worker_t *w = live_worker();
+    /* Until every saga completed and the index lists it as finished (the
+     * index's update follows the finish: then the worker is done with it). */
+    fixture_deadline_start(30000);
+    int completed = 0, indexed = 0;
+    while (!fixture_expired() && (completed < DEAD_SAGAS || indexed < DEAD_SAGAS)) {
+        uv_run(&L, UV_RUN_ONCE);
+        completed = completed_of(ids);
+        indexed = 0;
+        for (int i = 0; i < DEAD_SAGAS; i++) {
+            redisReply *r = cmd("ZSCORE %s %s", shard_key(SAGA_SHARD_SAGAS, NULL, ids[i]), ids[i]);
+            indexed += r->type == REDIS_REPLY_STRING && atof(r->str) > 0;
+        }
+    }
+    fixture_deadline_stop();
+    cr_assert_eq(completed, DEAD_SAGAS, "every saga taken over and completed (%d)", completed);
+    cr_assert_eq(indexed, DEAD_SAGAS, "every saga indexed as finished (%d)", indexed);
+    for (int i = 0; i < DEAD_SAGAS; i++)
+        cr_assert_str_eq(cmd("HGET saga:{%s} owner", ids[i])->str, "live", "%s", ids[i]);
+    for (unsigned s = 0; s < fixture_shards()->k; s++) {
+        redisReply *p = cmd("XPENDING %s " SAGA_INTAKE_GROUP,
+                            shard_key_n(s, SAGA_SHARD_INTAKE, NULL));
+        cr_assert(p->type == REDIS_REPLY_ARRAY && p->elements >= 1 &&
+                  p->element[0]->type == REDIS_REPLY_INTEGER);
+        cr_assert_eq(p->element[0]->integer, 0, "every start request acknowledged");
+    }
     stop(w);
     fixture_finish();
 }

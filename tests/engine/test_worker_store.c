@@ -122,6 +122,12 @@ static void on_claim(int status, uint64_t fence, const char *why, void *data) {
     G.u = fence;
 }
 
+static void on_held(int status, bool held, const char *why, void *data) {
+    (void)data;
+    note(status, why);
+    G.u = held;
+}
+
 static void on_count(int status, uint64_t n, const char *why, void *data) {
     (void)data;
     note(status, why);
@@ -249,6 +255,33 @@ Test(worker_store, dead_workers_and_deregister) {
     CALL(saga_lease_dead_workers(S, on_names, NULL));
     cr_assert_eq(G.status, SAGA_ESTORE);
     cr_assert_str_eq(G.why, "expected an array of strings");
+    fixture_finish();
+}
+
+/* Whether a worker holds a lease, running or expired; none once
+ * forgotten, or never. */
+Test(worker_store, held_says_whether_a_worker_holds_a_lease) {
+    cmd("ZADD saga:{idx}:workers %lld gone %lld alive", now_ms() - 1000, now_ms() + 60000);
+    CALL(saga_lease_held(S, "alive", on_held, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.u, 1, "a running lease");
+    CALL(saga_lease_held(S, "gone", on_held, NULL));
+    cr_assert_eq(G.u, 1, "an expired lease is held until the worker is forgotten");
+    CALL(saga_lease_deregister(S, "gone", on_done, NULL));
+    CALL(saga_lease_held(S, "gone", on_held, NULL));
+    cr_assert_eq(G.status, 0);
+    cr_assert_eq(G.u, 0, "forgotten");
+    CALL(saga_lease_held(S, "ghost", on_held, NULL));
+    cr_assert_eq(G.u, 0, "never had one");
+
+    cr_assert_eq(saga_lease_held(S, "", on_held, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_held(S, NULL, on_held, NULL), -EINVAL);
+    cr_assert_eq(saga_lease_held(S, "alive", NULL, NULL), -EINVAL);
+    cmd("DEL saga:{idx}:workers");
+    cmd("SET saga:{idx}:workers not-a-zset");
+    CALL(saga_lease_held(S, "alive", on_held, NULL));
+    cr_assert_eq(G.status, SAGA_ESTORE);
+    cr_assert(strstr(G.why, "WRONGTYPE") != NULL, "why: %s", G.why);
     fixture_finish();
 }
 
