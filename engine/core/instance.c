@@ -274,9 +274,14 @@ static void lose(saga_inst_t *inst, int status) {
         return;
     inst->lost = true;
     inst->lost_status = status;
-    saga_error("saga %s: checkpoint failed (%s); this worker stops running "
-               "it, the store keeps its last durable state",
-               inst->id, saga_strerror(status));
+    if (!inst->created && status == SAGA_EEXIST)
+        /* Not a failure: a start request read again after a crash, or one
+         * id started twice; the saga runs (or ran) where it was created. */
+        saga_info("saga %s exists already; not started again here", inst->id);
+    else
+        saga_error("saga %s: checkpoint failed (%s); this worker stops running "
+                   "it, the store keeps its last durable state",
+                   inst->id, saga_strerror(status));
     size_t n = def_of(inst)->n_steps;
     for (size_t i = 0; i < n; i++) {
         saga__step_t *s = &inst->steps[i];
