@@ -73,7 +73,9 @@ static void usage(FILE *out) {
           "\n"
           "A first SIGTERM/SIGINT stops taking work, lets attempts in flight finish\n"
           "within the grace period, writes their results and hands the rest over to\n"
-          "other workers; a second one exits at once.\n", out);
+          "other workers; a second one exits at once. With Redis unreachable it exits\n"
+          "2 s after the grace with status 1: its sagas stay under its lease, and the\n"
+          "other workers take them over once it expires.\n", out);
 }
 
 
@@ -106,9 +108,19 @@ static void finish(worker_cli_t *c) {
         saga_cli_store_close(&c->cs, on_store_closed, c);
 }
 
+/* The store closes after the worker: when the worker gave up on Redis,
+ * that close is what answers the calls it left outstanding (saga/worker.h),
+ * and the worker is freed only after the loop ends. */
 static void on_worker_stopped(void *data) {
     worker_cli_t *c = data;
-    saga_info("worker %s: stopped", c->name);
+    if (saga_worker_stop_status(c->worker) != 0) {
+        saga_warn("worker %s: stopped without reaching Redis (exit status %d)", c->name,
+                  SAGA_EXIT_ERROR);
+        if (c->exit_code == SAGA_EXIT_OK)
+            c->exit_code = SAGA_EXIT_ERROR;
+    } else {
+        saga_info("worker %s: stopped", c->name);
+    }
     finish(c);
 }
 

@@ -32,29 +32,46 @@
 
 typedef struct release_s {
     saga_worker_t *w;
+    bool handback;            /* sent by a stopping worker: counted */
     char id[SAGA_ID_MAX + 1];
 } release_t;
 
 static void on_released(int status, const char *why, void *data) {
     release_t *rl = data;
     saga_worker_t *w = rl->w;
-    if (status != 0 && status != SAGA_EUNAVAILABLE)
+    /* After the stop gave up on Redis, the answers are the store's close
+     * (SAGA_ECLOSING): the summary said what was not handed back. */
+    if (status != 0 && status != SAGA_EUNAVAILABLE && !w->gave_up)
         saga_warn("worker %s: releasing saga %s: %s", w->name, rl->id, why);
+    if (rl->handback && !w->gave_up) {
+        if (status == 0)
+            w->handback_ok++;
+        else
+            w->handback_failed++;
+    }
     free(rl);
     saga__worker_answered(w);
 }
 
-void saga__worker_release(saga_worker_t *w, const char *id, uint64_t fence, bool to_orphans) {
+int saga__worker_release(saga_worker_t *w, const char *id, uint64_t fence, bool to_orphans) {
     release_t *rl = calloc(1, sizeof(*rl));
-    if (rl == NULL)
-        return;
-    rl->w = w;
-    snprintf(rl->id, sizeof(rl->id), "%s", id);
-    if (saga_lease_release(w->store, id, w->name, fence, to_orphans, on_released, rl) != 0) {
+    int rc = rl != NULL ? 0 : -ENOMEM;
+    if (rl != NULL) {
+        rl->w = w;
+        rl->handback = w->stopping;
+        snprintf(rl->id, sizeof(rl->id), "%s", id);
+        rc = saga_lease_release(w->store, id, w->name, fence, to_orphans, on_released, rl);
+    }
+    if (w->stopping)
+        w->handback_sent++;
+    if (rc != 0) {
         free(rl);
-        return;
+        if (w->stopping)
+            w->handback_failed++;
+        return rc;
     }
     saga__worker_call(w);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -788,9 +788,11 @@ saga_worker_t *saga_worker_new(uv_loop_t *loop, saga_store_t *store,
     uv_timer_init(loop, &w->hb_timer);
     uv_timer_init(loop, &w->scan_timer);
     uv_timer_init(loop, &w->intake_timer);
+    uv_timer_init(loop, &w->stop_timer);
     uv_check_init(loop, &w->ack_check);
     w->hb_timer.data = w->scan_timer.data = w->intake_timer.data = w->ack_check.data = w;
-    w->open_handles = 4;
+    w->stop_timer.data = w;
+    w->open_handles = 5;
     return w;
 fail:
     saga_intake_close(w->intake, NULL, NULL);
@@ -869,42 +871,95 @@ static void on_intake_closed(void *data) {
         w->done(w->done_data);
 }
 
+/* True when the stop leaves the lease in Redis: one was held (a heartbeat
+ * was answered) and its drop was not acknowledged. */
+static bool lease_kept(const saga_worker_t *w) { return w->lease_ok && !w->lease_dropped; }
+
+/* Says how the hand-back went: what was released, or, when Redis could
+ * not be reached for all of it, what stays under the lease and when the
+ * others take it. */
+static void log_handback(saga_worker_t *w) {
+    if (saga_worker_stop_status(w) == 0) {
+        if (w->handback_ok > 0)
+            saga_info("worker %s: released %zu unfinished saga(s) to other workers", w->name,
+                      w->handback_ok);
+        return;
+    }
+    size_t kept = w->handback_sent - w->handback_ok;
+    const char *why = w->gave_up ? "Redis did not answer within the grace period"
+                                 : "Redis could not be reached";
+    if (lease_kept(w))
+        saga_error("worker %s: stopped without reaching Redis (%s): %zu saga(s) stay owned "
+                   "under its lease and results not yet written are lost here; they are "
+                   "taken over by other workers once its lease expires (%" PRIu64 " ms "
+                   "after its last heartbeat), each from its last checkpoint", w->name, why,
+                   kept, w->lease_ms);
+    else
+        saga_error("worker %s: stopped without reaching Redis (%s): %zu saga(s) were not "
+                   "released and results not yet written are lost here; its lease is "
+                   "dropped, so other workers take them over at their next scan, each from "
+                   "its last checkpoint", w->name, why, kept);
+}
+
 /* Ends the stop once every call is answered (releases, deregistration and
- * whatever was in flight). */
+ * whatever was in flight), or once its deadline gave up on Redis. */
 static void stop_step(saga_worker_t *w) {
-    if (w->calls > 0 || w->closing_handles || !w->engine_down)
+    if ((w->calls > 0 && !w->gave_up) || w->closing_handles || !w->engine_down)
         return;
     flush_acks(w); /* before the intake closes */
     w->closing_handles = true;
+    log_handback(w);
     uv_close((uv_handle_t *)&w->ack_check, on_handle_closed);
     uv_close((uv_handle_t *)&w->hb_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->scan_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->intake_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&w->stop_timer, on_handle_closed);
     saga_intake_close(w->intake, on_intake_closed, w);
+}
+
+/* The stop's deadline (its grace, then SAGA_WORKER_HANDBACK_MS): Redis has
+ * not answered everything (its connections retrying, writes and releases
+ * pending). The stop ends without it; the calls still out are answered
+ * when the store closes (SAGA_ECLOSING), which the worker outlives. An
+ * engine that is not down yet waits for handler calls, not for Redis (it
+ * said so at its grace): the hand-back gets its time once it is. */
+static void on_stop_deadline(uv_timer_t *t) {
+    saga_worker_t *w = t->data;
+    if (w->closing_handles || !w->engine_down)
+        return;
+    if (w->calls > 0) {
+        w->gave_up = true;
+        saga_warn("worker %s: Redis has not answered %zu call(s) of the stop %" PRIu64
+                  " ms after its grace: stopping without them", w->name, w->calls,
+                  (uint64_t)SAGA_WORKER_HANDBACK_MS);
+    }
+    stop_step(w);
 }
 
 static void on_deregistered(int status, const char *why, void *data) {
     saga_worker_t *w = data;
-    if (status != 0 && status != SAGA_EUNAVAILABLE)
+    if (status != 0 && status != SAGA_EUNAVAILABLE && !w->gave_up)
         saga_warn("worker %s: dropping its lease: %s", w->name, why);
+    if (status == 0 && !w->gave_up)
+        w->lease_dropped = true;
     saga__worker_answered(w);
 }
 
 static void on_engine_down(void *data) {
     saga_worker_t *w = data;
-    /* What is still ours goes to others at once, not after our lease. */
+    /* What is still ours goes to others at once, not after our lease
+     * (how it went is said once answered: log_handback()). */
     const char *k;
     void *v;
-    size_t n = 0;
-    for (size_t pos = 0; saga_strmap_next(&w->owned, &pos, &k, &v);) {
+    for (size_t pos = 0; saga_strmap_next(&w->owned, &pos, &k, &v);)
         saga__worker_release(w, k, ((saga__owned_t *)v)->fence, true);
-        n++;
-    }
-    if (n > 0)
-        saga_info("worker %s: released %zu unfinished saga(s) to other workers", w->name, n);
     if (saga_lease_deregister(w->store, w->name, on_deregistered, w) == 0)
         saga__worker_call(w);
     w->engine_down = true;
+    /* The engine came down after the deadline (handler calls held it):
+     * the hand-back still gets its time. */
+    if (!w->closing_handles && !uv_is_active((uv_handle_t *)&w->stop_timer))
+        uv_timer_start(&w->stop_timer, on_stop_deadline, SAGA_WORKER_HANDBACK_MS, 0);
     report_start(w, SAGA_ECLOSING, "the worker was stopped before it served");
     stop_step(w);
 }
@@ -917,8 +972,17 @@ void saga_worker_stop(saga_worker_t *w, uint64_t grace_ms, void (*done)(void *),
     w->done_data = data;
     uv_timer_stop(&w->scan_timer);
     uv_timer_stop(&w->intake_timer);
+    /* Bounded whatever Redis does: see on_stop_deadline(). */
+    uint64_t deadline = grace_ms + SAGA_WORKER_HANDBACK_MS;
+    uv_timer_start(&w->stop_timer, on_stop_deadline,
+                   deadline < grace_ms ? UINT64_MAX : deadline, 0);
     drop_ready(w, true);
     saga_engine_shutdown(w->engine, grace_ms, on_engine_down, w);
+}
+
+int saga_worker_stop_status(const saga_worker_t *w) {
+    bool all = w->handback_ok == w->handback_sent && w->handback_failed == 0;
+    return w->gave_up || lease_kept(w) || !all ? SAGA_EUNAVAILABLE : 0;
 }
 
 void saga_worker_free(saga_worker_t *w) {

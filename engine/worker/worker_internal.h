@@ -45,6 +45,7 @@ struct saga_worker_s {
     uv_timer_t hb_timer;
     uv_timer_t scan_timer;
     uv_timer_t intake_timer;
+    uv_timer_t stop_timer;    /* the stop's deadline: grace + hand-back */
     uv_check_t ack_check;     /* sends the acknowledgements of a loop turn */
     struct saga__ack_s *acks; /* intake entries to acknowledge */
     size_t nacks;             /* ... how many (at most SAGA_INTAKE_DONE_MAX) */
@@ -86,6 +87,13 @@ struct saga_worker_s {
     bool lease_ok;            /* a heartbeat was answered */
     bool grouping;            /* the intake group's creation is in flight */
     bool engine_down;         /* the engine's shutdown completed */
+    /* The hand-back at stop (releases and the lease's drop). */
+    size_t handback_sent;     /* releases sent */
+    size_t handback_ok;       /* ... that Redis acknowledged */
+    size_t handback_failed;   /* ... refused, unsent or unanswered */
+    bool lease_dropped;       /* Redis acknowledged the lease's drop */
+    bool gave_up;             /* the stop's deadline passed with Redis
+                                 unanswered: the stop ended without it */
     bool start_failed;
     bool started;             /* serving: intake, claims, wake-ups */
     bool stopping;
@@ -159,9 +167,12 @@ void saga__worker_metrics_write(int status, uint64_t elapsed_ns, void *data);
 /* ---- claim.c ---- */
 
 /* Gives saga `id` up (see saga_lease_release): unowned, and (to_orphans)
- * listed for others to claim. */
-void saga__worker_release(saga_worker_t *w, const char *id, uint64_t fence,
-                          bool to_orphans);
+ * listed for others to claim. Fire and forget, except for a stopping
+ * worker, which counts the outcome (handback_ok, handback_failed).
+ * Returns 0 when it was sent, or the reason it was not (the store cannot
+ * reach Redis, out of memory). */
+int saga__worker_release(saga_worker_t *w, const char *id, uint64_t fence,
+                         bool to_orphans);
 
 /* One round of takeover: the dead workers' sets and the orphans, and a page
  * of the sweep. Returns false when no round was begun (no room, or the

@@ -824,6 +824,97 @@ Test(workers, concurrency_read_ahead_and_sigterm_hands_it_over) {
     cr_assert_eq(stop_worker(1, SIGTERM), 0);
 }
 
+/* Makes the Redis the workers share unreachable, the server or every node
+ * of the cluster (nothing left to fail over to): killed (SIGKILL: the
+ * connections reset, every reconnection refused) or frozen (SIGSTOP: the
+ * connections stay open and nothing is answered, as behind a lost network). */
+static void lose_redis(int sig) {
+    if (!on_cluster) {
+        if (sig == SIGKILL)
+            redis_server_kill(&R, SIGKILL);
+        else
+            cr_assert_eq(kill(R.pid, sig), 0);
+        return;
+    }
+    for (int i = 0; i < REDIS_CLUSTER_NODES; i++)
+        if (sig == SIGKILL)
+            redis_server_kill(&RC.node[i].srv, SIGKILL);
+        else
+            cr_assert_eq(kill(RC.node[i].srv.pid, sig), 0);
+}
+
+/* Waits up to `ms` for worker `i` to exit; returns its exit status as
+ * saga_proc_wait() does, or -1 when it still runs then (the teardown's
+ * kill -9 ends it). */
+static int wait_worker_exit(int i, long ms) {
+    test_poll_t p = test_poll_start(ms);
+    for (;;) {
+        int st;
+        pid_t r = waitpid(workers[i], &st, WNOHANG);
+        cr_assert_neq(r, -1, "waitpid w%d", i);
+        if (r == workers[i]) {
+            workers[i] = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        if (!test_poll_next(&p))
+            return -1;
+    }
+}
+
+/* A worker whose Redis is gone (`sig`: see lose_redis()) still exits on
+ * SIGTERM within its grace (5 s here) and the hand-back time after it (2 s,
+ * SAGA_WORKER_HANDBACK_MS): it can neither write its results nor release
+ * its sagas, which stay owned under its lease for the other workers to
+ * take over once it expires. Sagas in flight both finish their step within
+ * the grace (their results' writes pending) and outlast it (abandoned).
+ * Its exit status (1) and its log say that it stopped without reaching
+ * Redis, and it does not claim to have released anything. */
+static void sigterm_without_redis(int sig) {
+    start_worker(0, "30s", "100");
+    submit_many("long", "gone", 4, 60000); /* step b outlasts the grace */
+    submit_many("long", "soon", 4, 3000);  /* step b ends within it */
+    WAIT_UNTIL(in_step_b("gone", 4) + in_step_b("soon", 4) == 8, 10,
+               "%d of 8 sagas in step b after 10 s (what was left: above)",
+               in_step_b("gone", 4) + in_step_b("soon", 4));
+    lose_redis(sig);
+    long long t0 = now_ms();
+    cr_assert_eq(kill(workers[0], SIGTERM), 0);
+    /* The grace and the hand-back, and room for a slow (sanitized) build:
+     * before the fix a frozen Redis held the worker for its command timeout
+     * (10 s) and a dead one could hold it for good. */
+    int status = wait_worker_exit(0, 5000 + 2000 + 2500);
+    long long took = now_ms() - t0;
+    char log[700];
+    snprintf(log, sizeof(log), "%s/w0.log", dir);
+    char *text = saga_proc_slurp(log);
+    if (status < 0)
+        fprintf(stderr, "w0.log:\n%s\n", text);
+    cr_assert_geq(status, 0, "w0 still runs %lld ms after SIGTERM with Redis gone (log: above)",
+                  took);
+    saga_proc_assert_clean(log);
+    cr_assert_eq(status, 1, "w0 exited with %d, not 1, with Redis gone; its log:\n%s", status,
+                 text);
+    cr_assert_not_null(strstr(text, "stopped without reaching Redis"),
+                       "w0's log does not say it stopped without reaching Redis:\n%s", text);
+    cr_assert_not_null(strstr(text, "8 saga(s) stay owned under its lease"),
+                       "w0's log does not say which sagas stay under its lease:\n%s", text);
+    cr_assert_not_null(strstr(text, "taken over by other workers once its lease expires"),
+                       "w0's log does not say what becomes of its sagas:\n%s", text);
+    cr_assert_null(strstr(text, "unfinished saga(s) to other workers"),
+                   "w0 claims to have released sagas without reaching Redis:\n%s", text);
+    free(text);
+    if (sig != SIGKILL)
+        lose_redis(SIGKILL); /* a frozen server would hold the teardown */
+}
+
+Test(workers, sigterm_exits_within_the_grace_when_redis_is_killed) {
+    sigterm_without_redis(SIGKILL);
+}
+
+Test(workers, sigterm_exits_within_the_grace_when_redis_is_frozen) {
+    sigterm_without_redis(SIGSTOP);
+}
+
 Test(workers, cancel_compensates_a_running_saga) {
     start_worker(0, "2s", "10");
     char *out = NULL;

@@ -73,15 +73,36 @@ typedef void (*saga_worker_started_cb)(saga_worker_t *w, int status,
 int saga_worker_start(saga_worker_t *w, saga_worker_started_cb started,
                       void *data);
 
+/* How long a stopping worker waits for Redis after its grace period to
+ * take its hand-back (releases, the lease's drop, results in flight). */
+#define SAGA_WORKER_HANDBACK_MS 2000
+
 /* Stops (a worker started or not): no new work; attempts in flight get
  * `grace_ms`; results are written; what the worker still owns is released;
  * its lease is dropped. `done` runs once, later, when every command the
  * worker sent is answered and everything of it is closed (the store
- * stays). A second call does nothing. */
+ * stays). A second call does nothing.
+ *
+ * Bounded whatever Redis does: when Redis has not answered everything
+ * SAGA_WORKER_HANDBACK_MS after the grace (unreachable: its connections
+ * retrying, writes pending), the stop ends without it and `done` runs with
+ * calls still outstanding in the store. What did not reach Redis is lost
+ * for this worker (saga_worker_stop_status() says so, the log says what):
+ * its sagas stay owned under its lease, and other workers take them over
+ * from their last checkpoint once it expires. The caller then closes the
+ * store, which answers those calls (SAGA_ECLOSING), before
+ * saga_worker_free(). (Only handler calls that never complete can hold the
+ * stop longer: the engine waits for them, and says so.) */
 void saga_worker_stop(saga_worker_t *w, uint64_t grace_ms,
                       void (*done)(void *data), void *data);
 
-/* Frees a worker after its stop's `done` ran. Accepts NULL. */
+/* After the stop's `done`: 0 when everything was handed back (every
+ * release and the lease's drop acknowledged by Redis), SAGA_EUNAVAILABLE
+ * when Redis could not be reached for some of it (logged). */
+int saga_worker_stop_status(const saga_worker_t *w);
+
+/* Frees a worker after its stop's `done` ran (and, when the stop gave up
+ * on Redis, after the store closed). Accepts NULL. */
 void saga_worker_free(saga_worker_t *w);
 
 /* Sagas running in this worker now. */
