@@ -365,6 +365,41 @@ static void read_done(struct saga__read_s *rd) {
     rd->reading = false;
 }
 
+/* The intake group answered for once it is created again. */
+static void on_regroup(int status, const char *why, void *data) {
+    saga_worker_t *w = data;
+    w->regrouping = false;
+    saga__worker_answered(w);
+    if (w->stopping)
+        return;
+    if (status != 0)
+        saga_warn("worker %s: creating the intake group again: %s", w->name, why);
+    else
+        saga_info("worker %s: the intake group exists again", w->name);
+    saga__worker_read_intake(w);
+}
+
+/* A read answered NOGROUP: the stream or its group is gone (Redis restarted
+ * without its data, a failover to a replica that never had them, a
+ * FLUSHALL). Without the group no request is ever read again: it is
+ * created again (XGROUP CREATE ... MKSTREAM on every shard; one that
+ * exists is fine), once at a time. True when `why` was that and the
+ * creation is in flight (the reads go on once it is answered); false
+ * otherwise (the caller retries as after any failed read). */
+static bool regroup_if_gone(saga_worker_t *w, const char *why) {
+    if (why == NULL || strncmp(why, "NOGROUP", 7) != 0 || w->stopping)
+        return false;
+    if (w->regrouping)
+        return true;
+    if (saga_intake_create_group(w->intake, on_regroup, w) != 0)
+        return false;
+    w->regrouping = true;
+    saga__worker_call(w);
+    saga_warn("worker %s: the intake group is gone (Redis lost its data?): "
+              "creating it again", w->name);
+    return true;
+}
+
 static void on_new_requests(int status, const saga_intake_request_t *reqs, size_t n,
                             const char *why, void *data) {
     struct saga__read_s *rd = data;
@@ -375,6 +410,8 @@ static void on_new_requests(int status, const saga_intake_request_t *reqs, size_
     }
     if (status != 0) {
         read_done(rd);
+        if (regroup_if_gone(w, why))
+            return; /* read again once the group exists (on_regroup) */
         if (status != SAGA_EUNAVAILABLE)
             saga_warn("worker %s: reading the intake: %s", w->name, why);
         uv_timer_start(&w->intake_timer, on_intake_timer, INTAKE_RETRY_MS, 0);
@@ -451,7 +488,7 @@ static void on_old_requests(int status, const saga_intake_request_t *reqs, size_
                             const char *why, void *data) {
     saga_worker_t *w = data;
     saga__worker_answered(w);
-    if (status != 0 && status != SAGA_EUNAVAILABLE)
+    if (status != 0 && status != SAGA_EUNAVAILABLE && !regroup_if_gone(w, why))
         saga_warn("worker %s: reading unacknowledged start requests: %s", w->name, why);
     if (status == 0 && !w->stopping)
         handle_requests(w, reqs, n);
@@ -462,9 +499,16 @@ static void on_intake_event(saga_intake_t *in, saga_intake_event_t ev, const cha
     saga_worker_t *w = data;
     (void)in;
     if (ev == SAGA_INTAKE_READY) {
+        if (w->intake_failing)
+            saga_info("worker %s: intake connection made again", w->name);
+        w->intake_failing = false;
         saga__worker_read_intake(w);
-    } else if (ev == SAGA_INTAKE_CONNECT_FAILED && !w->stopping) {
-        saga_warn("worker %s: intake connection: %s", w->name, errstr ? errstr : "failed");
+    } else if (ev == SAGA_INTAKE_CONNECT_FAILED && !w->stopping && !w->intake_failing) {
+        /* Once, not at every retry of every shard's connection (several a
+         * second each while Redis is down); the store logs its own. */
+        w->intake_failing = true;
+        saga_warn("worker %s: intake connection: %s; retrying", w->name,
+                  errstr ? errstr : "failed");
     }
 }
 

@@ -86,6 +86,9 @@ struct saga_worker_s {
     bool start_called;
     bool lease_ok;            /* a heartbeat was answered */
     bool grouping;            /* the intake group's creation is in flight */
+    bool regrouping;          /* the group is being created again (it was gone) */
+    bool intake_failing;      /* an intake connection failed to connect: warned
+                               * once, until one connects again */
     bool engine_down;         /* the engine's shutdown completed */
     /* The hand-back at stop (releases and the lease's drop). */
     size_t handback_sent;     /* releases sent */

@@ -1049,6 +1049,26 @@ Test(workers, submit_is_idempotent_and_refuses_unknown_names) {
     cr_assert_eq(stop_worker(0, SIGTERM), 0);
 }
 
+/* The intake's streams and their group gone while a worker runs (Redis
+ * restarted without its data, a failover to a replica that never had them,
+ * a FLUSHALL): the worker creates the group again and reads on; before, it
+ * answered every read's NOGROUP with another read, for good. */
+Test(workers, a_lost_intake_group_is_created_again) {
+    start_worker(0, "2s", "10");
+    char *out = NULL;
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "lg-1", "--input", "{\"ms\": 1}", NULL), 0);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "lg-1", "--timeout", "10s", NULL), 0);
+    free(out);
+    cr_assert_gt(sum_shards("DEL %s", SAGA_SHARD_INTAKE, NULL), 0, "the streams deleted");
+    cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "lg-2", "--input", "{\"ms\": 1}", NULL), 0);
+    free(out);
+    cr_assert_eq(saga_cmd(&out, "wait", "lg-2", "--timeout", "20s", NULL), 0,
+                 "the request submitted after the loss is read and run");
+    free(out);
+    cr_assert_eq(stop_worker(0, SIGTERM), 0);
+}
+
 Test(workers, requests_and_sagas_survive_a_restart_of_every_worker) {
     /* Submitted while no worker runs. */
     start_worker(0, "1s", "50");
