@@ -245,19 +245,7 @@ run_engine() {
 }
 
 mkdir -p "$T/defs"
-cat >"$T/defs/round2.yaml" <<'YAML'
-saga: bench_round2
-steps:
-  - name: one
-    action: {handler: demo.noop}
-    compensation: {handler: demo.noop}
-  - name: two
-    action: {handler: demo.noop}
-    compensation: {handler: demo.noop}
-  - name: three
-    action: {handler: demo.noop}
-    compensation: {handler: demo.noop}
-YAML
+cp "$(dirname "$0")/round2.yaml" "$T/defs/round2.yaml"
 METRICS=$T/metrics.sock
 start_worker() { # NAME [METRICS_ARGS...]
     local name=$1

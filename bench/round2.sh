@@ -218,19 +218,7 @@ run_engine() { # ROUND SHARDS
 }
 
 mkdir -p "$T/defs"
-cat >"$T/defs/round2.yaml" <<'YAML'
-saga: bench_round2
-steps:
-  - name: one
-    action: {handler: demo.noop}
-    compensation: {handler: demo.noop}
-  - name: two
-    action: {handler: demo.noop}
-    compensation: {handler: demo.noop}
-  - name: three
-    action: {handler: demo.noop}
-    compensation: {handler: demo.noop}
-YAML
+cp "$(dirname "$0")/round2.yaml" "$T/defs/round2.yaml"
 start_worker() { # NAME SHARDS [MIN_REPLICAS]
     local minr=() shards=()
     [ -n "${3:-}" ] && minr=(--min-replicas "$3")
