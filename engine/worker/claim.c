@@ -194,7 +194,8 @@ static void on_owner_lease(int status, bool held, const char *why, void *data) {
         return;
     }
     if (held) {
-        char *name = strdup(cl->expected);
+        /* Noted once: candidates of one owner may be answered together. */
+        char *name = saga_strmap_get(&w->leased, cl->expected) ? NULL : strdup(cl->expected);
         if (name != NULL && saga_strmap_put(&w->leased, name, name, NULL) != 0)
             free(name);
         claim_end(cl);
