@@ -450,24 +450,32 @@ end
 -- entry (bench/RESULTS.md). An entry handled while an older one is still
 -- pending stays in the stream until that one is handled too: XLEN counts
 -- it, saga_intake_backlog does not.
+-- The fields of consumer group `group` of stream `key` (XINFO GROUPS:
+-- pending, last-delivered-id, lag, ...), or nil when it has no such group.
+local function intake_group(key, group)
+  local groups = redis.call('XINFO', 'GROUPS', key)
+  for i = 1, #groups do
+    local g = groups[i]
+    if g[2] == group then
+      local f = {}
+      for j = 1, #g - 1, 2 do
+        f[g[j]] = g[j + 1]
+      end
+      return f
+    end
+  end
+  return nil
+end
+
 local function intake_trim_point(key, group)
   local oldest = redis.call('XPENDING', key, group)[2]
   if oldest then
     return oldest
   end
-  local groups = redis.call('XINFO', 'GROUPS', key)
-  for i = 1, #groups do
-    local g = groups[i]
-    if g[2] == group then
-      for j = 1, #g - 1, 2 do
-        if g[j] == 'last-delivered-id' then
-          local ms, sq = string.match(g[j + 1], '^(%d+)-(%d+)$')
-          if ms then
-            return ms .. '-' .. (tonumber(sq) + 1) -- just past it
-          end
-        end
-      end
-    end
+  local f = intake_group(key, group)
+  local ms, sq = string.match(f and f['last-delivered-id'] or '', '^(%d+)-(%d+)$')
+  if ms then
+    return ms .. '-' .. (tonumber(sq) + 1) -- just past it
   end
   return nil
 end
@@ -500,21 +508,11 @@ local function saga_intake_backlog(keys, args)
   if redis.call('EXISTS', keys[1]) == 0 then
     return 0
   end
-  local groups = redis.call('XINFO', 'GROUPS', keys[1])
-  for i = 1, #groups do
-    local g = groups[i]
-    if g[2] == group then
-      local f = {}
-      for j = 1, #g - 1, 2 do
-        f[g[j]] = g[j + 1]
-      end
-      if not f['lag'] then
-        return redis.call('XLEN', keys[1])
-      end
-      return (f['pending'] or 0) + f['lag']
-    end
+  local f = intake_group(keys[1], group)
+  if not (f and f['lag']) then
+    return redis.call('XLEN', keys[1]) -- no group yet (nothing was read), or no lag
   end
-  return redis.call('XLEN', keys[1]) -- no group yet: nothing was read
+  return (f['pending'] or 0) + f['lag']
 end
 
 -- saga_cancel / saga_retry: operator commands on one saga.

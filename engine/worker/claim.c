@@ -180,6 +180,25 @@ static void claim_with_def(saga_worker_t *w, saga_engine_def_t *d, void *data) {
     saga__worker_call(w);
 }
 
+/* Sets of worker names (w->dead, w->leased): name -> the same string. */
+static void names_clear(saga_strmap_t *m) {
+    const char *k;
+    void *v;
+    for (size_t pos = 0; saga_strmap_next(m, &pos, &k, &v);)
+        free(v);
+    saga_strmap_close(m);
+    saga_strmap_init(m);
+}
+
+/* Adds `name` once (out of memory: left out, asked about again later). */
+static void names_add(saga_strmap_t *m, const char *name) {
+    if (saga_strmap_get(m, name) != NULL)
+        return;
+    char *copy = strdup(name);
+    if (copy != NULL && saga_strmap_put(m, copy, copy, NULL) != 0)
+        free(copy);
+}
+
 /* Whether the owner of a candidate (cl->expected, neither dead nor known
  * to hold a lease) holds one: if not, it is gone and its saga ours to take. */
 static void on_owner_lease(int status, bool held, const char *why, void *data) {
@@ -194,10 +213,8 @@ static void on_owner_lease(int status, bool held, const char *why, void *data) {
         return;
     }
     if (held) {
-        /* Noted once: candidates of one owner may be answered together. */
-        char *name = saga_strmap_get(&w->leased, cl->expected) ? NULL : strdup(cl->expected);
-        if (name != NULL && saga_strmap_put(&w->leased, name, name, NULL) != 0)
-            free(name);
+        /* once: candidates of one owner may be answered together */
+        names_add(&w->leased, cl->expected);
         claim_end(cl);
         return;
     }
@@ -485,22 +502,11 @@ static void on_dead(int status, const char *const *names, size_t n, const char *
     if (status != 0 || w->stopping)
         return;
     /* Remember who is dead: candidates found anywhere are checked against it. */
-    const char *k;
-    void *v;
-    for (size_t pos = 0; saga_strmap_next(&w->dead, &pos, &k, &v);)
-        free(v);
-    saga_strmap_close(&w->dead);
-    saga_strmap_init(&w->dead);
+    names_clear(&w->dead);
     /* Who held a lease then may have lost it since: asked again. */
-    for (size_t pos = 0; saga_strmap_next(&w->leased, &pos, &k, &v);)
-        free(v);
-    saga_strmap_close(&w->leased);
-    saga_strmap_init(&w->leased);
-    for (size_t i = 0; i < n; i++) {
-        char *name = strdup(names[i]);
-        if (name != NULL && saga_strmap_put(&w->dead, name, name, NULL) != 0)
-            free(name);
-    }
+    names_clear(&w->leased);
+    for (size_t i = 0; i < n; i++)
+        names_add(&w->dead, names[i]);
     for (size_t i = 0; i < n && saga__worker_capacity(w) > 0; i++)
         if (strcmp(names[i], w->name) != 0 && names[i][0] != '\0')
             scan_set(w, names[i]);
