@@ -88,7 +88,8 @@ static void on_result(saga_pg_t *pg, int status, const PGresult *res, const char
     if (c->in_call)
         c->answered_in_call = true;
     int i = c->answered++;
-    cr_assert_lt(i, 16);
+    if (i >= 16)
+        return; /* counted; the first 16 are kept for the checks */
     c->status[i] = status;
     c->value[i][0] = c->sqlstate[i][0] = '\0';
     if (res != NULL && status == 0 && PQntuples(res) > 0)
@@ -256,7 +257,9 @@ Test(pg_conn, notification_right_behind_an_answer) {
     bool staged = false;
     for (int tries = 0; tries < 50 && !staged; tries++) {
         int before = c.answered;
-        query(&c, "SELECT 'answer'", 0, NULL);
+        /* the server waits a little before it answers, so that the kick
+         * (which may also read) is over before the answer comes */
+        query(&c, "SELECT pg_sleep(0.02), 'answer'", 0, NULL);
         uv_run(&loop, UV_RUN_NOWAIT); /* the kick: the query is written */
         if (c.answered != before)
             continue; /* it was read at once: try again */
