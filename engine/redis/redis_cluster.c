@@ -22,6 +22,7 @@
  * which callers treat as transient.
  */
 #include "redis/redis_cluster.h"
+#include "redis/cluster_reply.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -95,6 +96,7 @@ struct saga_redis_cluster_s {
     bool refreshing;
     bool refresh_again;
     unsigned refresh_turn;
+    char slots_why[200];      /* the last CLUSTER SLOTS reply refused, said */
     uv_timer_t refresh_timer;
     uv_timer_t wait_timer;
     ccmd_t *wait_head;
@@ -596,24 +598,6 @@ static void resend_later(saga_redis_cluster_t *cl, ccmd_t *cc, uint64_t delay)
     wait_push(cl, cc, now_ms(cl) + delay);
 }
 
-/* Parses "MOVED <slot> <ip>:<port>" (or ASK). Returns 0 or -EINVAL. */
-static int parse_redirect(const char *s, size_t skip, int *slot, char *name,
-                          size_t len)
-{
-    char *end;
-    long v = strtol(s + skip, &end, 10);
-    const char *addr;
-
-    if (end == s + skip || *end != ' ' || v < 0 || v >= SAGA_REDIS_SLOTS)
-        return -EINVAL;
-    addr = end + 1;
-    if (*addr == '\0' || strchr(addr, ':') == NULL || strlen(addr) >= len)
-        return -EINVAL;
-    *slot = (int)v;
-    snprintf(name, len, "%s", addr);
-    return 0;
-}
-
 static node_t *node_get(saga_redis_cluster_t *cl, const char *ip, int port);
 
 static node_t *node_get_name(saga_redis_cluster_t *cl, const char *name)
@@ -716,12 +700,10 @@ static void on_cmd_reply(saga_redis_t *conn, redisReply *reply, void *data)
         return;
     }
     if (starts(reply->str, "MOVED ") || starts(reply->str, "ASK ")) {
-        bool ask = reply->str[1] == 'S';
+        int ask = saga_cluster_redirect_parse(reply->str, &slot, name, sizeof name);
         node_t *n;
 
-        if (parse_redirect(reply->str, ask ? 4 : 6, &slot, name,
-                           sizeof name) < 0 ||
-            ++cc->redirects > MAX_REDIRECTS ||
+        if (ask < 0 || ++cc->redirects > MAX_REDIRECTS ||
             (n = node_get_name(cl, name)) == NULL) {
             deliver(cc, reply);
             return;
@@ -910,9 +892,10 @@ static void update_ready(saga_redis_cluster_t *cl, const char *why)
 }
 
 /* Applies a CLUSTER SLOTS reply got from node `from`. Returns 0 or
- * -EINVAL (a reply of the wrong shape: the map stays as it was). */
+ * -EINVAL (a reply of the wrong shape, said in `why`: the map stays as it
+ * was) or -ENOMEM. */
 static int apply_slots(saga_redis_cluster_t *cl, node_t *from,
-                       const redisReply *r)
+                       const redisReply *r, char *why, size_t whylen)
 {
     static node_t *map[SAGA_REDIS_SLOTS];
     char from_ip[NAME_LEN];
@@ -922,7 +905,7 @@ static int apply_slots(saga_redis_cluster_t *cl, node_t *from,
     unsigned s, primaries = 0;
     bool complete = true;
 
-    if (r->type != REDIS_REPLY_ARRAY)
+    if (saga_cluster_slots_check(r, why, whylen) != 0)
         return -EINVAL;
     /* The node's own address, for entries that give none. */
     snprintf(from_ip, sizeof from_ip, "%s", from->name);
@@ -931,25 +914,6 @@ static int apply_slots(saga_redis_cluster_t *cl, node_t *from,
         from_ip[colon - from_ip] = '\0';
     else
         snprintf(from_ip, sizeof from_ip, "%s", "127.0.0.1");
-    for (i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-            e->element[0]->type != REDIS_REPLY_INTEGER ||
-            e->element[1]->type != REDIS_REPLY_INTEGER ||
-            e->element[0]->integer < 0 ||
-            e->element[1]->integer >= SAGA_REDIS_SLOTS ||
-            e->element[0]->integer > e->element[1]->integer)
-            return -EINVAL;
-        for (j = 2; j < e->elements; j++) {
-            const redisReply *a = e->element[j];
-            if (a->type != REDIS_REPLY_ARRAY || a->elements < 2 ||
-                a->element[0]->type != REDIS_REPLY_STRING ||
-                a->element[1]->type != REDIS_REPLY_INTEGER ||
-                a->element[1]->integer <= 0 || a->element[1]->integer > 65535 ||
-                a->element[0]->len >= 64)
-                return -EINVAL;
-        }
-    }
     memset(map, 0, sizeof map);
     for (n = cl->nodes; n != NULL; n = n->next)
         n->listed = n->primary = false;
@@ -987,25 +951,55 @@ static int apply_slots(saga_redis_cluster_t *cl, node_t *from,
     return 0;
 }
 
+/* A CLUSTER SLOTS reply that cannot be used: before the router was ever
+ * ready, said once per reason as a failed connection (the store reports
+ * it: a "cluster" that answers nonsense must not look like a hang). */
+static void slots_refused(saga_redis_cluster_t *cl, node_t *from, const char *why)
+{
+    char msg[MSG_LEN];
+
+    if (cl->ready || strcmp(cl->slots_why, why) == 0)
+        return;
+    snprintf(cl->slots_why, sizeof cl->slots_why, "%s", why);
+    snprintf(msg, sizeof msg, "redis %s: CLUSTER SLOTS from %s: %s",
+             cl->seed.display, from->name, why);
+    saga__redis_facade_event(cl->facade, SAGA_REDIS_CONNECT_FAILED, msg);
+}
+
 static void on_slots(saga_redis_t *conn, redisReply *reply, void *data)
 {
     node_t *from = data;
     saga_redis_cluster_t *cl = from->cl;
+    char why[sizeof cl->slots_why];
+    int rc;
 
     (void)conn;
     cl->refreshing = false;
     if (cl->closing)
         return;
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
-        apply_slots(cl, from, reply) == 0) {
+    if (reply == NULL) {
+        rc = -ENOTCONN;  /* the node's connection event says why */
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        snprintf(why, sizeof why, "%s", reply->str);
+        rc = -EINVAL;
+    } else {
+        rc = apply_slots(cl, from, reply, why, sizeof why);
+        if (rc == -ENOMEM)
+            snprintf(why, sizeof why, "out of memory");
+    }
+    if (rc == 0) {
+        cl->slots_why[0] = '\0';
         update_ready(cl, "the map changed");
         if (cl->ready)  /* a refresh that had failed asked every 250 ms */
             uv_timer_stop(&cl->refresh_timer);
         process_waiting(cl);
-    } else if (!uv_is_active((uv_handle_t *)&cl->refresh_timer)) {
-        /* Ask again shortly, another node if there is one. */
-        uv_timer_start(&cl->refresh_timer, on_refresh_timer, REFRESH_MS,
-                       REFRESH_MS);
+    } else {
+        if (rc != -ENOTCONN)
+            slots_refused(cl, from, why);
+        if (!uv_is_active((uv_handle_t *)&cl->refresh_timer))
+            /* Ask again shortly, another node if there is one. */
+            uv_timer_start(&cl->refresh_timer, on_refresh_timer, REFRESH_MS,
+                           REFRESH_MS);
     }
     if (cl->refresh_again) {
         cl->refresh_again = false;
