@@ -9,9 +9,14 @@
 #                    queries, submit bodies and the console's If-None-Match
 #   fuzz_relay_row   an outbox row as saga      seeds tests/fuzz/relay-row-seeds/
 #                    relay reads it
+#   fuzz_redis_reply Redis replies other        seeds tests/fuzz/redis-reply-seeds/
+#                    programs decide: CLUSTER
+#                    SLOTS, MOVED/ASK, the
+#                    intake stream's entries
 #
 #   scripts/fuzz.sh [SECONDS [TARGET...]]   SECONDS per target, default 300;
-#                                           TARGET: definition, record, http, relay_row (all)
+#                                           TARGET: definition, record, http, relay_row,
+#                                           redis_reply (all)
 #
 # Seed directories are read only; new inputs go to build-fuzz/corpus/
 # (definitions) and build-fuzz/corpus-record/. Crash, leak and timeout
@@ -24,7 +29,7 @@ set -euo pipefail
 SECONDS_TO_RUN=${1:-300}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(definition record http relay_row)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(definition record http relay_row redis_reply)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD="$ROOT/build-fuzz"
 
@@ -32,10 +37,10 @@ command -v clang >/dev/null 2>&1 || { echo "fuzz.sh: clang is required" >&2; exi
 
 # Per target: where its corpus grows, and its seeds (its dictionary is
 # tests/fuzz/TARGET.dict).
-declare -A CORPUS=([definition]="$BUILD/corpus" [record]="$BUILD/corpus-record" [http]="$BUILD/corpus-http" [relay_row]="$BUILD/corpus-relay-row")
-declare -A SEEDS=([definition]="$ROOT/definitions/examples" [record]="$ROOT/tests/fuzz/record-seeds" [http]="$ROOT/tests/fuzz/http-seeds" [relay_row]="$ROOT/tests/fuzz/relay-row-seeds")
+declare -A CORPUS=([definition]="$BUILD/corpus" [record]="$BUILD/corpus-record" [http]="$BUILD/corpus-http" [relay_row]="$BUILD/corpus-relay-row" [redis_reply]="$BUILD/corpus-redis-reply")
+declare -A SEEDS=([definition]="$ROOT/definitions/examples" [record]="$ROOT/tests/fuzz/record-seeds" [http]="$ROOT/tests/fuzz/http-seeds" [relay_row]="$ROOT/tests/fuzz/relay-row-seeds" [redis_reply]="$ROOT/tests/fuzz/redis-reply-seeds")
 for t in "${TARGETS[@]}"; do
-    [ -n "${SEEDS[$t]:-}" ] || { echo "fuzz.sh: unknown target '$t' (definition, record, http, relay_row)" >&2; exit 2; }
+    [ -n "${SEEDS[$t]:-}" ] || { echo "fuzz.sh: unknown target '$t' (definition, record, http, relay_row, redis_reply)" >&2; exit 2; }
 done
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
