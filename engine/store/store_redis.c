@@ -16,6 +16,7 @@
 #include "store/store_redis.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,11 +35,16 @@
 #include "util/rng.h"
 
 /* Retention: the store asks saga_gc to remove up to GC_BATCH finished
- * sagas whose retention ran out, and paces itself by the answer: a full
- * batch brings the next call GC_BUSY_MS later, a partial one GC_SOME_MS
- * later, none GC_INTERVAL_MS later. A steady stream of expiring sagas is so
- * deleted in small calls spread over time, and a backlog drains at up to
- * GC_BATCH per GC_BUSY_MS (16,000 sagas/s per engine). The batch is small
+ * sagas whose retention ran out, one shard of the index per call, the
+ * shards in turn (from one chosen at random, so that engines spread over
+ * them), and paces itself by the answer: a full batch brings the next call
+ * on the same shard GC_BUSY_MS later, a partial one the next shard
+ * GC_SOME_MS later, none the next shard GC_INTERVAL_MS later. An idle
+ * engine so costs one call per second whatever the number of shards (a
+ * shard is looked at every K seconds: retention is not precise to the
+ * second anyway), a steady stream of expiring sagas is deleted in small
+ * calls spread over time, and a shard's backlog drains at up to GC_BATCH
+ * per GC_BUSY_MS (16,000 sagas/s per engine). The batch is small
  * because a call holds the server: every write that arrives meanwhile
  * waits for it. 32 take ~0.13 ms; 200 took ~0.7 ms and made ~1 % of the
  * steps of a busy engine wait long enough to count in its p99
@@ -160,7 +166,8 @@ typedef struct store_redis_s {
     bool shards_probed;      /* saga:{idx}:shards was absent: recorded once */
     saga_rng_t rng;
     uv_timer_t gc_timer;
-    unsigned gc_busy;        /* saga_gc calls in flight (one per shard) */
+    unsigned gc_busy;        /* saga_gc calls in flight (0 or 1) */
+    unsigned gc_shard;       /* the shard the next saga_gc call asks */
     bool gc_failing;         /* the last saga_gc call failed (warned once) */
     uv_timer_t retry_timer;
     uv_prepare_t wait_prepare; /* issues the WAITs of a loop turn's answers */
@@ -1676,34 +1683,39 @@ static void on_gc_reply(saga_redis_t *r, redisReply *reply, void *data) {
         saga_info("redis %s: saga_gc works again", saga_redis_display(r));
     st->gc_failing = false;
     st->stats.gc_removed += reply->integer > 0 ? (uint64_t)reply->integer : 0;
-    if (reply->integer > 0)
-        uv_timer_start(&st->gc_timer, on_gc, reply->integer >= GC_BATCH ? GC_BUSY_MS : GC_SOME_MS,
-                       GC_INTERVAL_MS);
+    if (reply->integer >= GC_BATCH) {
+        uv_timer_start(&st->gc_timer, on_gc, GC_BUSY_MS, GC_INTERVAL_MS); /* more here */
+        return;
+    }
+    st->gc_shard = st->shards.k > 0 ? (st->gc_shard + 1) % st->shards.k : 0;
+    uv_timer_start(&st->gc_timer, on_gc, reply->integer > 0 ? GC_SOME_MS : GC_INTERVAL_MS,
+                   GC_INTERVAL_MS);
 }
 
 /* On a single Redis saga_gc deletes the sagas' keys with their index
  * entries ('d'); on Redis Cluster those keys expire on their own. One call
- * per shard of the index. */
+ * on one shard of the index (st->gc_shard). */
 static void gc_send(store_redis_t *st) {
     char batch[24], sagas[64];
     batch[saga_fmt_u64(batch, GC_BATCH)] = '\0';
-    for (unsigned s = 0; s < st->shards.k; s++) {
-        if (saga_shards_key(&st->shards, s, SAGA_SHARD_SAGAS, NULL, sagas, sizeof(sagas)) < 0)
-            continue;
-        const char *argv[] = {"FCALL", "saga_gc", "1", sagas, batch,
-                              st->opt.split_index ? "-" : "d", SAGA_KEY_PREFIX,
-                              SAGA_KEY_RECORD_END, SAGA_KEY_HISTORY_END};
-        if (saga_redis_command_argv(main_conn(st), on_gc_reply, st,
-                                    (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL) == 0) {
-            st->gc_busy++;
-            st->stats.commands++;
-        }
+    if (st->gc_shard >= st->shards.k)
+        st->gc_shard = (unsigned)saga_rng_upto(&st->rng, st->shards.k - 1);
+    if (saga_shards_key(&st->shards, st->gc_shard, SAGA_SHARD_SAGAS, NULL, sagas,
+                        sizeof(sagas)) < 0)
+        return;
+    const char *argv[] = {"FCALL", "saga_gc", "1", sagas, batch,
+                          st->opt.split_index ? "-" : "d", SAGA_KEY_PREFIX,
+                          SAGA_KEY_RECORD_END, SAGA_KEY_HISTORY_END};
+    if (saga_redis_command_argv(main_conn(st), on_gc_reply, st,
+                                (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL) == 0) {
+        st->gc_busy++;
+        st->stats.commands++;
     }
 }
 
 static void on_gc(uv_timer_t *t) {
     store_redis_t *st = t->data;
-    if (!st->ready || st->gc_busy || !saga_redis_ready(main_conn(st)))
+    if (!st->ready || st->gc_busy || st->shards.k == 0 || !saga_redis_ready(main_conn(st)))
         return;
     gc_send(st);
 }
@@ -1735,6 +1747,7 @@ saga_store_t *saga_store_redis_new(uv_loop_t *loop, const saga_redis_url_t *url,
     st->ready_cb = ready;
     st->ready_data = data;
     saga_rng_seed(&st->rng, 0);
+    st->gc_shard = UINT_MAX; /* chosen at random at the first call */
     st->nlanes = st->opt.connections == 0 ? DEFAULT_LANES
                  : st->opt.connections > LANES_MAX ? LANES_MAX : st->opt.connections;
     for (unsigned i = 0; i < st->nlanes; i++) {

@@ -369,3 +369,61 @@ Test(shard_layout, a_single_redis_has_one_shard_and_records_nothing) {
     close_store(s);
     redis_server_stop(&srv);
 }
+
+/* The GC takes the shards of the index in turn, one call each (an idle
+ * engine asks one shard per second, not all of them): finished sagas
+ * whose retention ran out are removed from every shard, and a shard's
+ * backlog larger than one call (32) drains by itself. The retention "runs
+ * out" by moving the finished sagas' index scores (their expiry) into the
+ * past. */
+Test(shard_layout, the_gc_trims_every_shard_in_turn) {
+    cr_assert_eq(redis_cluster_start(&RC, NULL), 0);
+    saga_store_t *s = open_store(RC.node[0].url, 4);
+    cr_assert_eq(ready_status, 0, "%s", ready_msg);
+    const saga_shards_t *sh = saga_store_redis_shards(s);
+    cr_assert_eq(sh->k, 4);
+    /* 40 sagas on shard 0 (more than a call takes), 3 on each other one */
+    enum { N = 49 };
+    static char ids[N][16];
+    int per[4] = {0}, n = 0;
+    for (int i = 0; n < N; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "gc-%d", i);
+        unsigned k = saga_shards_of(sh, id);
+        if (per[k] >= (k == 0 ? 40 : 3))
+            continue;
+        per[k]++;
+        snprintf(ids[n++], sizeof(ids[0]), "%s", id);
+    }
+    for (int i = 0; i < N; i++) {
+        write_one(s, ids[i], 1, SAGA_WRITE_CREATE);
+        write_one(s, ids[i], 2, SAGA_WRITE_TERMINAL);
+    }
+    saga_store_redis_stats_t before;
+    saga_store_redis_stats(s, &before);
+    long long past = (long long)time(NULL) * 1000 - 1000;
+    for (int i = 0; i < N; i++) {
+        char sagas[64];
+        saga_shards_key(sh, saga_shards_of(sh, ids[i]), SAGA_SHARD_SAGAS, NULL, sagas,
+                        sizeof(sagas));
+        redisReply *r = ccmd("ZADD %s XX CH %lld %s", sagas, past, ids[i]);
+        cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+        cr_assert_eq(r->integer, 1, "%s was not in %s", ids[i], sagas);
+        freeReplyObject(r);
+    }
+    /* Every shard is asked within 4 s (one a second); 15 s of margin. */
+    saga_store_redis_stats_t now = before;
+    static int never;
+    for (int tries = 0; tries < 200 && now.gc_removed - before.gc_removed < N; tries++) {
+        loop_wait(&loop, &never, 1, 100);
+        saga_store_redis_stats(s, &now);
+    }
+    cr_assert_eq(now.gc_removed - before.gc_removed, N, "removed %llu of %d",
+                 (unsigned long long)(now.gc_removed - before.gc_removed), N);
+    for (unsigned k = 0; k < 4; k++) {
+        char sagas[64];
+        saga_shards_key(sh, k, SAGA_SHARD_SAGAS, NULL, sagas, sizeof(sagas));
+        cr_assert_eq(ccmd_int("ZCARD", sagas, NULL), 0, "%s trimmed", sagas);
+    }
+    close_store(s);
+}
