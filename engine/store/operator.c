@@ -503,12 +503,14 @@ int saga_operator_state(saga_store_t *s, const char *id, saga_operator_state_cb 
  * old positional "u:N" / "f:N" are refused (see saga_operator_cursor_check).
  *
  * The index exists once per shard (store/shards.h). A round asks every
- * shard for LIST_PAGE entries after the cursor, merges the answers in the
- * part's order (score, then id bytewise, as Redis orders a zset; reversed
- * in the finished part) and keeps the first LIST_PAGE: those are the next
- * LIST_PAGE entries of the whole index, so one cursor serves every shard.
- * The part is over when the merge holds fewer than LIST_PAGE (then every
- * shard answered fewer). The records of the kept ids are then read, one
+ * shard for R entries after the cursor, merges the answers in the part's
+ * order (score, then id bytewise, as Redis orders a zset; reversed in the
+ * finished part) and keeps the first R: those are the next R entries of
+ * the whole index, so one cursor serves every shard. The part is over when
+ * the merge holds fewer than R (then every shard answered fewer). R is
+ * LIST_PAGE when a filter may drop records, else the items the page still
+ * needs (at most LIST_PAGE): a page of 20 reads 20 x K index entries and
+ * 20 records, not 200 x K and 200. The records of the kept ids are then read, one
  * HMGET each; on Redis Cluster they live on several nodes, whose answers
  * come in any order: each lands in its own slot, and the page is built
  * from the slots in the merged order once all have answered. */
@@ -547,6 +549,7 @@ typedef struct list_rq_s {
     /* The round in flight: the shards' answers, merged into `entries`. */
     entry_t *entries;
     size_t nentries;
+    size_t round;        /* entries asked of each shard, kept of the merge */
     unsigned asked;      /* shards asked */
     unsigned answered;   /* ... that answered */
     /* Then the records of entries[0..nids). */
@@ -688,7 +691,7 @@ static void page_done(list_rq_t *rq, saga_redis_t *c) {
             sl->keep = false; /* the page owns it now */
         }
     }
-    bool part_over = taken == rq->nids && rq->nids < LIST_PAGE;
+    bool part_over = taken == rq->nids && rq->nids < rq->round;
     if (taken > 0) {
         snprintf(rq->pos_score, sizeof(rq->pos_score), "%s", rq->entries[taken - 1].score);
         snprintf(rq->pos_id, sizeof(rq->pos_id), "%s", rq->entries[taken - 1].id);
@@ -742,12 +745,12 @@ static int entry_cmp_asc(const void *pa, const void *pb) {
 
 static int entry_cmp_desc(const void *pa, const void *pb) { return entry_cmp_asc(pb, pa); }
 
-/* The merged round: the first LIST_PAGE entries of every shard's answers,
+/* The merged round: the first rq->round entries of every shard's answers,
  * their records asked for. */
 static void round_merged(list_rq_t *rq, saga_redis_t *c) {
     qsort(rq->entries, rq->nentries, sizeof(*rq->entries),
           rq->finished_part ? entry_cmp_desc : entry_cmp_asc);
-    size_t n = rq->nentries < LIST_PAGE ? rq->nentries : LIST_PAGE;
+    size_t n = rq->nentries < rq->round ? rq->nentries : rq->round;
     if (n == 0) {
         page_done(rq, c);
         return;
@@ -789,7 +792,7 @@ static int take_ids(list_rq_t *rq, const redisReply *r, const char *key, const c
     if (status != 0)
         return status;
     if (r->type != REDIS_REPLY_ARRAY || !saga_redis_all_strings(r) || r->elements % 2 != 0 ||
-        r->elements / 2 > LIST_PAGE) {
+        r->elements / 2 > rq->round) {
         snprintf(buf, buflen, "%s: expected an array of ids and scores", key);
         *why = buf;
         return SAGA_ESTORE;
@@ -864,12 +867,22 @@ static void on_list_ids(saga_redis_t *c, redisReply *r, void *data) {
     round_merged(rq, c);
 }
 
-/* Asks every shard for the next LIST_PAGE entries of the current part
+/* Entries a round asks of each shard: LIST_PAGE when a filter may drop
+ * records, else what the page still needs. */
+static size_t round_size(const list_rq_t *rq) {
+    if (rq->has_state || rq->saga != NULL)
+        return LIST_PAGE;
+    size_t want = rq->limit > rq->n ? rq->limit - rq->n : 1;
+    return want < LIST_PAGE ? want : LIST_PAGE;
+}
+
+/* Asks every shard for the next round_size() entries of the current part
  * after the current position. Returns 0 (the answers will come), or the
  * failure to send the first (nothing will call back). */
 static int list_fetch(list_rq_t *rq, saga_redis_t *c) {
     char count[24];
-    size_t cl = saga_fmt_u64(count, LIST_PAGE);
+    rq->round = round_size(rq);
+    size_t cl = saga_fmt_u64(count, rq->round);
     for (unsigned s = 0; s < rq->sh->k; s++) {
         shard_ask_t *ask = malloc(sizeof(*ask));
         int kl = ask != NULL ? saga_shards_key(rq->sh, s, SAGA_SHARD_SAGAS, NULL, ask->key,
