@@ -33,7 +33,7 @@ struct saga_call_s {
     saga_phase_t phase;
     saga_call_info_t info;
     saga_deadline_t timeout;
-    uint64_t started;              /* uv_now at the call */
+    uint64_t started_ns;           /* uv_hrtime at the call: its duration */
     void *plugin_data;
     uint64_t retry_after_ms;
     bool has_retry_after;
@@ -95,7 +95,7 @@ static void deliver(saga_call_t *c) {
         call_free(c);
         return;
     }
-    uint64_t elapsed = uv_now(c->engine->loop) - c->started;
+    uint64_t elapsed_us = (uv_hrtime() - c->started_ns) / 1000;
     saga__step_t *s = &inst->steps[c->step];
     s->call = NULL;
     inst->calls_in_flight--;
@@ -112,7 +112,7 @@ static void deliver(saga_call_t *c) {
     call_free(c);
     saga__inst_hold(inst);
     saga__inst_on_result(inst, step, phase, outcome, result ? result : "",
-                         rlen, ra, has_ra, elapsed);
+                         rlen, ra, has_ra, elapsed_us);
     saga__inst_unhold(inst);
     free(result);
 }
@@ -211,7 +211,7 @@ static void on_timeout(saga_deadline_t *d) {
     size_t step = c->step;
     saga_phase_t phase = c->phase;
     uint64_t timeout = c->info.timeout_ms;
-    uint64_t elapsed = uv_now(c->engine->loop) - c->started;
+    uint64_t elapsed_us = (uv_hrtime() - c->started_ns) / 1000;
     saga_warn("saga %s: step %s %s attempt %u timed out after %llu ms",
               c->info.saga_id, c->info.step,
               saga_phase_name(phase),
@@ -223,7 +223,7 @@ static void on_timeout(saga_deadline_t *d) {
     saga__inst_hold(inst);
     inst->timing_out = true; /* for the progress report (metrics) */
     saga__inst_on_result(inst, step, phase, SAGA_OUTCOME_TECHNICAL, msg,
-                         strlen(msg), 0, false, elapsed);
+                         strlen(msg), 0, false, elapsed_us);
     inst->timing_out = false;
     saga__inst_unhold(inst);
 }
@@ -349,7 +349,7 @@ void saga__call_start(saga_inst_t *inst, size_t i, saga_phase_t phase) {
     c->info.deadline_ms = saga__now_ms() + (int64_t)sd->timeout_ms;
     c->info.idempotency_key = key;
     c->info.loop = e->loop;
-    c->started = uv_now(e->loop);
+    c->started_ns = uv_hrtime();
 
     inst->steps[i].call = c;
     inst->calls_in_flight++;

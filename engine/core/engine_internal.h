@@ -235,11 +235,12 @@ int saga__inst_begin(saga_inst_t *inst, json_t *input);
 void saga__inst_text_stored(saga_inst_t *inst, int status);
 /* Continues a saga decoded from the store. */
 int saga__inst_continue(saga_inst_t *inst);
-/* A handler call finished (or timed out: outcome TECHNICAL). */
+/* A handler call finished (or timed out: outcome TECHNICAL) after
+ * `elapsed_us` microseconds. */
 void saga__inst_on_result(saga_inst_t *inst, size_t step, saga_phase_t phase,
                           saga_outcome_t outcome, const char *data, size_t len,
                           uint64_t retry_after_ms, bool has_retry_after,
-                          uint64_t elapsed_ms);
+                          uint64_t elapsed_us);
 void saga__inst_request_cancel(saga_inst_t *inst);
 /* Shutdown: stop starting attempts; finish with what is in flight. */
 void saga__inst_drain(saga_inst_t *inst);

@@ -310,7 +310,7 @@ static void emit(saga_inst_t *inst, const char *type, size_t step,
 static void progress(saga_inst_t *inst, saga_progress_kind_t kind,
                      size_t step, saga_phase_t phase, uint32_t attempt,
                      saga_outcome_t outcome, const char *detail,
-                     uint64_t elapsed, bool will_retry, uint64_t retry_in) {
+                     uint64_t elapsed_us, bool will_retry, uint64_t retry_in) {
     saga_progress_t p = {
         .kind = kind,
         .saga_id = inst->id,
@@ -320,7 +320,8 @@ static void progress(saga_inst_t *inst, saga_progress_kind_t kind,
         .attempt = attempt,
         .outcome = outcome,
         .detail = detail,
-        .elapsed_ms = elapsed,
+        .elapsed_ms = elapsed_us / 1000,
+        .elapsed_us = elapsed_us,
         .will_retry = will_retry,
         .retry_in_ms = retry_in,
         .state = inst->state,
@@ -657,7 +658,7 @@ static char *message_dup(const char *data, size_t len) {
 void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
                           saga_outcome_t outcome, const char *data, size_t len,
                           uint64_t retry_after_ms, bool has_retry_after,
-                          uint64_t elapsed_ms) {
+                          uint64_t elapsed_us) {
     if (inst->lost || inst->finished)
         return;
     saga_engine_t *e = inst->engine;
@@ -714,7 +715,7 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
                  "the pivot step succeeded: from now on the saga only goes forward");
         }
         progress(inst, SAGA_PROGRESS_CALL_SUCCEEDED, i, phase, p->attempts,
-                 outcome, NULL, elapsed_ms, false, 0);
+                 outcome, NULL, elapsed_us, false, 0);
         advance(inst);
         flush(inst);
         return;
@@ -754,7 +755,7 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
         s->dirty |= dirty_bit(phase);
         emit(inst, "step.retrying", i, phase, true, p->attempts, detail);
         progress(inst, SAGA_PROGRESS_CALL_FAILED, i, phase, p->attempts,
-                 outcome, msg, elapsed_ms, true, delay);
+                 outcome, msg, elapsed_us, true, delay);
         advance(inst);
         flush(inst);
         return;
@@ -767,7 +768,7 @@ void saga__inst_on_result(saga_inst_t *inst, size_t i, saga_phase_t phase,
                  msg ? msg : "", p->attempts - p->base, pol->max_attempts);
     emit(inst, "step.failed", i, phase, true, p->attempts, detail);
     progress(inst, SAGA_PROGRESS_CALL_FAILED, i, phase, p->attempts, outcome,
-             msg, elapsed_ms, false, 0);
+             msg, elapsed_us, false, 0);
 
     fail_for_good(inst, i, phase, detail);
     advance(inst);

@@ -38,9 +38,10 @@ struct saga__worker_metrics_s {
     uint64_t dropped_seen;
 };
 
-/* Handler calls: from a few milliseconds to minutes. */
-static const double step_buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                      1, 2.5, 5, 10, 30, 60, 300};
+/* Handler calls: from an in-process handler's tenth of a millisecond to
+ * minutes. */
+static const double step_buckets[] = {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                      0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
 /* Checkpoint writes: an FCALL round trip, with fsync when AOF is always. */
 static const double write_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -127,7 +128,7 @@ void saga__worker_metrics_progress(const saga_progress_t *p, void *data) {
     const char *saga = p->saga_name ? p->saga_name : "";
     const char *av[] = {saga, step, phase, outcome};
     saga_metric_add(w->m->attempts, av, 1);
-    saga_metric_observe(w->m->step_seconds, av, (double)p->elapsed_ms / 1000.0);
+    saga_metric_observe(w->m->step_seconds, av, (double)p->elapsed_us / 1e6);
 }
 
 void saga__worker_metrics_started(saga_worker_t *w, const char *saga) {

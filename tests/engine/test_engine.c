@@ -83,6 +83,47 @@ Test(engine, sequential_success) {
     cr_assert_eq(T.by_state[SAGA_STATE_COMPLETED], 1);
 }
 
+/* A call's duration is reported to the microsecond (the monotonic clock),
+ * not in the loop's whole milliseconds: five 2 ms sleeps each last at
+ * least 2,000 us, the millisecond figure is the same duration truncated,
+ * and they do not all fall on whole milliseconds (the loop's clock gave
+ * nothing else). */
+static uint64_t durations_us[8];
+static size_t ndurations;
+
+static void on_call_done(th_t *t, const saga_progress_t *p) {
+    (void)t;
+    if (p->kind != SAGA_PROGRESS_CALL_SUCCEEDED || ndurations >= 8)
+        return;
+    cr_assert_eq(p->elapsed_ms, p->elapsed_us / 1000, "%llu ms for %llu us",
+                 (unsigned long long)p->elapsed_ms, (unsigned long long)p->elapsed_us);
+    durations_us[ndurations++] = p->elapsed_us;
+}
+
+Test(engine, call_durations_to_the_microsecond) {
+    th_init(&T, NULL);
+    T.progress_hook = on_call_done;
+    ndurations = 0;
+    saga_engine_def_t *d = th_define(&T,
+        "saga: timed\n"
+        "steps:\n"
+        "  - {name: a, action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n"
+        "  - {name: b, after: [a], action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n"
+        "  - {name: c, after: [b], action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n"
+        "  - {name: d, after: [c], action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n"
+        "  - {name: e, after: [d], action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n");
+    th_start(&T, d, NULL);
+    th_run_until(&T, 1);
+    cr_assert_eq(ndurations, 5);
+    size_t whole = 0;
+    for (size_t i = 0; i < ndurations; i++) {
+        cr_assert_geq(durations_us[i], 2000, "call %zu: %llu us", i,
+                      (unsigned long long)durations_us[i]);
+        whole += durations_us[i] % 1000 == 0;
+    }
+    cr_assert_lt(whole, 5, "every duration a whole number of milliseconds");
+}
+
 /* A 4-step saga whose step k fails for good compensates exactly k..1. */
 ParameterizedTestParameters(engine, backward_at_each_position) {
     static int ks[] = {1, 2, 3, 4};

@@ -50,6 +50,8 @@ typedef struct saga_progress_s {
     saga_outcome_t outcome;  /* CALL_FAILED: TECHNICAL or BUSINESS */
     const char *detail;      /* error message or state reason, may be NULL */
     uint64_t elapsed_ms;     /* CALL_SUCCEEDED/FAILED: the attempt's time */
+    uint64_t elapsed_us;     /* ... in microseconds (the monotonic clock, not
+                                the loop's: sub-millisecond steps measured) */
     bool will_retry;
     uint64_t retry_in_ms;
     saga_state_t state;      /* STATE: the new state */
