@@ -23,10 +23,9 @@
  * connection becoming ready, a full batch (there may be more), the end of
  * a backoff. A wake-up during a batch runs another batch after it. *
  * With metrics (saga_relay_metrics()), the relay also counts its backlog
- * on its own connection, at a poll tick at most once a second: never
- * inside a batch's transaction (a tick during a batch leaves the count for
- * the batch's end), one bounded query that a batch starting meanwhile
- * waits behind.
+ * on its own connection every BACKLOG_EVERY_MS: never inside a batch's
+ * transaction (a tick during a batch leaves the count for the batch's
+ * end), one bounded query that a batch starting meanwhile waits behind.
  */
 #include "relay/relay.h"
 #include "relay/relay_metrics.h"
@@ -52,7 +51,7 @@
 #define DEF_CACHE_MAX 256      /* definitions kept by hash */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_DEFAULT_MS 5000
-#define BACKLOG_EVERY_MS 1000   /* the backlog is counted at most this often */
+#define BACKLOG_EVERY_MS 2000   /* the backlog is counted this often (metrics) */
 
 typedef enum { R_PENDING, R_DELIVERED, R_REFUSED, R_TRANSIENT } row_outcome_t;
 
@@ -123,6 +122,7 @@ struct saga_relay_s {
     char *backlog_sql;    /* with metrics */
     uv_timer_t poll;      /* the periodic look */
     uv_timer_t backoff;   /* after a transient failure */
+    uv_timer_t backlog;   /* metrics: count the backlog */
     int handles;
 
     relay_state_t state;
@@ -141,7 +141,6 @@ struct saga_relay_s {
     saga__relay_metrics_t *metrics; /* NULL without opt->metrics */
     bool backlog_busy;    /* the backlog count in flight */
     bool backlog_due;     /* a count is wanted once the batch is over */
-    uint64_t backlog_at_ms; /* when the last one was sent */
     bool warned_down;     /* "PostgreSQL unreachable" said once per outage */
 };
 
@@ -495,7 +494,6 @@ static void backlog_count(saga_relay_t *r) {
         return;
     r->backlog_busy = true;
     r->backlog_due = false;
-    r->backlog_at_ms = now_ms(r);
 }
 
 static void schedule_next(saga_relay_t *r, bool transient_failure, const char *why) {
@@ -717,13 +715,13 @@ static void wake(saga_relay_t *r) {
 /* Timers, connection events                                               */
 /* ---------------------------------------------------------------------- */
 
-static void on_poll_timer(uv_timer_t *t) {
+static void on_poll_timer(uv_timer_t *t) { wake(t->data); }
+
+/* A count is due: now when no batch runs, else at the batch's end. */
+static void on_backlog_timer(uv_timer_t *t) {
     saga_relay_t *r = t->data;
-    /* (9/10: a tick that comes a little early still counts) */
-    if (r->metrics != NULL && now_ms(r) - r->backlog_at_ms >= BACKLOG_EVERY_MS * 9 / 10)
-        r->backlog_due = true;
-    backlog_count(r); /* before the batch it may start: queued ahead of its BEGIN */
-    wake(r);
+    r->backlog_due = true;
+    backlog_count(r);
 }
 
 static void on_backoff_timer(uv_timer_t *t) {
@@ -872,8 +870,9 @@ saga_relay_t *saga_relay_new(uv_loop_t *loop, saga_store_t *store,
         goto nomem;
     uv_timer_init(loop, &r->poll);
     uv_timer_init(loop, &r->backoff);
-    r->poll.data = r->backoff.data = r;
-    r->handles = 2;
+    uv_timer_init(loop, &r->backlog);
+    r->poll.data = r->backoff.data = r->backlog.data = r;
+    r->handles = 3;
     return r;
 nomem:
     snprintf(err, errlen, "out of memory");
@@ -899,6 +898,8 @@ int saga_relay_start(saga_relay_t *r) {
     if (rc != 0)
         return rc;
     uv_timer_start(&r->poll, on_poll_timer, r->poll_ms, r->poll_ms);
+    if (r->metrics != NULL)
+        uv_timer_start(&r->backlog, on_backlog_timer, 0, BACKLOG_EVERY_MS);
     saga_info("%s: relaying %s from PostgreSQL (%s), batches of %zu, polling every %llu ms",
               name_of(r), r->table, saga_pg_display(r->pg), r->batch_size,
               (unsigned long long)r->poll_ms);
@@ -934,6 +935,7 @@ static void stop_close(saga_relay_t *r) {
     saga_pg_t *pg = r->pg;
     uv_close((uv_handle_t *)&r->poll, on_timer_closed);
     uv_close((uv_handle_t *)&r->backoff, on_timer_closed);
+    uv_close((uv_handle_t *)&r->backlog, on_timer_closed);
     saga_pg_close(pg, on_pg_closed, r);
 }
 
@@ -950,6 +952,7 @@ void saga_relay_stop(saga_relay_t *r, void (*stopped)(void *data), void *data) {
     r->stopped = stopped;
     r->stopped_data = data;
     uv_timer_stop(&r->backoff);
+    uv_timer_stop(&r->backlog);
     if (r->state == S_BACKOFF)
         r->state = S_IDLE;
     /* the poll timer now checks, from the loop, whether the batch is over */
