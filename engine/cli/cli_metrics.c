@@ -19,29 +19,12 @@ static void h_healthz(saga_http_req_t *r, void *data) {
 
 static void h_metrics(saga_http_req_t *r, void *data) {
     saga_cli_metrics_t *m = data;
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (f == NULL) {
-        saga_http_respond_error(r, 500, "internal", "out of memory");
-        return;
-    }
-    int rc = m->write(f, m->data);
-    if (fclose(f) != 0 && rc == 0)
-        rc = -ENOMEM;
-    if (rc == -EAGAIN) {
-        free(text);
+    int rc = saga_http_respond_prometheus(r, m->write, m->data);
+    if (rc == -EAGAIN)
         saga_http_respond_error(r, 503, "starting", "the %s is not running yet", m->cmd);
-        return;
-    }
-    if (rc != 0) {
-        free(text);
+    else if (rc != 0)
         saga_http_respond_error(r, 500, "internal", "cannot write the metrics: %s",
                                 saga_strerror(rc));
-        return;
-    }
-    saga_http_respond_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-    free(text);
 }
 
 int saga_cli_metrics_options(saga_cli_metrics_t *m, const char *cmd, const char *listen,
