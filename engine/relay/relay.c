@@ -21,7 +21,8 @@
  *
  * Wake-ups: a notification on the table's channel, the poll timer, the
  * connection becoming ready, a full batch (there may be more), the end of
- * a backoff. A wake-up during a batch runs another batch after it. *
+ * a backoff. A wake-up during a batch runs another batch after it.
+ *
  * With metrics (saga_relay_metrics()), the relay also counts its backlog
  * on its own connection every BACKLOG_EVERY_MS: never inside a batch's
  * transaction (a tick during a batch leaves the count for the batch's
@@ -541,9 +542,10 @@ static void on_rollback(saga_pg_t *pg, int status, const PGresult *res, const ch
     (void)data;
 }
 
-/* A query of the batch failed: roll back when the connection still
- * stands (else the server did), back off. */
-static void batch_failed(saga_relay_t *r, const char *what, const char *errstr) {
+/* The batch cannot go on (a query failed, or memory ran out): roll back
+ * when the connection still stands (else the server did), back off. */
+static void batch_failed_for(saga_relay_t *r, saga__relay_cause_t cause, const char *what,
+                             const char *errstr) {
     char why[600];
     snprintf(why, sizeof(why), "%s: %s", what, errstr != NULL ? errstr : "failed");
     size_t n = strlen(why);
@@ -551,7 +553,12 @@ static void batch_failed(saga_relay_t *r, const char *what, const char *errstr) 
         why[--n] = '\0';
     if (saga_pg_ready(r->pg))
         saga_pg_query(r->pg, "ROLLBACK", 0, NULL, on_rollback, r);
-    batch_end(r, false, true, SAGA__RELAY_CAUSE_POSTGRES, why);
+    batch_end(r, false, true, cause, why);
+}
+
+/* A query of the batch failed or could not be sent. */
+static void batch_failed(saga_relay_t *r, const char *what, const char *errstr) {
+    batch_failed_for(r, SAGA__RELAY_CAUSE_POSTGRES, what, errstr);
 }
 
 static void on_commit(saga_pg_t *pg, int status, const PGresult *res, const char *errstr,
@@ -630,7 +637,8 @@ static void batch_write(batch_t *b) {
     size_t marked = json_array_size(arr);
     json_decref(arr);
     if (text == NULL) {
-        batch_failed(r, "marking the batch's rows", "out of memory");
+        batch_failed_for(r, SAGA__RELAY_CAUSE_INTERNAL, "marking the batch's rows",
+                         "out of memory");
         return;
     }
     int rc;
@@ -657,7 +665,7 @@ static void on_rows(saga_pg_t *pg, int status, const PGresult *res, const char *
     batch_t *b = calloc(1, sizeof(*b));
     if (b == NULL || (n > 0 && (b->rows = calloc((size_t)n, sizeof(row_t))) == NULL)) {
         free(b);
-        batch_failed(r, "reading rows", "out of memory");
+        batch_failed_for(r, SAGA__RELAY_CAUSE_INTERNAL, "reading rows", "out of memory");
         return;
     }
     b->r = r;
@@ -674,7 +682,8 @@ static void on_rows(saga_pg_t *pg, int status, const PGresult *res, const char *
             row->input = strdup(PQgetvalue(res, i, 3));
         b->n++;
         if (row->id == NULL || row->saga == NULL || (!PQgetisnull(res, i, 3) && !row->input)) {
-            batch_failed(r, "reading rows", "out of memory");
+            batch_failed_for(r, SAGA__RELAY_CAUSE_INTERNAL, "reading rows",
+                             "out of memory");
             return;
         }
         row_check(row, PQgetvalue(res, i, 2));
