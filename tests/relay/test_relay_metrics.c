@@ -258,3 +258,22 @@ Test(relay_metrics, a_token_file_guards_metrics_but_not_healthz) {
     http_resp_free(&r);
     env_finish();
 }
+
+/* Redis paused (SIGSTOP) while the relay starts: its store is not ready,
+ * so there is no relay yet: /healthz is 200, /metrics 503 `starting`;
+ * once Redis runs again the relay starts and /metrics answers. */
+Test(relay_metrics, metrics_answer_503_until_the_relay_runs) {
+    cr_assert_eq(kill(R.pid, SIGSTOP), 0);
+    start_relay(NULL);
+    http_resp_t r;
+    get("/healthz", NULL, &r);
+    cr_assert_eq(r.status, 200, "/healthz: %ld %s", r.status, r.body);
+    http_resp_free(&r);
+    get("/metrics", NULL, &r);
+    cr_assert_eq(r.status, 503, "/metrics before the relay runs: %ld %s", r.status, r.body);
+    cr_assert_not_null(strstr(r.body, "starting"), "%s", r.body);
+    http_resp_free(&r);
+    cr_assert_eq(kill(R.pid, SIGCONT), 0);
+    free(wait_sample("saga_relay_postgres_up", 1, 1));
+    env_finish();
+}
