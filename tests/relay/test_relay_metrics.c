@@ -234,6 +234,7 @@ Test(relay_metrics, bad_metrics_flags_are_usage_errors) {
         cr_assert_not_null(strstr(text, cases[i][3]), "%s %s: the error says '%s': %s",
                            cases[i][0], cases[i][1], cases[i][3], text);
         free(text);
+        saga_proc_assert_clean(out); /* no sanitizer report on the way out */
     }
 }
 
