@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/cli_metrics.h"
 #include "cli/cli_store.h"
 #include "postgres/pg_conn.h"
 #include "relay/relay.h"
@@ -31,7 +32,11 @@ typedef struct relay_cli_s {
     int signals;
     int exit_code;
     char name[160];
+    saga_cli_metrics_t metrics;   /* --metrics, --metrics-token-file */
+    bool http_left;               /* its grace ran out with connections open */
 } relay_cli_t;
+
+#define METRICS_GRACE_MS 2000u /* for scrapes in flight when the relay stopped */
 
 static void usage(FILE *out) {
     fputs("usage: saga relay --postgres URL [OPTIONS]\n"
@@ -51,6 +56,12 @@ static void usage(FILE *out) {
           "                          (default 1s)\n"
           "      --redis URL         the shared Redis (default env SAGA_REDIS_URL)\n"
           "      --name NAME         this relay's name in log lines (default relay HOST:PID)\n"
+          "      --metrics ADDR      serve /metrics (Prometheus) and /healthz on HOST:PORT\n"
+          "                          (port 0: any free port) or unix:PATH; the first line\n"
+          "                          on stdout is the address (docs/outbox.md, Metrics)\n"
+          "      --metrics-token-file FILE  bearer tokens for /metrics, one per line:\n"
+          "                          TOKEN or TOKEN read; without it, --metrics takes\n"
+          "                          only loopback or a unix socket\n"
           "      --schema            print the DDL (outbox table, NOTIFY trigger, barrier\n"
           "                          table and function) for --table and exit\n"
           "  -h, --help              show this help\n", out);
@@ -58,7 +69,29 @@ static void usage(FILE *out) {
 
 static void on_store_closed(void *data) {
     relay_cli_t *c = data;
+    if (c->http_left) {
+        uv_stop(&c->loop); /* the server's handles stay: exit without them */
+        return;
+    }
     saga_cli_signals_close(&c->sigint, &c->sigterm);
+}
+
+static void on_http_stopped(bool left, void *data) {
+    relay_cli_t *c = data;
+    c->http_left = left;
+    saga_cli_store_close(&c->cs, on_store_closed, c);
+}
+
+/* The end: the metrics server (served until the relay stopped), then the
+ * store. */
+static void finish(relay_cli_t *c) {
+    saga_cli_metrics_stop(&c->metrics, METRICS_GRACE_MS, on_http_stopped, c);
+}
+
+/* /metrics of --metrics: 503 until the relay exists (Redis reached). */
+static int write_metrics(FILE *out, void *data) {
+    relay_cli_t *c = data;
+    return c->relay != NULL ? saga_relay_metrics(c->relay, out) : -EAGAIN;
 }
 
 static void on_relay_stopped(void *data) {
@@ -67,7 +100,7 @@ static void on_relay_stopped(void *data) {
     saga_info("%s: stopped (%llu rows delivered, %llu started a saga, %llu refused)", c->name,
               (unsigned long long)st.delivered, (unsigned long long)st.fresh,
               (unsigned long long)st.refused);
-    saga_cli_store_close(&c->cs, on_store_closed, c);
+    finish(c);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -81,7 +114,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     if (c->relay != NULL)
         saga_relay_stop(c->relay, on_relay_stopped, c);
     else
-        saga_cli_store_close(&c->cs, on_store_closed, c);
+        finish(c);
 }
 
 static void on_store(saga_cli_store_t *cs, int status, void *data) {
@@ -89,7 +122,7 @@ static void on_store(saga_cli_store_t *cs, int status, void *data) {
     char err[512];
     if (status != 0) {
         c->exit_code = SAGA_EXIT_ERROR;
-        saga_cli_store_close(&c->cs, on_store_closed, c);
+        finish(c);
         return;
     }
     if (c->signals > 0)
@@ -98,7 +131,7 @@ static void on_store(saga_cli_store_t *cs, int status, void *data) {
     if (c->relay == NULL) {
         saga_cli_error("relay: %s", err);
         c->exit_code = SAGA_EXIT_ERROR;
-        saga_cli_store_close(&c->cs, on_store_closed, c);
+        finish(c);
         return;
     }
     int rc = saga_relay_start(c->relay);
@@ -118,6 +151,8 @@ int saga_cli_relay(int argc, char **argv) {
         SAGA_CLI_OPTION_REDIS,
         {"name", required_argument, NULL, 'n'},
         {"schema", no_argument, NULL, 'S'},
+        {"metrics", required_argument, NULL, 'M'},
+        {"metrics-token-file", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -125,6 +160,7 @@ int saga_cli_relay(int argc, char **argv) {
     memset(&c, 0, sizeof(c));
     saga_cli_store_opts_t so = {0};
     bool schema = false;
+    const char *metrics_addr = NULL, *token_file = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (saga_cli_store_option(&so, opt, optarg))
@@ -155,6 +191,8 @@ int saga_cli_relay(int argc, char **argv) {
         }
         case 'n': snprintf(c.name, sizeof(c.name), "%s", optarg); break;
         case 'S': schema = true; break;
+        case 'M': metrics_addr = optarg; break;
+        case 'T': token_file = optarg; break;
         case 'h': usage(stdout); return SAGA_EXIT_OK;
         default: usage(stderr); return SAGA_EXIT_USAGE;
         }
@@ -205,18 +243,32 @@ int saga_cli_relay(int argc, char **argv) {
         saga_cli_error("relay: --postgres: %s", err);
         return SAGA_EXIT_USAGE;
     }
+    int rc = saga_cli_metrics_options(&c.metrics, "relay", metrics_addr, token_file);
+    if (rc != 0)
+        return rc;
+    c.ro.metrics = saga_cli_metrics_enabled(&c.metrics);
     uv_loop_init(&c.loop);
+    /* the metrics server first: a bad address is a usage error at once */
+    if ((rc = saga_cli_metrics_start(&c.metrics, &c.loop, c.name, write_metrics, &c)) != 0) {
+        uv_run(&c.loop, UV_RUN_DEFAULT); /* what the server opened closes */
+        uv_loop_close(&c.loop);
+        goto out;
+    }
     saga_cli_signals_start(&c.loop, &c.sigint, &c.sigterm, on_signal, &c);
-    int rc = saga_cli_store_open(&c.cs, &c.loop, &so, on_store, &c);
+    rc = saga_cli_store_open(&c.cs, &c.loop, &so, on_store, &c);
     if (rc != 0) {
         saga_cli_signals_close(&c.sigint, &c.sigterm);
+        saga_cli_metrics_stop(&c.metrics, 0, NULL, NULL);
         uv_run(&c.loop, UV_RUN_DEFAULT);
         uv_loop_close(&c.loop);
-        return rc;
+        goto out;
     }
     uv_run(&c.loop, UV_RUN_DEFAULT);
     saga_relay_free(c.relay);
-    if (uv_loop_close(&c.loop) != 0)
+    if (!c.http_left && uv_loop_close(&c.loop) != 0)
         saga_error("internal: a libuv handle was left open at exit");
-    return c.exit_code;
+    rc = c.exit_code;
+out:
+    saga_cli_metrics_free(&c.metrics);
+    return rc;
 }

@@ -14,9 +14,8 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/cli_metrics.h"
 #include "cli/cli_store.h"
-#include "http/http_auth.h"
-#include "http/http_server.h"
 #include "util/log.h"
 #include "saga/errors.h"
 #include "saga/worker.h"
@@ -36,11 +35,10 @@ typedef struct worker_cli_s {
     int signals;
     int exit_code;
     saga_strv_t plugins;
-    saga_http_server_t *http;     /* --metrics */
-    saga_http_server_options_t ho;
-    saga_http_tokens_t *tokens;   /* --metrics-token-file */
+    saga_cli_metrics_t metrics;   /* --metrics, --metrics-token-file */
     bool http_left;               /* its grace ran out with connections open */
     char name[160];
+    char log_name[180];           /* "worker NAME" */
 } worker_cli_t;
 
 static void usage(FILE *out) {
@@ -88,24 +86,16 @@ static void on_store_closed(void *data) {
     saga_cli_signals_close(&c->sigint, &c->sigterm);
 }
 
-static void on_http_stopped(bool clean, void *data) {
+static void on_http_stopped(bool left, void *data) {
     worker_cli_t *c = data;
-    if (!clean) {
-        saga_warn("worker %s: %zu metrics connection(s) still open after %u ms; exiting "
-                  "anyway", c->name, saga_http_server_connections(c->http), METRICS_GRACE_MS);
-        c->http_left = true;
-    }
-    c->http = NULL;
+    c->http_left = left;
     saga_cli_store_close(&c->cs, on_store_closed, c);
 }
 
 /* The end: the metrics server (served until the worker stopped), then
  * the store. */
 static void finish(worker_cli_t *c) {
-    if (c->http != NULL)
-        saga_http_server_stop(c->http, METRICS_GRACE_MS, on_http_stopped, c);
-    else
-        saga_cli_store_close(&c->cs, on_store_closed, c);
+    saga_cli_metrics_stop(&c->metrics, METRICS_GRACE_MS, on_http_stopped, c);
 }
 
 /* The store closes after the worker: when the worker gave up on Redis,
@@ -124,58 +114,10 @@ static void on_worker_stopped(void *data) {
     finish(c);
 }
 
-/* ---- --metrics: GET /metrics and /healthz ---- */
-
-static void h_healthz(saga_http_req_t *r, void *data) {
-    (void)data;
-    saga_http_respond_json(r, 200, json_pack("{s:s}", "status", "ok"));
-}
-
-static void h_metrics(saga_http_req_t *r, void *data) {
+/* /metrics of --metrics: 503 until the worker exists (Redis reached). */
+static int write_metrics(FILE *out, void *data) {
     worker_cli_t *c = data;
-    if (c->worker == NULL) {
-        saga_http_respond_error(r, 503, "starting", "the worker is not running yet");
-        return;
-    }
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (f == NULL) {
-        saga_http_respond_error(r, 500, "internal", "out of memory");
-        return;
-    }
-    int rc = saga_worker_metrics(c->worker, f);
-    if (fclose(f) != 0 || rc != 0) {
-        free(text);
-        saga_http_respond_error(r, 500, "internal", "cannot write the metrics: %s",
-                                saga_strerror(rc != 0 ? rc : -ENOMEM));
-        return;
-    }
-    saga_http_respond_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-    free(text);
-}
-
-/* Kept by reference by the server: static, with the CLI state as data. */
-static saga_http_route_t metrics_routes[2];
-
-/* Starts the metrics server before anything else, so that a bad address
- * is a usage error at once. Returns 0 or the exit code. */
-static int start_metrics(worker_cli_t *c) {
-    metrics_routes[0] = (saga_http_route_t){"GET", "/healthz", SAGA_HTTP_OPEN, h_healthz, c};
-    metrics_routes[1] = (saga_http_route_t){"GET", "/metrics", SAGA_HTTP_READ, h_metrics, c};
-    char err[512];
-    int rc = saga_http_server_new(&c->loop, &c->ho, metrics_routes, 2, &c->http, err,
-                                  sizeof(err));
-    if (rc != 0) {
-        saga_cli_error("worker: --metrics: %s", err);
-        return rc == -EINVAL || rc == -EPERM ? SAGA_EXIT_USAGE : SAGA_EXIT_ERROR;
-    }
-    printf("%s\n", saga_http_server_address(c->http));
-    fflush(stdout);
-    saga_info("worker %s: metrics on %s/metrics (%s)", c->name,
-              saga_http_server_address(c->http),
-              c->tokens != NULL ? "bearer tokens required" : "no authentication: loopback only");
-    return 0;
+    return c->worker != NULL ? saga_worker_metrics(c->worker, out) : -EAGAIN;
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -316,7 +258,7 @@ int saga_cli_worker(int argc, char **argv) {
     memset(&c, 0, sizeof(c));
     c.grace_ms = DEFAULT_GRACE_MS;
     saga_cli_store_opts_t so = {0};
-    const char *token_file = NULL;
+    const char *token_file = NULL, *metrics_addr = NULL;
     int opt, rc = SAGA_EXIT_USAGE;
     while ((opt = getopt_long(argc, argv, "p:h", opts, NULL)) != -1) {
         if (saga_cli_store_option(&so, opt, optarg))
@@ -347,7 +289,7 @@ int saga_cli_worker(int argc, char **argv) {
             if (parse_duration_opt("--grace", optarg, &c.grace_ms) != 0)
                 goto out;
             break;
-        case 'M': c.ho.listen = optarg; break;
+        case 'M': metrics_addr = optarg; break;
         case 'T': token_file = optarg; break;
         case 'h': usage(stdout); rc = SAGA_EXIT_OK; goto out;
         default: usage(stderr); goto out;
@@ -364,11 +306,7 @@ int saga_cli_worker(int argc, char **argv) {
                        "share one Redis");
         goto out;
     }
-    if (token_file != NULL && c.ho.listen == NULL) {
-        saga_cli_error("worker: --metrics-token-file needs --metrics");
-        goto out;
-    }
-    if (token_file != NULL && (c.ho.tokens = c.tokens = saga_cli_tokens_load(token_file)) == NULL)
+    if (saga_cli_metrics_options(&c.metrics, "worker", metrics_addr, token_file) != 0)
         goto out;
     if (c.name[0] == '\0') {
         char host[128] = "localhost";
@@ -377,9 +315,10 @@ int saga_cli_worker(int argc, char **argv) {
     }
     c.wo.name = c.name;
     c.wo.plugin_dirs = (const char *const *)c.plugins.v;
-    c.wo.metrics = c.ho.listen != NULL;
+    c.wo.metrics = saga_cli_metrics_enabled(&c.metrics);
+    snprintf(c.log_name, sizeof(c.log_name), "worker %s", c.name);
     uv_loop_init(&c.loop);
-    if (c.ho.listen != NULL && (rc = start_metrics(&c)) != 0) {
+    if ((rc = saga_cli_metrics_start(&c.metrics, &c.loop, c.log_name, write_metrics, &c)) != 0) {
         uv_run(&c.loop, UV_RUN_DEFAULT); /* what the server opened closes */
         uv_loop_close(&c.loop);
         goto out;
@@ -388,8 +327,7 @@ int saga_cli_worker(int argc, char **argv) {
     rc = saga_cli_store_open(&c.cs, &c.loop, &so, on_store, &c);
     if (rc != 0) {
         saga_cli_signals_close(&c.sigint, &c.sigterm);
-        if (c.http != NULL)
-            saga_http_server_stop(c.http, 0, NULL, NULL);
+        saga_cli_metrics_stop(&c.metrics, 0, NULL, NULL);
         uv_run(&c.loop, UV_RUN_DEFAULT);
         uv_loop_close(&c.loop);
         goto out;
@@ -400,7 +338,7 @@ int saga_cli_worker(int argc, char **argv) {
         saga_error("internal: a libuv handle was left open at exit");
     rc = c.exit_code;
 out:
-    saga_http_tokens_free(c.tokens);
+    saga_cli_metrics_free(&c.metrics);
     saga_strv_free(&c.plugins);
     return rc;
 }

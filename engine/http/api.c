@@ -676,14 +676,15 @@ static void h_readyz(saga_http_req_t *r, void *data) {
 
 /* The metrics text: the server's, the long-polls, and the store's gauges
  * (g NULL: Redis could not be read, saga_store_up 0). */
-static void metrics_answer(saga_api_t *api, saga_http_req_t *r, const saga_gauges_t *g) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (f == NULL) {
-        saga_http_respond_error(r, 500, "internal", "out of memory");
-        return;
-    }
+typedef struct metrics_src_s {
+    saga_api_t *api;
+    const saga_gauges_t *g;
+} metrics_src_t;
+
+static int metrics_write(FILE *f, void *data) {
+    const metrics_src_t *src = data;
+    saga_api_t *api = src->api;
+    const saga_gauges_t *g = src->g;
     if (api->server != NULL)
         saga_http_server_metrics(api->server, f);
     fprintf(f,
@@ -727,13 +728,12 @@ static void metrics_answer(saga_api_t *api, saga_http_req_t *r, const saga_gauge
                 (unsigned long long)g->unfinished, (unsigned long long)g->finished,
                 (unsigned long long)g->workers, (unsigned long long)g->intake_backlog);
     }
-    if (fclose(f) != 0 || text == NULL) {
-        free(text);
-        saga_http_respond_error(r, 500, "internal", "out of memory");
-        return;
-    }
-    saga_http_respond_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-    free(text);
+    return 0;
+}
+
+static void metrics_answer(saga_api_t *api, saga_http_req_t *r, const saga_gauges_t *g) {
+    metrics_src_t src = {api, g};
+    saga_http_respond_prometheus(r, metrics_write, &src);
 }
 
 /* GET /v1/stats: the gauges of /metrics as JSON (the console's overview). */

@@ -288,6 +288,28 @@ void saga_http_req_on_gone(saga_http_req_t *r, void (*gone)(void *), void *data)
     r->gone_data = data;
 }
 
+int saga_http_respond_prometheus(saga_http_req_t *r, int (*write)(FILE *out, void *data),
+                                 void *data) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL) {
+        saga_http_respond_error(r, 500, "internal", "out of memory");
+        return 0;
+    }
+    int rc = write(f, data);
+    if (fclose(f) != 0 || text == NULL) {
+        free(text);
+        if (rc == 0)
+            saga_http_respond_error(r, 500, "internal", "out of memory");
+        return rc;
+    }
+    if (rc == 0)
+        saga_http_respond_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+    return rc;
+}
+
 void saga_http_respond_text(saga_http_req_t *r, int status, const char *content_type,
                             const char *body, size_t len) {
     if (r->responded) {

@@ -142,4 +142,11 @@ void saga_http_respond_error(saga_http_req_t *r, int status, const char *code,
 void saga_http_respond_text(saga_http_req_t *r, int status, const char *content_type,
                             const char *body, size_t len);
 
+/* Answers 200 with the Prometheus text format (version 0.0.4) that
+ * `write` writes to `out` (a memory stream). Returns 0 when it answered
+ * (500 when out of memory); when `write` returns a code, nothing is sent
+ * and that code is returned: the caller answers. */
+int saga_http_respond_prometheus(saga_http_req_t *r, int (*write)(FILE *out, void *data),
+                                 void *data);
+
 #endif

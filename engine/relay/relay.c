@@ -22,8 +22,14 @@
  * Wake-ups: a notification on the table's channel, the poll timer, the
  * connection becoming ready, a full batch (there may be more), the end of
  * a backoff. A wake-up during a batch runs another batch after it.
+ *
+ * With metrics (saga_relay_metrics()), the relay also counts its backlog
+ * on its own connection every BACKLOG_EVERY_MS: never inside a batch's
+ * transaction (a tick during a batch leaves the count for the batch's
+ * end), one bounded query that a batch starting meanwhile waits behind.
  */
 #include "relay/relay.h"
+#include "relay/relay_metrics.h"
 #include "relay/relay_row.h"
 
 #include <errno.h>
@@ -46,6 +52,7 @@
 #define DEF_CACHE_MAX 256      /* definitions kept by hash */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_DEFAULT_MS 5000
+#define BACKLOG_EVERY_MS 2000   /* the backlog is counted this often (metrics) */
 
 typedef enum { R_PENDING, R_DELIVERED, R_REFUSED, R_TRANSIENT } row_outcome_t;
 
@@ -56,6 +63,7 @@ typedef struct row_s {
     json_t *json;
     row_outcome_t outcome;
     bool fresh;
+    double age_s;         /* its age when read, by PostgreSQL's clock */
     char *error;          /* R_REFUSED: why */
     struct batch_s *b;
 } row_t;
@@ -77,7 +85,9 @@ typedef struct batch_s {
     saga_strmap_t names;  /* name -> bname_t */
     size_t outstanding;   /* store calls not yet answered */
     bool transient;
+    saga__relay_cause_t transient_cause;
     char transient_why[300];
+    uint64_t read_ns;     /* when its rows were read (uv_hrtime) */
     bool aborted;         /* PostgreSQL went away: the transaction is gone */
     int phase;            /* 1: names and definitions; 2: submits */
 } batch_t;
@@ -110,9 +120,10 @@ struct saga_relay_s {
     char *select_sql;
     char *update_sql;
     char *listen_sql;
-
+    char *backlog_sql;    /* with metrics */
     uv_timer_t poll;      /* the periodic look */
     uv_timer_t backoff;   /* after a transient failure */
+    uv_timer_t backlog;   /* metrics: count the backlog */
     int handles;
 
     relay_state_t state;
@@ -128,6 +139,9 @@ struct saga_relay_s {
     saga_strmap_t names;  /* name -> name_cache_t */
     saga_strmap_t defs;   /* hash -> def_cache_t */
     saga_relay_stats_t stats;
+    saga__relay_metrics_t *metrics; /* NULL without opt->metrics */
+    bool backlog_busy;    /* the backlog count in flight */
+    bool backlog_due;     /* a count is wanted once the batch is over */
     bool warned_down;     /* "PostgreSQL unreachable" said once per outage */
 };
 
@@ -231,6 +245,7 @@ static void batch_free(batch_t *b) {
 }
 
 static void refuse(row_t *row, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void transient(batch_t *b, row_t *row, saga__relay_cause_t cause, const char *why);
 
 static void refuse(row_t *row, const char *fmt, ...) {
     char msg[SAGA_RELAY_ERROR_MAX + 1];
@@ -243,17 +258,17 @@ static void refuse(row_t *row, const char *fmt, ...) {
     row->error = strdup(msg);
     if (row->error == NULL) {
         /* cannot even say why: leave it pending for the next batch */
-        row->outcome = R_TRANSIENT;
-        row->b->transient = true;
-        snprintf(row->b->transient_why, sizeof(row->b->transient_why), "out of memory");
+        transient(row->b, row, SAGA__RELAY_CAUSE_INTERNAL, "out of memory");
     }
 }
 
-static void transient(batch_t *b, row_t *row, const char *why) {
+static void transient(batch_t *b, row_t *row, saga__relay_cause_t cause, const char *why) {
     if (row != NULL)
         row->outcome = R_TRANSIENT;
-    if (!b->transient)
+    if (!b->transient) {
         snprintf(b->transient_why, sizeof(b->transient_why), "%s", why);
+        b->transient_cause = cause;
+    }
     b->transient = true;
 }
 
@@ -265,7 +280,7 @@ static void row_check(row_t *row, const char *size_text) {
     if (rc == -EINVAL)
         refuse(row, "%s", err);
     else if (rc != 0)
-        transient(row->b, row, "out of memory");
+        transient(row->b, row, SAGA__RELAY_CAUSE_INTERNAL, "out of memory");
 }
 
 static void batch_done_if(batch_t *b);
@@ -283,7 +298,7 @@ static void on_submitted(int status, const char *why, bool fresh, void *data) {
         char msg[300];
         snprintf(msg, sizeof(msg), "submit of row '%s': %s", row->id,
                  why != NULL ? why : saga_strerror(status));
-        transient(b, row, msg);
+        transient(b, row, SAGA__RELAY_CAUSE_REDIS, msg);
     }
     batch_done_if(b);
 }
@@ -298,7 +313,7 @@ static void submit_rows(batch_t *b) {
         char q[200];
         saga_relay_quote(q, sizeof(q), row->saga);
         if (bn == NULL) {
-            transient(b, row, "out of memory");
+            transient(b, row, SAGA__RELAY_CAUSE_INTERNAL, "out of memory");
             continue;
         }
         if (bn->status == SAGA_ENOTFOUND) {
@@ -311,12 +326,14 @@ static void submit_rows(batch_t *b) {
             continue;
         }
         if (bn->status != 0) {
-            transient(b, row, bn->why);
+            transient(b, row, bn->status == -ENOMEM ? SAGA__RELAY_CAUSE_INTERNAL
+                                         : SAGA__RELAY_CAUSE_REDIS, bn->why);
             continue;
         }
         def_cache_t *d = saga_strmap_get(&r->defs, bn->hash);
         if (d == NULL) {
-            transient(b, row, "the definition went out of the cache");
+            transient(b, row, SAGA__RELAY_CAUSE_INTERNAL,
+                      "the definition went out of the cache");
             continue;
         }
         char err[512];
@@ -330,7 +347,7 @@ static void submit_rows(batch_t *b) {
         if (rc != 0) {
             char msg[300];
             snprintf(msg, sizeof(msg), "submit of row '%s': %s", row->id, saga_strerror(rc));
-            transient(b, row, msg);
+            transient(b, row, SAGA__RELAY_CAUSE_REDIS, msg);
             continue;
         }
         b->outstanding++;
@@ -401,7 +418,7 @@ static void resolve_names(batch_t *b) {
             if (bn != NULL)
                 free(bn->name);
             free(bn);
-            transient(b, row, "out of memory");
+            transient(b, row, SAGA__RELAY_CAUSE_INTERNAL, "out of memory");
             continue;
         }
         bn->b = b;
@@ -434,7 +451,8 @@ static void batch_done_if(batch_t *b) {
             return;
         for (size_t i = 0; i < b->n; i++)
             if (b->rows[i].outcome == R_PENDING) /* cannot happen; never deliver unsaid */
-                transient(b, &b->rows[i], "internal: a row was neither submitted nor refused");
+                transient(b, &b->rows[i], SAGA__RELAY_CAUSE_INTERNAL,
+                          "internal: a row was neither submitted nor refused");
     }
     batch_write(b);
 }
@@ -443,10 +461,47 @@ static void batch_done_if(batch_t *b) {
 /* The transaction                                                         */
 /* ---------------------------------------------------------------------- */
 
+/* ---- the backlog, for the metrics ---- */
+
+static void on_backlog(saga_pg_t *pg, int status, const PGresult *res, const char *errstr,
+                       void *data) {
+    saga_relay_t *r = data;
+    (void)pg;
+    r->backlog_busy = false;
+    if (status != 0) {
+        if (status != SAGA_ECLOSING && status != SAGA_EUNAVAILABLE)
+            saga_debug("%s: counting the pending rows of %s: %s", name_of(r), r->table,
+                       errstr != NULL ? errstr : saga_strerror(status));
+        return;
+    }
+    if (PQntuples(res) != 1 || PQnfields(res) != 2)
+        return;
+    saga__relay_metrics_backlog(r->metrics, strtod(PQgetvalue(res, 0, 0), NULL),
+                                strtod(PQgetvalue(res, 0, 1), NULL));
+}
+
+/* Counts the pending rows when a count is due. Called only between
+ * batches (idle or backing off, no transaction open: a batch's ROLLBACK or
+ * COMMIT is queued before it), so the count never runs inside a batch's
+ * transaction; a batch that starts meanwhile is queued behind it by the
+ * connection (one query at a time). The count is bounded
+ * (SAGA_RELAY_BACKLOG_COUNT_MAX) and walks the partial index of pending
+ * rows, as does the oldest row's lookup. */
+static void backlog_count(saga_relay_t *r) {
+    if (r->metrics == NULL || !r->backlog_due || r->backlog_busy || r->stopping ||
+        r->state == S_BUSY || r->batch != NULL || !saga_pg_ready(r->pg))
+        return;
+    if (saga_pg_query(r->pg, r->backlog_sql, 0, NULL, on_backlog, r) != 0)
+        return;
+    r->backlog_busy = true;
+    r->backlog_due = false;
+}
+
 static void schedule_next(saga_relay_t *r, bool transient_failure, const char *why) {
     r->state = S_IDLE;
     if (r->stopping)
         return;
+    backlog_count(r); /* one due while the batch ran */
     if (transient_failure) {
         uint64_t d = r->backoff_ms ? r->backoff_ms : BACKOFF_MIN_MS;
         saga_warn("%s: %s; next batch in %llu ms", name_of(r), why, (unsigned long long)d);
@@ -465,9 +520,14 @@ static void schedule_next(saga_relay_t *r, bool transient_failure, const char *w
 
 /* The batch is over (committed, rolled back or cut): free it, say what
  * the relay does next. */
-static void batch_end(saga_relay_t *r, bool full, bool transient_failure, const char *why) {
+static void batch_end(saga_relay_t *r, bool full, bool transient_failure,
+                      saga__relay_cause_t cause, const char *why) {
     batch_free(r->batch);
     r->batch = NULL;
+    if (transient_failure) {
+        r->stats.transient++;
+        saga__relay_metrics_transient(r->metrics, cause);
+    }
     if (full && !transient_failure)
         r->again = true; /* there may be more */
     schedule_next(r, transient_failure, why);
@@ -482,9 +542,10 @@ static void on_rollback(saga_pg_t *pg, int status, const PGresult *res, const ch
     (void)data;
 }
 
-/* A query of the batch failed: roll back when the connection still
- * stands (else the server did), back off. */
-static void batch_failed(saga_relay_t *r, const char *what, const char *errstr) {
+/* The batch cannot go on (a query failed, or memory ran out): roll back
+ * when the connection still stands (else the server did), back off. */
+static void batch_failed_for(saga_relay_t *r, saga__relay_cause_t cause, const char *what,
+                             const char *errstr) {
     char why[600];
     snprintf(why, sizeof(why), "%s: %s", what, errstr != NULL ? errstr : "failed");
     size_t n = strlen(why);
@@ -492,7 +553,12 @@ static void batch_failed(saga_relay_t *r, const char *what, const char *errstr) 
         why[--n] = '\0';
     if (saga_pg_ready(r->pg))
         saga_pg_query(r->pg, "ROLLBACK", 0, NULL, on_rollback, r);
-    batch_end(r, false, true, why);
+    batch_end(r, false, true, cause, why);
+}
+
+/* A query of the batch failed or could not be sent. */
+static void batch_failed(saga_relay_t *r, const char *what, const char *errstr) {
+    batch_failed_for(r, SAGA__RELAY_CAUSE_POSTGRES, what, errstr);
 }
 
 static void on_commit(saga_pg_t *pg, int status, const PGresult *res, const char *errstr,
@@ -506,11 +572,13 @@ static void on_commit(saga_pg_t *pg, int status, const PGresult *res, const char
         return;
     }
     size_t delivered = 0, fresh = 0, refused = 0;
+    double since_read_s = (double)(uv_hrtime() - b->read_ns) / 1e9;
     for (size_t i = 0; i < b->n; i++) {
         row_t *row = &b->rows[i];
         if (row->outcome == R_DELIVERED) {
             delivered++;
             fresh += row->fresh;
+            saga__relay_metrics_delay(r->metrics, row->age_s + since_read_s);
             saga_debug("%s: row %s delivered (saga %s%s)", name_of(r), row->id, row->saga,
                        row->fresh ? "" : ", submitted before");
         } else if (row->outcome == R_REFUSED) {
@@ -524,12 +592,11 @@ static void on_commit(saga_pg_t *pg, int status, const PGresult *res, const char
     r->stats.fresh += fresh;
     r->stats.refused += refused;
     r->stats.batches++;
-    if (b->transient)
-        r->stats.transient++;
+    saga__relay_metrics_batch(r->metrics, delivered, fresh, refused);
     bool full = b->n == r->batch_size;
     char why[400];
     snprintf(why, sizeof(why), "%s", b->transient_why);
-    batch_end(r, full, b->transient, why);
+    batch_end(r, full, b->transient, b->transient_cause, why);
 }
 
 static void on_update(saga_pg_t *pg, int status, const PGresult *res, const char *errstr,
@@ -549,8 +616,9 @@ static void on_update(saga_pg_t *pg, int status, const PGresult *res, const char
 static void batch_write(batch_t *b) {
     saga_relay_t *r = b->r;
     if (b->aborted || !saga_pg_ready(r->pg)) {
-        batch_end(r, false, true, "the connection to PostgreSQL was lost during the batch; "
-                  "its rows are taken again");
+        batch_end(r, false, true, SAGA__RELAY_CAUSE_POSTGRES,
+                  "the connection to PostgreSQL was lost during the batch; its rows are "
+                  "taken again");
         return;
     }
     json_t *arr = json_array();
@@ -569,7 +637,8 @@ static void batch_write(batch_t *b) {
     size_t marked = json_array_size(arr);
     json_decref(arr);
     if (text == NULL) {
-        batch_failed(r, "marking the batch's rows", "out of memory");
+        batch_failed_for(r, SAGA__RELAY_CAUSE_INTERNAL, "marking the batch's rows",
+                         "out of memory");
         return;
     }
     int rc;
@@ -596,10 +665,11 @@ static void on_rows(saga_pg_t *pg, int status, const PGresult *res, const char *
     batch_t *b = calloc(1, sizeof(*b));
     if (b == NULL || (n > 0 && (b->rows = calloc((size_t)n, sizeof(row_t))) == NULL)) {
         free(b);
-        batch_failed(r, "reading rows", "out of memory");
+        batch_failed_for(r, SAGA__RELAY_CAUSE_INTERNAL, "reading rows", "out of memory");
         return;
     }
     b->r = r;
+    b->read_ns = uv_hrtime();
     saga_strmap_init(&b->names);
     r->batch = b;
     for (int i = 0; i < n; i++) {
@@ -607,11 +677,13 @@ static void on_rows(saga_pg_t *pg, int status, const PGresult *res, const char *
         row->b = b;
         row->id = strdup(PQgetvalue(res, i, 0));
         row->saga = strdup(PQgetvalue(res, i, 1));
+        row->age_s = strtod(PQgetvalue(res, i, 4), NULL);
         if (!PQgetisnull(res, i, 3))
             row->input = strdup(PQgetvalue(res, i, 3));
         b->n++;
         if (row->id == NULL || row->saga == NULL || (!PQgetisnull(res, i, 3) && !row->input)) {
-            batch_failed(r, "reading rows", "out of memory");
+            batch_failed_for(r, SAGA__RELAY_CAUSE_INTERNAL, "reading rows",
+                             "out of memory");
             return;
         }
         row_check(row, PQgetvalue(res, i, 2));
@@ -654,6 +726,13 @@ static void wake(saga_relay_t *r) {
 
 static void on_poll_timer(uv_timer_t *t) { wake(t->data); }
 
+/* A count is due: now when no batch runs, else at the batch's end. */
+static void on_backlog_timer(uv_timer_t *t) {
+    saga_relay_t *r = t->data;
+    r->backlog_due = true;
+    backlog_count(r);
+}
+
 static void on_backoff_timer(uv_timer_t *t) {
     saga_relay_t *r = t->data;
     if (r->state == S_BACKOFF) {
@@ -692,6 +771,7 @@ static void on_pg_event(saga_pg_t *pg, saga_pg_event_t ev, const char *errstr, v
         saga_info("%s: connected to PostgreSQL (%s)", name_of(r), saga_pg_display(pg));
         r->warned_down = false;
         r->listening = false;
+        saga__relay_metrics_connected(r->metrics, true);
         if (saga_pg_query(pg, r->listen_sql, 0, NULL, on_listen, r) != 0)
             saga_error("%s: cannot send LISTEN", name_of(r));
         break;
@@ -699,6 +779,7 @@ static void on_pg_event(saga_pg_t *pg, saga_pg_event_t ev, const char *errstr, v
         saga_warn("%s: lost PostgreSQL (%s): %s; reconnecting", name_of(r),
                   saga_pg_display(pg), errstr);
         r->listening = false;
+        saga__relay_metrics_connected(r->metrics, false);
         if (r->batch != NULL)
             r->batch->aborted = true;
         break;
@@ -769,7 +850,8 @@ saga_relay_t *saga_relay_new(uv_loop_t *loop, saga_store_t *store,
     r->name = strdup(opt->name != NULL ? opt->name : "relay");
     r->select_sql = fmt_alloc(
         "BEGIN; SELECT id, saga, octet_length(input::text), "
-        "CASE WHEN octet_length(input::text) <= %u THEN input::text END "
+        "CASE WHEN octet_length(input::text) <= %u THEN input::text END, "
+        "extract(epoch FROM clock_timestamp() - created_at) "
         "FROM %s WHERE delivered_at IS NULL AND error IS NULL "
         "ORDER BY created_at, id LIMIT %zu FOR UPDATE SKIP LOCKED",
         SAGA_RELAY_INPUT_MAX, table, r->batch_size);
@@ -781,14 +863,25 @@ saga_relay_t *saga_relay_new(uv_loop_t *loop, saga_store_t *store,
     if (!r->conninfo || !r->table || !r->name || !r->select_sql || !r->update_sql ||
         !r->listen_sql)
         goto nomem;
+    if (opt->metrics) {
+        r->backlog_sql = fmt_alloc(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM %s WHERE delivered_at IS NULL "
+            "AND error IS NULL LIMIT %d) AS p), "
+            "coalesce((SELECT extract(epoch FROM clock_timestamp() - min(created_at)) "
+            "FROM %s WHERE delivered_at IS NULL AND error IS NULL), 0)",
+            table, SAGA_RELAY_BACKLOG_COUNT_MAX, table);
+        if (r->backlog_sql == NULL || (r->metrics = saga__relay_metrics_new()) == NULL)
+            goto nomem;
+    }
     saga_pg_options_t po = {.application_name = "saga relay"};
     r->pg = saga_pg_new(loop, r->conninfo, &po, on_pg_event, on_notify, r);
     if (r->pg == NULL)
         goto nomem;
     uv_timer_init(loop, &r->poll);
     uv_timer_init(loop, &r->backoff);
-    r->poll.data = r->backoff.data = r;
-    r->handles = 2;
+    uv_timer_init(loop, &r->backlog);
+    r->poll.data = r->backoff.data = r->backlog.data = r;
+    r->handles = 3;
     return r;
 nomem:
     snprintf(err, errlen, "out of memory");
@@ -799,6 +892,8 @@ nomem:
         free(r->select_sql);
         free(r->update_sql);
         free(r->listen_sql);
+        free(r->backlog_sql);
+        saga__relay_metrics_free(r->metrics);
         free(r);
     }
     return NULL;
@@ -812,6 +907,8 @@ int saga_relay_start(saga_relay_t *r) {
     if (rc != 0)
         return rc;
     uv_timer_start(&r->poll, on_poll_timer, r->poll_ms, r->poll_ms);
+    if (r->metrics != NULL)
+        uv_timer_start(&r->backlog, on_backlog_timer, 0, BACKLOG_EVERY_MS);
     saga_info("%s: relaying %s from PostgreSQL (%s), batches of %zu, polling every %llu ms",
               name_of(r), r->table, saga_pg_display(r->pg), r->batch_size,
               (unsigned long long)r->poll_ms);
@@ -847,6 +944,7 @@ static void stop_close(saga_relay_t *r) {
     saga_pg_t *pg = r->pg;
     uv_close((uv_handle_t *)&r->poll, on_timer_closed);
     uv_close((uv_handle_t *)&r->backoff, on_timer_closed);
+    uv_close((uv_handle_t *)&r->backlog, on_timer_closed);
     saga_pg_close(pg, on_pg_closed, r);
 }
 
@@ -863,6 +961,7 @@ void saga_relay_stop(saga_relay_t *r, void (*stopped)(void *data), void *data) {
     r->stopped = stopped;
     r->stopped_data = data;
     uv_timer_stop(&r->backoff);
+    uv_timer_stop(&r->backlog);
     if (r->state == S_BACKOFF)
         r->state = S_IDLE;
     /* the poll timer now checks, from the loop, whether the batch is over */
@@ -870,6 +969,12 @@ void saga_relay_stop(saga_relay_t *r, void (*stopped)(void *data), void *data) {
 }
 
 saga_relay_stats_t saga_relay_stats(const saga_relay_t *r) { return r->stats; }
+
+int saga_relay_metrics(const saga_relay_t *r, FILE *out) {
+    if (r->metrics == NULL)
+        return -ENOTSUP;
+    return saga__relay_metrics_write(r->metrics, out);
+}
 
 void saga_relay_free(saga_relay_t *r) {
     if (r == NULL)
@@ -885,5 +990,7 @@ void saga_relay_free(saga_relay_t *r) {
     free(r->select_sql);
     free(r->update_sql);
     free(r->listen_sql);
+    free(r->backlog_sql);
+    saga__relay_metrics_free(r->metrics);
     free(r);
 }

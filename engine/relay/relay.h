@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <uv.h>
 
@@ -51,6 +52,8 @@ typedef struct saga_relay_options_s {
     uint64_t retention_ms;    /* how long a submitted id is remembered; 0: the store's */
     uint64_t backoff_max_ms;  /* cap of the backoff after a transient failure; 0: 5000 */
     const char *name;         /* for log lines; NULL: "relay" */
+    bool metrics;             /* keep the counters of saga_relay_metrics() and count
+                                 the backlog between batches */
 } saga_relay_options_t;
 
 /* What a relay did since it started. */
@@ -93,6 +96,13 @@ void saga_relay_stop(saga_relay_t *r, void (*stopped)(void *data), void *data);
 
 /* What it did so far. */
 saga_relay_stats_t saga_relay_stats(const saga_relay_t *r);
+
+/* Writes the relay's metrics in the Prometheus text format (0.0.4) to
+ * `out`: its counters, the delivery delay histogram, the backlog as last
+ * counted and whether PostgreSQL is connected (docs/outbox.md, "Metrics").
+ * Returns 0, -ENOTSUP when the relay was made without `metrics`, or -EIO
+ * when `out` reports a write error. */
+int saga_relay_metrics(const saga_relay_t *r, FILE *out);
 
 /* Frees a stopped (or never started) relay; accepts NULL. */
 void saga_relay_free(saga_relay_t *r);

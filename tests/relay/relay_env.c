@@ -96,6 +96,10 @@ void env_setup(const char *const *extra_defs, void (*before_worker)(void)) {
 }
 
 pid_t env_relay(const char *log, const char *const *extra) {
+    return env_relay_out(log, NULL, extra);
+}
+
+pid_t env_relay_out(const char *log, const char *out, const char *const *extra) {
     cr_assert(nrelays < MAX_RELAYS);
     const char *args[32] = {"relay", "--postgres", P.conninfo, "--redis", R.url};
     int n = 5;
@@ -103,8 +107,11 @@ pid_t env_relay(const char *log, const char *const *extra) {
         args[n++] = *extra;
     args[n] = NULL;
     snprintf(relay_logs[nrelays], sizeof(relay_logs[0]), "%s/%s", env_dir, log);
-    saga_proc_io_t io = {.out = relay_logs[nrelays], .err = relay_logs[nrelays],
-                         .append = true};
+    char out_path[700];
+    if (out != NULL)
+        snprintf(out_path, sizeof(out_path), "%s/%s", env_dir, out);
+    saga_proc_io_t io = {.out = out != NULL ? out_path : relay_logs[nrelays],
+                         .err = relay_logs[nrelays], .append = true};
     pid_t pid = saga_proc_spawn(args, &io);
     relays[nrelays++] = pid;
     return pid;

@@ -42,6 +42,10 @@ void env_teardown(void);
  * <env_dir>/<log>; returns its pid (kept for the teardown). */
 pid_t env_relay(const char *log, const char *const *extra);
 
+/* As env_relay, with its stdout apart in <env_dir>/<out> (where `saga
+ * relay --metrics` prints its address first), its log in <env_dir>/<log>. */
+pid_t env_relay_out(const char *log, const char *out, const char *const *extra);
+
 /* SIGTERMs a relay started with env_relay, waits, forgets it; returns its
  * exit status (saga_proc_wait). */
 int env_relay_stop(pid_t pid);
