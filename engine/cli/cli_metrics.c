@@ -31,6 +31,8 @@ int saga_cli_metrics_options(saga_cli_metrics_t *m, const char *cmd, const char 
                              const char *token_file) {
     m->cmd = cmd;
     m->ho.listen = listen;
+    m->ho.listen_flag = "--metrics";
+    m->ho.tokens_flag = "--metrics-token-file";
     if (token_file != NULL && listen == NULL) {
         saga_cli_error("%s: --metrics-token-file needs --metrics", cmd);
         return SAGA_EXIT_USAGE;
@@ -54,7 +56,7 @@ int saga_cli_metrics_start(saga_cli_metrics_t *m, uv_loop_t *loop, const char *n
     char err[512];
     int rc = saga_http_server_new(loop, &m->ho, m->routes, 2, &m->http, err, sizeof(err));
     if (rc != 0) {
-        saga_cli_error("%s: --metrics: %s", m->cmd, err);
+        saga_cli_error("%s: %s", m->cmd, err); /* "--metrics 'ADDR': ..." */
         return rc == -EINVAL || rc == -EPERM ? SAGA_EXIT_USAGE : SAGA_EXIT_ERROR;
     }
     printf("%s\n", saga_http_server_address(m->http));

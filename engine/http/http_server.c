@@ -119,23 +119,23 @@ static int parse_port(const char *s, unsigned *out) {
 
 /* "HOST:PORT" into a socket address. Hosts: a numeric IPv4 address, an
  * IPv6 one in brackets, or "localhost" (127.0.0.1): no name lookup. */
-static int parse_inet(const char *listen, struct sockaddr_storage *sa, char *err,
-                      size_t errlen) {
+static int parse_inet(const char *flag, const char *listen, struct sockaddr_storage *sa,
+                      char *err, size_t errlen) {
     const char *colon = strrchr(listen, ':');
     if (colon == NULL || colon == listen) {
-        snprintf(err, errlen, "--listen '%s': expected HOST:PORT or unix:PATH", listen);
+        snprintf(err, errlen, "%s '%s': expected HOST:PORT or unix:PATH", flag, listen);
         return -EINVAL;
     }
     unsigned port;
     if (parse_port(colon + 1, &port) != 0) {
-        snprintf(err, errlen, "--listen '%s': the port must be a number from 0 to 65535",
+        snprintf(err, errlen, "%s '%s': the port must be a number from 0 to 65535", flag,
                  listen);
         return -EINVAL;
     }
     char host[INET6_ADDRSTRLEN + 2];
     size_t hl = (size_t)(colon - listen);
     if (hl >= sizeof(host)) {
-        snprintf(err, errlen, "--listen '%s': the host is not an IP address", listen);
+        snprintf(err, errlen, "%s '%s': the host is not an IP address", flag, listen);
         return -EINVAL;
     }
     memcpy(host, listen, hl);
@@ -143,13 +143,14 @@ static int parse_inet(const char *listen, struct sockaddr_storage *sa, char *err
     memset(sa, 0, sizeof(*sa));
     if (host[0] == '[') {
         if (hl < 3 || host[hl - 1] != ']') {
-            snprintf(err, errlen, "--listen '%s': an IPv6 address goes in brackets: [::1]:PORT",
-                     listen);
+            snprintf(err, errlen, "%s '%s': an IPv6 address goes in brackets: [::1]:PORT",
+                     flag, listen);
             return -EINVAL;
         }
         host[hl - 1] = '\0';
         if (uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)sa) != 0) {
-            snprintf(err, errlen, "--listen '%s': '%s' is not an IPv6 address", listen, host + 1);
+            snprintf(err, errlen, "%s '%s': '%s' is not an IPv6 address", flag, listen,
+                     host + 1);
             return -EINVAL;
         }
         return 0;
@@ -160,9 +161,9 @@ static int parse_inet(const char *listen, struct sockaddr_storage *sa, char *err
     if (strchr(host, ':') != NULL || uv_ip4_addr(host, (int)port, in4) != 0 ||
         inet_pton(AF_INET, host, &in4->sin_addr) != 1) {
         snprintf(err, errlen,
-                 "--listen '%s': the host must be an IP address (127.0.0.1, [::1]) or "
+                 "%s '%s': the host must be an IP address (127.0.0.1, [::1]) or "
                  "localhost; names are not looked up",
-                 listen);
+                 flag, listen);
         return -EINVAL;
     }
     return 0;
@@ -744,13 +745,18 @@ static void on_accept(uv_stream_t *listener, int status) {
 /* Life cycle                                                              */
 /* ---------------------------------------------------------------------- */
 
-static int listen_on(saga_http_server_t *s, const char *listen, bool open, char *err,
-                     size_t errlen) {
+static int listen_on(saga_http_server_t *s, const saga_http_server_options_t *opt,
+                     char *err, size_t errlen) {
+    const char *listen = opt->listen;
+    const char *flag = opt->listen_flag != NULL ? opt->listen_flag : "--listen";
+    const char *tflag = opt->tokens_flag != NULL ? opt->tokens_flag : "--token-file";
+    bool open = opt->tokens == NULL;
     int rc;
     if (strncmp(listen, "unix:", 5) == 0) {
         const char *path = listen + 5;
         if (*path == '\0' || strlen(path) >= 100) {
-            snprintf(err, errlen, "--listen '%s': a unix socket path of 1 to 99 bytes", listen);
+            snprintf(err, errlen, "%s '%s': a unix socket path of 1 to 99 bytes", flag,
+                     listen);
             return -EINVAL;
         }
         s->is_unix = true;
@@ -763,13 +769,13 @@ static int listen_on(saga_http_server_t *s, const char *listen, bool open, char 
         snprintf(s->address, sizeof(s->address), "unix:%s", path);
     } else {
         struct sockaddr_storage sa;
-        if (parse_inet(listen, &sa, err, errlen) != 0)
+        if (parse_inet(flag, listen, &sa, err, errlen) != 0)
             return -EINVAL;
         if (open && !is_loopback(&sa)) {
             snprintf(err, errlen,
-                     "--listen '%s': without --token-file, saga serve listens only on loopback "
+                     "%s '%s': without %s, the server listens only on loopback "
                      "(127.0.0.1, [::1]) or a unix socket; give a token file to listen on '%s'",
-                     listen, listen);
+                     flag, listen, tflag, listen);
             return -EPERM;
         }
         if ((rc = uv_tcp_init(s->loop, &s->listener.tcp)) != 0)
@@ -796,7 +802,7 @@ static int listen_on(saga_http_server_t *s, const char *listen, bool open, char 
         goto uv_fail;
     return 0;
 uv_fail:
-    snprintf(err, errlen, "--listen '%s': %s", listen, uv_strerror(rc));
+    snprintf(err, errlen, "%s '%s': %s", flag, listen, uv_strerror(rc));
     return rc;
 }
 
@@ -873,7 +879,7 @@ int saga_http_server_new(uv_loop_t *loop, const saga_http_server_options_t *opt,
     ef->srv = s;
     ef->super.on_setup_ostream = error_filter_setup;
 
-    int rc = listen_on(s, opt->listen, opt->tokens == NULL, err, errlen);
+    int rc = listen_on(s, opt, err, errlen);
     if (rc != 0) {
         s->done = NULL;
         release(s);

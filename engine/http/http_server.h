@@ -58,6 +58,9 @@ typedef struct saga_http_server_options_s {
                                     0: 10 s */
     const saga_http_tokens_t *tokens; /* NULL: no authentication (then only
                                     loopback or a unix socket is allowed) */
+    const char *listen_flag;     /* the command's flag for `listen`, named in
+                                    messages; NULL: "--listen" */
+    const char *tokens_flag;     /* ... for the token file; NULL: "--token-file" */
 } saga_http_server_options_t;
 
 /* Creates a server on `loop` and starts listening; *out gets it. `routes`

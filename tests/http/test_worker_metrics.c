@@ -313,7 +313,9 @@ Test(worker_metrics, without_a_token_file_only_loopback_is_taken) {
     int st = saga_proc_run(args, &io);
     char *text = saga_proc_slurp(out);
     cr_assert_eq(st, 2, "exit 2 (usage), got %d: %s", st, text);
-    cr_assert_not_null(strstr(text, "--metrics"), "the error names the flag: %s", text);
+    cr_assert_not_null(strstr(text, "worker: --metrics '0.0.0.0:0': without "
+                                    "--metrics-token-file"),
+                       "the error names the flags: %s", text);
     free(text);
     const char *args2[] = {"worker", "--redis", R.url, "--defs", defs,
                            "--metrics", "not-an-address", NULL};

@@ -216,8 +216,9 @@ Test(relay_metrics, redis_away_counts_failed_batches_and_the_backlog) {
 
 Test(relay_metrics, bad_metrics_flags_are_usage_errors) {
     static const char *const cases[][4] = {
-        {"--metrics", "not-an-address", NULL, "relay: --metrics"},
-        {"--metrics", "0.0.0.0:0", NULL, "relay: --metrics"},
+        {"--metrics", "not-an-address", NULL,
+         "relay: --metrics 'not-an-address': expected HOST:PORT"},
+        {"--metrics", "0.0.0.0:0", NULL, "without --metrics-token-file"},
         {"--metrics-token-file", "/nonexistent/tokens", NULL,
          "--metrics-token-file needs --metrics"},
     };
