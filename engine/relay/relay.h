@@ -104,7 +104,10 @@ saga_relay_stats_t saga_relay_stats(const saga_relay_t *r);
  * when `out` reports a write error. */
 int saga_relay_metrics(const saga_relay_t *r, FILE *out);
 
-/* Frees a stopped (or never started) relay; accepts NULL. */
+/* Frees a relay once its `stopped` callback ran; accepts NULL. A relay
+ * never started is stopped too (saga_relay_stop works before
+ * saga_relay_start): its timers and connection are on the loop from
+ * saga_relay_new on. */
 void saga_relay_free(saga_relay_t *r);
 
 #endif
