@@ -956,6 +956,20 @@ static bool library_is_ours(const redisReply *r) {
     return r->type == REDIS_REPLY_STRING && strcmp(r->str, saga_lua_sha256) == 0;
 }
 
+/* The server runs another build's library (not none): this build's is
+ * about to replace it. Engines of that build still running would call
+ * this build's functions, and replace them back when they reconnect:
+ * said, because an upgrade is done by stopping every worker first. */
+static void library_replacing(saga_redis_t *conn, const redisReply *r) {
+    if (r->type != REDIS_REPLY_STRING)
+        return; /* no library (an error reply): a first start or a flush */
+    saga_warn("redis %s: the server runs saga's function library of another build "
+              "(%.12s); loading this build's (%.12s). Engines of the other build still "
+              "running call this build's functions from now on: upgrade by stopping every "
+              "worker first (docs/operations.md, \"Upgrading\")",
+              saga_redis_display(conn), r->str, saga_lua_sha256);
+}
+
 /* After a reconnect (or a lane connecting once the store is ready): its
  * requests go once the library is there. A lost connection on the way
  * ends here with NULL; the next READY starts again. */
@@ -977,10 +991,12 @@ static void on_lane_library(saga_redis_t *conn, redisReply *r, void *data) {
     (void)conn;
     if (r == NULL)
         return;
-    if (library_is_ours(r))
+    if (library_is_ours(r)) {
         lane_library_ok(ln);
-    else
+    } else {
+        library_replacing(conn, r);
         load_library(ln, on_lane_loaded, ln);
+    }
 }
 
 static void checks_done(store_redis_t *st) {
@@ -1172,6 +1188,7 @@ static void on_check_library(saga_redis_t *conn, redisReply *r, void *data) {
     } else if (library_is_ours(r)) {
         start_migrate(st);
     } else {
+        library_replacing(conn, r);
         load_library(&st->lanes[0], on_check_loaded, st);
     }
 }

@@ -684,12 +684,25 @@ Test(redis_store, the_library_is_loaded_only_when_the_server_lacks_it) {
     cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "completed");
     cr_assert_eq(library_loads(), 2, "loaded again on the new connection");
 
-    /* Another build's library under the same name is replaced. */
+    /* Another build's library under the same name is replaced, and the
+     * log says so (engines of that build may still run). */
     freeReplyObject(cmd("FUNCTION LOAD REPLACE %s",
                         "#!lua name=saga\nredis.register_function('saga_library', "
                         "function() return 'another build' end)"));
-    cr_assert_eq(open_store(R.url), 0, "%s", ready_msg);
+    FILE *log = tmpfile();
+    cr_assert_not_null(log);
+    saga_log_set_output(log);
+    int opened = open_store(R.url);
+    saga_log_set_output(stderr);
+    cr_assert_eq(opened, 0, "%s", ready_msg);
     cr_assert_eq(library_loads(), 4, "the other build's and ours");
+    rewind(log);
+    char line[1024];
+    bool said = false;
+    while (fgets(line, sizeof(line), log) != NULL)
+        said = said || strstr(line, "function library of another build (another buil)") != NULL;
+    fclose(log);
+    cr_assert(said, "the replacement of another build's library was not logged");
     redisReply *r = cmd("FCALL saga_write 0");
     cr_assert_eq(r->type, REDIS_REPLY_ERROR);
     cr_assert(strstr(r->str, "SAGABADARGS") != NULL, "ours answers: %s", r->str);
