@@ -154,6 +154,7 @@ typedef struct op_s {
     bool have_rec;
     bool fresh;
     int status;
+    uint64_t wait_ms;            /* POST /v1/sagas?wait=: then a long-poll */
     const char *kind;            /* "cancel" / "retry" */
     struct defs_walk_s *walk;    /* GET /v1/definitions */
     json_t *workers;             /* GET /v1/definitions/{name}: who serves it */
@@ -427,6 +428,8 @@ struct waiter_s {
     wgroup_t *g;                /* NULL once answered or gone */
     saga_api_t *api;
     saga_http_req_t *r;         /* NULL once answered or gone */
+    int http;                   /* the answer's status: 200, or 201 for a
+                                   saga the request created */
     uv_timer_t deadline;        /* freed in its close callback */
 };
 
@@ -472,6 +475,7 @@ static void waiter_gone(void *data) {
 static void waiter_answer(waiter_t *w) {
     saga_http_req_t *r = w->r;
     saga_api_t *api = w->api;
+    int http = w->http;
     w->r = NULL;
     saga_http_req_on_gone(r, NULL, NULL);
     char id[SAGA_ID_MAX + 1];
@@ -482,7 +486,7 @@ static void waiter_answer(waiter_t *w) {
     op_t *op = op_new(api, r);
     if (op != NULL) {
         snprintf(op->id, sizeof(op->id), "%s", id);
-        answer_status(op, 200);
+        answer_status(op, http);
     }
 }
 
@@ -595,10 +599,12 @@ static int parse_wait(const char *s, uint64_t *out) {
     return 0;
 }
 
-/* Parks the request until the saga settles or the wait ends. The waiter is
- * registered before the first read of the state, so a settlement published
- * after that read is not missed. */
-static void wait_for(saga_api_t *api, saga_http_req_t *r, const char *id, uint64_t wait_ms) {
+/* Parks the request until the saga settles or the wait ends, then answers
+ * its status document with `http`. The waiter is registered before the
+ * first read of the state, so a settlement published after that read is
+ * not missed. */
+static void wait_for(saga_api_t *api, saga_http_req_t *r, const char *id, uint64_t wait_ms,
+                     int http) {
     wgroup_t *g = saga_strmap_get(&api->groups, id);
     bool fresh = g == NULL;
     waiter_t *w = calloc(1, sizeof(*w));
@@ -620,6 +626,7 @@ static void wait_for(saga_api_t *api, saga_http_req_t *r, const char *id, uint64
     uv_timer_start(&w->deadline, on_deadline, wait_ms, 0);
     w->api = api;
     w->r = r;
+    w->http = http;
     w->g = g;
     w->next = g->head;
     if (g->head != NULL)
@@ -824,6 +831,23 @@ static void on_submit(int status, const char *why, bool fresh, void *data) {
         op_fail(op, status, why, "submit");
         return;
     }
+    if (op->wait_ms > 0 && !op->api->stopping) {
+        /* ?wait=: the answer is the saga's status once it settled (or the
+         * wait ended), 201 for the saga this request created */
+        saga_api_t *api = op->api;
+        saga_http_req_t *r = op->r;
+        uint64_t wait_ms = op->wait_ms;
+        char id[SAGA_ID_MAX + 1];
+        snprintf(id, sizeof(id), "%s", op->id);
+        if (fresh) {
+            char loc[SAGA_ID_MAX + 16];
+            snprintf(loc, sizeof(loc), "/v1/sagas/%s", id);
+            saga_http_req_add_header(r, "location", loc);
+        }
+        op_free(op);
+        wait_for(api, r, id, wait_ms, fresh ? 201 : 200);
+        return;
+    }
     if (fresh) {
         char loc[SAGA_ID_MAX + 16];
         snprintf(loc, sizeof(loc), "/v1/sagas/%s", op->id);
@@ -892,9 +916,26 @@ static void on_submit_definition(int status, const char *why, const saga_operato
     with_def(op, op->hash, submit_def);
 }
 
+/* ?wait= of a request: 0 when absent; false (answered 400) when it is not
+ * a duration of at most WAIT_MAX_MS. */
+static bool wait_query(saga_http_req_t *r, uint64_t *wait_ms) {
+    bool bad = false;
+    const char *wait = saga_http_req_query(r, "wait", &bad);
+    *wait_ms = 0;
+    if (bad || (wait != NULL && parse_wait(wait, wait_ms) != 0)) {
+        saga_http_respond_error(r, 400, "invalid_wait",
+                                "wait is a duration of at most 60s: 500ms, 10s, 1m");
+        return false;
+    }
+    return true;
+}
+
 static void h_submit(saga_http_req_t *r, void *data) {
     saga_api_t *api = data;
     if (store_away(api, r))
+        return;
+    uint64_t wait_ms;
+    if (!wait_query(r, &wait_ms))
         return;
     size_t len;
     const char *body = saga_http_req_body(r, &len);
@@ -911,6 +952,7 @@ static void h_submit(saga_http_req_t *r, void *data) {
         return;
     }
     snprintf(op->name, sizeof(op->name), "%s", sub.saga);
+    op->wait_ms = wait_ms;
     if (sub.id[0] != '\0')
         snprintf(op->id, sizeof(op->id), "%s", sub.id);
     else
@@ -939,16 +981,11 @@ static void h_status(saga_http_req_t *r, void *data) {
     const char *id = path_id(r);
     if (id == NULL)
         return;
-    bool bad = false;
-    const char *wait = saga_http_req_query(r, "wait", &bad);
-    uint64_t wait_ms = 0;
-    if (bad || (wait != NULL && parse_wait(wait, &wait_ms) != 0)) {
-        saga_http_respond_error(r, 400, "invalid_wait",
-                                "wait is a duration of at most 60s: 500ms, 10s, 1m");
+    uint64_t wait_ms;
+    if (!wait_query(r, &wait_ms))
         return;
-    }
     if (wait_ms > 0 && !api->stopping) {
-        wait_for(api, r, id, wait_ms);
+        wait_for(api, r, id, wait_ms, 200);
         return;
     }
     op_t *op = op_new(api, r);

@@ -636,6 +636,51 @@ Test(serve, long_poll_answers_when_the_saga_finishes) {
     resp_free(&r);
 }
 
+/* POST /v1/sagas?wait=: start and wait in one request. The answer is the
+ * saga's status document once it settled, 201 for the saga the request
+ * created, 200 for an id started before; a wait that ends first answers
+ * the current state; a bad wait is refused before anything is started. */
+Test(serve, submit_and_wait_answers_the_outcome) {
+    start_serve(NULL);
+    wait_served();
+    resp_t r;
+    do_call("POST", "/v1/sagas?wait=50s", "{\"saga\":\"slow\",\"input\":{\"n\":1},"
+            "\"id\":\"sw-1\"}", &r);
+    expect(&r, 201, NULL);
+    cr_assert_str_eq(jstr(r.json, "id"), "sw-1", "%s", r.body);
+    cr_assert_str_eq(jstr(r.json, "state"), "completed", "%s", r.body);
+    cr_assert(json_is_true(json_object_get(r.json, "finished")), "%s", r.body);
+    cr_assert_lt(r.secs, 20.0, "answered after %.1f s", r.secs);
+    resp_free(&r);
+    /* the same id again: nothing started, its outcome at once */
+    do_call("POST", "/v1/sagas?wait=5s", "{\"saga\":\"slow\",\"input\":{\"n\":1},"
+            "\"id\":\"sw-1\"}", &r);
+    expect(&r, 200, NULL);
+    cr_assert_str_eq(jstr(r.json, "state"), "completed", "%s", r.body);
+    resp_free(&r);
+    /* a saga that does not settle within the wait: its current state */
+    do_call("POST", "/v1/sagas?wait=1s", "{\"saga\":\"long\",\"id\":\"sw-2\"}", &r);
+    expect(&r, 201, NULL);
+    cr_assert(!json_is_true(json_object_get(r.json, "finished")), "%s", r.body);
+    resp_free(&r);
+    /* a stuck saga settles too */
+    do_call("POST", "/v1/sagas?wait=50s", "{\"saga\":\"stuck\",\"id\":\"sw-3\"}", &r);
+    expect(&r, 201, NULL);
+    cr_assert_str_eq(jstr(r.json, "state"), "stuck", "%s", r.body);
+    resp_free(&r);
+    /* a wait over 60 s, or not a duration: 400, and nothing started */
+    const char *bad[] = {"/v1/sagas?wait=2m", "/v1/sagas?wait=soon", "/v1/sagas?wait=%zz"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        do_call("POST", bad[i], "{\"saga\":\"slow\",\"input\":{\"n\":1},"
+                "\"id\":\"sw-4\"}", &r);
+        expect(&r, 400, "invalid_wait");
+        resp_free(&r);
+    }
+    do_call("GET", "/v1/sagas/sw-4", NULL, &r);
+    expect(&r, 404, NULL);
+    resp_free(&r);
+}
+
 /* Long-polls on saga `id` from `n` child processes (wait `wait`): each
  * exits 0 when answered 200 with `state` and finished == `finished`, or
  * with `state` NULL, when answered 503 store_unavailable. */
