@@ -699,7 +699,7 @@ static int ops_main(const ops_cmd_t *c, int argc, char **argv) {
     o.cmd = c->name;
     o.run = c->run;
     o.limit = 50;
-    saga_cli_store_opts_t so = {0};
+    saga_cli_store_opts_t so = {.no_advice = true}; /* said by the engines */
     int rc = parse_args(c, &o, &so, argc, argv);
     if (rc < 0) {
         uv_loop_init(&o.loop);

@@ -76,6 +76,7 @@ static void open_redis(saga_cli_store_t *cs) {
     o.conn.client_name = "saga";
     o.min_replicas = cs->min_replicas;
     o.shards = cs->shards;
+    o.no_advice = cs->no_advice;
     cs->store = saga_store_redis_new(cs->loop, &cs->url, &o, on_store_ready, cs);
     if (cs->store == NULL) {
         saga_cli_error("out of memory");
@@ -114,6 +115,7 @@ int saga_cli_store_open(saga_cli_store_t *cs, uv_loop_t *loop,
     cs->ready = ready;
     cs->data = data;
     cs->retention_ms = o->retention_ms;
+    cs->no_advice = o->no_advice;
     const char *kind = o->kind ? o->kind : "redis";
     const char *url = o->redis_url ? o->redis_url : getenv("SAGA_REDIS_URL");
     if (url != NULL && url[0] == '\0')

@@ -25,6 +25,8 @@ typedef struct saga_cli_store_opts_s {
     uint64_t retention_ms;   /* 0: default */
     const char *min_replicas; /* --min-replicas, else env SAGA_MIN_REPLICAS,
                                  else automatic (store_redis.h) */
+    bool no_advice;          /* a short command: no configuration advice at
+                                start (store_redis.h) */
 } saga_cli_store_opts_t;
 
 /* The store's command-line options, as getopt_long() entries whose values
@@ -65,6 +67,7 @@ struct saga_cli_store_s {
     unsigned connections;    /* SAGA_REDIS_CONNECTIONS; 0: the store's default */
     unsigned shards;         /* SAGA_SHARDS; 0: the store's default */
     int min_replicas;        /* the store's min_replicas */
+    bool no_advice;          /* the store's no_advice */
 };
 
 /* Opens the store. Returns 0 (then `ready` runs later) or an exit code

@@ -1008,7 +1008,9 @@ static void checks_done(store_redis_t *st) {
         st->ready_cb(&st->base, SAGA_ESTORE, st->check_error, st->ready_data);
         return;
     }
-    if (st->persistence_off[0] && st->persistence_off[1])
+    if (st->opt.no_advice)
+        ; /* a short command: the engines and servers say it */
+    else if (st->persistence_off[0] && st->persistence_off[1])
         saga_warn("redis %s: persistence is off (no AOF, no RDB snapshots): a "
                   "restart of Redis loses every saga; see docs/durability.md",
                   saga_redis_display(main_conn(st)));
@@ -1016,7 +1018,8 @@ static void checks_done(store_redis_t *st) {
         saga_warn("redis %s: AOF is off: a crash of Redis loses the sagas' "
                   "transitions since the last RDB snapshot; see docs/durability.md",
                   saga_redis_display(main_conn(st)));
-    if (!st->persistence_off[0] && st->fsync_always && st->nlanes == 1)
+    if (!st->opt.no_advice && !st->persistence_off[0] && st->fsync_always &&
+        st->nlanes == 1)
         saga_info("redis %s: appendfsync always over one connection: Redis fsyncs for "
                   "at most ~30 writes at a time; SAGA_REDIS_CONNECTIONS=%d makes its "
                   "group commits bigger (docs/redis-layout.md)",
@@ -1325,7 +1328,7 @@ static void on_check_replication(saga_redis_t *conn, redisReply *r, void *data) 
     }
     if (st->opt.min_replicas < 0) {
         st->opt.min_replicas = saga_redis_is_cluster(conn) && slaves > 0 ? 1 : 0;
-        if (st->opt.min_replicas > 0)
+        if (st->opt.min_replicas > 0 && !st->opt.no_advice)
             saga_info("redis %s: a transition counts once 1 replica has it (WAIT; "
                       "--min-replicas 0 turns this off, docs/durability.md)",
                       saga_redis_display(conn));

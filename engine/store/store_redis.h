@@ -55,6 +55,13 @@ typedef struct saga_store_redis_options_s {
      * SAGA_SHARDS_MAX. Ignored on a single Redis (always 1) and once
      * recorded. */
     unsigned shards;
+    /* Leave out the start-up advice about the server's configuration
+     * (persistence or AOF off, appendfsync always over one connection, the
+     * automatic --min-replicas): for short commands that make one request
+     * and exit, which would print it every time; engines and servers say it
+     * once when they start. Errors and warnings about what is happening
+     * (a lost connection, a WAIT that fell short) are not advice. */
+    bool no_advice;
 } saga_store_redis_options_t;
 
 #define SAGA_STORE_MIN_REPLICAS_AUTO (-1)
