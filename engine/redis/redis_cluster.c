@@ -1209,6 +1209,18 @@ unsigned saga__redis_cluster_node(const saga_redis_cluster_t *cl, unsigned i,
     return count;
 }
 
+int saga__redis_cluster_slot_node(const saga_redis_cluster_t *cl, unsigned slot, char *name,
+                                  size_t len)
+{
+    const node_t *n;
+
+    if (cl == NULL || slot >= SAGA_REDIS_SLOTS || (n = cl->slots[slot]) == NULL ||
+        n->closing)
+        return -ENOENT;
+    snprintf(name, len, "%s", n->name);
+    return 0;
+}
+
 void saga__redis_cluster_close(saga_redis_cluster_t *cl,
                                void (*done)(void *arg), void *arg)
 {

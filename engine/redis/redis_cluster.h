@@ -87,6 +87,12 @@ unsigned saga__redis_cluster_primaries(const saga_redis_cluster_t *cl);
 unsigned saga__redis_cluster_node(const saga_redis_cluster_t *cl, unsigned i,
                                   char *name, size_t len);
 
+/* The name of the primary serving `slot` in the current map, into `name`
+ * (room for `len`). Returns 0, or -ENOENT when no node serves it (no map
+ * yet, or a slot the map leaves open). */
+int saga__redis_cluster_slot_node(const saga_redis_cluster_t *cl, unsigned slot, char *name,
+                                  size_t len);
+
 /* Closes every node connection: commands not answered get NULL, no event
  * fires any more, and once everything is closed `done(arg)` runs and the
  * router is freed. Safe from any callback. */

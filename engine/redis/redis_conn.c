@@ -1131,33 +1131,31 @@ bool saga_redis_is_cluster(const saga_redis_t *r)
     return r != NULL && (r->cluster != NULL || r->cluster_seen);
 }
 
-/* The URL of a node of the cluster's current map (redis_conn.h). */
-int saga_redis_cluster_node_url(const saga_redis_t *r, unsigned i,
-                                saga_redis_url_t *out)
+/* The URL of node `name` ("ip:port", "[ip6]:port", or MOVED's unbracketed
+ * "ip6:port") with r's credentials. */
+static int url_of_name(const saga_redis_t *r, const char *name, saga_redis_url_t *out)
 {
-    char name[128], host[128], display[300];
+    char host[128], display[300];
     saga_redis_url_t u;
-    const char *colon;
+    const char *colon = strrchr(name, ':');
     const char *h = name;
     size_t hlen;
     long port;
     char *end;
 
     memset(out, 0, sizeof *out);
-    if (r == NULL || r->cluster == NULL ||
-        saga__redis_cluster_node(r->cluster, i, name, sizeof name) == 0)
-        return -ENOENT;
-    colon = strrchr(name, ':');
-    if (colon == NULL)
-        return -ENOENT;
+    if (colon == NULL || colon == name)
+        return -EINVAL;
     port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port <= 0 || port > 65535)
-        return -ENOENT;
+    if (colon[1] == '\0' || *end != '\0' || port <= 0 || port > 65535)
+        return -EINVAL;
     hlen = (size_t)(colon - name);
     if (name[0] == '[' && hlen >= 2 && name[hlen - 1] == ']') {
         h = name + 1; /* [ip6]:port */
         hlen -= 2;
     }
+    if (hlen >= sizeof host)
+        return -EINVAL;
     memcpy(host, h, hlen);
     host[hlen] = '\0';
     memset(&u, 0, sizeof u);
@@ -1173,6 +1171,43 @@ int saga_redis_cluster_node_url(const saga_redis_t *r, unsigned i,
         snprintf(display, sizeof display, "redis://%s", name);
     u.display = display;
     return saga_redis_url_copy(out, &u);
+}
+
+/* The URL of a node of the cluster's current map (redis_conn.h). */
+int saga_redis_cluster_node_url(const saga_redis_t *r, unsigned i,
+                                saga_redis_url_t *out)
+{
+    char name[128];
+
+    memset(out, 0, sizeof *out);
+    if (r == NULL || r->cluster == NULL ||
+        saga__redis_cluster_node(r->cluster, i, name, sizeof name) == 0)
+        return -ENOENT;
+    int rc = url_of_name(r, name, out);
+    return rc == -EINVAL ? -ENOENT : rc;
+}
+
+/* The URL of the primary serving a slot (redis_conn.h). */
+int saga_redis_cluster_slot_url(const saga_redis_t *r, unsigned slot, saga_redis_url_t *out)
+{
+    char name[128];
+
+    memset(out, 0, sizeof *out);
+    if (r == NULL || r->cluster == NULL ||
+        saga__redis_cluster_slot_node(r->cluster, slot, name, sizeof name) != 0)
+        return -ENOENT;
+    int rc = url_of_name(r, name, out);
+    return rc == -EINVAL ? -ENOENT : rc;
+}
+
+/* The URL of a named node (redis_conn.h). */
+int saga_redis_cluster_name_url(const saga_redis_t *r, const char *name,
+                                saga_redis_url_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (r == NULL || r->cluster == NULL)
+        return -ENOENT;
+    return url_of_name(r, name, out);
 }
 
 /* The URL without its password; owned by `r`, valid until it is freed. */

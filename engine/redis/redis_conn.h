@@ -152,6 +152,20 @@ bool saga_redis_is_cluster(const saga_redis_t *r);
 int saga_redis_cluster_node_url(const saga_redis_t *r, unsigned i,
                                 saga_redis_url_t *out);
 
+/* For a cluster client: the URL of the primary that serves `slot` in its
+ * current map, with r's credentials (saga_redis_url_close() it). To read
+ * one slot's keys on a connection of its own, to that node only (open it
+ * with single_node). Returns 0, -ENOENT when `r` is no cluster client or
+ * no node serves the slot, -ENOMEM. */
+int saga_redis_cluster_slot_url(const saga_redis_t *r, unsigned slot, saga_redis_url_t *out);
+
+/* For a cluster client: the URL of node `name` ("host:port", "[ip6]:port",
+ * or the "host:port" of a MOVED reply, IPv6 unbracketed) with r's
+ * credentials (saga_redis_url_close() it). Returns 0, -EINVAL when `name`
+ * is not host:port, -ENOENT when `r` is no cluster client, -ENOMEM. */
+int saga_redis_cluster_name_url(const saga_redis_t *r, const char *name,
+                                saga_redis_url_t *out);
+
 /* The Redis Cluster hash slot (0..16383) of a key: CRC16 of its hash tag
  * (the text between the first '{' and the next '}', when not empty) or of
  * the whole key. */

@@ -14,13 +14,25 @@
 
 #include "redis/redis_conn.h"
 #include "saga/errors.h"
+#include "redis/cluster_reply.h"
 #include "store/call.h"
 #include "store/keys.h"
 #include "store/store_redis.h"
+#include "util/log.h"
 
 /* One shard's stream and the connection of its blocking reads: a blocking
  * command holds its connection, and the shards' streams live in different
- * slots (on Redis Cluster, nodes), which one command cannot read together. */
+ * slots (on Redis Cluster, nodes), which one command cannot read together.
+ *
+ * On Redis Cluster the connection goes to the primary that serves the
+ * stream's slot, and to it only (single_node), not through a cluster
+ * client of its own, which would connect to every node of the cluster: K
+ * connections per worker, not K times the nodes. When the stream moves
+ * (a MOVED reply: resharding, a failover whose old primary came back as a
+ * replica) or its node cannot be reached and the store's map names another
+ * (a failover), the reader opens a connection to the new node and closes
+ * the old one; the read in flight is answered SAGA_EUNAVAILABLE and the
+ * worker reads again once the new connection is READY. */
 typedef struct reader_s {
     struct saga_intake_s *in;
     unsigned shard;
@@ -29,6 +41,9 @@ typedef struct reader_s {
     saga_intake_requests_cb read_cb;
     void *read_data;
     char key[64];            /* saga:{TAG}:intake */
+    bool to_node;            /* Redis Cluster: `blocking` goes to one node */
+    unsigned slot;           /* the stream's slot */
+    char node[160];          /* the display of the node's URL (to_node) */
 } reader_t;
 
 struct saga_intake_s {
@@ -79,6 +94,49 @@ static void deliver(const redisReply *r, bool autoclaim, bool closing, unsigned 
 
 static void on_blocking_event(saga_redis_t *r, saga_redis_event_t ev, const char *errstr,
                               void *data);
+static void on_blocking_closed(void *data);
+
+/* A blocking connection for reader rd to `url`: to that node only when
+ * rd->to_node. NULL when out of memory. */
+static saga_redis_t *reader_conn(reader_t *rd, const saga_redis_url_t *url) {
+    saga_redis_options_t io;
+    memset(&io, 0, sizeof(io));
+    io.retry_first_connect = true;
+    io.client_name = "saga-intake";
+    io.single_node = rd->to_node;
+    return saga_redis_new(rd->in->loop, url, &io, on_blocking_event, rd);
+}
+
+/* Points reader rd at the node of `url`: a new connection (started when
+ * the intake was asked to connect), the old one closed (its read in
+ * flight, if any, is answered with a NULL reply). Keeps the old one when
+ * memory is short: the next MOVED or failed connection tries again. */
+static void reader_move(reader_t *rd, const saga_redis_url_t *url, const char *why) {
+    saga_intake_t *in = rd->in;
+    saga_redis_t *nc = reader_conn(rd, url);
+    if (nc == NULL)
+        return;
+    saga_redis_t *old = rd->blocking;
+    rd->blocking = nc;
+    in->open_readers++;
+    saga_info("intake: shard %u's stream is read from %s now (%s)", rd->shard, url->display,
+              why);
+    snprintf(rd->node, sizeof(rd->node), "%s", url->display);
+    if (in->connect_asked)
+        saga_redis_start(nc);
+    saga_redis_close(old, on_blocking_closed, in);
+}
+
+/* The store's map names another primary for rd's stream than the one rd
+ * reads from: move there. */
+static void reader_follow_map(reader_t *rd, const char *why) {
+    saga_redis_url_t url;
+    if (saga_redis_cluster_slot_url(rd->in->conn, rd->slot, &url) != 0)
+        return; /* no map, or the slot unserved for now: ask again later */
+    if (strcmp(url.display, rd->node) != 0)
+        reader_move(rd, &url, why);
+    saga_redis_url_close(&url);
+}
 
 /* Once the store knows the shards (it is ready), one reader per shard, its
  * connection started if saga_intake_connect() was called. Returns 0 (also
@@ -92,21 +150,32 @@ static int ensure_readers(saga_intake_t *in) {
     reader_t *rd = calloc(sh->k, sizeof(*rd));
     if (rd == NULL)
         return -ENOMEM;
-    saga_redis_options_t io;
-    memset(&io, 0, sizeof(io));
-    io.retry_first_connect = true;
-    io.client_name = "saga-intake";
+    bool cluster = saga_redis_is_cluster(in->conn);
     for (unsigned s = 0; s < sh->k; s++) {
         rd[s].in = in;
         rd[s].shard = s;
-        if (saga_shards_key(sh, s, SAGA_SHARD_INTAKE, NULL, rd[s].key, sizeof(rd[s].key)) < 0 ||
-            (rd[s].blocking = saga_redis_new(in->loop, &in->url, &io, on_blocking_event,
-                                             &rd[s])) == NULL) {
+        int kl = saga_shards_key(sh, s, SAGA_SHARD_INTAKE, NULL, rd[s].key, sizeof(rd[s].key));
+        saga_redis_url_t node;
+        /* On a cluster, the primary of the stream's slot; else (or when
+         * the map has none for it now) the URL given, as a cluster client
+         * on a cluster. */
+        if (kl >= 0 && cluster) {
+            rd[s].slot = saga_redis_key_slot(rd[s].key, (size_t)kl);
+            rd[s].to_node = saga_redis_cluster_slot_url(in->conn, rd[s].slot, &node) == 0;
+        }
+        if (rd[s].to_node)
+            snprintf(rd[s].node, sizeof(rd[s].node), "%s", node.display);
+        if (kl < 0 || (rd[s].blocking = reader_conn(&rd[s], rd[s].to_node ? &node : &in->url))
+                          == NULL) {
+            if (rd[s].to_node)
+                saga_redis_url_close(&node);
             for (unsigned j = 0; j < s; j++) /* never started: freed without callbacks */
                 saga_redis_close(rd[j].blocking, NULL, NULL);
             free(rd);
             return -ENOMEM;
         }
+        if (rd[s].to_node)
+            saga_redis_url_close(&node);
     }
     in->readers = rd;
     in->nreaders = sh->k;
@@ -333,13 +402,43 @@ int saga_intake_release(saga_intake_t *in, unsigned shard, const char *const *en
 /* The blocking reads                                                      */
 /* ---------------------------------------------------------------------- */
 
+/* An error a cluster node gives while the stream moves or the cluster
+ * heals: the read is tried again later, not reported. */
+static bool cluster_transient(const redisReply *r) {
+    static const char *const codes[] = {"ASK ", "TRYAGAIN", "CLUSTERDOWN", "LOADING",
+                                        "MASTERDOWN"};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (strncmp(r->str, codes[i], strlen(codes[i])) == 0)
+            return true;
+    return false;
+}
+
 static void on_new(saga_redis_t *conn, redisReply *r, void *data) {
     reader_t *rd = data;
-    (void)conn;
+    saga_intake_t *in = rd->in;
     saga_intake_requests_cb cb = rd->read_cb;
+    void *cb_data = rd->read_data;
     rd->reading = false;
     rd->read_cb = NULL;
-    deliver(r, false, rd->in->closing, rd->shard, cb, rd->read_data);
+    if (rd->to_node && !in->closing && conn == rd->blocking && r != NULL &&
+        r->type == REDIS_REPLY_ERROR) {
+        int slot;
+        char name[128];
+        if (saga_cluster_redirect_parse(r->str, &slot, name, sizeof(name)) == 0) {
+            saga_redis_url_t url;
+            if (saga_redis_cluster_name_url(in->conn, name, &url) == 0) {
+                reader_move(rd, &url, "MOVED");
+                saga_redis_url_close(&url);
+            }
+            cb(SAGA_EUNAVAILABLE, NULL, 0, "the stream moved to another node", cb_data);
+            return;
+        }
+        if (cluster_transient(r)) {
+            cb(SAGA_EUNAVAILABLE, NULL, 0, r->str, cb_data);
+            return;
+        }
+    }
+    deliver(r, false, in->closing, rd->shard, cb, cb_data);
 }
 
 int saga_intake_read_new(saga_intake_t *in, unsigned shard, size_t count, uint64_t block_ms,
@@ -378,8 +477,12 @@ static void on_blocking_event(saga_redis_t *r, saga_redis_event_t ev, const char
                               void *data) {
     reader_t *rd = data;
     saga_intake_t *in = rd->in;
-    (void)r;
-    if (in->closing || in->on_event == NULL)
+    if (in->closing || r != rd->blocking)
+        return; /* closing, or a connection the reader moved away from */
+    if (rd->to_node && ev != SAGA_REDIS_READY)
+        reader_follow_map(rd, ev == SAGA_REDIS_LOST ? "its node was lost"
+                                                    : "its node cannot be reached");
+    if (in->on_event == NULL)
         return;
     in->on_event(in, ev == SAGA_REDIS_READY  ? SAGA_INTAKE_READY
                      : ev == SAGA_REDIS_LOST ? SAGA_INTAKE_LOST

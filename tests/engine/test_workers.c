@@ -1291,6 +1291,48 @@ static void check_every_saga(const kind_t *kinds, int nkinds) {
         }
 }
 
+/* Connections named saga-intake that node `i` holds open. */
+static int intake_connections_on(int i) {
+    redisContext *c = redis_cluster_connect(&RC, i);
+    cr_assert_not_null(c);
+    redisReply *r = redis_cmd(c, "CLIENT LIST TYPE normal");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    int n = 0;
+    for (const char *p = r->str; (p = strstr(p, " name=saga-intake ")) != NULL; p++)
+        n++;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* On a cluster a worker reads each shard's stream on one connection, to
+ * the primary that serves it: K connections, not a cluster client (one
+ * connection to every node) per shard. */
+Test(workers, the_intake_holds_one_connection_per_shard_on_its_primary) {
+    if (!on_cluster)
+        cr_skip_test("a Redis Cluster test (workers_cluster)");
+    start_worker(0, "2s", "100");
+    WAIT_UNTIL(readers_everywhere() >= 1, 30, "w0 does not read every shard after 30 s");
+    int want[REDIS_CLUSTER_NODES] = {0};
+    for (unsigned s = 0; s < shards()->k; s++) {
+        const char *key = skey(s, SAGA_SHARD_INTAKE, NULL);
+        int i = redis_cluster_primary_of(&RC, redis_cluster_key_slot(key));
+        cr_assert_geq(i, 0, "no primary serves %s", key);
+        want[i]++;
+    }
+    int total = 0;
+    for (int i = 0; i < REDIS_CLUSTER_NODES; i++) {
+        int n = intake_connections_on(i);
+        total += n;
+        cr_assert_eq(n, want[i], "node %d holds %d intake connections, not %d", i, n,
+                     want[i]);
+    }
+    cr_assert_eq(total, (int)shards()->k);
+    /* and it still starts sagas on every shard */
+    submit_many("ok", "ic", 60, 0);
+    wait_all_done(60);
+}
+
 Test(workers, resharding_under_load) {
     if (!on_cluster)
         cr_skip_test("a Redis Cluster test (workers_cluster)");
