@@ -4,7 +4,9 @@
 #include "http_client.h"
 
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
 #include <criterion/criterion.h>
 
@@ -45,7 +47,15 @@ CURLcode http_call(const char *base, const char *method, const char *path, const
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (body != NULL)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    /* No "Expect: 100-continue" of curl's own (a second's wait per large
+     * body), unless the caller asks for one: a body the server refuses by
+     * its Content-Length (413) is then never sent, where sending it races
+     * with the server closing the connection (a reset before the answer
+     * is read). */
+    bool expect = false;
+    for (const char *const *p = headers; p != NULL && *p != NULL; p++)
+        expect = expect || strncasecmp(*p, "Expect:", 7) == 0;
+    struct curl_slist *h = expect ? NULL : curl_slist_append(NULL, "Expect:");
     for (; headers != NULL && *headers != NULL; headers++)
         h = curl_slist_append(h, *headers);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
