@@ -1203,8 +1203,11 @@ Test(workers, saga_resume_leaves_the_workers_sagas_to_them) {
  * three-worker run whose intake never emptied). */
 Test(workers, a_handled_request_is_acknowledged_and_deleted_at_once) {
     /* A worker loads the library, publishes the definitions and creates the
-     * group; once it is gone, a request stays in the stream for us. */
+     * group; once it is gone, a request stays in the stream for us. Its
+     * lease comes before the group: it is stopped once it reads (a stop
+     * in between left no group, and the reads below answered NOGROUP). */
     start_worker(0, "2s", "10");
+    WAIT_UNTIL(readers_everywhere() >= 1, 30, "w0 does not read every shard after 30 s");
     cr_assert_eq(stop_worker(0, SIGTERM), 0);
     char *out = NULL;
     cr_assert_eq(saga_cmd(&out, "submit", "long", "--id", "ad-1", "--input", "{\"ms\": 1}", NULL), 0);
