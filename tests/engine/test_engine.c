@@ -84,9 +84,11 @@ Test(engine, sequential_success) {
 }
 
 /* A call's duration is reported to the microsecond (the monotonic clock),
- * not in the loop's whole milliseconds: five 2 ms sleeps each last at
- * least 2,000 us, the millisecond figure is the same duration truncated,
- * and they do not all fall on whole milliseconds (the loop's clock gave
+ * not in the loop's whole milliseconds: five 2 ms sleeps each last more
+ * than 1,000 us (a libuv timer counts from the loop's cached clock, which
+ * may be up to a millisecond behind: a 2 ms timer can fire 1.1 ms after
+ * its start), the millisecond figure is the same duration truncated, and
+ * they do not all fall on whole milliseconds (the loop's clock gave
  * nothing else). */
 static uint64_t durations_us[8];
 static size_t ndurations;
@@ -117,7 +119,7 @@ Test(engine, call_durations_to_the_microsecond) {
     cr_assert_eq(ndurations, 5);
     size_t whole = 0;
     for (size_t i = 0; i < ndurations; i++) {
-        cr_assert_geq(durations_us[i], 2000, "call %zu: %llu us", i,
+        cr_assert_geq(durations_us[i], 1000, "call %zu: %llu us", i,
                       (unsigned long long)durations_us[i]);
         whole += durations_us[i] % 1000 == 0;
     }
