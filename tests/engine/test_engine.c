@@ -84,12 +84,12 @@ Test(engine, sequential_success) {
 }
 
 /* A call's duration is reported to the microsecond (the monotonic clock),
- * not in the loop's whole milliseconds: five 2 ms sleeps each last more
- * than 1,000 us (a libuv timer counts from the loop's cached clock, which
- * may be up to a millisecond behind: a 2 ms timer can fire 1.1 ms after
- * its start), the millisecond figure is the same duration truncated, and
- * they do not all fall on whole milliseconds (the loop's clock gave
- * nothing else). */
+ * not in the loop's whole milliseconds: five 20 ms sleeps each last more
+ * than 5,000 us (not 20,000: a libuv timer counts from the loop's cached
+ * clock, which lags the real start by what the loop turn did before it;
+ * under ASan a 2 ms timer fired 1.1 ms after its start), the millisecond
+ * figure is the same duration truncated, and they do not all fall on
+ * whole milliseconds (the loop's clock gave nothing else). */
 static uint64_t durations_us[8];
 static size_t ndurations;
 
@@ -109,17 +109,17 @@ Test(engine, call_durations_to_the_microsecond) {
     saga_engine_def_t *d = th_define(&T,
         "saga: timed\n"
         "steps:\n"
-        "  - {name: a, action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n"
-        "  - {name: b, after: [a], action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n"
-        "  - {name: c, after: [b], action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n"
-        "  - {name: d, after: [c], action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n"
-        "  - {name: e, after: [d], action: {handler: demo.sleep, with: {ms: 2}}, compensation: none}\n");
+        "  - {name: a, action: {handler: demo.sleep, with: {ms: 20}}, compensation: none}\n"
+        "  - {name: b, after: [a], action: {handler: demo.sleep, with: {ms: 20}}, compensation: none}\n"
+        "  - {name: c, after: [b], action: {handler: demo.sleep, with: {ms: 20}}, compensation: none}\n"
+        "  - {name: d, after: [c], action: {handler: demo.sleep, with: {ms: 20}}, compensation: none}\n"
+        "  - {name: e, after: [d], action: {handler: demo.sleep, with: {ms: 20}}, compensation: none}\n");
     th_start(&T, d, NULL);
     th_run_until(&T, 1);
     cr_assert_eq(ndurations, 5);
     size_t whole = 0;
     for (size_t i = 0; i < ndurations; i++) {
-        cr_assert_geq(durations_us[i], 1000, "call %zu: %llu us", i,
+        cr_assert_geq(durations_us[i], 5000, "call %zu: %llu us", i,
                       (unsigned long long)durations_us[i]);
         whole += durations_us[i] % 1000 == 0;
     }
