@@ -38,4 +38,15 @@ int saga__call_status(const redisReply *r, const char **why) {
     return SAGA_ESTORE;
 }
 
+bool saga__call_transient(const redisReply *r) {
+    static const char *const transient[] = {"LOADING", "BUSY", "TRYAGAIN",
+                                            "READONLY", "MASTERDOWN", "CLUSTERDOWN"};
+    if (r == NULL || r->type != REDIS_REPLY_ERROR || r->str == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+        if (strncmp(r->str, transient[i], strlen(transient[i])) == 0)
+            return true;
+    return false;
+}
+
 int saga__call_send_status(int rc) { return rc == -ENOTCONN ? SAGA_EUNAVAILABLE : rc; }

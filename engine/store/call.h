@@ -9,6 +9,8 @@
 #ifndef SAGA_STORE_CALL_H
 #define SAGA_STORE_CALL_H
 
+#include <stdbool.h>
+
 #include <hiredis/hiredis.h>
 
 #include "redis/redis_conn.h"
@@ -28,6 +30,11 @@ saga_redis_t *saga__call_conn(saga_store_t *s);
  * SAGA_ESTORE. *why is set to what went wrong (the error's text, valid
  * while the reply is), or NULL for status 0. */
 int saga__call_status(const redisReply *r, const char **why);
+
+/* True for an error reply by which the server says it cannot answer now
+ * but will (LOADING, BUSY, TRYAGAIN, READONLY, MASTERDOWN, CLUSTERDOWN): the
+ * command is sent again later, the error is not the caller's. */
+bool saga__call_transient(const redisReply *r);
 
 /* The status of a failure to send: -ENOTCONN (not connected) becomes
  * SAGA_EUNAVAILABLE; other codes are returned as they are. */

@@ -402,17 +402,6 @@ int saga_intake_release(saga_intake_t *in, unsigned shard, const char *const *en
 /* The blocking reads                                                      */
 /* ---------------------------------------------------------------------- */
 
-/* An error a cluster node gives while the stream moves or the cluster
- * heals: the read is tried again later, not reported. */
-static bool cluster_transient(const redisReply *r) {
-    static const char *const codes[] = {"ASK ", "TRYAGAIN", "CLUSTERDOWN", "LOADING",
-                                        "MASTERDOWN"};
-    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
-        if (strncmp(r->str, codes[i], strlen(codes[i])) == 0)
-            return true;
-    return false;
-}
-
 static void on_new(saga_redis_t *conn, redisReply *r, void *data) {
     reader_t *rd = data;
     saga_intake_t *in = rd->in;
@@ -433,7 +422,9 @@ static void on_new(saga_redis_t *conn, redisReply *r, void *data) {
             cb(SAGA_EUNAVAILABLE, NULL, 0, "the stream moved to another node", cb_data);
             return;
         }
-        if (cluster_transient(r)) {
+        /* the stream being moved (ASK), or the node not ready to answer:
+         * read again later, not reported */
+        if (strncmp(r->str, "ASK ", 4) == 0 || saga__call_transient(r)) {
             cb(SAGA_EUNAVAILABLE, NULL, 0, r->str, cb_data);
             return;
         }

@@ -28,6 +28,7 @@
 #include "saga/errors.h"
 #include "saga/state.h"
 #include "saga_lua.h"
+#include "store/call.h"
 #include "store/keys.h"
 #include "store/redis_replies.h"
 #include "util/bytes.h"
@@ -413,11 +414,8 @@ static void finish(rq_t *rq, int status, const redisReply *r) {
 /* Maps an error reply. Returns 1 when the error is transient (send again
  * later), else 0 with *status set. */
 static int classify_error(const redisReply *r, int *status) {
-    static const char *const transient[] = {"LOADING", "BUSY", "TRYAGAIN",
-                                            "READONLY", "MASTERDOWN", "CLUSTERDOWN"};
-    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
-        if (strncmp(r->str, transient[i], strlen(transient[i])) == 0)
-            return 1;
+    if (saga__call_transient(r))
+        return 1;
     if (strstr(r->str, "Function not found") != NULL || strncmp(r->str, "NOSCRIPT", 8) == 0)
         return 1; /* the library is reloaded before the resend */
     if (strncmp(r->str, "SAGAFENCED", 10) == 0) *status = SAGA_EFENCED;
